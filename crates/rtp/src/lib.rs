@@ -23,6 +23,7 @@ pub mod timeline;
 pub mod track;
 
 pub use frame::{Frame, OutPacket};
+pub use packet::RtpPacket;
 
 
 pub use track::{Codec, CodecParams, MediaKind, TrackId, TrackInfo};
