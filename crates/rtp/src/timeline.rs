@@ -1,1 +1,280 @@
-//! (being written)
+//! Timestamp continuity: a track's 32-bit RTP timestamps become one continuous
+//! 64-bit output timeline that never goes backwards and never leaps ahead of the
+//! wall clock, across wraparound, source restarts and timestamp jumps.
+//!
+//! Sans-IO: the caller passes the arrival time (`now`) with every timestamp.
+//!
+//! Between anchors the output is the source's timestamp plus a constant offset
+//! (readers such as ffmpeg need the source's own spacing, never arrival-time
+//! re-stamping). An anchor is set:
+//! - at the first timestamp: output = wall time elapsed since the stream's
+//!   `origin` (shared by all its tracks), so every track's output divided by its
+//!   clock rate is on one common time base (what HLS needs to keep A/V in step);
+//! - after [`Timeline::rebase`] (the source restarted) or when the source's
+//!   timestamps jump further than [`MAX_JUMP`] away from what the elapsed wall
+//!   time predicts: output = highest output so far + the wall time elapsed since
+//!   the track's previous timestamp (at least one tick).
+//!
+//! Each track measures that elapsed time from its own previous arrival rather
+//! than from one stream-wide instant: a track's previous output corresponds to its
+//! own previous arrival, so advancing every track by its own gap keeps their
+//! outputs on the same wall-clock line, where one shared gap would shift the
+//! tracks apart by however far their last packets were apart.
+
+use std::time::{Duration, Instant};
+
+/// A timestamp that differs from the wall-clock prediction by more than this is a
+/// discontinuity (source restart, encoder reset), not jitter.
+pub const MAX_JUMP: Duration = Duration::from_secs(5);
+
+/// One track's mapping from RTP timestamps to continuous output time.
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    clock_rate: u32,
+    anchored: Option<Anchored>,
+    rebase_pending: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Anchored {
+    last_rtp: u32,
+    /// Extended (unwrapped) source timestamp of the last input.
+    last_extended: i64,
+    /// output = extended + offset.
+    offset: i64,
+    /// Highest output given so far: re-anchors continue after it.
+    max_output: u64,
+    last_arrival: Instant,
+}
+
+/// Result of mapping one timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mapped {
+    /// Continuous output timestamp in the track's clock.
+    pub pts: u64,
+    /// The source's timeline broke before this timestamp (re-anchored after a
+    /// restart or jump); outputs such as HLS mark a discontinuity here.
+    pub discontinuity: bool,
+}
+
+impl Timeline {
+    /// `clock_rate` in Hz (0 is treated as 1 so a bad SDP cannot divide by zero).
+    pub fn new(clock_rate: u32) -> Timeline {
+        Timeline {
+            clock_rate: clock_rate.max(1),
+            anchored: None,
+            rebase_pending: false,
+        }
+    }
+
+    pub fn clock_rate(&self) -> u32 {
+        self.clock_rate
+    }
+
+    /// The source restarted: the next timestamp re-anchors after the current
+    /// output instead of being compared with the old session's timestamps.
+    pub fn rebase(&mut self) {
+        if self.anchored.is_some() {
+            self.rebase_pending = true;
+        }
+    }
+
+    /// Maps `rtp_timestamp`, arrived at `now`, to output time. `origin` is the
+    /// stream's start instant (the same for all its tracks); it only matters for
+    /// the track's first timestamp.
+    pub fn map(&mut self, rtp_timestamp: u32, now: Instant, origin: Instant) -> Mapped {
+        let Some(state) = self.anchored.as_mut() else {
+            let pts = ticks(now.saturating_duration_since(origin), self.clock_rate);
+            self.anchored = Some(Anchored {
+                last_rtp: rtp_timestamp,
+                last_extended: 0,
+                offset: pts as i64,
+                max_output: pts,
+                last_arrival: now,
+            });
+            return Mapped {
+                pts,
+                discontinuity: false,
+            };
+        };
+        let elapsed = ticks(
+            now.saturating_duration_since(state.last_arrival),
+            self.clock_rate,
+        );
+        let step = i64::from(rtp_timestamp.wrapping_sub(state.last_rtp) as i32);
+        let extended = state.last_extended.saturating_add(step);
+        let deviation = step.saturating_sub(elapsed as i64).unsigned_abs();
+        let jumped = deviation > ticks(MAX_JUMP, self.clock_rate);
+        let discontinuity = self.rebase_pending || jumped;
+        if discontinuity {
+            let target = state.max_output.saturating_add(elapsed.max(1));
+            state.offset = (target as i64).saturating_sub(extended);
+            self.rebase_pending = false;
+        }
+        state.last_rtp = rtp_timestamp;
+        state.last_extended = extended;
+        state.last_arrival = now;
+        let pts = extended.saturating_add(state.offset).max(0) as u64;
+        state.max_output = state.max_output.max(pts);
+        Mapped { pts, discontinuity }
+    }
+}
+
+/// Whole clock ticks in `duration`, saturating far beyond any real stream's life.
+fn ticks(duration: Duration, clock_rate: u32) -> u64 {
+    let ticks = duration.as_nanos().saturating_mul(u128::from(clock_rate)) / 1_000_000_000;
+    u64::try_from(ticks)
+        .unwrap_or(u64::MAX)
+        .min(i64::MAX as u64 / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RATE: u32 = 90_000;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Feeds 30 fps frames starting at `first_rtp`, one every 33 ms of wall time,
+    /// and returns the outputs.
+    fn run(
+        tl: &mut Timeline,
+        origin: Instant,
+        start: Instant,
+        first_rtp: u32,
+        frames: u32,
+    ) -> Vec<Mapped> {
+        (0..frames)
+            .map(|i| {
+                tl.map(
+                    first_rtp.wrapping_add(i * 3000),
+                    start + ms(u64::from(i) * 33),
+                    origin,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn first_output_is_wall_time_since_stream_origin() {
+        let origin = Instant::now();
+        let mut video = Timeline::new(90_000);
+        let mut audio = Timeline::new(48_000);
+        assert_eq!(video.map(123_456, origin + ms(100), origin).pts, 9_000);
+        assert_eq!(audio.map(987, origin + ms(120), origin).pts, 5_760);
+    }
+
+    #[test]
+    fn follows_source_spacing_across_wraparound() {
+        let origin = Instant::now();
+        let mut tl = Timeline::new(RATE);
+        let out = run(&mut tl, origin, origin, u32::MAX - 4_000, 5);
+        let pts: Vec<u64> = out.iter().map(|m| m.pts).collect();
+        assert_eq!(pts, vec![0, 3000, 6000, 9000, 12000]);
+        assert!(out.iter().all(|m| !m.discontinuity));
+    }
+
+    #[test]
+    fn small_reordering_is_passed_through() {
+        // B-frame style: a timestamp slightly behind the previous one is the source's
+        // own order, not a discontinuity.
+        let origin = Instant::now();
+        let mut tl = Timeline::new(RATE);
+        let a = tl.map(10_000, origin, origin);
+        let b = tl.map(16_000, origin + ms(33), origin);
+        let c = tl.map(13_000, origin + ms(66), origin);
+        assert_eq!((a.pts, b.pts, c.pts), (0, 6_000, 3_000));
+        assert!(!c.discontinuity);
+    }
+
+    #[test]
+    fn backwards_jump_reanchors_forward() {
+        let origin = Instant::now();
+        let mut tl = Timeline::new(RATE);
+        let before = run(&mut tl, origin, origin, 50_000_000, 10);
+        let last = before.last().map(|m| m.pts).unwrap_or_default();
+        // The source's timestamps go back 100 s, 40 ms after its last frame.
+        let after = tl.map(50_000_000 - 9_000_000, origin + ms(9 * 33 + 40), origin);
+        assert!(after.discontinuity);
+        assert_eq!(after.pts, last + 3_600);
+        let next = tl.map(
+            50_000_000 - 9_000_000 + 3_000,
+            origin + ms(9 * 33 + 73),
+            origin,
+        );
+        assert_eq!(next.pts, last + 6_600);
+        assert!(!next.discontinuity);
+    }
+
+    #[test]
+    fn huge_forward_jump_reanchors_without_gap() {
+        let origin = Instant::now();
+        let mut tl = Timeline::new(RATE);
+        let before = run(&mut tl, origin, origin, 0, 3);
+        let last = before[2].pts;
+        let after = tl.map(1_000_000_000, origin + ms(99), origin);
+        assert!(after.discontinuity);
+        assert_eq!(after.pts, last + 2_970);
+    }
+
+    #[test]
+    fn timestamps_consistent_with_a_long_stall_are_kept() {
+        // No packets for 20 s, and the source's clock advanced 20 s: real time.
+        let origin = Instant::now();
+        let mut tl = Timeline::new(RATE);
+        tl.map(0, origin, origin);
+        let after = tl.map(20 * RATE, origin + Duration::from_secs(20), origin);
+        assert!(!after.discontinuity);
+        assert_eq!(after.pts, 20 * u64::from(RATE));
+    }
+
+    #[test]
+    fn rebase_after_restart_keeps_running_forward() {
+        let origin = Instant::now();
+        let mut tl = Timeline::new(RATE);
+        let before = run(&mut tl, origin, origin, 7_000_000, 30);
+        let last = before.last().map(|m| m.pts).unwrap_or_default();
+        // The new session starts 2 s later with a timestamp that happens to be only
+        // slightly ahead of the old one: without rebase it would look continuous.
+        tl.rebase();
+        let restart_at = origin + ms(29 * 33) + Duration::from_secs(2);
+        let first = tl.map(7_000_000 + 30 * 3000, restart_at, origin);
+        assert!(first.discontinuity);
+        assert_eq!(first.pts, last + 2 * u64::from(RATE));
+        let second = tl.map(7_000_000 + 31 * 3000, restart_at + ms(33), origin);
+        assert_eq!(second.pts, first.pts + 3000);
+        assert!(!second.discontinuity);
+    }
+
+    #[test]
+    fn rebase_with_no_elapsed_time_still_moves_forward() {
+        let origin = Instant::now();
+        let mut tl = Timeline::new(RATE);
+        let a = tl.map(5, origin, origin);
+        tl.rebase();
+        let b = tl.map(5, origin, origin);
+        assert!(b.pts > a.pts);
+    }
+
+    #[test]
+    fn tracks_stay_in_step_across_a_restart() {
+        // Video and audio restart with unrelated new timestamps; each output in
+        // seconds stays equal to its arrival time since the origin.
+        let origin = Instant::now();
+        let mut video = Timeline::new(90_000);
+        let mut audio = Timeline::new(48_000);
+        for i in 0..10u32 {
+            video.map(1_000 + i * 3_600, origin + ms(u64::from(i) * 40), origin);
+            audio.map(77 + i * 960, origin + ms(u64::from(i) * 20), origin);
+        }
+        video.rebase();
+        audio.rebase();
+        let v = video.map(42, origin + ms(3_000), origin);
+        let a = audio.map(4_242_424, origin + ms(3_010), origin);
+        assert_eq!(v.pts, 270_000);
+        assert_eq!(a.pts, 144_480);
+    }
+}
