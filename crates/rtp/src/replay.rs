@@ -1,1 +1,682 @@
-//! (being written)
+//! The pcap replay source: RTP captured as UDP datagrams, sent into a stream's
+//! Hub again at the pace it was captured (or faster), looped with continuous
+//! timestamps. The built-in `demo` stream is this replay of a bundled capture.
+//!
+//! Containers are read with `pcap-file` (pcap and pcapng from one slice-based
+//! parser, so a capture is loaded once and every RTP packet stays a zero-copy
+//! slice of that buffer) and frames with `etherparse` (Ethernet, Linux cooked,
+//! BSD loopback and raw IP link layers, IPv4/IPv6, UDP). Each datagram goes to
+//! the track whose SDP `m=` port it was sent to; when the SDP gives no distinct
+//! ports (RTSP descriptions say 0) the RTP payload type picks the track instead.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use etherparse::{SlicedPacket, TransportSlice};
+use pcap_file::pcap::PcapParser;
+use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+use pcap_file::pcapng::{Block, PcapNgParser};
+use pcap_file::DataLink;
+
+use crate::packet::RtpPacket;
+use crate::sdp::{self, SdpTrack};
+use crate::track::TrackId;
+
+/// Largest capture file loaded (it is held in memory while the stream lives).
+pub const MAX_CAPTURE_BYTES: u64 = 256 * 1024 * 1024;
+/// Most RTP packets kept from one capture.
+pub const MAX_PACKETS: usize = 1_000_000;
+/// Largest SDP file read beside a capture.
+const MAX_SDP_FILE_BYTES: u64 = sdp::MAX_SDP_LEN as u64;
+
+/// The bundled capture behind the `demo` source: 10 s of 720p H.264 + AAC made by
+/// `scripts/gen-fixtures`, compiled into the binary so it needs no files.
+static DEMO_PCAP: &[u8] = include_bytes!("../../../fixtures/ffmpeg_h264_aac.pcap");
+static DEMO_SDP: &[u8] = include_bytes!("../../../fixtures/ffmpeg_h264_aac.sdp");
+const DEMO_NAME: &str = "bundled demo capture (fixtures/ffmpeg_h264_aac.pcap)";
+
+const PCAP_MAGICS: [[u8; 4]; 4] = [
+    [0xd4, 0xc3, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0xc3, 0xd4],
+    [0x4d, 0x3c, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0x3c, 0x4d],
+];
+const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+/// pcapng's default timestamp resolution: microseconds (if_tsresol 6).
+const PCAPNG_DEFAULT_TSRESOL: u8 = 6;
+
+/// Why a capture cannot be loaded or replayed. `source` names the file.
+#[non_exhaustive]
+#[derive(thiserror::Error, Debug)]
+pub enum ReplayError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{source_name}: {len} bytes exceeds the {max}-byte limit")]
+    TooLarge {
+        source_name: String,
+        len: u64,
+        max: u64,
+    },
+    #[error("{source_name}: {source}")]
+    Sdp {
+        source_name: String,
+        source: sdp::SdpError,
+    },
+    #[error("{source_name}: the SDP describes no track this gateway can carry")]
+    NoTracks { source_name: String },
+    #[error("{source_name}: tracks cannot be told apart: their m= ports ({ports:?}) and payload types are not distinct")]
+    AmbiguousTracks {
+        source_name: String,
+        ports: Vec<u16>,
+    },
+    #[error("{source_name}: not a pcap or pcapng file (starts with {magic:02x?})")]
+    NotACapture { source_name: String, magic: Vec<u8> },
+    #[error("{source_name}: bad capture at record {record}: {reason}")]
+    BadCapture {
+        source_name: String,
+        record: usize,
+        reason: String,
+    },
+    #[error("{source_name}: link type {link:?} is not supported (Ethernet, Linux cooked, loopback or raw IP)")]
+    UnsupportedLinkType { source_name: String, link: DataLink },
+    #[error("{source_name}: more than {MAX_PACKETS} RTP packets")]
+    TooManyPackets { source_name: String },
+    #[error("{source_name}: no RTP packet was sent to any of the SDP's tracks")]
+    NoPackets { source_name: String },
+}
+
+/// A capture loaded into memory, ready to replay any number of times.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    pub tracks: Vec<SdpTrack>,
+    /// In capture order: arrival offset from the first kept packet, track, packet.
+    /// Offsets never decrease.
+    pub packets: Vec<(Duration, TrackId, RtpPacket)>,
+}
+
+impl Capture {
+    /// Loads a pcap or pcapng file of RTP over UDP, described by an SDP file.
+    pub fn load(pcap: &Path, sdp: &Path) -> Result<Capture, ReplayError> {
+        let sdp_text = read_capped(sdp, MAX_SDP_FILE_BYTES)?;
+        let capture = read_capped(pcap, MAX_CAPTURE_BYTES)?;
+        Capture::parse(Bytes::from(capture), &sdp_text, &pcap.display().to_string())
+    }
+
+    /// Parses capture bytes; `source_name` names them in errors and logs.
+    pub fn parse(
+        capture: Bytes,
+        sdp_text: &[u8],
+        source_name: &str,
+    ) -> Result<Capture, ReplayError> {
+        let tracks = sdp::parse_tracks(sdp_text).map_err(|source| ReplayError::Sdp {
+            source_name: source_name.to_owned(),
+            source,
+        })?;
+        if tracks.is_empty() {
+            return Err(ReplayError::NoTracks {
+                source_name: source_name.to_owned(),
+            });
+        }
+        let router = Router::new(&tracks, source_name)?;
+        let mut collector = Collector {
+            buffer: &capture,
+            router,
+            packets: Vec::new(),
+            first: None,
+            skipped: 0,
+            source_name,
+        };
+        let magic = capture.get(..4).unwrap_or(&capture);
+        if PCAP_MAGICS.iter().any(|m| m == magic) {
+            read_pcap(&capture, &mut collector)?;
+        } else if magic == PCAPNG_MAGIC {
+            read_pcapng(&capture, &mut collector)?;
+        } else {
+            return Err(ReplayError::NotACapture {
+                source_name: source_name.to_owned(),
+                magic: magic.to_vec(),
+            });
+        }
+        if collector.packets.is_empty() {
+            return Err(ReplayError::NoPackets {
+                source_name: source_name.to_owned(),
+            });
+        }
+        tracing::debug!(
+            capture = source_name,
+            packets = collector.packets.len(),
+            skipped = collector.skipped,
+            "capture loaded"
+        );
+        Ok(Capture {
+            tracks,
+            packets: collector.packets,
+        })
+    }
+
+    /// Offset of the last packet: how long one pass takes at real-time speed.
+    pub fn duration(&self) -> Duration {
+        self.packets
+            .last()
+            .map_or(Duration::ZERO, |(offset, _, _)| *offset)
+    }
+
+    /// Number of packets of `track`.
+    pub fn packet_count(&self, track: TrackId) -> usize {
+        self.packets.iter().filter(|(_, t, _)| *t == track).count()
+    }
+}
+
+/// The bundled H.264 + AAC capture (compiled in: no files needed at run time).
+pub fn demo_capture() -> Result<Capture, ReplayError> {
+    Capture::parse(Bytes::from_static(DEMO_PCAP), DEMO_SDP, DEMO_NAME)
+}
+
+fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, ReplayError> {
+    let io = |source| ReplayError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > max {
+        return Err(ReplayError::TooLarge {
+            source_name: path.display().to_string(),
+            len,
+            max,
+        });
+    }
+    std::fs::read(path).map_err(io)
+}
+
+/// Decides which track a datagram belongs to.
+enum Router {
+    ByPort(HashMap<u16, TrackId>),
+    ByPayloadType(HashMap<u8, TrackId>),
+}
+
+impl Router {
+    fn new(tracks: &[SdpTrack], source_name: &str) -> Result<Router, ReplayError> {
+        let ports: HashMap<u16, TrackId> = tracks.iter().map(|t| (t.port, t.info.id)).collect();
+        if ports.len() == tracks.len() && !ports.contains_key(&0) {
+            return Ok(Router::ByPort(ports));
+        }
+        let payload_types: HashMap<u8, TrackId> = tracks
+            .iter()
+            .map(|t| (t.info.payload_type, t.info.id))
+            .collect();
+        if payload_types.len() == tracks.len() {
+            return Ok(Router::ByPayloadType(payload_types));
+        }
+        Err(ReplayError::AmbiguousTracks {
+            source_name: source_name.to_owned(),
+            ports: tracks.iter().map(|t| t.port).collect(),
+        })
+    }
+
+    fn route(&self, destination_port: u16, packet: &RtpPacket) -> Option<TrackId> {
+        match self {
+            Router::ByPort(ports) => ports.get(&destination_port).copied(),
+            Router::ByPayloadType(types) => types.get(&packet.payload_type()).copied(),
+        }
+    }
+}
+
+/// Turns captured frames into routed RTP packets.
+struct Collector<'a> {
+    buffer: &'a Bytes,
+    router: Router,
+    packets: Vec<(Duration, TrackId, RtpPacket)>,
+    first: Option<Duration>,
+    /// Frames that are not RTP to a known track (RTCP, other traffic, fragments).
+    skipped: usize,
+    source_name: &'a str,
+}
+
+impl Collector<'_> {
+    fn bad(&self, record: usize, reason: impl Into<String>) -> ReplayError {
+        ReplayError::BadCapture {
+            source_name: self.source_name.to_owned(),
+            record,
+            reason: reason.into(),
+        }
+    }
+
+    /// Handles one captured frame taken at `timestamp` (since the Unix epoch).
+    fn frame(
+        &mut self,
+        link: DataLink,
+        data: &[u8],
+        timestamp: Duration,
+    ) -> Result<(), ReplayError> {
+        let sliced = match link {
+            DataLink::ETHERNET => SlicedPacket::from_ethernet(data),
+            DataLink::LINUX_SLL => SlicedPacket::from_linux_sll(data),
+            DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => SlicedPacket::from_ip(data),
+            // BSD loopback: a 4-byte address family, then the IP packet.
+            DataLink::NULL | DataLink::LOOP => {
+                SlicedPacket::from_ip(data.get(4..).unwrap_or_default())
+            }
+            _ => {
+                return Err(ReplayError::UnsupportedLinkType {
+                    source_name: self.source_name.to_owned(),
+                    link,
+                });
+            }
+        };
+        let Ok(SlicedPacket {
+            transport: Some(TransportSlice::Udp(udp)),
+            ..
+        }) = sliced
+        else {
+            self.skipped += 1;
+            return Ok(());
+        };
+        let Ok(packet) = RtpPacket::parse(share(self.buffer, udp.payload())) else {
+            self.skipped += 1;
+            return Ok(());
+        };
+        let Some(track) = self.router.route(udp.destination_port(), &packet) else {
+            self.skipped += 1;
+            return Ok(());
+        };
+        if self.packets.len() == MAX_PACKETS {
+            return Err(ReplayError::TooManyPackets {
+                source_name: self.source_name.to_owned(),
+            });
+        }
+        let first = *self.first.get_or_insert(timestamp);
+        let previous = self
+            .packets
+            .last()
+            .map_or(Duration::ZERO, |(offset, _, _)| *offset);
+        // Captures from several interfaces may be slightly out of order: never go back.
+        let offset = timestamp.saturating_sub(first).max(previous);
+        self.packets.push((offset, track, packet));
+        Ok(())
+    }
+}
+
+/// A `Bytes` for `part`, which the parsers borrow from `buffer`: a refcounted
+/// slice when it lies inside `buffer`, otherwise (never expected) a copy.
+fn share(buffer: &Bytes, part: &[u8]) -> Bytes {
+    let start = buffer.as_ptr() as usize;
+    let part_start = part.as_ptr() as usize;
+    if part_start >= start && part_start + part.len() <= start + buffer.len() {
+        buffer.slice_ref(part)
+    } else {
+        Bytes::copy_from_slice(part)
+    }
+}
+
+fn read_pcap(capture: &[u8], collector: &mut Collector<'_>) -> Result<(), ReplayError> {
+    let (mut rest, parser) =
+        PcapParser::new(capture).map_err(|e| collector.bad(0, format!("pcap header: {e}")))?;
+    let link = parser.header().datalink;
+    let mut record = 0;
+    while !rest.is_empty() {
+        record += 1;
+        match parser.next_packet(rest) {
+            Ok((next, packet)) => {
+                collector.frame(link, &packet.data, packet.timestamp)?;
+                rest = next;
+            }
+            Err(pcap_file::PcapError::IncompleteBuffer) => {
+                tracing::warn!(
+                    capture = collector.source_name,
+                    record,
+                    "capture ends in the middle of a record; ignoring it"
+                );
+                break;
+            }
+            Err(e) => return Err(collector.bad(record, e.to_string())),
+        }
+    }
+    Ok(())
+}
+
+fn read_pcapng(capture: &[u8], collector: &mut Collector<'_>) -> Result<(), ReplayError> {
+    let (mut rest, mut parser) = PcapNgParser::new(capture)
+        .map_err(|e| collector.bad(0, format!("pcapng section header: {e}")))?;
+    let mut record = 0;
+    while !rest.is_empty() {
+        record += 1;
+        let block = match parser.next_block(rest) {
+            Ok((next, block)) => {
+                rest = next;
+                block
+            }
+            Err(pcap_file::PcapError::IncompleteBuffer) => {
+                tracing::warn!(
+                    capture = collector.source_name,
+                    record,
+                    "capture ends in the middle of a block; ignoring it"
+                );
+                break;
+            }
+            Err(e) => return Err(collector.bad(record, e.to_string())),
+        };
+        match block {
+            Block::EnhancedPacket(packet) => {
+                let Some(interface) = parser.packet_interface(&packet) else {
+                    return Err(collector.bad(
+                        record,
+                        format!("packet of undeclared interface {}", packet.interface_id),
+                    ));
+                };
+                let tsresol = interface
+                    .options
+                    .iter()
+                    .find_map(|o| match o {
+                        InterfaceDescriptionOption::IfTsResol(r) => Some(*r),
+                        _ => None,
+                    })
+                    .unwrap_or(PCAPNG_DEFAULT_TSRESOL);
+                // pcap-file returns the raw timestamp units as nanoseconds; scale by if_tsresol.
+                let timestamp = scale_pcapng_timestamp(packet.timestamp.as_nanos(), tsresol)
+                    .ok_or_else(|| {
+                        collector.bad(
+                            record,
+                            format!("timestamp out of range (if_tsresol {tsresol})"),
+                        )
+                    })?;
+                collector.frame(interface.linktype, &packet.data, timestamp)?;
+            }
+            Block::SimplePacket(_) | Block::Packet(_) => {
+                return Err(collector.bad(
+                    record,
+                    "simple/obsolete packet blocks carry no usable timestamp",
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Converts `units` of pcapng resolution `tsresol` (bit 7 clear: 10^-n s, set: 2^-n s).
+fn scale_pcapng_timestamp(units: u128, tsresol: u8) -> Option<Duration> {
+    let exponent = u32::from(tsresol & 0x7f);
+    let nanos = if tsresol & 0x80 == 0 {
+        let per_second = 10u128.checked_pow(exponent)?;
+        units.checked_mul(1_000_000_000)? / per_second
+    } else {
+        units.checked_mul(1_000_000_000)?.checked_shr(exponent)?
+    };
+    Some(Duration::from_nanos(u64::try_from(nanos).ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+    use pcap_file::pcapng::PcapNgWriter;
+
+    use super::*;
+    use crate::track::Codec;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures")
+            .join(name)
+    }
+
+    fn load(name: &str) -> Capture {
+        Capture::load(
+            &fixture(&format!("{name}.pcap")),
+            &fixture(&format!("{name}.sdp")),
+        )
+        .unwrap()
+    }
+
+    /// Packet counts per track, as listed in each fixture's .txt summary.
+    #[test]
+    fn fixtures_load_with_the_expected_tracks_and_packet_counts() {
+        let cases: &[(&str, &[(Codec, usize)])] = &[
+            ("ffmpeg_h264_aac", &[(Codec::H264, 482), (Codec::Aac, 78)]),
+            (
+                "ffmpeg_h264_opus",
+                &[(Codec::H264, 490), (Codec::Opus, 501)],
+            ),
+            ("ffmpeg_h265", &[(Codec::H265, 397)]),
+        ];
+        for (name, expected) in cases {
+            let capture = load(name);
+            let got: Vec<_> = capture
+                .tracks
+                .iter()
+                .map(|t| (t.info.codec, capture.packet_count(t.info.id)))
+                .collect();
+            assert_eq!(&got, expected, "{name}");
+            assert!(
+                capture.packets.windows(2).all(|w| w[0].0 <= w[1].0),
+                "{name}: offsets go back"
+            );
+            assert_eq!(capture.packets[0].0, Duration::ZERO);
+            let duration = capture.duration();
+            assert!(
+                duration > Duration::from_secs(9) && duration < Duration::from_secs(11),
+                "{name}: {duration:?}"
+            );
+            // Every packet of a track carries that track's payload type, in sequence.
+            for track in &capture.tracks {
+                let seqs: Vec<u16> = capture
+                    .packets
+                    .iter()
+                    .filter(|(_, t, _)| *t == track.info.id)
+                    .map(|(_, _, p)| {
+                        assert_eq!(p.payload_type(), track.info.payload_type);
+                        p.sequence_number()
+                    })
+                    .collect();
+                assert!(
+                    seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+                    "{name}: sequence gap"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn demo_capture_is_the_bundled_h264_aac_and_shares_its_buffer() {
+        let demo = demo_capture().unwrap();
+        let codecs: Vec<_> = demo.tracks.iter().map(|t| t.info.codec).collect();
+        assert_eq!(codecs, [Codec::H264, Codec::Aac]);
+        assert_eq!(demo.packets.len(), 482 + 78);
+        let range = DEMO_PCAP.as_ptr_range();
+        for (_, _, packet) in &demo.packets {
+            assert!(
+                range.contains(&packet.raw().as_ptr()),
+                "packet was copied out of the capture"
+            );
+        }
+    }
+
+    /// Rewrites a classic pcap as pcapng with the given timestamp resolution.
+    fn to_pcapng(pcap: &[u8], tsresol: Option<u8>) -> Vec<u8> {
+        let (mut rest, parser) = PcapParser::new(pcap).unwrap();
+        let mut writer = PcapNgWriter::new(Vec::new()).unwrap();
+        let mut interface = InterfaceDescriptionBlock::new(DataLink::ETHERNET, 65535);
+        if let Some(r) = tsresol {
+            interface
+                .options
+                .push(InterfaceDescriptionOption::IfTsResol(r));
+        }
+        writer.write_pcapng_block(interface).unwrap();
+        while !rest.is_empty() {
+            let (next, packet) = parser.next_packet(rest).unwrap();
+            rest = next;
+            let units = match tsresol {
+                Some(9) => packet.timestamp.as_nanos(),
+                None => packet.timestamp.as_micros(),
+                Some(other) => panic!("unhandled tsresol {other}"),
+            };
+            let block = EnhancedPacketBlock {
+                interface_id: 0,
+                // pcap-file writes the raw units it is given as "nanoseconds".
+                timestamp: Duration::from_nanos(units as u64),
+                original_len: packet.orig_len,
+                data: Cow::Borrowed(&packet.data),
+                options: vec![],
+            };
+            writer.write_pcapng_block(block).unwrap();
+        }
+        writer.into_inner()
+    }
+
+    #[test]
+    fn pcapng_loads_like_pcap_at_any_timestamp_resolution() {
+        let pcap = std::fs::read(fixture("ffmpeg_h264_opus.pcap")).unwrap();
+        let sdp = std::fs::read(fixture("ffmpeg_h264_opus.sdp")).unwrap();
+        let reference = Capture::parse(Bytes::from(pcap.clone()), &sdp, "pcap").unwrap();
+        for tsresol in [None, Some(9)] {
+            let ng =
+                Capture::parse(Bytes::from(to_pcapng(&pcap, tsresol)), &sdp, "pcapng").unwrap();
+            assert_eq!(ng.packets.len(), reference.packets.len());
+            for ((a_off, a_track, a), (b_off, b_track, b)) in
+                ng.packets.iter().zip(&reference.packets)
+            {
+                assert_eq!((a_track, a.raw()), (b_track, b.raw()));
+                let diff = a_off.abs_diff(*b_off);
+                assert!(
+                    diff <= Duration::from_micros(1),
+                    "tsresol {tsresol:?}: {a_off:?} vs {b_off:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pcapng_timestamp_scaling() {
+        assert_eq!(
+            scale_pcapng_timestamp(1_500_000, 6),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            scale_pcapng_timestamp(1_500, 3),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            scale_pcapng_timestamp(3 << 10, 0x80 | 10),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(scale_pcapng_timestamp(u128::MAX, 6), None);
+        assert_eq!(scale_pcapng_timestamp(1, 0x7f), None);
+        assert_eq!(scale_pcapng_timestamp(1, 0xff), Some(Duration::ZERO));
+    }
+
+    fn parse_with(capture: Vec<u8>, sdp: &[u8]) -> Result<Capture, ReplayError> {
+        Capture::parse(Bytes::from(capture), sdp, "test.pcap")
+    }
+
+    #[test]
+    fn bad_input_gives_clear_errors() {
+        let pcap = std::fs::read(fixture("ffmpeg_h265.pcap")).unwrap();
+        let sdp = std::fs::read(fixture("ffmpeg_h265.sdp")).unwrap();
+        let expect = |result: Result<Capture, ReplayError>, text: &str| {
+            let err = result.expect_err(text).to_string();
+            assert!(err.contains(text), "expected {text:?} in {err:?}");
+            assert!(
+                err.starts_with("test.pcap") || err.contains("test.pcap"),
+                "{err}"
+            );
+        };
+        expect(
+            parse_with(b"GIF89a...".to_vec(), &sdp),
+            "not a pcap or pcapng file",
+        );
+        expect(parse_with(vec![], &sdp), "not a pcap or pcapng file");
+        expect(
+            parse_with(pcap[..20].to_vec(), &sdp),
+            "bad capture at record 0",
+        );
+
+        let mut bad_link = pcap.clone();
+        bad_link[20] = 147; // LINKTYPE_USER0
+        expect(parse_with(bad_link, &sdp), "not supported");
+
+        expect(
+            parse_with(
+                pcap.clone(),
+                b"v=0\r\nm=video 5004 RTP/AVP 98\r\na=rtpmap:98 VP8/90000\r\n",
+            ),
+            "no track",
+        );
+        expect(parse_with(pcap.clone(), b"x=1"), "malformed SDP");
+        let other_port = String::from_utf8(sdp.clone())
+            .unwrap()
+            .replace("m=video 5004", "m=video 6000");
+        expect(
+            parse_with(pcap.clone(), other_port.as_bytes()),
+            "no RTP packet was sent",
+        );
+        let ambiguous = b"v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\n";
+        expect(parse_with(pcap.clone(), ambiguous), "cannot be told apart");
+
+        let missing = Capture::load(
+            Path::new("/nonexistent/x.pcap"),
+            &fixture("ffmpeg_h265.sdp"),
+        )
+        .unwrap_err();
+        assert!(
+            missing.to_string().starts_with("/nonexistent/x.pcap: "),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn truncated_last_record_is_dropped_not_fatal() {
+        let pcap = std::fs::read(fixture("ffmpeg_h265.pcap")).unwrap();
+        let sdp = std::fs::read(fixture("ffmpeg_h265.sdp")).unwrap();
+        let full = parse_with(pcap.clone(), &sdp).unwrap();
+        let cut = parse_with(pcap[..pcap.len() - 10].to_vec(), &sdp).unwrap();
+        assert_eq!(cut.packets.len(), full.packets.len() - 1);
+    }
+
+    #[test]
+    fn routes_by_payload_type_when_the_sdp_has_no_ports() {
+        let pcap = std::fs::read(fixture("ffmpeg_h264_aac.pcap")).unwrap();
+        let sdp = String::from_utf8(std::fs::read(fixture("ffmpeg_h264_aac.sdp")).unwrap())
+            .unwrap()
+            .replace("m=video 5004", "m=video 0")
+            .replace("m=audio 5006", "m=audio 0");
+        let capture = parse_with(pcap, sdp.as_bytes()).unwrap();
+        assert_eq!(
+            (
+                capture.packet_count(TrackId(0)),
+                capture.packet_count(TrackId(1))
+            ),
+            (482, 78)
+        );
+    }
+
+    #[test]
+    fn corrupted_captures_never_panic() {
+        let pcap = std::fs::read(fixture("ffmpeg_h264_aac.pcap")).unwrap();
+        let sdp = std::fs::read(fixture("ffmpeg_h264_aac.sdp")).unwrap();
+        let ng = to_pcapng(&pcap, None);
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for base in [&pcap, &ng] {
+            for _ in 0..300 {
+                let mut data = base[..base.len().min(40_000)].to_vec();
+                for _ in 0..8 {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    let at = (seed as usize) % data.len();
+                    data[at] = (seed >> 40) as u8;
+                }
+                match parse_with(data, &sdp) {
+                    Ok(capture) => assert!(capture.packets.len() <= 482 + 78),
+                    Err(e) => assert!(e.to_string().starts_with("test.pcap"), "{e}"),
+                }
+            }
+        }
+    }
+}

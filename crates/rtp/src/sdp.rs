@@ -1,1 +1,696 @@
-//! (being written)
+//! SDP media descriptions to [`TrackInfo`]s, and the `a=rtpmap` / `a=fmtp`
+//! values outputs write when they describe a track.
+//!
+//! The line grammar (RFC 8866) and the `rtpmap`/`fmtp` attribute syntax come from
+//! `sdp-types`: a maintained parser with typed attributes that reports the line
+//! number of a malformed line. This module only interprets codec parameters:
+//! H.264 (RFC 6184), H.265 (RFC 7798), Opus (RFC 7587), AAC as `mpeg4-generic`
+//! AAC-hbr (RFC 3640) and G.711 (RFC 3551, including the static payload types 0
+//! and 8 that need no `rtpmap`). Media with other codecs are skipped, not errors,
+//! so one exotic track does not make a camera unusable.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use bytes::Bytes;
+use sdp_types::{Fmtp, Media, RtpMap, Session};
+
+use crate::track::{Codec, CodecParams, TrackId, TrackInfo};
+
+/// Largest SDP accepted: real descriptions are a few KiB, WebRTC offers ~10 KiB.
+pub const MAX_SDP_LEN: usize = 64 * 1024;
+
+/// Most usable media sections accepted in one description.
+pub const MAX_TRACKS: usize = 16;
+
+/// Static RTP payload types (RFC 3551) that need no `rtpmap`.
+const PT_PCMU: u8 = 0;
+const PT_PCMA: u8 = 8;
+
+/// NAL unit types of parameter sets, read from the NAL header.
+const H264_NAL_SPS: u8 = 7;
+const H264_NAL_PPS: u8 = 8;
+const H265_NAL_VPS: u8 = 32;
+const H265_NAL_SPS: u8 = 33;
+const H265_NAL_PPS: u8 = 34;
+
+/// AU-header layout of AAC-hbr, the only RFC 3640 mode the AAC depacketizer reads.
+const AAC_HBR_SIZE_LENGTH: u32 = 13;
+const AAC_HBR_INDEX_LENGTH: u32 = 3;
+
+/// One usable media section of an SDP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdpTrack {
+    /// `id` is the index among usable media; `payload_type` is the SDP's.
+    pub info: TrackInfo,
+    /// The media-level `a=control` URL (RTSP), as written.
+    pub control: Option<String>,
+    /// The `m=` line's transport port (where a capture's packets were sent; 0 or 9
+    /// in RTSP and WebRTC descriptions).
+    pub port: u16,
+}
+
+/// Why an SDP cannot be used.
+#[non_exhaustive]
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum SdpError {
+    #[error("SDP of {len} bytes exceeds the {MAX_SDP_LEN}-byte limit")]
+    TooLong { len: usize },
+    #[error("malformed SDP: {0}")]
+    Syntax(String),
+    #[error("SDP has more than {MAX_TRACKS} usable media sections")]
+    TooManyTracks,
+    #[error("SDP media #{media} (payload type {payload_type}): bad a={attribute}: {reason}")]
+    BadAttribute {
+        media: usize,
+        payload_type: u8,
+        attribute: &'static str,
+        reason: String,
+    },
+}
+
+/// Parses the media sections this pipeline can carry, in SDP order.
+///
+/// For each `m=video`/`m=audio` section the first payload type (in `m=` order)
+/// with a supported codec is used; sections without one are skipped (logged at
+/// debug level). Parameter sets given in `fmtp` fill [`TrackInfo::params`].
+pub fn parse_tracks(sdp: &[u8]) -> Result<Vec<SdpTrack>, SdpError> {
+    if sdp.len() > MAX_SDP_LEN {
+        return Err(SdpError::TooLong { len: sdp.len() });
+    }
+    let session = Session::parse(sdp).map_err(|e| SdpError::Syntax(e.to_string()))?;
+    let mut tracks = Vec::new();
+    for (media_index, media) in session.medias.iter().enumerate() {
+        if !matches!(media.media.as_str(), "video" | "audio") {
+            continue;
+        }
+        let Some(info) = usable_format(media, media_index, TrackId(tracks.len()))? else {
+            tracing::debug!(media = media_index, fmt = %media.fmt, "skipping SDP media: no supported codec");
+            continue;
+        };
+        if tracks.len() == MAX_TRACKS {
+            return Err(SdpError::TooManyTracks);
+        }
+        tracks.push(SdpTrack {
+            info,
+            control: media
+                .get_first_attribute_value("control")
+                .flatten()
+                .map(str::to_owned),
+            port: media.port,
+        });
+    }
+    Ok(tracks)
+}
+
+/// The `a=rtpmap` value describing `track`, e.g. `96 H264/90000`, `97 opus/48000/2`.
+pub fn rtpmap(track: &TrackInfo) -> String {
+    let pt = track.payload_type;
+    let rate = track.clock_rate;
+    match track.codec {
+        Codec::H264 => format!("{pt} H264/{rate}"),
+        Codec::H265 => format!("{pt} H265/{rate}"),
+        // RFC 7587: always "/2"; whether the sender sends stereo is `sprop-stereo`.
+        Codec::Opus => format!("{pt} opus/{rate}/2"),
+        Codec::Aac => format!("{pt} MPEG4-GENERIC/{rate}/{}", track.channels),
+        Codec::Pcmu => format!("{pt} PCMU/{rate}"),
+        Codec::Pcma => format!("{pt} PCMA/{rate}"),
+    }
+}
+
+/// The `a=fmtp` value describing `track`, or `None` when the codec needs none.
+///
+/// H.264 always states `packetization-mode=1` (what the packetizer emits) and,
+/// once the SPS is known, `profile-level-id` and `sprop-parameter-sets`.
+pub fn fmtp(track: &TrackInfo) -> Option<String> {
+    let pt = track.payload_type;
+    let p = &track.params;
+    match track.codec {
+        Codec::H264 => {
+            let mut value = format!("{pt} packetization-mode=1");
+            if let Some(sps) = &p.sps {
+                if let Some(profile) = sps.get(1..4) {
+                    value += &format!(
+                        ";profile-level-id={:02x}{:02x}{:02x}",
+                        profile[0], profile[1], profile[2]
+                    );
+                }
+                let sets: Vec<String> = [Some(sps), p.pps.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .map(|n| BASE64.encode(n))
+                    .collect();
+                value += &format!(";sprop-parameter-sets={}", sets.join(","));
+            }
+            Some(value)
+        }
+        Codec::H265 => {
+            let sets: Vec<String> = [
+                ("sprop-vps", &p.vps),
+                ("sprop-sps", &p.sps),
+                ("sprop-pps", &p.pps),
+            ]
+            .into_iter()
+            .filter_map(|(key, nal)| {
+                nal.as_ref()
+                    .map(|nal| format!("{key}={}", BASE64.encode(nal)))
+            })
+            .collect();
+            (!sets.is_empty()).then(|| format!("{pt} {}", sets.join(";")))
+        }
+        Codec::Opus => (track.channels == 2).then(|| format!("{pt} sprop-stereo=1")),
+        Codec::Aac => {
+            let mut value = format!(
+                "{pt} streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength={AAC_HBR_SIZE_LENGTH};\
+                 indexlength={AAC_HBR_INDEX_LENGTH};indexdeltalength={AAC_HBR_INDEX_LENGTH}"
+            );
+            if let Some(config) = &p.audio_config {
+                value += ";config=";
+                value.extend(config.iter().map(|b| format!("{b:02X}")));
+            }
+            Some(value)
+        }
+        Codec::Pcmu | Codec::Pcma => None,
+    }
+}
+
+/// The first payload type of `media` with a supported codec, as a track.
+fn usable_format(
+    media: &Media,
+    media_index: usize,
+    id: TrackId,
+) -> Result<Option<TrackInfo>, SdpError> {
+    for pt in media
+        .fmt
+        .split_ascii_whitespace()
+        .filter_map(|f| f.parse::<u8>().ok())
+    {
+        let bad = |attribute, reason: String| SdpError::BadAttribute {
+            media: media_index,
+            payload_type: pt,
+            attribute,
+            reason,
+        };
+        let rtpmap = media
+            .attributes_typed::<RtpMap>()
+            .filter_map(Result::ok)
+            .find(|m| m.payload_type == pt);
+        let fmtp = media
+            .attributes_typed::<Fmtp>()
+            .filter_map(Result::ok)
+            .find(|f| f.fmt == pt);
+        let params = FmtpParams(fmtp.as_ref());
+        let Some(described) =
+            describe(pt, rtpmap.as_ref(), &params).map_err(|(attr, reason)| bad(attr, reason))?
+        else {
+            continue;
+        };
+        return Ok(Some(TrackInfo {
+            id,
+            payload_type: pt,
+            ..described
+        }));
+    }
+    Ok(None)
+}
+
+/// Codec, clock, channels and parameters of one payload type, or `None` when the
+/// codec (or its variant, e.g. AAC-lbr or H.264 interleaved mode) is unsupported.
+/// Errors carry the offending attribute's name.
+fn describe(
+    pt: u8,
+    rtpmap: Option<&RtpMap>,
+    fmtp: &FmtpParams<'_>,
+) -> Result<Option<TrackInfo>, (&'static str, String)> {
+    let Some(rtpmap) = rtpmap else {
+        return Ok(match pt {
+            PT_PCMU => Some(audio_track(Codec::Pcmu, 8000, 1)),
+            PT_PCMA => Some(audio_track(Codec::Pcma, 8000, 1)),
+            _ => None,
+        });
+    };
+    let rate = rtpmap.clock_rate;
+    if rate == 0 {
+        return Err(("rtpmap", "clock rate 0".into()));
+    }
+    let channels = match rtpmap.encoding_params.as_deref() {
+        None => 1,
+        Some(c) => c
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|&c| c > 0)
+            .ok_or(("rtpmap", format!("bad channel count {c:?}")))?,
+    };
+    let name = rtpmap.encoding_name.to_ascii_uppercase();
+    let track = match name.as_str() {
+        "H264" => {
+            let mode = fmtp.get("packetization-mode").unwrap_or("0");
+            if !matches!(mode, "0" | "1") {
+                tracing::debug!(
+                    pt,
+                    mode,
+                    "skipping H.264 with unsupported packetization-mode"
+                );
+                return Ok(None);
+            }
+            if let Some(profile) = fmtp.get("profile-level-id") {
+                if profile.len() != 6 || !profile.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err((
+                        "fmtp",
+                        format!("profile-level-id {profile:?} is not 6 hex digits"),
+                    ));
+                }
+            }
+            let mut params = CodecParams::default();
+            for nal in fmtp.parameter_sets("sprop-parameter-sets")? {
+                match nal[0] & 0x1f {
+                    H264_NAL_SPS => params.sps = Some(nal),
+                    H264_NAL_PPS => params.pps = Some(nal),
+                    _ => {}
+                }
+            }
+            video_track(Codec::H264, rate, params)
+        }
+        "H265" => {
+            let mut params = CodecParams::default();
+            for (key, slot) in [
+                ("sprop-vps", &mut params.vps),
+                ("sprop-sps", &mut params.sps),
+                ("sprop-pps", &mut params.pps),
+            ] {
+                let wanted = match key {
+                    "sprop-vps" => H265_NAL_VPS,
+                    "sprop-sps" => H265_NAL_SPS,
+                    _ => H265_NAL_PPS,
+                };
+                *slot = fmtp
+                    .parameter_sets(key)?
+                    .into_iter()
+                    .find(|nal| (nal[0] >> 1) & 0x3f == wanted);
+            }
+            video_track(Codec::H265, rate, params)
+        }
+        "OPUS" => {
+            let stereo = fmtp.get("sprop-stereo") == Some("1");
+            audio_track(Codec::Opus, rate, if stereo { 2 } else { 1 })
+        }
+        "MPEG4-GENERIC" => {
+            let hbr = fmtp
+                .get("mode")
+                .is_some_and(|m| m.eq_ignore_ascii_case("AAC-hbr"))
+                && fmtp.number("sizelength")? == Some(AAC_HBR_SIZE_LENGTH)
+                && fmtp.number("indexlength")? == Some(AAC_HBR_INDEX_LENGTH)
+                && fmtp
+                    .number("indexdeltalength")?
+                    .unwrap_or(AAC_HBR_INDEX_LENGTH)
+                    == AAC_HBR_INDEX_LENGTH;
+            if !hbr {
+                tracing::debug!(
+                    pt,
+                    "skipping mpeg4-generic that is not AAC-hbr (sizelength 13, indexlength 3)"
+                );
+                return Ok(None);
+            }
+            let config = fmtp
+                .get("config")
+                .ok_or(("fmtp", "mpeg4-generic without config".to_string()))?;
+            let config =
+                decode_hex(config).ok_or(("fmtp", format!("config {config:?} is not hex")))?;
+            let mut track = audio_track(Codec::Aac, rate, channels);
+            track.params.audio_config = Some(config);
+            track
+        }
+        "PCMU" => audio_track(Codec::Pcmu, rate, channels),
+        "PCMA" => audio_track(Codec::Pcma, rate, channels),
+        _ => return Ok(None),
+    };
+    Ok(Some(track))
+}
+
+fn video_track(codec: Codec, clock_rate: u32, params: CodecParams) -> TrackInfo {
+    TrackInfo {
+        id: TrackId(0),
+        codec,
+        clock_rate,
+        channels: 1,
+        payload_type: 0,
+        params,
+    }
+}
+
+fn audio_track(codec: Codec, clock_rate: u32, channels: u16) -> TrackInfo {
+    TrackInfo {
+        id: TrackId(0),
+        codec,
+        clock_rate,
+        channels,
+        payload_type: 0,
+        params: CodecParams::default(),
+    }
+}
+
+/// An `a=fmtp` parameter list, looked up case-insensitively with surrounding
+/// spaces ignored (ffmpeg writes `; ` between parameters).
+struct FmtpParams<'a>(Option<&'a Fmtp>);
+
+impl FmtpParams<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0?
+            .format_specific_params
+            .iter()
+            .find(|p| p.param.trim().eq_ignore_ascii_case(key))
+            .and_then(|p| p.val.as_deref())
+            .map(str::trim)
+    }
+
+    fn number(&self, key: &'static str) -> Result<Option<u32>, (&'static str, String)> {
+        self.get(key)
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| ("fmtp", format!("{key}={v:?} is not a number")))
+            })
+            .transpose()
+    }
+
+    /// Comma-separated base64 NAL units (`sprop-parameter-sets`, `sprop-sps`, …);
+    /// empty entries are ignored, every returned unit is non-empty.
+    fn parameter_sets(&self, key: &'static str) -> Result<Vec<Bytes>, (&'static str, String)> {
+        let Some(value) = self.get(key) else {
+            return Ok(Vec::new());
+        };
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| match BASE64.decode(s) {
+                Ok(nal) if !nal.is_empty() => Ok(Bytes::from(nal)),
+                _ => Err((
+                    "fmtp",
+                    format!("{key} entry {s:?} is not base64 of a NAL unit"),
+                )),
+            })
+            .collect()
+    }
+}
+
+fn decode_hex(s: &str) -> Option<Bytes> {
+    if s.is_empty() || s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect::<Option<Vec<u8>>>()
+        .map(Bytes::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::track::MediaKind;
+
+    const H264_AAC: &[u8] = include_bytes!("../../../fixtures/ffmpeg_h264_aac.sdp");
+    const H264_OPUS: &[u8] = include_bytes!("../../../fixtures/ffmpeg_h264_opus.sdp");
+    const H265: &[u8] = include_bytes!("../../../fixtures/ffmpeg_h265.sdp");
+
+    fn one(sdp: &str) -> Result<Vec<SdpTrack>, SdpError> {
+        parse_tracks(sdp.as_bytes())
+    }
+
+    fn with_media(media: &str) -> String {
+        format!("v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n{media}")
+    }
+
+    #[test]
+    fn ffmpeg_h264_aac_fixture() {
+        let tracks = parse_tracks(H264_AAC).unwrap();
+        assert_eq!(tracks.len(), 2);
+        let video = &tracks[0];
+        assert_eq!(
+            (
+                video.info.id,
+                video.info.codec,
+                video.info.clock_rate,
+                video.info.payload_type
+            ),
+            (TrackId(0), Codec::H264, 90_000, 96)
+        );
+        assert_eq!(video.port, 5004);
+        assert_eq!(video.control, None);
+        let sps = video.info.params.sps.as_ref().unwrap();
+        assert_eq!(sps[0] & 0x1f, 7);
+        assert_eq!(&sps[1..4], &[0x42, 0xc0, 0x1f]);
+        assert_eq!(
+            video.info.params.pps.as_deref(),
+            Some(&BASE64.decode("aM48gA==").unwrap()[..])
+        );
+        assert!(video.info.is_ready());
+
+        let audio = &tracks[1];
+        assert_eq!(
+            (
+                audio.info.id,
+                audio.info.codec,
+                audio.info.clock_rate,
+                audio.info.channels
+            ),
+            (TrackId(1), Codec::Aac, 48_000, 2)
+        );
+        assert_eq!(audio.port, 5006);
+        assert_eq!(audio.info.payload_type, 97);
+        assert_eq!(
+            audio.info.params.audio_config.as_deref(),
+            Some(&[0x11, 0x90, 0x56, 0xe5, 0x00][..])
+        );
+        assert_eq!(audio.info.kind(), MediaKind::Audio);
+    }
+
+    #[test]
+    fn ffmpeg_h264_opus_fixture() {
+        let tracks = parse_tracks(H264_OPUS).unwrap();
+        assert_eq!(tracks.len(), 2);
+        assert_eq!(tracks[0].info.codec, Codec::H264);
+        let opus = &tracks[1].info;
+        assert_eq!(
+            (
+                opus.codec,
+                opus.clock_rate,
+                opus.channels,
+                opus.payload_type
+            ),
+            (Codec::Opus, 48_000, 2, 97)
+        );
+        assert_eq!(rtpmap(opus), "97 opus/48000/2");
+        assert_eq!(fmtp(opus).as_deref(), Some("97 sprop-stereo=1"));
+    }
+
+    #[test]
+    fn ffmpeg_h265_fixture() {
+        let tracks = parse_tracks(H265).unwrap();
+        assert_eq!(tracks.len(), 1);
+        let video = &tracks[0].info;
+        assert_eq!(video.codec, Codec::H265);
+        assert_eq!(
+            video.params.vps.as_ref().map(|n| (n[0] >> 1) & 0x3f),
+            Some(H265_NAL_VPS)
+        );
+        assert_eq!(
+            video.params.sps.as_ref().map(|n| (n[0] >> 1) & 0x3f),
+            Some(H265_NAL_SPS)
+        );
+        assert_eq!(
+            video.params.pps.as_ref().map(|n| (n[0] >> 1) & 0x3f),
+            Some(H265_NAL_PPS)
+        );
+        assert!(video.is_ready());
+    }
+
+    #[test]
+    fn writers_round_trip_through_the_parser() {
+        for sdp in [H264_AAC, H264_OPUS, H265] {
+            let tracks = parse_tracks(sdp).unwrap();
+            let mut written = String::from("v=0\r\ns=-\r\n");
+            for (i, t) in tracks.iter().enumerate() {
+                let kind = if t.info.kind() == MediaKind::Video {
+                    "video"
+                } else {
+                    "audio"
+                };
+                written += &format!(
+                    "m={kind} 0 RTP/AVP {}\r\na=rtpmap:{}\r\n",
+                    t.info.payload_type,
+                    rtpmap(&t.info)
+                );
+                if let Some(f) = fmtp(&t.info) {
+                    written += &format!("a=fmtp:{f}\r\n");
+                }
+                written += &format!("a=control:trackID={i}\r\n");
+            }
+            let reparsed = parse_tracks(written.as_bytes()).unwrap();
+            let infos = |ts: &[SdpTrack]| ts.iter().map(|t| t.info.clone()).collect::<Vec<_>>();
+            assert_eq!(infos(&reparsed), infos(&tracks), "{written}");
+            assert_eq!(reparsed[0].control.as_deref(), Some("trackID=0"));
+        }
+    }
+
+    #[test]
+    fn h264_writer_states_mode_profile_and_parameter_sets() {
+        let tracks = parse_tracks(H264_AAC).unwrap();
+        assert_eq!(rtpmap(&tracks[0].info), "96 H264/90000");
+        assert_eq!(
+            fmtp(&tracks[0].info).as_deref(),
+            Some("96 packetization-mode=1;profile-level-id=42c01f;sprop-parameter-sets=Z0LAH9oBQBbsBEAAAAMAQAAADIPGDKg=,aM48gA==")
+        );
+        assert_eq!(rtpmap(&tracks[1].info), "97 MPEG4-GENERIC/48000/2");
+        assert_eq!(
+            fmtp(&tracks[1].info).as_deref(),
+            Some("97 streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config=119056E500")
+        );
+    }
+
+    #[test]
+    fn static_g711_payload_types_need_no_rtpmap() {
+        let tracks = one(&with_media(
+            "m=audio 0 RTP/AVP 0\r\nm=audio 0 RTP/AVP 8\r\n",
+        ))
+        .unwrap();
+        let got: Vec<_> = tracks
+            .iter()
+            .map(|t| {
+                (
+                    t.info.id,
+                    t.info.codec,
+                    t.info.clock_rate,
+                    t.info.payload_type,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (TrackId(0), Codec::Pcmu, 8000, 0),
+                (TrackId(1), Codec::Pcma, 8000, 8)
+            ]
+        );
+        assert_eq!(rtpmap(&tracks[0].info), "0 PCMU/8000");
+        assert_eq!(fmtp(&tracks[1].info), None);
+    }
+
+    #[test]
+    fn unknown_codecs_and_media_are_skipped_and_ids_stay_dense() {
+        let sdp = with_media(
+            "m=video 0 RTP/AVP 98\r\na=rtpmap:98 VP8/90000\r\n\
+             m=application 0 RTP/AVP 107\r\n\
+             m=audio 0 RTP/AVP 101 0\r\na=rtpmap:101 telephone-event/8000\r\n\
+             m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/16000/1\r\na=fmtp:97 mode=AAC-lbr;sizelength=6;indexlength=2;config=1408\r\n\
+             m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=2\r\n\
+             m=video 0 RTP/AVP 99\r\na=rtpmap:99 h264/90000\r\na=control:rtsp://cam/track9\r\n",
+        );
+        let tracks = one(&sdp).unwrap();
+        let got: Vec<_> = tracks
+            .iter()
+            .map(|t| {
+                (
+                    t.info.id,
+                    t.info.codec,
+                    t.info.payload_type,
+                    t.control.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (TrackId(0), Codec::Pcmu, 0, None),
+                (TrackId(1), Codec::H264, 99, Some("rtsp://cam/track9"))
+            ]
+        );
+        assert!(
+            !tracks[1].info.is_ready(),
+            "no sprop: parameter sets must come in band"
+        );
+    }
+
+    #[test]
+    fn webrtc_style_media_uses_first_supported_payload_type() {
+        let sdp = with_media(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96 97 102\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n\
+             a=rtpmap:102 H264/90000\r\na=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n\
+             m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n",
+        );
+        let tracks = one(&sdp).unwrap();
+        assert_eq!(tracks[0].info.payload_type, 102);
+        assert_eq!(
+            (tracks[1].info.codec, tracks[1].info.channels),
+            (Codec::Opus, 1)
+        );
+        assert_eq!(fmtp(&tracks[1].info), None);
+    }
+
+    #[test]
+    fn malformed_input_gives_clear_errors() {
+        let cases: &[(&str, &str)] = &[
+            ("", "malformed SDP"),
+            ("v=1\r\n", "malformed SDP"),
+            ("v=0\r\nm=video\r\n", "malformed SDP"),
+            (
+                "v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 sprop-parameter-sets=!!!,aM48gA==\r\n",
+                "media #0 (payload type 96): bad a=fmtp: sprop-parameter-sets entry \"!!!\" is not base64",
+            ),
+            ("v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 profile-level-id=42e0\r\n", "profile-level-id"),
+            ("v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/0\r\n", "clock rate 0"),
+            ("v=0\r\nm=audio 0 RTP/AVP 97\r\na=rtpmap:97 opus/48000/x\r\n", "bad channel count"),
+            (
+                "v=0\r\nm=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/48000/2\r\na=fmtp:97 mode=AAC-hbr;sizelength=13;indexlength=3\r\n",
+                "mpeg4-generic without config",
+            ),
+            (
+                "v=0\r\nm=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/48000/2\r\na=fmtp:97 mode=AAC-hbr;sizelength=13;indexlength=3;config=1G\r\n",
+                "config \"1G\" is not hex",
+            ),
+            (
+                "v=0\r\nm=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/48000/2\r\na=fmtp:97 mode=AAC-hbr;sizelength=x\r\n",
+                "sizelength=\"x\" is not a number",
+            ),
+        ];
+        for (sdp, expected) in cases {
+            let err = one(sdp).expect_err(sdp).to_string();
+            assert!(err.contains(expected), "{sdp:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn size_and_track_caps() {
+        let huge = vec![b'a'; MAX_SDP_LEN + 1];
+        assert_eq!(
+            parse_tracks(&huge),
+            Err(SdpError::TooLong {
+                len: MAX_SDP_LEN + 1
+            })
+        );
+        let many = with_media(&"m=audio 0 RTP/AVP 0\r\n".repeat(MAX_TRACKS + 1));
+        assert_eq!(one(&many), Err(SdpError::TooManyTracks));
+        let exactly = with_media(&"m=audio 0 RTP/AVP 0\r\n".repeat(MAX_TRACKS));
+        assert_eq!(one(&exactly).unwrap().len(), MAX_TRACKS);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let base = H264_AAC.to_vec();
+        for _ in 0..2000 {
+            let mut sdp = base.clone();
+            for _ in 0..4 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let at = (seed as usize) % sdp.len();
+                sdp[at] = (seed >> 32) as u8;
+            }
+            match parse_tracks(&sdp) {
+                Ok(tracks) => assert!(tracks.len() <= 2),
+                Err(e) => assert!(!e.to_string().is_empty()),
+            }
+        }
+    }
+}
