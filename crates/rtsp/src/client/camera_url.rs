@@ -1,0 +1,166 @@
+//! A camera's `rtsp://` URL split into what may be shown and what may not.
+//!
+//! retina refuses URLs with credentials (they would end up in its error messages),
+//! so the user and password are taken out here and handed to retina separately.
+//! Everything that prints the URL prints [`CameraUrl`]'s `Display`, which never
+//! contains them; [`CameraUrl::redact`] scrubs any text that might (defence in depth
+//! for error strings that come from elsewhere).
+
+use std::fmt;
+
+use percent_encoding::percent_decode_str;
+use url::Url;
+
+use super::SourceError;
+
+/// Shown instead of a secret.
+const REDACTED: &str = "***";
+
+/// Query parameters some cameras take credentials or tokens in
+/// (`?user=admin&password=…`): their values are redacted too.
+const SECRET_QUERY_KEYS: &[&str] = &["password", "pass", "pwd", "passwd", "token", "auth", "key", "secret", "signature", "sig"];
+
+/// A parsed `rtsp://` URL with its credentials held apart.
+#[derive(Clone)]
+pub struct CameraUrl {
+    /// The URL retina connects to: no user info.
+    url: Url,
+    credentials: Option<retina::client::Credentials>,
+    /// The URL as it may appear in logs and API output.
+    redacted: String,
+    /// Secrets as they may appear in text (decoded and percent-encoded forms).
+    secrets: Vec<String>,
+}
+
+impl CameraUrl {
+    /// Parses `rtsp://[user[:password]@]host[:port]/path[?query]`.
+    pub fn parse(input: &str) -> Result<CameraUrl, SourceError> {
+        let mut url = Url::parse(input).map_err(|e| SourceError::BadUrl { reason: e.to_string() })?;
+        if url.scheme() != "rtsp" {
+            return Err(SourceError::BadUrl { reason: format!("scheme {:?} is not rtsp", url.scheme()) });
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(SourceError::BadUrl { reason: "no host".into() });
+        }
+        let mut secrets = Vec::new();
+        let credentials = if url.username().is_empty() && url.password().is_none() {
+            None
+        } else {
+            let username = decode(url.username());
+            let password = url.password().map(decode).unwrap_or_default();
+            secrets.extend([url.username().to_owned(), username.clone()]);
+            if let Some(encoded) = url.password() {
+                secrets.extend([encoded.to_owned(), password.clone()]);
+            }
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            Some(retina::client::Credentials { username, password })
+        };
+        let mut shown = url.clone();
+        if url.query().is_some() {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(key, value)| {
+                    if SECRET_QUERY_KEYS.contains(&key.to_ascii_lowercase().as_str()) {
+                        secrets.push(value.to_string());
+                        (key.into_owned(), REDACTED.to_owned())
+                    } else {
+                        (key.into_owned(), value.into_owned())
+                    }
+                })
+                .collect();
+            shown.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        if let Some(query) = url.query() {
+            secrets.extend(query.split('&').filter_map(|pair| pair.split_once('=')).filter_map(|(key, value)| {
+                SECRET_QUERY_KEYS.contains(&decode(key).to_ascii_lowercase().as_str()).then(|| value.to_owned())
+            }));
+        }
+        let mut redacted = shown.to_string();
+        if credentials.is_some() {
+            // "rtsp://host/..." -> "rtsp://***@host/...": shows that credentials are set, not what they are.
+            redacted = redacted.replacen("://", &format!("://{REDACTED}@"), 1);
+        }
+        // Secrets shorter than this are too likely to match ordinary text to be scrubbed from it
+        // (they never reach text anyway: retina is only given the URL without them).
+        secrets.retain(|s| s.len() >= 3);
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        Ok(CameraUrl { url, credentials, redacted, secrets })
+    }
+
+    /// The URL without credentials, for retina.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    pub fn credentials(&self) -> Option<retina::client::Credentials> {
+        self.credentials.clone()
+    }
+
+    /// `text` with every credential of this URL replaced by `***`.
+    pub fn redact(&self, text: &str) -> String {
+        self.secrets.iter().fold(text.to_owned(), |text, secret| text.replace(secret.as_str(), REDACTED))
+    }
+}
+
+fn decode(s: &str) -> String {
+    percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+/// The redacted form: safe for logs and API output.
+impl fmt::Display for CameraUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+/// Same as `Display`, so a `{:?}` in a log line cannot leak either.
+impl fmt::Debug for CameraUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CameraUrl({})", self.redacted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_taken_out_and_never_shown() {
+        let url = CameraUrl::parse("rtsp://admin:s%40cret99@cam.local:8554/stream1").unwrap();
+        assert_eq!(url.url().as_str(), "rtsp://cam.local:8554/stream1");
+        let creds = url.credentials().unwrap();
+        assert_eq!((creds.username.as_str(), creds.password.as_str()), ("admin", "s@cret99"));
+        let shown = format!("{url} {url:?}");
+        assert!(!shown.contains("s@cret99") && !shown.contains("s%40cret99") && !shown.contains("admin"), "{shown}");
+        assert_eq!(url.to_string(), "rtsp://***@cam.local:8554/stream1");
+        assert_eq!(url.redact("auth as admin with s@cret99 / s%40cret99"), "auth as *** with *** / ***");
+    }
+
+    #[test]
+    fn secret_query_values_are_redacted() {
+        let url = CameraUrl::parse("rtsp://10.0.0.9/cam/realmonitor?channel=1&user=bob&password=hunter22").unwrap();
+        assert_eq!(url.url().as_str(), "rtsp://10.0.0.9/cam/realmonitor?channel=1&user=bob&password=hunter22");
+        assert!(url.credentials().is_none());
+        assert_eq!(url.to_string(), "rtsp://10.0.0.9/cam/realmonitor?channel=1&user=bob&password=***");
+        assert_eq!(url.redact("GET ...password=hunter22"), "GET ...password=***");
+    }
+
+    #[test]
+    fn url_without_credentials_is_shown_as_is() {
+        let url = CameraUrl::parse("rtsp://127.0.0.1:554/live").unwrap();
+        assert!(url.credentials().is_none());
+        assert_eq!(url.to_string(), "rtsp://127.0.0.1:554/live");
+        assert_eq!(url.redact("nothing secret"), "nothing secret");
+    }
+
+    #[test]
+    fn bad_urls_are_rejected_without_echoing_secrets() {
+        for bad in ["http://user:pw123@cam/x", "rtsp://", "not a url", "rtsps://cam/x"] {
+            let err = CameraUrl::parse(bad).unwrap_err();
+            assert!(matches!(err, SourceError::BadUrl { .. }), "{bad}: {err}");
+            assert!(!err.to_string().contains("pw123"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Why a camera connection failed or ended. Every message is safe to show: URLs in
+//! it are redacted and retina's multi-line diagnostics are cut to their first line.
+
+use std::time::Duration;
+
+/// A failure of one camera connection (the source retries it) or of its configuration.
+#[non_exhaustive]
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum SourceError {
+    /// The configured URL cannot be used (not retried).
+    #[error("bad camera URL: {reason}")]
+    BadUrl { reason: String },
+    /// The camera did not complete a step in time (accepts TCP but never answers).
+    #[error("camera did not answer {step} within {timeout:?}")]
+    Timeout { step: &'static str, timeout: Duration },
+    /// The camera refused or failed a request, e.g. `401 Unauthorized response to DESCRIBE`.
+    #[error("{message}")]
+    Rtsp { status: Option<u16>, message: String },
+    /// The camera offers no track this gateway can carry.
+    #[error("camera offers no usable track ({offered})")]
+    NoUsableTracks { offered: String },
+    /// The camera's SDP cannot be read.
+    #[error("bad SDP from camera: {0}")]
+    Sdp(String),
+    /// Playing, but no RTP packet for the stall timeout.
+    #[error("no packets from camera for {0:?}")]
+    Stalled(Duration),
+    /// The camera closed the connection.
+    #[error("camera closed the connection")]
+    Closed,
+}
+
+impl SourceError {
+    /// Wraps a retina error: its first line (the rest is connection diagnostics), redacted.
+    pub(crate) fn from_retina(err: &retina::Error, redact: impl Fn(&str) -> String) -> SourceError {
+        let text = err.to_string();
+        let first_line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("RTSP error");
+        SourceError::Rtsp { status: err.status_code(), message: redact(first_line) }
+    }
+
+    /// The RTSP status code the camera answered with, if that is what failed.
+    pub fn status_code(&self) -> Option<u16> {
+        match self {
+            SourceError::Rtsp { status, .. } => *status,
+            _ => None,
+        }
+    }
+}

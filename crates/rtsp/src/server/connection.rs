@@ -1,0 +1,200 @@
+//! One client connection: a single task reads requests, answers them, and while
+//! playing writes the session's frames (interleaved on this connection or over
+//! UDP). Nothing here is shared with other readers, so a stalled client only
+//! stalls its own task, and the write timeout then cuts it off.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rtsp_types::Version;
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+
+use super::framing::{Incoming, RequestReader};
+use super::interleaved::Batch;
+use super::response::{Response, Status};
+use super::session::{ConnectionState, Player};
+use super::{ServerConfig, StreamDirectory};
+
+/// Most RTP packets gathered into one vectored write.
+const MAX_PACKETS_PER_WRITE: usize = 256;
+/// Most bytes gathered into one vectored write.
+const MAX_BYTES_PER_WRITE: usize = 512 * 1024;
+/// Read buffer for requests (they are small; the framing layer caps the total).
+const READ_CHUNK: usize = 4096;
+
+/// Why a connection ended (for the log).
+#[derive(Debug, thiserror::Error)]
+enum End {
+    #[error("client closed the connection")]
+    ClientClosed,
+    #[error("no request, keep-alive or RTCP within the session timeout")]
+    Idle,
+    #[error("bad request: {0}")]
+    BadRequest(super::framing::FramingError),
+    #[error("write failed: {0}")]
+    WriteFailed(std::io::Error),
+    #[error("client stopped reading (write timeout)")]
+    WriteTimeout,
+    #[error("stream closed")]
+    StreamClosed,
+}
+
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: Arc<ServerConfig>,
+    directory: Arc<dyn StreamDirectory>,
+) {
+    let _ = stream.set_nodelay(true);
+    let local_ip = match stream.local_addr() {
+        Ok(addr) => addr.ip(),
+        Err(_) => return,
+    };
+    let (mut read_half, mut write_half) = stream.into_split();
+    let mut state = ConnectionState::new(Arc::clone(&config), directory, peer.ip(), local_ip);
+    let mut reader = RequestReader::new();
+    let mut player: Option<Player> = None;
+    let mut batch = Batch::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut last_request = Instant::now();
+    let mut dropped_reported = 0u64;
+
+    let end = loop {
+        let idle_since = last_activity(&state).max(last_request);
+        let idle_deadline = tokio::time::Instant::from_std(idle_since + config.session_timeout);
+        tokio::select! {
+            read = read_half.read(&mut buf) => {
+                let n = match read {
+                    Ok(0) | Err(_) => break End::ClientClosed,
+                    Ok(n) => n,
+                };
+                last_request = Instant::now();
+                if let Err(e) = handle_input(&buf[..n], &mut reader, &mut state, &mut player, &mut batch).await {
+                    let response = Response::new(Status::BadRequest, Version::V1_0, None).header("Connection", "close");
+                    batch.push_raw(response.to_bytes());
+                    let _ = write(&mut batch, &mut write_half, config.write_timeout).await;
+                    break End::BadRequest(e);
+                }
+                if let Err(end) = write(&mut batch, &mut write_half, config.write_timeout).await {
+                    break end;
+                }
+            }
+            frame = next_frame(&mut player) => {
+                let Some(frame) = frame else { break End::StreamClosed };
+                let Some(playing) = player.as_mut() else { continue };
+                let mut next = Some(frame);
+                while let Some(frame) = next.take() {
+                    if let Err(e) = deliver(playing, frame, &mut batch).await {
+                        // Not fatal: a UDP client that went away times out instead.
+                        tracing::trace!(%peer, error = %e, "UDP send failed");
+                    }
+                    if batch.packets() < MAX_PACKETS_PER_WRITE && batch.bytes() < MAX_BYTES_PER_WRITE {
+                        next = playing.try_next_frame();
+                    }
+                }
+                let dropped = playing.subscription.dropped();
+                if dropped > dropped_reported {
+                    tracing::debug!(stream = ?state.stream(), %peer, dropped, "slow RTSP reader skipped to a keyframe");
+                    dropped_reported = dropped;
+                }
+                if let Err(end) = write(&mut batch, &mut write_half, config.write_timeout).await {
+                    break end;
+                }
+            }
+            _ = tokio::time::sleep_until(idle_deadline) => {
+                if last_activity(&state).max(last_request) + config.session_timeout <= Instant::now() {
+                    break End::Idle;
+                }
+            }
+        }
+    };
+    tracing::info!(stream = ?state.stream(), %peer, reason = %end, "RTSP connection ended");
+}
+
+/// Parses and answers everything complete in `input`; Err means 400 and close.
+async fn handle_input(
+    input: &[u8],
+    reader: &mut RequestReader,
+    state: &mut ConnectionState,
+    player: &mut Option<Player>,
+    batch: &mut Batch,
+) -> Result<(), super::framing::FramingError> {
+    reader.push(input)?;
+    while let Some(incoming) = reader.next()? {
+        let Incoming::Request(request) = incoming else {
+            // Interleaved RTCP receiver reports: the read itself counted as activity.
+            continue;
+        };
+        tracing::debug!(method = ?request.method(), "RTSP request");
+        let reply = state.handle(&request).await;
+        batch.push_raw(reply.response.to_bytes());
+        if reply.stop {
+            *player = None;
+        }
+        if let Some(started) = reply.play {
+            *player = Some(started);
+        }
+    }
+    Ok(())
+}
+
+/// Queues one frame for a TCP session or sends it over UDP.
+async fn deliver(player: &mut Player, frame: Arc<streamgate_rtp::Frame>, batch: &mut Batch) -> std::io::Result<()> {
+    let Some(Some(track)) = player.tracks.get_mut(frame.track.0) else {
+        return Ok(());
+    };
+    if frame.packets.is_empty() {
+        return Ok(());
+    }
+    let report = track.reports.on_frame(&frame, Instant::now());
+    match &track.udp {
+        None => {
+            if let Some(report) = report {
+                batch.push_rtcp(track.rtcp_channel, report);
+            }
+            batch.push_frame(frame, track.output);
+            Ok(())
+        }
+        Some(udp) => {
+            if let Some(report) = report {
+                udp.send_rtcp(&report).await?;
+            }
+            for packet in &frame.packets {
+                udp.send_rtp(packet, track.output.ssrc).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn next_frame(player: &mut Option<Player>) -> Option<Arc<streamgate_rtp::Frame>> {
+    match player {
+        Some(p) => p.next_frame().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn write(batch: &mut Batch, writer: &mut OwnedWriteHalf, timeout: Duration) -> Result<(), End> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    match tokio::time::timeout(timeout, batch.write_to(writer)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(End::WriteFailed(e)),
+        Err(_) => Err(End::WriteTimeout),
+    }
+}
+
+fn last_activity(state: &ConnectionState) -> Instant {
+    state.epoch + Duration::from_millis(state.activity.load(Ordering::Relaxed))
+}
+
+/// Bytes of a response, for callers outside a session (connection limit).
+pub(crate) fn service_unavailable() -> Bytes {
+    Response::new(Status::ServiceUnavailable, Version::V1_0, None).header("Connection", "close").to_bytes()
+}

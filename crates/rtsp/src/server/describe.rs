@@ -1,0 +1,159 @@
+//! The SDP answer to DESCRIBE, written with `sdp-types` (the SDP model and
+//! writer from the gstreamer-rs authors, so lines come out in RFC 8866 order).
+//!
+//! Shaped for what NVRs need (see PEER_NOTES): a live range (`npt=now-`), port 0
+//! and `c=IN IP4 0.0.0.0` per media, a relative `a=control` per track resolved
+//! against the `Content-Base`, and the codec's `rtpmap`/`fmtp` from the
+//! pipeline's SDP module (H.264 `sprop-parameter-sets`, AAC `config`, …).
+
+use sdp_types::{AddrType, Attribute, Connection, Media, NetType, Origin, Session, Time};
+use streamgate_rtp::{sdp, MediaKind, TrackInfo};
+
+/// The relative control URL of a track (`Content-Base` + this = the SETUP URL).
+pub fn track_control(track: &TrackInfo) -> String {
+    format!("trackID={}", track.id.0)
+}
+
+/// Parses the track index from the last path segment of a SETUP URL.
+pub fn track_from_control(segment: &str) -> Option<usize> {
+    segment.strip_prefix("trackID=")?.parse().ok()
+}
+
+/// The SDP describing `tracks` of stream `name`.
+pub fn session_description(name: &str, session_id: u64, tracks: &[TrackInfo]) -> String {
+    let zero_addr = || Connection {
+        nettype: NetType::In,
+        addrtype: AddrType::Ip4,
+        connection_address: "0.0.0.0".into(),
+    };
+    let attribute = |name: &str, value: String| Attribute { attribute: name.into(), value: Some(value) };
+    let medias = tracks
+        .iter()
+        .map(|track| {
+            let mut attributes = vec![attribute("rtpmap", rtpmap_value(track))];
+            if let Some(fmtp) = sdp::fmtp(track) {
+                attributes.push(attribute("fmtp", fmtp));
+            }
+            attributes.push(attribute("control", track_control(track)));
+            Media {
+                media: match track.kind() {
+                    MediaKind::Video => "video",
+                    MediaKind::Audio => "audio",
+                }
+                .into(),
+                port: 0,
+                num_ports: None,
+                proto: "RTP/AVP".into(),
+                fmt: track.payload_type.to_string(),
+                media_title: None,
+                connections: vec![zero_addr()],
+                bandwidths: Vec::new(),
+                key: None,
+                attributes,
+            }
+        })
+        .collect();
+    let session = Session {
+        origin: Origin {
+            username: None,
+            sess_id: session_id.to_string(),
+            sess_version: 1,
+            nettype: NetType::In,
+            addrtype: AddrType::Ip4,
+            unicast_address: "0.0.0.0".into(),
+        },
+        session_name: sanitize_name(name),
+        session_description: None,
+        uri: None,
+        emails: Vec::new(),
+        phones: Vec::new(),
+        connection: None,
+        bandwidths: Vec::new(),
+        times: vec![Time { start_time: 0, stop_time: 0, repeats: Vec::new() }],
+        time_zones: Vec::new(),
+        key: None,
+        attributes: vec![
+            attribute("tool", "streamgate".into()),
+            attribute("range", "npt=now-".into()),
+            attribute("control", "*".into()),
+        ],
+        medias,
+    };
+    let mut out = Vec::with_capacity(512);
+    // Writing to a Vec cannot fail.
+    let _ = session.write(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `sdp::rtpmap` may or may not lead with the payload type; the attribute must.
+fn rtpmap_value(track: &TrackInfo) -> String {
+    let map = sdp::rtpmap(track);
+    if map.starts_with(|c: char| c.is_ascii_digit()) {
+        map
+    } else {
+        format!("{} {map}", track.payload_type)
+    }
+}
+
+fn sanitize_name(name: &str) -> String {
+    let cleaned: String = name.chars().filter(|c| !c.is_control()).collect();
+    if cleaned.is_empty() {
+        "streamgate".into()
+    } else {
+        cleaned
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use streamgate_rtp::{Codec, CodecParams, TrackId};
+
+    fn tracks() -> Vec<TrackInfo> {
+        vec![
+            TrackInfo {
+                id: TrackId(0),
+                codec: Codec::H264,
+                clock_rate: 90_000,
+                channels: 1,
+                payload_type: 96,
+                params: CodecParams {
+                    sps: Some(Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1f, 0xda])),
+                    pps: Some(Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80])),
+                    ..CodecParams::default()
+                },
+            },
+            TrackInfo {
+                id: TrackId(1),
+                codec: Codec::Opus,
+                clock_rate: 48_000,
+                channels: 2,
+                payload_type: 111,
+                params: CodecParams::default(),
+            },
+        ]
+    }
+
+    #[test]
+    fn describes_every_track_for_live_playback() {
+        let sdp = session_description("front door", 42, &tracks());
+        assert!(sdp.starts_with("v=0\r\no=- 42 1 IN IP4 0.0.0.0\r\ns=front door\r\n"), "{sdp}");
+        assert!(sdp.contains("a=range:npt=now-\r\n"));
+        let video = sdp.find("m=video 0 RTP/AVP 96\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:96 H264/90000\r\n").unwrap();
+        let audio = sdp.find("m=audio 0 RTP/AVP 111\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:111 ").unwrap();
+        assert!(video < audio);
+        assert!(sdp.contains("a=fmtp:96 "));
+        assert!(sdp.contains("sprop-parameter-sets="));
+        assert!(sdp.contains("a=control:trackID=0\r\n") && sdp.contains("a=control:trackID=1\r\n"));
+    }
+
+    #[test]
+    fn control_round_trips() {
+        for t in tracks() {
+            assert_eq!(track_from_control(&track_control(&t)), Some(t.id.0));
+        }
+        assert_eq!(track_from_control("trackID=x"), None);
+        assert_eq!(track_from_control("stream"), None);
+    }
+}

@@ -1,0 +1,227 @@
+//! RTP over the RTSP connection (RFC 2326 §10.12): each packet is `$`, channel,
+//! 16-bit length, then the packet.
+//!
+//! A [`Batch`] gathers several frames and writes them with one `write_vectored`
+//! call (more when the kernel takes less): per packet one 16-byte slice (the
+//! 4-byte interleave prefix and this session's 12-byte RTP header, built in the
+//! batch) and one slice that is the shared payload `Bytes`, never copied.
+
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use streamgate_rtp::frame::RTP_HEADER_LEN;
+use streamgate_rtp::{Frame, OutPacket};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// Most slices handed to one `writev` (Linux's IOV_MAX is 1024).
+const MAX_SLICES_PER_WRITE: usize = 1024;
+
+const PREFIX_LEN: usize = 4;
+
+/// How one track is rewritten for one session: its interleaved channel (TCP) and
+/// the session's SSRC for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackOutput {
+    pub channel: u8,
+    pub ssrc: u32,
+}
+
+/// The `$`-prefix and RTP header of one packet, as sent to one session.
+pub fn packet_head(packet: &OutPacket, out: TrackOutput) -> Option<[u8; PREFIX_LEN + RTP_HEADER_LEN]> {
+    let len = u16::try_from(packet.len()).ok()?;
+    let mut head = [0u8; PREFIX_LEN + RTP_HEADER_LEN];
+    head[0] = b'$';
+    head[1] = out.channel;
+    head[2..4].copy_from_slice(&len.to_be_bytes());
+    head[4..].copy_from_slice(&packet.header);
+    head[12..16].copy_from_slice(&out.ssrc.to_be_bytes());
+    Some(head)
+}
+
+/// Frames, RTCP packets and RTSP responses queued for one vectored write.
+#[derive(Debug, Default)]
+pub struct Batch {
+    items: Vec<Item>,
+    packets: usize,
+    bytes: usize,
+}
+
+#[derive(Debug)]
+enum Item {
+    Frame(Arc<Frame>, TrackOutput),
+    /// An RTCP packet on an interleaved channel.
+    Control { channel: u8, data: Bytes },
+    /// Bytes written as they are (an RTSP response).
+    Raw(Bytes),
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Batch::default()
+    }
+
+    pub fn push_frame(&mut self, frame: Arc<Frame>, out: TrackOutput) {
+        self.packets += frame.packets.len();
+        self.bytes += frame.packets.iter().map(|p| p.len() + PREFIX_LEN).sum::<usize>();
+        self.items.push(Item::Frame(frame, out));
+    }
+
+    pub fn push_rtcp(&mut self, channel: u8, data: Bytes) {
+        self.packets += 1;
+        self.bytes += data.len() + PREFIX_LEN;
+        self.items.push(Item::Control { channel, data });
+    }
+
+    pub fn push_raw(&mut self, data: Bytes) {
+        self.bytes += data.len();
+        self.items.push(Item::Raw(data));
+    }
+
+    /// Packets queued (RTP and RTCP).
+    pub fn packets(&self) -> usize {
+        self.packets
+    }
+
+    /// Bytes on the wire once written.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.items.clear();
+        self.packets = 0;
+        self.bytes = 0;
+    }
+
+    /// Writes everything queued, then empties the batch.
+    pub async fn write_to<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> io::Result<()> {
+        let mut heads: Vec<[u8; PREFIX_LEN + RTP_HEADER_LEN]> = Vec::with_capacity(self.packets);
+        for item in &self.items {
+            match item {
+                Item::Frame(frame, out) => heads.extend(frame.packets.iter().filter_map(|p| packet_head(p, *out))),
+                Item::Control { channel, data } => {
+                    let len = u16::try_from(data.len()).unwrap_or(0);
+                    let mut head = [0u8; PREFIX_LEN + RTP_HEADER_LEN];
+                    head[0] = b'$';
+                    head[1] = *channel;
+                    head[2..4].copy_from_slice(&len.to_be_bytes());
+                    heads.push(head);
+                }
+                Item::Raw(_) => {}
+            }
+        }
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(self.packets * 2 + self.items.len());
+        let mut heads_iter = heads.iter();
+        for item in &self.items {
+            match item {
+                Item::Frame(frame, _) => {
+                    for packet in frame.packets.iter().filter(|p| u16::try_from(p.len()).is_ok()) {
+                        let Some(head) = heads_iter.next() else { break };
+                        slices.push(IoSlice::new(head));
+                        slices.push(IoSlice::new(&packet.payload));
+                    }
+                }
+                Item::Control { data, .. } => {
+                    if let (Some(head), Ok(_)) = (heads_iter.next(), u16::try_from(data.len())) {
+                        slices.push(IoSlice::new(&head[..PREFIX_LEN]));
+                        slices.push(IoSlice::new(data));
+                    }
+                }
+                Item::Raw(data) => slices.push(IoSlice::new(data)),
+            }
+        }
+        slices.retain(|s| !s.is_empty());
+        let result = write_all_vectored(writer, &mut slices).await;
+        self.clear();
+        result
+    }
+}
+
+async fn write_all_vectored<W: AsyncWrite + Unpin>(writer: &mut W, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    let mut remaining: &mut [IoSlice<'_>] = slices;
+    while !remaining.is_empty() {
+        let window = remaining.len().min(MAX_SLICES_PER_WRITE);
+        let written = writer.write_vectored(&remaining[..window]).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut remaining, written);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+    use streamgate_rtp::{MediaKind, TrackId};
+
+    fn frame(payloads: &[&'static [u8]]) -> Arc<Frame> {
+        Arc::new(Frame {
+            track: TrackId(0),
+            kind: MediaKind::Video,
+            pts: 0,
+            dts: 0,
+            wallclock: SystemTime::UNIX_EPOCH,
+            keyframe: true,
+            discontinuity: false,
+            units: Vec::new(),
+            packets: payloads
+                .iter()
+                .enumerate()
+                .map(|(i, p)| OutPacket::new(96, i + 1 == payloads.len(), 100 + i as u16, 9000, 1, Bytes::from_static(p)))
+                .collect(),
+        })
+    }
+
+    /// Accepts at most 7 bytes per call, to exercise partial vectored writes.
+    struct Trickle(Vec<u8>);
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            let n = buf.len().min(7);
+            self.0.extend_from_slice(&buf[..n]);
+            std::task::Poll::Ready(Ok(n))
+        }
+        fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_prefix_rewritten_header_and_payload() {
+        let mut batch = Batch::new();
+        batch.push_raw(Bytes::from_static(b"RTSP/1.0 200 OK\r\n\r\n"));
+        batch.push_frame(frame(&[b"abc", b"defg"]), TrackOutput { channel: 2, ssrc: 0xdeadbeef });
+        batch.push_rtcp(3, Bytes::from_static(&[0x80, 200, 0, 0]));
+        assert_eq!(batch.packets(), 3);
+        let expected_len = batch.bytes();
+        let mut out = Trickle(Vec::new());
+        batch.write_to(&mut out).await.unwrap();
+        let out = out.0;
+        assert_eq!(out.len(), expected_len);
+        let rest = out.strip_prefix(b"RTSP/1.0 200 OK\r\n\r\n".as_slice()).unwrap();
+        assert_eq!(&rest[..4], &[b'$', 2, 0, 15]);
+        assert_eq!(&rest[4..6], &[0x80, 96]);
+        assert_eq!(&rest[6..8], &100u16.to_be_bytes());
+        assert_eq!(&rest[12..16], &0xdeadbeefu32.to_be_bytes());
+        assert_eq!(&rest[16..19], b"abc");
+        assert_eq!(&rest[19..23], &[b'$', 2, 0, 16]);
+        assert_eq!(rest[24], 0x80 | 96, "marker on the last packet");
+        assert_eq!(&rest[35..39], b"defg");
+        assert_eq!(&rest[39..], &[b'$', 3, 0, 4, 0x80, 200, 0, 0]);
+        assert!(batch.is_empty());
+    }
+}

@@ -1,0 +1,146 @@
+//! RTSP restream server: NVRs and players read `rtsp://HOST:PORT/NAME`, where
+//! NAME is a stream the [`StreamDirectory`] knows.
+//!
+//! Layout (one concept per module; the protocol pieces are sans-IO and unit
+//! tested, the I/O is two thin layers):
+//! - [`framing`]: bytes → requests / interleaved frames, with size caps;
+//! - [`auth`]: Basic and Digest (MD5, SHA-256) checks and challenges;
+//! - [`transport`], [`target`], [`describe`]: Transport negotiation, URL → stream
+//!   and track, the SDP answer;
+//! - [`sender_report`]: RTCP SR per track and session;
+//! - [`session`]: the method handlers of one connection;
+//! - [`interleaved`], [`udp`]: writing RTP (vectored, payloads never copied);
+//! - `connection`: the per-connection task; [`RtspServer`]: the accept loop.
+//!
+//! Each reader is its own task reading its own Hub subscription, so a slow reader
+//! is skipped to the next keyframe by the Hub and a dead one is cut off by the
+//! write timeout, without touching the others.
+
+pub mod auth;
+mod connection;
+pub mod describe;
+pub mod framing;
+pub mod interleaved;
+pub mod response;
+pub mod sender_report;
+pub mod session;
+pub mod target;
+pub mod transport;
+pub mod udp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use streamgate_rtp::hub::Hub;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+pub use auth::Credentials;
+
+/// Server settings (the binary's `[rtsp]` section).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Required for every stream that has no credentials of its own.
+    pub credentials: Option<Credentials>,
+    /// A session with no request, RTCP or keep-alive for this long is closed.
+    pub session_timeout: Duration,
+    /// How long DESCRIBE waits for a stream's parameter sets before answering 503.
+    pub describe_timeout: Duration,
+    /// A reader whose socket accepts nothing for this long is cut off.
+    pub write_timeout: Duration,
+    /// Connections beyond this are answered 503 and closed.
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8554)),
+            credentials: None,
+            session_timeout: Duration::from_secs(60),
+            describe_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// A stream as the server sees it.
+#[derive(Debug, Clone)]
+pub struct StreamEntry {
+    pub hub: Hub,
+    /// Overrides the server-wide credentials for this stream.
+    pub credentials: Option<Credentials>,
+}
+
+/// Looks streams up by the name in the request URL.
+pub trait StreamDirectory: Send + Sync + 'static {
+    fn lookup(&self, name: &str) -> Option<StreamEntry>;
+}
+
+impl<F> StreamDirectory for F
+where
+    F: Fn(&str) -> Option<StreamEntry> + Send + Sync + 'static,
+{
+    fn lookup(&self, name: &str) -> Option<StreamEntry> {
+        self(name)
+    }
+}
+
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen for RTSP on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A bound RTSP server; [`RtspServer::run`] serves until the task is dropped.
+pub struct RtspServer {
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    directory: Arc<dyn StreamDirectory>,
+}
+
+impl RtspServer {
+    pub async fn bind(config: ServerConfig, directory: Arc<dyn StreamDirectory>) -> Result<RtspServer, ServerError> {
+        let listener =
+            TcpListener::bind(config.listen).await.map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        Ok(RtspServer { listener, config: Arc::new(config), directory })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accepts connections forever, one task each.
+    pub async fn run(self) {
+        let slots = Arc::new(Semaphore::new(self.config.max_connections));
+        tracing::info!(addr = ?self.listener.local_addr().ok(), "RTSP server listening");
+        loop {
+            let (mut stream, peer) = match self.listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "RTSP accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                tokio::spawn(async move {
+                    let _ = stream.write_all(&connection::service_unavailable()).await;
+                });
+                continue;
+            };
+            let config = Arc::clone(&self.config);
+            let directory = Arc::clone(&self.directory);
+            tokio::spawn(async move {
+                connection::serve(stream, peer, config, directory).await;
+                drop(slot);
+            });
+        }
+    }
+}

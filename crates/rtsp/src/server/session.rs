@@ -1,0 +1,415 @@
+//! The RTSP method handlers of one connection: OPTIONS, DESCRIBE, SETUP, PLAY,
+//! PAUSE, TEARDOWN, GET/SET_PARAMETER, with authentication and the `Session`.
+//!
+//! One connection carries at most one session (what every NVR and player does);
+//! a request naming another session gets 454. The handlers await only bounded
+//! things (the Hub's `wait_ready`, binding UDP ports); everything they decide is
+//! returned as a [`Reply`] for the connection task to carry out.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use rtsp_types::{headers, Method, Request, Version};
+use streamgate_rtp::hub::Subscription;
+use streamgate_rtp::{Frame, TrackInfo};
+
+use super::auth::{Authenticator, Credentials};
+use super::describe::{session_description, track_control};
+use super::interleaved::TrackOutput;
+use super::response::{Response, Status};
+use super::sender_report::SenderReports;
+use super::target::{content_base, Target};
+use super::transport::{self, TransportRequest};
+use super::udp::UdpTrack;
+use super::{ServerConfig, StreamDirectory, StreamEntry};
+
+const PUBLIC_METHODS: &str = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
+
+/// How long PLAY waits for a first frame of each set-up track to fill RTP-Info.
+const RTP_INFO_WAIT: Duration = Duration::from_millis(500);
+
+/// What the connection task does after a request.
+#[derive(Debug)]
+pub struct Reply {
+    pub response: Response,
+    /// Start sending (PLAY).
+    pub play: Option<Player>,
+    /// Stop sending (PAUSE, TEARDOWN).
+    pub stop: bool,
+}
+
+impl Reply {
+    fn respond(response: Response) -> Self {
+        Reply { response, play: None, stop: false }
+    }
+}
+
+/// How one set-up track is delivered.
+#[derive(Debug)]
+pub struct TrackDelivery {
+    pub output: TrackOutput,
+    pub rtcp_channel: u8,
+    pub udp: Option<Arc<UdpTrack>>,
+    pub reports: SenderReports,
+}
+
+/// A playing session: its subscription and per-track delivery.
+#[derive(Debug)]
+pub struct Player {
+    pub subscription: Subscription,
+    /// Frames taken from the subscription to fill RTP-Info, sent first.
+    pub pending: VecDeque<Arc<Frame>>,
+    /// Indexed by track id; `None` for tracks the client did not set up.
+    pub tracks: Vec<Option<TrackDelivery>>,
+}
+
+impl Player {
+    /// The next frame (cancel-safe); `None` once the stream is closed.
+    pub async fn next_frame(&mut self) -> Option<Arc<Frame>> {
+        match self.pending.pop_front() {
+            Some(frame) => Some(frame),
+            None => self.subscription.recv().await,
+        }
+    }
+
+    /// A frame already waiting, if any.
+    pub fn try_next_frame(&mut self) -> Option<Arc<Frame>> {
+        self.pending.pop_front().or_else(|| self.subscription.try_recv().ok().flatten())
+    }
+}
+
+#[derive(Debug)]
+struct SetupTrack {
+    transport: TransportRequest,
+    ssrc: u32,
+    udp: Option<Arc<UdpTrack>>,
+}
+
+#[derive(Debug)]
+struct Session {
+    id: String,
+    stream: String,
+    entry: StreamEntry,
+    base: String,
+    tracks: BTreeMap<usize, SetupTrack>,
+}
+
+/// Per-connection protocol state.
+pub struct ConnectionState {
+    config: Arc<ServerConfig>,
+    directory: Arc<dyn StreamDirectory>,
+    auth: Authenticator,
+    /// Stream this connection has proved credentials for.
+    authorized: Option<String>,
+    session: Option<Session>,
+    peer_ip: IpAddr,
+    local_ip: IpAddr,
+    /// Shared with UDP RTCP readers: last client activity, ms since `epoch`.
+    pub activity: Arc<AtomicU64>,
+    pub epoch: Instant,
+}
+
+impl ConnectionState {
+    pub fn new(config: Arc<ServerConfig>, directory: Arc<dyn StreamDirectory>, peer_ip: IpAddr, local_ip: IpAddr) -> Self {
+        ConnectionState {
+            config,
+            directory,
+            auth: Authenticator::new(),
+            authorized: None,
+            session: None,
+            peer_ip,
+            local_ip,
+            activity: Arc::new(AtomicU64::new(0)),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// The session's stream name, for logs.
+    pub fn stream(&self) -> Option<&str> {
+        self.session.as_ref().map(|s| s.stream.as_str())
+    }
+
+    pub async fn handle(&mut self, request: &Request<Vec<u8>>) -> Reply {
+        let version = match request.version() {
+            Version::V2_0 => Version::V2_0,
+            _ => Version::V1_0,
+        };
+        let cseq = request.header(&headers::CSEQ).map(|v| v.as_str().trim().to_string());
+        let ok = || Response::new(Status::Ok, version, cseq.as_deref());
+        let status = |s: Status| Response::new(s, version, cseq.as_deref());
+
+        if let Some(reply) = self.check_session_header(request, status(Status::SessionNotFound)) {
+            return Reply::respond(reply);
+        }
+        match request.method() {
+            Method::Options => Reply::respond(ok().header("Public", PUBLIC_METHODS)),
+            Method::GetParameter | Method::SetParameter => Reply::respond(self.with_session(ok())),
+            Method::Describe => Reply::respond(self.describe(request, ok, status).await),
+            Method::Setup => Reply::respond(self.setup(request, ok, status).await),
+            Method::Play => self.play(request, ok, status).await,
+            Method::Pause => match &self.session {
+                Some(_) => Reply { response: self.with_session(ok()), play: None, stop: true },
+                None => Reply::respond(status(Status::SessionNotFound)),
+            },
+            Method::Teardown => {
+                let response = self.with_session(ok());
+                self.session = None;
+                Reply { response, play: None, stop: true }
+            }
+            Method::Announce | Method::Record => {
+                Reply::respond(status(Status::MethodNotAllowed).header("Allow", PUBLIC_METHODS))
+            }
+            _ => Reply::respond(status(Status::NotImplemented)),
+        }
+    }
+
+    /// 454 when the request names a session this connection does not have.
+    fn check_session_header(&self, request: &Request<Vec<u8>>, not_found: Response) -> Option<Response> {
+        let header = request.header(&headers::SESSION)?;
+        let id = header.as_str().split(';').next().unwrap_or("").trim();
+        match &self.session {
+            Some(session) if session.id == id => None,
+            _ => Some(not_found),
+        }
+    }
+
+    fn with_session(&self, response: Response) -> Response {
+        match &self.session {
+            Some(session) => response.header("Session", self.session_header(&session.id)),
+            None => response,
+        }
+    }
+
+    fn session_header(&self, id: &str) -> String {
+        format!("{id};timeout={}", self.config.session_timeout.as_secs())
+    }
+
+    /// Finds the stream and checks credentials: Err is the answer to send.
+    fn authorize(
+        &mut self,
+        request: &Request<Vec<u8>>,
+        stream: &str,
+        status: &dyn Fn(Status) -> Response,
+    ) -> Result<StreamEntry, Response> {
+        let entry = self.directory.lookup(stream);
+        let required: Option<&Credentials> = match &entry {
+            Some(e) => e.credentials.as_ref().or(self.config.credentials.as_ref()),
+            // Unknown stream: with server-wide credentials, answer 401 first so
+            // an anonymous client cannot probe which stream names exist.
+            None => self.config.credentials.as_ref(),
+        };
+        if let Some(expected) = required {
+            if self.authorized.as_deref() != Some(stream) {
+                let method: &str = request.method().into();
+                let proved = request
+                    .header(&headers::AUTHORIZATION)
+                    .is_some_and(|h| self.auth.verify(expected, h.as_str(), method));
+                if !proved {
+                    tracing::info!(stream, peer = %self.peer_ip, "RTSP authentication failed or missing");
+                    let mut response = status(Status::Unauthorized);
+                    for challenge in self.auth.challenges() {
+                        response = response.header("WWW-Authenticate", challenge);
+                    }
+                    return Err(response);
+                }
+                if entry.is_some() {
+                    self.authorized = Some(stream.to_string());
+                }
+            }
+        }
+        entry.ok_or_else(|| status(Status::NotFound))
+    }
+
+    async fn describe(
+        &mut self,
+        request: &Request<Vec<u8>>,
+        ok: impl Fn() -> Response,
+        status: impl Fn(Status) -> Response,
+    ) -> Response {
+        let (Some(target), Some(url)) = (Target::parse(request.request_uri()), request.request_uri()) else {
+            return status(Status::BadRequest);
+        };
+        let entry = match self.authorize(request, &target.stream, &status) {
+            Ok(entry) => entry,
+            Err(response) => return response,
+        };
+        // Holding a subscription while waiting starts an on-demand source.
+        let warm_up = entry.hub.subscribe();
+        let tracks = entry.hub.wait_ready(self.config.describe_timeout).await;
+        drop(warm_up);
+        let Some(tracks) = tracks else {
+            tracing::warn!(stream = %target.stream, "DESCRIBE: stream has no decodable tracks yet");
+            return status(Status::ServiceUnavailable);
+        };
+        let sdp = session_description(&target.stream, rand::rng().random::<u32>().into(), &tracks);
+        ok().header("Content-Base", content_base(url, &target.stream)).body("application/sdp", sdp)
+    }
+
+    async fn setup(
+        &mut self,
+        request: &Request<Vec<u8>>,
+        ok: impl Fn() -> Response,
+        status: impl Fn(Status) -> Response,
+    ) -> Response {
+        let (Some(target), Some(url)) = (Target::parse(request.request_uri()), request.request_uri()) else {
+            return status(Status::BadRequest);
+        };
+        if let Some(session) = &self.session {
+            if session.stream != target.stream {
+                // Aggregating tracks of different streams is not supported.
+                return status(Status::MethodNotValidInThisState);
+            }
+        }
+        let entry = match self.authorize(request, &target.stream, &status) {
+            Ok(entry) => entry,
+            Err(response) => return response,
+        };
+        let Some(tracks) = entry.hub.wait_ready(self.config.describe_timeout).await else {
+            return status(Status::ServiceUnavailable);
+        };
+        let track = match (target.track, tracks.len()) {
+            (Some(t), _) if t < tracks.len() => t,
+            (None, 1) => 0,
+            _ => return status(Status::NotFound),
+        };
+        let next_channel = self
+            .session
+            .as_ref()
+            .and_then(|s| s.tracks.values().filter_map(|t| interleaved_rtcp(t.transport)).max())
+            .map_or(0, |c| c.saturating_add(1));
+        let chosen = match transport::negotiate(request, next_channel) {
+            Ok(chosen) => chosen,
+            Err(e) => {
+                tracing::debug!(stream = %target.stream, error = %e, "SETUP: unsupported transport");
+                return status(Status::UnsupportedTransport);
+            }
+        };
+        let udp = match chosen {
+            TransportRequest::Udp { rtp_port, rtcp_port } => {
+                match UdpTrack::bind(
+                    self.local_ip,
+                    self.peer_ip,
+                    (rtp_port, rtcp_port),
+                    Arc::clone(&self.activity),
+                    self.epoch,
+                )
+                .await
+                {
+                    Ok(udp) => Some(Arc::new(udp)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "SETUP: cannot bind UDP ports");
+                        return status(Status::ServiceUnavailable);
+                    }
+                }
+            }
+            TransportRequest::Interleaved { .. } => None,
+        };
+        let server_ports = udp.as_ref().and_then(|u| u.server_ports().ok());
+        let ssrc = rand::rng().random::<u32>();
+        let session = self.session.get_or_insert_with(|| Session {
+            id: format!("{:016X}", rand::rng().random::<u64>()),
+            stream: target.stream.clone(),
+            entry,
+            base: content_base(url, &target.stream),
+            tracks: BTreeMap::new(),
+        });
+        session.tracks.insert(track, SetupTrack { transport: chosen, ssrc, udp });
+        let session_header = format!("{};timeout={}", session.id, self.config.session_timeout.as_secs());
+        ok().header("Transport", transport::reply(chosen, server_ports, ssrc)).header("Session", session_header)
+    }
+
+    async fn play(
+        &mut self,
+        _request: &Request<Vec<u8>>,
+        ok: impl Fn() -> Response,
+        status: impl Fn(Status) -> Response,
+    ) -> Reply {
+        let Some(session) = &self.session else {
+            return Reply::respond(status(Status::SessionNotFound));
+        };
+        if session.tracks.is_empty() {
+            return Reply::respond(status(Status::MethodNotValidInThisState));
+        }
+        let mut subscription = session.entry.hub.subscribe();
+        let tracks_info = session.entry.hub.tracks();
+        let pending = first_frames(&mut subscription, &session.tracks).await;
+        let rtp_info = rtp_info(&session.base, &tracks_info, &session.tracks, &pending);
+        let tracks = (0..tracks_info.len().max(session.tracks.keys().max().map_or(0, |m| m + 1)))
+            .map(|i| {
+                session.tracks.get(&i).map(|t| TrackDelivery {
+                    output: TrackOutput { channel: interleaved_rtp(t.transport).unwrap_or(0), ssrc: t.ssrc },
+                    rtcp_channel: interleaved_rtcp(t.transport).unwrap_or(1),
+                    udp: t.udp.clone(),
+                    reports: SenderReports::new(t.ssrc),
+                })
+            })
+            .collect();
+        let mut response = self.with_session(ok()).header("Range", "npt=now-");
+        if !rtp_info.is_empty() {
+            response = response.header("RTP-Info", rtp_info);
+        }
+        Reply { response, play: Some(Player { subscription, pending, tracks }), stop: false }
+    }
+}
+
+fn interleaved_rtp(t: TransportRequest) -> Option<u8> {
+    match t {
+        TransportRequest::Interleaved { rtp_channel, .. } => Some(rtp_channel),
+        TransportRequest::Udp { .. } => None,
+    }
+}
+
+fn interleaved_rtcp(t: TransportRequest) -> Option<u8> {
+    match t {
+        TransportRequest::Interleaved { rtcp_channel, .. } => Some(rtcp_channel),
+        TransportRequest::Udp { .. } => None,
+    }
+}
+
+/// Takes frames from a fresh subscription (the GOP cache first) until every
+/// set-up track has one or a short bound passes: they tell RTP-Info where each
+/// track starts, and are sent first.
+async fn first_frames(subscription: &mut Subscription, setup: &BTreeMap<usize, SetupTrack>) -> VecDeque<Arc<Frame>> {
+    let mut pending = VecDeque::new();
+    let deadline = tokio::time::Instant::now() + RTP_INFO_WAIT;
+    let has_all = |pending: &VecDeque<Arc<Frame>>| {
+        setup.keys().all(|t| pending.iter().any(|f| f.track.0 == *t && !f.packets.is_empty()))
+    };
+    while let Ok(Some(frame)) = subscription.try_recv() {
+        pending.push_back(frame);
+    }
+    while !has_all(&pending) {
+        match tokio::time::timeout_at(deadline, subscription.recv()).await {
+            Ok(Some(frame)) => pending.push_back(frame),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    pending
+}
+
+/// `url=…/trackID=0;seq=…;rtptime=…,url=…` for the tracks whose first packet is known.
+fn rtp_info(
+    base: &str,
+    tracks: &[TrackInfo],
+    setup: &BTreeMap<usize, SetupTrack>,
+    pending: &VecDeque<Arc<Frame>>,
+) -> String {
+    setup
+        .keys()
+        .filter_map(|&t| {
+            let info = tracks.get(t)?;
+            let first = pending.iter().filter(|f| f.track.0 == t).find_map(|f| f.packets.first())?;
+            Some(format!(
+                "url={base}{};seq={};rtptime={}",
+                track_control(info),
+                first.sequence(),
+                first.timestamp()
+            ))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
