@@ -14,6 +14,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use sdp_types::{Fmtp, Media, RtpMap, Session};
 
+use crate::codec::{self, h264};
 use crate::track::{Codec, CodecParams, TrackId, TrackInfo};
 
 /// Largest SDP accepted: real descriptions are a few KiB, WebRTC offers ~10 KiB.
@@ -25,13 +26,6 @@ pub const MAX_TRACKS: usize = 16;
 /// Static RTP payload types (RFC 3551) that need no `rtpmap`.
 const PT_PCMU: u8 = 0;
 const PT_PCMA: u8 = 8;
-
-/// NAL unit types of parameter sets, read from the NAL header.
-const H264_NAL_SPS: u8 = 7;
-const H264_NAL_PPS: u8 = 8;
-const H265_NAL_VPS: u8 = 32;
-const H265_NAL_SPS: u8 = 33;
-const H265_NAL_PPS: u8 = 34;
 
 /// AU-header layout of AAC-hbr, the only RFC 3640 mode the AAC depacketizer reads.
 const AAC_HBR_SIZE_LENGTH: u32 = 13;
@@ -128,11 +122,9 @@ pub fn fmtp(track: &TrackInfo) -> Option<String> {
         Codec::H264 => {
             let mut value = format!("{pt} packetization-mode=1");
             if let Some(sps) = &p.sps {
-                if let Some(profile) = sps.get(1..4) {
-                    value += &format!(
-                        ";profile-level-id={:02x}{:02x}{:02x}",
-                        profile[0], profile[1], profile[2]
-                    );
+                if let Some([profile, constraints, level]) = h264::profile_level_id(sps) {
+                    value +=
+                        &format!(";profile-level-id={profile:02x}{constraints:02x}{level:02x}");
                 }
                 let sets: Vec<String> = [Some(sps), p.pps.as_ref()]
                     .into_iter()
@@ -261,34 +253,14 @@ fn describe(
                     ));
                 }
             }
-            let mut params = CodecParams::default();
-            for nal in fmtp.parameter_sets("sprop-parameter-sets")? {
-                match nal[0] & 0x1f {
-                    H264_NAL_SPS => params.sps = Some(nal),
-                    H264_NAL_PPS => params.pps = Some(nal),
-                    _ => {}
-                }
-            }
-            video_track(Codec::H264, rate, params)
+            let sets = fmtp.parameter_sets("sprop-parameter-sets")?;
+            video_track(Codec::H264, rate, &sets)
         }
         "H265" => {
-            let mut params = CodecParams::default();
-            for (key, slot) in [
-                ("sprop-vps", &mut params.vps),
-                ("sprop-sps", &mut params.sps),
-                ("sprop-pps", &mut params.pps),
-            ] {
-                let wanted = match key {
-                    "sprop-vps" => H265_NAL_VPS,
-                    "sprop-sps" => H265_NAL_SPS,
-                    _ => H265_NAL_PPS,
-                };
-                *slot = fmtp
-                    .parameter_sets(key)?
-                    .into_iter()
-                    .find(|nal| (nal[0] >> 1) & 0x3f == wanted);
-            }
-            video_track(Codec::H265, rate, params)
+            let mut sets = fmtp.parameter_sets("sprop-vps")?;
+            sets.extend(fmtp.parameter_sets("sprop-sps")?);
+            sets.extend(fmtp.parameter_sets("sprop-pps")?);
+            video_track(Codec::H265, rate, &sets)
         }
         "OPUS" => {
             let stereo = fmtp.get("sprop-stereo") == Some("1");
@@ -327,7 +299,11 @@ fn describe(
     Ok(Some(track))
 }
 
-fn video_track(codec: Codec, clock_rate: u32, params: CodecParams) -> TrackInfo {
+/// A video track whose parameters are the SPS/PPS/VPS (and so picture size)
+/// found among the SDP's parameter sets.
+fn video_track(codec: Codec, clock_rate: u32, parameter_sets: &[Bytes]) -> TrackInfo {
+    let mut params = CodecParams::default();
+    codec::update_params(codec, parameter_sets, &mut params);
     TrackInfo {
         id: TrackId(0),
         codec,
@@ -445,6 +421,8 @@ mod tests {
             Some(&BASE64.decode("aM48gA==").unwrap()[..])
         );
         assert!(video.info.is_ready());
+        let size = (video.info.params.width, video.info.params.height);
+        assert_eq!(size, (Some(1280), Some(720)));
 
         let audio = &tracks[1];
         assert_eq!(
@@ -492,15 +470,19 @@ mod tests {
         assert_eq!(video.codec, Codec::H265);
         assert_eq!(
             video.params.vps.as_ref().map(|n| (n[0] >> 1) & 0x3f),
-            Some(H265_NAL_VPS)
+            Some(32) // VPS
         );
         assert_eq!(
             video.params.sps.as_ref().map(|n| (n[0] >> 1) & 0x3f),
-            Some(H265_NAL_SPS)
+            Some(33) // SPS
         );
         assert_eq!(
             video.params.pps.as_ref().map(|n| (n[0] >> 1) & 0x3f),
-            Some(H265_NAL_PPS)
+            Some(34) // PPS
+        );
+        assert_eq!(
+            (video.params.width, video.params.height),
+            (Some(1280), Some(720))
         );
         assert!(video.is_ready());
     }
