@@ -1,0 +1,180 @@
+//! What a WHEP source is told: the endpoint, the secret that opens it, and the
+//! bounds on every wait. Secrets and URLs are redacted wherever they are shown.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use url::Url;
+
+/// A bearer token. Debug and Display print `***` so that no log line, error or
+/// status can carry it by accident; only [`BearerToken::header_value`] reveals it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BearerToken(String);
+
+impl BearerToken {
+    pub fn new(token: impl Into<String>) -> Self {
+        BearerToken(token.into())
+    }
+
+    /// The `Authorization` header value. The only way to read the token.
+    pub(crate) fn header_value(&self) -> String {
+        format!("Bearer {}", self.0)
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BearerToken(***)")
+    }
+}
+
+impl fmt::Display for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A STUN/TURN server for ICE, from the config or a `Link: rel="ice-server"` header.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IceServer {
+    pub url: String,
+    pub username: Option<String>,
+    pub credential: Option<String>,
+}
+
+impl fmt::Debug for IceServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IceServer")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("credential", &self.credential.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// Errors in a WHEP source's configuration.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("not a WHEP URL ({0}): expected whep://, wheps://, http:// or https://")]
+    Scheme(String),
+    #[error("invalid WHEP URL: {0}")]
+    Url(#[from] url::ParseError),
+}
+
+/// Configuration of one WHEP source.
+#[derive(Debug, Clone)]
+pub struct WhepConfig {
+    /// The WHEP endpoint (http or https; see [`endpoint_url`]).
+    pub endpoint: Url,
+    pub bearer_token: Option<BearerToken>,
+    /// Sessions are rotated (make-before-break) before they reach this age: set it to the
+    /// server's cap (Ring: 30 s battery, 60 s wired). `None`: keep a session until it ends.
+    pub max_session: Option<Duration>,
+    /// How long before `max_session` the next session is opened.
+    pub rotation_lead: Duration,
+    pub ice_servers: Vec<IceServer>,
+    /// Local address the WebRTC UDP sockets bind to. `0.0.0.0` means every non-loopback
+    /// interface; a loopback address (tests) is bound as given.
+    pub bind_ip: IpAddr,
+    /// Bound on ICE gathering before the offer is sent (full-gathering mode).
+    pub gather_timeout: Duration,
+    /// Bound on each HTTP request (POST, DELETE).
+    pub http_timeout: Duration,
+    /// Bound from the answer to a connected peer (ICE + DTLS).
+    pub connect_timeout: Duration,
+    /// A session that delivers no RTP for this long is treated as failed.
+    pub no_media_timeout: Duration,
+}
+
+impl WhepConfig {
+    /// Defaults for everything but the endpoint.
+    pub fn new(endpoint: Url) -> Self {
+        WhepConfig {
+            endpoint,
+            bearer_token: None,
+            max_session: None,
+            rotation_lead: Duration::from_secs(5),
+            ice_servers: Vec::new(),
+            bind_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            gather_timeout: Duration::from_secs(3),
+            http_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            no_media_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// When the next session must be opened: `rotation_lead` before `max_session`, but never
+    /// earlier than half the session (a short cap must still leave time to stream).
+    pub fn rotate_after(&self) -> Option<Duration> {
+        self.max_session
+            .map(|max| max.saturating_sub(self.rotation_lead).max(max / 2))
+    }
+}
+
+/// Maps a configured source to the HTTP URL to POST to: `whep://` → `http://`,
+/// `wheps://` → `https://`; `http(s)://` are taken as they are.
+pub fn endpoint_url(source: &str) -> Result<Url, ConfigError> {
+    let (scheme, rest) = source
+        .split_once("://")
+        .ok_or_else(|| ConfigError::Scheme(redact_source(source)))?;
+    let http_scheme = match scheme.to_ascii_lowercase().as_str() {
+        "whep" | "http" => "http",
+        "wheps" | "https" => "https",
+        _ => return Err(ConfigError::Scheme(redact_source(source))),
+    };
+    Ok(Url::parse(&format!("{http_scheme}://{rest}"))?)
+}
+
+/// A URL as it may be shown: no user info, no query (either can hold a secret).
+pub fn redact_url(url: &Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    if shown.query().is_some() {
+        shown.set_query(Some("***"));
+    }
+    shown.to_string()
+}
+
+fn redact_source(source: &str) -> String {
+    match Url::parse(source) {
+        Ok(url) => redact_url(&url),
+        Err(_) => "<unparsable>".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_whep_schemes_to_http() {
+        assert_eq!(endpoint_url("whep://cam:8080/whep/live").unwrap().as_str(), "http://cam:8080/whep/live");
+        assert_eq!(endpoint_url("wheps://api.example/v1/x").unwrap().as_str(), "https://api.example/v1/x");
+        assert_eq!(endpoint_url("https://a/b").unwrap().as_str(), "https://a/b");
+        assert!(matches!(endpoint_url("rtsp://a/b"), Err(ConfigError::Scheme(_))));
+        assert!(matches!(endpoint_url("no scheme"), Err(ConfigError::Scheme(_))));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let token = BearerToken::new("s3cr3t-token");
+        assert!(!format!("{token:?} {token}").contains("s3cr3t"));
+        let url = Url::parse("http://user:pw@cam/whep?token=s3cr3t").unwrap();
+        let shown = redact_url(&url);
+        assert!(!shown.contains("s3cr3t") && !shown.contains("pw") && !shown.contains("user"), "{shown}");
+        assert!(matches!(endpoint_url("ftp://u:pw@h/"), Err(ConfigError::Scheme(s)) if !s.contains("pw")));
+    }
+
+    #[test]
+    fn rotation_leaves_time_to_stream() {
+        let mut config = WhepConfig::new(Url::parse("http://h/").unwrap());
+        assert_eq!(config.rotate_after(), None);
+        config.max_session = Some(Duration::from_secs(60));
+        assert_eq!(config.rotate_after(), Some(Duration::from_secs(55)));
+        config.max_session = Some(Duration::from_secs(6));
+        assert_eq!(config.rotate_after(), Some(Duration::from_secs(3)));
+    }
+}

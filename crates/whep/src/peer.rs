@@ -1,0 +1,244 @@
+//! The WebRTC half of one WHEP session, on webrtc-rs: a receive-only peer connection
+//! that offers every codec the pipeline can depacketize, gathers all its candidates
+//! before the offer leaves (WHEP servers such as Ring take no trickle), and hands the
+//! RTP it receives to the source as [`PeerEvent`]s.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::shared::marshal::Marshal;
+use streamgate_rtp::MediaKind;
+use tokio::sync::{mpsc, watch};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionState, RTCSessionDescription,
+    Registry, SettingEngineBuilder,
+};
+use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+
+use crate::config::IceServer;
+
+/// Packets queued from the WebRTC tasks to the source before they wait.
+const EVENT_QUEUE: usize = 2048;
+
+/// H.264 profiles offered (Ring answers `64001f` and rejects offers without it), all
+/// packetization-mode 1: constrained baseline, baseline, main, high.
+const H264_PROFILES: [&str; 5] = ["42e01f", "42001f", "42c01f", "4d001f", "64001f"];
+
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("WebRTC {step} failed: {detail}")]
+    WebRtc { step: &'static str, detail: String },
+    #[error("ICE gathering did not start")]
+    NoCandidates,
+    #[error("the SDP answer was rejected: {0}")]
+    BadAnswer(String),
+}
+
+fn webrtc_error(step: &'static str) -> impl FnOnce(webrtc::error::Error) -> PeerError {
+    move |error| PeerError::WebRtc { step, detail: error.to_string() }
+}
+
+/// One RTP packet as received (header and payload re-serialized by webrtc-rs: one copy).
+#[derive(Debug)]
+pub struct ReceivedRtp {
+    pub kind: MediaKind,
+    pub packet: Bytes,
+}
+
+/// The video track's handle for sending RTCP back (PLI).
+type VideoFeedback = Arc<Mutex<Option<(Arc<dyn TrackRemote>, u32)>>>;
+
+struct Handler {
+    events: mpsc::Sender<ReceivedRtp>,
+    state: watch::Sender<RTCPeerConnectionState>,
+    gathering: watch::Sender<RTCIceGatheringState>,
+    video: VideoFeedback,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        self.gathering.send_replace(state);
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        self.state.send_replace(state);
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let kind = match track.kind().await {
+            RtpCodecKind::Video => MediaKind::Video,
+            RtpCodecKind::Audio => MediaKind::Audio,
+            _ => return,
+        };
+        if kind == MediaKind::Video {
+            if let Some(ssrc) = track.ssrcs().await.first().copied() {
+                if let Ok(mut video) = self.video.lock() {
+                    *video = Some((Arc::clone(&track), ssrc));
+                }
+            }
+        }
+        let events = self.events.clone();
+        // Runs off the driver: the driver only ever try_sends to the track.
+        tokio::spawn(async move {
+            while let Some(event) = track.poll().await {
+                match event {
+                    TrackRemoteEvent::OnRtpPacket(mut packet) => {
+                        // webrtc-rs strips the padding but keeps the flag: clear it so the
+                        // packet re-serializes as it was received minus the padding.
+                        packet.header.padding = false;
+                        let Ok(raw) = packet.marshal() else { continue };
+                        if events.send(ReceivedRtp { kind, packet: raw.freeze() }).await.is_err() {
+                            break;
+                        }
+                    }
+                    TrackRemoteEvent::OnEnded => break,
+                    _ => {}
+                }
+            }
+        });
+    }
+}
+
+/// A receive-only peer connection.
+pub struct Peer {
+    connection: Box<dyn PeerConnection>,
+    video: VideoFeedback,
+    /// Connection state (ICE + DTLS), as webrtc-rs reports it.
+    pub state: watch::Receiver<RTCPeerConnectionState>,
+}
+
+impl Peer {
+    /// Builds the connection and its complete offer (candidates gathered, bounded by
+    /// `gather_timeout`: what was gathered by then is offered).
+    pub async fn offer(
+        bind: SocketAddr,
+        ice_servers: &[IceServer],
+        gather_timeout: Duration,
+    ) -> Result<(Peer, String, mpsc::Receiver<ReceivedRtp>), PeerError> {
+        let mut media_engine = MediaEngine::default();
+        register_codecs(&mut media_engine).map_err(webrtc_error("codec registration"))?;
+        let registry = register_default_interceptors(Registry::new(), &mut media_engine)
+            .map_err(webrtc_error("interceptor registration"))?;
+        let settings = SettingEngineBuilder::new()
+            .with_include_loopback_candidate(bind.ip().is_loopback())
+            .build();
+        let configuration = RTCConfigurationBuilder::new()
+            .with_ice_servers(ice_servers.iter().map(to_rtc_ice_server).collect())
+            .build();
+        let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+        let (gathering_tx, mut gathering) = watch::channel(RTCIceGatheringState::New);
+        let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
+        let video = VideoFeedback::default();
+        let handler = Arc::new(Handler {
+            events: events_tx,
+            state: state_tx,
+            gathering: gathering_tx,
+            video: Arc::clone(&video),
+        });
+        let connection = PeerConnectionBuilder::new()
+            .with_configuration(configuration)
+            .with_media_engine(media_engine)
+            .with_setting_engine(settings)
+            .with_interceptor_registry(registry)
+            .with_handler(handler)
+            .with_udp_addrs(vec![bind])
+            .build()
+            .await
+            .map_err(webrtc_error("peer connection setup"))?;
+        let peer = Peer { connection: Box::new(connection), video, state };
+
+        let recvonly = || Some(RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() });
+        for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
+            peer.connection
+                .add_transceiver_from_kind(kind, recvonly())
+                .await
+                .map_err(webrtc_error("adding a receive transceiver"))?;
+        }
+        let offer = peer.connection.create_offer(None).await.map_err(webrtc_error("creating the offer"))?;
+        peer.connection
+            .set_local_description(offer)
+            .await
+            .map_err(webrtc_error("setting the offer"))?;
+        let complete = gathering.wait_for(|state| *state == RTCIceGatheringState::Complete);
+        if tokio::time::timeout(gather_timeout, complete).await.is_err() {
+            tracing::debug!(?gather_timeout, "ICE gathering not complete in time; offering what was gathered");
+        }
+        let sdp = peer.connection.local_description().await.map(|d| d.sdp).ok_or(PeerError::NoCandidates)?;
+        if !sdp.contains("a=candidate:") {
+            return Err(PeerError::NoCandidates);
+        }
+        Ok((peer, sdp, events))
+    }
+
+    /// Applies the server's answer.
+    pub async fn accept_answer(&self, answer: String) -> Result<(), PeerError> {
+        let answer = RTCSessionDescription::answer(answer).map_err(|e| PeerError::BadAnswer(e.to_string()))?;
+        self.connection
+            .set_remote_description(answer)
+            .await
+            .map_err(|e| PeerError::BadAnswer(e.to_string()))
+    }
+
+    /// Asks the sender for a keyframe (RTCP PLI). False when no video has arrived yet.
+    pub fn request_keyframe(&self) -> bool {
+        let Some((track, media_ssrc)) = self.video.lock().ok().and_then(|v| v.clone()) else {
+            return false;
+        };
+        tokio::spawn(async move {
+            let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
+            if let Err(error) = track.write_rtcp(vec![Box::new(pli)]).await {
+                tracing::debug!(%error, "PLI not sent");
+            }
+        });
+        true
+    }
+
+    pub async fn close(&self) {
+        if let Err(error) = self.connection.close().await {
+            tracing::debug!(%error, "closing the peer connection");
+        }
+    }
+}
+
+fn to_rtc_ice_server(server: &IceServer) -> RTCIceServer {
+    RTCIceServer {
+        urls: vec![server.url.clone()],
+        username: server.username.clone().unwrap_or_default(),
+        credential: server.credential.clone().unwrap_or_default(),
+    }
+}
+
+/// Every codec the pipeline depacketizes, in preference order.
+fn register_codecs(media_engine: &mut MediaEngine) -> webrtc::error::Result<()> {
+    let video_feedback = || {
+        [("nack", ""), ("nack", "pli"), ("ccm", "fir")]
+            .map(|(typ, parameter)| RTCPFeedback { typ: typ.to_owned(), parameter: parameter.to_owned() })
+            .to_vec()
+    };
+    let codec = |mime: &str, clock_rate, channels, fmtp: String, rtcp_feedback, payload_type| RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec { mime_type: mime.to_owned(), clock_rate, channels, sdp_fmtp_line: fmtp, rtcp_feedback },
+        payload_type,
+    };
+    for (profile, payload_type) in H264_PROFILES.iter().zip([102u8, 104, 106, 108, 112]) {
+        let fmtp = format!("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}");
+        media_engine.register_codec(codec("video/H264", 90_000, 0, fmtp, video_feedback(), payload_type), RtpCodecKind::Video)?;
+    }
+    media_engine.register_codec(codec("video/H265", 90_000, 0, String::new(), video_feedback(), 116), RtpCodecKind::Video)?;
+    let audio = [
+        ("audio/opus", 48_000, 2, "minptime=10;useinbandfec=1", 111u8),
+        ("audio/PCMU", 8_000, 1, "", 0),
+        ("audio/PCMA", 8_000, 1, "", 8),
+    ];
+    for (mime, clock_rate, channels, fmtp, payload_type) in audio {
+        media_engine.register_codec(codec(mime, clock_rate, channels, fmtp.to_owned(), vec![], payload_type), RtpCodecKind::Audio)?;
+    }
+    Ok(())
+}
