@@ -1,0 +1,42 @@
+//! One WHEP session against the aiortc server: negotiation, media, DELETE.
+
+mod common;
+
+use std::time::Duration;
+
+use common::WhepServer;
+use streamgate_rtp::MediaKind;
+use streamgate_whep::config::{endpoint_url, WhepConfig};
+use streamgate_whep::session::Session;
+use streamgate_whep::signal::WhepClient;
+
+fn config(server: &WhepServer, path: &str) -> WhepConfig {
+    let mut config = WhepConfig::new(endpoint_url(&server.url(path).replace("http://", "whep://")).unwrap());
+    config.bind_ip = "127.0.0.1".parse().unwrap();
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_receives_video_and_audio_then_deletes() {
+    let _ = tracing_subscriber::fmt().with_env_filter("streamgate_whep=debug").with_test_writer().try_init();
+    let server = WhepServer::start(&[]);
+    let config = config(&server, "/whep/live");
+    let client = WhepClient::new(&config.endpoint, None, config.http_timeout).unwrap();
+    let mut session = Session::open(&client, &config, &[]).await.expect("session opens");
+    assert_eq!(session.tracks.len(), 2, "{:?}", session.tracks);
+    let (mut video, mut audio) = (0, 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while (video < 50 || audio < 50) && tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(5), session.rtp.recv()).await {
+            Ok(Some(rtp)) if rtp.kind == MediaKind::Video => video += 1,
+            Ok(Some(_)) => audio += 1,
+            _ => break,
+        }
+    }
+    assert!(video >= 50 && audio >= 50, "video {video} audio {audio} packets");
+    let url = session.url.clone();
+    assert!(url.path().starts_with("/whep/sessions/"), "relative Location resolved: {url}");
+    session.close(&client).await;
+    assert_eq!(server.count("method", "DELETE"), 1);
+    assert_eq!(server.count("why", "deleted"), 1);
+}
