@@ -359,3 +359,224 @@ fn fragment(unit: &Bytes, budget: usize, timestamp_offset: u32, out: &mut Vec<Pa
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::test_support::{bytes, depacketize_all, round_trip, rtp};
+    use crate::codec::{Depacketizer as AnyDepacketizer, Packetizer};
+
+    /// The AAC fixture's config: AAC-LC, 48 kHz, stereo.
+    const LC_48K_STEREO: &[u8] = &[0x11, 0x90];
+    /// Explicit HE-AAC (SBR): 24 kHz core, 48 kHz output, stereo.
+    const HE_24K_CORE: &[u8] = &[0x2b, 0x11, 0x88];
+
+    fn aac_track(config: Option<&[u8]>, clock_rate: u32) -> TrackInfo {
+        let mut track = crate::codec::test_support::track(Codec::Aac, clock_rate, 2);
+        track.params.audio_config = config.map(bytes);
+        track
+    }
+
+    fn depacketizer() -> AnyDepacketizer {
+        AnyDepacketizer::new(&aac_track(Some(LC_48K_STEREO), 48_000)).unwrap()
+    }
+
+    /// AU-header section for `sizes` (index 0) followed by `data`.
+    fn payload(sizes: &[u16], data: &[u8]) -> Vec<u8> {
+        let mut p = (16 * sizes.len() as u16).to_be_bytes().to_vec();
+        for size in sizes {
+            p.extend_from_slice(&(size << 3).to_be_bytes());
+        }
+        p.extend_from_slice(data);
+        p
+    }
+
+    #[test]
+    fn frame_duration_comes_from_the_config_and_clock() {
+        assert_eq!(
+            samples_per_frame(&aac_track(Some(LC_48K_STEREO), 48_000)),
+            1024
+        );
+        assert_eq!(
+            samples_per_frame(&aac_track(Some(HE_24K_CORE), 48_000)),
+            2048
+        );
+        assert_eq!(
+            samples_per_frame(&aac_track(Some(&[0x11, 0x94]), 48_000)),
+            960
+        );
+        assert_eq!(samples_per_frame(&aac_track(None, 48_000)), 1024);
+        assert_eq!(samples_per_frame(&aac_track(Some(&[0x11]), 48_000)), 1024);
+    }
+
+    #[test]
+    fn several_aus_per_packet_get_consecutive_timestamps_and_share_the_packet() {
+        let mut d = depacketizer();
+        let pkt = rtp(0, 1000, true, &payload(&[2, 1, 3], &[1, 1, 2, 3, 3, 3]));
+        let (aus, errors) = depacketize_all(&mut d, [pkt]);
+        assert!(errors.is_empty());
+        let got: Vec<(u32, Bytes, usize)> = aus
+            .iter()
+            .map(|au| (au.rtp_timestamp, au.units[0].clone(), au.packets.len()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1000, bytes(&[1, 1]), 1),
+                (2024, bytes(&[2]), 0),
+                (3048, bytes(&[3, 3, 3]), 0)
+            ]
+        );
+        assert!(aus.iter().all(|au| au.keyframe && au.units.len() == 1));
+    }
+
+    #[test]
+    fn lying_lengths_and_bad_headers_are_errors() {
+        let mut d = depacketizer();
+        let mut lying_headers_length = payload(&[2], &[1, 1]);
+        lying_headers_length[1] = 0xf0; // 15 headers claimed, 1 present
+        let (aus, errors) = depacketize_all(
+            &mut d,
+            [
+                rtp(0, 0, true, &[]),
+                rtp(1, 0, true, &[0x00]),
+                rtp(2, 0, true, &lying_headers_length),
+                rtp(3, 0, true, &[0x00, 0x0d, 0, 0x10, 1]), // 13 bits: not whole headers
+                rtp(4, 0, true, &[0x00, 0x00, 1]),
+                rtp(5, 0, true, &payload(&[2, 2], &[1, 1, 2])), // sizes exceed the data
+                rtp(6, 0, true, &payload(&[1], &[1, 2])),       // data beyond the sizes
+                rtp(7, 0, true, &payload(&[4], &[1, 2])),       // marker, yet AU incomplete
+                rtp(8, 0, true, &payload(&[0], &[])),
+                rtp(9, 0, true, &[0x00, 0x10, 0x00, 0x09, 1]), // AU-index 1
+                rtp(10, 0, true, &payload(&[1], &[7])),
+            ],
+        );
+        assert!(matches!(errors[0], DepacketizeError::EmptyPayload { .. }));
+        assert!(matches!(errors[1], DepacketizeError::Truncated { .. }));
+        assert!(matches!(
+            errors[2],
+            DepacketizeError::BadLength {
+                claimed: 30,
+                available: 4,
+                ..
+            }
+        ));
+        assert!(matches!(errors[3], DepacketizeError::Malformed { .. }));
+        assert!(matches!(errors[4], DepacketizeError::Malformed { .. }));
+        assert!(matches!(
+            errors[5],
+            DepacketizeError::BadLength {
+                claimed: 4,
+                available: 3,
+                ..
+            }
+        ));
+        assert!(matches!(
+            errors[6],
+            DepacketizeError::BadLength {
+                claimed: 1,
+                available: 2,
+                ..
+            }
+        ));
+        assert!(matches!(
+            errors[7],
+            DepacketizeError::BadLength {
+                claimed: 4,
+                available: 2,
+                ..
+            }
+        ));
+        assert!(matches!(
+            errors[8],
+            DepacketizeError::Malformed {
+                what: "zero-size AU",
+                ..
+            }
+        ));
+        assert!(matches!(errors[9], DepacketizeError::Malformed { .. }));
+        assert_eq!(errors.len(), 10);
+        assert_eq!(aus.len(), 1);
+    }
+
+    #[test]
+    fn fragmented_au_is_reassembled_and_losses_are_reported() {
+        let mut d = depacketizer();
+        let (aus, errors) = depacketize_all(
+            &mut d,
+            [
+                rtp(0, 0, false, &payload(&[5], &[1, 2])),
+                rtp(1, 0, false, &payload(&[5], &[3])),
+                rtp(2, 0, true, &payload(&[5], &[4, 5])),
+                // End lost: the next timestamp reveals it, and its packet is kept.
+                rtp(3, 1024, false, &payload(&[5], &[1, 2])),
+                rtp(4, 2048, true, &payload(&[1], &[9])),
+                // Fragment that overruns its AU size.
+                rtp(5, 3072, false, &payload(&[3], &[1, 2])),
+                rtp(6, 3072, true, &payload(&[3], &[3, 4])),
+                // Fragment whose AU header changes.
+                rtp(7, 4096, false, &payload(&[3], &[1, 2])),
+                rtp(8, 4096, true, &payload(&[4], &[3])),
+            ],
+        );
+        assert!(matches!(
+            errors[0],
+            DepacketizeError::FragmentEndLost { .. }
+        ));
+        assert!(matches!(errors[1], DepacketizeError::BadLength { .. }));
+        assert!(matches!(errors[2], DepacketizeError::Malformed { .. }));
+        assert_eq!(errors.len(), 3);
+        assert_eq!(aus.len(), 2);
+        assert_eq!(aus[0].units, vec![bytes(&[1, 2, 3, 4, 5])]);
+        assert_eq!(aus[0].packets.len(), 3);
+        assert_eq!(aus[1].rtp_timestamp, 2048);
+
+        d.push(rtp(9, 5120, false, &payload(&[3], &[1]))).unwrap();
+        d.discard_partial();
+        assert!(d
+            .push(rtp(10, 5120, true, &payload(&[3], &[2, 3])))
+            .is_err());
+        assert!(d.pull().is_none());
+    }
+
+    #[test]
+    fn round_trip_groups_frames_and_fragments_big_ones() {
+        let track = aac_track(Some(LC_48K_STEREO), 48_000);
+        let frames: Vec<Bytes> = (0..12u8)
+            .map(|i| Bytes::from(vec![i; 100 + usize::from(i) * 40]))
+            .collect();
+        // Output is one access unit per frame, 1024 ticks apart.
+        let expected: Vec<(u32, Vec<Bytes>)> = frames
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (5000 + 1024 * i as u32, vec![f.clone()]))
+            .collect();
+        for mtu in [1200, 300, 17] {
+            assert_eq!(
+                round_trip(&track, mtu, &[(5000, frames.clone())]),
+                expected,
+                "mtu {mtu}"
+            );
+        }
+        let packets = Packetizer::new(&track, 1, 1200)
+            .packetize(0, &frames)
+            .unwrap();
+        assert!(
+            packets.len() < frames.len(),
+            "several frames share a packet"
+        );
+        assert!(packets.iter().all(|p| p.marker()));
+    }
+
+    #[test]
+    fn packetizer_rejects_frames_a_13_bit_size_cannot_describe() {
+        let mut packetizer = Packetizer::new(&aac_track(None, 48_000), 1, 1200);
+        assert!(packetizer
+            .packetize(0, &[Bytes::from(vec![0; 8192])])
+            .is_err());
+        assert!(packetizer.packetize(0, &[Bytes::new()]).is_err());
+        assert!(Packetizer::new(&aac_track(None, 48_000), 1, 16)
+            .packetize(0, &[bytes(&[1])])
+            .is_err());
+    }
+}

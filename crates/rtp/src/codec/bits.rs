@@ -92,7 +92,7 @@ mod tests {
         assert_eq!(r.read_ue(), Some(1));
         assert_eq!(r.read_ue(), Some(2));
         assert_eq!(r.read_ue(), Some(3));
-        assert_eq!(r.read_bits(3), Some(0));
+        assert_eq!(r.read_bits(4), Some(0));
         assert_eq!(r.read_bit(), None);
         assert_eq!(BitReader::new(&[0, 0, 0, 0, 0]).read_ue(), None);
         assert_eq!(BitReader::new(&[0xff]).skip_bits(9), None);

@@ -94,3 +94,60 @@ pub(super) fn packetize(
     }
     Ok(payloads)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::test_support::{depacketize_all, round_trip, rtp, track};
+    use crate::codec::{Depacketizer as AnyDepacketizer, Packetizer};
+
+    #[test]
+    fn long_frames_split_at_sample_boundaries_with_advancing_timestamps() {
+        let track = track(Codec::Pcma, 8_000, 2);
+        let frame = Bytes::from((0..400u32).map(|i| i as u8).collect::<Vec<_>>());
+        // MTU 12 + 101 bytes: 100-byte chunks (50 stereo samples each).
+        let output = round_trip(&track, 113, &[(800, vec![frame.clone()])]);
+        let expected: Vec<(u32, Vec<Bytes>)> = (0..4)
+            .map(|i| {
+                (
+                    800 + 50 * i as u32,
+                    vec![frame.slice(i * 100..(i + 1) * 100)],
+                )
+            })
+            .collect();
+        assert_eq!(output, expected);
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let mut d = AnyDepacketizer::new(&track(Codec::Pcmu, 8_000, 2)).unwrap();
+        let (aus, errors) = depacketize_all(
+            &mut d,
+            [
+                rtp(0, 0, false, &[]),
+                rtp(1, 0, false, &[1, 2, 3]),
+                rtp(2, 0, false, &[1, 2]),
+            ],
+        );
+        assert!(matches!(
+            errors[..],
+            [
+                DepacketizeError::EmptyPayload { .. },
+                DepacketizeError::Malformed { .. }
+            ]
+        ));
+        assert_eq!(aus.len(), 1);
+        assert!(AnyDepacketizer::new(&track(Codec::Pcmu, 8_000, 0)).is_err());
+        let mut packetizer = Packetizer::new(&track(Codec::Pcmu, 8_000, 2), 1, 13);
+        assert!(
+            packetizer
+                .packetize(0, &[Bytes::from_static(&[1, 2])])
+                .is_err(),
+            "MTU below one sample"
+        );
+        let mut packetizer = Packetizer::new(&track(Codec::Pcmu, 8_000, 2), 1, 100);
+        assert!(packetizer
+            .packetize(0, &[Bytes::from_static(&[1, 2, 3])])
+            .is_err());
+    }
+}

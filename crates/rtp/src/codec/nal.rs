@@ -285,7 +285,16 @@ fn read_aggregation<S: NalSyntax>(
                 available,
             });
         }
-        add_unit::<S>(partial, at, payload.slice(start..start + size))?;
+        let unit = payload.slice(start..start + size);
+        if unit.len() >= S::HEADER_LEN && !S::is_single(S::nal_type(&unit)) {
+            return Err(DepacketizeError::UnsupportedType {
+                at,
+                codec: S::CODEC,
+                nal_type: S::nal_type(&unit),
+                what: "aggregated unit of a non-NAL type",
+            });
+        }
+        add_unit::<S>(partial, at, unit)?;
         pos = start + size;
     }
     Ok(())

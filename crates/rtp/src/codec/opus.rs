@@ -60,3 +60,42 @@ pub(super) fn packetize(units: &[Bytes], budget: usize) -> Result<Vec<Payload>, 
         data: frame.clone(),
     }])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::test_support::{bytes, depacketize_all, round_trip, rtp, track};
+    use crate::codec::{Depacketizer as AnyDepacketizer, Packetizer};
+
+    #[test]
+    fn each_packet_is_one_keyframe_access_unit_without_copying() {
+        let mut d = AnyDepacketizer::new(&track(Codec::Opus, 48_000, 2)).unwrap();
+        let pkt = rtp(0, 960, false, &[0xfc, 1, 2]);
+        let ptr = pkt.payload_slice().as_ptr();
+        let (aus, errors) = depacketize_all(&mut d, [rtp(1, 0, false, &[]), pkt]);
+        assert!(matches!(
+            errors[..],
+            [DepacketizeError::EmptyPayload { .. }]
+        ));
+        assert_eq!(aus.len(), 1);
+        assert_eq!((aus[0].rtp_timestamp, aus[0].keyframe), (960, true));
+        assert_eq!(aus[0].units[0].as_ptr(), ptr);
+    }
+
+    #[test]
+    fn round_trip_and_limits() {
+        let track = track(Codec::Opus, 48_000, 2);
+        let input: Vec<(u32, Vec<Bytes>)> = (0..5u8)
+            .map(|i| (u32::from(i) * 960, vec![bytes(&[0xfc, i])]))
+            .collect();
+        assert_eq!(round_trip(&track, 1200, &input), input);
+        let mut packetizer = Packetizer::new(&track, 1, 100);
+        assert!(packetizer
+            .packetize(0, &[Bytes::from(vec![0; 89])])
+            .is_err());
+        assert!(packetizer
+            .packetize(0, &[bytes(&[1]), bytes(&[2])])
+            .is_err());
+        assert!(packetizer.packetize(0, &[Bytes::new()]).is_err());
+    }
+}
