@@ -1,1 +1,882 @@
-//! (being written)
+//! Stream ingest: turns a source's RTP packets into [`Frame`]s on the [`Hub`].
+//!
+//! Per track: reorder buffer → depacketizer → in-band parameter sets → timeline →
+//! `Frame`. The output RTP headers are written here, once per packet, so that
+//! every output forwards the same bytes: a random SSRC per track that stays for
+//! the stream's life, a continuous sequence number per track, the continuous
+//! timestamp (`pts` truncated to 32 bits) and the track's output payload type.
+//! Payloads stay slices of the received buffers.
+//!
+//! After packet loss the frame in progress is dropped (with any of its packets
+//! still to come) and a keyframe is requested from the source through the Hub.
+//! H.264/H.265 keyframes that arrive without their parameter sets in band get
+//! them prepended (as units and as single-NAL packets with the frame's
+//! timestamp): RTSP readers such as ffmpeg `-c copy` recorders need SPS/PPS
+//! before every IDR, not only in the SDP.
+//!
+//! Wall-clock time comes from RTCP sender reports once every track has one (so
+//! all tracks switch together), else from the stream's start instant plus output
+//! time, which is consistent across tracks because every track's output time is
+//! anchored to that same instant (see [`crate::timeline`]).
+
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+
+use crate::codec::nal::{NalSyntax, ParameterSet};
+use crate::codec::{self, AccessUnit, DepacketizeError, Depacketizer};
+use crate::frame::{Frame, OutPacket};
+use crate::hub::Hub;
+use crate::packet::RtpPacket;
+use crate::reorder::{Pushed, Released, ReorderBuffer, ReorderConfig};
+use crate::rtcp::{self, SenderReport};
+use crate::timeline::Timeline;
+use crate::track::{Codec, CodecParams, MediaKind, TrackId, TrackInfo};
+
+/// Data-path errors are summarised in the log at most this often.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+#[non_exhaustive]
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum IngestError {
+    #[error("stream {stream}: packet for unknown track {}", track.0)]
+    UnknownTrack { stream: String, track: TrackId },
+    #[error("stream {stream} track {}: {source}", track.0)]
+    Depacketize {
+        stream: String,
+        track: TrackId,
+        #[source]
+        source: DepacketizeError,
+    },
+}
+
+/// Counters since the ingest started (for metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IngestStats {
+    pub packets: u64,
+    /// Packets that never arrived (gaps declared lost by the reorder buffer).
+    pub lost_packets: u64,
+    /// Duplicates and packets that came after their gap was declared lost.
+    pub discarded_packets: u64,
+    /// Frames dropped because of loss or a malformed packet.
+    pub dropped_frames: u64,
+    pub depacketize_errors: u64,
+    pub frames: u64,
+}
+
+/// One stream's ingest state; the source task owns it and feeds it packets.
+#[derive(Debug)]
+pub struct StreamIngest {
+    hub: Hub,
+    tracks: Vec<TrackIngest>,
+    /// The stream's start, shared by every track's timeline and the fallback
+    /// wall clock: (instant, wall-clock time at that instant).
+    origin: Option<(Instant, SystemTime)>,
+    stats: IngestStats,
+    error_log: ErrorLog,
+}
+
+#[derive(Debug)]
+struct TrackIngest {
+    info: TrackInfo,
+    reorder: ReorderBuffer<RtpPacket>,
+    /// `Err` when the track cannot be depacketized (reported on every packet).
+    depacketizer: Result<Depacketizer, DepacketizeError>,
+    timeline: Timeline,
+    source_ssrc: Option<u32>,
+    output_ssrc: u32,
+    next_output_sequence: u16,
+    sender_report: Option<(u64, u32)>,
+    /// The last packet given to the depacketizer: (timestamp, marker).
+    last_pushed: Option<(u32, bool)>,
+    /// Timestamp of the access unit damaged by loss: its remaining packets are dropped.
+    damaged_timestamp: Option<u32>,
+}
+
+impl TrackIngest {
+    fn new(info: TrackInfo) -> TrackIngest {
+        let depacketizer = Depacketizer::new(&info);
+        TrackIngest {
+            reorder: ReorderBuffer::new(ReorderConfig::default()),
+            depacketizer,
+            timeline: Timeline::new(info.clock_rate),
+            source_ssrc: None,
+            output_ssrc: rand::random(),
+            next_output_sequence: rand::random(),
+            sender_report: None,
+            last_pushed: None,
+            damaged_timestamp: None,
+            info,
+        }
+    }
+
+    /// Forgets the source session (new connection, new SSRC or numbering), but
+    /// keeps the output identity (SSRC, sequence, timeline) running.
+    fn restart(&mut self) {
+        self.reorder.reset();
+        self.discard_partial();
+        self.timeline.rebase();
+        self.source_ssrc = None;
+        self.sender_report = None;
+        self.last_pushed = None;
+    }
+
+    fn discard_partial(&mut self) {
+        if let Ok(depacketizer) = &mut self.depacketizer {
+            depacketizer.discard_partial();
+        }
+        self.damaged_timestamp = None;
+    }
+
+    fn next_sequence(&mut self) -> u16 {
+        let sequence = self.next_output_sequence;
+        self.next_output_sequence = sequence.wrapping_add(1);
+        sequence
+    }
+
+    fn out_packet(&mut self, marker: bool, timestamp: u32, payload: Bytes) -> OutPacket {
+        let sequence = self.next_sequence();
+        OutPacket::new(
+            self.info.payload_type,
+            marker,
+            sequence,
+            timestamp,
+            self.output_ssrc,
+            payload,
+        )
+    }
+}
+
+impl StreamIngest {
+    /// Announces `tracks` on the Hub and prepares one pipeline per track.
+    pub fn new(hub: Hub, tracks: Vec<TrackInfo>) -> StreamIngest {
+        hub.set_tracks(tracks.clone());
+        let tracks: Vec<TrackIngest> = tracks.into_iter().map(TrackIngest::new).collect();
+        for track in &tracks {
+            if let Err(error) = &track.depacketizer {
+                tracing::warn!(stream = %hub.name(), track = track.info.id.0, %error, "track will be ignored");
+            }
+        }
+        StreamIngest {
+            hub,
+            tracks,
+            origin: None,
+            stats: IngestStats::default(),
+            error_log: ErrorLog::default(),
+        }
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    pub fn stats(&self) -> IngestStats {
+        self.stats
+    }
+
+    /// Takes one received packet of `track`; publishes the frames it completes.
+    /// An error reports a bad packet (or a track that cannot be depacketized);
+    /// the ingest stays usable either way.
+    pub fn push_rtp(
+        &mut self,
+        track: TrackId,
+        packet: RtpPacket,
+        now: Instant,
+    ) -> Result<(), IngestError> {
+        let index = self
+            .tracks
+            .iter()
+            .position(|t| t.info.id == track)
+            .ok_or_else(|| IngestError::UnknownTrack {
+                stream: self.hub.name().to_owned(),
+                track,
+            })?;
+        let origin = *self.origin.get_or_insert_with(|| (now, SystemTime::now()));
+        self.stats.packets += 1;
+        let state = &mut self.tracks[index];
+        if state.source_ssrc.is_some_and(|ssrc| ssrc != packet.ssrc()) {
+            tracing::info!(stream = %self.hub.name(), track = track.0, "source SSRC changed: treating as a restart");
+            state.restart();
+        }
+        state.source_ssrc = Some(packet.ssrc());
+        match state.reorder.push(packet.sequence_number(), packet, now) {
+            Pushed::Duplicate | Pushed::Late => self.stats.discarded_packets += 1,
+            Pushed::Accepted | Pushed::Probation => {}
+        }
+        let mut first_error = None;
+        while let Some(released) = self.tracks[index].reorder.pop(now) {
+            let result = match released {
+                Released::Packet { item, .. } => self.depacketize(index, item, now, origin),
+                Released::Lost { count, .. } => {
+                    self.on_loss(index, count);
+                    Ok(())
+                }
+                Released::Restarted => {
+                    let state = &mut self.tracks[index];
+                    state.discard_partial();
+                    state.timeline.rebase();
+                    state.last_pushed = None;
+                    Ok(())
+                }
+            };
+            if let Err(error) = result {
+                self.error_log.record(self.hub.name(), &error, now);
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Records the source's RTP/NTP mapping for `track` (RTCP SR).
+    pub fn on_sender_report(&mut self, track: TrackId, sr: &SenderReport) {
+        if let Some(state) = self.tracks.iter_mut().find(|t| t.info.id == track) {
+            state.sender_report = Some((sr.ntp_time, sr.rtp_time));
+        }
+    }
+
+    /// The source started a new session (reconnect, replay loop): forget its
+    /// packet state, keep the output running forward.
+    pub fn source_restarted(&mut self) {
+        for track in &mut self.tracks {
+            track.restart();
+        }
+    }
+
+    fn on_loss(&mut self, index: usize, count: u64) {
+        self.stats.lost_packets = self.stats.lost_packets.saturating_add(count);
+        let state = &mut self.tracks[index];
+        tracing::debug!(stream = %self.hub.name(), track = state.info.id.0, count, "RTP packets lost");
+        // The packets before the gap belong to a frame that is now incomplete;
+        // if the gap did not end it, its remaining packets share its timestamp.
+        let damaged = state
+            .last_pushed
+            .filter(|(_, marker)| !marker)
+            .map(|(timestamp, _)| timestamp);
+        state.discard_partial();
+        state.damaged_timestamp = damaged;
+        self.stats.dropped_frames += 1;
+        if state.info.kind() == MediaKind::Video {
+            self.hub.request_keyframe();
+        }
+    }
+
+    fn depacketize(
+        &mut self,
+        index: usize,
+        packet: RtpPacket,
+        now: Instant,
+        origin: (Instant, SystemTime),
+    ) -> Result<(), IngestError> {
+        let state = &mut self.tracks[index];
+        if state.damaged_timestamp == Some(packet.timestamp()) {
+            return Ok(());
+        }
+        state.damaged_timestamp = None;
+        state.last_pushed = Some((packet.timestamp(), packet.marker()));
+        let depacketizer = match &mut state.depacketizer {
+            Ok(depacketizer) => depacketizer,
+            Err(unusable) => {
+                let unusable = unusable.clone();
+                return Err(self.depacketize_error(index, unusable));
+            }
+        };
+        let pushed = depacketizer.push(packet);
+        let mut units = Vec::new();
+        while let Some(unit) = depacketizer.pull() {
+            units.push(unit);
+        }
+        for unit in units {
+            self.publish(index, unit, now, origin);
+        }
+        pushed.map_err(|error| {
+            self.stats.dropped_frames += 1;
+            if self.tracks[index].info.kind() == MediaKind::Video {
+                self.hub.request_keyframe();
+            }
+            self.depacketize_error(index, error)
+        })
+    }
+
+    fn depacketize_error(&mut self, index: usize, source: DepacketizeError) -> IngestError {
+        self.stats.depacketize_errors += 1;
+        IngestError::Depacketize {
+            stream: self.hub.name().to_owned(),
+            track: self.tracks[index].info.id,
+            source,
+        }
+    }
+
+    fn publish(
+        &mut self,
+        index: usize,
+        unit: AccessUnit,
+        now: Instant,
+        origin: (Instant, SystemTime),
+    ) {
+        let all_have_sender_reports = self.tracks.iter().all(|t| t.sender_report.is_some());
+        let state = &mut self.tracks[index];
+        let info = &mut state.info;
+        let previous_sps = info.params.sps.clone();
+        let mut discontinuity = false;
+        if codec::update_params(info.codec, &unit.units, &mut info.params) {
+            // A new SPS (not the first one learned) means a new picture format.
+            discontinuity = previous_sps.is_some() && previous_sps != info.params.sps;
+            self.hub.update_params(info.id, info.params.clone());
+        }
+        let mapped = state.timeline.map(unit.rtp_timestamp, now, origin.0);
+        discontinuity |= mapped.discontinuity;
+        let pts = mapped.pts;
+        let timestamp = pts as u32;
+        let clock_rate = state.timeline.clock_rate();
+        let wallclock = match state.sender_report {
+            Some((ntp, rtp)) if all_have_sender_reports => {
+                let ticks = i64::from(unit.rtp_timestamp.wrapping_sub(rtp) as i32);
+                offset(rtcp::system_time_from_ntp(ntp), ticks, clock_rate)
+            }
+            _ => offset(origin.1, i64::try_from(pts).unwrap_or(i64::MAX), clock_rate),
+        };
+        let kind = state.info.kind();
+        let keyframe = unit.keyframe || kind == MediaKind::Audio;
+        let AccessUnit {
+            units,
+            packets: source_packets,
+            ..
+        } = unit;
+        let (units, parameter_sets) = match kind {
+            MediaKind::Video if keyframe => {
+                with_parameter_sets(state.info.codec, &state.info.params, units)
+            }
+            _ => (units, Vec::new()),
+        };
+        let mut packets = Vec::with_capacity(source_packets.len() + parameter_sets.len());
+        let mut source_packets = source_packets.into_iter().peekable();
+        // Keep a leading access unit delimiter first, as in the units.
+        if !parameter_sets.is_empty() {
+            if let Some(delimiter) =
+                source_packets.next_if(|p| is_delimiter(state.info.codec, p.payload_slice()))
+            {
+                packets.push(state.out_packet(delimiter.marker(), timestamp, delimiter.payload()));
+            }
+        }
+        for parameter_set in parameter_sets {
+            packets.push(state.out_packet(false, timestamp, parameter_set));
+        }
+        for packet in source_packets {
+            packets.push(state.out_packet(packet.marker(), timestamp, packet.payload()));
+        }
+        self.stats.frames += 1;
+        self.hub.publish(Frame {
+            track: state.info.id,
+            kind,
+            pts,
+            dts: pts,
+            wallclock,
+            keyframe,
+            discontinuity,
+            units,
+            packets,
+        });
+    }
+}
+
+/// `base` moved by `ticks` of a `clock_rate` clock (either direction).
+fn offset(base: SystemTime, ticks: i64, clock_rate: u32) -> SystemTime {
+    let nanos = u128::from(ticks.unsigned_abs()) * 1_000_000_000 / u128::from(clock_rate.max(1));
+    let delta = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+    let moved = if ticks >= 0 {
+        base.checked_add(delta)
+    } else {
+        base.checked_sub(delta)
+    };
+    moved.unwrap_or(base)
+}
+
+fn nal_type(codec: Codec, nal: &[u8]) -> Option<u8> {
+    match codec {
+        Codec::H264 if !nal.is_empty() => Some(codec::h264::Syntax::nal_type(nal)),
+        Codec::H265 if nal.len() >= 2 => Some(codec::h265::Syntax::nal_type(nal)),
+        _ => None,
+    }
+}
+
+fn parameter_set(codec: Codec, nal: &[u8]) -> Option<ParameterSet> {
+    let nal_type = nal_type(codec, nal)?;
+    match codec {
+        Codec::H264 => codec::h264::Syntax::parameter_set(nal_type),
+        _ => codec::h265::Syntax::parameter_set(nal_type),
+    }
+}
+
+/// An access unit delimiter NAL (H.264 type 9, H.265 type 35), which must stay first.
+fn is_delimiter(codec: Codec, nal: &[u8]) -> bool {
+    matches!(
+        (codec, nal_type(codec, nal)),
+        (Codec::H264, Some(9)) | (Codec::H265, Some(35))
+    )
+}
+
+/// Puts the parameter sets in front of a keyframe's units (after a leading
+/// delimiter) when it lacks any in band. Returns the new units and the prepended
+/// sets. All sets go in, in decoding order (VPS, SPS, PPS), even if one came in
+/// band: a PPS must follow its SPS, and `params` already holds the in-band ones.
+fn with_parameter_sets(
+    codec: Codec,
+    params: &CodecParams,
+    units: Vec<Bytes>,
+) -> (Vec<Bytes>, Vec<Bytes>) {
+    let has = |wanted: ParameterSet| {
+        units
+            .iter()
+            .any(|u| parameter_set(codec, u) == Some(wanted))
+    };
+    let needed: &[(ParameterSet, &Option<Bytes>)] = match codec {
+        Codec::H264 => &[
+            (ParameterSet::Sps, &params.sps),
+            (ParameterSet::Pps, &params.pps),
+        ],
+        Codec::H265 => &[
+            (ParameterSet::Vps, &params.vps),
+            (ParameterSet::Sps, &params.sps),
+            (ParameterSet::Pps, &params.pps),
+        ],
+        _ => &[],
+    };
+    if needed.iter().all(|(kind, _)| has(*kind)) {
+        return (units, Vec::new());
+    }
+    let sets: Vec<Bytes> = needed
+        .iter()
+        .filter_map(|(_, set)| set.as_ref().cloned())
+        .collect();
+    let at = usize::from(units.first().is_some_and(|u| is_delimiter(codec, u)));
+    let mut out = Vec::with_capacity(units.len() + sets.len());
+    out.extend_from_slice(&units[..at]);
+    out.extend(sets.iter().cloned());
+    out.extend_from_slice(&units[at..]);
+    (out, sets)
+}
+
+/// Summarises data-path errors in the log at most once per [`ERROR_LOG_INTERVAL`].
+#[derive(Debug, Default)]
+struct ErrorLog {
+    last_logged: Option<Instant>,
+    suppressed: u64,
+}
+
+impl ErrorLog {
+    fn record(&mut self, stream: &str, error: &IngestError, now: Instant) {
+        let due = self
+            .last_logged
+            .is_none_or(|last| now.saturating_duration_since(last) >= ERROR_LOG_INTERVAL);
+        if due {
+            tracing::warn!(stream, %error, suppressed = self.suppressed, "dropping bad RTP input");
+            self.last_logged = Some(now);
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use base64::Engine;
+
+    use super::*;
+    use crate::hub::{HubConfig, Subscription};
+    use crate::packet::RtpPacketBuilder;
+
+    const VIDEO: TrackId = TrackId(0);
+    const AUDIO: TrackId = TrackId(1);
+    const SOURCE_SSRC: u32 = 0x1111_1111;
+
+    /// The fixture capture's SPS/PPS (1280x720 constrained baseline).
+    fn sdp_params() -> CodecParams {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        CodecParams {
+            sps: Some(Bytes::from(
+                b64.decode("Z0LAH9oBQBbsBEAAAAMAQAAADIPGDKg=").expect("sps"),
+            )),
+            pps: Some(Bytes::from(b64.decode("aM48gA==").expect("pps"))),
+            ..CodecParams::default()
+        }
+    }
+
+    fn tracks() -> Vec<TrackInfo> {
+        vec![
+            TrackInfo {
+                id: VIDEO,
+                codec: Codec::H264,
+                clock_rate: 90_000,
+                channels: 1,
+                payload_type: 100,
+                params: sdp_params(),
+            },
+            TrackInfo {
+                id: AUDIO,
+                codec: Codec::Opus,
+                clock_rate: 48_000,
+                channels: 2,
+                payload_type: 101,
+                params: CodecParams::default(),
+            },
+        ]
+    }
+
+    fn setup() -> (StreamIngest, Subscription, Instant) {
+        let hub = Hub::new("cam", HubConfig::default());
+        let subscription = hub.subscribe();
+        (
+            StreamIngest::new(hub, tracks()),
+            subscription,
+            Instant::now(),
+        )
+    }
+
+    fn packet(ssrc: u32, seq: u16, ts: u32, marker: bool, payload: Vec<u8>) -> RtpPacket {
+        let raw = RtpPacketBuilder {
+            payload_type: 96,
+            marker,
+            sequence_number: seq,
+            timestamp: ts,
+            ssrc,
+            payload: Bytes::from(payload),
+            ..Default::default()
+        }
+        .build()
+        .expect("builds");
+        RtpPacket::parse(raw).expect("parses")
+    }
+
+    /// An IDR slice sent as three FU-A fragments (seq, seq+1, seq+2).
+    fn idr(seq: u16, ts: u32) -> Vec<RtpPacket> {
+        vec![
+            packet(SOURCE_SSRC, seq, ts, false, vec![0x7c, 0x85, 1, 2, 3]),
+            packet(
+                SOURCE_SSRC,
+                seq.wrapping_add(1),
+                ts,
+                false,
+                vec![0x7c, 0x05, 4, 5, 6],
+            ),
+            packet(
+                SOURCE_SSRC,
+                seq.wrapping_add(2),
+                ts,
+                true,
+                vec![0x7c, 0x45, 7, 8, 9],
+            ),
+        ]
+    }
+
+    fn idr_nal() -> Bytes {
+        Bytes::from_static(&[0x65, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    }
+
+    fn p_frame(ssrc: u32, seq: u16, ts: u32) -> RtpPacket {
+        packet(ssrc, seq, ts, true, vec![0x41, 0x9a, seq as u8])
+    }
+
+    fn push_all(ingest: &mut StreamIngest, packets: Vec<RtpPacket>, now: Instant) {
+        for p in packets {
+            ingest.push_rtp(VIDEO, p, now).expect("valid packet");
+        }
+    }
+
+    fn received(subscription: &mut Subscription) -> Vec<Arc<Frame>> {
+        std::iter::from_fn(|| subscription.try_recv().ok().flatten()).collect()
+    }
+
+    #[test]
+    fn keyframe_gets_parameter_sets_and_one_rewritten_header_per_packet() {
+        let (mut ingest, mut sub, now) = setup();
+        let source = idr(10, 1000);
+        let source_payloads: Vec<Bytes> = source.iter().map(RtpPacket::payload).collect();
+        push_all(&mut ingest, source, now);
+        push_all(
+            &mut ingest,
+            vec![p_frame(SOURCE_SSRC, 13, 4000)],
+            now + Duration::from_millis(33),
+        );
+        let frames = received(&mut sub);
+        assert_eq!(frames.len(), 2);
+
+        let key = &frames[0];
+        let params = sdp_params();
+        assert!(key.keyframe);
+        assert_eq!(
+            key.units,
+            vec![
+                params.sps.clone().unwrap_or_default(),
+                params.pps.clone().unwrap_or_default(),
+                idr_nal()
+            ]
+        );
+        assert_eq!(key.packets.len(), 5, "SPS + PPS + three FU-A packets");
+        assert_eq!(key.packets[0].payload, key.units[0]);
+        assert_eq!(key.packets[1].payload, key.units[1]);
+        for (out, src) in key.packets[2..].iter().zip(&source_payloads) {
+            assert_eq!(
+                out.payload.as_ptr(),
+                src.as_ptr(),
+                "payload is the received buffer, not a copy"
+            );
+        }
+        let ssrc = key.packets[0].ssrc();
+        let first_seq = key.packets[0].sequence();
+        let all: Vec<&OutPacket> = frames.iter().flat_map(|f| &f.packets).collect();
+        for (i, out) in all.iter().enumerate() {
+            assert_eq!(out.ssrc(), ssrc);
+            assert_ne!(out.ssrc(), SOURCE_SSRC);
+            assert_eq!(out.payload_type(), 100, "the track's output payload type");
+            assert_eq!(out.sequence(), first_seq.wrapping_add(i as u16));
+        }
+        assert!(key.packets.iter().all(|p| p.timestamp() == key.pts as u32));
+        assert_eq!(
+            key.packets
+                .iter()
+                .map(OutPacket::marker)
+                .collect::<Vec<_>>(),
+            vec![false, false, false, false, true]
+        );
+
+        let p = &frames[1];
+        assert!(!p.keyframe);
+        assert_eq!(p.pts - key.pts, 3000, "source spacing kept");
+        assert_eq!(p.packets[0].timestamp(), p.pts as u32);
+    }
+
+    #[test]
+    fn in_band_parameter_sets_are_not_added_twice() {
+        let (mut ingest, mut sub, now) = setup();
+        let params = sdp_params();
+        let (sps, pps) = (
+            params.sps.unwrap_or_default(),
+            params.pps.unwrap_or_default(),
+        );
+        let mut stap = vec![0x78];
+        for nal in [&sps, &pps] {
+            stap.extend_from_slice(&(nal.len() as u16).to_be_bytes());
+            stap.extend_from_slice(nal);
+        }
+        let packets = vec![
+            packet(SOURCE_SSRC, 1, 0, false, stap),
+            packet(
+                SOURCE_SSRC,
+                2,
+                0,
+                true,
+                vec![0x65, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+            ),
+        ];
+        push_all(&mut ingest, packets, now);
+        let frames = received(&mut sub);
+        assert_eq!(frames[0].units, vec![sps, pps, idr_nal()]);
+        assert_eq!(frames[0].packets.len(), 2);
+    }
+
+    #[test]
+    fn reordered_fragments_are_reassembled_in_order() {
+        let (mut ingest, mut sub, now) = setup();
+        let mut packets = idr(65534, 1000);
+        packets.swap(1, 2);
+        push_all(&mut ingest, packets, now);
+        let frames = received(&mut sub);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].units.last(), Some(&idr_nal()));
+        assert_eq!(ingest.stats().lost_packets, 0);
+    }
+
+    #[test]
+    fn loss_drops_the_frame_and_requests_a_keyframe() {
+        let (mut ingest, mut sub, now) = setup();
+        push_all(&mut ingest, idr(1, 0), now);
+        let mut damaged = idr(4, 3000);
+        damaged.remove(1);
+        push_all(&mut ingest, damaged, now);
+        assert_eq!(
+            ingest.hub().stats().keyframe_requests,
+            0,
+            "still waiting for the gap"
+        );
+        // Well after the reorder buffer's wait: the gap is declared lost.
+        let later = now + Duration::from_millis(200);
+        push_all(&mut ingest, vec![p_frame(SOURCE_SSRC, 7, 6000)], later);
+        let frames = received(&mut sub);
+        assert_eq!(
+            frames
+                .iter()
+                .map(|f| f.pts - frames[0].pts)
+                .collect::<Vec<_>>(),
+            vec![0, 6000]
+        );
+        assert_eq!(ingest.stats().lost_packets, 1);
+        assert_eq!(
+            ingest.stats().depacketize_errors,
+            0,
+            "the damaged frame's tail was dropped, not fed in"
+        );
+        assert_eq!(ingest.hub().stats().keyframe_requests, 1);
+        let seqs: Vec<u16> = frames
+            .iter()
+            .flat_map(|f| &f.packets)
+            .map(OutPacket::sequence)
+            .collect();
+        assert_eq!(
+            seqs.last().copied(),
+            Some(seqs[0].wrapping_add(5)),
+            "output numbering has no hole"
+        );
+    }
+
+    #[test]
+    fn source_restart_keeps_output_running_forward() {
+        let (mut ingest, mut sub, now) = setup();
+        push_all(&mut ingest, idr(100, 5_000_000), now);
+        push_all(
+            &mut ingest,
+            vec![p_frame(SOURCE_SSRC, 103, 5_003_000)],
+            now + Duration::from_millis(33),
+        );
+        ingest.source_restarted();
+        let restart = now + Duration::from_millis(33 + 2000);
+        push_all(&mut ingest, idr(7, 12), restart);
+        let frames = received(&mut sub);
+        assert_eq!(frames.len(), 3);
+        let (before, after) = (&frames[1], &frames[2]);
+        assert!(after.discontinuity);
+        assert_eq!(
+            after.pts,
+            before.pts + 2 * 90_000,
+            "continues after the wall time that passed"
+        );
+        assert_eq!(after.packets[0].ssrc(), before.packets[0].ssrc());
+        assert_eq!(
+            after.packets[0].sequence(),
+            before.packets[0].sequence().wrapping_add(1)
+        );
+    }
+
+    #[test]
+    fn new_source_ssrc_is_a_restart() {
+        let (mut ingest, mut sub, now) = setup();
+        push_all(&mut ingest, idr(100, 5_000_000), now);
+        let restart = now + Duration::from_secs(1);
+        // New SSRC, numbering and timestamps that would otherwise look like loss and a jump.
+        push_all(&mut ingest, vec![p_frame(0x2222_2222, 40_000, 77)], restart);
+        let frames = received(&mut sub);
+        assert_eq!(frames.len(), 2);
+        assert!(frames[1].discontinuity);
+        assert_eq!(frames[1].pts, frames[0].pts + 90_000);
+        assert_eq!(ingest.stats().lost_packets, 0);
+    }
+
+    #[test]
+    fn wallclock_follows_sender_reports_once_every_track_has_one() {
+        let (mut ingest, mut sub, now) = setup();
+        let sr = |ssrc: u32, ntp_time: u64, rtp_time: u32| SenderReport {
+            ssrc,
+            ntp_time,
+            rtp_time,
+            packet_count: 0,
+            octet_count: 0,
+            reports: Vec::new(),
+        };
+        let ntp =
+            rtcp::ntp_from_system_time(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        ingest.on_sender_report(VIDEO, &sr(SOURCE_SSRC, ntp, 1000));
+        push_all(&mut ingest, idr(1, 1000 + 90_000), now);
+        let arrival_based = received(&mut sub)[0].wallclock;
+        let age = SystemTime::now()
+            .duration_since(arrival_based)
+            .unwrap_or_default();
+        assert!(
+            age < Duration::from_secs(3600),
+            "audio has no report yet: arrival based"
+        );
+
+        ingest.on_sender_report(AUDIO, &sr(0x3333, ntp, 0));
+        push_all(
+            &mut ingest,
+            vec![p_frame(SOURCE_SSRC, 4, 1000 + 180_000)],
+            now + Duration::from_secs(1),
+        );
+        let from_report = received(&mut sub)[0].wallclock;
+        assert_eq!(
+            from_report,
+            rtcp::system_time_from_ntp(ntp) + Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn in_band_sps_change_updates_the_hub_and_marks_a_discontinuity() {
+        let (mut ingest, mut sub, now) = setup();
+        let hub = ingest.hub().clone();
+        push_all(&mut ingest, idr(1, 0), now);
+        let new_sps = Bytes::from_static(&[0x67, 0x64, 0x00, 0x28, 0xac]);
+        let mut packets = vec![packet(SOURCE_SSRC, 4, 3000, false, new_sps.to_vec())];
+        packets.extend(idr(5, 3000));
+        push_all(&mut ingest, packets, now + Duration::from_millis(33));
+        let frames = received(&mut sub);
+        assert!(!frames[0].discontinuity);
+        assert!(frames[1].discontinuity);
+        assert_eq!(hub.tracks()[0].params.sps, Some(new_sps.clone()));
+        assert_eq!(
+            frames[1].units[0], new_sps,
+            "in-band SPS kept, not replaced"
+        );
+    }
+
+    #[test]
+    fn bad_input_is_an_error_and_the_stream_goes_on() {
+        let (mut ingest, mut sub, now) = setup();
+        let unknown = ingest.push_rtp(TrackId(9), p_frame(SOURCE_SSRC, 1, 0), now);
+        assert!(matches!(
+            unknown,
+            Err(IngestError::UnknownTrack {
+                track: TrackId(9),
+                ..
+            })
+        ));
+        let truncated = ingest.push_rtp(VIDEO, packet(SOURCE_SSRC, 1, 0, true, vec![0x7c]), now);
+        assert!(
+            matches!(
+                truncated,
+                Err(IngestError::Depacketize { track: VIDEO, .. })
+            ),
+            "{truncated:?}"
+        );
+        push_all(&mut ingest, idr(2, 3000), now);
+        assert_eq!(received(&mut sub).len(), 1);
+        assert_eq!(ingest.stats().depacketize_errors, 1);
+    }
+
+    #[test]
+    fn audio_frames_are_keyframes_with_their_own_numbering() {
+        let (mut ingest, _video_sub, now) = setup();
+        let hub = ingest.hub().clone();
+        hub.set_tracks(vec![tracks().remove(1)]);
+        let mut sub = hub.subscribe();
+        for i in 0..3u16 {
+            let p = packet(0x4444, 50 + i, 960 * u32::from(i), true, vec![0xfc, 1, 2]);
+            ingest
+                .push_rtp(AUDIO, p, now + Duration::from_millis(20 * u64::from(i)))
+                .expect("opus");
+        }
+        let frames = received(&mut sub);
+        assert_eq!(frames.len(), 3);
+        assert!(frames
+            .iter()
+            .all(|f| f.keyframe && f.kind == MediaKind::Audio));
+        assert_eq!(
+            frames
+                .iter()
+                .map(|f| f.pts - frames[0].pts)
+                .collect::<Vec<_>>(),
+            vec![0, 960, 1920]
+        );
+        assert!(frames.iter().all(|f| f.packets[0].payload_type() == 101));
+    }
+}
