@@ -5,49 +5,33 @@
 //! picture: servers send SPS/PPS (VPS) right before the keyframe, so switching there
 //! keeps the parameter sets with their picture.
 
+use streamgate_rtp::codec::nal::{NalSyntax, ParameterSet};
+use streamgate_rtp::codec::{h264, h265};
 use streamgate_rtp::Codec;
 
-/// H.264 NAL types (RFC 6184): IDR slice, SPS, STAP-A, FU-A.
-const H264_IDR: u8 = 5;
-const H264_SPS: u8 = 7;
-const H264_STAP_A: u8 = 24;
-const H264_FU_A: u8 = 28;
-/// H.265 NAL types (RFC 7798): IRAP range, VPS, SPS, aggregation packet, fragmentation unit.
-const H265_IRAP: std::ops::RangeInclusive<u8> = 16..=21;
-const H265_VPS: u8 = 32;
-const H265_SPS: u8 = 33;
-const H265_AP: u8 = 48;
-const H265_FU: u8 = 49;
+/// FU header bit marking the first fragment (same place in H.264 and H.265).
+const FU_START: u8 = 0x80;
 
 /// Whether a decoder can start at this packet. Audio codecs: always.
 pub fn starts_keyframe(codec: Codec, payload: &[u8]) -> bool {
     match codec {
-        Codec::H264 => h264(payload),
-        Codec::H265 => h265(payload),
+        Codec::H264 => nal_starts_keyframe::<h264::Syntax>(payload),
+        Codec::H265 => nal_starts_keyframe::<h265::Syntax>(payload),
         _ => true,
     }
 }
 
-fn h264(payload: &[u8]) -> bool {
-    let Some(&header) = payload.first() else { return false };
-    let starts = |nal_type: u8| nal_type == H264_IDR || nal_type == H264_SPS;
-    match header & 0x1f {
-        H264_STAP_A => aggregated(&payload[1..]).any(|nal| nal.first().is_some_and(|h| starts(h & 0x1f))),
-        H264_FU_A => payload.get(1).is_some_and(|fu| fu & 0x80 != 0 && fu & 0x1f == H264_IDR),
-        nal_type => starts(nal_type),
-    }
-}
-
-fn h265(payload: &[u8]) -> bool {
-    let nal_type = |header: u8| (header >> 1) & 0x3f;
-    let starts = |t: u8| H265_IRAP.contains(&t) || t == H265_VPS || t == H265_SPS;
-    let Some(&header) = payload.first() else { return false };
-    match nal_type(header) {
-        // No DONL: the client never offers sprop-max-don-diff.
-        H265_AP => payload
-            .get(2..)
-            .is_some_and(|units| aggregated(units).any(|nal| nal.first().is_some_and(|h| starts(nal_type(*h))))),
-        H265_FU => payload.get(2).is_some_and(|fu| fu & 0x80 != 0 && H265_IRAP.contains(&(fu & 0x3f))),
+fn nal_starts_keyframe<S: NalSyntax>(payload: &[u8]) -> bool {
+    let starts = |nal_type| {
+        S::is_random_access(nal_type) || matches!(S::parameter_set(nal_type), Some(ParameterSet::Vps | ParameterSet::Sps))
+    };
+    let Some(body) = payload.get(S::HEADER_LEN..) else { return false };
+    match S::nal_type(payload) {
+        // Aggregation without DONL: the client never offers sprop-max-don-diff.
+        t if t == S::AGGREGATION => aggregated(body).any(|nal| nal.len() >= S::HEADER_LEN && starts(S::nal_type(nal))),
+        t if t == S::FRAGMENTATION => {
+            body.first().is_some_and(|fu| fu & FU_START != 0 && S::is_random_access(fu & S::FU_TYPE_MASK))
+        }
         t => starts(t),
     }
 }

@@ -1,7 +1,38 @@
-//! WHEP client source (being written).
+//! streamgate's WHEP client source: pulls a stream from a WHEP endpoint (a WebRTC
+//! camera, another gateway, or a cloud camera API such as Ring's, whose live sessions
+//! are capped at 30–60 s) into a [`streamgate_rtp::hub::Hub`], rotating sessions so
+//! that readers never notice the caps.
+//!
+//! ```text
+//! WhepSource ─ Runner (source.rs): session chain, rotation, backoff, status
+//!                 └─ Session (session.rs): POST offer → 201 + answer → ICE/DTLS … DELETE
+//!                       ├─ WhepClient (signal.rs): HTTP, redirects, Retry-After, Link ice-server
+//!                       └─ Peer (peer.rs): webrtc-rs receive-only peer connection
+//! received RTP ─► StreamIngest::push_rtp ─► Hub      Hub::keyframe_requested ─► RTCP PLI
+//! ```
+//!
+//! WebRTC stack: `webrtc` (webrtc-rs 0.21), an async layer over its sans-IO core `rtc`.
+//! It does everything a WHEP client needs here — full ICE gathering with loopback
+//! opt-in, controlling-side nomination, DTLS as server (aiortc answers `setup:active`)
+//! with an ECDSA P-256 certificate by default, SRTP GCM/CM profiles, NACK and receiver
+//! reports through its default interceptors, RTCP PLI from the application — and it
+//! interoperates with aiortc (an independent stack) in the tests. `str0m` would also fit
+//! (sans-IO, smaller), but webrtc-rs is the project's named default and was not found
+//! lacking, so there was no reason to switch.
+//!
+//! Not done: trickle ICE and ICE restart by PATCH (full gathering only, which is what
+//! Ring requires), and RTCP sender reports are not forwarded to the ingest (webrtc-rs
+//! keeps inbound RTCP in its interceptors), so wall-clock time comes from the ingest clock.
+
 pub mod backoff;
 pub mod config;
 pub mod keyframe;
 pub mod peer;
 pub mod session;
 pub mod signal;
+pub mod source;
+pub mod status;
+
+pub use config::{endpoint_url, BearerToken, IceServer, WhepConfig};
+pub use source::{WhepError, WhepSource};
+pub use status::{WhepState, WhepStatus};

@@ -50,6 +50,7 @@ pub struct Session {
     pub tracks: Vec<TrackInfo>,
     pub peer: Peer,
     pub rtp: mpsc::Receiver<ReceivedRtp>,
+    /// When opening began (the server's session cap runs from about then).
     pub opened: Instant,
     /// ICE servers the server announced (`Link` headers), for the next session.
     pub ice_servers: Vec<IceServer>,
@@ -58,6 +59,8 @@ pub struct Session {
 impl Session {
     /// Negotiates and connects a new session.
     pub async fn open(client: &WhepClient, config: &WhepConfig, ice_servers: &[IceServer]) -> Result<Session, SessionError> {
+        // The server's cap runs from its POST: count from before the offer to be safe.
+        let started = Instant::now();
         let bind = SocketAddr::new(config.bind_ip, 0);
         let (peer, offer, rtp) = Peer::offer(bind, ice_servers, config.gather_timeout).await?;
         let created = match client.post_offer(&config.endpoint, &offer).await {
@@ -70,7 +73,7 @@ impl Session {
         let url = created.session_url.clone();
         tracing::debug!(session = %redact_url(&url), "WHEP session created");
         match connect(&peer, created, config.connect_timeout).await {
-            Ok((tracks, ice_servers)) => Ok(Session { url, tracks, peer, rtp, opened: Instant::now(), ice_servers }),
+            Ok((tracks, ice_servers)) => Ok(Session { url, tracks, peer, rtp, opened: started, ice_servers }),
             Err(error) => {
                 end(client, &url, &peer).await;
                 Err(error)

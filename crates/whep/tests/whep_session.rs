@@ -4,17 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::WhepServer;
+use common::{config, WhepServer};
 use streamgate_rtp::MediaKind;
-use streamgate_whep::config::{endpoint_url, WhepConfig};
 use streamgate_whep::session::Session;
 use streamgate_whep::signal::WhepClient;
-
-fn config(server: &WhepServer, path: &str) -> WhepConfig {
-    let mut config = WhepConfig::new(endpoint_url(&server.url(path).replace("http://", "whep://")).unwrap());
-    config.bind_ip = "127.0.0.1".parse().unwrap();
-    config
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_receives_video_and_audio_then_deletes() {

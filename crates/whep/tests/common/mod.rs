@@ -64,18 +64,6 @@ impl WhepServer {
     pub fn count(&self, key: &str, value: &str) -> usize {
         self.events().iter().filter(|e| e[key] == value).count()
     }
-
-    /// Waits (bounded) until `count(key, value) >= n`; returns the final count.
-    pub async fn wait_count(&self, key: &str, value: &str, n: usize, within: Duration) -> usize {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let seen = self.count(key, value);
-            if seen >= n || tokio::time::Instant::now() >= deadline {
-                return seen;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 }
 
 impl Drop for WhepServer {
@@ -83,4 +71,23 @@ impl Drop for WhepServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A source config for `path` on the test server, bound to loopback.
+pub fn config(server: &WhepServer, path: &str) -> streamgate_whep::WhepConfig {
+    let source = server.url(path).replace("http://", "whep://");
+    let mut config = streamgate_whep::WhepConfig::new(streamgate_whep::endpoint_url(&source).expect("WHEP URL"));
+    config.bind_ip = std::net::Ipv4Addr::LOCALHOST.into();
+    config
+}
+
+/// Waits (bounded) for a status that satisfies `done`; returns the last status seen.
+pub async fn wait_status(
+    source: &streamgate_whep::WhepSource,
+    within: Duration,
+    done: impl Fn(&streamgate_whep::WhepStatus) -> bool,
+) -> streamgate_whep::WhepStatus {
+    let mut watch = source.watch_status();
+    let _ = tokio::time::timeout(within, watch.wait_for(|s| done(s))).await;
+    source.status()
 }

@@ -1,0 +1,130 @@
+//! The WHEP source against the aiortc server: media reaches the Hub; every kind of
+//! server failure ends in a clear status, backoff and a DELETE for any created session.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{config, wait_status, WhepServer};
+use streamgate_rtp::hub::{Hub, HubConfig};
+use streamgate_rtp::MediaKind;
+use streamgate_whep::{WhepSource, WhepState};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_video_and_audio_into_the_hub() {
+    let server = WhepServer::start(&[]);
+    let hub = Hub::new("whep-pull", HubConfig::default());
+    let mut frames = hub.subscribe();
+    let source = WhepSource::start(config(&server, "/whep/live"), hub.clone()).unwrap();
+
+    let (mut video, mut audio) = (Vec::new(), Vec::new());
+    while video.len() < 125 {
+        let frame = tokio::time::timeout(Duration::from_secs(15), frames.recv())
+            .await
+            .expect("frames keep coming")
+            .expect("hub open");
+        match frame.kind {
+            MediaKind::Video => video.push((frame.pts, frame.keyframe)),
+            MediaKind::Audio => audio.push(frame.pts),
+        }
+    }
+    assert!(video[0].1, "the first video frame is a keyframe");
+    assert!(video.iter().skip(1).any(|(_, key)| *key), "keyframes recur (2 s GOP)");
+    assert!(video.windows(2).all(|w| w[1].0 > w[0].0), "video timestamps increase");
+    assert!(audio.windows(2).all(|w| w[1] > w[0]), "audio timestamps increase");
+    assert!(audio.len() >= 100, "audio flows too: {} frames", audio.len());
+    let tracks = hub.tracks();
+    assert_eq!(tracks.len(), 2);
+    assert!(tracks.iter().all(|t| t.is_ready()), "SPS/PPS learnt in band: {tracks:?}");
+
+    let status = source.status();
+    assert_eq!(status.state, WhepState::Streaming);
+    assert_eq!(status.sessions_opened, 1);
+    assert!(status.session.as_deref().is_some_and(|s| s.contains("/whep/sessions/")), "{status:?}");
+    source.stop().await;
+    assert_eq!(server.count("method", "DELETE"), 1, "{:?}", server.events());
+    assert_eq!(server.count("why", "deleted"), 1);
+}
+
+/// Runs a source on `path` until its status shows a failure; returns that status.
+async fn failing_source(server: &WhepServer, path: &str) -> streamgate_whep::WhepStatus {
+    let mut config = config(server, path);
+    config.http_timeout = Duration::from_secs(2);
+    let source = WhepSource::start(config, Hub::new("whep-fail", HubConfig::default())).unwrap();
+    let status = wait_status(&source, Duration::from_secs(20), |s| s.failures >= 2).await;
+    source.stop().await;
+    assert_eq!(status.rotations, 0);
+    status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_errors_show_in_the_status_and_back_off() {
+    let server = WhepServer::start(&[]);
+    for (path, expected) in [
+        ("/status/400/live", "answered 400 to POST"),
+        ("/status/401/live", "answered 401 to POST"),
+        ("/status/404/live", "answered 404 to POST"),
+        ("/status/415/live", "answered 415 to POST"),
+        ("/status/500/live", "answered 500 to POST"),
+        ("/nothing-here", "answered 404 to POST: no such stream"),
+    ] {
+        let status = failing_source(&server, path).await;
+        let error = status.last_error.clone().unwrap_or_default();
+        assert!(error.contains(expected), "{path}: {status:?}");
+        assert!(status.failures >= 2, "{path}: retried: {status:?}");
+    }
+    assert_eq!(server.count("event", "session-created"), 0);
+    assert_eq!(server.count("method", "DELETE"), 0, "no session, nothing to DELETE");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_times_out() {
+    let server = WhepServer::start(&[]);
+    let status = failing_source(&server, "/hang/live").await;
+    assert!(status.last_error.as_deref().is_some_and(|e| e.contains("timed out")), "{status:?}");
+    assert!(matches!(status.state, WhepState::Backoff { .. }), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_answers_are_reported_and_their_sessions_deleted() {
+    let server = WhepServer::start(&[]);
+    for (path, expected) in [
+        ("/malformed/live", "malformed SDP answer"),
+        ("/nocodec/live", "no codec streamgate can receive"),
+    ] {
+        let status = failing_source(&server, path).await;
+        assert!(status.last_error.as_deref().is_some_and(|e| e.contains(expected)), "{path}: {status:?}");
+    }
+    let created = server.count("event", "session-created");
+    assert!(created >= 4, "{created} sessions");
+    assert_eq!(server.count("method", "DELETE"), created, "every created session is DELETEd: {:?}", server.events());
+    assert_eq!(server.count("why", "deleted"), created);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_followed_and_retry_after_respected() {
+    let server = WhepServer::start(&[]);
+    for path in ["/redirect/1/live", "/redirect/2/live", "/busy/2/live"] {
+        let hub = Hub::new("whep-redirect", HubConfig::default());
+        let mut frames = hub.subscribe();
+        let source = WhepSource::start(config(&server, path), hub).unwrap();
+        let frame = tokio::time::timeout(Duration::from_secs(20), frames.recv()).await;
+        assert!(matches!(frame, Ok(Some(_))), "{path}: media after redirect/retry: {:?}", source.status());
+        let status = source.status();
+        if path.starts_with("/busy") {
+            assert_eq!(status.failures, 2, "{status:?}");
+            assert!(status.last_error.as_deref().is_some_and(|e| e.contains("503")), "{status:?}");
+        }
+        source.stop().await;
+    }
+    assert_eq!(server.count("event", "session-created"), 3);
+    assert_eq!(server.count("method", "DELETE"), 3);
+    let busy: Vec<f64> = server
+        .events()
+        .iter()
+        .filter(|e| e["path"] == "/busy/2/live")
+        .filter_map(|e| e["time"].as_f64())
+        .collect();
+    assert_eq!(busy.len(), 3);
+    assert!(busy.windows(2).all(|w| w[1] - w[0] >= 0.95), "Retry-After: 1 honoured: {busy:?}");
+}
