@@ -74,7 +74,9 @@ mod tests {
 
     #[test]
     fn never_overflows() {
-        let mut backoff = Backoff { failures: u32::MAX - 1 };
+        let mut backoff = Backoff {
+            failures: u32::MAX - 1,
+        };
         assert_eq!(backoff.next_delay(), FINAL_DELAY);
         assert_eq!(backoff.next_delay(), FINAL_DELAY);
         assert_eq!(backoff.failures(), u32::MAX);

@@ -18,7 +18,18 @@ const REDACTED: &str = "***";
 
 /// Query parameters some cameras take credentials or tokens in
 /// (`?user=admin&password=…`): their values are redacted too.
-const SECRET_QUERY_KEYS: &[&str] = &["password", "pass", "pwd", "passwd", "token", "auth", "key", "secret", "signature", "sig"];
+const SECRET_QUERY_KEYS: &[&str] = &[
+    "password",
+    "pass",
+    "pwd",
+    "passwd",
+    "token",
+    "auth",
+    "key",
+    "secret",
+    "signature",
+    "sig",
+];
 
 /// A parsed `rtsp://` URL with its credentials held apart.
 #[derive(Clone)]
@@ -35,12 +46,18 @@ pub struct CameraUrl {
 impl CameraUrl {
     /// Parses `rtsp://[user[:password]@]host[:port]/path[?query]`.
     pub fn parse(input: &str) -> Result<CameraUrl, SourceError> {
-        let mut url = Url::parse(input).map_err(|e| SourceError::BadUrl { reason: e.to_string() })?;
+        let mut url = Url::parse(input).map_err(|e| SourceError::BadUrl {
+            reason: e.to_string(),
+        })?;
         if url.scheme() != "rtsp" {
-            return Err(SourceError::BadUrl { reason: format!("scheme {:?} is not rtsp", url.scheme()) });
+            return Err(SourceError::BadUrl {
+                reason: format!("scheme {:?} is not rtsp", url.scheme()),
+            });
         }
         if url.host_str().is_none_or(str::is_empty) {
-            return Err(SourceError::BadUrl { reason: "no host".into() });
+            return Err(SourceError::BadUrl {
+                reason: "no host".into(),
+            });
         }
         let mut secrets = Vec::new();
         let credentials = if url.username().is_empty() && url.password().is_none() {
@@ -57,24 +74,19 @@ impl CameraUrl {
             Some(retina::client::Credentials { username, password })
         };
         let mut shown = url.clone();
-        if url.query().is_some() {
-            let pairs: Vec<(String, String)> = url
-                .query_pairs()
-                .map(|(key, value)| {
-                    if SECRET_QUERY_KEYS.contains(&key.to_ascii_lowercase().as_str()) {
-                        secrets.push(value.to_string());
-                        (key.into_owned(), REDACTED.to_owned())
-                    } else {
-                        (key.into_owned(), value.into_owned())
-                    }
-                })
-                .collect();
-            shown.query_pairs_mut().clear().extend_pairs(pairs);
-        }
         if let Some(query) = url.query() {
-            secrets.extend(query.split('&').filter_map(|pair| pair.split_once('=')).filter_map(|(key, value)| {
-                SECRET_QUERY_KEYS.contains(&decode(key).to_ascii_lowercase().as_str()).then(|| value.to_owned())
-            }));
+            let mut pairs = Vec::new();
+            for pair in query.split('&') {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                let (key, decoded) = (decode(key), decode(value));
+                if SECRET_QUERY_KEYS.contains(&key.to_ascii_lowercase().as_str()) {
+                    secrets.extend([value.to_owned(), decoded]);
+                    pairs.push((key, REDACTED.to_owned()));
+                } else {
+                    pairs.push((key, decoded));
+                }
+            }
+            shown.query_pairs_mut().clear().extend_pairs(pairs);
         }
         let mut redacted = shown.to_string();
         if credentials.is_some() {
@@ -86,7 +98,12 @@ impl CameraUrl {
         secrets.retain(|s| s.len() >= 3);
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
-        Ok(CameraUrl { url, credentials, redacted, secrets })
+        Ok(CameraUrl {
+            url,
+            credentials,
+            redacted,
+            secrets,
+        })
     }
 
     /// The URL without credentials, for retina.
@@ -100,7 +117,9 @@ impl CameraUrl {
 
     /// `text` with every credential of this URL replaced by `***`.
     pub fn redact(&self, text: &str) -> String {
-        self.secrets.iter().fold(text.to_owned(), |text, secret| text.replace(secret.as_str(), REDACTED))
+        self.secrets.iter().fold(text.to_owned(), |text, secret| {
+            text.replace(secret.as_str(), REDACTED)
+        })
     }
 }
 
@@ -131,20 +150,43 @@ mod tests {
         let url = CameraUrl::parse("rtsp://admin:s%40cret99@cam.local:8554/stream1").unwrap();
         assert_eq!(url.url().as_str(), "rtsp://cam.local:8554/stream1");
         let creds = url.credentials().unwrap();
-        assert_eq!((creds.username.as_str(), creds.password.as_str()), ("admin", "s@cret99"));
+        assert_eq!(
+            (creds.username.as_str(), creds.password.as_str()),
+            ("admin", "s@cret99")
+        );
         let shown = format!("{url} {url:?}");
-        assert!(!shown.contains("s@cret99") && !shown.contains("s%40cret99") && !shown.contains("admin"), "{shown}");
+        assert!(
+            !shown.contains("s@cret99")
+                && !shown.contains("s%40cret99")
+                && !shown.contains("admin"),
+            "{shown}"
+        );
         assert_eq!(url.to_string(), "rtsp://***@cam.local:8554/stream1");
-        assert_eq!(url.redact("auth as admin with s@cret99 / s%40cret99"), "auth as *** with *** / ***");
+        assert_eq!(
+            url.redact("auth as admin with s@cret99 / s%40cret99"),
+            "auth as *** with *** / ***"
+        );
     }
 
     #[test]
     fn secret_query_values_are_redacted() {
-        let url = CameraUrl::parse("rtsp://10.0.0.9/cam/realmonitor?channel=1&user=bob&password=hunter22").unwrap();
-        assert_eq!(url.url().as_str(), "rtsp://10.0.0.9/cam/realmonitor?channel=1&user=bob&password=hunter22");
+        let url = CameraUrl::parse(
+            "rtsp://10.0.0.9/cam/realmonitor?channel=1&user=bob&password=hunter22",
+        )
+        .unwrap();
+        assert_eq!(
+            url.url().as_str(),
+            "rtsp://10.0.0.9/cam/realmonitor?channel=1&user=bob&password=hunter22"
+        );
         assert!(url.credentials().is_none());
-        assert_eq!(url.to_string(), "rtsp://10.0.0.9/cam/realmonitor?channel=1&user=bob&password=***");
-        assert_eq!(url.redact("GET ...password=hunter22"), "GET ...password=***");
+        assert_eq!(
+            url.to_string(),
+            "rtsp://10.0.0.9/cam/realmonitor?channel=1&user=bob&password=***"
+        );
+        assert_eq!(
+            url.redact("GET ...password=hunter22"),
+            "GET ...password=***"
+        );
     }
 
     #[test]
@@ -157,7 +199,12 @@ mod tests {
 
     #[test]
     fn bad_urls_are_rejected_without_echoing_secrets() {
-        for bad in ["http://user:pw123@cam/x", "rtsp://", "not a url", "rtsps://cam/x"] {
+        for bad in [
+            "http://user:pw123@cam/x",
+            "rtsp://",
+            "not a url",
+            "rtsps://cam/x",
+        ] {
             let err = CameraUrl::parse(bad).unwrap_err();
             assert!(matches!(err, SourceError::BadUrl { .. }), "{bad}: {err}");
             assert!(!err.to_string().contains("pw123"), "{err}");

@@ -109,7 +109,11 @@ mod tests {
             assert_eq!(mode.as_str().parse::<TransportMode>(), Ok(mode));
         }
         assert_eq!("UDP".parse::<TransportMode>(), Ok(TransportMode::Udp));
-        assert!("http".parse::<TransportMode>().unwrap_err().to_string().contains("tcp, udp or auto"));
+        assert!("http"
+            .parse::<TransportMode>()
+            .unwrap_err()
+            .to_string()
+            .contains("tcp, udp or auto"));
     }
 
     #[test]

@@ -12,10 +12,16 @@ pub enum SourceError {
     BadUrl { reason: String },
     /// The camera did not complete a step in time (accepts TCP but never answers).
     #[error("camera did not answer {step} within {timeout:?}")]
-    Timeout { step: &'static str, timeout: Duration },
+    Timeout {
+        step: &'static str,
+        timeout: Duration,
+    },
     /// The camera refused or failed a request, e.g. `401 Unauthorized response to DESCRIBE`.
     #[error("{message}")]
-    Rtsp { status: Option<u16>, message: String },
+    Rtsp {
+        status: Option<u16>,
+        message: String,
+    },
     /// The camera offers no track this gateway can carry.
     #[error("camera offers no usable track ({offered})")]
     NoUsableTracks { offered: String },
@@ -34,8 +40,15 @@ impl SourceError {
     /// Wraps a retina error: its first line (the rest is connection diagnostics), redacted.
     pub(crate) fn from_retina(err: &retina::Error, redact: impl Fn(&str) -> String) -> SourceError {
         let text = err.to_string();
-        let first_line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("RTSP error");
-        SourceError::Rtsp { status: err.status_code(), message: redact(first_line) }
+        let first_line = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("RTSP error");
+        SourceError::Rtsp {
+            status: err.status_code(),
+            message: redact(first_line),
+        }
     }
 
     /// The RTSP status code the camera answered with, if that is what failed.

@@ -1,0 +1,56 @@
+//! RTSP camera source: pulls `rtsp://` cameras (or other RTSP servers) into a
+//! stream's [`Hub`](streamgate_rtp::hub::Hub).
+//!
+//! # Design
+//!
+//! - **retina for RTSP.** `retina` is a maintained client tested against many
+//!   real cameras (Basic/Digest auth, keep-alives, TCP interleaving, UDP, the
+//!   quirks of live555, Reolink, Dahua…); we do not redo that.
+//! - **Raw packets, not retina's frames.** The session is read packet by packet
+//!   (`Session<Playing>` as a `Stream` of `PacketItem`s, not `demuxed()`) and every
+//!   RTP packet goes to [`StreamIngest::push_rtp`](streamgate_rtp::ingest::StreamIngest::push_rtp),
+//!   like every other source. So the camera's payloads reach RTSP consumers
+//!   unchanged, one reorder/loss/timestamp-continuity path serves all sources, and
+//!   codecs retina does not depacketize (Opus) work through our own depacketizers.
+//!   retina's frames would also cost a copy per frame and lose the packet boundaries.
+//!   retina hands out packets only as borrowed slices, so each is copied once into a
+//!   `Bytes` that the rest of the pipeline slices without copying.
+//! - **Tracks from our SDP reader.** The DESCRIBE body goes through
+//!   [`streamgate_rtp::sdp::parse_tracks`]; retina's streams are paired with those
+//!   tracks by order, media kind and payload type, and only those are SET UP.
+//!   Parameter sets come from `fmtp` and, in band, from the ingest.
+//! - **Continuous time.** One `StreamIngest` lives as long as the source: a
+//!   reconnect calls `source_restarted()`, so consumers stay subscribed and their
+//!   timestamps keep going forward. Only a camera whose track layout changes
+//!   (codec, clock or count) gets a fresh ingest.
+//! - **Keyframe requests** cannot be passed on: RTSP has no PLI path and retina
+//!   sends no RTCP feedback. Consumers wait for the camera's next keyframe (the
+//!   Hub's GOP cache means a new consumer rarely has to).
+//! - **Secrets.** Credentials are taken out of the URL ([`CameraUrl`]) and given
+//!   to retina apart; logs and [`SourceStatus`] only ever show the redacted URL,
+//!   and error texts pass through [`CameraUrl::redact`].
+//!
+//! # Lifecycle ([`RtspSource`])
+//!
+//! On demand (default): connect when the Hub's subscriber count goes above zero,
+//! disconnect after [`SourceConfig::idle_grace`] with none. `always_on` stays
+//! connected. Connection failures, EOF, retina read/keep-alive errors, steps that
+//! take longer than `connect_timeout`, and `stall_timeout` without a packet all
+//! lead to a reconnect after a stepped [`Backoff`] (1 s ×5, 5 s ×5, 10 s ×10, then
+//! 60 s), reset by a session that played for a minute. Transport `auto` tries UDP
+//! and falls back to TCP for good when UDP fails or brings no packet.
+
+mod backoff;
+mod camera_url;
+mod config;
+mod error;
+mod session;
+mod source;
+mod status;
+
+pub use backoff::{Backoff, HEALTHY_PERIOD};
+pub use camera_url::CameraUrl;
+pub use config::{SourceConfig, TransportMode, UnknownTransport};
+pub use error::SourceError;
+pub use source::RtspSource;
+pub use status::{SourceState, SourceStatus};
