@@ -1,0 +1,42 @@
+//! Low-latency HLS output for streamgate.
+//!
+//! ```text
+//! Hub ─► muxer task (one per stream, shared by all viewers) ─► Segmenter ─► SegmentStore
+//!                                                                              │
+//!                             axum router: /hls/NAME/{index,stream}.m3u8, parts ◄┘
+//! ```
+//!
+//! The segmenter and playlist writer are sans-IO (frames in, bytes out); the muxer
+//! task and HTTP handlers are thin tokio/axum layers around them.
+
+pub mod codecs;
+pub mod config;
+pub mod fmp4;
+pub mod http;
+pub mod muxer;
+pub mod playlist;
+pub mod segmenter;
+
+pub use config::{HlsConfig, HlsConfigError};
+pub use http::router;
+pub use muxer::HubLookup;
+
+use streamgate_rtp::Codec;
+
+/// Why a stream cannot be muxed.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum MuxError {
+    #[error("track {track}: no {name} yet")]
+    MissingParameter { track: usize, name: &'static str },
+    #[error("track {track}: malformed {name}")]
+    BadParameter { track: usize, name: &'static str },
+    #[error("codec {0:?} cannot be carried in fMP4 HLS")]
+    UnsupportedCodec(Codec),
+    #[error("the stream has no track HLS can carry")]
+    NoMuxableTrack,
+    #[error("fragment larger than 4 GiB")]
+    TooLarge,
+    #[error("MP4 encoding failed: {0}")]
+    Encode(String),
+}
