@@ -247,9 +247,10 @@ class Server:
 
     async def end_session(self, session_id, why):
         entry = self.sessions.pop(session_id, None)
-        self.record(event="session-ended" if entry else "unknown-session", session=session_id, why=why)
         if entry is None:
+            self.record(event="unknown-session", session=session_id)
             return False
+        self.record(event="session-ended", session=session_id, why=why)
         pc, tracks = entry
         for track in tracks:
             self.source.tracks.discard(track)

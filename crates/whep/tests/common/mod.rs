@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each test binary uses a part of these helpers
 //! The aiortc WHEP server (tests/peers/whep_server.py) as a child process, and the
 //! request log it writes.
 

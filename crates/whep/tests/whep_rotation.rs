@@ -1,0 +1,67 @@
+//! Session rotation: the server caps sessions at 20 s (like Ring's 30/60 s); over 70 s
+//! a reader of the Hub sees one continuous stream.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{config, WhepServer};
+use streamgate_rtp::hub::{Hub, HubConfig};
+use streamgate_rtp::MediaKind;
+use streamgate_whep::WhepSource;
+
+/// The test media's frame rate (fixtures/ffmpeg_h264_opus.txt).
+const FPS: f64 = 25.0;
+const RUN: Duration = Duration::from_secs(70);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capped_sessions_rotate_without_a_break() {
+    let server = WhepServer::start(&["--max-session", "20"]);
+    let mut config = config(&server, "/whep/live");
+    config.max_session = Some(Duration::from_secs(20));
+    let hub = Hub::new("whep-rotation", HubConfig::default());
+    let mut frames = hub.subscribe();
+    let source = WhepSource::start(config, hub.clone()).unwrap();
+
+    let first = tokio::time::timeout(Duration::from_secs(15), frames.recv()).await;
+    assert!(matches!(first, Ok(Some(_))), "media starts: {:?}", source.status());
+    let started = Instant::now();
+    let (mut video, mut audio) = (Vec::new(), Vec::new());
+    while started.elapsed() < RUN {
+        let frame = match tokio::time::timeout(Duration::from_secs(5), frames.recv()).await {
+            Ok(Some(frame)) => frame,
+            other => panic!("stream broke after {:?}: {other:?} {:?}", started.elapsed(), source.status()),
+        };
+        match frame.kind {
+            MediaKind::Video => video.push((frame.pts, frame.dts)),
+            MediaKind::Audio => audio.push(frame.pts),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let status = source.status();
+    source.stop().await;
+
+    assert!(status.rotations >= 3, "70 s of 20 s sessions rotate at least 3 times: {status:?}");
+    assert_eq!(frames.dropped(), 0, "the reader kept up");
+    assert!(video.windows(2).all(|w| w[1].0 > w[0].0 && w[1].1 > w[0].1), "video timestamps strictly increase");
+    assert!(audio.windows(2).all(|w| w[1] > w[0]), "audio timestamps strictly increase");
+    let expected = elapsed * FPS;
+    assert!(
+        video.len() as f64 >= 0.95 * expected,
+        "{} video frames of {expected:.0} expected ({} rotations)",
+        video.len(),
+        status.rotations
+    );
+    // Output time tracks real time: no jump at a switch (90 kHz clock).
+    let span = (video[video.len() - 1].0 - video[0].0) as f64 / 90_000.0;
+    assert!((span - elapsed).abs() < 2.0, "video spans {span:.1} s of {elapsed:.1} s");
+    let sessions = server.count("event", "session-created");
+    let expired = server.count("why", "expired");
+    println!(
+        "rotation: {} video frames / {expected:.0} expected over {elapsed:.1} s, {} rotations, {sessions} sessions, {expired} expired by the server",
+        video.len(),
+        status.rotations
+    );
+    assert_eq!(server.count("method", "DELETE"), sessions, "every session is DELETEd");
+    assert_eq!(expired, 0, "each session was replaced before the server's cap");
+}
