@@ -401,6 +401,151 @@ mod tests {
         assert!(blocking_request(&q(&[("_HLS_msn", "x")])).is_err());
     }
 
+    mod with_hub {
+        use std::time::Duration;
+
+        use axum::http::Request;
+        use streamgate_rtp::hub::{Hub, HubConfig};
+        use tower::ServiceExt;
+
+        use super::super::*;
+        use crate::segmenter::tests::{tracks, Synthetic};
+
+        async fn get(app: &Router, uri: &str) -> (StatusCode, axum::http::HeaderMap, String) {
+            let response = app
+                .clone()
+                .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let (parts, body) = response.into_parts();
+            let bytes = axum::body::to_bytes(body, 1 << 24).await.unwrap();
+            (
+                parts.status,
+                parts.headers,
+                String::from_utf8_lossy(&bytes).into_owned(),
+            )
+        }
+
+        /// A Hub fed by the synthetic source at 10x real time.
+        fn fed_hub() -> Hub {
+            let hub = Hub::new("cam", HubConfig::default());
+            hub.set_tracks(tracks());
+            let feeder = hub.clone();
+            tokio::spawn(async move {
+                let mut source = Synthetic::new(30);
+                for _ in 0..600 {
+                    for frame in source.next_seconds(1).into_iter().take(80) {
+                        feeder.publish(frame);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
+            hub
+        }
+
+        fn app(hub: Hub) -> Router {
+            router(
+                move |name: &str| (name == "cam").then(|| hub.clone()),
+                HlsConfig::default(),
+            )
+        }
+
+        #[tokio::test]
+        async fn unknown_stream_is_404_with_cors() {
+            let app = app(Hub::new("cam", HubConfig::default()));
+            let (status, headers, _) = get(&app, "/hls/nope/index.m3u8").await;
+            assert_eq!(status, StatusCode::NOT_FOUND);
+            assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        }
+
+        #[tokio::test]
+        async fn first_request_gets_503_then_playlists_with_codecs() {
+            let hub = Hub::new("cam", HubConfig::default());
+            let app = app(hub.clone());
+            let (status, headers, _) = get(&app, "/hls/cam/index.m3u8").await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(headers[header::RETRY_AFTER], "1");
+            // The muxer subscribed on that first request (an on-demand source would start now).
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert_eq!(hub.subscriber_count(), 1);
+
+            hub.set_tracks(tracks());
+            let mut source = Synthetic::new(30);
+            for frame in source.next_seconds(3) {
+                hub.publish(frame);
+            }
+            let mut status = StatusCode::SERVICE_UNAVAILABLE;
+            let mut text = String::new();
+            for _ in 0..100 {
+                (status, _, text) = get(&app, "/hls/cam/index.m3u8").await;
+                if status == StatusCode::OK {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert_eq!(status, StatusCode::OK, "{text}");
+            assert!(text.contains("CODECS=\"avc1.42c01f,opus\""), "{text}");
+            let (status, headers, media) = get(&app, "/hls/cam/stream.m3u8").await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(headers[header::CONTENT_TYPE], PLAYLIST_TYPE);
+            assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
+            let init = media
+                .lines()
+                .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+                .unwrap()
+                .trim_end_matches('"');
+            let (status, headers, _) = get(&app, &format!("/hls/cam/{init}")).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(headers[header::CONTENT_TYPE], "video/mp4");
+        }
+
+        #[tokio::test]
+        async fn blocking_reload_returns_the_requested_part() {
+            let app = app(fed_hub());
+            let mut text = String::new();
+            for _ in 0..200 {
+                let (status, _, body) = get(&app, "/hls/cam/stream.m3u8").await;
+                if status == StatusCode::OK {
+                    text = body;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let hint = text
+                .lines()
+                .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))
+                .unwrap();
+            let hint = hint.trim_end_matches('"').to_owned();
+            let (msn, part) = match parse_file(&hint) {
+                Some(File::Part(msn, part)) => (msn, part),
+                other => panic!("hint {hint} parsed as {other:?}"),
+            };
+            assert!(
+                !text.contains(&format!("URI=\"{hint}\",")),
+                "the hinted part is not listed yet"
+            );
+            let (status, _, reloaded) = get(
+                &app,
+                &format!("/hls/cam/stream.m3u8?_HLS_msn={msn}&_HLS_part={part}"),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK);
+            assert!(
+                reloaded.contains(&format!("URI=\"{hint}\""))
+                    || reloaded.contains(&format!("seg_{msn}.m4s")),
+                "{reloaded}"
+            );
+            // The hinted part itself is served once made.
+            let (status, headers, _) = get(&app, &format!("/hls/cam/{hint}")).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(headers[header::CONTENT_TYPE], "video/iso.segment");
+            // Far in the future: 400, not a hang.
+            let (status, _, _) =
+                get(&app, &format!("/hls/cam/stream.m3u8?_HLS_msn={}", msn + 10)).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+        }
+    }
+
     #[test]
     fn player_name_is_escaped() {
         assert_eq!(
