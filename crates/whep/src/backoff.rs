@@ -28,7 +28,11 @@ impl Backoff {
     /// Records a failure and returns how long to wait before the next attempt; a server's
     /// `Retry-After` lengthens the wait, never shortens it.
     pub fn on_failure(&mut self, now: Instant, retry_after: Option<Duration>) -> Duration {
-        if self.healthy_since.take().is_some_and(|since| now.duration_since(since) >= HEALTHY_RESET) {
+        if self
+            .healthy_since
+            .take()
+            .is_some_and(|since| now.duration_since(since) >= HEALTHY_RESET)
+        {
             self.failures = 0;
         }
         let delay = step_delay(self.failures);
@@ -65,7 +69,9 @@ mod tests {
     fn steps_through_the_schedule() {
         let mut backoff = Backoff::new();
         let now = Instant::now();
-        let delays: Vec<u64> = (0..22).map(|_| backoff.on_failure(now, None).as_secs()).collect();
+        let delays: Vec<u64> = (0..22)
+            .map(|_| backoff.on_failure(now, None).as_secs())
+            .collect();
         let mut expected = vec![1; 5];
         expected.extend([5; 5]);
         expected.extend([10; 10]);
@@ -81,16 +87,28 @@ mod tests {
             backoff.on_failure(t0, None);
         }
         backoff.on_healthy(t0);
-        assert_eq!(backoff.on_failure(t0 + Duration::from_secs(30), None), Duration::from_secs(5));
+        assert_eq!(
+            backoff.on_failure(t0 + Duration::from_secs(30), None),
+            Duration::from_secs(5)
+        );
         backoff.on_healthy(t0 + Duration::from_secs(30));
-        assert_eq!(backoff.on_failure(t0 + Duration::from_secs(91), None), Duration::from_secs(1));
+        assert_eq!(
+            backoff.on_failure(t0 + Duration::from_secs(91), None),
+            Duration::from_secs(1)
+        );
     }
 
     #[test]
     fn retry_after_only_lengthens() {
         let mut backoff = Backoff::new();
         let now = Instant::now();
-        assert_eq!(backoff.on_failure(now, Some(Duration::from_secs(7))), Duration::from_secs(7));
-        assert_eq!(backoff.on_failure(now, Some(Duration::from_millis(10))), Duration::from_secs(1));
+        assert_eq!(
+            backoff.on_failure(now, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            backoff.on_failure(now, Some(Duration::from_millis(10))),
+            Duration::from_secs(1)
+        );
     }
 }

@@ -86,6 +86,10 @@ pub struct WhepConfig {
     pub connect_timeout: Duration,
     /// A session that delivers no RTP for this long is treated as failed.
     pub no_media_timeout: Duration,
+    /// Stream even with nobody watching; otherwise sessions open on the Hub's first
+    /// subscriber and close `idle_grace` after its last (a capped camera saves battery).
+    pub always_on: bool,
+    pub idle_grace: Duration,
 }
 
 impl WhepConfig {
@@ -102,6 +106,8 @@ impl WhepConfig {
             http_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             no_media_timeout: Duration::from_secs(10),
+            always_on: false,
+            idle_grace: Duration::from_secs(10),
         }
     }
 
@@ -151,11 +157,23 @@ mod tests {
 
     #[test]
     fn maps_whep_schemes_to_http() {
-        assert_eq!(endpoint_url("whep://cam:8080/whep/live").unwrap().as_str(), "http://cam:8080/whep/live");
-        assert_eq!(endpoint_url("wheps://api.example/v1/x").unwrap().as_str(), "https://api.example/v1/x");
+        assert_eq!(
+            endpoint_url("whep://cam:8080/whep/live").unwrap().as_str(),
+            "http://cam:8080/whep/live"
+        );
+        assert_eq!(
+            endpoint_url("wheps://api.example/v1/x").unwrap().as_str(),
+            "https://api.example/v1/x"
+        );
         assert_eq!(endpoint_url("https://a/b").unwrap().as_str(), "https://a/b");
-        assert!(matches!(endpoint_url("rtsp://a/b"), Err(ConfigError::Scheme(_))));
-        assert!(matches!(endpoint_url("no scheme"), Err(ConfigError::Scheme(_))));
+        assert!(matches!(
+            endpoint_url("rtsp://a/b"),
+            Err(ConfigError::Scheme(_))
+        ));
+        assert!(matches!(
+            endpoint_url("no scheme"),
+            Err(ConfigError::Scheme(_))
+        ));
     }
 
     #[test]
@@ -164,8 +182,13 @@ mod tests {
         assert!(!format!("{token:?} {token}").contains("s3cr3t"));
         let url = Url::parse("http://user:pw@cam/whep?token=s3cr3t").unwrap();
         let shown = redact_url(&url);
-        assert!(!shown.contains("s3cr3t") && !shown.contains("pw") && !shown.contains("user"), "{shown}");
-        assert!(matches!(endpoint_url("ftp://u:pw@h/"), Err(ConfigError::Scheme(s)) if !s.contains("pw")));
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("pw") && !shown.contains("user"),
+            "{shown}"
+        );
+        assert!(
+            matches!(endpoint_url("ftp://u:pw@h/"), Err(ConfigError::Scheme(s)) if !s.contains("pw"))
+        );
     }
 
     #[test]

@@ -23,15 +23,23 @@ pub fn starts_keyframe(codec: Codec, payload: &[u8]) -> bool {
 
 fn nal_starts_keyframe<S: NalSyntax>(payload: &[u8]) -> bool {
     let starts = |nal_type| {
-        S::is_random_access(nal_type) || matches!(S::parameter_set(nal_type), Some(ParameterSet::Vps | ParameterSet::Sps))
+        S::is_random_access(nal_type)
+            || matches!(
+                S::parameter_set(nal_type),
+                Some(ParameterSet::Vps | ParameterSet::Sps)
+            )
     };
-    let Some(body) = payload.get(S::HEADER_LEN..) else { return false };
+    let Some(body) = payload.get(S::HEADER_LEN..) else {
+        return false;
+    };
     match S::nal_type(payload) {
         // Aggregation without DONL: the client never offers sprop-max-don-diff.
-        t if t == S::AGGREGATION => aggregated(body).any(|nal| nal.len() >= S::HEADER_LEN && starts(S::nal_type(nal))),
-        t if t == S::FRAGMENTATION => {
-            body.first().is_some_and(|fu| fu & FU_START != 0 && S::is_random_access(fu & S::FU_TYPE_MASK))
+        t if t == S::AGGREGATION => {
+            aggregated(body).any(|nal| nal.len() >= S::HEADER_LEN && starts(S::nal_type(nal)))
         }
+        t if t == S::FRAGMENTATION => body
+            .first()
+            .is_some_and(|fu| fu & FU_START != 0 && S::is_random_access(fu & S::FU_TYPE_MASK)),
         t => starts(t),
     }
 }
@@ -57,7 +65,10 @@ mod tests {
         assert!(starts_keyframe(Codec::H264, &[0x67, 0x42]));
         assert!(!starts_keyframe(Codec::H264, &[0x41, 0x9a]));
         // STAP-A with SPS + PPS.
-        assert!(starts_keyframe(Codec::H264, &[0x78, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce]));
+        assert!(starts_keyframe(
+            Codec::H264,
+            &[0x78, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce]
+        ));
         // STAP-A with a PPS only, and one whose size overruns the packet.
         assert!(!starts_keyframe(Codec::H264, &[0x78, 0, 2, 0x68, 0xce]));
         assert!(!starts_keyframe(Codec::H264, &[0x78, 0, 9, 0x67]));
@@ -76,7 +87,10 @@ mod tests {
         assert!(!starts_keyframe(Codec::H265, &[1 << 1, 1])); // TRAIL_R
         assert!(starts_keyframe(Codec::H265, &[49 << 1, 1, 0x80 | 19]));
         assert!(!starts_keyframe(Codec::H265, &[49 << 1, 1, 19]));
-        assert!(starts_keyframe(Codec::H265, &[48 << 1, 1, 0, 2, 32 << 1, 1]));
+        assert!(starts_keyframe(
+            Codec::H265,
+            &[48 << 1, 1, 0, 2, 32 << 1, 1]
+        ));
         assert!(!starts_keyframe(Codec::H265, &[48 << 1]));
     }
 

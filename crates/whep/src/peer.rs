@@ -9,15 +9,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
+};
 use rtc::shared::marshal::Marshal;
 use streamgate_rtp::MediaKind;
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
-    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionState, RTCSessionDescription,
-    Registry, SettingEngineBuilder,
+    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer,
+    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
 };
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 
@@ -42,7 +44,10 @@ pub enum PeerError {
 }
 
 fn webrtc_error(step: &'static str) -> impl FnOnce(webrtc::error::Error) -> PeerError {
-    move |error| PeerError::WebRtc { step, detail: error.to_string() }
+    move |error| PeerError::WebRtc {
+        step,
+        detail: error.to_string(),
+    }
 }
 
 /// One RTP packet as received (header and payload re-serialized by webrtc-rs: one copy).
@@ -95,7 +100,14 @@ impl PeerConnectionEventHandler for Handler {
                         // packet re-serializes as it was received minus the padding.
                         packet.header.padding = false;
                         let Ok(raw) = packet.marshal() else { continue };
-                        if events.send(ReceivedRtp { kind, packet: raw.freeze() }).await.is_err() {
+                        if events
+                            .send(ReceivedRtp {
+                                kind,
+                                packet: raw.freeze(),
+                            })
+                            .await
+                            .is_err()
+                        {
                             break;
                         }
                     }
@@ -153,25 +165,49 @@ impl Peer {
             .build()
             .await
             .map_err(webrtc_error("peer connection setup"))?;
-        let peer = Peer { connection: Box::new(connection), video, state };
+        let peer = Peer {
+            connection: Box::new(connection),
+            video,
+            state,
+        };
 
-        let recvonly = || Some(RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() });
+        let recvonly = || {
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                ..Default::default()
+            })
+        };
         for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
             peer.connection
                 .add_transceiver_from_kind(kind, recvonly())
                 .await
                 .map_err(webrtc_error("adding a receive transceiver"))?;
         }
-        let offer = peer.connection.create_offer(None).await.map_err(webrtc_error("creating the offer"))?;
+        let offer = peer
+            .connection
+            .create_offer(None)
+            .await
+            .map_err(webrtc_error("creating the offer"))?;
         peer.connection
             .set_local_description(offer)
             .await
             .map_err(webrtc_error("setting the offer"))?;
         let complete = gathering.wait_for(|state| *state == RTCIceGatheringState::Complete);
-        if tokio::time::timeout(gather_timeout, complete).await.is_err() {
-            tracing::debug!(?gather_timeout, "ICE gathering not complete in time; offering what was gathered");
+        if tokio::time::timeout(gather_timeout, complete)
+            .await
+            .is_err()
+        {
+            tracing::debug!(
+                ?gather_timeout,
+                "ICE gathering not complete in time; offering what was gathered"
+            );
         }
-        let sdp = peer.connection.local_description().await.map(|d| d.sdp).ok_or(PeerError::NoCandidates)?;
+        let sdp = peer
+            .connection
+            .local_description()
+            .await
+            .map(|d| d.sdp)
+            .ok_or(PeerError::NoCandidates)?;
         if !sdp.contains("a=candidate:") {
             return Err(PeerError::NoCandidates);
         }
@@ -180,7 +216,8 @@ impl Peer {
 
     /// Applies the server's answer.
     pub async fn accept_answer(&self, answer: String) -> Result<(), PeerError> {
-        let answer = RTCSessionDescription::answer(answer).map_err(|e| PeerError::BadAnswer(e.to_string()))?;
+        let answer = RTCSessionDescription::answer(answer)
+            .map_err(|e| PeerError::BadAnswer(e.to_string()))?;
         self.connection
             .set_remote_description(answer)
             .await
@@ -193,7 +230,10 @@ impl Peer {
             return false;
         };
         tokio::spawn(async move {
-            let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
+            let pli = PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc,
+            };
             if let Err(error) = track.write_rtcp(vec![Box::new(pli)]).await {
                 tracing::debug!(%error, "PLI not sent");
             }
@@ -220,25 +260,67 @@ fn to_rtc_ice_server(server: &IceServer) -> RTCIceServer {
 fn register_codecs(media_engine: &mut MediaEngine) -> webrtc::error::Result<()> {
     let video_feedback = || {
         [("nack", ""), ("nack", "pli"), ("ccm", "fir")]
-            .map(|(typ, parameter)| RTCPFeedback { typ: typ.to_owned(), parameter: parameter.to_owned() })
+            .map(|(typ, parameter)| RTCPFeedback {
+                typ: typ.to_owned(),
+                parameter: parameter.to_owned(),
+            })
             .to_vec()
     };
-    let codec = |mime: &str, clock_rate, channels, fmtp: String, rtcp_feedback, payload_type| RTCRtpCodecParameters {
-        rtp_codec: RTCRtpCodec { mime_type: mime.to_owned(), clock_rate, channels, sdp_fmtp_line: fmtp, rtcp_feedback },
-        payload_type,
+    let codec = |mime: &str, clock_rate, channels, fmtp: String, rtcp_feedback, payload_type| {
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: mime.to_owned(),
+                clock_rate,
+                channels,
+                sdp_fmtp_line: fmtp,
+                rtcp_feedback,
+            },
+            payload_type,
+        }
     };
     for (profile, payload_type) in H264_PROFILES.iter().zip([102u8, 104, 106, 108, 112]) {
-        let fmtp = format!("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}");
-        media_engine.register_codec(codec("video/H264", 90_000, 0, fmtp, video_feedback(), payload_type), RtpCodecKind::Video)?;
+        let fmtp =
+            format!("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}");
+        media_engine.register_codec(
+            codec(
+                "video/H264",
+                90_000,
+                0,
+                fmtp,
+                video_feedback(),
+                payload_type,
+            ),
+            RtpCodecKind::Video,
+        )?;
     }
-    media_engine.register_codec(codec("video/H265", 90_000, 0, String::new(), video_feedback(), 116), RtpCodecKind::Video)?;
+    media_engine.register_codec(
+        codec(
+            "video/H265",
+            90_000,
+            0,
+            String::new(),
+            video_feedback(),
+            116,
+        ),
+        RtpCodecKind::Video,
+    )?;
     let audio = [
         ("audio/opus", 48_000, 2, "minptime=10;useinbandfec=1", 111u8),
         ("audio/PCMU", 8_000, 1, "", 0),
         ("audio/PCMA", 8_000, 1, "", 8),
     ];
     for (mime, clock_rate, channels, fmtp, payload_type) in audio {
-        media_engine.register_codec(codec(mime, clock_rate, channels, fmtp.to_owned(), vec![], payload_type), RtpCodecKind::Audio)?;
+        media_engine.register_codec(
+            codec(
+                mime,
+                clock_rate,
+                channels,
+                fmtp.to_owned(),
+                vec![],
+                payload_type,
+            ),
+            RtpCodecKind::Audio,
+        )?;
     }
     Ok(())
 }

@@ -58,7 +58,11 @@ pub struct Session {
 
 impl Session {
     /// Negotiates and connects a new session.
-    pub async fn open(client: &WhepClient, config: &WhepConfig, ice_servers: &[IceServer]) -> Result<Session, SessionError> {
+    pub async fn open(
+        client: &WhepClient,
+        config: &WhepConfig,
+        ice_servers: &[IceServer],
+    ) -> Result<Session, SessionError> {
         // The server's cap runs from its POST: count from before the offer to be safe.
         let started = Instant::now();
         let bind = SocketAddr::new(config.bind_ip, 0);
@@ -73,7 +77,14 @@ impl Session {
         let url = created.session_url.clone();
         tracing::debug!(session = %redact_url(&url), "WHEP session created");
         match connect(&peer, created, config.connect_timeout).await {
-            Ok((tracks, ice_servers)) => Ok(Session { url, tracks, peer, rtp, opened: started, ice_servers }),
+            Ok((tracks, ice_servers)) => Ok(Session {
+                url,
+                tracks,
+                peer,
+                rtp,
+                opened: started,
+                ice_servers,
+            }),
             Err(error) => {
                 end(client, &url, &peer).await;
                 Err(error)
@@ -99,19 +110,31 @@ async fn end(client: &WhepClient, url: &Url, peer: &Peer) {
 }
 
 /// Checks and applies the answer, then waits for ICE + DTLS.
-async fn connect(peer: &Peer, created: Created, timeout: Duration) -> Result<(Vec<TrackInfo>, Vec<IceServer>), SessionError> {
-    let is_sdp = created
-        .content_type
-        .as_deref()
-        .is_some_and(|t| t.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/sdp")));
+async fn connect(
+    peer: &Peer,
+    created: Created,
+    timeout: Duration,
+) -> Result<(Vec<TrackInfo>, Vec<IceServer>), SessionError> {
+    let is_sdp = created.content_type.as_deref().is_some_and(|t| {
+        t.split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/sdp"))
+    });
     if !is_sdp {
-        return Err(SessionError::NotSdp { content_type: created.content_type });
+        return Err(SessionError::NotSdp {
+            content_type: created.content_type,
+        });
     }
     let tracks = answer_tracks(created.answer.as_bytes())?;
     peer.accept_answer(created.answer).await?;
     let mut state = peer.state.clone();
     let settled = state.wait_for(|s| {
-        matches!(s, RTCPeerConnectionState::Connected | RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed)
+        matches!(
+            s,
+            RTCPeerConnectionState::Connected
+                | RTCPeerConnectionState::Failed
+                | RTCPeerConnectionState::Closed
+        )
     });
     let reached = match tokio::time::timeout(timeout, settled).await {
         Err(_) => return Err(SessionError::ConnectTimeout(timeout)),
@@ -129,7 +152,10 @@ fn answer_tracks(answer: &[u8]) -> Result<Vec<TrackInfo>, SessionError> {
     let mut tracks: Vec<TrackInfo> = Vec::new();
     for sdp_track in parse_tracks(answer)? {
         if sdp_track.port != 0 && !tracks.iter().any(|t| t.kind() == sdp_track.info.kind()) {
-            tracks.push(TrackInfo { id: TrackId(tracks.len()), ..sdp_track.info });
+            tracks.push(TrackInfo {
+                id: TrackId(tracks.len()),
+                ..sdp_track.info
+            });
         }
     }
     if tracks.is_empty() {
@@ -154,14 +180,26 @@ mod tests {
     fn takes_accepted_media_in_order() {
         let tracks = answer_tracks(ANSWER.as_bytes()).unwrap();
         assert_eq!(tracks.len(), 2);
-        assert_eq!((tracks[0].id, tracks[0].codec, tracks[0].payload_type), (TrackId(0), Codec::H264, 102));
-        assert_eq!((tracks[1].id, tracks[1].codec, tracks[1].clock_rate), (TrackId(1), Codec::Opus, 48_000));
+        assert_eq!(
+            (tracks[0].id, tracks[0].codec, tracks[0].payload_type),
+            (TrackId(0), Codec::H264, 102)
+        );
+        assert_eq!(
+            (tracks[1].id, tracks[1].codec, tracks[1].clock_rate),
+            (TrackId(1), Codec::Opus, 48_000)
+        );
     }
 
     #[test]
     fn rejects_answers_without_a_usable_codec() {
         let vp8 = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 120\r\na=rtpmap:120 VP8/90000\r\n";
-        assert!(matches!(answer_tracks(vp8.as_bytes()), Err(SessionError::NoUsableCodec)));
-        assert!(matches!(answer_tracks(b"this is not SDP"), Err(SessionError::MalformedAnswer(_))));
+        assert!(matches!(
+            answer_tracks(vp8.as_bytes()),
+            Err(SessionError::NoUsableCodec)
+        ));
+        assert!(matches!(
+            answer_tracks(b"this is not SDP"),
+            Err(SessionError::MalformedAnswer(_))
+        ));
     }
 }

@@ -81,14 +81,22 @@ pub struct WhepClient {
 }
 
 impl WhepClient {
-    pub fn new(endpoint: &Url, token: Option<BearerToken>, timeout: Duration) -> Result<Self, SignalError> {
+    pub fn new(
+        endpoint: &Url,
+        token: Option<BearerToken>,
+        timeout: Duration,
+    ) -> Result<Self, SignalError> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .user_agent(concat!("streamgate/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| transport_error("POST", endpoint, e))?;
-        Ok(WhepClient { http, token_origin: token.as_ref().map(|_| endpoint.origin()), token })
+        Ok(WhepClient {
+            http,
+            token_origin: token.as_ref().map(|_| endpoint.origin()),
+            token,
+        })
     }
 
     /// POSTs the offer, following redirects, and returns the created session.
@@ -99,10 +107,16 @@ impl WhepClient {
                 .authorize(self.http.post(url.clone()), &url)
                 .header(CONTENT_TYPE, "application/sdp")
                 .body(offer.to_owned());
-            let response = request.send().await.map_err(|e| transport_error("POST", &url, e))?;
+            let response = request
+                .send()
+                .await
+                .map_err(|e| transport_error("POST", &url, e))?;
             let status = response.status();
-            if status == StatusCode::TEMPORARY_REDIRECT || status == StatusCode::PERMANENT_REDIRECT {
-                url = location(response.headers(), &url).ok_or(SignalError::BadLocation { status: status.as_u16() })?;
+            if status == StatusCode::TEMPORARY_REDIRECT || status == StatusCode::PERMANENT_REDIRECT
+            {
+                url = location(response.headers(), &url).ok_or(SignalError::BadLocation {
+                    status: status.as_u16(),
+                })?;
                 tracing::debug!(to = %redact_url(&url), status = status.as_u16(), "WHEP POST redirected");
                 continue;
             }
@@ -111,7 +125,8 @@ impl WhepClient {
             if status != StatusCode::CREATED {
                 return Err(self.status_error("POST", status, &headers, &body));
             }
-            let session_url = location(&headers, &url).ok_or(SignalError::BadLocation { status: 201 })?;
+            let session_url =
+                location(&headers, &url).ok_or(SignalError::BadLocation { status: 201 })?;
             return Ok(Created {
                 session_url,
                 content_type: header_str(&headers, CONTENT_TYPE.as_str()).map(str::to_owned),
@@ -125,7 +140,9 @@ impl WhepClient {
                     .collect(),
             });
         }
-        Err(SignalError::TooManyRedirects { url: redact_url(endpoint) })
+        Err(SignalError::TooManyRedirects {
+            url: redact_url(endpoint),
+        })
     }
 
     /// Ends a session. A 404 counts as done (the server already forgot it).
@@ -153,7 +170,13 @@ impl WhepClient {
         }
     }
 
-    fn status_error(&self, method: &'static str, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> SignalError {
+    fn status_error(
+        &self,
+        method: &'static str,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> SignalError {
         let mut reason: String = String::from_utf8_lossy(body)
             .chars()
             .filter(|c| !c.is_control())
@@ -168,7 +191,10 @@ impl WhepClient {
             }
         }
         if reason.trim().is_empty() {
-            reason = status.canonical_reason().unwrap_or("no reason given").to_owned();
+            reason = status
+                .canonical_reason()
+                .unwrap_or("no reason given")
+                .to_owned();
         }
         SignalError::Status {
             method,
@@ -181,7 +207,10 @@ impl WhepClient {
 
 fn transport_error(method: &'static str, url: &Url, error: reqwest::Error) -> SignalError {
     if error.is_timeout() {
-        return SignalError::Timeout { method, url: redact_url(url) };
+        return SignalError::Timeout {
+            method,
+            url: redact_url(url),
+        };
     }
     // reqwest's message names the URL (query included): drop it, we print the redacted one.
     let error = error.without_url();
@@ -192,12 +221,24 @@ fn transport_error(method: &'static str, url: &Url, error: reqwest::Error) -> Si
         detail.push_str(&cause.to_string());
         source = cause.source();
     }
-    SignalError::Transport { method, url: redact_url(url), detail }
+    SignalError::Transport {
+        method,
+        url: redact_url(url),
+        detail,
+    }
 }
 
-async fn read_capped(mut response: reqwest::Response, method: &'static str, url: &Url) -> Result<Vec<u8>, SignalError> {
+async fn read_capped(
+    mut response: reqwest::Response,
+    method: &'static str,
+    url: &Url,
+) -> Result<Vec<u8>, SignalError> {
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(method, url, e))? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| transport_error(method, url, e))?
+    {
         if body.len() + chunk.len() > MAX_BODY {
             return Err(SignalError::BodyTooLarge);
         }
@@ -214,7 +255,9 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// a relative one).
 fn location(headers: &HeaderMap, base: &Url) -> Option<Url> {
     let value = header_str(headers, LOCATION.as_str())?;
-    base.join(value.trim()).ok().filter(|u| matches!(u.scheme(), "http" | "https"))
+    base.join(value.trim())
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
 }
 
 /// `Retry-After` in delta-seconds (an HTTP-date is not honoured: the backoff applies).
@@ -236,20 +279,28 @@ pub fn parse_ice_server_links(value: &str) -> Vec<IceServer> {
             let mut username = None;
             let mut credential = None;
             for param in split_outside_quotes(params, ';') {
-                let Some((name, value)) = param.split_once('=') else { continue };
+                let Some((name, value)) = param.split_once('=') else {
+                    continue;
+                };
                 let value = value.trim().trim_matches('"').to_owned();
                 match name.trim().to_ascii_lowercase().as_str() {
-                    "rel" => rel_ice = value.split_whitespace().any(|r| r.eq_ignore_ascii_case("ice-server")),
+                    "rel" => {
+                        rel_ice = value
+                            .split_whitespace()
+                            .any(|r| r.eq_ignore_ascii_case("ice-server"))
+                    }
                     "username" => username = Some(value),
                     "credential" => credential = Some(value),
                     _ => {}
                 }
             }
             let scheme = target.split(':').next().unwrap_or("").to_ascii_lowercase();
-            (rel_ice && matches!(scheme.as_str(), "stun" | "stuns" | "turn" | "turns")).then(|| IceServer {
-                url: target.trim().to_owned(),
-                username,
-                credential,
+            (rel_ice && matches!(scheme.as_str(), "stun" | "stuns" | "turn" | "turns")).then(|| {
+                IceServer {
+                    url: target.trim().to_owned(),
+                    username,
+                    credential,
+                }
             })
         })
         .collect()
@@ -297,9 +348,15 @@ mod tests {
         let mut headers = HeaderMap::new();
         let base = Url::parse("http://h:1/whep/live").unwrap();
         headers.insert(LOCATION, "sessions/abc".parse().unwrap());
-        assert_eq!(location(&headers, &base).unwrap().as_str(), "http://h:1/whep/sessions/abc");
+        assert_eq!(
+            location(&headers, &base).unwrap().as_str(),
+            "http://h:1/whep/sessions/abc"
+        );
         headers.insert(LOCATION, "/s/1".parse().unwrap());
-        assert_eq!(location(&headers, &base).unwrap().as_str(), "http://h:1/s/1");
+        assert_eq!(
+            location(&headers, &base).unwrap().as_str(),
+            "http://h:1/s/1"
+        );
         headers.insert(LOCATION, "ftp://x/".parse().unwrap());
         assert!(location(&headers, &base).is_none());
     }

@@ -9,10 +9,10 @@
 
 use std::time::{Duration, Instant};
 
+use streamgate_rtp::hub::Hub;
 use streamgate_rtp::ingest::StreamIngest;
 use streamgate_rtp::packet::RtpPacket;
 use streamgate_rtp::track::TrackInfo;
-use streamgate_rtp::hub::Hub;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use webrtc::peer_connection::RTCPeerConnectionState;
@@ -61,13 +61,18 @@ pub struct WhepSource {
 impl WhepSource {
     /// Starts pulling `config.endpoint` into `hub` (must be called within a tokio runtime).
     pub fn start(config: WhepConfig, hub: Hub) -> Result<WhepSource, SignalError> {
-        let client = WhepClient::new(&config.endpoint, config.bearer_token.clone(), config.http_timeout)?;
+        let client = WhepClient::new(
+            &config.endpoint,
+            config.bearer_token.clone(),
+            config.http_timeout,
+        )?;
         let (status_tx, status) = watch::channel(WhepStatus::default());
         let (stop, stop_rx) = watch::channel(false);
         let runner = Runner {
             ice_servers: config.ice_servers.clone(),
             config,
             client,
+            subscribers: hub.watch_subscribers(),
             hub,
             ingest: None,
             backoff: Backoff::new(),
@@ -75,7 +80,11 @@ impl WhepSource {
             stop: stop_rx,
             closing: JoinSet::new(),
         };
-        Ok(WhepSource { status, stop, task: Some(tokio::spawn(runner.run())) })
+        Ok(WhepSource {
+            status,
+            stop,
+            task: Some(tokio::spawn(runner.run())),
+        })
     }
 
     pub fn status(&self) -> WhepStatus {
@@ -103,6 +112,8 @@ impl Drop for WhepSource {
 
 enum Ended {
     Stopped,
+    /// Nobody watched for the idle grace period (on-demand sources).
+    Idle,
     Failed(WhepError),
 }
 
@@ -117,6 +128,8 @@ struct Runner {
     ice_servers: Vec<IceServer>,
     backoff: Backoff,
     status: watch::Sender<WhepStatus>,
+    /// The Hub's subscriber count, for on-demand start and idle stop.
+    subscribers: watch::Receiver<usize>,
     stop: watch::Receiver<bool>,
     /// Sessions being DELETEd in the background.
     closing: JoinSet<()>,
@@ -125,6 +138,9 @@ struct Runner {
 impl Runner {
     async fn run(mut self) {
         loop {
+            if !self.config.always_on && !self.until_watched().await {
+                break;
+            }
             self.set_state(WhepState::Connecting);
             let opening = self.spawn_open();
             let outcome = match self.until_stopped(opening).await {
@@ -132,7 +148,14 @@ impl Runner {
                 Some(Ok(session)) => self.stream(session).await,
                 Some(Err(error)) => Ended::Failed(error),
             };
-            let Ended::Failed(error) = outcome else { break };
+            let error = match outcome {
+                Ended::Stopped => break,
+                Ended::Idle => {
+                    tracing::info!(stream = %self.hub.name(), "nobody watching: WHEP session closed");
+                    continue;
+                }
+                Ended::Failed(error) => error,
+            };
             let delay = self.backoff.on_failure(Instant::now(), error.retry_after());
             tracing::warn!(stream = %self.hub.name(), %error, retry_in = ?delay, "WHEP source failed");
             self.status.send_modify(|s| {
@@ -142,13 +165,31 @@ impl Runner {
                 s.state = WhepState::Backoff { retry_in: delay };
             });
             let mut stop = self.stop.clone();
-            if tokio::time::timeout(delay, stopped(&mut stop)).await.is_ok() {
+            if tokio::time::timeout(delay, stopped(&mut stop))
+                .await
+                .is_ok()
+            {
                 break;
             }
         }
         while self.closing.join_next().await.is_some() {}
         self.set_state(WhepState::Stopped);
         tracing::info!(stream = %self.hub.name(), "WHEP source stopped");
+    }
+
+    /// Waits (state `Idle`) until the Hub has a subscriber; false when stopped first.
+    async fn until_watched(&mut self) -> bool {
+        if *self.subscribers.borrow_and_update() == 0 {
+            self.status.send_modify(|s| {
+                s.state = WhepState::Idle;
+                s.session = None;
+            });
+        }
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            watched = self.subscribers.wait_for(|n| *n > 0) => watched.is_ok(),
+            _ = stopped(&mut stop) => false,
+        }
     }
 
     /// Waits for a session being opened; on stop, lets it finish and DELETEs it.
@@ -166,12 +207,19 @@ impl Runner {
     }
 
     fn spawn_open(&self) -> Opening {
-        let (client, config, ice_servers) = (self.client.clone(), self.config.clone(), self.ice_servers.clone());
+        let (client, config, ice_servers) = (
+            self.client.clone(),
+            self.config.clone(),
+            self.ice_servers.clone(),
+        );
         tokio::spawn(async move { Session::open(&client, &config, &ice_servers).await })
     }
 
     /// Books a finished opening: counts it and learns the ICE servers it announced.
-    fn opened(&mut self, result: Result<Result<Session, SessionError>, tokio::task::JoinError>) -> Result<Session, WhepError> {
+    fn opened(
+        &mut self,
+        result: Result<Result<Session, SessionError>, tokio::task::JoinError>,
+    ) -> Result<Session, WhepError> {
         let session = result.map_err(|_| WhepError::Panicked)??;
         for server in &session.ice_servers {
             if !self.ice_servers.contains(server) {
@@ -193,12 +241,22 @@ impl Runner {
         let mut last_media = Instant::now();
         let mut last_switch_pli: Option<Instant> = None;
         let mut stop = self.stop.clone();
+        let mut subscribers = self.subscribers.clone();
+        let mut idle_since = (*subscribers.borrow_and_update() == 0).then(Instant::now);
         let hub = self.hub.clone();
         let outcome = loop {
+            let idle_at = idle_since
+                .filter(|_| !self.config.always_on)
+                .map(|t| t + self.config.idle_grace);
             let rotation_due = rotate_at.filter(|_| opening.is_none() && next.is_none());
             let no_media_at = last_media + self.config.no_media_timeout;
             tokio::select! {
                 _ = stopped(&mut stop) => break Ended::Stopped,
+                _ = subscribers.changed() => {
+                    let watched = *subscribers.borrow_and_update() > 0;
+                    idle_since = if watched { None } else { idle_since.or(Some(Instant::now())) };
+                }
+                _ = sleep_until(idle_at) => break Ended::Idle,
                 event = next_event(active.as_mut()) => match event {
                     SessionEvent::Rtp(rtp) => {
                         let now = Instant::now();
@@ -317,7 +375,9 @@ impl Runner {
     /// timeline (a source restart), a different one starts over with new tracks.
     fn adopt(&mut self, session: &Session) {
         match &mut self.ingest {
-            Some(ingest) if same_layout(&ingest.hub().tracks(), &session.tracks) => ingest.source_restarted(),
+            Some(ingest) if same_layout(&ingest.hub().tracks(), &session.tracks) => {
+                ingest.source_restarted()
+            }
             _ => self.ingest = Some(StreamIngest::new(self.hub.clone(), session.tracks.clone())),
         }
         let url = redact_url(&session.url);
@@ -328,20 +388,27 @@ impl Runner {
     }
 
     fn push(&mut self, tracks: &[TrackInfo], rtp: ReceivedRtp, now: Instant) {
-        let Some(track) = tracks.iter().find(|t| t.kind() == rtp.kind) else { return };
-        let Some(ingest) = self.ingest.as_mut() else { return };
+        let Some(track) = tracks.iter().find(|t| t.kind() == rtp.kind) else {
+            return;
+        };
+        let Some(ingest) = self.ingest.as_mut() else {
+            return;
+        };
         match RtpPacket::parse(rtp.packet) {
             // The ingest counts and logs (rate-limited) what it rejects.
             Ok(packet) => {
                 let _ = ingest.push_rtp(track.id, packet, now);
             }
-            Err(error) => tracing::debug!(stream = %self.hub.name(), %error, "unparsable RTP from webrtc-rs"),
+            Err(error) => {
+                tracing::debug!(stream = %self.hub.name(), %error, "unparsable RTP from webrtc-rs")
+            }
         }
     }
 
     fn close_in_background(&mut self, session: Session) {
         let client = self.client.clone();
-        self.closing.spawn(async move { session.close(&client).await });
+        self.closing
+            .spawn(async move { session.close(&client).await });
     }
 
     fn set_state(&self, state: WhepState) {
@@ -358,15 +425,15 @@ fn is_switch_point(session: &Session, rtp: &ReceivedRtp) -> bool {
     if rtp.kind != streamgate_rtp::MediaKind::Video {
         return false;
     }
-    RtpPacket::parse(rtp.packet.clone()).is_ok_and(|p| starts_keyframe(video.codec, p.payload_slice()))
+    RtpPacket::parse(rtp.packet.clone())
+        .is_ok_and(|p| starts_keyframe(video.codec, p.payload_slice()))
 }
 
 fn same_layout(current: &[TrackInfo], next: &[TrackInfo]) -> bool {
     current.len() == next.len()
-        && current
-            .iter()
-            .zip(next)
-            .all(|(a, b)| (a.id, a.codec, a.clock_rate, a.channels) == (b.id, b.codec, b.clock_rate, b.channels))
+        && current.iter().zip(next).all(|(a, b)| {
+            (a.id, a.codec, a.clock_rate, a.channels) == (b.id, b.codec, b.clock_rate, b.channels)
+        })
 }
 
 async fn stopped(stop: &mut watch::Receiver<bool>) {
@@ -379,12 +446,17 @@ enum SessionEvent {
 }
 
 fn is_over(state: RTCPeerConnectionState) -> bool {
-    matches!(state, RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed)
+    matches!(
+        state,
+        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
+    )
 }
 
 /// A session's next packet or connection state change; pending forever without a session.
 async fn next_event(session: Option<&mut Session>) -> SessionEvent {
-    let Some(session) = session else { return std::future::pending().await };
+    let Some(session) = session else {
+        return std::future::pending().await;
+    };
     let changed = tokio::select! {
         Some(rtp) = session.rtp.recv() => return SessionEvent::Rtp(rtp),
         changed = session.peer.state.changed() => changed,
@@ -395,7 +467,9 @@ async fn next_event(session: Option<&mut Session>) -> SessionEvent {
     })
 }
 
-async fn join(opening: Option<&mut Opening>) -> Result<Result<Session, SessionError>, tokio::task::JoinError> {
+async fn join(
+    opening: Option<&mut Opening>,
+) -> Result<Result<Session, SessionError>, tokio::task::JoinError> {
     match opening {
         Some(opening) => opening.await,
         None => std::future::pending().await,

@@ -6,6 +6,8 @@ use std::time::Duration;
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WhepState {
+    /// On demand and nobody is watching: no session.
+    Idle,
     /// Negotiating the first session (or the first after a failure).
     Connecting,
     /// Media flows from one session.
@@ -13,7 +15,9 @@ pub enum WhepState {
     /// Media flows from one session while the next one is being opened.
     Rotating,
     /// Waiting before the next attempt (stepped backoff or the server's `Retry-After`).
-    Backoff { retry_in: Duration },
+    Backoff {
+        retry_in: Duration,
+    },
     Stopped,
 }
 

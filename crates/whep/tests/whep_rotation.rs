@@ -24,13 +24,21 @@ async fn capped_sessions_rotate_without_a_break() {
     let source = WhepSource::start(config, hub.clone()).unwrap();
 
     let first = tokio::time::timeout(Duration::from_secs(15), frames.recv()).await;
-    assert!(matches!(first, Ok(Some(_))), "media starts: {:?}", source.status());
+    assert!(
+        matches!(first, Ok(Some(_))),
+        "media starts: {:?}",
+        source.status()
+    );
     let started = Instant::now();
     let (mut video, mut audio) = (Vec::new(), Vec::new());
     while started.elapsed() < RUN {
         let frame = match tokio::time::timeout(Duration::from_secs(5), frames.recv()).await {
             Ok(Some(frame)) => frame,
-            other => panic!("stream broke after {:?}: {other:?} {:?}", started.elapsed(), source.status()),
+            other => panic!(
+                "stream broke after {:?}: {other:?} {:?}",
+                started.elapsed(),
+                source.status()
+            ),
         };
         match frame.kind {
             MediaKind::Video => video.push((frame.pts, frame.dts)),
@@ -41,10 +49,19 @@ async fn capped_sessions_rotate_without_a_break() {
     let status = source.status();
     source.stop().await;
 
-    assert!(status.rotations >= 3, "70 s of 20 s sessions rotate at least 3 times: {status:?}");
+    assert!(
+        status.rotations >= 3,
+        "70 s of 20 s sessions rotate at least 3 times: {status:?}"
+    );
     assert_eq!(frames.dropped(), 0, "the reader kept up");
-    assert!(video.windows(2).all(|w| w[1].0 > w[0].0 && w[1].1 > w[0].1), "video timestamps strictly increase");
-    assert!(audio.windows(2).all(|w| w[1] > w[0]), "audio timestamps strictly increase");
+    assert!(
+        video.windows(2).all(|w| w[1].0 > w[0].0 && w[1].1 > w[0].1),
+        "video timestamps strictly increase"
+    );
+    assert!(
+        audio.windows(2).all(|w| w[1] > w[0]),
+        "audio timestamps strictly increase"
+    );
     let expected = elapsed * FPS;
     assert!(
         video.len() as f64 >= 0.95 * expected,
@@ -54,7 +71,10 @@ async fn capped_sessions_rotate_without_a_break() {
     );
     // Output time tracks real time: no jump at a switch (90 kHz clock).
     let span = (video[video.len() - 1].0 - video[0].0) as f64 / 90_000.0;
-    assert!((span - elapsed).abs() < 2.0, "video spans {span:.1} s of {elapsed:.1} s");
+    assert!(
+        (span - elapsed).abs() < 2.0,
+        "video spans {span:.1} s of {elapsed:.1} s"
+    );
     let sessions = server.count("event", "session-created");
     let expired = server.count("why", "expired");
     println!(
@@ -62,6 +82,13 @@ async fn capped_sessions_rotate_without_a_break() {
         video.len(),
         status.rotations
     );
-    assert_eq!(server.count("method", "DELETE"), sessions, "every session is DELETEd");
-    assert_eq!(expired, 0, "each session was replaced before the server's cap");
+    assert_eq!(
+        server.count("method", "DELETE"),
+        sessions,
+        "every session is DELETEd"
+    );
+    assert_eq!(
+        expired, 0,
+        "each session was replaced before the server's cap"
+    );
 }

@@ -11,11 +11,16 @@ use streamgate_whep::signal::WhepClient;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_receives_video_and_audio_then_deletes() {
-    let _ = tracing_subscriber::fmt().with_env_filter("streamgate_whep=debug").with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("streamgate_whep=debug")
+        .with_test_writer()
+        .try_init();
     let server = WhepServer::start(&[]);
     let config = config(&server, "/whep/live");
     let client = WhepClient::new(&config.endpoint, None, config.http_timeout).unwrap();
-    let mut session = Session::open(&client, &config, &[]).await.expect("session opens");
+    let mut session = Session::open(&client, &config, &[])
+        .await
+        .expect("session opens");
     assert_eq!(session.tracks.len(), 2, "{:?}", session.tracks);
     let (mut video, mut audio) = (0, 0);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -26,9 +31,15 @@ async fn session_receives_video_and_audio_then_deletes() {
             _ => break,
         }
     }
-    assert!(video >= 50 && audio >= 50, "video {video} audio {audio} packets");
+    assert!(
+        video >= 50 && audio >= 50,
+        "video {video} audio {audio} packets"
+    );
     let url = session.url.clone();
-    assert!(url.path().starts_with("/whep/sessions/"), "relative Location resolved: {url}");
+    assert!(
+        url.path().starts_with("/whep/sessions/"),
+        "relative Location resolved: {url}"
+    );
     session.close(&client).await;
     assert_eq!(server.count("method", "DELETE"), 1);
     assert_eq!(server.count("why", "deleted"), 1);

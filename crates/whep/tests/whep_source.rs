@@ -29,18 +29,40 @@ async fn pulls_video_and_audio_into_the_hub() {
         }
     }
     assert!(video[0].1, "the first video frame is a keyframe");
-    assert!(video.iter().skip(1).any(|(_, key)| *key), "keyframes recur (2 s GOP)");
-    assert!(video.windows(2).all(|w| w[1].0 > w[0].0), "video timestamps increase");
-    assert!(audio.windows(2).all(|w| w[1] > w[0]), "audio timestamps increase");
-    assert!(audio.len() >= 100, "audio flows too: {} frames", audio.len());
+    assert!(
+        video.iter().skip(1).any(|(_, key)| *key),
+        "keyframes recur (2 s GOP)"
+    );
+    assert!(
+        video.windows(2).all(|w| w[1].0 > w[0].0),
+        "video timestamps increase"
+    );
+    assert!(
+        audio.windows(2).all(|w| w[1] > w[0]),
+        "audio timestamps increase"
+    );
+    assert!(
+        audio.len() >= 100,
+        "audio flows too: {} frames",
+        audio.len()
+    );
     let tracks = hub.tracks();
     assert_eq!(tracks.len(), 2);
-    assert!(tracks.iter().all(|t| t.is_ready()), "SPS/PPS learnt in band: {tracks:?}");
+    assert!(
+        tracks.iter().all(|t| t.is_ready()),
+        "SPS/PPS learnt in band: {tracks:?}"
+    );
 
     let status = source.status();
     assert_eq!(status.state, WhepState::Streaming);
     assert_eq!(status.sessions_opened, 1);
-    assert!(status.session.as_deref().is_some_and(|s| s.contains("/whep/sessions/")), "{status:?}");
+    assert!(
+        status
+            .session
+            .as_deref()
+            .is_some_and(|s| s.contains("/whep/sessions/")),
+        "{status:?}"
+    );
     source.stop().await;
     assert_eq!(server.count("method", "DELETE"), 1, "{:?}", server.events());
     assert_eq!(server.count("why", "deleted"), 1);
@@ -50,6 +72,7 @@ async fn pulls_video_and_audio_into_the_hub() {
 async fn failing_source(server: &WhepServer, path: &str) -> streamgate_whep::WhepStatus {
     let mut config = config(server, path);
     config.http_timeout = Duration::from_secs(2);
+    config.always_on = true;
     let source = WhepSource::start(config, Hub::new("whep-fail", HubConfig::default())).unwrap();
     let status = wait_status(&source, Duration::from_secs(20), |s| s.failures >= 2).await;
     source.stop().await;
@@ -74,15 +97,28 @@ async fn http_errors_show_in_the_status_and_back_off() {
         assert!(status.failures >= 2, "{path}: retried: {status:?}");
     }
     assert_eq!(server.count("event", "session-created"), 0);
-    assert_eq!(server.count("method", "DELETE"), 0, "no session, nothing to DELETE");
+    assert_eq!(
+        server.count("method", "DELETE"),
+        0,
+        "no session, nothing to DELETE"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_never_answers_times_out() {
     let server = WhepServer::start(&[]);
     let status = failing_source(&server, "/hang/live").await;
-    assert!(status.last_error.as_deref().is_some_and(|e| e.contains("timed out")), "{status:?}");
-    assert!(matches!(status.state, WhepState::Backoff { .. }), "{status:?}");
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("timed out")),
+        "{status:?}"
+    );
+    assert!(
+        matches!(status.state, WhepState::Backoff { .. }),
+        "{status:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,11 +129,22 @@ async fn bad_answers_are_reported_and_their_sessions_deleted() {
         ("/nocodec/live", "no codec streamgate can receive"),
     ] {
         let status = failing_source(&server, path).await;
-        assert!(status.last_error.as_deref().is_some_and(|e| e.contains(expected)), "{path}: {status:?}");
+        assert!(
+            status
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains(expected)),
+            "{path}: {status:?}"
+        );
     }
     let created = server.count("event", "session-created");
     assert!(created >= 4, "{created} sessions");
-    assert_eq!(server.count("method", "DELETE"), created, "every created session is DELETEd: {:?}", server.events());
+    assert_eq!(
+        server.count("method", "DELETE"),
+        created,
+        "every created session is DELETEd: {:?}",
+        server.events()
+    );
     assert_eq!(server.count("why", "deleted"), created);
 }
 
@@ -109,11 +156,21 @@ async fn redirects_are_followed_and_retry_after_respected() {
         let mut frames = hub.subscribe();
         let source = WhepSource::start(config(&server, path), hub).unwrap();
         let frame = tokio::time::timeout(Duration::from_secs(20), frames.recv()).await;
-        assert!(matches!(frame, Ok(Some(_))), "{path}: media after redirect/retry: {:?}", source.status());
+        assert!(
+            matches!(frame, Ok(Some(_))),
+            "{path}: media after redirect/retry: {:?}",
+            source.status()
+        );
         let status = source.status();
         if path.starts_with("/busy") {
             assert_eq!(status.failures, 2, "{status:?}");
-            assert!(status.last_error.as_deref().is_some_and(|e| e.contains("503")), "{status:?}");
+            assert!(
+                status
+                    .last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("503")),
+                "{status:?}"
+            );
         }
         source.stop().await;
     }
@@ -126,5 +183,55 @@ async fn redirects_are_followed_and_retry_after_respected() {
         .filter_map(|e| e["time"].as_f64())
         .collect();
     assert_eq!(busy.len(), 3);
-    assert!(busy.windows(2).all(|w| w[1] - w[0] >= 0.95), "Retry-After: 1 honoured: {busy:?}");
+    assert!(
+        busy.windows(2).all(|w| w[1] - w[0] >= 0.95),
+        "Retry-After: 1 honoured: {busy:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opens_on_demand_and_closes_when_nobody_watches() {
+    let server = WhepServer::start(&[]);
+    let mut config = config(&server, "/whep/live");
+    config.idle_grace = Duration::from_secs(1);
+    let hub = Hub::new("whep-on-demand", HubConfig::default());
+    let source = WhepSource::start(config, hub.clone()).unwrap();
+    let idle = wait_status(&source, Duration::from_secs(5), |s| {
+        s.state == WhepState::Idle
+    })
+    .await;
+    assert_eq!(idle.state, WhepState::Idle);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(server.count("method", "POST"), 0, "no viewer, no session");
+
+    let mut frames = hub.subscribe();
+    let frame = tokio::time::timeout(Duration::from_secs(15), frames.recv()).await;
+    assert!(
+        matches!(frame, Ok(Some(_))),
+        "a viewer starts the session: {:?}",
+        source.status()
+    );
+    drop(frames);
+    let status = wait_status(&source, Duration::from_secs(10), |s| {
+        s.state == WhepState::Idle
+    })
+    .await;
+    assert_eq!(status.state, WhepState::Idle, "{status:?}");
+    assert_eq!(
+        status.failures, 0,
+        "going idle is not a failure: {status:?}"
+    );
+    let deleted = tokio::time::timeout(Duration::from_secs(5), async {
+        while server.count("method", "DELETE") == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        deleted.is_ok(),
+        "the idle session is DELETEd: {:?}",
+        server.events()
+    );
+    source.stop().await;
+    assert_eq!(server.count("event", "session-created"), 1);
 }

@@ -45,29 +45,53 @@ async fn bearer_token_is_sent_and_never_logged() {
     let mut frames = hub.subscribe();
     let source = WhepSource::start(good, hub).unwrap();
     let frame = tokio::time::timeout(Duration::from_secs(20), frames.recv()).await;
-    assert!(matches!(frame, Ok(Some(_))), "the token opens the stream: {:?}", source.status());
+    assert!(
+        matches!(frame, Ok(Some(_))),
+        "the token opens the stream: {:?}",
+        source.status()
+    );
     source.stop().await;
 
     let mut wrong = config(&server, "/whep/live");
     wrong.bearer_token = Some(BearerToken::new("not-the-token"));
-    let refused = WhepSource::start(wrong, Hub::new("whep-token-wrong", HubConfig::default())).unwrap();
+    wrong.always_on = true;
+    let refused =
+        WhepSource::start(wrong, Hub::new("whep-token-wrong", HubConfig::default())).unwrap();
     let status = wait_status(&refused, Duration::from_secs(10), |s| s.failures >= 1).await;
     refused.stop().await;
-    assert!(status.last_error.as_deref().is_some_and(|e| e.contains("401")), "{status:?}");
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("401")),
+        "{status:?}"
+    );
     assert!(!format!("{status:?}").contains("not-the-token"));
 
     let events = server.events();
     let authorized = |method: &str| {
         events
             .iter()
-            .filter(|e| e["method"] == method && e["authorization"] == format!("Bearer {TOKEN}").as_str())
+            .filter(|e| {
+                e["method"] == method && e["authorization"] == format!("Bearer {TOKEN}").as_str()
+            })
             .count()
     };
     assert_eq!(authorized("POST"), 1, "{events:?}");
     assert_eq!(authorized("DELETE"), 1, "{events:?}");
 
     let log = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
-    assert!(log.contains("WHEP session connected"), "the log was captured ({} bytes)", log.len());
-    assert!(log.contains(" rtc_ice::agent:"), "webrtc-rs records (log crate) are captured too");
-    assert!(!log.contains(TOKEN) && !log.contains("not-the-token"), "a token leaked into the log");
+    assert!(
+        log.contains("WHEP session connected"),
+        "the log was captured ({} bytes)",
+        log.len()
+    );
+    assert!(
+        log.contains(" rtc_ice::agent:"),
+        "webrtc-rs records (log crate) are captured too"
+    );
+    assert!(
+        !log.contains(TOKEN) && !log.contains("not-the-token"),
+        "a token leaked into the log"
+    );
 }

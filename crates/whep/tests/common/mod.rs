@@ -26,7 +26,11 @@ impl WhepServer {
     pub fn start(args: &[&str]) -> WhepServer {
         let root = repo_root();
         let python = root.join(".venv/bin/python");
-        assert!(python.exists(), "aiortc venv missing at {}: run scripts/setup", python.display());
+        assert!(
+            python.exists(),
+            "aiortc venv missing at {}: run scripts/setup",
+            python.display()
+        );
         let dir = tempfile::tempdir().expect("tempdir");
         let events = dir.path().join("events.jsonl");
         let mut child = Command::new(python)
@@ -40,13 +44,20 @@ impl WhepServer {
             .expect("start the aiortc WHEP server");
         let stdout = child.stdout.take().expect("server stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read the server's port");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the server's port");
         let port = line
             .trim()
             .strip_prefix("LISTENING ")
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("WHEP server did not start: {line:?}"));
-        WhepServer { child, port, events, _dir: dir }
+        WhepServer {
+            child,
+            port,
+            events,
+            _dir: dir,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -77,7 +88,8 @@ impl Drop for WhepServer {
 /// A source config for `path` on the test server, bound to loopback.
 pub fn config(server: &WhepServer, path: &str) -> streamgate_whep::WhepConfig {
     let source = server.url(path).replace("http://", "whep://");
-    let mut config = streamgate_whep::WhepConfig::new(streamgate_whep::endpoint_url(&source).expect("WHEP URL"));
+    let mut config =
+        streamgate_whep::WhepConfig::new(streamgate_whep::endpoint_url(&source).expect("WHEP URL"));
     config.bind_ip = std::net::Ipv4Addr::LOCALHOST.into();
     config
 }
