@@ -1,1 +1,109 @@
-fn main() {}
+//! `streamgate`: the gateway binary. Loads the config, starts every stream's
+//! source (see `streamgate::streams`) and runs until Ctrl-C or SIGTERM.
+//!
+//! Outputs (RTSP server, HLS over HTTP) are started in [`serve`] next to the
+//! stream registry, each from its own config section.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing_subscriber::EnvFilter;
+
+use streamgate::config::{self, Config};
+use streamgate::streams::{self, Streams};
+
+/// Live video gateway: WHEP/RTSP/pcap sources in, RTSP and LL-HLS out.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, short, value_name = "PATH", default_value = "gateway.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Checks a configuration file (syntax, sources, captures) and exits.
+    CheckConfig {
+        /// File to check (default: the --config path).
+        path: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let result = match cli.command {
+        Some(Command::CheckConfig { path }) => check_config(&path.unwrap_or(cli.config)),
+        None => serve(&cli.config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Anything that stops the gateway from starting, with a message for the user.
+#[derive(thiserror::Error, Debug)]
+enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Stream(#[from] streams::StreamError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot listen for SIGINT/SIGTERM: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Loads `path` and everything its streams need; the directory of `path` is
+/// the base of relative paths in it.
+fn load(path: &Path) -> Result<(Config, Vec<streams::PlannedStream>), StartError> {
+    let config = Config::load(path)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let planned = streams::plan(&config, base)?;
+    Ok((config, planned))
+}
+
+fn check_config(path: &Path) -> Result<(), StartError> {
+    let (_, planned) = load(path)?;
+    tracing::info!(config = %path.display(), streams = planned.len(), "configuration is valid");
+    Ok(())
+}
+
+fn serve(path: &Path) -> Result<(), StartError> {
+    let (_config, planned) = load(path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?;
+    runtime.block_on(async {
+        // Installed before anything starts so an early signal still stops cleanly.
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signal)?;
+        let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signal)?;
+        let streams = Streams::start(planned);
+        tracing::info!(config = %path.display(), streams = streams.iter().count(), "streamgate running");
+        let reason = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        tracing::info!("{reason}: shutting down");
+        streams.shutdown().await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}

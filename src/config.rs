@@ -1,0 +1,409 @@
+//! The gateway's TOML configuration (`gateway.toml`).
+//!
+//! Read with `serde` + `toml`: every table denies unknown keys so a typo is an
+//! error, not a silently ignored setting, and errors name the file, line and
+//! column (from toml's spans). Outputs add their own section as another field of
+//! [`Config`] (e.g. `#[serde(default)] pub rtsp: RtspConfig`), each a struct with
+//! `deny_unknown_fields` and defaults, and document it in README.md.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Largest config file read.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// Longest stream name: names appear in RTSP and HTTP paths.
+const MAX_STREAM_NAME_LEN: usize = 64;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[streams.NAME]` tables: the stream registry.
+    #[serde(default)]
+    pub streams: BTreeMap<StreamName, StreamConfig>,
+}
+
+/// One `[streams.NAME]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    /// Where the stream comes from.
+    pub source: Source,
+    /// SDP describing a `pcap:` capture; default: the capture's path with `.sdp`.
+    /// Spanned so that setting it on another kind of source is reported by line.
+    pub sdp: Option<toml::Spanned<PathBuf>>,
+}
+
+/// A stream's name: 1–64 ASCII letters, digits, `_` or `-` (it is used in URLs).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct StreamName(String);
+
+impl StreamName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for StreamName {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        let valid_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        if name.is_empty() || name.len() > MAX_STREAM_NAME_LEN || !name.chars().all(valid_char) {
+            return Err(format!(
+                "stream name {name:?} must be 1-{MAX_STREAM_NAME_LEN} ASCII letters, digits, '_' or '-'"
+            ));
+        }
+        Ok(StreamName(name))
+    }
+}
+
+impl fmt::Display for StreamName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a stream's media comes from (`source = "..."`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Source {
+    /// The bundled H.264 + AAC capture, replayed in a loop.
+    Demo,
+    /// A pcap/pcapng capture of RTP over UDP, replayed in a loop.
+    Pcap(PathBuf),
+    /// An RTSP camera (`rtsp://` or `rtsps://`); credentials may be in the URL.
+    Rtsp(url::Url),
+    /// A WHEP endpoint (`whep://` = http, `wheps://` = https).
+    Whep(url::Url),
+}
+
+impl TryFrom<String> for Source {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        if text == "demo" {
+            return Ok(Source::Demo);
+        }
+        if let Some(path) = text.strip_prefix("pcap:") {
+            if path.is_empty() {
+                return Err("`pcap:` needs a path, e.g. \"pcap:captures/cam.pcap\"".into());
+            }
+            return Ok(Source::Pcap(PathBuf::from(path)));
+        }
+        let expected = "expected \"demo\", \"pcap:PATH\", \"rtsp://…\", \"rtsps://…\", \"whep://…\" or \"wheps://…\"";
+        let Some((scheme, _)) = text.split_once("://") else {
+            return Err(format!(
+                "unknown source {:?}: {expected}",
+                redact_text(&text)
+            ));
+        };
+        let url = url::Url::parse(&text)
+            .map_err(|e| format!("bad source URL {:?}: {e}", redact_text(&text)))?;
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(format!("source URL {} has no host", Redacted(&url)));
+        }
+        match scheme.to_ascii_lowercase().as_str() {
+            "rtsp" | "rtsps" => Ok(Source::Rtsp(url)),
+            "whep" | "wheps" => Ok(Source::Whep(url)),
+            _ => Err(format!("unknown source scheme `{scheme}://`: {expected}")),
+        }
+    }
+}
+
+/// Shows the source with any password in its URL replaced by `***`.
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Demo => f.write_str("demo"),
+            Source::Pcap(path) => write!(f, "pcap:{}", path.display()),
+            Source::Rtsp(url) | Source::Whep(url) => Redacted(url).fmt(f),
+        }
+    }
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Source({self})")
+    }
+}
+
+/// A URL shown without its password (and without a query, which may hold tokens).
+pub struct Redacted<'a>(pub &'a url::Url);
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut url = self.0.clone();
+        if url.password().is_some() {
+            // Only fails for URLs that cannot have credentials, which have no password.
+            let _ = url.set_password(Some("***"));
+        }
+        if url.query().is_some() {
+            url.set_query(Some("***"));
+        }
+        f.write_str(url.as_str())
+    }
+}
+
+/// Redacts the `user:password@` part of text that did not parse as a URL.
+fn redact_text(text: &str) -> String {
+    match (text.find("://"), text.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}***@{}", &text[..scheme_end + 3], &text[at + 1..])
+        }
+        _ => text.to_owned(),
+    }
+}
+
+/// Why the configuration cannot be used; the message names the file (and line).
+#[derive(thiserror::Error, Debug)]
+pub enum ConfigError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {len} bytes exceeds the {MAX_CONFIG_BYTES}-byte limit for a config file", path.display())]
+    TooLarge { path: PathBuf, len: u64 },
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let read = |source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let len = std::fs::metadata(path).map_err(read)?.len();
+        if len > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge {
+                path: path.to_owned(),
+                len,
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(read)?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses config text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let invalid = |offset: usize, message: String| {
+            let (line, column) = line_column(text, offset);
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                line,
+                column,
+                message,
+            }
+        };
+        let config: Config = toml::from_str(text).map_err(|e| {
+            invalid(
+                e.span().map_or(0, |span| span.start),
+                e.message().trim().to_owned(),
+            )
+        })?;
+        for (name, stream) in &config.streams {
+            if let (Some(sdp), false) = (&stream.sdp, matches!(stream.source, Source::Pcap(_))) {
+                return Err(invalid(
+                    sdp.span().start,
+                    format!("stream {name}: `sdp` is only used by pcap: sources"),
+                ));
+            }
+        }
+        Ok(config)
+    }
+}
+
+impl StreamConfig {
+    /// The capture and SDP files of this stream's `pcap:` source `pcap`, relative
+    /// paths resolved against `base` (the config file's directory).
+    pub fn capture_files(&self, pcap: &Path, base: &Path) -> (PathBuf, PathBuf) {
+        let sdp = self
+            .sdp
+            .as_ref()
+            .map_or_else(|| pcap.with_extension("sdp"), |sdp| sdp.get_ref().clone());
+        (base.join(pcap), base.join(sdp))
+    }
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("gw.toml"))
+    }
+
+    /// Bad configs and the `file:line:column: message` each must give.
+    #[test]
+    fn bad_configs_name_file_line_and_problem() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "unknown top-level key",
+                "[streams.a]\nsource = \"demo\"\n\n[rtps]\nport = 1\n",
+                "gw.toml:4:2: unknown field `rtps`",
+            ),
+            (
+                "unknown stream key",
+                "[streams.a]\nsource = \"demo\"\nsorce = \"demo\"\n",
+                "gw.toml:3:1: unknown field `sorce`, expected `source` or `sdp`",
+            ),
+            (
+                "missing source",
+                "[streams.a]\nsdp = \"x.sdp\"\n",
+                "gw.toml:1:1: missing field `source`",
+            ),
+            (
+                "bad scheme",
+                "[streams.a]\nsource = \"http://cam/x\"\n",
+                "gw.toml:2:10: unknown source scheme `http://`",
+            ),
+            (
+                "no scheme",
+                "[streams.a]\nsource = \"camera1\"\n",
+                "gw.toml:2:10: unknown source \"camera1\"",
+            ),
+            (
+                "empty pcap",
+                "[streams.a]\nsource = \"pcap:\"\n",
+                "gw.toml:2:10: `pcap:` needs a path",
+            ),
+            (
+                "no host",
+                "[streams.a]\nsource = \"rtsp://\"\n",
+                "gw.toml:2:10: source URL rtsp:// has no host",
+            ),
+            (
+                "wrong type",
+                "[streams.a]\nsource = 5\n",
+                "gw.toml:2:10: invalid type: integer `5`",
+            ),
+            (
+                "bad name",
+                "[streams.\"a b\"]\nsource = \"demo\"\n",
+                "gw.toml:1:10: stream name \"a b\" must be",
+            ),
+            ("syntax", "[streams.a\nsource = \"demo\"\n", "gw.toml:1:11:"),
+            (
+                "sdp on demo",
+                "[streams.a]\nsource = \"demo\"\nsdp = \"x.sdp\"\n",
+                "gw.toml:3:7: stream a: `sdp` is only used by pcap: sources",
+            ),
+        ];
+        for (what, text, expected) in cases {
+            let err = parse(text).expect_err(what).to_string();
+            assert!(
+                err.starts_with(expected),
+                "{what}: got {err:?}, want prefix {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn sources_parse() {
+        let config = parse(
+            "[streams.demo]\nsource = \"demo\"\n\
+             [streams.file]\nsource = \"pcap:caps/cam.pcap\"\n\
+             [streams.file2]\nsource = \"pcap:/abs/cam.pcapng\"\nsdp = \"other.sdp\"\n\
+             [streams.cam]\nsource = \"rtsp://admin:hunter2@192.0.2.1:554/stream1\"\n\
+             [streams.ring]\nsource = \"wheps://example.com/whep/front?token=abc\"\n",
+        )
+        .unwrap();
+        let get = |name: &str| &config.streams[&StreamName(name.into())];
+        assert_eq!(get("demo").source, Source::Demo);
+        let base = Path::new("/etc/sg");
+        let files = |name: &str| {
+            let stream = get(name);
+            let Source::Pcap(pcap) = &stream.source else {
+                panic!("{name} is not pcap")
+            };
+            stream.capture_files(pcap, base)
+        };
+        assert_eq!(
+            files("file"),
+            (
+                PathBuf::from("/etc/sg/caps/cam.pcap"),
+                PathBuf::from("/etc/sg/caps/cam.sdp")
+            )
+        );
+        assert_eq!(
+            files("file2"),
+            (
+                PathBuf::from("/abs/cam.pcapng"),
+                PathBuf::from("/etc/sg/other.sdp")
+            )
+        );
+        assert!(matches!(get("cam").source, Source::Rtsp(_)));
+        assert!(matches!(get("ring").source, Source::Whep(_)));
+    }
+
+    #[test]
+    fn secrets_never_show_in_display_debug_or_errors() {
+        let config = parse(
+            "[streams.cam]\nsource = \"rtsp://admin:hunter2@192.0.2.1/s\"\n[streams.w]\nsource = \"wheps://h/whep?token=sekrit\"\n",
+        )
+        .unwrap();
+        let shown = format!(
+            "{:?} {}",
+            config,
+            config.streams[&StreamName("cam".into())].source
+        );
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("sekrit"),
+            "{shown}"
+        );
+        assert!(shown.contains("rtsp://admin:***@192.0.2.1/s"), "{shown}");
+
+        let err = parse("[streams.cam]\nsource = \"ftp://admin:hunter2@host/x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = parse("[streams.cam]\nsource = \"rtsp://admin:hunter2@[::1/x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !err.contains("hunter2") && err.contains("rtsp://***@"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn shipped_gateway_toml_is_valid_and_runs_the_demo() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.toml");
+        let config = Config::load(&path).unwrap();
+        let demo = config
+            .streams
+            .get(&StreamName("demo".into()))
+            .expect("a demo stream");
+        assert_eq!(demo.source, Source::Demo);
+    }
+
+    #[test]
+    fn line_column_counts_from_one() {
+        assert_eq!(line_column("ab\ncd", 0), (1, 1));
+        assert_eq!(line_column("ab\ncd", 4), (2, 2));
+        assert_eq!(line_column("ab", 99), (1, 3));
+    }
+}

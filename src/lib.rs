@@ -1,0 +1,6 @@
+//! The gateway's application layer, shared by the `streamgate` binary and its
+//! integration tests: configuration and the stream registry. Protocol code
+//! lives in the `streamgate-*` library crates.
+
+pub mod config;
+pub mod streams;

@@ -1,0 +1,167 @@
+//! The stream registry: one [`Hub`] per configured stream and the task that
+//! feeds it. Outputs (RTSP server, HLS) look streams up here by name.
+//!
+//! Starting is split in two so `check-config` can run the first half: [`plan`]
+//! loads and checks everything a source needs (captures, SDP) without starting
+//! anything, [`Streams::start`] spawns the source tasks.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use streamgate_rtp::hub::{Hub, HubConfig};
+use streamgate_rtp::replay::{self, Capture, ReplayError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, Source, StreamName};
+
+/// What a stream's source task is doing, for logs and (later) the HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceState {
+    Running,
+    /// The source cannot run; the message says why (no secrets in it).
+    Failed(String),
+}
+
+/// A stream that failed its checks; the message names the stream.
+#[derive(thiserror::Error, Debug)]
+#[error("stream {stream}: {source}")]
+pub struct StreamError {
+    stream: StreamName,
+    source: ReplayError,
+}
+
+/// How a stream will be fed, decided and loaded before anything starts.
+pub enum Feed {
+    /// A capture replayed in real time, looped.
+    Replay(Arc<Capture>),
+    /// A source kind whose client is not part of this build yet.
+    NotYetSupported,
+}
+
+/// One configured stream, checked and ready to start.
+pub struct PlannedStream {
+    pub name: StreamName,
+    pub source: Source,
+    pub feed: Feed,
+}
+
+/// Loads every stream's source material (paths relative to `base`, the config
+/// file's directory). The demo capture is loaded once and shared.
+pub fn plan(config: &Config, base: &Path) -> Result<Vec<PlannedStream>, StreamError> {
+    let mut demo: Option<Arc<Capture>> = None;
+    config
+        .streams
+        .iter()
+        .map(|(name, stream)| {
+            let fail = |source| StreamError {
+                stream: name.clone(),
+                source,
+            };
+            let feed = match &stream.source {
+                Source::Demo => match &demo {
+                    Some(capture) => Feed::Replay(capture.clone()),
+                    None => {
+                        let capture = Arc::new(replay::demo_capture().map_err(fail)?);
+                        demo = Some(capture.clone());
+                        Feed::Replay(capture)
+                    }
+                },
+                Source::Pcap(pcap) => {
+                    let (pcap, sdp) = stream.capture_files(pcap, base);
+                    Feed::Replay(Arc::new(Capture::load(&pcap, &sdp).map_err(fail)?))
+                }
+                Source::Rtsp(_) | Source::Whep(_) => Feed::NotYetSupported,
+            };
+            Ok(PlannedStream {
+                name: name.clone(),
+                source: stream.source.clone(),
+                feed,
+            })
+        })
+        .collect()
+}
+
+/// A running stream.
+pub struct Stream {
+    pub hub: Hub,
+    pub source: Source,
+    state: watch::Receiver<SourceState>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Stream {
+    pub fn state(&self) -> SourceState {
+        self.state.borrow().clone()
+    }
+}
+
+/// All configured streams, by name.
+pub struct Streams {
+    streams: BTreeMap<StreamName, Stream>,
+}
+
+impl Streams {
+    /// Creates each stream's Hub and starts its source (always on, for now).
+    /// Must be called inside a tokio runtime.
+    pub fn start(planned: Vec<PlannedStream>) -> Streams {
+        let streams = planned
+            .into_iter()
+            .map(|PlannedStream { name, source, feed }| {
+                let hub = Hub::new(name.as_str(), HubConfig::default());
+                let (state_tx, state) = watch::channel(SourceState::Running);
+                let task = match feed {
+                    Feed::Replay(capture) => {
+                        tracing::info!(stream = %name, %source, tracks = capture.tracks.len(), "starting replay source");
+                        Some(tokio::spawn(replay_task(name.clone(), capture, hub.clone(), state_tx)))
+                    }
+                    Feed::NotYetSupported => {
+                        let message = format!("source {source} is not supported by this build yet");
+                        tracing::error!(stream = %name, "{message}");
+                        state_tx.send_replace(SourceState::Failed(message));
+                        None
+                    }
+                };
+                (name, Stream { hub, source, state, task })
+            })
+            .collect();
+        Streams { streams }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Stream> {
+        self.streams
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, s)| s)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&StreamName, &Stream)> {
+        self.streams.iter()
+    }
+
+    /// Stops every source and closes every Hub (subscribers see the end).
+    pub async fn shutdown(self) {
+        for (name, mut stream) in self.streams {
+            if let Some(task) = stream.task.take() {
+                task.abort();
+                // A cancelled task's JoinError is the expected outcome here.
+                let _ = task.await;
+            }
+            stream.hub.close();
+            tracing::debug!(stream = %name, "stream stopped");
+        }
+    }
+}
+
+async fn replay_task(
+    name: StreamName,
+    capture: Arc<Capture>,
+    hub: Hub,
+    state: watch::Sender<SourceState>,
+) {
+    if let Err(error) = replay::run(capture, hub, 1.0, true).await {
+        tracing::error!(stream = %name, %error, "replay source failed");
+        state.send_replace(SourceState::Failed(error.to_string()));
+    }
+}

@@ -1,0 +1,245 @@
+//! The `streamgate` binary itself: config errors as a user sees them, and a
+//! clean start and stop on the shipped gateway.toml.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_streamgate");
+/// Hang guard only: how long to wait for a log line before declaring the binary stuck.
+const HANG_GUARD: Duration = Duration::from_secs(60);
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fresh directory for one test's files.
+fn scratch(test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("binary_config-{test}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn check_config(path: &Path) -> Output {
+    Command::new(BINARY)
+        .arg("check-config")
+        .arg(path)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_config_reports_file_line_and_problem() {
+    let dir = scratch("errors");
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "unknown_key.toml",
+            "[streams.cam]\nsource = \"demo\"\nport = 554\n",
+            ":3:1: unknown field `port`, expected `source` or `sdp`",
+        ),
+        (
+            "unknown_section.toml",
+            "[stream.cam]\nsource = \"demo\"\n",
+            ":1:2: unknown field `stream`",
+        ),
+        (
+            "bad_scheme.toml",
+            "[streams.cam]\nsource = \"http://cam.local/live\"\n",
+            ":2:10: unknown source scheme `http://`",
+        ),
+        (
+            "missing_source.toml",
+            "\n[streams.cam]\nsdp = \"cam.sdp\"\n",
+            ":2:1: missing field `source`",
+        ),
+    ];
+    for (file, text, expected) in cases {
+        let path = dir.join(file);
+        std::fs::write(&path, text).unwrap();
+        let output = check_config(&path);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{file} was accepted");
+        let wanted = format!("{}{expected}", path.display());
+        assert!(
+            stderr.contains(&wanted),
+            "{file}: want {wanted:?} in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn check_config_loads_pcap_sources_and_names_the_stream() {
+    let dir = scratch("pcap");
+    let fixtures = repo().join("fixtures");
+    let good = dir.join("good.toml");
+    std::fs::write(
+        &good,
+        format!(
+            "[streams.h265]\nsource = \"pcap:{}\"\n",
+            fixtures.join("ffmpeg_h265.pcap").display()
+        ),
+    )
+    .unwrap();
+    let output = check_config(&good);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let missing = dir.join("missing.toml");
+    std::fs::write(&missing, "[streams.cam]\nsource = \"pcap:nowhere.pcap\"\n").unwrap();
+    let output = check_config(&missing);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("stream cam: ") && stderr.contains("nowhere.sdp"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn shipped_config_checks_clean() {
+    let output = check_config(&repo().join("gateway.toml"));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("configuration is valid"));
+}
+
+/// A running binary whose stderr log lines arrive on a channel.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start(args: &[&str], dir: &Path) -> Running {
+        let mut child = Command::new(BINARY)
+            .args(args)
+            .current_dir(dir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line containing `text`; None if the log ended first.
+    fn wait_for(&mut self, text: &str) -> Option<String> {
+        loop {
+            match self.lines.recv_timeout(HANG_GUARD) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(text) {
+                        return Some(line);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Collects the rest of the log (until stderr closes) and waits for exit.
+    fn finish(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        while let Ok(line) = self.lines.recv_timeout(HANG_GUARD) {
+            self.seen.push(line);
+        }
+        let status = self.child.wait().unwrap();
+        (status, std::mem::take(&mut self.seen))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn starts_on_gateway_toml_and_stops_cleanly_on_sigint() {
+    let mut gateway = Running::start(&[], repo());
+    assert!(
+        gateway.wait_for("streamgate running").is_some(),
+        "did not start: {:?}",
+        gateway.seen
+    );
+    assert!(gateway
+        .seen
+        .iter()
+        .any(|l| l.contains("starting replay source") && l.contains("stream=demo")));
+    gateway.signal("INT");
+    let (status, log) = gateway.finish();
+    assert!(status.success(), "exit {status:?}: {log:?}");
+    assert!(
+        log.iter().any(|l| l.contains("SIGINT: shutting down")),
+        "{log:?}"
+    );
+    assert!(log.last().is_some_and(|l| l.contains("stopped")), "{log:?}");
+}
+
+#[test]
+fn unsupported_sources_are_reported_without_secrets_and_sigterm_stops() {
+    let dir = scratch("unsupported");
+    std::fs::write(
+        dir.join("gw.toml"),
+        "[streams.demo]\nsource = \"demo\"\n\n[streams.cam]\nsource = \"rtsp://admin:hunter2@192.0.2.10/live\"\n",
+    )
+    .unwrap();
+    let mut gateway = Running::start(&["--config", "gw.toml"], &dir);
+    assert!(
+        gateway.wait_for("streamgate running").is_some(),
+        "did not start: {:?}",
+        gateway.seen
+    );
+    gateway.signal("TERM");
+    let (status, log) = gateway.finish();
+    assert!(status.success(), "exit {status:?}: {log:?}");
+    let unsupported = log
+        .iter()
+        .find(|l| l.contains("stream=cam") && l.contains("not supported"));
+    assert!(
+        unsupported.is_some_and(|l| l.contains("rtsp://admin:***@192.0.2.10/live")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter().all(|l| !l.contains("hunter2")),
+        "password logged: {log:?}"
+    );
+    assert!(
+        log.iter().any(|l| l.contains("SIGTERM: shutting down")),
+        "{log:?}"
+    );
+}
