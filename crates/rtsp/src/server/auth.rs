@@ -23,7 +23,9 @@ pub struct Credentials {
 impl std::fmt::Debug for Credentials {
     // The password never reaches a log.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("username", &self.username).finish_non_exhaustive()
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
     }
 }
 
@@ -53,10 +55,12 @@ impl DigestAlgorithm {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// Per-connection authentication state: the nonce this connection was challenged with.
@@ -81,9 +85,16 @@ impl Authenticator {
     /// The `WWW-Authenticate` values of a 401 answer, most preferred first.
     pub fn challenges(&self) -> [String; 3] {
         let digest = |algorithm: &str| {
-            format!(r#"Digest realm="{REALM}", nonce="{}", algorithm={algorithm}, qop="auth""#, self.nonce)
+            format!(
+                r#"Digest realm="{REALM}", nonce="{}", algorithm={algorithm}, qop="auth""#,
+                self.nonce
+            )
         };
-        [digest("SHA-256"), digest("MD5"), format!(r#"Basic realm="{REALM}""#)]
+        [
+            digest("SHA-256"),
+            digest("MD5"),
+            format!(r#"Basic realm="{REALM}""#),
+        ]
     }
 
     /// True when `authorization` (the header value) proves knowledge of `expected`
@@ -104,10 +115,19 @@ impl Authenticator {
 
     fn verify_digest(&self, expected: &Credentials, params: &str, method: &str) -> bool {
         let params = parse_auth_params(params);
-        let get = |name: &str| params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
-        let (Some(username), Some(realm), Some(nonce), Some(uri), Some(response)) =
-            (get("username"), get("realm"), get("nonce"), get("uri"), get("response"))
-        else {
+        let get = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        let (Some(username), Some(realm), Some(nonce), Some(uri), Some(response)) = (
+            get("username"),
+            get("realm"),
+            get("nonce"),
+            get("uri"),
+            get("response"),
+        ) else {
             return false;
         };
         let Some(algorithm) = DigestAlgorithm::parse(get("algorithm")) else {
@@ -127,7 +147,10 @@ impl Authenticator {
             }
             None => algorithm.hash_hex(&format!("{ha1}:{nonce}:{ha2}")),
         };
-        constant_time_eq(computed.as_bytes(), response.to_ascii_lowercase().as_bytes())
+        constant_time_eq(
+            computed.as_bytes(),
+            response.to_ascii_lowercase().as_bytes(),
+        )
     }
 }
 
@@ -188,7 +211,10 @@ mod tests {
     use super::*;
 
     fn mufasa() -> Credentials {
-        Credentials { username: "Mufasa".into(), password: "Circle of Life".into() }
+        Credentials {
+            username: "Mufasa".into(),
+            password: "Circle of Life".into(),
+        }
     }
 
     /// RFC 7616 §3.9.1 examples, realm swapped for ours: recompute with our realm
@@ -200,16 +226,25 @@ mod tests {
         let cnonce = "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ";
         for (algorithm, expected) in [
             (DigestAlgorithm::Md5, "8ca523f5e9506fed4657c9700eebdbec"),
-            (DigestAlgorithm::Sha256, "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"),
+            (
+                DigestAlgorithm::Sha256,
+                "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1",
+            ),
         ] {
             let ha1 = algorithm.hash_hex(&format!("Mufasa:{realm}:Circle of Life"));
             let ha2 = algorithm.hash_hex("GET:/dir/index.html");
-            let response = algorithm.hash_hex(&format!("{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}"));
+            let response =
+                algorithm.hash_hex(&format!("{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}"));
             assert_eq!(response, expected);
         }
     }
 
-    fn digest_header(auth: &Authenticator, creds: &Credentials, algorithm: DigestAlgorithm, qop: bool) -> String {
+    fn digest_header(
+        auth: &Authenticator,
+        creds: &Credentials,
+        algorithm: DigestAlgorithm,
+        qop: bool,
+    ) -> String {
         let uri = "rtsp://127.0.0.1:8554/cam";
         let ha1 = algorithm.hash_hex(&format!("{}:{REALM}:{}", creds.username, creds.password));
         let ha2 = algorithm.hash_hex(&format!("DESCRIBE:{uri}"));
@@ -218,7 +253,8 @@ mod tests {
             DigestAlgorithm::Sha256 => "SHA-256",
         };
         if qop {
-            let response = algorithm.hash_hex(&format!("{ha1}:{}:00000001:abc:auth:{ha2}", auth.nonce));
+            let response =
+                algorithm.hash_hex(&format!("{ha1}:{}:00000001:abc:auth:{ha2}", auth.nonce));
             format!(
                 r#"Digest username="{}", realm="{REALM}", nonce="{}", uri="{uri}", algorithm={name}, qop=auth, nc=00000001, cnonce="abc", response="{response}""#,
                 creds.username, auth.nonce
@@ -236,25 +272,52 @@ mod tests {
     fn digest_right_and_wrong() {
         let auth = Authenticator::new();
         let creds = mufasa();
-        let wrong = Credentials { password: "Hakuna Matata".into(), ..mufasa() };
+        let wrong = Credentials {
+            password: "Hakuna Matata".into(),
+            ..mufasa()
+        };
         for algorithm in [DigestAlgorithm::Md5, DigestAlgorithm::Sha256] {
             for qop in [false, true] {
-                assert!(auth.verify(&creds, &digest_header(&auth, &creds, algorithm, qop), "DESCRIBE"));
-                assert!(!auth.verify(&creds, &digest_header(&auth, &wrong, algorithm, qop), "DESCRIBE"));
-                assert!(!auth.verify(&creds, &digest_header(&auth, &creds, algorithm, qop), "PLAY"));
+                assert!(auth.verify(
+                    &creds,
+                    &digest_header(&auth, &creds, algorithm, qop),
+                    "DESCRIBE"
+                ));
+                assert!(!auth.verify(
+                    &creds,
+                    &digest_header(&auth, &wrong, algorithm, qop),
+                    "DESCRIBE"
+                ));
+                assert!(!auth.verify(
+                    &creds,
+                    &digest_header(&auth, &creds, algorithm, qop),
+                    "PLAY"
+                ));
             }
         }
         // A nonce from another connection is refused.
         let other = Authenticator::new();
-        assert!(!auth.verify(&creds, &digest_header(&other, &creds, DigestAlgorithm::Md5, false), "DESCRIBE"));
+        assert!(!auth.verify(
+            &creds,
+            &digest_header(&other, &creds, DigestAlgorithm::Md5, false),
+            "DESCRIBE"
+        ));
     }
 
     #[test]
     fn basic_right_and_wrong() {
         let auth = Authenticator::new();
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        assert!(auth.verify(&mufasa(), &format!("Basic {}", b64("Mufasa:Circle of Life")), "DESCRIBE"));
-        assert!(!auth.verify(&mufasa(), &format!("Basic {}", b64("Mufasa:circle of life")), "DESCRIBE"));
+        assert!(auth.verify(
+            &mufasa(),
+            &format!("Basic {}", b64("Mufasa:Circle of Life")),
+            "DESCRIBE"
+        ));
+        assert!(!auth.verify(
+            &mufasa(),
+            &format!("Basic {}", b64("Mufasa:circle of life")),
+            "DESCRIBE"
+        ));
         assert!(!auth.verify(&mufasa(), "Basic !!!", "DESCRIBE"));
         assert!(!auth.verify(&mufasa(), "Bearer x", "DESCRIBE"));
         assert!(!auth.verify(&mufasa(), "", "DESCRIBE"));
@@ -265,7 +328,11 @@ mod tests {
         let params = parse_auth_params(r#"a="x, \"y\"", b=2,c="" , d"#);
         assert_eq!(
             params,
-            vec![("a".into(), r#"x, "y""#.into()), ("b".into(), "2".into()), ("c".into(), "".into())]
+            vec![
+                ("a".into(), r#"x, "y""#.into()),
+                ("b".into(), "2".into()),
+                ("c".into(), "".into())
+            ]
         );
     }
 

@@ -125,7 +125,7 @@ async fn handle_input(
     batch: &mut Batch,
 ) -> Result<(), super::framing::FramingError> {
     reader.push(input)?;
-    while let Some(incoming) = reader.next()? {
+    while let Some(incoming) = reader.next_message()? {
         let Incoming::Request(request) = incoming else {
             // Interleaved RTCP receiver reports: the read itself counted as activity.
             continue;
@@ -136,7 +136,20 @@ async fn handle_input(
         if reply.stop {
             *player = None;
         }
-        if let Some(started) = reply.play {
+        if let Some(mut started) = reply.play {
+            for (track, report) in started.first_reports(Instant::now()) {
+                let Some(Some(delivery)) = started.tracks.get(track) else {
+                    continue;
+                };
+                match &delivery.udp {
+                    None => batch.push_rtcp(delivery.rtcp_channel, report),
+                    Some(udp) => {
+                        if let Err(e) = udp.send_rtcp(&report).await {
+                            tracing::trace!(error = %e, "UDP sender report failed");
+                        }
+                    }
+                }
+            }
             *player = Some(started);
         }
     }
@@ -144,7 +157,11 @@ async fn handle_input(
 }
 
 /// Queues one frame for a TCP session or sends it over UDP.
-async fn deliver(player: &mut Player, frame: Arc<streamgate_rtp::Frame>, batch: &mut Batch) -> std::io::Result<()> {
+async fn deliver(
+    player: &mut Player,
+    frame: Arc<streamgate_rtp::Frame>,
+    batch: &mut Batch,
+) -> std::io::Result<()> {
     let Some(Some(track)) = player.tracks.get_mut(frame.track.0) else {
         return Ok(());
     };
@@ -179,7 +196,11 @@ async fn next_frame(player: &mut Option<Player>) -> Option<Arc<streamgate_rtp::F
     }
 }
 
-async fn write(batch: &mut Batch, writer: &mut OwnedWriteHalf, timeout: Duration) -> Result<(), End> {
+async fn write(
+    batch: &mut Batch,
+    writer: &mut OwnedWriteHalf,
+    timeout: Duration,
+) -> Result<(), End> {
     if batch.is_empty() {
         return Ok(());
     }
@@ -196,5 +217,7 @@ fn last_activity(state: &ConnectionState) -> Instant {
 
 /// Bytes of a response, for callers outside a session (connection limit).
 pub(crate) fn service_unavailable() -> Bytes {
-    Response::new(Status::ServiceUnavailable, Version::V1_0, None).header("Connection", "close").to_bytes()
+    Response::new(Status::ServiceUnavailable, Version::V1_0, None)
+        .header("Connection", "close")
+        .to_bytes()
 }

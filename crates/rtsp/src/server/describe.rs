@@ -26,7 +26,10 @@ pub fn session_description(name: &str, session_id: u64, tracks: &[TrackInfo]) ->
         addrtype: AddrType::Ip4,
         connection_address: "0.0.0.0".into(),
     };
-    let attribute = |name: &str, value: String| Attribute { attribute: name.into(), value: Some(value) };
+    let attribute = |name: &str, value: String| Attribute {
+        attribute: name.into(),
+        value: Some(value),
+    };
     let medias = tracks
         .iter()
         .map(|track| {
@@ -69,7 +72,11 @@ pub fn session_description(name: &str, session_id: u64, tracks: &[TrackInfo]) ->
         phones: Vec::new(),
         connection: None,
         bandwidths: Vec::new(),
-        times: vec![Time { start_time: 0, stop_time: 0, repeats: Vec::new() }],
+        times: vec![Time {
+            start_time: 0,
+            stop_time: 0,
+            repeats: Vec::new(),
+        }],
         time_zones: Vec::new(),
         key: None,
         attributes: vec![
@@ -138,10 +145,17 @@ mod tests {
     #[test]
     fn describes_every_track_for_live_playback() {
         let sdp = session_description("front door", 42, &tracks());
-        assert!(sdp.starts_with("v=0\r\no=- 42 1 IN IP4 0.0.0.0\r\ns=front door\r\n"), "{sdp}");
+        assert!(
+            sdp.starts_with("v=0\r\no=- 42 1 IN IP4 0.0.0.0\r\ns=front door\r\n"),
+            "{sdp}"
+        );
         assert!(sdp.contains("a=range:npt=now-\r\n"));
-        let video = sdp.find("m=video 0 RTP/AVP 96\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:96 H264/90000\r\n").unwrap();
-        let audio = sdp.find("m=audio 0 RTP/AVP 111\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:111 ").unwrap();
+        let video = sdp
+            .find("m=video 0 RTP/AVP 96\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:96 H264/90000\r\n")
+            .unwrap();
+        let audio = sdp
+            .find("m=audio 0 RTP/AVP 111\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:111 ")
+            .unwrap();
         assert!(video < audio);
         assert!(sdp.contains("a=fmtp:96 "));
         assert!(sdp.contains("sprop-parameter-sets="));

@@ -2,7 +2,7 @@
 //! interleaved (`$`) data frames, with a cap on how much it will buffer.
 //!
 //! Sans-IO: the connection task feeds whatever it read with [`RequestReader::push`]
-//! and pulls complete messages with [`RequestReader::next`]. Parsing is done by
+//! and pulls complete messages with [`RequestReader::next_message`]. Parsing is done by
 //! `rtsp-types` (the RTSP 1.0/2.0 message parser gst-plugins-rs uses: requests,
 //! responses and interleaved data in one nom parser), so no hand-rolled header
 //! parser sits on the network path.
@@ -15,14 +15,17 @@ use rtsp_types::{Message, ParseError, Request};
 pub const MAX_REQUEST_LEN: usize = 16 * 1024;
 
 /// An interleaved frame is `$`, channel, 16-bit length and at most 65535 bytes.
-const MAX_INTERLEAVED_LEN: usize = 4 + u16::MAX as usize;
+pub const MAX_INTERLEAVED_LEN: usize = 4 + u16::MAX as usize;
 
 /// One message from the client.
 #[derive(Debug)]
 pub enum Incoming {
     Request(Box<Request<Vec<u8>>>),
     /// An interleaved frame (RTCP receiver reports over TCP): channel and length.
-    Interleaved { channel: u8, len: usize },
+    Interleaved {
+        channel: u8,
+        len: usize,
+    },
 }
 
 /// Why the connection must answer 400 and close.
@@ -65,8 +68,13 @@ impl RequestReader {
         Ok(())
     }
 
+    /// Bytes received but not yet returned as a message.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The next complete message, `Ok(None)` when more bytes are needed.
-    pub fn next(&mut self) -> Result<Option<Incoming>, FramingError> {
+    pub fn next_message(&mut self) -> Result<Option<Incoming>, FramingError> {
         // Clients may send stray CRLFs between messages (keep-alive pings).
         while matches!(self.buf.first(), Some(b'\r' | b'\n')) {
             self.buf.advance(1);
@@ -88,7 +96,9 @@ impl RequestReader {
             Ok((Message::Response(_), _)) => Err(FramingError::UnexpectedResponse),
             // A `$` frame is handled above; rtsp-types never returns Data otherwise.
             Ok((Message::Data(_), _)) => Err(FramingError::Malformed),
-            Err(ParseError::Incomplete(_)) if self.buf.len() > MAX_REQUEST_LEN => Err(FramingError::TooLarge),
+            Err(ParseError::Incomplete(_)) if self.buf.len() > MAX_REQUEST_LEN => {
+                Err(FramingError::TooLarge)
+            }
             Err(ParseError::Incomplete(_)) => Ok(None),
             Err(ParseError::Error) => Err(FramingError::Malformed),
         }
@@ -115,7 +125,7 @@ mod tests {
     use rtsp_types::Method;
 
     fn next_request(reader: &mut RequestReader) -> Request<Vec<u8>> {
-        match reader.next() {
+        match reader.next_message() {
             Ok(Some(Incoming::Request(r))) => *r,
             other => panic!("expected a request, got {other:?}"),
         }
@@ -131,9 +141,12 @@ mod tests {
             reader.push(chunk).unwrap();
         }
         assert_eq!(next_request(&mut reader).method(), &Method::Options);
-        assert!(matches!(reader.next(), Ok(Some(Incoming::Interleaved { channel: 1, len: 3 }))));
+        assert!(matches!(
+            reader.next_message(),
+            Ok(Some(Incoming::Interleaved { channel: 1, len: 3 }))
+        ));
         assert_eq!(next_request(&mut reader).method(), &Method::GetParameter);
-        assert!(matches!(reader.next(), Ok(None)));
+        assert!(matches!(reader.next_message(), Ok(None)));
     }
 
     #[test]
@@ -142,7 +155,7 @@ mod tests {
         reader
             .push(b"SET_PARAMETER rtsp://h/s RTSP/1.0\r\nCSeq: 3\r\nContent-Length: 4\r\n\r\nab")
             .unwrap();
-        assert!(matches!(reader.next(), Ok(None)));
+        assert!(matches!(reader.next_message(), Ok(None)));
         reader.push(b"cd").unwrap();
         assert_eq!(next_request(&mut reader).body(), b"abcd");
     }
@@ -154,7 +167,9 @@ mod tests {
         let line = format!("X-Filler: {}\r\n", "a".repeat(1000));
         reader.push(b"OPTIONS rtsp://h/s RTSP/1.0\r\n").unwrap();
         for _ in 0..40 {
-            result = reader.push(line.as_bytes()).and_then(|()| reader.next().map(|_| ()));
+            result = reader
+                .push(line.as_bytes())
+                .and_then(|()| reader.next_message().map(|_| ()));
             if result.is_err() {
                 break;
             }
@@ -166,6 +181,9 @@ mod tests {
     fn a_response_is_not_a_request() {
         let mut reader = RequestReader::new();
         reader.push(b"RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n").unwrap();
-        assert!(matches!(reader.next(), Err(FramingError::UnexpectedResponse)));
+        assert!(matches!(
+            reader.next_message(),
+            Err(FramingError::UnexpectedResponse)
+        ));
     }
 }

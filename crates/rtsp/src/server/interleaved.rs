@@ -28,7 +28,10 @@ pub struct TrackOutput {
 }
 
 /// The `$`-prefix and RTP header of one packet, as sent to one session.
-pub fn packet_head(packet: &OutPacket, out: TrackOutput) -> Option<[u8; PREFIX_LEN + RTP_HEADER_LEN]> {
+pub fn packet_head(
+    packet: &OutPacket,
+    out: TrackOutput,
+) -> Option<[u8; PREFIX_LEN + RTP_HEADER_LEN]> {
     let len = u16::try_from(packet.len()).ok()?;
     let mut head = [0u8; PREFIX_LEN + RTP_HEADER_LEN];
     head[0] = b'$';
@@ -51,7 +54,10 @@ pub struct Batch {
 enum Item {
     Frame(Arc<Frame>, TrackOutput),
     /// An RTCP packet on an interleaved channel.
-    Control { channel: u8, data: Bytes },
+    Control {
+        channel: u8,
+        data: Bytes,
+    },
     /// Bytes written as they are (an RTSP response).
     Raw(Bytes),
 }
@@ -63,7 +69,11 @@ impl Batch {
 
     pub fn push_frame(&mut self, frame: Arc<Frame>, out: TrackOutput) {
         self.packets += frame.packets.len();
-        self.bytes += frame.packets.iter().map(|p| p.len() + PREFIX_LEN).sum::<usize>();
+        self.bytes += frame
+            .packets
+            .iter()
+            .map(|p| p.len() + PREFIX_LEN)
+            .sum::<usize>();
         self.items.push(Item::Frame(frame, out));
     }
 
@@ -103,7 +113,9 @@ impl Batch {
         let mut heads: Vec<[u8; PREFIX_LEN + RTP_HEADER_LEN]> = Vec::with_capacity(self.packets);
         for item in &self.items {
             match item {
-                Item::Frame(frame, out) => heads.extend(frame.packets.iter().filter_map(|p| packet_head(p, *out))),
+                Item::Frame(frame, out) => {
+                    heads.extend(frame.packets.iter().filter_map(|p| packet_head(p, *out)))
+                }
                 Item::Control { channel, data } => {
                     let len = u16::try_from(data.len()).unwrap_or(0);
                     let mut head = [0u8; PREFIX_LEN + RTP_HEADER_LEN];
@@ -120,7 +132,11 @@ impl Batch {
         for item in &self.items {
             match item {
                 Item::Frame(frame, _) => {
-                    for packet in frame.packets.iter().filter(|p| u16::try_from(p.len()).is_ok()) {
+                    for packet in frame
+                        .packets
+                        .iter()
+                        .filter(|p| u16::try_from(p.len()).is_ok())
+                    {
                         let Some(head) = heads_iter.next() else { break };
                         slices.push(IoSlice::new(head));
                         slices.push(IoSlice::new(&packet.payload));
@@ -142,7 +158,10 @@ impl Batch {
     }
 }
 
-async fn write_all_vectored<W: AsyncWrite + Unpin>(writer: &mut W, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    slices: &mut [IoSlice<'_>],
+) -> io::Result<()> {
     let mut remaining: &mut [IoSlice<'_>] = slices;
     while !remaining.is_empty() {
         let window = remaining.len().min(MAX_SLICES_PER_WRITE);
@@ -174,7 +193,16 @@ mod tests {
             packets: payloads
                 .iter()
                 .enumerate()
-                .map(|(i, p)| OutPacket::new(96, i + 1 == payloads.len(), 100 + i as u16, 9000, 1, Bytes::from_static(p)))
+                .map(|(i, p)| {
+                    OutPacket::new(
+                        96,
+                        i + 1 == payloads.len(),
+                        100 + i as u16,
+                        9000,
+                        1,
+                        Bytes::from_static(p),
+                    )
+                })
                 .collect(),
         })
     }
@@ -192,10 +220,16 @@ mod tests {
             self.0.extend_from_slice(&buf[..n]);
             std::task::Poll::Ready(Ok(n))
         }
-        fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
             std::task::Poll::Ready(Ok(()))
         }
-        fn poll_shutdown(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
             std::task::Poll::Ready(Ok(()))
         }
     }
@@ -204,7 +238,13 @@ mod tests {
     async fn writes_prefix_rewritten_header_and_payload() {
         let mut batch = Batch::new();
         batch.push_raw(Bytes::from_static(b"RTSP/1.0 200 OK\r\n\r\n"));
-        batch.push_frame(frame(&[b"abc", b"defg"]), TrackOutput { channel: 2, ssrc: 0xdeadbeef });
+        batch.push_frame(
+            frame(&[b"abc", b"defg"]),
+            TrackOutput {
+                channel: 2,
+                ssrc: 0xdeadbeef,
+            },
+        );
         batch.push_rtcp(3, Bytes::from_static(&[0x80, 200, 0, 0]));
         assert_eq!(batch.packets(), 3);
         let expected_len = batch.bytes();
@@ -212,7 +252,9 @@ mod tests {
         batch.write_to(&mut out).await.unwrap();
         let out = out.0;
         assert_eq!(out.len(), expected_len);
-        let rest = out.strip_prefix(b"RTSP/1.0 200 OK\r\n\r\n".as_slice()).unwrap();
+        let rest = out
+            .strip_prefix(b"RTSP/1.0 200 OK\r\n\r\n".as_slice())
+            .unwrap();
         assert_eq!(&rest[..4], &[b'$', 2, 0, 15]);
         assert_eq!(&rest[4..6], &[0x80, 96]);
         assert_eq!(&rest[6..8], &100u16.to_be_bytes());

@@ -94,7 +94,10 @@ where
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen for RTSP on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A bound RTSP server; [`RtspServer::run`] serves until the task is dropped.
@@ -105,10 +108,22 @@ pub struct RtspServer {
 }
 
 impl RtspServer {
-    pub async fn bind(config: ServerConfig, directory: Arc<dyn StreamDirectory>) -> Result<RtspServer, ServerError> {
+    pub async fn bind(
+        config: ServerConfig,
+        directory: Arc<dyn StreamDirectory>,
+    ) -> Result<RtspServer, ServerError> {
         let listener =
-            TcpListener::bind(config.listen).await.map_err(|source| ServerError::Bind { addr: config.listen, source })?;
-        Ok(RtspServer { listener, config: Arc::new(config), directory })
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        Ok(RtspServer {
+            listener,
+            config: Arc::new(config),
+            directory,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

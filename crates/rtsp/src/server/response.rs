@@ -67,11 +67,19 @@ pub struct Response {
 impl Response {
     /// A response to a request with this CSeq (echoed when the client sent one).
     pub fn new(status: Status, version: Version, cseq: Option<&str>) -> Self {
-        let mut response = Response { status, version, headers: Vec::new(), body: Bytes::new() };
+        let mut response = Response {
+            status,
+            version,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        };
         if let Some(cseq) = cseq {
             response.headers.push(("CSeq", sanitize(cseq)));
         }
-        response.headers.push(("Server", concat!("streamgate/", env!("CARGO_PKG_VERSION")).to_string()));
+        response.headers.push((
+            "Server",
+            concat!("streamgate/", env!("CARGO_PKG_VERSION")).to_string(),
+        ));
         response
     }
 
@@ -81,7 +89,8 @@ impl Response {
     }
 
     pub fn body(mut self, content_type: &'static str, body: impl Into<Bytes>) -> Self {
-        self.headers.push(("Content-Type", content_type.to_string()));
+        self.headers
+            .push(("Content-Type", content_type.to_string()));
         self.body = body.into();
         self
     }
@@ -92,7 +101,14 @@ impl Response {
             _ => "1.0",
         };
         let mut out = BytesMut::with_capacity(256 + self.body.len());
-        out.put_slice(format!("RTSP/{version} {} {}\r\n", self.status.code(), self.status.reason()).as_bytes());
+        out.put_slice(
+            format!(
+                "RTSP/{version} {} {}\r\n",
+                self.status.code(),
+                self.status.reason()
+            )
+            .as_bytes(),
+        );
         for (name, value) in &self.headers {
             out.put_slice(name.as_bytes());
             out.put_slice(b": ");

@@ -4,7 +4,7 @@
 //! `Frame::wallclock`, RTP from the frame's own output timestamp. The Hub keeps
 //! wall clocks consistent across a stream's tracks, so audio and video reports
 //! agree and ffmpeg (which re-bases on the first report) syncs them. The first
-//! report goes out before the track's first packet.
+//! reports of all tracks go out before the session's first packet.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,7 +27,13 @@ pub struct SenderReports {
 
 impl SenderReports {
     pub fn new(ssrc: u32) -> Self {
-        SenderReports { ssrc, packet_count: 0, octet_count: 0, last_mapping: None, next_report: None }
+        SenderReports {
+            ssrc,
+            packet_count: 0,
+            octet_count: 0,
+            last_mapping: None,
+            next_report: None,
+        }
     }
 
     /// Called for each frame about to be sent; returns a compound SR + SDES to
@@ -40,10 +46,24 @@ impl SenderReports {
             self.next_report = Some(now + REPORT_INTERVAL);
             self.report()
         });
-        self.packet_count = self.packet_count.wrapping_add(u32::try_from(frame.packets.len()).unwrap_or(u32::MAX));
+        self.packet_count = self
+            .packet_count
+            .wrapping_add(u32::try_from(frame.packets.len()).unwrap_or(u32::MAX));
         let octets: usize = frame.packets.iter().map(|p| p.payload.len()).sum();
-        self.octet_count = self.octet_count.wrapping_add(u32::try_from(octets).unwrap_or(u32::MAX));
+        self.octet_count = self
+            .octet_count
+            .wrapping_add(u32::try_from(octets).unwrap_or(u32::MAX));
         report
+    }
+
+    /// The first report, sent for every track before any RTP of the session:
+    /// ffmpeg times the packets it reads before a track's first report
+    /// differently from those after it, so the mapping must come first.
+    pub fn first_report(&mut self, frame: &Frame, now: Instant) -> Option<Bytes> {
+        let first = frame.packets.first()?;
+        self.last_mapping = Some((frame.wallclock, first.timestamp()));
+        self.next_report = Some(now + REPORT_INTERVAL);
+        Some(self.report())
     }
 
     fn report(&self) -> Bytes {
@@ -80,7 +100,16 @@ mod tests {
             discontinuity: false,
             units: Vec::new(),
             packets: (0..packets)
-                .map(|i| OutPacket::new(96, false, i as u16, rtp_ts, 1, bytes::Bytes::from_static(b"0123456789")))
+                .map(|i| {
+                    OutPacket::new(
+                        96,
+                        false,
+                        i as u16,
+                        rtp_ts,
+                        1,
+                        bytes::Bytes::from_static(b"0123456789"),
+                    )
+                })
                 .collect(),
         }
     }
@@ -90,24 +119,61 @@ mod tests {
         let start = Instant::now();
         let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let mut reports = SenderReports::new(0x1234);
-        let first = reports.on_frame(&frame(9000, wall, 2), start).expect("report before the first packet");
+        let first = reports
+            .on_frame(&frame(9000, wall, 2), start)
+            .expect("report before the first packet");
         let parsed = parse_compound(&first).unwrap();
-        let RtcpPacket::SenderReport(sr) = &parsed[0] else { panic!("not an SR: {parsed:?}") };
-        assert_eq!((sr.ssrc, sr.rtp_time, sr.packet_count, sr.octet_count), (0x1234, 9000, 0, 0));
+        let RtcpPacket::SenderReport(sr) = &parsed[0] else {
+            panic!("not an SR: {parsed:?}")
+        };
+        assert_eq!(
+            (sr.ssrc, sr.rtp_time, sr.packet_count, sr.octet_count),
+            (0x1234, 9000, 0, 0)
+        );
         assert_eq!(sr.ntp_time, ntp_from_system_time(wall));
         assert!(matches!(parsed[1], RtcpPacket::SourceDescription(_)));
 
-        assert!(reports.on_frame(&frame(12000, wall + Duration::from_millis(33), 3), start + Duration::from_secs(1)).is_none());
+        assert!(reports
+            .on_frame(
+                &frame(12000, wall + Duration::from_millis(33), 3),
+                start + Duration::from_secs(1)
+            )
+            .is_none());
         let later = start + REPORT_INTERVAL + Duration::from_millis(1);
-        let second = reports.on_frame(&frame(15000, wall + Duration::from_millis(66), 1), later).unwrap();
-        let RtcpPacket::SenderReport(sr) = &parse_compound(&second).unwrap()[0] else { panic!() };
-        assert_eq!((sr.rtp_time, sr.packet_count, sr.octet_count), (15000, 5, 50));
-        assert_eq!(sr.ntp_time, ntp_from_system_time(wall + Duration::from_millis(66)));
+        let second = reports
+            .on_frame(&frame(15000, wall + Duration::from_millis(66), 1), later)
+            .unwrap();
+        let RtcpPacket::SenderReport(sr) = &parse_compound(&second).unwrap()[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (sr.rtp_time, sr.packet_count, sr.octet_count),
+            (15000, 5, 50)
+        );
+        assert_eq!(
+            sr.ntp_time,
+            ntp_from_system_time(wall + Duration::from_millis(66))
+        );
+    }
+
+    #[test]
+    fn first_report_then_interval() {
+        let start = Instant::now();
+        let mut reports = SenderReports::new(7);
+        let f = frame(100, SystemTime::now(), 1);
+        assert!(reports.first_report(&f, start).is_some());
+        assert!(
+            reports.on_frame(&f, start).is_none(),
+            "no second report right after the first"
+        );
+        assert!(reports.on_frame(&f, start + REPORT_INTERVAL).is_some());
     }
 
     #[test]
     fn frames_without_packets_are_not_counted() {
         let mut reports = SenderReports::new(1);
-        assert!(reports.on_frame(&frame(0, SystemTime::now(), 0), Instant::now()).is_none());
+        assert!(reports
+            .on_frame(&frame(0, SystemTime::now(), 0), Instant::now())
+            .is_none());
     }
 }

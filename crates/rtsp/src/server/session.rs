@@ -12,6 +12,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rand::Rng;
 use rtsp_types::{headers, Method, Request, Version};
 use streamgate_rtp::hub::Subscription;
@@ -27,7 +28,8 @@ use super::transport::{self, TransportRequest};
 use super::udp::UdpTrack;
 use super::{ServerConfig, StreamDirectory, StreamEntry};
 
-const PUBLIC_METHODS: &str = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
+const PUBLIC_METHODS: &str =
+    "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
 
 /// How long PLAY waits for a first frame of each set-up track to fill RTP-Info.
 const RTP_INFO_WAIT: Duration = Duration::from_millis(500);
@@ -44,7 +46,11 @@ pub struct Reply {
 
 impl Reply {
     fn respond(response: Response) -> Self {
-        Reply { response, play: None, stop: false }
+        Reply {
+            response,
+            play: None,
+            stop: false,
+        }
     }
 }
 
@@ -76,9 +82,29 @@ impl Player {
         }
     }
 
+    /// The first sender report of every set-up track, from the first frame
+    /// of each that will be sent (the frames taken for RTP-Info).
+    pub fn first_reports(&mut self, now: Instant) -> Vec<(usize, Bytes)> {
+        let mut reports = Vec::new();
+        for (index, delivery) in self.tracks.iter_mut().enumerate() {
+            let Some(delivery) = delivery else { continue };
+            let first = self
+                .pending
+                .iter()
+                .find(|f| f.track.0 == index && !f.packets.is_empty());
+            if let Some(report) = first.and_then(|frame| delivery.reports.first_report(frame, now))
+            {
+                reports.push((index, report));
+            }
+        }
+        reports
+    }
+
     /// A frame already waiting, if any.
     pub fn try_next_frame(&mut self) -> Option<Arc<Frame>> {
-        self.pending.pop_front().or_else(|| self.subscription.try_recv().ok().flatten())
+        self.pending
+            .pop_front()
+            .or_else(|| self.subscription.try_recv().ok().flatten())
     }
 }
 
@@ -114,7 +140,12 @@ pub struct ConnectionState {
 }
 
 impl ConnectionState {
-    pub fn new(config: Arc<ServerConfig>, directory: Arc<dyn StreamDirectory>, peer_ip: IpAddr, local_ip: IpAddr) -> Self {
+    pub fn new(
+        config: Arc<ServerConfig>,
+        directory: Arc<dyn StreamDirectory>,
+        peer_ip: IpAddr,
+        local_ip: IpAddr,
+    ) -> Self {
         ConnectionState {
             config,
             directory,
@@ -138,7 +169,9 @@ impl ConnectionState {
             Version::V2_0 => Version::V2_0,
             _ => Version::V1_0,
         };
-        let cseq = request.header(&headers::CSEQ).map(|v| v.as_str().trim().to_string());
+        let cseq = request
+            .header(&headers::CSEQ)
+            .map(|v| v.as_str().trim().to_string());
         let ok = || Response::new(Status::Ok, version, cseq.as_deref());
         let status = |s: Status| Response::new(s, version, cseq.as_deref());
 
@@ -152,13 +185,21 @@ impl ConnectionState {
             Method::Setup => Reply::respond(self.setup(request, ok, status).await),
             Method::Play => self.play(request, ok, status).await,
             Method::Pause => match &self.session {
-                Some(_) => Reply { response: self.with_session(ok()), play: None, stop: true },
+                Some(_) => Reply {
+                    response: self.with_session(ok()),
+                    play: None,
+                    stop: true,
+                },
                 None => Reply::respond(status(Status::SessionNotFound)),
             },
             Method::Teardown => {
                 let response = self.with_session(ok());
                 self.session = None;
-                Reply { response, play: None, stop: true }
+                Reply {
+                    response,
+                    play: None,
+                    stop: true,
+                }
             }
             Method::Announce | Method::Record => {
                 Reply::respond(status(Status::MethodNotAllowed).header("Allow", PUBLIC_METHODS))
@@ -168,7 +209,11 @@ impl ConnectionState {
     }
 
     /// 454 when the request names a session this connection does not have.
-    fn check_session_header(&self, request: &Request<Vec<u8>>, not_found: Response) -> Option<Response> {
+    fn check_session_header(
+        &self,
+        request: &Request<Vec<u8>>,
+        not_found: Response,
+    ) -> Option<Response> {
         let header = request.header(&headers::SESSION)?;
         let id = header.as_str().split(';').next().unwrap_or("").trim();
         match &self.session {
@@ -230,7 +275,9 @@ impl ConnectionState {
         ok: impl Fn() -> Response,
         status: impl Fn(Status) -> Response,
     ) -> Response {
-        let (Some(target), Some(url)) = (Target::parse(request.request_uri()), request.request_uri()) else {
+        let (Some(target), Some(url)) =
+            (Target::parse(request.request_uri()), request.request_uri())
+        else {
             return status(Status::BadRequest);
         };
         let entry = match self.authorize(request, &target.stream, &status) {
@@ -246,7 +293,8 @@ impl ConnectionState {
             return status(Status::ServiceUnavailable);
         };
         let sdp = session_description(&target.stream, rand::rng().random::<u32>().into(), &tracks);
-        ok().header("Content-Base", content_base(url, &target.stream)).body("application/sdp", sdp)
+        ok().header("Content-Base", content_base(url, &target.stream))
+            .body("application/sdp", sdp)
     }
 
     async fn setup(
@@ -255,7 +303,9 @@ impl ConnectionState {
         ok: impl Fn() -> Response,
         status: impl Fn(Status) -> Response,
     ) -> Response {
-        let (Some(target), Some(url)) = (Target::parse(request.request_uri()), request.request_uri()) else {
+        let (Some(target), Some(url)) =
+            (Target::parse(request.request_uri()), request.request_uri())
+        else {
             return status(Status::BadRequest);
         };
         if let Some(session) = &self.session {
@@ -279,7 +329,12 @@ impl ConnectionState {
         let next_channel = self
             .session
             .as_ref()
-            .and_then(|s| s.tracks.values().filter_map(|t| interleaved_rtcp(t.transport)).max())
+            .and_then(|s| {
+                s.tracks
+                    .values()
+                    .filter_map(|t| interleaved_rtcp(t.transport))
+                    .max()
+            })
             .map_or(0, |c| c.saturating_add(1));
         let chosen = match transport::negotiate(request, next_channel) {
             Ok(chosen) => chosen,
@@ -289,7 +344,10 @@ impl ConnectionState {
             }
         };
         let udp = match chosen {
-            TransportRequest::Udp { rtp_port, rtcp_port } => {
+            TransportRequest::Udp {
+                rtp_port,
+                rtcp_port,
+            } => {
                 match UdpTrack::bind(
                     self.local_ip,
                     self.peer_ip,
@@ -317,9 +375,21 @@ impl ConnectionState {
             base: content_base(url, &target.stream),
             tracks: BTreeMap::new(),
         });
-        session.tracks.insert(track, SetupTrack { transport: chosen, ssrc, udp });
-        let session_header = format!("{};timeout={}", session.id, self.config.session_timeout.as_secs());
-        ok().header("Transport", transport::reply(chosen, server_ports, ssrc)).header("Session", session_header)
+        session.tracks.insert(
+            track,
+            SetupTrack {
+                transport: chosen,
+                ssrc,
+                udp,
+            },
+        );
+        let session_header = format!(
+            "{};timeout={}",
+            session.id,
+            self.config.session_timeout.as_secs()
+        );
+        ok().header("Transport", transport::reply(chosen, server_ports, ssrc))
+            .header("Session", session_header)
     }
 
     async fn play(
@@ -338,10 +408,15 @@ impl ConnectionState {
         let tracks_info = session.entry.hub.tracks();
         let pending = first_frames(&mut subscription, &session.tracks).await;
         let rtp_info = rtp_info(&session.base, &tracks_info, &session.tracks, &pending);
-        let tracks = (0..tracks_info.len().max(session.tracks.keys().max().map_or(0, |m| m + 1)))
+        let tracks = (0..tracks_info
+            .len()
+            .max(session.tracks.keys().max().map_or(0, |m| m + 1)))
             .map(|i| {
                 session.tracks.get(&i).map(|t| TrackDelivery {
-                    output: TrackOutput { channel: interleaved_rtp(t.transport).unwrap_or(0), ssrc: t.ssrc },
+                    output: TrackOutput {
+                        channel: interleaved_rtp(t.transport).unwrap_or(0),
+                        ssrc: t.ssrc,
+                    },
                     rtcp_channel: interleaved_rtcp(t.transport).unwrap_or(1),
                     udp: t.udp.clone(),
                     reports: SenderReports::new(t.ssrc),
@@ -352,7 +427,15 @@ impl ConnectionState {
         if !rtp_info.is_empty() {
             response = response.header("RTP-Info", rtp_info);
         }
-        Reply { response, play: Some(Player { subscription, pending, tracks }), stop: false }
+        Reply {
+            response,
+            play: Some(Player {
+                subscription,
+                pending,
+                tracks,
+            }),
+            stop: false,
+        }
     }
 }
 
@@ -373,11 +456,18 @@ fn interleaved_rtcp(t: TransportRequest) -> Option<u8> {
 /// Takes frames from a fresh subscription (the GOP cache first) until every
 /// set-up track has one or a short bound passes: they tell RTP-Info where each
 /// track starts, and are sent first.
-async fn first_frames(subscription: &mut Subscription, setup: &BTreeMap<usize, SetupTrack>) -> VecDeque<Arc<Frame>> {
+async fn first_frames(
+    subscription: &mut Subscription,
+    setup: &BTreeMap<usize, SetupTrack>,
+) -> VecDeque<Arc<Frame>> {
     let mut pending = VecDeque::new();
     let deadline = tokio::time::Instant::now() + RTP_INFO_WAIT;
     let has_all = |pending: &VecDeque<Arc<Frame>>| {
-        setup.keys().all(|t| pending.iter().any(|f| f.track.0 == *t && !f.packets.is_empty()))
+        setup.keys().all(|t| {
+            pending
+                .iter()
+                .any(|f| f.track.0 == *t && !f.packets.is_empty())
+        })
     };
     while let Ok(Some(frame)) = subscription.try_recv() {
         pending.push_back(frame);
@@ -402,7 +492,10 @@ fn rtp_info(
         .keys()
         .filter_map(|&t| {
             let info = tracks.get(t)?;
-            let first = pending.iter().filter(|f| f.track.0 == t).find_map(|f| f.packets.first())?;
+            let first = pending
+                .iter()
+                .filter(|f| f.track.0 == t)
+                .find_map(|f| f.packets.first())?;
             Some(format!(
                 "url={base}{};seq={};rtptime={}",
                 track_control(info),

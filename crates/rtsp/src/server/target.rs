@@ -25,7 +25,10 @@ impl Target {
             },
             None => (path, None),
         };
-        (!stream.is_empty()).then(|| Target { stream: stream.to_string(), track })
+        (!stream.is_empty()).then(|| Target {
+            stream: stream.to_string(),
+            track,
+        })
     }
 }
 
@@ -50,11 +53,19 @@ mod tests {
 
     #[test]
     fn stream_and_track_from_urls() {
-        let t = |stream: &str, track| Some(Target { stream: stream.into(), track });
+        let t = |stream: &str, track| {
+            Some(Target {
+                stream: stream.into(),
+                track,
+            })
+        };
         assert_eq!(target("rtsp://h:8554/cam"), t("cam", None));
         assert_eq!(target("rtsp://h:8554/cam/"), t("cam", None));
         assert_eq!(target("rtsp://h/cam/trackID=1"), t("cam", Some(1)));
-        assert_eq!(target("rtsp://h/site/cam/trackID=0?x=1"), t("site/cam", Some(0)));
+        assert_eq!(
+            target("rtsp://h/site/cam/trackID=0?x=1"),
+            t("site/cam", Some(0))
+        );
         assert_eq!(target("rtsp://h/site/cam"), t("site/cam", None));
         assert_eq!(target("rtsp://h/"), None);
         assert_eq!(Target::parse(None), None);

@@ -33,17 +33,25 @@ pub enum TransportError {
 /// Picks the first transport in the client's list that we serve. `next_channel`
 /// is the first interleaved channel not yet used on this connection, used when
 /// the client asks for TCP without naming channels.
-pub fn negotiate(request: &Request<Vec<u8>>, next_channel: u8) -> Result<TransportRequest, TransportError> {
+pub fn negotiate(
+    request: &Request<Vec<u8>>,
+    next_channel: u8,
+) -> Result<TransportRequest, TransportError> {
     let transports = match request.typed_header::<Transports>() {
         Ok(Some(t)) => t,
         Ok(None) => return Err(TransportError::Missing),
         Err(_) => return Err(TransportError::Malformed),
     };
-    transports.iter().find_map(|t| choose(t, next_channel)).ok_or(TransportError::Unsupported)
+    transports
+        .iter()
+        .find_map(|t| choose(t, next_channel))
+        .ok_or(TransportError::Unsupported)
 }
 
 fn choose(transport: &Transport, next_channel: u8) -> Option<TransportRequest> {
-    let Transport::Rtp(rtp) = transport else { return None };
+    let Transport::Rtp(rtp) = transport else {
+        return None;
+    };
     if rtp.profile != RtpProfile::Avp || rtp.params.multicast {
         return None;
     }
@@ -53,7 +61,10 @@ fn choose(transport: &Transport, next_channel: u8) -> Option<TransportRequest> {
                 Some((first, second)) => (first, second.unwrap_or(first.checked_add(1)?)),
                 None => (next_channel, next_channel.checked_add(1)?),
             };
-            Some(TransportRequest::Interleaved { rtp_channel, rtcp_channel })
+            Some(TransportRequest::Interleaved {
+                rtp_channel,
+                rtcp_channel,
+            })
         }
         Some(RtpLowerTransport::Udp) | None => {
             let (rtp_port, rtcp_port) = rtp.params.client_port?;
@@ -61,7 +72,10 @@ fn choose(transport: &Transport, next_channel: u8) -> Option<TransportRequest> {
                 return None;
             }
             let rtcp_port = rtcp_port.unwrap_or(rtp_port.checked_add(1)?);
-            Some(TransportRequest::Udp { rtp_port, rtcp_port })
+            Some(TransportRequest::Udp {
+                rtp_port,
+                rtcp_port,
+            })
         }
         Some(_) => None,
     }
@@ -70,10 +84,16 @@ fn choose(transport: &Transport, next_channel: u8) -> Option<TransportRequest> {
 /// The Transport header value of the SETUP reply.
 pub fn reply(chosen: TransportRequest, server_ports: Option<(u16, u16)>, ssrc: u32) -> String {
     match chosen {
-        TransportRequest::Interleaved { rtp_channel, rtcp_channel } => {
+        TransportRequest::Interleaved {
+            rtp_channel,
+            rtcp_channel,
+        } => {
             format!("RTP/AVP/TCP;unicast;interleaved={rtp_channel}-{rtcp_channel};ssrc={ssrc:08X};mode=\"PLAY\"")
         }
-        TransportRequest::Udp { rtp_port, rtcp_port } => {
+        TransportRequest::Udp {
+            rtp_port,
+            rtcp_port,
+        } => {
             let (server_rtp, server_rtcp) = server_ports.unwrap_or((0, 0));
             format!(
                 "RTP/AVP;unicast;client_port={rtp_port}-{rtcp_port};server_port={server_rtp}-{server_rtcp};ssrc={ssrc:08X};mode=\"PLAY\""
@@ -98,15 +118,24 @@ mod tests {
     fn ffmpeg_tcp_and_udp() {
         assert_eq!(
             negotiate(&setup("RTP/AVP/TCP;unicast;interleaved=2-3"), 0),
-            Ok(TransportRequest::Interleaved { rtp_channel: 2, rtcp_channel: 3 })
+            Ok(TransportRequest::Interleaved {
+                rtp_channel: 2,
+                rtcp_channel: 3
+            })
         );
         assert_eq!(
             negotiate(&setup("RTP/AVP/UDP;unicast;client_port=5000-5001"), 0),
-            Ok(TransportRequest::Udp { rtp_port: 5000, rtcp_port: 5001 })
+            Ok(TransportRequest::Udp {
+                rtp_port: 5000,
+                rtcp_port: 5001
+            })
         );
         assert_eq!(
             negotiate(&setup("RTP/AVP;unicast;client_port=6000"), 0),
-            Ok(TransportRequest::Udp { rtp_port: 6000, rtcp_port: 6001 })
+            Ok(TransportRequest::Udp {
+                rtp_port: 6000,
+                rtcp_port: 6001
+            })
         );
     }
 
@@ -114,27 +143,55 @@ mod tests {
     fn gstreamer_lists_alternatives() {
         // rtspsrc offers several; the first one we serve wins.
         let t = "RTP/SAVP;unicast;client_port=1-2,RTP/AVP/TCP;unicast;interleaved=0-1";
-        assert_eq!(negotiate(&setup(t), 0), Ok(TransportRequest::Interleaved { rtp_channel: 0, rtcp_channel: 1 }));
+        assert_eq!(
+            negotiate(&setup(t), 0),
+            Ok(TransportRequest::Interleaved {
+                rtp_channel: 0,
+                rtcp_channel: 1
+            })
+        );
         assert_eq!(
             negotiate(&setup("RTP/AVP/TCP;unicast"), 4),
-            Ok(TransportRequest::Interleaved { rtp_channel: 4, rtcp_channel: 5 })
+            Ok(TransportRequest::Interleaved {
+                rtp_channel: 4,
+                rtcp_channel: 5
+            })
         );
     }
 
     #[test]
     fn refuses_what_it_cannot_serve() {
-        assert_eq!(negotiate(&setup("RTP/AVP;multicast"), 0), Err(TransportError::Unsupported));
-        assert_eq!(negotiate(&setup("RTP/AVP;unicast"), 0), Err(TransportError::Unsupported));
-        assert_eq!(negotiate(&setup("RTP/AVP/TCP;interleaved=255"), 0), Err(TransportError::Unsupported));
+        assert_eq!(
+            negotiate(&setup("RTP/AVP;multicast"), 0),
+            Err(TransportError::Unsupported)
+        );
+        assert_eq!(
+            negotiate(&setup("RTP/AVP;unicast"), 0),
+            Err(TransportError::Unsupported)
+        );
+        assert_eq!(
+            negotiate(&setup("RTP/AVP/TCP;interleaved=255"), 0),
+            Err(TransportError::Unsupported)
+        );
         let no_header = Request::builder(Method::Setup, Version::V1_0).build(Vec::new());
         assert_eq!(negotiate(&no_header, 0), Err(TransportError::Missing));
     }
 
     #[test]
     fn replies() {
-        let tcp = TransportRequest::Interleaved { rtp_channel: 0, rtcp_channel: 1 };
-        assert_eq!(reply(tcp, None, 0xab), "RTP/AVP/TCP;unicast;interleaved=0-1;ssrc=000000AB;mode=\"PLAY\"");
-        let udp = TransportRequest::Udp { rtp_port: 5000, rtcp_port: 5001 };
-        assert!(reply(udp, Some((7000, 7001)), 1).contains("client_port=5000-5001;server_port=7000-7001;ssrc=00000001"));
+        let tcp = TransportRequest::Interleaved {
+            rtp_channel: 0,
+            rtcp_channel: 1,
+        };
+        assert_eq!(
+            reply(tcp, None, 0xab),
+            "RTP/AVP/TCP;unicast;interleaved=0-1;ssrc=000000AB;mode=\"PLAY\""
+        );
+        let udp = TransportRequest::Udp {
+            rtp_port: 5000,
+            rtcp_port: 5001,
+        };
+        assert!(reply(udp, Some((7000, 7001)), 1)
+            .contains("client_port=5000-5001;server_port=7000-7001;ssrc=00000001"));
     }
 }

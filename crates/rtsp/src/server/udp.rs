@@ -72,14 +72,22 @@ impl UdpTrack {
 
     /// The server ports for the Transport reply.
     pub fn server_ports(&self) -> io::Result<(u16, u16)> {
-        Ok((self.rtp.local_addr()?.port(), self.rtcp.local_addr()?.port()))
+        Ok((
+            self.rtp.local_addr()?.port(),
+            self.rtcp.local_addr()?.port(),
+        ))
     }
 
     /// Sends one RTP packet with its SSRC rewritten to this session's.
     pub async fn send_rtp(&self, packet: &OutPacket, ssrc: u32) -> io::Result<()> {
         let mut header: [u8; RTP_HEADER_LEN] = packet.header;
         header[8..12].copy_from_slice(&ssrc.to_be_bytes());
-        send_vectored(&self.rtp, &[IoSlice::new(&header), IoSlice::new(&packet.payload)], &self.client_rtp).await
+        send_vectored(
+            &self.rtp,
+            &[IoSlice::new(&header), IoSlice::new(&packet.payload)],
+            &self.client_rtp,
+        )
+        .await
     }
 
     pub async fn send_rtcp(&self, data: &[u8]) -> io::Result<()> {
@@ -87,10 +95,16 @@ impl UdpTrack {
     }
 }
 
-async fn send_vectored(socket: &UdpSocket, slices: &[IoSlice<'_>], to: &SockAddr) -> io::Result<()> {
+async fn send_vectored(
+    socket: &UdpSocket,
+    slices: &[IoSlice<'_>],
+    to: &SockAddr,
+) -> io::Result<()> {
     loop {
         socket.writable().await?;
-        match socket.try_io(Interest::WRITABLE, || SockRef::from(socket).send_to_vectored(slices, to)) {
+        match socket.try_io(Interest::WRITABLE, || {
+            SockRef::from(socket).send_to_vectored(slices, to)
+        }) {
             Ok(_) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
@@ -109,7 +123,10 @@ async fn bind_pair(local_ip: IpAddr) -> io::Result<(UdpSocket, UdpSocket)> {
             return Ok((rtp, rtcp));
         }
     }
-    Err(io::Error::new(io::ErrorKind::AddrInUse, "no free even/odd UDP port pair"))
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "no free even/odd UDP port pair",
+    ))
 }
 
 #[cfg(test)]
@@ -123,10 +140,15 @@ mod tests {
         let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let client_rtp = UdpSocket::bind((localhost, 0)).await.unwrap();
         let client_rtcp = UdpSocket::bind((localhost, 0)).await.unwrap();
-        let ports = (client_rtp.local_addr().unwrap().port(), client_rtcp.local_addr().unwrap().port());
+        let ports = (
+            client_rtp.local_addr().unwrap().port(),
+            client_rtcp.local_addr().unwrap().port(),
+        );
         let activity = Arc::new(AtomicU64::new(0));
         let epoch = Instant::now() - std::time::Duration::from_secs(5);
-        let track = UdpTrack::bind(localhost, localhost, ports, Arc::clone(&activity), epoch).await.unwrap();
+        let track = UdpTrack::bind(localhost, localhost, ports, Arc::clone(&activity), epoch)
+            .await
+            .unwrap();
         let (server_rtp, server_rtcp) = track.server_ports().unwrap();
         assert_eq!(server_rtp % 2, 0);
         assert_eq!(server_rtcp, server_rtp + 1);
@@ -139,7 +161,10 @@ mod tests {
         assert_eq!(&buf[8..12], &0xabcdef01u32.to_be_bytes());
         assert_eq!(&buf[12..n], b"payload");
 
-        client_rtcp.send_to(&[0x80, 201, 0, 1, 0, 0, 0, 1], (localhost, server_rtcp)).await.unwrap();
+        client_rtcp
+            .send_to(&[0x80, 201, 0, 1, 0, 0, 0, 1], (localhost, server_rtcp))
+            .await
+            .unwrap();
         for _ in 0..100 {
             if activity.load(Ordering::Relaxed) > 0 {
                 break;
