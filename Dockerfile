@@ -1,0 +1,19 @@
+# streamgate: multi-stage build, small non-root runtime image.
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin streamgate
+
+FROM debian:bookworm-slim
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin streamgate
+COPY --from=build /src/target/release/streamgate /usr/local/bin/streamgate
+COPY gateway.toml /etc/streamgate/gateway.toml
+USER streamgate
+# RTSP (TCP, and the UDP range for RTP/RTCP to UDP readers), HTTP (HLS).
+EXPOSE 8554/tcp 8000-8099/udp 8080/tcp
+# Healthy while the RTSP listener accepts connections (bash's /dev/tcp: no curl needed).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8554"]
+ENV RUST_LOG=info
+ENTRYPOINT ["/usr/local/bin/streamgate"]
+CMD ["--config", "/etc/streamgate/gateway.toml"]
