@@ -90,8 +90,8 @@ pub enum ReplayError {
     },
     #[error("{source_name}: link type {link:?} is not supported (Ethernet, Linux cooked, loopback or raw IP)")]
     UnsupportedLinkType { source_name: String, link: DataLink },
-    #[error("{source_name}: more than {MAX_PACKETS} RTP packets")]
-    TooManyPackets { source_name: String },
+    #[error("{source_name}: more than {max} RTP packets")]
+    TooManyPackets { source_name: String, max: usize },
     #[error("{source_name}: no RTP packet was sent to any of the SDP's tracks")]
     NoPackets { source_name: String },
     #[error("replay speed {speed} must be a positive finite number")]
@@ -121,6 +121,15 @@ impl Capture {
         sdp_text: &[u8],
         source_name: &str,
     ) -> Result<Capture, ReplayError> {
+        Capture::parse_limited(capture, sdp_text, source_name, MAX_PACKETS)
+    }
+
+    fn parse_limited(
+        capture: Bytes,
+        sdp_text: &[u8],
+        source_name: &str,
+        max_packets: usize,
+    ) -> Result<Capture, ReplayError> {
         let tracks = sdp::parse_tracks(sdp_text).map_err(|source| ReplayError::Sdp {
             source_name: source_name.to_owned(),
             source,
@@ -135,6 +144,7 @@ impl Capture {
             buffer: &capture,
             router,
             packets: Vec::new(),
+            max_packets,
             first: None,
             skipped: 0,
             source_name,
@@ -279,6 +289,7 @@ struct Collector<'a> {
     buffer: &'a Bytes,
     router: Router,
     packets: Vec<(Duration, TrackId, RtpPacket)>,
+    max_packets: usize,
     first: Option<Duration>,
     /// Frames that are not RTP to a known track (RTCP, other traffic, fragments).
     skipped: usize,
@@ -332,9 +343,10 @@ impl Collector<'_> {
             self.skipped += 1;
             return Ok(());
         };
-        if self.packets.len() == MAX_PACKETS {
+        if self.packets.len() == self.max_packets {
             return Err(ReplayError::TooManyPackets {
                 source_name: self.source_name.to_owned(),
+                max: self.max_packets,
             });
         }
         let first = *self.first.get_or_insert(timestamp);
@@ -676,6 +688,29 @@ mod tests {
         assert!(
             missing.to_string().starts_with("/nonexistent/x.pcap: "),
             "{missing}"
+        );
+    }
+
+    #[test]
+    fn loading_caps_give_clear_errors() {
+        let pcap = std::fs::read(fixture("ffmpeg_h265.pcap")).unwrap();
+        let sdp = std::fs::read(fixture("ffmpeg_h265.sdp")).unwrap();
+        let err =
+            Capture::parse_limited(Bytes::from(pcap.clone()), &sdp, "test.pcap", 396).unwrap_err();
+        assert_eq!(err.to_string(), "test.pcap: more than 396 RTP packets");
+        assert_eq!(
+            Capture::parse_limited(Bytes::from(pcap), &sdp, "test.pcap", 397)
+                .unwrap()
+                .packets
+                .len(),
+            397
+        );
+
+        let path = fixture("ffmpeg_h265.pcap");
+        let err = read_capped(&path, 1000).unwrap_err().to_string();
+        assert!(
+            err.ends_with("ffmpeg_h265.pcap: 368988 bytes exceeds the 1000-byte limit"),
+            "{err}"
         );
     }
 
