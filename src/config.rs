@@ -21,9 +21,48 @@ const MAX_STREAM_NAME_LEN: usize = 64;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `[rtsp]`: the RTSP restream server.
+    #[serde(default)]
+    pub rtsp: RtspConfig,
     /// `[streams.NAME]` tables: the stream registry.
     #[serde(default)]
     pub streams: BTreeMap<StreamName, StreamConfig>,
+}
+
+/// `[rtsp]`: where NVRs and players read `rtsp://HOST:PORT/NAME`, and who may.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtspConfig {
+    #[serde(default = "default_rtsp_listen")]
+    pub listen: std::net::SocketAddr,
+    /// Credentials every stream requires unless it sets its own (Basic or Digest).
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+}
+
+impl Default for RtspConfig {
+    fn default() -> Self {
+        RtspConfig {
+            listen: default_rtsp_listen(),
+            username: None,
+            password: None,
+        }
+    }
+}
+
+fn default_rtsp_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([0, 0, 0, 0], 8554))
+}
+
+/// A password from the config: shown as `***` in Debug output and logs.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
 }
 
 /// One `[streams.NAME]` table.
@@ -35,6 +74,9 @@ pub struct StreamConfig {
     /// SDP describing a `pcap:` capture; default: the capture's path with `.sdp`.
     /// Spanned so that setting it on another kind of source is reported by line.
     pub sdp: Option<toml::Spanned<PathBuf>>,
+    /// RTSP credentials for this stream only (override `[rtsp]`'s).
+    pub rtsp_username: Option<String>,
+    pub rtsp_password: Option<Secret>,
 }
 
 /// A stream's name: 1–64 ASCII letters, digits, `_` or `-` (it is used in URLs).
@@ -213,7 +255,21 @@ impl Config {
                 e.message().trim().to_owned(),
             )
         })?;
+        if config.rtsp.username.is_some() != config.rtsp.password.is_some() {
+            return Err(invalid(
+                0,
+                "[rtsp]: set both `username` and `password`, or neither".into(),
+            ));
+        }
         for (name, stream) in &config.streams {
+            if stream.rtsp_username.is_some() != stream.rtsp_password.is_some() {
+                return Err(invalid(
+                    0,
+                    format!(
+                        "stream {name}: set both `rtsp_username` and `rtsp_password`, or neither"
+                    ),
+                ));
+            }
             if let (Some(sdp), false) = (&stream.sdp, matches!(stream.source, Source::Pcap(_))) {
                 return Err(invalid(
                     sdp.span().start,
@@ -268,7 +324,7 @@ mod tests {
             (
                 "unknown stream key",
                 "[streams.a]\nsource = \"demo\"\nsorce = \"demo\"\n",
-                "gw.toml:3:1: unknown field `sorce`, expected `source` or `sdp`",
+                "gw.toml:3:1: unknown field `sorce`, expected one of `source`, `sdp`, ",
             ),
             (
                 "missing source",
@@ -306,6 +362,21 @@ mod tests {
                 "gw.toml:1:10: stream name \"a b\" must be",
             ),
             ("syntax", "[streams.a\nsource = \"demo\"\n", "gw.toml:1:11:"),
+            (
+                "rtsp user without password",
+                "[rtsp]\nusername = \"u\"\n",
+                "gw.toml:1:1: [rtsp]: set both `username` and `password`",
+            ),
+            (
+                "stream rtsp password without user",
+                "[streams.a]\nsource = \"demo\"\nrtsp_password = \"p\"\n",
+                "gw.toml:1:1: stream a: set both `rtsp_username` and `rtsp_password`",
+            ),
+            (
+                "bad rtsp listen",
+                "[rtsp]\nlisten = \"8554\"\n",
+                "gw.toml:2:10: invalid socket address",
+            ),
             (
                 "sdp on demo",
                 "[streams.a]\nsource = \"demo\"\nsdp = \"x.sdp\"\n",

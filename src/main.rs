@@ -68,6 +68,8 @@ enum StartError {
     Runtime(std::io::Error),
     #[error("cannot listen for SIGINT/SIGTERM: {0}")]
     Signal(std::io::Error),
+    #[error(transparent)]
+    Rtsp(#[from] streamgate_rtsp::server::ServerError),
 }
 
 /// Loads `path` and everything its streams need; the directory of `path` is
@@ -86,7 +88,7 @@ fn check_config(path: &Path) -> Result<(), StartError> {
 }
 
 fn serve(path: &Path) -> Result<(), StartError> {
-    let (_config, planned) = load(path)?;
+    let (config, planned) = load(path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -96,14 +98,57 @@ fn serve(path: &Path) -> Result<(), StartError> {
         let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signal)?;
         let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signal)?;
         let streams = Streams::start(planned);
+        let rtsp = start_rtsp(&config, &streams).await?;
         tracing::info!(config = %path.display(), streams = streams.iter().count(), "streamgate running");
         let reason = tokio::select! {
             _ = interrupt.recv() => "SIGINT",
             _ = terminate.recv() => "SIGTERM",
         };
         tracing::info!("{reason}: shutting down");
+        rtsp.abort();
         streams.shutdown().await;
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Starts the RTSP restream server (`[rtsp]`) over every configured stream.
+async fn start_rtsp(
+    config: &Config,
+    streams: &Streams,
+) -> Result<tokio::task::JoinHandle<()>, StartError> {
+    use streamgate_rtsp::server::{Credentials, RtspServer, ServerConfig, StreamEntry};
+    let credentials = |username: &Option<String>, password: &Option<config::Secret>| {
+        username
+            .clone()
+            .zip(password.clone())
+            .map(|(username, password)| Credentials {
+                username,
+                password: password.0,
+            })
+    };
+    let entries: std::collections::HashMap<String, StreamEntry> = streams
+        .iter()
+        .map(|(name, stream)| {
+            let own = config
+                .streams
+                .get(name)
+                .and_then(|s| credentials(&s.rtsp_username, &s.rtsp_password));
+            (
+                name.to_string(),
+                StreamEntry {
+                    hub: stream.hub.clone(),
+                    credentials: own,
+                },
+            )
+        })
+        .collect();
+    let server_config = ServerConfig {
+        listen: config.rtsp.listen,
+        credentials: credentials(&config.rtsp.username, &config.rtsp.password),
+        ..ServerConfig::default()
+    };
+    let directory = move |name: &str| entries.get(name).cloned();
+    let server = RtspServer::bind(server_config, std::sync::Arc::new(directory)).await?;
+    Ok(tokio::spawn(server.run()))
 }
