@@ -21,13 +21,13 @@
 //! lacking, so there was no reason to switch.
 //!
 //! Not done: trickle ICE and ICE restart by PATCH (full gathering only, which is what
-//! Ring requires), and RTCP sender reports are not forwarded to the ingest (webrtc-rs
-//! keeps inbound RTCP in its interceptors), so wall-clock time comes from the ingest clock.
+//! Ring requires).
 
 pub mod backoff;
 pub mod config;
 pub mod keyframe;
 pub mod peer;
+pub mod sender_reports;
 pub mod session;
 pub mod signal;
 pub mod source;
