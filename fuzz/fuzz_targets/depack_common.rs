@@ -73,7 +73,9 @@ fn round_trip(track: &TrackInfo, au: &AccessUnit, mtu: usize) {
         let mut raw = packet.header.to_vec();
         raw.extend_from_slice(&packet.payload);
         let pkt = RtpPacket::parse(Bytes::from(raw)).expect("packetizer output parses");
-        depacketizer.push(pkt).expect("packetizer output depacketizes");
+        depacketizer
+            .push(pkt)
+            .expect("packetizer output depacketizes");
         again.extend(std::iter::from_fn(|| depacketizer.pull()));
     }
     assert_eq!(again.len(), 1, "one access unit back");

@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""Seeds the depacketizer fuzz targets from the bundled captures.
+
+Writes fuzz/corpus/depack_<codec>/<capture>_<n>: windows of consecutive RTP
+packets of one track, each as a 16-bit big-endian length plus the packet (the
+input format of fuzz_targets/depack_common.rs). Run from anywhere; idempotent.
+"""
+import pathlib
+import struct
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+# (capture, UDP destination port of the track, fuzz target)
+TRACKS = [
+    ("ffmpeg_h264_opus", 5004, "depack_h264"),
+    ("ffmpeg_h264_aac", 5004, "depack_h264"),
+    ("ffmpeg_h265", 5004, "depack_h265"),
+    ("ffmpeg_h264_aac", 5006, "depack_aac"),
+    ("ffmpeg_h264_opus", 5006, "depack_opus"),
+]
+WINDOW = 16
+WINDOWS = 12
+
+
+def rtp_packets(pcap: pathlib.Path, port: int):
+    """RTP payloads of a classic pcap (Ethernet/IPv4/UDP) sent to `port`."""
+    data = pcap.read_bytes()
+    pos = 24
+    while pos + 16 <= len(data):
+        (incl_len,) = struct.unpack_from("<I", data, pos + 8)
+        frame = data[pos + 16 : pos + 16 + incl_len]
+        pos += 16 + incl_len
+        ip = frame[14:]
+        udp = ip[(ip[0] & 0x0F) * 4 :]
+        if len(udp) >= 8 and struct.unpack_from(">H", udp, 2)[0] == port:
+            yield udp[8:]
+
+
+def main():
+    for capture, port, target in TRACKS:
+        packets = list(rtp_packets(ROOT / "fixtures" / f"{capture}.pcap", port))
+        out = ROOT / "fuzz" / "corpus" / target
+        out.mkdir(parents=True, exist_ok=True)
+        step = max(1, (len(packets) - WINDOW) // WINDOWS)
+        for n, start in enumerate(range(0, len(packets) - WINDOW, step)):
+            window = packets[start : start + WINDOW]
+            seed = b"".join(struct.pack(">H", len(p)) + p for p in window)
+            (out / f"{capture}_{n}").write_bytes(seed)
+
+
+if __name__ == "__main__":
+    main()
