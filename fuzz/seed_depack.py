@@ -4,9 +4,12 @@
 Writes fuzz/corpus/depack_<codec>/<capture>_<n>: windows of consecutive RTP
 packets of one track, each as a 16-bit big-endian length plus the packet (the
 input format of fuzz_targets/depack_common.rs). Run from anywhere; idempotent.
+seed_corpus.py seeds the single-packet targets.
 """
 import pathlib
 import struct
+
+from seed_corpus import udp_datagrams  # same directory
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # (capture, UDP destination port of the track, fuzz target)
@@ -22,17 +25,7 @@ WINDOWS = 12
 
 
 def rtp_packets(pcap: pathlib.Path, port: int):
-    """RTP payloads of a classic pcap (Ethernet/IPv4/UDP) sent to `port`."""
-    data = pcap.read_bytes()
-    pos = 24
-    while pos + 16 <= len(data):
-        (incl_len,) = struct.unpack_from("<I", data, pos + 8)
-        frame = data[pos + 16 : pos + 16 + incl_len]
-        pos += 16 + incl_len
-        ip = frame[14:]
-        udp = ip[(ip[0] & 0x0F) * 4 :]
-        if len(udp) >= 8 and struct.unpack_from(">H", udp, 2)[0] == port:
-            yield udp[8:]
+    return (payload for dst, payload in udp_datagrams(pcap) if dst == port)
 
 
 def main():
