@@ -77,6 +77,12 @@ pub struct StreamConfig {
     /// RTSP credentials for this stream only (override `[rtsp]`'s).
     pub rtsp_username: Option<String>,
     pub rtsp_password: Option<Secret>,
+    /// WHEP sources: `Authorization: Bearer` token for the endpoint (never logged).
+    pub bearer_token: Option<Secret>,
+    /// WHEP sources: the server's session cap (e.g. "60s"); sessions are rotated
+    /// make-before-break before they reach it.
+    #[serde(default, with = "humantime_serde")]
+    pub max_session: Option<std::time::Duration>,
 }
 
 /// A stream's name: 1–64 ASCII letters, digits, `_` or `-` (it is used in URLs).
@@ -268,6 +274,13 @@ impl Config {
                     format!(
                         "stream {name}: set both `rtsp_username` and `rtsp_password`, or neither"
                     ),
+                ));
+            }
+            let whep_options = stream.bearer_token.is_some() || stream.max_session.is_some();
+            if whep_options && !matches!(stream.source, Source::Whep(_)) {
+                return Err(invalid(
+                    0,
+                    format!("stream {name}: `bearer_token` and `max_session` are only used by whep:// sources"),
                 ));
             }
             if let (Some(sdp), false) = (&stream.sdp, matches!(stream.source, Source::Pcap(_))) {

@@ -15,6 +15,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, Source, StreamName};
+use crate::whep::{self, WhepFeed};
+use streamgate_whep::WhepSource;
 
 /// What a stream's source task is doing, for logs and (later) the HTTP API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +38,8 @@ pub struct StreamError {
 pub enum Feed {
     /// A capture replayed in real time, looped.
     Replay(Arc<Capture>),
+    /// A WHEP endpoint and its options.
+    Whep(WhepFeed),
     /// A source kind whose client is not part of this build yet.
     NotYetSupported,
 }
@@ -72,7 +76,12 @@ pub fn plan(config: &Config, base: &Path) -> Result<Vec<PlannedStream>, StreamEr
                     let (pcap, sdp) = stream.capture_files(pcap, base);
                     Feed::Replay(Arc::new(Capture::load(&pcap, &sdp).map_err(fail)?))
                 }
-                Source::Rtsp(_) | Source::Whep(_) => Feed::NotYetSupported,
+                Source::Whep(url) => Feed::Whep(WhepFeed {
+                    url: url.clone(),
+                    bearer_token: stream.bearer_token.clone(),
+                    max_session: stream.max_session,
+                }),
+                Source::Rtsp(_) => Feed::NotYetSupported,
             };
             Ok(PlannedStream {
                 name: name.clone(),
@@ -89,6 +98,8 @@ pub struct Stream {
     pub source: Source,
     state: watch::Receiver<SourceState>,
     task: Option<JoinHandle<()>>,
+    /// Stopped gracefully at shutdown (its sessions are DELETEd).
+    whep: Option<WhepSource>,
 }
 
 impl Stream {
@@ -111,10 +122,24 @@ impl Streams {
             .map(|PlannedStream { name, source, feed }| {
                 let hub = Hub::new(name.as_str(), HubConfig::default());
                 let (state_tx, state) = watch::channel(SourceState::Running);
+                let mut whep = None;
                 let task = match feed {
                     Feed::Replay(capture) => {
                         tracing::info!(stream = %name, %source, tracks = capture.tracks.len(), "starting replay source");
                         Some(tokio::spawn(replay_task(name.clone(), capture, hub.clone(), state_tx)))
+                    }
+                    Feed::Whep(feed) => {
+                        match whep::start(feed, hub.clone(), state_tx.clone()) {
+                            Ok((source, task)) => {
+                                whep = Some(source);
+                                Some(task)
+                            }
+                            Err(message) => {
+                                tracing::error!(stream = %name, "{message}");
+                                state_tx.send_replace(SourceState::Failed(message));
+                                None
+                            }
+                        }
                     }
                     Feed::NotYetSupported => {
                         let message = format!("source {source} is not supported by this build yet");
@@ -123,7 +148,7 @@ impl Streams {
                         None
                     }
                 };
-                (name, Stream { hub, source, state, task })
+                (name, Stream { hub, source, state, task, whep })
             })
             .collect();
         Streams { streams }
@@ -143,6 +168,9 @@ impl Streams {
     /// Stops every source and closes every Hub (subscribers see the end).
     pub async fn shutdown(self) {
         for (name, mut stream) in self.streams {
+            if let Some(whep) = stream.whep.take() {
+                whep.stop().await;
+            }
             if let Some(task) = stream.task.take() {
                 task.abort();
                 // A cancelled task's JoinError is the expected outcome here.

@@ -1,0 +1,67 @@
+//! Glue between a `whep://`/`wheps://` stream in the config and `streamgate-whep`'s
+//! source: builds its [`WhepConfig`] from the stream's options and mirrors its status
+//! into the registry's [`SourceState`].
+
+use std::time::Duration;
+
+use streamgate_rtp::hub::Hub;
+use streamgate_whep::{endpoint_url, BearerToken, WhepConfig, WhepSource, WhepState, WhepStatus};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{Redacted, Secret};
+use crate::streams::SourceState;
+
+/// A `whep://` stream: its URL and options (`bearer_token`, `max_session` in its
+/// `[streams.NAME]` table).
+#[derive(Debug, Clone)]
+pub struct WhepFeed {
+    pub url: url::Url,
+    pub bearer_token: Option<Secret>,
+    pub max_session: Option<Duration>,
+}
+
+/// Starts pulling the feed into `hub`; the task mirrors the source's status into
+/// `state`. The error is a message for the stream's state (no secrets in it).
+pub fn start(
+    feed: WhepFeed,
+    hub: Hub,
+    state: watch::Sender<SourceState>,
+) -> Result<(WhepSource, JoinHandle<()>), String> {
+    let url = &feed.url;
+    let endpoint = endpoint_url(url.as_str()).map_err(|e| e.to_string())?;
+    let mut config = WhepConfig::new(endpoint);
+    config.bearer_token = feed
+        .bearer_token
+        .clone()
+        .map(|Secret(token)| BearerToken::new(token));
+    config.max_session = feed.max_session;
+    tracing::info!(stream = %hub.name(), source = %Redacted(url), max_session = ?config.max_session, "starting WHEP source");
+    let source = WhepSource::start(config, hub)
+        .map_err(|e| format!("WHEP source {}: {e}", Redacted(url)))?;
+    let task = tokio::spawn(mirror_status(source.watch_status(), state));
+    Ok((source, task))
+}
+
+async fn mirror_status(mut status: watch::Receiver<WhepStatus>, state: watch::Sender<SourceState>) {
+    loop {
+        let mapped = source_state(&status.borrow_and_update());
+        state.send_replace(mapped);
+        if status.changed().await.is_err() {
+            break;
+        }
+    }
+}
+
+fn source_state(status: &WhepStatus) -> SourceState {
+    match status.state {
+        WhepState::Backoff { retry_in } => SourceState::Failed(format!(
+            "{} (retrying in {retry_in:?})",
+            status
+                .last_error
+                .as_deref()
+                .unwrap_or("WHEP session failed")
+        )),
+        _ => SourceState::Running,
+    }
+}
