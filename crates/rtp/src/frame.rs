@@ -28,7 +28,14 @@ pub struct OutPacket {
 
 impl OutPacket {
     /// Builds a version-2 header with no padding, extension or CSRCs.
-    pub fn new(payload_type: u8, marker: bool, sequence: u16, timestamp: u32, ssrc: u32, payload: Bytes) -> Self {
+    pub fn new(
+        payload_type: u8,
+        marker: bool,
+        sequence: u16,
+        timestamp: u32,
+        ssrc: u32,
+        payload: Bytes,
+    ) -> Self {
         let mut header = [0u8; RTP_HEADER_LEN];
         header[0] = 0x80;
         header[1] = (payload_type & 0x7f) | if marker { 0x80 } else { 0 };
@@ -43,11 +50,21 @@ impl OutPacket {
     }
 
     pub fn timestamp(&self) -> u32 {
-        u32::from_be_bytes([self.header[4], self.header[5], self.header[6], self.header[7]])
+        u32::from_be_bytes([
+            self.header[4],
+            self.header[5],
+            self.header[6],
+            self.header[7],
+        ])
     }
 
     pub fn ssrc(&self) -> u32 {
-        u32::from_be_bytes([self.header[8], self.header[9], self.header[10], self.header[11]])
+        u32::from_be_bytes([
+            self.header[8],
+            self.header[9],
+            self.header[10],
+            self.header[11],
+        ])
     }
 
     pub fn marker(&self) -> bool {

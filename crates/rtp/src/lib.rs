@@ -15,8 +15,8 @@ pub mod frame;
 pub mod hub;
 pub mod ingest;
 pub mod packet;
-pub mod replay;
 pub mod reorder;
+pub mod replay;
 pub mod rtcp;
 pub mod sdp;
 pub mod timeline;
@@ -24,6 +24,5 @@ pub mod track;
 
 pub use frame::{Frame, OutPacket};
 pub use packet::RtpPacket;
-
 
 pub use track::{Codec, CodecParams, MediaKind, TrackId, TrackInfo};
