@@ -83,6 +83,9 @@ pub struct StreamConfig {
     /// make-before-break before they reach it.
     #[serde(default, with = "humantime_serde")]
     pub max_session: Option<std::time::Duration>,
+    /// WHEP sources: local IP the WebRTC sockets bind to (default: every interface
+    /// except loopback; a loopback address keeps a local test on 127.0.0.1).
+    pub webrtc_bind: Option<std::net::IpAddr>,
 }
 
 /// A stream's name: 1–64 ASCII letters, digits, `_` or `-` (it is used in URLs).
@@ -276,11 +279,13 @@ impl Config {
                     ),
                 ));
             }
-            let whep_options = stream.bearer_token.is_some() || stream.max_session.is_some();
+            let whep_options = stream.bearer_token.is_some()
+                || stream.max_session.is_some()
+                || stream.webrtc_bind.is_some();
             if whep_options && !matches!(stream.source, Source::Whep(_)) {
                 return Err(invalid(
                     0,
-                    format!("stream {name}: `bearer_token` and `max_session` are only used by whep:// sources"),
+                    format!("stream {name}: `bearer_token`, `max_session` and `webrtc_bind` are only used by whep:// sources"),
                 ));
             }
             if let (Some(sdp), false) = (&stream.sdp, matches!(stream.source, Source::Pcap(_))) {

@@ -80,6 +80,7 @@ pub fn plan(config: &Config, base: &Path) -> Result<Vec<PlannedStream>, StreamEr
                     url: url.clone(),
                     bearer_token: stream.bearer_token.clone(),
                     max_session: stream.max_session,
+                    webrtc_bind: stream.webrtc_bind,
                 }),
                 Source::Rtsp(_) => Feed::NotYetSupported,
             };

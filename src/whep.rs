@@ -19,6 +19,7 @@ pub struct WhepFeed {
     pub url: url::Url,
     pub bearer_token: Option<Secret>,
     pub max_session: Option<Duration>,
+    pub webrtc_bind: Option<std::net::IpAddr>,
 }
 
 /// Starts pulling the feed into `hub`; the task mirrors the source's status into
@@ -36,6 +37,9 @@ pub fn start(
         .clone()
         .map(|Secret(token)| BearerToken::new(token));
     config.max_session = feed.max_session;
+    if let Some(ip) = feed.webrtc_bind {
+        config.bind_ip = ip;
+    }
     tracing::info!(stream = %hub.name(), source = %Redacted(url), max_session = ?config.max_session, "starting WHEP source");
     let source = WhepSource::start(config, hub)
         .map_err(|e| format!("WHEP source {}: {e}", Redacted(url)))?;
