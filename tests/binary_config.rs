@@ -39,7 +39,7 @@ fn check_config_reports_file_line_and_problem() {
         (
             "unknown_key.toml",
             "[streams.cam]\nsource = \"demo\"\nport = 554\n",
-            ":3:1: unknown field `port`, expected `source` or `sdp`",
+            ":3:1: unknown field `port`, expected one of `source`, `sdp`",
         ),
         (
             "unknown_section.toml",
@@ -188,9 +188,25 @@ impl Drop for Running {
     }
 }
 
+/// Listen address of the shipped config, swapped for an ephemeral port so tests
+/// can run side by side and next to a running gateway.
+const SHIPPED_RTSP_LISTEN: &str = "listen = \"0.0.0.0:8554\"";
+const TEST_RTSP_LISTEN: &str = "listen = \"127.0.0.1:0\"";
+
 #[test]
 fn starts_on_gateway_toml_and_stops_cleanly_on_sigint() {
-    let mut gateway = Running::start(&[], repo());
+    let dir = scratch("shipped");
+    let shipped = std::fs::read_to_string(repo().join("gateway.toml")).unwrap();
+    assert!(
+        shipped.contains(SHIPPED_RTSP_LISTEN),
+        "gateway.toml no longer has {SHIPPED_RTSP_LISTEN}"
+    );
+    std::fs::write(
+        dir.join("gateway.toml"),
+        shipped.replace(SHIPPED_RTSP_LISTEN, TEST_RTSP_LISTEN),
+    )
+    .unwrap();
+    let mut gateway = Running::start(&[], &dir);
     assert!(
         gateway.wait_for("streamgate running").is_some(),
         "did not start: {:?}",
@@ -215,7 +231,10 @@ fn unsupported_sources_are_reported_without_secrets_and_sigterm_stops() {
     let dir = scratch("unsupported");
     std::fs::write(
         dir.join("gw.toml"),
-        "[streams.demo]\nsource = \"demo\"\n\n[streams.cam]\nsource = \"rtsp://admin:hunter2@192.0.2.10/live\"\n",
+        format!(
+            "[rtsp]\n{TEST_RTSP_LISTEN}\n\n[streams.demo]\nsource = \"demo\"\n\n\
+             [streams.cam]\nsource = \"rtsp://admin:hunter2@127.0.0.1:9/live\"\n"
+        ),
     )
     .unwrap();
     let mut gateway = Running::start(&["--config", "gw.toml"], &dir);
@@ -231,7 +250,7 @@ fn unsupported_sources_are_reported_without_secrets_and_sigterm_stops() {
         .iter()
         .find(|l| l.contains("stream=cam") && l.contains("not supported"));
     assert!(
-        unsupported.is_some_and(|l| l.contains("rtsp://admin:***@192.0.2.10/live")),
+        unsupported.is_some_and(|l| l.contains("rtsp://admin:***@127.0.0.1:9/live")),
         "{log:?}"
     );
     assert!(
