@@ -16,8 +16,13 @@ pub struct WhepServer {
     _dir: tempfile::TempDir,
 }
 
+/// The repository root (this module is shared by the crate's and the root package's tests).
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|dir| dir.join("tests/peers/whep_server.py").is_file())
+        .expect("tests/peers/whep_server.py above CARGO_MANIFEST_DIR")
+        .to_path_buf()
 }
 
 impl WhepServer {
