@@ -188,22 +188,33 @@ impl Drop for Running {
     }
 }
 
-/// Listen address of the shipped config, swapped for an ephemeral port so tests
-/// can run side by side and next to a running gateway.
-const SHIPPED_RTSP_LISTEN: &str = "listen = \"0.0.0.0:8554\"";
-const TEST_RTSP_LISTEN: &str = "listen = \"127.0.0.1:0\"";
+/// The shipped gateway.toml with every `listen = "..."` address (each output
+/// states its listener there) moved to an ephemeral loopback port, so tests run
+/// side by side and next to a running gateway.
+fn shipped_config_on_ephemeral_ports() -> String {
+    let shipped = std::fs::read_to_string(repo().join("gateway.toml")).unwrap();
+    let mut moved = 0;
+    let text: Vec<String> = shipped
+        .lines()
+        .map(|line| {
+            if line.trim_start().starts_with("listen = ") {
+                moved += 1;
+                "listen = \"127.0.0.1:0\"".to_owned()
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    assert!(moved > 0, "gateway.toml has no `listen` line");
+    text.join("\n") + "\n"
+}
 
 #[test]
 fn starts_on_gateway_toml_and_stops_cleanly_on_sigint() {
     let dir = scratch("shipped");
-    let shipped = std::fs::read_to_string(repo().join("gateway.toml")).unwrap();
-    assert!(
-        shipped.contains(SHIPPED_RTSP_LISTEN),
-        "gateway.toml no longer has {SHIPPED_RTSP_LISTEN}"
-    );
     std::fs::write(
         dir.join("gateway.toml"),
-        shipped.replace(SHIPPED_RTSP_LISTEN, TEST_RTSP_LISTEN),
+        shipped_config_on_ephemeral_ports(),
     )
     .unwrap();
     let mut gateway = Running::start(&[], &dir);
@@ -231,10 +242,8 @@ fn unsupported_sources_are_reported_without_secrets_and_sigterm_stops() {
     let dir = scratch("unsupported");
     std::fs::write(
         dir.join("gw.toml"),
-        format!(
-            "[rtsp]\n{TEST_RTSP_LISTEN}\n\n[streams.demo]\nsource = \"demo\"\n\n\
-             [streams.cam]\nsource = \"rtsp://admin:hunter2@127.0.0.1:9/live\"\n"
-        ),
+        shipped_config_on_ephemeral_ports()
+            + "\n[streams.cam]\nsource = \"rtsp://admin:hunter2@127.0.0.1:9/live\"\n",
     )
     .unwrap();
     let mut gateway = Running::start(&["--config", "gw.toml"], &dir);
