@@ -433,6 +433,7 @@ fn aggregatable_run<S: NalSyntax>(units: &[Bytes], budget: usize) -> usize {
         .take_while(|nal| {
             len += 2 + nal.len();
             nal.len() >= S::HEADER_LEN
+                && nal.len() <= usize::from(u16::MAX)
                 && S::parameter_set(S::nal_type(nal)).is_some()
                 && len <= budget
         })
@@ -444,7 +445,7 @@ fn aggregate<S: NalSyntax>(nals: &[Bytes]) -> Payload {
     let mut buf = BytesMut::with_capacity(len);
     buf.put_slice(&S::aggregation_header(nals)[..S::HEADER_LEN]);
     for nal in nals {
-        // aggregatable_run only admits runs that fit a packet, so each size fits u16.
+        // aggregatable_run only admits units whose size fits u16.
         buf.put_u16(nal.len() as u16);
         buf.put_slice(nal);
     }
@@ -486,18 +487,20 @@ fn fragment<S: NalSyntax>(nal: &Bytes, budget: usize, out: &mut Vec<Payload>) {
 pub(super) fn update_params<S: NalSyntax>(units: &[Bytes], params: &mut CodecParams) -> bool {
     let mut changed = false;
     for unit in units.iter().filter(|u| u.len() >= S::HEADER_LEN) {
-        let slot = match S::parameter_set(S::nal_type(unit)) {
-            Some(ParameterSet::Vps) => &mut params.vps,
-            Some(ParameterSet::Sps) => &mut params.sps,
-            Some(ParameterSet::Pps) => &mut params.pps,
-            None => continue,
+        let Some(kind) = S::parameter_set(S::nal_type(unit)) else {
+            continue;
+        };
+        let slot = match kind {
+            ParameterSet::Vps => &mut params.vps,
+            ParameterSet::Sps => &mut params.sps,
+            ParameterSet::Pps => &mut params.pps,
         };
         if slot.as_ref() == Some(unit) {
             continue;
         }
         *slot = Some(unit.clone());
         changed = true;
-        if S::parameter_set(S::nal_type(unit)) == Some(ParameterSet::Sps) {
+        if kind == ParameterSet::Sps {
             let dimensions = S::sps_dimensions(unit);
             if dimensions.is_none() {
                 tracing::debug!(codec = ?S::CODEC, "in-band SPS did not parse; picture size unknown");
