@@ -1,6 +1,7 @@
 //! H.265 over RTP (RFC 7798): single NAL unit, aggregation (AP) and
-//! fragmentation (FU) packets. PACI packets and DONL fields (only present when
-//! sprop-max-don-diff > 0, which SDP parsing rejects) are not supported.
+//! fragmentation (FU) packets. PACI packets are rejected. DONL fields (sent
+//! only when the SDP has sprop-max-don-diff > 0) are not supported: such a
+//! track should be refused when its SDP is parsed.
 
 use bytes::Bytes;
 
