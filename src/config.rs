@@ -24,6 +24,12 @@ pub struct Config {
     /// `[rtsp]`: the RTSP restream server.
     #[serde(default)]
     pub rtsp: RtspConfig,
+    /// `[http]`: the HTTP server (HLS now; the API and dashboard later).
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// `[hls]`: low-latency HLS segmenting (see `streamgate_hls::HlsConfig`).
+    #[serde(default)]
+    pub hls: streamgate_hls::HlsConfig,
     /// `[streams.NAME]` tables: the stream registry.
     #[serde(default)]
     pub streams: BTreeMap<StreamName, StreamConfig>,
@@ -52,6 +58,26 @@ impl Default for RtspConfig {
 
 fn default_rtsp_listen() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([0, 0, 0, 0], 8554))
+}
+
+/// `[http]`: where dashboards fetch `http://HOST:PORT/hls/NAME/index.m3u8`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    #[serde(default = "default_http_listen")]
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_http_listen(),
+        }
+    }
+}
+
+fn default_http_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([0, 0, 0, 0], 8080))
 }
 
 /// A password from the config: shown as `***` in Debug output and logs.
@@ -264,6 +290,9 @@ impl Config {
                 e.message().trim().to_owned(),
             )
         })?;
+        if let Err(e) = config.hls.validate() {
+            return Err(invalid(0, format!("[hls]: {e}")));
+        }
         if config.rtsp.username.is_some() != config.rtsp.password.is_some() {
             return Err(invalid(
                 0,

@@ -70,6 +70,11 @@ enum StartError {
     Signal(std::io::Error),
     #[error(transparent)]
     Rtsp(#[from] streamgate_rtsp::server::ServerError),
+    #[error("cannot listen for HTTP on {listen}: {source}")]
+    Http {
+        listen: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Loads `path` and everything its streams need; the directory of `path` is
@@ -99,6 +104,7 @@ fn serve(path: &Path) -> Result<(), StartError> {
         let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signal)?;
         let streams = Streams::start(planned);
         let rtsp = start_rtsp(&config, &streams).await?;
+        let http = start_http(&config, &streams).await?;
         tracing::info!(config = %path.display(), streams = streams.iter().count(), "streamgate running");
         let reason = tokio::select! {
             _ = interrupt.recv() => "SIGINT",
@@ -106,6 +112,7 @@ fn serve(path: &Path) -> Result<(), StartError> {
         };
         tracing::info!("{reason}: shutting down");
         rtsp.abort();
+        http.abort();
         streams.shutdown().await;
         tracing::info!("stopped");
         Ok(())
@@ -151,4 +158,32 @@ async fn start_rtsp(
     let directory = move |name: &str| entries.get(name).cloned();
     let server = RtspServer::bind(server_config, std::sync::Arc::new(directory)).await?;
     Ok(tokio::spawn(server.run()))
+}
+
+/// The HTTP app: `/hls/NAME/...` (low-latency HLS) for now. Other routes (API,
+/// dashboard) are merged here.
+fn http_app(config: &Config, streams: &Streams) -> axum::Router {
+    let hubs: std::collections::HashMap<String, streamgate_rtp::hub::Hub> = streams
+        .iter()
+        .map(|(name, stream)| (name.to_string(), stream.hub.clone()))
+        .collect();
+    streamgate_hls::router(move |name: &str| hubs.get(name).cloned(), config.hls.clone())
+}
+
+/// Starts the HTTP server (`[http]`).
+async fn start_http(
+    config: &Config,
+    streams: &Streams,
+) -> Result<tokio::task::JoinHandle<()>, StartError> {
+    let listen = config.http.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| StartError::Http { listen, source })?;
+    tracing::info!(%listen, "HTTP server listening (HLS at /hls/NAME/)");
+    let app = http_app(config, streams);
+    Ok(tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "HTTP server stopped");
+        }
+    }))
 }

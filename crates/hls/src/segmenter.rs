@@ -183,6 +183,8 @@ pub struct Segmenter {
     segment_start: u64,
     part_start: u64,
     discontinuity_pending: bool,
+    /// Lead ticks where the last discontinuity segment started.
+    last_break: Option<u64>,
     fragment_sequence: u32,
     stored_bytes: usize,
     stats: SegmenterStats,
@@ -260,6 +262,7 @@ impl Segmenter {
             segment_start: 0,
             part_start: 0,
             discontinuity_pending: false,
+            last_break: None,
             fragment_sequence: 0,
             stored_bytes: 0,
             stats: SegmenterStats::default(),
@@ -289,7 +292,7 @@ impl Segmenter {
         let Some(index) = self.tracks.iter().position(|t| t.info.id == frame.track) else {
             return Ok(false);
         };
-        if frame.discontinuity && self.origin_wallclock.is_some() {
+        if frame.discontinuity && self.origin_wallclock.is_some() && !self.is_known_break(index) {
             self.discontinuity_pending = true;
         }
         let Some(origin) = self.origin_wallclock else {
@@ -341,6 +344,21 @@ impl Segmenter {
             self.bound_queue(index);
         }
         Ok(progressed)
+    }
+
+    /// A source break reaches each track's first frame after it; a non-lead track
+    /// flagging it within a segment target of the last cut reports that same break.
+    fn is_known_break(&self, index: usize) -> bool {
+        let Some(last_break) = self.last_break else {
+            return false;
+        };
+        let lead_now = self.tracks[self.lead]
+            .pending
+            .as_ref()
+            .map_or(self.part_start, |p| p.dts);
+        index != self.lead
+            && lead_now.saturating_sub(last_break)
+                < secs_to_ticks(self.config.segment_target, self.lead_scale())
     }
 
     /// The first lead keyframe: fixes the stream's time origin and opens segment 0.
@@ -438,6 +456,7 @@ impl Segmenter {
         let discontinuity = std::mem::take(&mut self.discontinuity_pending);
         if discontinuity {
             self.pdt_anchor = (wallclock, boundary);
+            self.last_break = Some(boundary);
         }
         if let Some(init) = self.next_init.take() {
             self.init_version += 1;
@@ -733,6 +752,25 @@ pub(crate) mod tests {
         // Frame 75 (2.5 s) breaks; the next keyframe is frame 90 (3 s), starting segment 2.
         assert_eq!(marked, vec![2]);
         assert!((segmenter.segments()[1].duration - 1.0).abs() < 1e-6);
+
+        // The audio track reports the same break a little later: still one discontinuity.
+        let mut segmenter = Segmenter::new(SegmenterConfig::default(), &tracks()).unwrap();
+        let mut source = Synthetic::new(30);
+        source.discontinuity_at_video_frame = Some(60);
+        let mut frames = source.next_seconds(9);
+        let late_audio = frames
+            .iter()
+            .position(|f| f.track.0 == 1 && f.pts > 77_777 + 110 * 960)
+            .unwrap();
+        frames[late_audio].discontinuity = true;
+        feed(&mut segmenter, &frames);
+        let marked: Vec<u64> = segmenter
+            .segments()
+            .iter()
+            .filter(|s| s.discontinuity)
+            .map(|s| s.msn)
+            .collect();
+        assert_eq!(marked, vec![1]);
     }
 
     #[test]

@@ -1,0 +1,55 @@
+// Plays an HLS player page in headless Chromium (Debian's, driven by playwright-core)
+// and prints one JSON line: playback progress, picture size, hls.js fatal errors and
+// latency samples (wall clock minus the playhead's program-date-time).
+// Usage: node tests/js/hls_play.mjs URL [seconds-to-play] [timeout-seconds]
+import { chromium } from "playwright-core";
+
+const [url, playSeconds = "10", timeoutSeconds = "60"] = process.argv.slice(2);
+if (!url) {
+  console.error("usage: hls_play.mjs URL [seconds] [timeout]");
+  process.exit(2);
+}
+
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
+  ],
+});
+const result = { url, currentTime: 0, videoWidth: 0, videoHeight: 0, fatalErrors: [], latencies: [], console: [] };
+try {
+  const page = await browser.newPage();
+  page.on("console", (msg) => { if (msg.type() === "error") result.console.push(msg.text()); });
+  page.on("pageerror", (err) => result.console.push(String(err)));
+  await page.goto(url);
+  const deadline = Date.now() + Number(timeoutSeconds) * 1000;
+  let startedAt = null;
+  while (Date.now() < deadline) {
+    const state = await page.evaluate(() => {
+      const video = document.querySelector("video");
+      const date = window.hls && window.hls.playingDate;
+      return {
+        currentTime: video.currentTime,
+        videoWidth: video.videoWidth,
+        videoHeight: video.videoHeight,
+        fatalErrors: window.hlsFatalErrors || [],
+        latency: date ? (Date.now() - date.getTime()) / 1000 : null,
+        hlsLatency: window.hls ? window.hls.latency : null,
+      };
+    });
+    Object.assign(result, { currentTime: state.currentTime, videoWidth: state.videoWidth, videoHeight: state.videoHeight, fatalErrors: state.fatalErrors });
+    if (state.currentTime > 0 && startedAt === null) startedAt = Date.now();
+    if (state.latency !== null && state.currentTime > 1) result.latencies.push(state.latency);
+    result.hlsLatency = state.hlsLatency;
+    if (state.fatalErrors.length > 0 || state.currentTime >= Number(playSeconds)) break;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  result.playedWallSeconds = startedAt === null ? 0 : (Date.now() - startedAt) / 1000;
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(result));
