@@ -196,11 +196,19 @@ pub fn demo_capture() -> Result<Capture, ReplayError> {
 }
 
 /// Sends `capture` into `hub` through a [`StreamIngest`], each packet at its
-/// captured offset divided by `speed` (1.0 = real time). With `looped` it starts
-/// over after each pass, calling [`StreamIngest::source_restarted`] so output
-/// timestamps keep running forward; otherwise it returns after one pass. Bad
-/// packets are counted and logged by the ingest, not fatal. Stop it by dropping
-/// (aborting) the future.
+/// captured offset divided by `speed` (1.0 = real time). Bad packets are counted
+/// and logged by the ingest, not fatal. Without `looped` it returns after one
+/// pass; with it, it runs until the future is dropped (aborted).
+///
+/// Loops continue the source's own timeline rather than restarting it: pass `k`
+/// is sent with its RTP timestamps advanced by `k` pass lengths (in each track's
+/// clock) and its sequence numbers by `k` times the track's sequence span, as if
+/// the camera had simply kept sending. Every track then advances by exactly the
+/// same time per pass, so audio and video stay in step however long the demo
+/// runs (a restart re-anchors each track on its own arrival times, and tracks
+/// whose packets carry several frames, like AAC here, would drift by a fraction
+/// of a packet per pass). Passes after the first copy each packet once to
+/// rewrite its header; the first pass sends the capture's buffers as they are.
 pub async fn run(
     capture: Arc<Capture>,
     hub: Hub,
@@ -212,26 +220,77 @@ pub async fn run(
     }
     let mut ingest =
         StreamIngest::new(hub, capture.tracks.iter().map(|t| t.info.clone()).collect());
-    let pass_length = (capture.duration() + LOOP_GAP).div_f64(speed);
+    let pass_length = capture.duration() + LOOP_GAP;
+    let shifts = PassShift::for_capture(&capture, pass_length);
     let mut pass_start = tokio::time::Instant::now();
+    let mut pass: u32 = 0;
     loop {
         for (offset, track, packet) in &capture.packets {
             let due = pass_start + offset.div_f64(speed);
             if due > tokio::time::Instant::now() {
                 tokio::time::sleep_until(due).await;
             }
+            let Some(packet) = shifts.get(track.0).map(|s| s.apply(packet, pass)) else {
+                continue;
+            };
             // The ingest counts and rate-limits its own error logs.
-            let _ = ingest.push_rtp(
-                *track,
-                packet.clone(),
-                tokio::time::Instant::now().into_std(),
-            );
+            let _ = ingest.push_rtp(*track, packet, tokio::time::Instant::now().into_std());
         }
         if !looped {
             return Ok(());
         }
-        pass_start += pass_length;
-        ingest.source_restarted();
+        pass_start += pass_length.div_f64(speed);
+        pass = pass.wrapping_add(1);
+    }
+}
+
+/// How far one pass moves a track's RTP timestamps and sequence numbers.
+struct PassShift {
+    timestamp: u32,
+    sequence: u16,
+}
+
+impl PassShift {
+    /// One per track, indexed by `TrackId`.
+    fn for_capture(capture: &Capture, pass_length: Duration) -> Vec<PassShift> {
+        capture
+            .tracks
+            .iter()
+            .map(|track| {
+                let mut sequences = capture
+                    .packets
+                    .iter()
+                    .filter(|(_, id, _)| *id == track.info.id)
+                    .map(|(_, _, p)| p.sequence_number());
+                let first = sequences.next().unwrap_or(0);
+                let last = sequences.last().unwrap_or(first);
+                let ticks =
+                    pass_length.as_nanos() * u128::from(track.info.clock_rate) / 1_000_000_000;
+                PassShift {
+                    // RTP timestamps are modulo 2^32: truncation is the intent.
+                    timestamp: ticks as u32,
+                    sequence: last.wrapping_sub(first).wrapping_add(1),
+                }
+            })
+            .collect()
+    }
+
+    /// `packet` as sent in pass `pass`.
+    fn apply(&self, packet: &RtpPacket, pass: u32) -> RtpPacket {
+        if pass == 0 {
+            return packet.clone();
+        }
+        let mut raw = bytes::BytesMut::from(packet.raw().as_ref());
+        let sequence = packet
+            .sequence_number()
+            .wrapping_add(self.sequence.wrapping_mul(pass as u16));
+        let timestamp = packet
+            .timestamp()
+            .wrapping_add(self.timestamp.wrapping_mul(pass));
+        raw[2..4].copy_from_slice(&sequence.to_be_bytes());
+        raw[4..8].copy_from_slice(&timestamp.to_be_bytes());
+        // Only fixed-header fields changed, so the packet stays valid.
+        RtpPacket::parse(raw.freeze()).unwrap_or_else(|_| packet.clone())
     }
 }
 
@@ -813,8 +872,27 @@ mod tests {
             "output sequence numbers jump"
         );
         // A pass is ~10 s: the third pass's first picture is ~20 s after the first's.
-        let pass_ticks = (video[500].pts - video[0].pts) as f64 / 90_000.0;
-        assert!((19.5..21.0).contains(&pass_ticks), "{pass_ticks} s");
+        // Each pass moves both tracks by exactly one pass length: audio and video
+        // stay in step however many times the capture loops.
+        let pass = (load("ffmpeg_h264_aac").duration() + LOOP_GAP).as_secs_f64();
+        let audio_per_pass = audio.len() / 3;
+        for k in 1..3 {
+            let video_step = (video[250 * k].pts - video[0].pts) as f64 / 90_000.0;
+            let audio_step = (audio[audio_per_pass * k].pts - audio[0].pts) as f64 / 48_000.0;
+            let expected = pass * k as f64;
+            assert!(
+                (video_step - expected).abs() < 1e-4,
+                "pass {k}: video moved {video_step} s, not {expected}"
+            );
+            assert!(
+                (audio_step - expected).abs() < 1e-4,
+                "pass {k}: audio moved {audio_step} s, not {expected}"
+            );
+        }
+        assert!(
+            frames.iter().all(|f| !f.discontinuity),
+            "a loop is not a discontinuity"
+        );
     }
 
     #[tokio::test(start_paused = true)]
