@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use streamgate_rtp::hub::Hub;
 use streamgate_rtp::ingest::StreamIngest;
 use streamgate_rtp::packet::RtpPacket;
-use streamgate_rtp::track::{MediaKind, TrackInfo};
+use streamgate_rtp::track::TrackInfo;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use webrtc::peer_connection::RTCPeerConnectionState;
@@ -20,7 +20,7 @@ use webrtc::peer_connection::RTCPeerConnectionState;
 use crate::backoff::Backoff;
 use crate::config::{redact_url, IceServer, WhepConfig};
 use crate::keyframe::starts_keyframe;
-use crate::peer::Received;
+use crate::peer::ReceivedRtp;
 use crate::session::{Session, SessionError};
 use crate::signal::{SignalError, WhepClient};
 use crate::status::{WhepState, WhepStatus};
@@ -258,15 +258,13 @@ impl Runner {
                 }
                 _ = sleep_until(idle_at) => break Ended::Idle,
                 event = next_event(active.as_mut()) => match event {
-                    SessionEvent::Media(received) => {
+                    SessionEvent::Rtp(rtp) => {
                         let now = Instant::now();
-                        if matches!(received, Received::Rtp { .. }) {
-                            last_media = now;
-                            self.backoff.on_healthy(now);
-                        }
+                        last_media = now;
+                        self.backoff.on_healthy(now);
                         if let Some(session) = active.as_ref() {
                             let tracks = session.tracks.clone();
-                            self.push(&tracks, received, now);
+                            self.push(&tracks, rtp, now);
                         }
                     }
                     SessionEvent::State(state) => {
@@ -283,8 +281,8 @@ impl Runner {
                 },
                 event = next_event(next.as_mut()) => {
                     let now = Instant::now();
-                    let received = match event {
-                        SessionEvent::Media(received) => received,
+                    let rtp = match event {
+                        SessionEvent::Rtp(rtp) => rtp,
                         SessionEvent::State(state) => {
                             if is_over(state) {
                                 tracing::info!(stream = %self.hub.name(), %state, "next WHEP session ended before the switch");
@@ -297,7 +295,7 @@ impl Runner {
                         }
                     };
                     let Some(candidate) = next.as_ref() else { continue };
-                    if !is_switch_point(candidate, &received) {
+                    if !is_switch_point(candidate, &rtp) {
                         if last_switch_pli.is_none_or(|at| now.duration_since(at) >= SWITCH_PLI_INTERVAL)
                             && candidate.peer.request_keyframe()
                         {
@@ -322,7 +320,7 @@ impl Runner {
                     });
                     last_media = now;
                     last_switch_pli = None;
-                    self.push(&tracks, received, now);
+                    self.push(&tracks, rtp, now);
                 }
                 result = join(opening.as_mut()) => {
                     opening = None;
@@ -389,24 +387,21 @@ impl Runner {
         });
     }
 
-    fn push(&mut self, tracks: &[TrackInfo], received: Received, now: Instant) {
-        let Some(track) = tracks.iter().find(|t| t.kind() == received.kind()) else {
+    fn push(&mut self, tracks: &[TrackInfo], rtp: ReceivedRtp, now: Instant) {
+        let Some(track) = tracks.iter().find(|t| t.kind() == rtp.kind) else {
             return;
         };
         let Some(ingest) = self.ingest.as_mut() else {
             return;
         };
-        match received {
-            Received::Rtp { packet, .. } => match RtpPacket::parse(packet) {
-                // The ingest counts and logs (rate-limited) what it rejects.
-                Ok(packet) => {
-                    let _ = ingest.push_rtp(track.id, packet, now);
-                }
-                Err(error) => {
-                    tracing::debug!(stream = %self.hub.name(), %error, "unparsable RTP from webrtc-rs")
-                }
-            },
-            Received::SenderReport { report, .. } => ingest.on_sender_report(track.id, &report),
+        match RtpPacket::parse(rtp.packet) {
+            // The ingest counts and logs (rate-limited) what it rejects.
+            Ok(packet) => {
+                let _ = ingest.push_rtp(track.id, packet, now);
+            }
+            Err(error) => {
+                tracing::debug!(stream = %self.hub.name(), %error, "unparsable RTP from webrtc-rs")
+            }
         }
     }
 
@@ -423,18 +418,15 @@ impl Runner {
 
 /// The new session's packet where the switch happens: a keyframe start when the
 /// session has video, its first packet otherwise.
-fn is_switch_point(session: &Session, received: &Received) -> bool {
-    let Some(video) = session.track_of(MediaKind::Video) else {
+fn is_switch_point(session: &Session, rtp: &ReceivedRtp) -> bool {
+    let Some(video) = session.track_of(streamgate_rtp::MediaKind::Video) else {
         return true;
     };
-    match received {
-        Received::Rtp {
-            kind: MediaKind::Video,
-            packet,
-        } => RtpPacket::parse(packet.clone())
-            .is_ok_and(|p| starts_keyframe(video.codec, p.payload_slice())),
-        _ => false,
+    if rtp.kind != streamgate_rtp::MediaKind::Video {
+        return false;
     }
+    RtpPacket::parse(rtp.packet.clone())
+        .is_ok_and(|p| starts_keyframe(video.codec, p.payload_slice()))
 }
 
 fn same_layout(current: &[TrackInfo], next: &[TrackInfo]) -> bool {
@@ -449,7 +441,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 enum SessionEvent {
-    Media(Received),
+    Rtp(ReceivedRtp),
     State(RTCPeerConnectionState),
 }
 
@@ -466,7 +458,7 @@ async fn next_event(session: Option<&mut Session>) -> SessionEvent {
         return std::future::pending().await;
     };
     let changed = tokio::select! {
-        Some(received) = session.rtp.recv() => return SessionEvent::Media(received),
+        Some(rtp) = session.rtp.recv() => return SessionEvent::Rtp(rtp),
         changed = session.peer.state.changed() => changed,
     };
     SessionEvent::State(match changed {
