@@ -518,6 +518,33 @@ mod tests {
         assert_eq!(demo.source, Source::Demo);
     }
 
+    /// The values gateway.toml states (set or commented out) are the defaults, so
+    /// the shipped file documents what an empty config does.
+    #[test]
+    fn shipped_gateway_toml_states_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.toml");
+        let shipped = std::fs::read_to_string(&path).unwrap();
+        let uncommented: String = shipped
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if rest == "[hls]" || rest.contains(" = ") && !rest.contains('"') => {
+                    rest
+                }
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert!(
+            uncommented.contains("\n[hls]\n"),
+            "gateway.toml lost its [hls] block"
+        );
+        let stated = Config::parse(&uncommented, &path).unwrap();
+        let defaults = Config::parse("", &path).unwrap();
+        assert_eq!(stated.hls, defaults.hls);
+        assert_eq!(stated.rtsp.listen, defaults.rtsp.listen);
+        assert_eq!(stated.http.listen, defaults.http.listen);
+    }
+
     #[test]
     fn line_column_counts_from_one() {
         assert_eq!(line_column("ab\ncd", 0), (1, 1));
