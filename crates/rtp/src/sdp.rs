@@ -106,8 +106,17 @@ pub fn rtpmap(track: &TrackInfo) -> String {
         // RFC 7587: always "/2"; whether the sender sends stereo is `sprop-stereo`.
         Codec::Opus => format!("{pt} opus/{rate}/2"),
         Codec::Aac => format!("{pt} MPEG4-GENERIC/{rate}/{}", track.channels),
-        Codec::Pcmu => format!("{pt} PCMU/{rate}"),
-        Codec::Pcma => format!("{pt} PCMA/{rate}"),
+        Codec::Pcmu | Codec::Pcma => {
+            let name = if track.codec == Codec::Pcmu {
+                "PCMU"
+            } else {
+                "PCMA"
+            };
+            match track.channels {
+                1 => format!("{pt} {name}/{rate}"),
+                channels => format!("{pt} {name}/{rate}/{channels}"),
+            }
+        }
     }
 }
 
@@ -121,16 +130,17 @@ pub fn fmtp(track: &TrackInfo) -> Option<String> {
     match track.codec {
         Codec::H264 => {
             let mut value = format!("{pt} packetization-mode=1");
-            if let Some(sps) = &p.sps {
-                if let Some([profile, constraints, level]) = h264::profile_level_id(sps) {
-                    value +=
-                        &format!(";profile-level-id={profile:02x}{constraints:02x}{level:02x}");
-                }
-                let sets: Vec<String> = [Some(sps), p.pps.as_ref()]
-                    .into_iter()
-                    .flatten()
-                    .map(|n| BASE64.encode(n))
-                    .collect();
+            if let Some([profile, constraints, level]) =
+                p.sps.as_deref().and_then(h264::profile_level_id)
+            {
+                value += &format!(";profile-level-id={profile:02x}{constraints:02x}{level:02x}");
+            }
+            let sets: Vec<String> = [&p.sps, &p.pps]
+                .into_iter()
+                .flatten()
+                .map(|n| BASE64.encode(n))
+                .collect();
+            if !sets.is_empty() {
                 value += &format!(";sprop-parameter-sets={}", sets.join(","));
             }
             Some(value)
@@ -487,27 +497,32 @@ mod tests {
         assert!(video.is_ready());
     }
 
+    /// An SDP describing `tracks` with the writers, as the RTSP server would.
+    fn write_sdp(tracks: &[SdpTrack]) -> String {
+        let mut written = String::from("v=0\r\ns=-\r\n");
+        for (i, t) in tracks.iter().enumerate() {
+            let kind = match t.info.kind() {
+                MediaKind::Video => "video",
+                MediaKind::Audio => "audio",
+            };
+            let pt = t.info.payload_type;
+            written += &format!(
+                "m={kind} 0 RTP/AVP {pt}\r\na=rtpmap:{}\r\n",
+                rtpmap(&t.info)
+            );
+            if let Some(f) = fmtp(&t.info) {
+                written += &format!("a=fmtp:{f}\r\n");
+            }
+            written += &format!("a=control:trackID={i}\r\n");
+        }
+        written
+    }
+
     #[test]
     fn writers_round_trip_through_the_parser() {
         for sdp in [H264_AAC, H264_OPUS, H265] {
             let tracks = parse_tracks(sdp).unwrap();
-            let mut written = String::from("v=0\r\ns=-\r\n");
-            for (i, t) in tracks.iter().enumerate() {
-                let kind = if t.info.kind() == MediaKind::Video {
-                    "video"
-                } else {
-                    "audio"
-                };
-                written += &format!(
-                    "m={kind} 0 RTP/AVP {}\r\na=rtpmap:{}\r\n",
-                    t.info.payload_type,
-                    rtpmap(&t.info)
-                );
-                if let Some(f) = fmtp(&t.info) {
-                    written += &format!("a=fmtp:{f}\r\n");
-                }
-                written += &format!("a=control:trackID={i}\r\n");
-            }
+            let written = write_sdp(&tracks);
             let reparsed = parse_tracks(written.as_bytes()).unwrap();
             let infos = |ts: &[SdpTrack]| ts.iter().map(|t| t.info.clone()).collect::<Vec<_>>();
             assert_eq!(infos(&reparsed), infos(&tracks), "{written}");
@@ -528,6 +543,24 @@ mod tests {
             fmtp(&tracks[1].info).as_deref(),
             Some("97 streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config=119056E500")
         );
+    }
+
+    /// Tracks the fixtures do not cover still survive write → parse unchanged.
+    #[test]
+    fn unusual_tracks_round_trip() {
+        let sdp = with_media(
+            "m=audio 0 RTP/AVP 96\r\na=rtpmap:96 PCMA/16000/2\r\n\
+             m=video 0 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=fmtp:97 sprop-parameter-sets=aM48gA==\r\n",
+        );
+        let tracks = one(&sdp).unwrap();
+        assert_eq!(rtpmap(&tracks[0].info), "96 PCMA/16000/2");
+        assert_eq!(
+            fmtp(&tracks[1].info).as_deref(),
+            Some("97 packetization-mode=1;sprop-parameter-sets=aM48gA==")
+        );
+        let reparsed = one(&write_sdp(&tracks)).unwrap();
+        let infos = |ts: &[SdpTrack]| ts.iter().map(|t| t.info.clone()).collect::<Vec<_>>();
+        assert_eq!(infos(&reparsed), infos(&tracks));
     }
 
     #[test]
