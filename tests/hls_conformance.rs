@@ -90,8 +90,9 @@ fn check_playlist(text: &str) -> (BTreeMap<u64, SeenSegment>, String) {
             format!("seg_{msn}.m4s"),
             "segments are numbered by media sequence"
         );
+        // RFC 8216bis 4.4.3.1: each EXTINF, rounded to the nearest integer, is at most the target.
         assert!(
-            segment.duration <= target,
+            segment.duration.round() <= target,
             "segment {msn}: EXTINF {} > target {target}",
             segment.duration
         );
