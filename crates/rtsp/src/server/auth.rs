@@ -36,12 +36,13 @@ enum DigestAlgorithm {
 }
 
 impl DigestAlgorithm {
-    fn parse(name: Option<&str>) -> Option<Self> {
-        match name {
-            None => Some(DigestAlgorithm::Md5),
-            Some(n) if n.eq_ignore_ascii_case("MD5") => Some(DigestAlgorithm::Md5),
-            Some(n) if n.eq_ignore_ascii_case("SHA-256") => Some(DigestAlgorithm::Sha256),
-            Some(_) => None,
+    fn parse(name: &str) -> Option<Self> {
+        if name.eq_ignore_ascii_case("MD5") {
+            Some(DigestAlgorithm::Md5)
+        } else if name.eq_ignore_ascii_case("SHA-256") {
+            Some(DigestAlgorithm::Sha256)
+        } else {
+            None
         }
     }
 
@@ -130,27 +131,38 @@ impl Authenticator {
         ) else {
             return false;
         };
-        let Some(algorithm) = DigestAlgorithm::parse(get("algorithm")) else {
-            return false;
+        // RFC 7616 says a missing `algorithm` means MD5, but some clients
+        // (aiortsp) answer a SHA-256 challenge without naming the algorithm.
+        let algorithms: &[DigestAlgorithm] = match get("algorithm") {
+            None => &[DigestAlgorithm::Md5, DigestAlgorithm::Sha256],
+            Some(name) => match DigestAlgorithm::parse(name) {
+                Some(DigestAlgorithm::Md5) => &[DigestAlgorithm::Md5],
+                Some(DigestAlgorithm::Sha256) => &[DigestAlgorithm::Sha256],
+                None => return false,
+            },
         };
         if nonce != self.nonce || realm != REALM || username != expected.username {
             return false;
         }
-        let ha1 = algorithm.hash_hex(&format!("{username}:{realm}:{}", expected.password));
-        let ha2 = algorithm.hash_hex(&format!("{method}:{uri}"));
-        let computed = match get("qop") {
-            Some(qop) => {
-                let (Some(nc), Some(cnonce)) = (get("nc"), get("cnonce")) else {
-                    return false;
-                };
-                algorithm.hash_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}"))
-            }
-            None => algorithm.hash_hex(&format!("{ha1}:{nonce}:{ha2}")),
+        let qop = match get("qop") {
+            Some(qop) => match (get("nc"), get("cnonce")) {
+                (Some(nc), Some(cnonce)) => Some((qop, nc, cnonce)),
+                _ => return false,
+            },
+            None => None,
         };
-        constant_time_eq(
-            computed.as_bytes(),
-            response.to_ascii_lowercase().as_bytes(),
-        )
+        let response = response.to_ascii_lowercase();
+        algorithms.iter().any(|algorithm| {
+            let ha1 = algorithm.hash_hex(&format!("{username}:{realm}:{}", expected.password));
+            let ha2 = algorithm.hash_hex(&format!("{method}:{uri}"));
+            let computed = match qop {
+                Some((qop, nc, cnonce)) => {
+                    algorithm.hash_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}"))
+                }
+                None => algorithm.hash_hex(&format!("{ha1}:{nonce}:{ha2}")),
+            };
+            constant_time_eq(computed.as_bytes(), response.as_bytes())
+        })
     }
 }
 
@@ -295,6 +307,14 @@ mod tests {
                 ));
             }
         }
+        // SHA-256 without `algorithm=` (aiortsp) is accepted, an unknown algorithm is not.
+        let sha256 = digest_header(&auth, &creds, DigestAlgorithm::Sha256, false);
+        assert!(auth.verify(
+            &creds,
+            &sha256.replace("algorithm=SHA-256, ", ""),
+            "DESCRIBE"
+        ));
+        assert!(!auth.verify(&creds, &sha256.replace("SHA-256", "SHA-512"), "DESCRIBE"));
         // A nonce from another connection is refused.
         let other = Authenticator::new();
         assert!(!auth.verify(

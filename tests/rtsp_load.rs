@@ -1,0 +1,103 @@
+//! Many readers: 50 ffmpeg processes read the demo stream over TCP at once while
+//! another reader is frozen with SIGSTOP (its socket fills, it reads nothing).
+//! Every one of the 50 still gets and decodes the stream, and the gateway keeps
+//! running. To keep 50 decoders within two cores, each decodes only keyframes
+//! (`-skip_frame nokey`): every IDR that reaches it must decode.
+
+mod rtsp_support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rtsp_support::*;
+
+const READERS: usize = 50;
+
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid} failed");
+}
+
+#[test]
+fn fifty_tcp_readers_decode_while_a_stopped_reader_is_cut_off() {
+    let mut gateway = Gateway::start("", "");
+    let url = gateway.url("demo");
+
+    // The frozen reader: plays, then stops reading for the rest of the test.
+    let mut frozen = Command::new(peer("ffmpeg"))
+        .args([
+            "-v",
+            "quiet",
+            "-rtsp_transport",
+            "tcp",
+            "-i",
+            &url,
+            "-c",
+            "copy",
+            "-f",
+            "null",
+            "-",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn frozen reader");
+    std::thread::sleep(Duration::from_secs(2));
+    signal(frozen.id(), "-STOP");
+
+    let readers: Vec<_> = (0..READERS)
+        .map(|i| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let output = run(
+                    Command::new(peer("ffmpeg"))
+                        .args([
+                            "-hide_banner",
+                            "-nostats",
+                            "-v",
+                            "error",
+                            "-rtsp_transport",
+                            "tcp",
+                        ])
+                        .args(["-skip_frame", "nokey", "-i", &url, "-t", "8", "-map", "0:v"])
+                        .args(["-f", "null", "-", "-progress", "pipe:1"]),
+                    PEER_DEADLINE,
+                );
+                (i, output)
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for reader in readers {
+        let (i, output) = reader.join().expect("reader thread");
+        let stderr = text(&output.stderr);
+        let frames: u64 = progress_value(&text(&output.stdout), "frame")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        // 8 s of a 2 s GOP: the cached keyframe and at least two more.
+        if !output.status.success() || !error_lines(&stderr).is_empty() || frames < 3 {
+            failures.push(format!(
+                "reader {i}: status {}, {frames} keyframes decoded, stderr: {stderr}",
+                output.status
+            ));
+        }
+    }
+    signal(frozen.id(), "-CONT");
+    let _ = frozen.kill();
+    let _ = frozen.wait();
+    assert!(
+        failures.is_empty(),
+        "{} of {READERS} readers failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        gateway.is_running(),
+        "the gateway exited:\n{}",
+        gateway.log()
+    );
+}
