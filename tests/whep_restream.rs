@@ -3,27 +3,25 @@
 //! restream, audio included. With sessions capped at 20 s, one ffmpeg reader sees a
 //! single continuous stream for 70 s.
 
+mod rtsp_support;
 #[path = "../crates/whep/tests/common/mod.rs"]
 mod whep_common;
-mod rtsp_support;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use rtsp_support::{error_lines, free_port, peer, run, text, Gateway};
+use rtsp_support::{error_lines, peer, run, text, Gateway};
 use whep_common::WhepServer;
 
 /// The test media (fixtures/ffmpeg_h264_opus.txt): 25 fps video, 20 ms Opus frames.
 const VIDEO_FPS: f64 = 25.0;
 const AUDIO_FPS: f64 = 50.0;
 
-/// The gateway config's `cam` stream (and an HTTP port of its own: 8080 may be taken).
 fn whep_stream(server: &WhepServer, options: &str) -> String {
     format!(
-        "[streams.cam]\nsource = \"whep://127.0.0.1:{}/whep/live\"\nwebrtc_bind = \"127.0.0.1\"\n{options}\n\n[http]\nlisten = \"127.0.0.1:{}\"\n",
-        server.port,
-        free_port()
+        "[streams.cam]\nsource = \"whep://127.0.0.1:{}/whep/live\"\nwebrtc_bind = \"127.0.0.1\"\n{options}\n",
+        server.port
     )
 }
 
@@ -34,15 +32,36 @@ fn decode(url: &str, seconds: u32, dir: &Path) -> (Vec<i64>, usize, Vec<String>)
     let (video_list, audio_list) = (dir.join("video.crc"), dir.join("audio.crc"));
     let output = run(
         Command::new(peer("ffmpeg"))
-            .args(["-nostdin", "-v", "error", "-rtsp_transport", "tcp", "-timeout", "5000000"])
+            .args([
+                "-nostdin",
+                "-v",
+                "error",
+                "-rtsp_transport",
+                "tcp",
+                "-timeout",
+                "5000000",
+            ])
             .args(["-t", &seconds.to_string(), "-i", url])
-            .args(["-map", "0:v", "-fps_mode", "passthrough", "-f", "framecrc"])
+            .args([
+                "-map",
+                "0:v",
+                "-fps_mode",
+                "passthrough",
+                "-enc_time_base:v",
+                "1:90000",
+                "-f",
+                "framecrc",
+            ])
             .arg(&video_list)
             .args(["-map", "0:a", "-f", "framecrc"])
             .arg(&audio_list),
         Duration::from_secs(u64::from(seconds) + 60),
     );
-    assert!(output.status.success(), "ffmpeg failed: {}", text(&output.stderr));
+    assert!(
+        output.status.success(),
+        "ffmpeg failed: {}",
+        text(&output.stderr)
+    );
     let frames = |path: &Path| -> Vec<Vec<String>> {
         std::fs::read_to_string(path)
             .unwrap_or_default()
@@ -51,10 +70,20 @@ fn decode(url: &str, seconds: u32, dir: &Path) -> (Vec<i64>, usize, Vec<String>)
             .map(|l| l.split(',').map(|f| f.trim().to_owned()).collect())
             .collect()
     };
-    let video_pts = frames(&video_list).iter().filter_map(|f| f.get(2)?.parse().ok()).collect();
+    let video_pts = frames(&video_list)
+        .iter()
+        .filter_map(|f| f.get(2)?.parse().ok())
+        .collect();
     let audio = frames(&audio_list).len();
     let stderr = text(&output.stderr);
-    (video_pts, audio, error_lines(&stderr).into_iter().map(str::to_owned).collect())
+    (
+        video_pts,
+        audio,
+        error_lines(&stderr)
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+    )
 }
 
 #[test]
@@ -63,14 +92,33 @@ fn ffmpeg_decodes_the_whep_restream_with_audio() {
     let gateway = Gateway::start("", &whep_stream(&server, ""));
     let seconds = 12;
     let (video, audio, errors) = decode(&gateway.url("cam"), seconds, gateway.dir.path());
-    assert!(errors.is_empty(), "ffmpeg decode errors: {errors:?}\ngateway log:\n{}", gateway.log());
+    assert!(
+        errors.is_empty(),
+        "ffmpeg decode errors: {errors:?}\ngateway log:\n{}",
+        gateway.log()
+    );
     let expected_video = VIDEO_FPS * f64::from(seconds);
-    assert!(video.len() as f64 >= 0.95 * expected_video, "{} video frames of {expected_video}", video.len());
-    assert!(video.windows(2).all(|w| w[1] > w[0]), "video pts increase");
+    assert!(
+        video.len() as f64 >= 0.95 * expected_video,
+        "{} video frames of {expected_video}",
+        video.len()
+    );
+    assert!(
+        video.windows(2).skip(1).all(|w| w[1] > w[0]),
+        "video pts increase: {video:?}"
+    );
     let expected_audio = AUDIO_FPS * f64::from(seconds);
-    assert!(audio as f64 >= 0.9 * expected_audio, "{audio} audio frames of {expected_audio}");
+    assert!(
+        audio as f64 >= 0.9 * expected_audio,
+        "{audio} audio frames of {expected_audio}"
+    );
     drop(gateway);
-    assert_eq!(server.count("event", "session-created"), 1, "{:?}", server.events());
+    assert_eq!(
+        server.count("event", "session-created"),
+        1,
+        "{:?}",
+        server.events()
+    );
 }
 
 #[test]
@@ -83,11 +131,35 @@ fn rotating_sessions_are_one_continuous_restream() {
     let log = gateway.log();
     assert!(errors.is_empty(), "ffmpeg decode errors: {errors:?}");
     assert!(sessions >= 4, "70 s of 20 s sessions: {sessions} sessions");
-    assert!(log.contains("switched to the next WHEP session"), "rotated:\n{log}");
-    assert_eq!(server.count("why", "expired"), 0, "each session was replaced before its cap");
-    assert!(video.windows(2).all(|w| w[1] > w[0]), "video pts strictly increase");
+    assert!(
+        log.contains("switched to the next WHEP session"),
+        "rotated:\n{log}"
+    );
+    assert_eq!(
+        server.count("why", "expired"),
+        0,
+        "each session was replaced before its cap"
+    );
+    // The first packet after PLAY reaches ffmpeg without a pts (true of every stream the
+    // RTSP server serves, the demo replay too), so the reader guesses frame 0's: skip it.
+    if let Some(at) = video
+        .windows(2)
+        .skip(1)
+        .position(|w| w[1] <= w[0])
+        .map(|i| i + 1)
+    {
+        let around = &video[at.saturating_sub(3)..(at + 4).min(video.len())];
+        panic!("video pts go back or repeat at frame {at}: {around:?}\ngateway log:\n{log}");
+    }
     let expected = VIDEO_FPS * f64::from(seconds);
     println!("restream over rotation: {} video / {expected} expected, {audio} audio frames, {sessions} sessions", video.len());
-    assert!(video.len() as f64 >= 0.95 * expected, "{} video frames of {expected}", video.len());
-    assert!(audio as f64 >= 0.9 * AUDIO_FPS * f64::from(seconds), "{audio} audio frames");
+    assert!(
+        video.len() as f64 >= 0.95 * expected,
+        "{} video frames of {expected}",
+        video.len()
+    );
+    assert!(
+        audio as f64 >= 0.9 * AUDIO_FPS * f64::from(seconds),
+        "{audio} audio frames"
+    );
 }
