@@ -93,3 +93,43 @@ async fn capped_sessions_rotate_without_a_break() {
         "each session was replaced before the server's cap"
     );
 }
+
+/// A server that ends sessions unannounced (no `max_session` configured): the source
+/// notices, opens the next session at once (no backoff: it was healthy) and readers
+/// see time run on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_the_server_ends_are_replaced_at_once() {
+    let server = WhepServer::start(&["--max-session", "5"]);
+    let hub = Hub::new("whep-server-ends", HubConfig::default());
+    let mut frames = hub.subscribe();
+    let source = WhepSource::start(config(&server, "/whep/live"), hub.clone()).unwrap();
+    let started = Instant::now();
+    let mut video = Vec::new();
+    while started.elapsed() < Duration::from_secs(18) {
+        match tokio::time::timeout(Duration::from_secs(8), frames.recv()).await {
+            Ok(Some(frame)) if frame.kind == MediaKind::Video => video.push(frame.pts),
+            Ok(Some(_)) => {}
+            other => panic!(
+                "stream broke after {:?}: {other:?} {:?}",
+                started.elapsed(),
+                source.status()
+            ),
+        }
+    }
+    let status = source.status();
+    source.stop().await;
+    assert!(
+        server.count("why", "expired") >= 2,
+        "the server ended sessions: {:?}",
+        server.events()
+    );
+    assert!(status.sessions_opened >= 3, "{status:?}");
+    assert_eq!(
+        status.failures, 0,
+        "an ended session is not a failure: {status:?}"
+    );
+    assert!(
+        video.windows(2).all(|w| w[1] > w[0]),
+        "video timestamps strictly increase"
+    );
+}
