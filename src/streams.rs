@@ -107,6 +107,11 @@ impl Stream {
     pub fn state(&self) -> SourceState {
         self.state.borrow().clone()
     }
+
+    /// A `whep://` stream's detailed status (sessions, rotations, last error; redacted).
+    pub fn whep_status(&self) -> Option<streamgate_whep::WhepStatus> {
+        self.whep.as_ref().map(WhepSource::status)
+    }
 }
 
 /// All configured streams, by name.
