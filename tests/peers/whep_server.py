@@ -15,6 +15,8 @@ The path chooses the behaviour, so one server answers every test:
   POST /hang/live            never answers
   POST /malformed/live       creates a session, answers 201 with a body that is not SDP
   POST /nocodec/live         creates a session, answers 201 with SDP offering only VP8
+  POST /noice/live           creates a session, answers with a wrong ICE password (ICE fails)
+  POST /silent/live          a session that connects but never sends media
   DELETE <session URL>       ends the session (200), 404 when unknown
 A POST without the --token (when given) gets 401. An OPTIONS or POST answer carries a
 Link rel="ice-server" header when --ice-link is given.
@@ -205,7 +207,7 @@ class Server:
             self.busy_counts[key] = seen + 1
             if seen < int(parts[1]):
                 return 503, [("Retry-After", "1")], b"busy"
-        if mode not in ("whep", "busy", "malformed", "nocodec"):
+        if mode not in ("whep", "busy", "malformed", "nocodec", "noice", "silent"):
             return 404, [], b"no such stream"
         return await self.create_session(mode, body.decode("utf-8", "replace"))
 
@@ -225,8 +227,9 @@ class Server:
             self.record(event="bad-offer", error=str(error))
             return 400, [], f"bad offer: {error}".encode()
         self.sessions[session_id] = (pc, tracks)
-        for track in tracks:
-            self.source.tracks.add(track)
+        if mode != "silent":
+            for track in tracks:
+                self.source.tracks.add(track)
         self.record(event="session-created", session=session_id, mode=mode)
         if self.args.max_session > 0:
             asyncio.get_running_loop().call_later(
@@ -238,6 +241,10 @@ class Server:
             answer = "this is not an SDP answer\r\n"
         elif mode == "nocodec":
             answer = vp8_only(answer)
+        elif mode == "noice":
+            answer = "\r\n".join(
+                "a=ice-pwd:" + "x" * 24 if l.startswith("a=ice-pwd:") else l for l in answer.split("\r\n")
+            )
         headers = [
             ("Content-Type", "application/sdp"),
             ("Location", f"sessions/{session_id}"),

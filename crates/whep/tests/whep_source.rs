@@ -235,3 +235,30 @@ async fn opens_on_demand_and_closes_when_nobody_watches() {
     source.stop().await;
     assert_eq!(server.count("event", "session-created"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ice_failure_and_silence_back_off_and_delete() {
+    let server = WhepServer::start(&[]);
+    for (path, expected) in [
+        ("/noice/live", "WebRTC connection"),
+        ("/silent/live", "no media from the WHEP session"),
+    ] {
+        let mut config = config(&server, path);
+        config.always_on = true;
+        config.connect_timeout = Duration::from_secs(3);
+        config.no_media_timeout = Duration::from_secs(2);
+        let source = WhepSource::start(config, Hub::new("whep-ice", HubConfig::default())).unwrap();
+        let status = wait_status(&source, Duration::from_secs(20), |s| s.failures >= 1).await;
+        source.stop().await;
+        let error = status.last_error.clone().unwrap_or_default();
+        assert!(error.contains(expected), "{path}: {status:?}");
+    }
+    let created = server.count("event", "session-created");
+    assert!(created >= 2, "{created} sessions");
+    assert_eq!(
+        server.count("method", "DELETE"),
+        created,
+        "every session is DELETEd: {:?}",
+        server.events()
+    );
+}
