@@ -37,7 +37,8 @@ pub enum SourceError {
 }
 
 impl SourceError {
-    /// Wraps a retina error: its first line (the rest is connection diagnostics), redacted.
+    /// Wraps a retina error: its first line (the rest is connection diagnostics),
+    /// led by the status and a hint when the camera refused a request, redacted.
     pub(crate) fn from_retina(err: &retina::Error, redact: impl Fn(&str) -> String) -> SourceError {
         let text = err.to_string();
         let first_line = text
@@ -45,9 +46,17 @@ impl SourceError {
             .map(str::trim)
             .find(|l| !l.is_empty())
             .unwrap_or("RTSP error");
+        // Framing errors end in "; buffered:" before a hex dump of the peer's bytes.
+        let first_line = first_line.split("; buffered").next().unwrap_or(first_line);
+        let first_line = first_line.trim_end_matches(':');
+        let status = err.status_code();
+        let message = match status.map(status_hint) {
+            Some(hint) => format!("{hint}: {first_line}"),
+            None => first_line.to_owned(),
+        };
         SourceError::Rtsp {
-            status: err.status_code(),
-            message: redact(first_line),
+            status,
+            message: redact(&message),
         }
     }
 
@@ -58,4 +67,18 @@ impl SourceError {
             _ => None,
         }
     }
+}
+
+/// What an RTSP status means for whoever configured the camera.
+fn status_hint(status: u16) -> String {
+    let hint = match status {
+        401 => "Unauthorized (check the user and password in the URL)",
+        403 => "Forbidden (the user may not view this stream)",
+        404 => "Not Found (check the stream path in the URL)",
+        454 => "Session Not Found",
+        461 => "Unsupported Transport (try another transport)",
+        503 => "Service Unavailable (the camera may be at its client limit)",
+        _ => return format!("camera answered {status}"),
+    };
+    format!("camera answered {status} {hint}")
 }

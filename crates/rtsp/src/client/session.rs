@@ -1,5 +1,5 @@
 //! One RTSP session with a camera, on retina: DESCRIBE, SETUP of every usable
-//! track, PLAY, then the camera's raw RTP packets and RTCP sender reports.
+//! track, PLAY, then the camera's raw RTP packets.
 //!
 //! retina does the RTSP (auth, keep-alives, TCP interleaving or UDP sockets);
 //! the tracks come from our own SDP reading ([`streamgate_rtp::sdp`]) so that
@@ -11,7 +11,6 @@ use bytes::Bytes;
 use futures::StreamExt;
 use retina::client::{PacketItem, Playing, Session, SessionOptions, SetupOptions};
 use streamgate_rtp::packet::RtpPacket;
-use streamgate_rtp::rtcp::{self, RtcpPacket, SenderReport};
 use streamgate_rtp::sdp::{self, SdpTrack};
 use streamgate_rtp::{MediaKind, TrackId, TrackInfo};
 
@@ -40,7 +39,6 @@ impl SessionTransport {
 #[derive(Debug)]
 pub enum SessionEvent {
     Rtp(TrackId, RtpPacket),
-    SenderReport(TrackId, SenderReport),
     /// A packet that could not be read (counted, not fatal).
     BadPacket(TrackId, String),
 }
@@ -114,49 +112,30 @@ impl CameraSession {
         &self.tracks
     }
 
-    /// The next packet or report; `Ok(None)` when the camera closed the session.
-    /// Cancel-safe (a wrapper around `Stream::next`).
+    /// The next RTP packet; `Ok(None)` when the camera closed the session. RTCP is
+    /// dropped (see the module docs of `client`). Cancel-safe: the only await is
+    /// `Stream::next`.
     pub async fn next(
         &mut self,
         redact: impl Fn(&str) -> String,
     ) -> Result<Option<SessionEvent>, SourceError> {
         loop {
-            let item = match self.session.next().await {
+            let pkt = match self.session.next().await {
                 None => return Ok(None),
                 Some(Err(e)) => return Err(SourceError::from_retina(&e, redact)),
-                Some(Ok(item)) => item,
+                Some(Ok(PacketItem::Rtp(pkt))) => pkt,
+                Some(Ok(_)) => continue,
             };
-            match item {
-                PacketItem::Rtp(pkt) => {
-                    let Some(track) = self.track_of(pkt.stream_id()) else {
-                        continue;
-                    };
-                    // retina exposes only a borrowed view of the whole packet: one copy into
-                    // our own buffer, which every later stage slices without copying.
-                    let raw = Bytes::copy_from_slice(pkt.raw());
-                    return Ok(Some(match RtpPacket::parse(raw) {
-                        Ok(packet) => SessionEvent::Rtp(track, packet),
-                        Err(e) => SessionEvent::BadPacket(track, e.to_string()),
-                    }));
-                }
-                PacketItem::Rtcp(compound) => {
-                    let Some(track) = self.track_of(compound.stream_id()) else {
-                        continue;
-                    };
-                    let packets = match rtcp::parse_compound(compound.raw()) {
-                        Ok(packets) => packets,
-                        Err(e) => return Ok(Some(SessionEvent::BadPacket(track, e.to_string()))),
-                    };
-                    // Cameras send one SR per compound packet; anything else here is of no use to a receiver.
-                    if let Some(sr) = packets.into_iter().find_map(|p| match p {
-                        RtcpPacket::SenderReport(sr) => Some(sr),
-                        _ => None,
-                    }) {
-                        return Ok(Some(SessionEvent::SenderReport(track, sr)));
-                    }
-                }
-                _ => continue,
-            }
+            let Some(track) = self.track_of(pkt.stream_id()) else {
+                continue;
+            };
+            // retina exposes only a borrowed view of the whole packet: one copy into
+            // our own buffer, which every later stage slices without copying.
+            let raw = Bytes::copy_from_slice(pkt.raw());
+            return Ok(Some(match RtpPacket::parse(raw) {
+                Ok(packet) => SessionEvent::Rtp(track, packet),
+                Err(e) => SessionEvent::BadPacket(track, e.to_string()),
+            }));
         }
     }
 

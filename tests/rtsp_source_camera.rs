@@ -1,0 +1,365 @@
+//! The RTSP camera source against a real RTSP camera (gst-rtsp-server serving the
+//! bundled H.264 + AAC file, tests/peers/gst_camera.py): pulled over TCP, UDP and
+//! auto into a Hub, re-served by streamgate's RTSP server and decoded by ffmpeg;
+//! through a camera crash and restart; on demand; with credentials.
+
+mod rtsp_source_support;
+mod rtsp_support;
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::Duration;
+
+use rtsp_source_support::*;
+use rtsp_support::{error_lines, peer, progress_value, run, text, PEER_DEADLINE};
+use streamgate_rtp::{Codec, MediaKind};
+use streamgate_rtsp::client::{RtspSource, SourceState};
+
+/// Pulls the camera with `transport` into a Hub, checks the Hub's tracks and frames,
+/// then has ffmpeg decode 8 s of the restream.
+async fn pull_and_restream(transport: &str) {
+    init();
+    let camera = Camera::start(&[]);
+    let name = format!("cam-{transport}");
+    let hub = hub(&name);
+    let mut config = source_config(&camera.url(), transport);
+    config.always_on = true;
+    let source = RtspSource::spawn(hub.clone(), config).expect("spawn source");
+    let status = wait_status(&source, "playing", is_playing).await;
+    let expected = if transport == "auto" {
+        "udp"
+    } else {
+        transport
+    };
+    assert_eq!(
+        status.transport.map(|t| t.to_string()).as_deref(),
+        Some(expected),
+        "{status:?}"
+    );
+
+    let tracks = hub.wait_ready(WAIT).await.expect("tracks never ready");
+    let codecs: Vec<Codec> = tracks.iter().map(|t| t.codec).collect();
+    assert_eq!(codecs, [Codec::H264, Codec::Aac], "{tracks:?}");
+    assert_eq!(
+        (tracks[0].params.width, tracks[0].params.height),
+        (Some(1280), Some(720))
+    );
+    assert_eq!((tracks[1].clock_rate, tracks[1].channels), (48_000, 2));
+
+    // Frames of both tracks, video starting at a keyframe (GOP cache), time running forward.
+    let mut subscription = hub.subscribe();
+    let mut seen = HashSet::new();
+    let mut last_dts = [None::<u64>; 2];
+    let mut first = true;
+    while seen.len() < 2 || last_dts.iter().any(Option::is_none) {
+        let frame = tokio::time::timeout(WAIT, subscription.recv())
+            .await
+            .expect("no frame")
+            .expect("hub closed");
+        if first {
+            assert!(
+                frame.kind == MediaKind::Video && frame.keyframe,
+                "first frame is not a video keyframe"
+            );
+            first = false;
+        }
+        assert!(
+            !frame.packets.is_empty() || frame.kind == MediaKind::Audio,
+            "video frame without packets"
+        );
+        let slot = &mut last_dts[frame.track.0];
+        assert!(
+            slot.is_none_or(|previous| frame.dts > previous),
+            "dts went backwards on track {}",
+            frame.track.0
+        );
+        *slot = Some(frame.dts);
+        seen.insert(frame.kind);
+    }
+    drop(subscription);
+
+    let url = restream(&name, hub.clone()).await;
+    let output = tokio::task::spawn_blocking(move || {
+        run(
+            Command::new(peer("ffmpeg"))
+                .args([
+                    "-hide_banner",
+                    "-nostats",
+                    "-v",
+                    "error",
+                    "-rtsp_transport",
+                    "tcp",
+                    "-i",
+                    &url,
+                ])
+                .args(["-t", "8", "-f", "null", "-", "-progress", "pipe:1"]),
+            PEER_DEADLINE,
+        )
+    })
+    .await
+    .expect("ffmpeg thread");
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(
+        output.status.success(),
+        "ffmpeg failed: {stderr}\nlog:\n{}",
+        logs()
+    );
+    assert!(
+        error_lines(&stderr).is_empty(),
+        "ffmpeg reported errors decoding the restream:\n{stderr}"
+    );
+    let frames: u64 = progress_value(&stdout, "frame")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        frames >= 150,
+        "ffmpeg decoded only {frames} video frames of 8 s at 25 fps:\n{stdout}"
+    );
+    source.stop().await;
+    assert!(
+        !PANICKED.load(std::sync::atomic::Ordering::SeqCst),
+        "a task panicked; log:\n{}",
+        logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_over_tcp_and_ffmpeg_decodes_the_restream() {
+    pull_and_restream("tcp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_over_udp_and_ffmpeg_decodes_the_restream() {
+    pull_and_restream("udp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_transport_uses_udp_when_it_works() {
+    pull_and_restream("auto").await;
+}
+
+/// Two readers of the restream (ffprobe listing packets, ffmpeg decoding) while the
+/// camera is killed and restarted: both stay connected, get media after the restart
+/// (decoding without errors), and ffprobe sees strictly increasing DTS per track. A
+/// Hub subscriber also stays subscribed throughout, with time running forward.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn camera_restart_keeps_consumers_and_timestamps_increasing() {
+    init();
+    let mut camera = Camera::start(&[]);
+    let hub = hub("cam-restart");
+    let source =
+        RtspSource::spawn(hub.clone(), source_config(&camera.url(), "tcp")).expect("spawn source");
+    let url = restream("cam-restart", hub.clone()).await;
+    let mut subscription = hub.subscribe();
+    wait_status(&source, "playing", is_playing).await;
+
+    // 16 s of media: about 4 s before the camera dies, the rest after it is back.
+    let probe_url = url.clone();
+    let prober = tokio::task::spawn_blocking(move || {
+        run(
+            Command::new(peer("ffprobe"))
+                .args([
+                    "-v",
+                    "error",
+                    "-rtsp_transport",
+                    "tcp",
+                    "-read_intervals",
+                    "%+16",
+                    "-show_packets",
+                ])
+                .args([
+                    "-show_entries",
+                    "packet=stream_index,dts",
+                    "-of",
+                    "csv=p=0",
+                    &probe_url,
+                ]),
+            PEER_DEADLINE,
+        )
+    });
+    let decoder = tokio::task::spawn_blocking(move || {
+        run(
+            Command::new(peer("ffmpeg"))
+                .args([
+                    "-hide_banner",
+                    "-nostats",
+                    "-v",
+                    "error",
+                    "-rtsp_transport",
+                    "tcp",
+                    "-i",
+                    &url,
+                ])
+                .args(["-t", "16", "-f", "null", "-", "-progress", "pipe:1"]),
+            PEER_DEADLINE,
+        )
+    });
+
+    let frames_before = recv_frames(&mut subscription, 100).await;
+    camera.kill();
+    let failed = wait_status(&source, "failure after the camera died", |s| {
+        s.last_error.is_some()
+    })
+    .await;
+    assert!(
+        matches!(
+            failed.state,
+            SourceState::Retrying | SourceState::Connecting
+        ),
+        "{failed:?}"
+    );
+    camera.restart();
+    wait_status(&source, "second session", |s| {
+        s.sessions >= 2 && is_playing(s)
+    })
+    .await;
+    let frames_after = recv_frames(&mut subscription, 100).await;
+    assert!(
+        frames_after.first() > frames_before.last(),
+        "Hub timestamps after the restart do not continue forward: {:?} then {:?}",
+        frames_before.last(),
+        frames_after.first()
+    );
+
+    let probe = prober.await.expect("ffprobe thread");
+    assert!(
+        probe.status.success(),
+        "ffprobe failed: {}\nlog:\n{}",
+        text(&probe.stderr),
+        logs()
+    );
+    let packets = parse_packet_dts(&text(&probe.stdout));
+    assert!(
+        packets.len() > 400,
+        "ffprobe got only {} timed packets",
+        packets.len()
+    );
+    let bad = non_increasing_dts(&packets);
+    assert!(
+        bad.is_empty(),
+        "DTS not strictly increasing per track:\n{}",
+        bad.join("\n")
+    );
+
+    let decode = decoder.await.expect("ffmpeg thread");
+    let (stdout, stderr) = (text(&decode.stdout), text(&decode.stderr));
+    assert!(decode.status.success(), "ffmpeg failed: {stderr}");
+    assert!(
+        error_lines(&stderr).is_empty(),
+        "ffmpeg reported errors across the restart:\n{stderr}"
+    );
+    let frames: u64 = progress_value(&stdout, "frame")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        frames as usize > frames_before.len() + 100,
+        "ffmpeg decoded only {frames} frames: none after the restart?"
+    );
+    source.stop().await;
+    assert!(
+        !PANICKED.load(std::sync::atomic::Ordering::SeqCst),
+        "a task panicked; log:\n{}",
+        logs()
+    );
+}
+
+/// Receives `count` video frames, returning their DTS.
+async fn recv_frames(
+    subscription: &mut streamgate_rtp::hub::Subscription,
+    count: usize,
+) -> Vec<u64> {
+    let mut dts = Vec::new();
+    while dts.len() < count {
+        let frame = tokio::time::timeout(WAIT, subscription.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no frame; log:\n{}", logs()))
+            .expect("hub closed: the consumer was dropped");
+        if frame.kind == MediaKind::Video {
+            dts.push(frame.dts);
+        }
+    }
+    dts
+}
+
+/// Nothing connects to the camera until a consumer subscribes; the source leaves
+/// after the idle grace period once the last consumer is gone, and comes back for the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_demand_connects_for_a_reader_and_leaves_after_the_grace_period() {
+    init();
+    let camera = Camera::start(&[]);
+    let hub = hub("cam-on-demand");
+    let mut config = source_config(&camera.url(), "tcp");
+    config.idle_grace = Duration::from_secs(1);
+    let source = RtspSource::spawn(hub.clone(), config).expect("spawn source");
+    assert_eq!(source.status().state, SourceState::Idle);
+    // Give a wrongly eager source every chance to connect.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        camera.count("client-connected 1"),
+        0,
+        "connected with no reader: {:?}",
+        camera.lines()
+    );
+    assert_eq!(source.status().sessions, 0);
+
+    for round in 1..=2 {
+        let mut subscription = hub.subscribe();
+        wait_status(&source, "playing", is_playing).await;
+        recv_frames(&mut subscription, 10).await;
+        camera.wait_line("client-connected 1", round);
+        drop(subscription);
+        let idle = wait_status(&source, "idle after the grace period", |s| {
+            s.state == SourceState::Idle
+        })
+        .await;
+        assert_eq!(idle.sessions, round as u64);
+        camera.wait_line("client-closed 0", round);
+    }
+    source.stop().await;
+}
+
+/// A camera that needs credentials: they work from the URL, and never show up in the
+/// log or the status, whether they are right or wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_work_and_never_appear_in_logs_or_status() {
+    init();
+    let password = "Xq7-secret-pw";
+    let camera = Camera::start(&["--user", "viewer", "--password", password]);
+
+    let hub = hub("cam-auth");
+    let mut config = source_config(
+        &camera.url_with(&format!("viewer:{password}"), "cam"),
+        "tcp",
+    );
+    config.always_on = true;
+    let source = RtspSource::spawn(hub.clone(), config).expect("spawn source");
+    wait_status(&source, "playing", is_playing).await;
+    recv_frames(&mut hub.subscribe(), 10).await;
+    let status = source.status();
+    assert_eq!(
+        status.url,
+        format!("rtsp://***@127.0.0.1:{}/cam", camera.port)
+    );
+
+    let wrong = hub_with_wrong_password(&camera).await;
+    let failed = wait_status(&wrong, "401", |s| s.last_error.is_some()).await;
+    assert!(
+        failed.last_error.as_deref().unwrap_or("").contains("401"),
+        "{failed:?}"
+    );
+
+    for text in [format!("{status:?}"), format!("{failed:?}"), logs()] {
+        assert!(
+            !text.contains(password) && !text.contains("wrong-pw-123"),
+            "a password leaked:\n{text}"
+        );
+    }
+    source.stop().await;
+    wrong.stop().await;
+}
+
+async fn hub_with_wrong_password(camera: &Camera) -> RtspSource {
+    let mut config = source_config(&camera.url_with("viewer:wrong-pw-123", "cam"), "tcp");
+    config.always_on = true;
+    RtspSource::spawn(hub("cam-auth-wrong"), config).expect("spawn source")
+}
