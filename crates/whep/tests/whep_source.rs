@@ -262,3 +262,31 @@ async fn ice_failure_and_silence_back_off_and_delete() {
         server.events()
     );
 }
+
+/// `Link: <stun:…>; rel="ice-server"` in a 201 is used by the following sessions: their
+/// ICE gathering sends a STUN binding request to that server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ice_servers_from_link_headers_are_used() {
+    let stun = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let link = format!("stun:{}", stun.local_addr().unwrap());
+    let server = WhepServer::start(&["--ice-link", &link]);
+    let mut config = config(&server, "/whep/live");
+    config.max_session = Some(Duration::from_secs(6));
+    config.gather_timeout = Duration::from_secs(1);
+    let hub = Hub::new("whep-link", HubConfig::default());
+    let _frames = hub.subscribe();
+    let source = WhepSource::start(config, hub).unwrap();
+    let mut datagram = [0u8; 1500];
+    let received =
+        tokio::time::timeout(Duration::from_secs(20), stun.recv_from(&mut datagram)).await;
+    let status = source.status();
+    source.stop().await;
+    let (len, _) = received
+        .unwrap_or_else(|_| panic!("no STUN request to {link}: {status:?}"))
+        .expect("receive on the STUN socket");
+    // A STUN message: type 0x0001 (Binding request), magic cookie 0x2112A442.
+    assert!(len >= 20, "{len} bytes");
+    assert_eq!(&datagram[0..2], &[0x00, 0x01]);
+    assert_eq!(&datagram[4..8], &[0x21, 0x12, 0xa4, 0x42]);
+    assert!(status.sessions_opened >= 1, "{status:?}");
+}
