@@ -143,6 +143,9 @@ impl<S: NalSyntax> NalDepacketizer<S> {
             if !pkt.marker() {
                 self.dropping = Some(at.timestamp);
             }
+            if let Err(previous) = result {
+                tracing::debug!(%previous, "previous access unit also dropped");
+            }
             return Err(e);
         }
         let marker = pkt.marker();
