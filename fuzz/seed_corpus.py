@@ -24,6 +24,8 @@ def rtcp(port):
 
 # target -> predicate on the UDP destination port (RTP on even ports, RTCP on odd).
 TARGETS = {"rtp_packet": rtp, "rtcp": rtcp}
+# Whole-file parsers: seeded only from their fuzz/seeds/<target>/ files.
+TARGETS.update({"sdp": lambda port: False, "capture": lambda port: False})
 
 
 def udp_datagrams(pcap):
