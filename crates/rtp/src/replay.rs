@@ -53,7 +53,7 @@ const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 /// pcapng's default timestamp resolution: microseconds (if_tsresol 6).
 const PCAPNG_DEFAULT_TSRESOL: u8 = 6;
 
-/// Why a capture cannot be loaded or replayed. `source` names the file.
+/// Why a capture cannot be loaded or replayed. `source_name` names the file.
 #[non_exhaustive]
 #[derive(thiserror::Error, Debug)]
 pub enum ReplayError {
@@ -112,7 +112,20 @@ impl Capture {
     pub fn load(pcap: &Path, sdp: &Path) -> Result<Capture, ReplayError> {
         let sdp_text = read_capped(sdp, MAX_SDP_FILE_BYTES)?;
         let capture = read_capped(pcap, MAX_CAPTURE_BYTES)?;
-        Capture::parse(Bytes::from(capture), &sdp_text, &pcap.display().to_string())
+        Capture::parse(Bytes::from(capture), &sdp_text, &pcap.display().to_string()).map_err(
+            |error| {
+                // Problems with the description are the SDP file's: name that one.
+                let source_name = sdp.display().to_string();
+                match error {
+                    ReplayError::Sdp { source, .. } => ReplayError::Sdp {
+                        source_name,
+                        source,
+                    },
+                    ReplayError::NoTracks { .. } => ReplayError::NoTracks { source_name },
+                    other => other,
+                }
+            },
+        )
     }
 
     /// Parses capture bytes; `source_name` names them in errors and logs.
@@ -738,6 +751,21 @@ mod tests {
         );
         let ambiguous = b"v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\n";
         expect(parse_with(pcap.clone(), ambiguous), "cannot be told apart");
+
+        let sdp_file = std::env::temp_dir().join(format!("replay-test-{}.sdp", std::process::id()));
+        std::fs::write(
+            &sdp_file,
+            "v=0\r\nm=video 5004 RTP/AVP 96\r\na=rtpmap:96 H264/0\r\n",
+        )
+        .unwrap();
+        let err = Capture::load(&fixture("ffmpeg_h265.pcap"), &sdp_file)
+            .unwrap_err()
+            .to_string();
+        let _ = std::fs::remove_file(&sdp_file);
+        assert!(
+            err.starts_with(&format!("{}: SDP media #0", sdp_file.display())),
+            "{err}"
+        );
 
         let missing = Capture::load(
             Path::new("/nonexistent/x.pcap"),
