@@ -8,7 +8,7 @@ use std::time::Duration;
 use url::Url;
 
 /// A bearer token. Debug and Display print `***` so that no log line, error or
-/// status can carry it by accident; only [`BearerToken::header_value`] reveals it.
+/// status can carry it by accident; only the crate's HTTP client reads it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct BearerToken(String);
 

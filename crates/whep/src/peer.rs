@@ -1,7 +1,7 @@
 //! The WebRTC half of one WHEP session, on webrtc-rs: a receive-only peer connection
 //! that offers every codec the pipeline can depacketize, gathers all its candidates
 //! before the offer leaves (WHEP servers such as Ring take no trickle), and hands the
-//! RTP it receives to the source as [`PeerEvent`]s.
+//! RTP it receives to its session as [`ReceivedRtp`] items.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
