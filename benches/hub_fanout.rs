@@ -1,0 +1,80 @@
+//! Hub fan-out cost per frame to 1, 10 and 100 subscribers.
+//!
+//! Input: a video frame of one RTP packet with a 1200-byte payload (a typical
+//! packet-sized P-frame slice), a keyframe every 50 frames so the GOP cache is
+//! maintained as in a live stream. Each iteration builds the `Frame` (as ingest
+//! does: two small `Vec`s, payload shared), publishes it and, in
+//! `publish_and_receive`, has every subscriber take it. `publish_stalled` has
+//! subscribers that never read: publishing must cost the same as with none.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use streamgate_rtp::hub::{Hub, HubConfig, Subscription};
+use streamgate_rtp::{Codec, CodecParams, Frame, MediaKind, OutPacket, TrackId, TrackInfo};
+
+const PAYLOAD_BYTES: usize = 1200;
+const GOP_FRAMES: u64 = 50;
+
+fn hub() -> Hub {
+    let hub = Hub::new("bench", HubConfig::default());
+    hub.set_tracks(vec![TrackInfo {
+        id: TrackId(0),
+        codec: Codec::H264,
+        clock_rate: 90_000,
+        channels: 1,
+        payload_type: 96,
+        params: CodecParams::default(),
+    }]);
+    hub
+}
+
+fn frame(n: u64, payload: &Bytes) -> Frame {
+    Frame {
+        track: TrackId(0),
+        kind: MediaKind::Video,
+        pts: n * 3600,
+        dts: n * 3600,
+        wallclock: SystemTime::UNIX_EPOCH,
+        keyframe: n % GOP_FRAMES == 0,
+        discontinuity: false,
+        packets: vec![OutPacket::new(96, true, n as u16, (n * 3600) as u32, 7, payload.clone())],
+        units: vec![payload.clone()],
+    }
+}
+
+fn fan_out(c: &mut Criterion) {
+    let payload = Bytes::from(vec![0x41; PAYLOAD_BYTES]);
+    let mut group = c.benchmark_group("hub_fanout");
+    group.throughput(Throughput::Elements(1));
+    for subscribers in [1usize, 10, 100] {
+        group.bench_with_input(BenchmarkId::new("publish_and_receive", subscribers), &subscribers, |b, &n| {
+            let hub = hub();
+            let mut subs: Vec<Subscription> = (0..n).map(|_| hub.subscribe()).collect();
+            let mut count = 0u64;
+            b.iter(|| {
+                hub.publish(frame(count, &payload));
+                count += 1;
+                for sub in &mut subs {
+                    let got = sub.try_recv().ok().flatten();
+                    std::hint::black_box(got);
+                }
+            });
+            assert!(subs.iter().all(|s| s.dropped() == 0));
+        });
+        group.bench_with_input(BenchmarkId::new("publish_stalled", subscribers), &subscribers, |b, &n| {
+            let hub = hub();
+            let _stalled: Vec<Subscription> = (0..n).map(|_| hub.subscribe()).collect();
+            let mut count = 0u64;
+            b.iter(|| {
+                hub.publish(frame(count, &payload));
+                count += 1;
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, fan_out);
+criterion_main!(benches);
