@@ -324,3 +324,33 @@ fn register_codecs(media_engine: &mut MediaEngine) -> webrtc::error::Result<()> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ring answers H.264 `64001f` and rejects offers without it; aiortc needs `42e01f`
+    /// or `42001f`: every profile is offered, receive-only, candidates included.
+    #[tokio::test]
+    async fn offer_lists_every_codec_recvonly_with_candidates() {
+        let bind = SocketAddr::from(([127, 0, 0, 1], 0));
+        let (peer, sdp, _rtp) = Peer::offer(bind, &[], Duration::from_secs(2))
+            .await
+            .unwrap();
+        for profile in H264_PROFILES {
+            assert!(
+                sdp.contains(&format!("packetization-mode=1;profile-level-id={profile}")),
+                "{profile}:\n{sdp}"
+            );
+        }
+        for codec in ["H265/90000", "opus/48000/2", "PCMU/8000", "PCMA/8000"] {
+            assert!(sdp.contains(codec), "{codec}:\n{sdp}");
+        }
+        assert_eq!(sdp.matches("a=recvonly").count(), 2, "{sdp}");
+        assert!(
+            sdp.contains("a=candidate:") && sdp.contains("127.0.0.1"),
+            "{sdp}"
+        );
+        peer.close().await;
+    }
+}
