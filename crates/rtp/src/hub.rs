@@ -28,7 +28,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::sync::{watch, Notify};
@@ -95,6 +95,11 @@ struct Inner {
     subscribers: watch::Sender<usize>,
     keyframe_request: Notify,
     counters: Counters,
+    /// The stream's time zero: output timestamps count from here (see
+    /// [`Hub::origin`]).
+    origin: (Instant, SystemTime),
+    /// Highest output time any track reached, in microseconds since `origin`.
+    output_high_water_micros: AtomicU64,
 }
 
 #[derive(Default)]
@@ -168,6 +173,8 @@ impl Hub {
                 subscribers: watch::Sender::new(0),
                 keyframe_request: Notify::new(),
                 counters: Counters::default(),
+                origin: (Instant::now(), SystemTime::now()),
+                output_high_water_micros: AtomicU64::new(0),
             }),
         }
     }
@@ -178,6 +185,28 @@ impl Hub {
 
     pub fn config(&self) -> HubConfig {
         self.inner.config
+    }
+
+    /// The stream's time zero (monotonic and wall clock), fixed when the Hub is
+    /// made. Every ingest feeding this Hub anchors output time to it, so a new
+    /// ingest (a source that came back with other tracks) continues the time of
+    /// the previous one instead of starting again at zero.
+    pub fn origin(&self) -> (Instant, SystemTime) {
+        self.inner.origin
+    }
+
+    /// Records that output time reached `since_origin` (ingest calls this).
+    pub fn note_output_time(&self, since_origin: Duration) {
+        // Rounded up, so a later start computed from it is strictly after.
+        let micros = u64::try_from(since_origin.as_nanos().div_ceil(1000)).unwrap_or(u64::MAX);
+        self.inner
+            .output_high_water_micros
+            .fetch_max(micros, Ordering::Relaxed);
+    }
+
+    /// The highest output time reached so far: a new ingest starts after it.
+    pub fn output_time_high_water(&self) -> Duration {
+        Duration::from_micros(self.inner.output_high_water_micros.load(Ordering::Relaxed))
     }
 
     fn fanout(&self) -> MutexGuard<'_, Fanout> {

@@ -69,9 +69,9 @@ pub struct IngestStats {
 pub struct StreamIngest {
     hub: Hub,
     tracks: Vec<TrackIngest>,
-    /// The stream's start, shared by every track's timeline and the fallback
-    /// wall clock: (instant, wall-clock time at that instant).
-    origin: Option<(Instant, SystemTime)>,
+    /// The stream's time zero ([`Hub::origin`]), shared by every track's
+    /// timeline and the fallback wall clock: (instant, wall-clock time then).
+    origin: (Instant, SystemTime),
     stats: IngestStats,
     error_log: ErrorLog,
 }
@@ -94,12 +94,12 @@ struct TrackIngest {
 }
 
 impl TrackIngest {
-    fn new(info: TrackInfo) -> TrackIngest {
+    fn new(info: TrackInfo, time_already_used: Duration) -> TrackIngest {
         let depacketizer = Depacketizer::new(&info);
         TrackIngest {
             reorder: ReorderBuffer::new(ReorderConfig::default()),
             depacketizer,
-            timeline: Timeline::new(info.clock_rate),
+            timeline: Timeline::new(info.clock_rate).start_after(time_already_used),
             source_ssrc: None,
             output_ssrc: rand::random(),
             next_output_sequence: rand::random(),
@@ -148,19 +148,25 @@ impl TrackIngest {
 }
 
 impl StreamIngest {
-    /// Announces `tracks` on the Hub and prepares one pipeline per track.
+    /// Announces `tracks` on the Hub and prepares one pipeline per track. Output
+    /// time continues after whatever an earlier ingest on this Hub published.
     pub fn new(hub: Hub, tracks: Vec<TrackInfo>) -> StreamIngest {
         hub.set_tracks(tracks.clone());
-        let tracks: Vec<TrackIngest> = tracks.into_iter().map(TrackIngest::new).collect();
+        let time_already_used = hub.output_time_high_water();
+        let tracks: Vec<TrackIngest> = tracks
+            .into_iter()
+            .map(|t| TrackIngest::new(t, time_already_used))
+            .collect();
         for track in &tracks {
             if let Err(error) = &track.depacketizer {
                 tracing::warn!(stream = %hub.name(), track = track.info.id.0, %error, "track will be ignored");
             }
         }
+        let origin = hub.origin();
         StreamIngest {
             hub,
             tracks,
-            origin: None,
+            origin,
             stats: IngestStats::default(),
             error_log: ErrorLog::default(),
         }
@@ -191,7 +197,7 @@ impl StreamIngest {
                 stream: self.hub.name().to_owned(),
                 track,
             })?;
-        let origin = *self.origin.get_or_insert_with(|| (now, SystemTime::now()));
+        let origin = self.origin;
         self.stats.packets += 1;
         let state = &mut self.tracks[index];
         if state.source_ssrc.is_some_and(|ssrc| ssrc != packet.ssrc()) {
@@ -365,6 +371,7 @@ impl StreamIngest {
             packets.push(state.out_packet(packet.marker(), timestamp, packet.payload()));
         }
         self.stats.frames += 1;
+        self.hub.note_output_time(duration_of(pts, clock_rate));
         self.hub.publish(Frame {
             track: state.info.id,
             kind,
@@ -381,14 +388,18 @@ impl StreamIngest {
 
 /// `base` moved by `ticks` of a `clock_rate` clock (either direction).
 fn offset(base: SystemTime, ticks: i64, clock_rate: u32) -> SystemTime {
-    let nanos = u128::from(ticks.unsigned_abs()) * 1_000_000_000 / u128::from(clock_rate.max(1));
-    let delta = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+    let delta = duration_of(ticks.unsigned_abs(), clock_rate);
     let moved = if ticks >= 0 {
         base.checked_add(delta)
     } else {
         base.checked_sub(delta)
     };
     moved.unwrap_or(base)
+}
+
+fn duration_of(ticks: u64, clock_rate: u32) -> Duration {
+    let nanos = u128::from(ticks) * 1_000_000_000 / u128::from(clock_rate.max(1));
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
 fn nal_type(codec: Codec, nal: &[u8]) -> Option<u8> {
@@ -756,6 +767,31 @@ mod tests {
         assert_eq!(
             after.packets[0].sequence(),
             before.packets[0].sequence().wrapping_add(1)
+        );
+    }
+
+    #[test]
+    fn a_new_ingest_on_the_same_hub_continues_time() {
+        let (mut ingest, mut sub, now) = setup();
+        let hub = ingest.hub().clone();
+        push_all(&mut ingest, idr(1, 0), now);
+        // The source's clock runs ahead of the wall clock: 4 s of timestamps in 1 s.
+        push_all(
+            &mut ingest,
+            vec![p_frame(SOURCE_SSRC, 4, 4 * 90_000)],
+            now + Duration::from_secs(1),
+        );
+        drop(ingest);
+        // The source comes back (with other tracks, hence a new ingest) 1 s later.
+        let mut ingest = StreamIngest::new(hub, tracks());
+        push_all(&mut ingest, idr(900, 123), now + Duration::from_secs(2));
+        let frames = received(&mut sub);
+        assert_eq!(frames.len(), 3);
+        assert!(
+            frames[2].pts > frames[1].pts,
+            "{} after {}",
+            frames[2].pts,
+            frames[1].pts
         );
     }
 

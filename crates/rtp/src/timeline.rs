@@ -33,6 +33,8 @@ pub struct Timeline {
     clock_rate: u32,
     anchored: Option<Anchored>,
     rebase_pending: bool,
+    /// The first output is at least this (time an earlier ingest already used).
+    first_output_floor: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -64,7 +66,19 @@ impl Timeline {
             clock_rate: clock_rate.max(1),
             anchored: None,
             rebase_pending: false,
+            first_output_floor: 0,
         }
+    }
+
+    /// Makes the first output come strictly after `already_used` (the stream's
+    /// output time so far, from an earlier ingest): a source's clock may have run
+    /// ahead of the wall clock, so wall time since the origin alone could be a
+    /// little behind what readers have seen.
+    pub fn start_after(mut self, already_used: Duration) -> Timeline {
+        if already_used > Duration::ZERO {
+            self.first_output_floor = ticks(already_used, self.clock_rate).saturating_add(1);
+        }
+        self
     }
 
     pub fn clock_rate(&self) -> u32 {
@@ -84,7 +98,8 @@ impl Timeline {
     /// the track's first timestamp.
     pub fn map(&mut self, rtp_timestamp: u32, now: Instant, origin: Instant) -> Mapped {
         let Some(state) = self.anchored.as_mut() else {
-            let pts = ticks(now.saturating_duration_since(origin), self.clock_rate);
+            let pts = ticks(now.saturating_duration_since(origin), self.clock_rate)
+                .max(self.first_output_floor);
             self.anchored = Some(Anchored {
                 last_rtp: rtp_timestamp,
                 last_extended: 0,
@@ -165,6 +180,22 @@ mod tests {
         let mut audio = Timeline::new(48_000);
         assert_eq!(video.map(123_456, origin + ms(100), origin).pts, 9_000);
         assert_eq!(audio.map(987, origin + ms(120), origin).pts, 5_760);
+    }
+
+    #[test]
+    fn a_later_timeline_starts_after_the_time_already_used() {
+        let origin = Instant::now();
+        let mut tl = Timeline::new(RATE).start_after(Duration::from_secs(10));
+        // Arrives 9 s after the origin, but readers already saw 10 s.
+        assert_eq!(
+            tl.map(0, origin + Duration::from_secs(9), origin).pts,
+            900_001
+        );
+        let mut late = Timeline::new(RATE).start_after(Duration::from_secs(10));
+        assert_eq!(
+            late.map(0, origin + Duration::from_secs(11), origin).pts,
+            990_000
+        );
     }
 
     #[test]
