@@ -15,9 +15,9 @@
 //!   the next video keyframe (in an audio-only stream, the next frame), so they
 //!   resume with something decodable.
 //! - **GOP cache**: the frames of every track since the latest video keyframe, so
-//!   a new subscriber starts with a picture at once. Over its cap it is emptied
-//!   until the next keyframe, and subscribers joining meanwhile start at that
-//!   keyframe. `publish` and `subscribe` take the same short lock around
+//!   a new subscriber starts with a picture at once. Over its cap, or when the
+//!   source restarts (a frame marked `discontinuity`), it is emptied until the
+//!   next keyframe, and subscribers joining meanwhile start at that keyframe. `publish` and `subscribe` take the same short lock around
 //!   "update cache + send" and "copy cache + join the ring", so a subscriber gets
 //!   the cache and then the live frames with no gap and no duplicate.
 //! - **Source control**: tracks and the subscriber count are `watch` channels
@@ -131,6 +131,11 @@ impl GopCache {
             self.clear();
         } else if self.frames.is_empty() {
             return; // no keyframe yet, or over the cap: wait for the next keyframe
+        } else if frame.discontinuity {
+            // The source restarted: what follows does not decode from the cached
+            // keyframe, so new subscribers wait for the next one.
+            self.clear();
+            return;
         }
         let bytes = self.bytes.saturating_add(frame.payload_len());
         if self.frames.len() >= config.gop_max_frames || bytes > config.gop_max_bytes {
@@ -719,6 +724,26 @@ mod tests {
             0,
             "waiting for the first keyframe is not a drop"
         );
+    }
+
+    #[test]
+    fn discontinuity_empties_the_gop_cache() {
+        let hub = hub_with(HubConfig::default(), &[Codec::H264]);
+        hub.publish(video(0, true));
+        hub.publish(video(1, false));
+        hub.publish(Frame {
+            discontinuity: true,
+            ..video(2, false)
+        });
+        let mut late = hub.subscribe();
+        hub.publish(video(3, false));
+        hub.publish(Frame {
+            discontinuity: true,
+            ..video(4, true)
+        });
+        hub.publish(video(5, false));
+        assert_eq!(pts_of(&drain(&mut late)), vec![4, 5]);
+        assert_eq!(pts_of(&drain(&mut hub.subscribe())), vec![4, 5]);
     }
 
     #[test]

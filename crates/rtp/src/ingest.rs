@@ -319,7 +319,12 @@ impl StreamIngest {
         now: Instant,
         origin: (Instant, SystemTime),
     ) {
-        let all_have_sender_reports = self.tracks.iter().all(|t| t.sender_report.is_some());
+        // Tracks that cannot be depacketized publish nothing and may get no reports.
+        let all_have_sender_reports = self
+            .tracks
+            .iter()
+            .filter(|t| t.depacketizer.is_ok())
+            .all(|t| t.sender_report.is_some());
         let state = &mut self.tracks[index];
         let info = &mut state.info;
         let previous_sps = info.params.sps.clone();
