@@ -39,7 +39,14 @@ fn frame(n: u64, payload: &Bytes) -> Frame {
         wallclock: SystemTime::UNIX_EPOCH,
         keyframe: n % GOP_FRAMES == 0,
         discontinuity: false,
-        packets: vec![OutPacket::new(96, true, n as u16, (n * 3600) as u32, 7, payload.clone())],
+        packets: vec![OutPacket::new(
+            96,
+            true,
+            n as u16,
+            (n * 3600) as u32,
+            7,
+            payload.clone(),
+        )],
         units: vec![payload.clone()],
     }
 }
@@ -49,29 +56,37 @@ fn fan_out(c: &mut Criterion) {
     let mut group = c.benchmark_group("hub_fanout");
     group.throughput(Throughput::Elements(1));
     for subscribers in [1usize, 10, 100] {
-        group.bench_with_input(BenchmarkId::new("publish_and_receive", subscribers), &subscribers, |b, &n| {
-            let hub = hub();
-            let mut subs: Vec<Subscription> = (0..n).map(|_| hub.subscribe()).collect();
-            let mut count = 0u64;
-            b.iter(|| {
-                hub.publish(frame(count, &payload));
-                count += 1;
-                for sub in &mut subs {
-                    let got = sub.try_recv().ok().flatten();
-                    std::hint::black_box(got);
-                }
-            });
-            assert!(subs.iter().all(|s| s.dropped() == 0));
-        });
-        group.bench_with_input(BenchmarkId::new("publish_stalled", subscribers), &subscribers, |b, &n| {
-            let hub = hub();
-            let _stalled: Vec<Subscription> = (0..n).map(|_| hub.subscribe()).collect();
-            let mut count = 0u64;
-            b.iter(|| {
-                hub.publish(frame(count, &payload));
-                count += 1;
-            });
-        });
+        group.bench_with_input(
+            BenchmarkId::new("publish_and_receive", subscribers),
+            &subscribers,
+            |b, &n| {
+                let hub = hub();
+                let mut subs: Vec<Subscription> = (0..n).map(|_| hub.subscribe()).collect();
+                let mut count = 0u64;
+                b.iter(|| {
+                    hub.publish(frame(count, &payload));
+                    count += 1;
+                    for sub in &mut subs {
+                        let got = sub.try_recv().ok().flatten();
+                        std::hint::black_box(got);
+                    }
+                });
+                assert!(subs.iter().all(|s| s.dropped() == 0));
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("publish_stalled", subscribers),
+            &subscribers,
+            |b, &n| {
+                let hub = hub();
+                let _stalled: Vec<Subscription> = (0..n).map(|_| hub.subscribe()).collect();
+                let mut count = 0u64;
+                b.iter(|| {
+                    hub.publish(frame(count, &payload));
+                    count += 1;
+                });
+            },
+        );
     }
     group.finish();
 }
