@@ -841,6 +841,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn waiting_readers_get_everything_while_one_subscriber_stalls() {
+        const FRAMES: u64 = 5_000;
+        let hub = hub_with(
+            HubConfig {
+                queue_len: 64,
+                ..HubConfig::default()
+            },
+            &[Codec::H264],
+        );
+        let mut stalled = hub.subscribe();
+        let readers: Vec<_> = (0..10)
+            .map(|_| {
+                let mut sub = hub.subscribe();
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    while let Some(frame) = sub.recv().await {
+                        got.push(frame.pts);
+                    }
+                    (got, sub.dropped())
+                })
+            })
+            .collect();
+        for pts in 0..FRAMES {
+            hub.publish(video(pts, pts % 25 == 0));
+            // Lets the readers run; the stalled subscriber is never polled.
+            tokio::task::yield_now().await;
+        }
+        hub.close();
+        for reader in readers {
+            let (got, dropped) = reader.await.expect("reader task");
+            assert_eq!(got, (0..FRAMES).collect::<Vec<_>>());
+            assert_eq!(dropped, 0);
+        }
+        let first = stalled.recv().await.expect("resumes");
+        assert!(first.keyframe);
+        assert_eq!(stalled.dropped(), first.pts);
+        assert!(first.pts >= FRAMES - 64 - 25);
+    }
+
+    #[tokio::test]
     async fn close_ends_subscriptions_after_draining() {
         let hub = hub_with(HubConfig::default(), &[Codec::H264]);
         let mut sub = hub.subscribe();
