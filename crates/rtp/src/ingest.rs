@@ -110,13 +110,19 @@ impl TrackIngest {
         }
     }
 
-    /// Forgets the source session (new connection, new SSRC or numbering), but
-    /// keeps the output identity (SSRC, sequence, timeline) running.
+    /// Forgets the source session (new connection or SSRC), but keeps the
+    /// output identity (SSRC, sequence, timeline) running.
     fn restart(&mut self) {
         self.reorder.reset();
+        self.source_ssrc = None;
+        self.new_session();
+    }
+
+    /// The source's numbering and clock start over (the reorder buffer already
+    /// holds the new session's packets when it reports this itself).
+    fn new_session(&mut self) {
         self.discard_partial();
         self.timeline.rebase();
-        self.source_ssrc = None;
         self.sender_report = None;
         self.last_pushed = None;
     }
@@ -218,10 +224,7 @@ impl StreamIngest {
                     Ok(())
                 }
                 Released::Restarted => {
-                    let state = &mut self.tracks[index];
-                    state.discard_partial();
-                    state.timeline.rebase();
-                    state.last_pushed = None;
+                    self.tracks[index].new_session();
                     Ok(())
                 }
             };
@@ -798,6 +801,25 @@ mod tests {
             frames[2].pts,
             frames[1].pts
         );
+    }
+
+    #[test]
+    fn renumbered_source_is_a_restart() {
+        let (mut ingest, mut sub, now) = setup();
+        push_all(&mut ingest, idr(100, 5_000_000), now);
+        let restart = now + Duration::from_secs(1);
+        // Same SSRC, sequence numbers 30 000 further on: confirmed by the second packet.
+        let renumbered = vec![
+            p_frame(SOURCE_SSRC, 30_000, 9),
+            p_frame(SOURCE_SSRC, 30_001, 3_009),
+        ];
+        push_all(&mut ingest, renumbered, restart);
+        let frames = received(&mut sub);
+        assert_eq!(frames.len(), 3);
+        assert!(frames[1].discontinuity);
+        assert_eq!(frames[1].pts, frames[0].pts + 90_000);
+        assert_eq!(frames[2].pts, frames[1].pts + 3_000);
+        assert_eq!(ingest.stats().lost_packets, 0);
     }
 
     #[test]
