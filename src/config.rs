@@ -112,6 +112,13 @@ pub struct StreamConfig {
     /// WHEP sources: local IP the WebRTC sockets bind to (default: every interface
     /// except loopback; a loopback address keeps a local test on 127.0.0.1).
     pub webrtc_bind: Option<std::net::IpAddr>,
+    /// RTSP sources: `tcp` (default), `udp`, or `auto` (UDP, falling back to TCP).
+    pub transport: Option<crate::rtsp_source::RtspTransport>,
+    /// RTSP sources: stay connected with no reader (default: connect on the first one).
+    pub always_on: Option<bool>,
+    /// RTSP sources: how long to stay connected after the last reader leaves (default 10s).
+    #[serde(default, with = "humantime_serde")]
+    pub idle_grace: Option<std::time::Duration>,
 }
 
 /// A stream's name: 1–64 ASCII letters, digits, `_` or `-` (it is used in URLs).
@@ -315,6 +322,15 @@ impl Config {
                 return Err(invalid(
                     0,
                     format!("stream {name}: `bearer_token`, `max_session` and `webrtc_bind` are only used by whep:// sources"),
+                ));
+            }
+            let rtsp_options = stream.transport.is_some()
+                || stream.always_on.is_some()
+                || stream.idle_grace.is_some();
+            if rtsp_options && !matches!(stream.source, Source::Rtsp(_)) {
+                return Err(invalid(
+                    0,
+                    format!("stream {name}: `transport`, `always_on` and `idle_grace` are only used by rtsp:// sources"),
                 ));
             }
             if let (Some(sdp), false) = (&stream.sdp, matches!(stream.source, Source::Pcap(_))) {

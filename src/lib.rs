@@ -3,5 +3,6 @@
 //! lives in the `streamgate-*` library crates.
 
 pub mod config;
+pub mod rtsp_source;
 pub mod streams;
 pub mod whep;

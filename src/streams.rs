@@ -15,7 +15,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, Source, StreamName};
+use crate::rtsp_source::{self, RtspFeed};
 use crate::whep::{self, WhepFeed};
+use streamgate_rtsp::client::RtspSource;
 use streamgate_whep::WhepSource;
 
 /// What a stream's source task is doing, for logs and (later) the HTTP API.
@@ -40,6 +42,8 @@ pub enum Feed {
     Replay(Arc<Capture>),
     /// A WHEP endpoint and its options.
     Whep(WhepFeed),
+    /// An RTSP camera and its options.
+    Rtsp(RtspFeed),
     /// A source kind whose client is not part of this build yet.
     NotYetSupported,
 }
@@ -82,7 +86,12 @@ pub fn plan(config: &Config, base: &Path) -> Result<Vec<PlannedStream>, StreamEr
                     max_session: stream.max_session,
                     webrtc_bind: stream.webrtc_bind,
                 }),
-                Source::Rtsp(_) => Feed::NotYetSupported,
+                Source::Rtsp(url) => Feed::Rtsp(RtspFeed {
+                    url: url.clone(),
+                    transport: stream.transport,
+                    always_on: stream.always_on,
+                    idle_grace: stream.idle_grace,
+                }),
             };
             Ok(PlannedStream {
                 name: name.clone(),
@@ -101,6 +110,8 @@ pub struct Stream {
     task: Option<JoinHandle<()>>,
     /// Stopped gracefully at shutdown (its sessions are DELETEd).
     whep: Option<WhepSource>,
+    /// Stopped at shutdown (retina TEARDOWNs its session).
+    rtsp: Option<RtspSource>,
 }
 
 impl Stream {
@@ -111,6 +122,11 @@ impl Stream {
     /// A `whep://` stream's detailed status (sessions, rotations, last error; redacted).
     pub fn whep_status(&self) -> Option<streamgate_whep::WhepStatus> {
         self.whep.as_ref().map(WhepSource::status)
+    }
+
+    /// An `rtsp://` stream's detailed status (state, transport, last error; redacted).
+    pub fn rtsp_status(&self) -> Option<streamgate_rtsp::client::SourceStatus> {
+        self.rtsp.as_ref().map(RtspSource::status)
     }
 }
 
@@ -129,6 +145,7 @@ impl Streams {
                 let hub = Hub::new(name.as_str(), HubConfig::default());
                 let (state_tx, state) = watch::channel(SourceState::Running);
                 let mut whep = None;
+                let mut rtsp = None;
                 let task = match feed {
                     Feed::Replay(capture) => {
                         tracing::info!(stream = %name, %source, tracks = capture.tracks.len(), "starting replay source");
@@ -147,6 +164,17 @@ impl Streams {
                             }
                         }
                     }
+                    Feed::Rtsp(feed) => match rtsp_source::start(feed, hub.clone(), state_tx.clone()) {
+                        Ok((source, task)) => {
+                            rtsp = Some(source);
+                            Some(task)
+                        }
+                        Err(message) => {
+                            tracing::error!(stream = %name, "{message}");
+                            state_tx.send_replace(SourceState::Failed(message));
+                            None
+                        }
+                    },
                     Feed::NotYetSupported => {
                         let message = format!("source {source} is not supported by this build yet");
                         tracing::error!(stream = %name, "{message}");
@@ -154,7 +182,7 @@ impl Streams {
                         None
                     }
                 };
-                (name, Stream { hub, source, state, task, whep })
+                (name, Stream { hub, source, state, task, whep, rtsp })
             })
             .collect();
         Streams { streams }
@@ -176,6 +204,9 @@ impl Streams {
         for (name, mut stream) in self.streams {
             if let Some(whep) = stream.whep.take() {
                 whep.stop().await;
+            }
+            if let Some(rtsp) = stream.rtsp.take() {
+                rtsp.stop().await;
             }
             if let Some(task) = stream.task.take() {
                 task.abort();

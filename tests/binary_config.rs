@@ -243,7 +243,7 @@ fn unsupported_sources_are_reported_without_secrets_and_sigterm_stops() {
     std::fs::write(
         dir.join("gw.toml"),
         shipped_config_on_ephemeral_ports()
-            + "\n[streams.cam]\nsource = \"rtsp://admin:hunter2@127.0.0.1:9/live\"\n",
+            + "\n[streams.cam]\nsource = \"rtsps://admin:hunter2@127.0.0.1:9/live\"\n",
     )
     .unwrap();
     let mut gateway = Running::start(&["--config", "gw.toml"], &dir);
@@ -259,7 +259,7 @@ fn unsupported_sources_are_reported_without_secrets_and_sigterm_stops() {
         .iter()
         .find(|l| l.contains("stream=cam") && l.contains("not supported"));
     assert!(
-        unsupported.is_some_and(|l| l.contains("rtsp://admin:***@127.0.0.1:9/live")),
+        unsupported.is_some_and(|l| l.contains("rtsps://admin:***@127.0.0.1:9/live")),
         "{log:?}"
     );
     assert!(

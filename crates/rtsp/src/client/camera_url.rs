@@ -49,10 +49,19 @@ impl CameraUrl {
         let mut url = Url::parse(input).map_err(|e| SourceError::BadUrl {
             reason: e.to_string(),
         })?;
-        if url.scheme() != "rtsp" {
-            return Err(SourceError::BadUrl {
-                reason: format!("scheme {:?} is not rtsp", url.scheme()),
-            });
+        match url.scheme() {
+            "rtsp" => {}
+            // retina has no TLS.
+            "rtsps" => {
+                return Err(SourceError::BadUrl {
+                    reason: "rtsps:// (RTSP over TLS) is not supported".into(),
+                })
+            }
+            scheme => {
+                return Err(SourceError::BadUrl {
+                    reason: format!("scheme {scheme:?} is not rtsp"),
+                })
+            }
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(SourceError::BadUrl {
