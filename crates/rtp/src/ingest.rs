@@ -917,6 +917,41 @@ mod tests {
     }
 
     #[test]
+    fn random_input_never_panics_and_stays_bounded() {
+        let (mut ingest, mut sub, now) = setup();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 24) as u32
+        };
+        let mut seq = 0u16;
+        for i in 0..20_000u64 {
+            let roll = next();
+            seq = seq.wrapping_add((roll % 7) as u16).wrapping_sub(2);
+            let len = (next() % 40) as usize;
+            let mut payload: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if let Some(first) = payload.first_mut() {
+                // Mostly plausible NAL/FU headers so the depacketizers go deep.
+                *first = [0x7c, 0x78, 0x65, 0x41, 0x67, *first][(roll % 6) as usize];
+            }
+            let ssrc = if roll % 997 == 0 { next() } else { SOURCE_SSRC };
+            let track = if roll % 3 == 0 { AUDIO } else { VIDEO };
+            let packet = packet(ssrc, seq, next() % 4 * 3000, roll % 2 == 0, payload);
+            let _ = ingest.push_rtp(track, packet, now + Duration::from_millis(i));
+            if i % 1000 == 0 {
+                ingest.source_restarted();
+            }
+            while sub.try_recv().ok().flatten().is_some() {}
+        }
+        for track in &ingest.tracks {
+            assert!(track.reorder.held() <= ReorderConfig::default().window);
+        }
+        assert!(ingest.stats().packets == 20_000);
+    }
+
+    #[test]
     fn audio_frames_are_keyframes_with_their_own_numbering() {
         let (mut ingest, _video_sub, now) = setup();
         let hub = ingest.hub().clone();
