@@ -1,0 +1,304 @@
+//! What one reader checks on one track, fed packet by packet (sans-IO: the
+//! arrival time is an input, so the checks are unit-tested without sockets).
+//!
+//! - loss: RTP sequence numbers extended to 64 bits; every number between the
+//!   first and the highest seen that never arrived is lost;
+//! - monotonic time: RTP timestamps extended the same way must never step back;
+//! - decodable start: the first access unit of a video track must be a keyframe
+//!   whose parameter sets are known (from the SDP or in band);
+//! - latency: a frame's capture time from the latest RTCP sender report's
+//!   NTP/RTP mapping, against the local clock (meaningful on one machine).
+//!   Frames captured before the reader joined (the server's GOP cache, sent at
+//!   once on PLAY) are backlog, not latency, and are left out.
+
+use std::time::{Duration, SystemTime};
+
+use streamgate_rtp::codec::{self, Depacketizer};
+use streamgate_rtp::rtcp::{system_time_from_ntp, SenderReport};
+use streamgate_rtp::{MediaKind, RtpPacket, TrackInfo};
+
+/// Latency samples kept per track (one per frame: ~4 minutes at 25 fps, more
+/// than any bounded run needs).
+const MAX_LATENCY_SAMPLES: usize = 6_000;
+
+/// How the first video access unit looked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstFrame {
+    /// A keyframe with its parameter sets known: a decoder can start here.
+    Decodable,
+    /// Not a keyframe, or one whose SPS/PPS were never given.
+    NotDecodable,
+}
+
+/// Running checks of one track.
+pub struct TrackCheck {
+    info: TrackInfo,
+    /// Video only, until the first access unit came out.
+    depacketizer: Option<Depacketizer>,
+    first_sequence: Option<i64>,
+    last_sequence: i64,
+    highest_sequence: i64,
+    last_timestamp: Option<i64>,
+    sender_report: Option<(SystemTime, i64)>,
+    joined: Option<SystemTime>,
+    pub received: u64,
+    pub bytes: u64,
+    /// Times the RTP timestamp stepped back.
+    pub backward_timestamps: u64,
+    pub first_frame: Option<(FirstFrame, SystemTime)>,
+    /// Milliseconds from capture (per the sender report) to arrival, per frame.
+    pub latency_ms: Vec<f64>,
+}
+
+/// `value` (16 or 32 bits wide) extended next to `previous`: the nearer way round.
+fn extend(previous: i64, value: u32, bits: u32) -> i64 {
+    let modulus = 1i64 << bits;
+    let delta = (i64::from(value) - previous).rem_euclid(modulus);
+    if delta >= modulus / 2 {
+        previous + delta - modulus
+    } else {
+        previous + delta
+    }
+}
+
+impl TrackCheck {
+    pub fn new(info: TrackInfo) -> TrackCheck {
+        let depacketizer = match info.kind() {
+            MediaKind::Video => Depacketizer::new(&info).ok(),
+            MediaKind::Audio => None,
+        };
+        TrackCheck {
+            info,
+            depacketizer,
+            first_sequence: None,
+            last_sequence: 0,
+            highest_sequence: 0,
+            last_timestamp: None,
+            sender_report: None,
+            joined: None,
+            received: 0,
+            bytes: 0,
+            backward_timestamps: 0,
+            first_frame: None,
+            latency_ms: Vec::new(),
+        }
+    }
+
+    pub fn info(&self) -> &TrackInfo {
+        &self.info
+    }
+
+    /// Packets that should have arrived (first to highest sequence number).
+    pub fn expected(&self) -> u64 {
+        match self.first_sequence {
+            Some(first) => u64::try_from(self.highest_sequence - first + 1).unwrap_or(0),
+            None => 0,
+        }
+    }
+
+    pub fn lost(&self) -> u64 {
+        self.expected().saturating_sub(self.received)
+    }
+
+    pub fn on_rtp(&mut self, packet: RtpPacket, wire_len: usize, now: SystemTime) {
+        self.received += 1;
+        self.bytes += wire_len as u64;
+        let sequence = u32::from(packet.sequence_number());
+        match self.first_sequence {
+            None => {
+                self.first_sequence = Some(i64::from(sequence));
+                self.last_sequence = i64::from(sequence);
+                self.highest_sequence = i64::from(sequence);
+            }
+            Some(_) => {
+                self.last_sequence = extend(self.last_sequence, sequence, 16);
+                self.highest_sequence = self.highest_sequence.max(self.last_sequence);
+            }
+        }
+        let timestamp = match self.last_timestamp {
+            None => i64::from(packet.timestamp()),
+            Some(last) => extend(last, packet.timestamp(), 32),
+        };
+        let new_frame = self.last_timestamp != Some(timestamp);
+        if matches!(self.last_timestamp, Some(last) if timestamp < last) {
+            self.backward_timestamps += 1;
+        }
+        self.last_timestamp = Some(timestamp);
+        if new_frame {
+            self.sample_latency(timestamp, now);
+        }
+        self.check_first_frame(packet, now);
+    }
+
+    /// The reader's PLAY was answered at `at`: frames captured later are live.
+    pub fn joined(&mut self, at: SystemTime) {
+        self.joined = Some(at);
+    }
+
+    pub fn on_sender_report(&mut self, report: &SenderReport) {
+        let rtp = match self.last_timestamp {
+            Some(last) => extend(last, report.rtp_time, 32),
+            None => i64::from(report.rtp_time),
+        };
+        self.sender_report = Some((system_time_from_ntp(report.ntp_time), rtp));
+    }
+
+    fn sample_latency(&mut self, timestamp: i64, now: SystemTime) {
+        let Some((report_wallclock, report_rtp)) = self.sender_report else {
+            return;
+        };
+        if self.latency_ms.len() >= MAX_LATENCY_SAMPLES || self.info.clock_rate == 0 {
+            return;
+        }
+        let since_report = (timestamp - report_rtp) as f64 / f64::from(self.info.clock_rate);
+        let captured = match Duration::try_from_secs_f64(since_report.abs()) {
+            Ok(d) if since_report >= 0.0 => report_wallclock.checked_add(d),
+            Ok(d) => report_wallclock.checked_sub(d),
+            Err(_) => None,
+        };
+        if captured.is_none() || captured < self.joined {
+            return;
+        }
+        let arrival = match now.duration_since(report_wallclock) {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        };
+        self.latency_ms.push((arrival - since_report) * 1000.0);
+    }
+
+    fn check_first_frame(&mut self, packet: RtpPacket, now: SystemTime) {
+        let Some(depacketizer) = self.depacketizer.as_mut() else {
+            return;
+        };
+        // Errors before the first frame (a fragment joined mid-way) are what
+        // the check is about: the frame that finally comes out is judged.
+        let _ = depacketizer.push(packet);
+        let Some(unit) = depacketizer.pull() else {
+            return;
+        };
+        let mut params = self.info.params.clone();
+        codec::update_params(self.info.codec, &unit.units, &mut params);
+        let known = TrackInfo {
+            params,
+            ..self.info.clone()
+        };
+        let verdict = if unit.keyframe && known.is_ready() {
+            FirstFrame::Decodable
+        } else {
+            FirstFrame::NotDecodable
+        };
+        self.first_frame = Some((verdict, now));
+        self.depacketizer = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use bytes::Bytes;
+    use streamgate_rtp::packet::RtpPacketBuilder;
+    use streamgate_rtp::sdp;
+
+    const SDP: &[u8] = b"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=t\r\nt=0 0\r\n\
+        m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+        a=fmtp:96 packetization-mode=1; sprop-parameter-sets=Z0LAH9oBQBbsBEAAAAMAQAAADIPGDKg=,aM48gA==\r\n";
+
+    fn video() -> TrackCheck {
+        TrackCheck::new(sdp::parse_tracks(SDP).unwrap().remove(0).info)
+    }
+
+    fn packet(seq: u16, ts: u32, nal_header: u8) -> RtpPacket {
+        let raw = RtpPacketBuilder {
+            payload_type: 96,
+            sequence_number: seq,
+            timestamp: ts,
+            ssrc: 1,
+            marker: true,
+            payload: Bytes::from(vec![nal_header, 0x88, 1, 2]),
+            ..Default::default()
+        }
+        .build()
+        .unwrap();
+        RtpPacket::parse(raw).unwrap()
+    }
+
+    #[test]
+    fn gaps_across_the_sequence_wrap_are_counted_once() {
+        let mut check = video();
+        let now = SystemTime::now();
+        for seq in [65_533u16, 65_534, 0, 1, 4] {
+            check.on_rtp(packet(seq, u32::from(seq) * 10, 0x65), 16, now);
+        }
+        assert_eq!((check.expected(), check.lost()), (8, 3)); // 65535, 2 and 3
+        assert_eq!(
+            check.backward_timestamps, 1,
+            "seq 0 carries ts 0 < ts of 65534"
+        );
+    }
+
+    #[test]
+    fn timestamps_stepping_back_are_counted_but_wraps_are_not() {
+        let mut check = video();
+        let now = SystemTime::now();
+        for (seq, ts) in [
+            (1, u32::MAX - 3000),
+            (2, 3000),
+            (3, 3000),
+            (4, 6000),
+            (5, 10),
+        ] {
+            check.on_rtp(packet(seq, ts, 0x65), 16, now);
+        }
+        assert_eq!(check.backward_timestamps, 1);
+        assert_eq!(check.lost(), 0);
+    }
+
+    #[test]
+    fn first_frame_must_be_a_keyframe() {
+        let now = SystemTime::now();
+        let mut check = video();
+        check.on_rtp(packet(1, 0, 0x41), 16, now); // non-IDR slice
+        assert_eq!(
+            check.first_frame.map(|f| f.0),
+            Some(FirstFrame::NotDecodable)
+        );
+        let mut check = video();
+        check.on_rtp(packet(1, 0, 0x65), 16, now); // IDR, SPS/PPS from the SDP
+        assert_eq!(check.first_frame.map(|f| f.0), Some(FirstFrame::Decodable));
+    }
+
+    #[test]
+    fn latency_comes_from_the_sender_report_mapping() {
+        let mut check = video();
+        let captured = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        check.on_sender_report(&SenderReport {
+            ssrc: 1,
+            ntp_time: streamgate_rtp::rtcp::ntp_from_system_time(captured),
+            rtp_time: 90_000,
+            packet_count: 0,
+            octet_count: 0,
+            reports: Vec::new(),
+        });
+        check.joined(captured + Duration::from_millis(500));
+        // Captured 0.4 s after the report, before the reader joined: backlog.
+        check.on_rtp(
+            packet(1, 126_000, 0x65),
+            16,
+            captured + Duration::from_millis(600),
+        );
+        assert!(check.latency_ms.is_empty());
+        // A frame 1 s after the report's, arriving 1.25 s after the report's time.
+        check.on_rtp(
+            packet(2, 180_000, 0x65),
+            16,
+            captured + Duration::from_millis(1250),
+        );
+        assert_eq!(check.latency_ms.len(), 1);
+        assert!(
+            (check.latency_ms[0] - 250.0).abs() < 1.0,
+            "{:?}",
+            check.latency_ms
+        );
+    }
+}

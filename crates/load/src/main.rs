@@ -1,0 +1,170 @@
+//! `streamgate-load`: load tools for streamgate and its peers.
+//!
+//! - `cameras`: N virtual RTSP cameras replaying a capture (see [`cameras`]);
+//! - `read`: N checking RTSP readers in one process (see [`reader`]).
+//!
+//! Everything is bounded: reader counts and durations come from the command
+//! line, and only the addresses given are contacted.
+
+mod cameras;
+mod checks;
+mod reader;
+mod summary;
+mod verbatim;
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use reader::{LiveCounters, ReaderTransport};
+use summary::ReadSummary;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Load tools for streamgate: virtual RTSP cameras and checking readers"
+)]
+struct Cli {
+    /// Print the final summary as JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve N virtual cameras over RTSP, replaying a capture in a loop.
+    Cameras(cameras::CamerasArgs),
+    /// Read RTSP URLs with N concurrent readers and check what arrives.
+    Read(ReadArgs),
+}
+
+#[derive(clap::Args)]
+struct ReadArgs {
+    /// RTSP URL to read; repeat for several (readers are spread round-robin).
+    #[arg(long = "url", required = true)]
+    urls: Vec<url::Url>,
+    /// Number of concurrent readers.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=2000))]
+    readers: u32,
+    #[arg(long, value_enum, default_value_t = ReaderTransport::Tcp)]
+    transport: ReaderTransport,
+    /// Seconds to read for (from the start of the run).
+    #[arg(long, default_value_t = 30.0)]
+    duration: f64,
+    /// Spread the readers' connects over this many seconds.
+    #[arg(long, default_value_t = 1.0)]
+    ramp: f64,
+    /// Largest acceptable packet loss, as a fraction (0.01 = 1%).
+    #[arg(long, default_value_t = 0.0)]
+    max_loss: f64,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Cameras(args) => match cameras::run(args).await {
+                Ok(summary) => {
+                    if cli.json {
+                        println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
+                    } else {
+                        println!(
+                            "{} cameras served {} frames ({:.1} MB) in {:.1} s; {} frames skipped for slow readers",
+                            summary.cameras, summary.frames, summary.bytes as f64 / 1e6, summary.seconds, summary.reader_drops
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("cameras: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Command::Read(args) => {
+                let summary = read(&args).await;
+                if cli.json {
+                    println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
+                } else {
+                    print!("{}", summary.text());
+                }
+                if summary.failures.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    })
+}
+
+async fn read(args: &ReadArgs) -> ReadSummary {
+    let duration = Duration::try_from_secs_f64(args.duration.max(0.0)).unwrap_or_default();
+    let ramp = Duration::try_from_secs_f64(args.ramp.max(0.0)).unwrap_or_default();
+    let started = tokio::time::Instant::now();
+    let deadline = started + duration;
+    let live = Arc::new(LiveCounters::default());
+    let readers: Vec<_> = (0..args.readers as usize)
+        .map(|index| {
+            let url = args.urls[index % args.urls.len()].clone();
+            let (live, transport) = (Arc::clone(&live), args.transport);
+            let start_at = started + ramp.mul_f64(index as f64 / f64::from(args.readers));
+            tokio::spawn(async move {
+                tokio::time::sleep_until(start_at).await;
+                reader::read(index, url, transport, deadline, live).await
+            })
+        })
+        .collect();
+    let progress = ProgressBar::new(duration.as_secs()).with_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} s {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let ticker = {
+        let (progress, live) = (progress.clone(), Arc::clone(&live));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                progress.set_position(started.elapsed().as_secs());
+                progress.set_message(format!(
+                    "{} playing, {} packets, {} lost",
+                    live.playing.load(Ordering::Relaxed),
+                    live.packets.load(Ordering::Relaxed),
+                    live.lost.load(Ordering::Relaxed)
+                ));
+            }
+        })
+    };
+    let mut reports = Vec::with_capacity(readers.len());
+    for reader in readers {
+        if let Ok(report) = reader.await {
+            reports.push(report);
+        }
+    }
+    ticker.abort();
+    progress.finish_and_clear();
+    ReadSummary::new(
+        reports,
+        args.transport,
+        started.elapsed().as_secs_f64(),
+        args.max_loss,
+    )
+}
