@@ -6,7 +6,7 @@
 //! bearer token only goes to the configured endpoint's origin: a redirect elsewhere does
 //! not receive it.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, ETAG, LINK, LOCATION, RETRY_AFTER};
 use reqwest::StatusCode;
@@ -200,7 +200,8 @@ impl WhepClient {
             method,
             status: status.as_u16(),
             reason,
-            retry_after: header_str(headers, RETRY_AFTER.as_str()).and_then(parse_retry_after),
+            retry_after: header_str(headers, RETRY_AFTER.as_str())
+                .and_then(|value| parse_retry_after(value, SystemTime::now())),
         }
     }
 }
@@ -260,10 +261,17 @@ fn location(headers: &HeaderMap, base: &Url) -> Option<Url> {
         .filter(|u| matches!(u.scheme(), "http" | "https"))
 }
 
-/// `Retry-After` in delta-seconds (an HTTP-date is not honoured: the backoff applies).
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    let seconds: u64 = value.trim().parse().ok()?;
-    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+/// `Retry-After` as delta-seconds or an HTTP-date (RFC 9110 §10.2.3), capped.
+fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or_default(),
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// Parses one `Link` header value into the ICE servers it names (RFC 8288 syntax,
@@ -362,9 +370,18 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_in_seconds_is_capped() {
-        assert_eq!(parse_retry_after(" 3 "), Some(Duration::from_secs(3)));
-        assert_eq!(parse_retry_after("99999"), Some(MAX_RETRY_AFTER));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    fn retry_after_in_seconds_or_as_a_date_is_capped() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(parse_retry_after(" 3 ", now), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after("99999", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:20 GMT", now),
+            Some(Duration::from_secs(20))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
     }
 }
