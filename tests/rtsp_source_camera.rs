@@ -1,7 +1,8 @@
 //! The RTSP camera source against a real RTSP camera (gst-rtsp-server serving the
-//! bundled H.264 + AAC file, tests/peers/gst_camera.py): pulled over TCP, UDP and
-//! auto into a Hub, re-served by streamgate's RTSP server and decoded by ffmpeg;
-//! through a camera crash and restart; on demand; with credentials.
+//! bundled H.264 + AAC or H.264 + Opus file, tests/peers/gst_camera.py): pulled over
+//! TCP, UDP and auto into a Hub, re-served by streamgate's RTSP server and decoded by
+//! ffmpeg; through a camera crash and restart and a frozen camera; on demand; with
+//! credentials.
 
 mod rtsp_source_support;
 mod rtsp_support;
@@ -15,31 +16,45 @@ use rtsp_support::{error_lines, peer, progress_value, run, text, PEER_DEADLINE};
 use streamgate_rtp::{Codec, MediaKind};
 use streamgate_rtsp::client::{RtspSource, SourceState};
 
-/// Pulls the camera with `transport` into a Hub, checks the Hub's tracks and frames,
-/// then has ffmpeg decode 8 s of the restream.
-async fn pull_and_restream(transport: &str) {
+/// What a pull test uses and expects.
+struct Pull {
+    name: &'static str,
+    media: &'static str,
+    camera_args: &'static [&'static str],
+    transport: &'static str,
+    /// The transport the session should end up on.
+    expect_transport: &'static str,
+    expect_audio: Codec,
+}
+
+const H264_AAC: Pull = Pull {
+    name: "cam-tcp",
+    media: "ffmpeg_h264_aac.mkv",
+    camera_args: &[],
+    transport: "tcp",
+    expect_transport: "tcp",
+    expect_audio: Codec::Aac,
+};
+
+/// Pulls the camera into a Hub, checks the Hub's tracks and frames, then has
+/// ffmpeg decode 8 s of the restream.
+async fn pull_and_restream(pull: Pull) {
     init();
-    let camera = Camera::start(&[]);
-    let name = format!("cam-{transport}");
-    let hub = hub(&name);
-    let mut config = source_config(&camera.url(), transport);
+    let camera = Camera::with_media(pull.media, pull.camera_args);
+    let hub = hub(pull.name);
+    let mut config = source_config(&camera.url(), pull.transport);
     config.always_on = true;
     let source = RtspSource::spawn(hub.clone(), config).expect("spawn source");
     let status = wait_status(&source, "playing", is_playing).await;
-    let expected = if transport == "auto" {
-        "udp"
-    } else {
-        transport
-    };
     assert_eq!(
         status.transport.map(|t| t.to_string()).as_deref(),
-        Some(expected),
+        Some(pull.expect_transport),
         "{status:?}"
     );
 
     let tracks = hub.wait_ready(WAIT).await.expect("tracks never ready");
     let codecs: Vec<Codec> = tracks.iter().map(|t| t.codec).collect();
-    assert_eq!(codecs, [Codec::H264, Codec::Aac], "{tracks:?}");
+    assert_eq!(codecs, [Codec::H264, pull.expect_audio], "{tracks:?}");
     assert_eq!(
         (tracks[0].params.width, tracks[0].params.height),
         (Some(1280), Some(720))
@@ -78,7 +93,7 @@ async fn pull_and_restream(transport: &str) {
     }
     drop(subscription);
 
-    let url = restream(&name, hub.clone()).await;
+    let url = restream(pull.name, hub.clone()).await;
     let output = tokio::task::spawn_blocking(move || {
         run(
             Command::new(peer("ffmpeg"))
@@ -125,17 +140,85 @@ async fn pull_and_restream(transport: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulls_over_tcp_and_ffmpeg_decodes_the_restream() {
-    pull_and_restream("tcp").await;
+    pull_and_restream(H264_AAC).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulls_over_udp_and_ffmpeg_decodes_the_restream() {
-    pull_and_restream("udp").await;
+    pull_and_restream(Pull {
+        name: "cam-udp",
+        transport: "udp",
+        expect_transport: "udp",
+        ..H264_AAC
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_transport_uses_udp_when_it_works() {
-    pull_and_restream("auto").await;
+    pull_and_restream(Pull {
+        name: "cam-auto",
+        transport: "auto",
+        expect_transport: "udp",
+        ..H264_AAC
+    })
+    .await;
+}
+
+/// The camera answers UDP's SETUP with 461 Unsupported Transport: `auto` goes on over TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_transport_falls_back_to_tcp() {
+    pull_and_restream(Pull {
+        name: "cam-auto-tcp",
+        camera_args: &["--tcp-only"],
+        transport: "auto",
+        expect_transport: "tcp",
+        ..H264_AAC
+    })
+    .await;
+}
+
+/// Opus, which retina does not depacketize, goes through the pipeline's own depacketizer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_h264_opus_camera() {
+    pull_and_restream(Pull {
+        name: "cam-opus",
+        media: "ffmpeg_h264_opus.mkv",
+        expect_audio: Codec::Opus,
+        ..H264_AAC
+    })
+    .await;
+}
+
+/// A camera that freezes (its TCP connection open, nothing sent, nothing answered)
+/// is given up after the stall timeout and reconnected once it moves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_camera_is_detected_and_reconnected() {
+    init();
+    let camera = Camera::start(&[]);
+    let hub = hub("cam-frozen");
+    let mut config = source_config(&camera.url(), "tcp");
+    config.always_on = true;
+    let source = RtspSource::spawn(hub.clone(), config).expect("spawn source");
+    let mut subscription = hub.subscribe();
+    wait_status(&source, "playing", is_playing).await;
+    let before = recv_frames(&mut subscription, 25).await;
+
+    camera.freeze();
+    let stalled = wait_status(&source, "stall detected", |s| s.last_error.is_some()).await;
+    let error = stalled.last_error.clone().unwrap_or_default();
+    assert!(error.contains("no packets from camera"), "{error}");
+    camera.thaw();
+    wait_status(&source, "second session", |s| {
+        s.sessions >= 2 && is_playing(s)
+    })
+    .await;
+    let after = recv_frames(&mut subscription, 25).await;
+    assert!(
+        after.first() > before.last(),
+        "time did not run forward: {before:?} then {after:?}"
+    );
+    source.stop().await;
 }
 
 /// Two readers of the restream (ffprobe listing packets, ffmpeg decoding) while the

@@ -4,7 +4,7 @@
 Run with Debian's python3 (python3-gi + gir1.2-gst-rtsp-server-1.0):
 
     /usr/bin/python3 tests/peers/gst_camera.py --media fixtures/media/ffmpeg_h264_aac.mkv \
-        [--port 0] [--path /cam] [--user U --password P]
+        [--port 0] [--path /cam] [--user U --password P] [--tcp-only]
 
 Like a camera, the stream is live and shared: every client sees the same media, it
 cannot be seeked (PLAY's Range is ignored), it never ends (the file loops with
@@ -31,8 +31,9 @@ import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstApp", "1.0")
+gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstApp, GstRtspServer  # noqa: E402,F401
+from gi.repository import GLib, Gst, GstApp, GstRtsp, GstRtspServer  # noqa: E402,F401
 
 # Caps name -> payloader; the payloaders insert SPS/PPS before every IDR (config-interval=-1).
 PAYLOADERS = {
@@ -219,6 +220,7 @@ def main():
     ap.add_argument("--path", default="/cam", help="mount path")
     ap.add_argument("--user", help="require Basic auth with this user")
     ap.add_argument("--password", default="")
+    ap.add_argument("--tcp-only", action="store_true", help="refuse RTP over UDP (461 Unsupported Transport)")
     args = ap.parse_args()
 
     Gst.init(None)
@@ -228,6 +230,8 @@ def main():
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
     factory = CameraFactory(tracks)
+    if args.tcp_only:
+        factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
     if args.user:
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()

@@ -22,9 +22,10 @@ pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
-/// The bundled 10 s H.264 (2 s GOP) + AAC stereo file the fake camera loops.
-pub fn camera_media() -> PathBuf {
-    let path = repo_path("fixtures/media/ffmpeg_h264_aac.mkv");
+/// A bundled media file the fake camera can loop: `ffmpeg_h264_aac.mkv` (10 s
+/// 720p H.264, 2 s GOP, + AAC stereo) or `ffmpeg_h264_opus.mkv`.
+pub fn media(name: &str) -> PathBuf {
+    let path = repo_path(&format!("fixtures/media/{name}"));
     assert!(path.is_file(), "{} missing", path.display());
     path
 }
@@ -33,6 +34,7 @@ pub fn camera_media() -> PathBuf {
 pub struct Camera {
     child: Child,
     pub port: u16,
+    media: PathBuf,
     args: Vec<String>,
     lines: Arc<Mutex<Vec<String>>>,
 }
@@ -40,12 +42,19 @@ pub struct Camera {
 impl Camera {
     /// A camera on any free port at `rtsp://127.0.0.1:PORT/cam`; `extra` e.g. `["--user", "u", "--password", "p"]`.
     pub fn start(extra: &[&str]) -> Camera {
+        Camera::with_media("ffmpeg_h264_aac.mkv", extra)
+    }
+
+    /// A camera looping `fixtures/media/{name}`.
+    pub fn with_media(name: &str, extra: &[&str]) -> Camera {
+        let media = media(name);
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let lines = Arc::new(Mutex::new(Vec::new()));
-        let (child, port) = spawn_camera(0, &args, &lines);
+        let (child, port) = spawn_camera(0, &media, &args, &lines);
         Camera {
             child,
             port,
+            media,
             args,
             lines,
         }
@@ -68,9 +77,26 @@ impl Camera {
     /// Starts it again on the same port.
     pub fn restart(&mut self) {
         self.kill();
-        let (child, port) = spawn_camera(self.port, &self.args, &self.lines);
+        let (child, port) = spawn_camera(self.port, &self.media, &self.args, &self.lines);
         assert_eq!(port, self.port);
         self.child = child;
+    }
+
+    /// Freezes the camera (SIGSTOP): its connections stay open but nothing moves.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// Thaws a frozen camera (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{name} failed");
     }
 
     /// Every stdout line so far (`client-connected N`, `client-closed N`, `media-started`…).
@@ -102,7 +128,12 @@ impl Drop for Camera {
     }
 }
 
-fn spawn_camera(port: u16, args: &[String], lines: &Arc<Mutex<Vec<String>>>) -> (Child, u16) {
+fn spawn_camera(
+    port: u16,
+    media: &Path,
+    args: &[String],
+    lines: &Arc<Mutex<Vec<String>>>,
+) -> (Child, u16) {
     let python = Path::new("/usr/bin/python3");
     assert!(
         python.is_file(),
@@ -111,7 +142,7 @@ fn spawn_camera(port: u16, args: &[String], lines: &Arc<Mutex<Vec<String>>>) -> 
     let mut child = Command::new(python)
         .arg(repo_path("tests/peers/gst_camera.py"))
         .arg("--media")
-        .arg(camera_media())
+        .arg(media)
         .args(["--port", &port.to_string()])
         .args(args)
         .stdin(Stdio::null())
