@@ -1,0 +1,209 @@
+//! RTSP fan-out cost per RTP packet delivered, to 1, 10 and 50 TCP readers on
+//! loopback, through the real server: Hub → per-reader connection task →
+//! interleaved vectored writes → kernel → a reader task that parses the
+//! interleaved stream and counts RTP packets.
+//!
+//! Input: H.264 frames of 8 RTP packets with 1200-byte payloads (a ~10 KB
+//! frame, 720p-P-frame sized), published 32 frames per iteration; an iteration
+//! ends when every reader has counted all 256 packets. Throughput is packets ×
+//! readers, so the reported time is per packet per reader (including the
+//! reader's own read and parse, which a real client also pays).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use streamgate_rtp::hub::{Hub, HubConfig};
+use streamgate_rtp::{Codec, CodecParams, Frame, MediaKind, OutPacket, TrackId, TrackInfo};
+use streamgate_rtsp::server::{RtspServer, ServerConfig, StreamEntry};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+const PAYLOAD_BYTES: usize = 1200;
+const PACKETS_PER_FRAME: usize = 8;
+const FRAMES_PER_ITERATION: u64 = 32;
+
+fn track() -> TrackInfo {
+    TrackInfo {
+        id: TrackId(0),
+        codec: Codec::H264,
+        clock_rate: 90_000,
+        channels: 1,
+        payload_type: 96,
+        params: CodecParams {
+            sps: Some(Bytes::from_static(&[
+                0x67, 0x42, 0xc0, 0x1f, 0xda, 0x01, 0x40, 0x16, 0xec,
+            ])),
+            pps: Some(Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80])),
+            ..CodecParams::default()
+        },
+    }
+}
+
+fn frame(n: u64, payload: &Bytes) -> Frame {
+    let packets = (0..PACKETS_PER_FRAME)
+        .map(|i| {
+            let seq = (n as usize * PACKETS_PER_FRAME + i) as u16;
+            OutPacket::new(
+                96,
+                i + 1 == PACKETS_PER_FRAME,
+                seq,
+                (n * 3600) as u32,
+                7,
+                payload.clone(),
+            )
+        })
+        .collect();
+    Frame {
+        track: TrackId(0),
+        kind: MediaKind::Video,
+        pts: n * 3600,
+        dts: n * 3600,
+        wallclock: SystemTime::now(),
+        keyframe: n % 50 == 0,
+        discontinuity: false,
+        units: vec![payload.clone()],
+        packets,
+    }
+}
+
+/// Plays the stream over TCP and counts RTP packets (interleaved channel 0).
+async fn reader(addr: SocketAddr, counted: Arc<AtomicU64>, progress: Arc<Notify>) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let url = format!("rtsp://{addr}/bench");
+    let setup = format!(
+        "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+    );
+    stream.write_all(setup.as_bytes()).await.expect("SETUP");
+    let mut buf = vec![0u8; 256 * 1024];
+    let n = stream.read(&mut buf).await.expect("SETUP reply");
+    let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let session = reply
+        .lines()
+        .find_map(|l| l.strip_prefix("Session: "))
+        .and_then(|v| v.split(';').next())
+        .expect("Session header")
+        .to_string();
+    let play = format!("PLAY {url} RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n");
+    stream.write_all(play.as_bytes()).await.expect("PLAY");
+    let mut pending: Vec<u8> = Vec::with_capacity(512 * 1024);
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        let mut at = 0;
+        let mut packets = 0;
+        while at < pending.len() {
+            if pending[at] == b'$' {
+                if pending.len() < at + 4 {
+                    break;
+                }
+                let len = u16::from_be_bytes([pending[at + 2], pending[at + 3]]) as usize;
+                if pending.len() < at + 4 + len {
+                    break;
+                }
+                if pending[at + 1] == 0 {
+                    packets += 1;
+                }
+                at += 4 + len;
+            } else {
+                // The PLAY response: skip to the end of its head.
+                match pending[at..].windows(4).position(|w| w == b"\r\n\r\n") {
+                    Some(end) => at += end + 4,
+                    None => break,
+                }
+            }
+        }
+        pending.drain(..at);
+        counted.fetch_add(packets, Ordering::Relaxed);
+        progress.notify_one();
+    }
+}
+
+fn fan_out(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let payload = Bytes::from(vec![0x41; PAYLOAD_BYTES]);
+    let mut group = c.benchmark_group("rtsp_fanout_tcp");
+    group.sample_size(20);
+    for readers in [1usize, 10, 50] {
+        let hub = Hub::new("bench", HubConfig::default());
+        hub.set_tracks(vec![track()]);
+        let directory_hub = hub.clone();
+        let directory = move |_: &str| {
+            Some(StreamEntry {
+                hub: directory_hub.clone(),
+                credentials: None,
+            })
+        };
+        let config = ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..ServerConfig::default()
+        };
+        let counters: Vec<Arc<AtomicU64>> =
+            (0..readers).map(|_| Arc::new(AtomicU64::new(0))).collect();
+        let progress = Arc::new(Notify::new());
+        let server_task = runtime.block_on(async {
+            let server = RtspServer::bind(config, Arc::new(directory))
+                .await
+                .expect("bind");
+            let addr = server.local_addr().expect("addr");
+            let task = tokio::spawn(server.run());
+            for counter in &counters {
+                tokio::spawn(reader(addr, Arc::clone(counter), Arc::clone(&progress)));
+            }
+            while hub.subscriber_count() < readers {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            task
+        });
+        let mut next_frame = 0u64;
+        group.throughput(Throughput::Elements(
+            FRAMES_PER_ITERATION * PACKETS_PER_FRAME as u64 * readers as u64,
+        ));
+        group.bench_with_input(
+            BenchmarkId::new("packets_to_readers", readers),
+            &readers,
+            |b, _| {
+                b.iter_custom(|iterations| {
+                    runtime.block_on(async {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iterations {
+                            let baseline: Vec<u64> =
+                                counters.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+                            let target = FRAMES_PER_ITERATION * PACKETS_PER_FRAME as u64;
+                            let start = Instant::now();
+                            for _ in 0..FRAMES_PER_ITERATION {
+                                hub.publish(frame(next_frame, &payload));
+                                next_frame += 1;
+                            }
+                            while counters
+                                .iter()
+                                .zip(&baseline)
+                                .any(|(c, b)| c.load(Ordering::Relaxed) - b < target)
+                            {
+                                progress.notified().await;
+                            }
+                            total += start.elapsed();
+                        }
+                        total
+                    })
+                })
+            },
+        );
+        server_task.abort();
+        hub.close();
+    }
+    group.finish();
+}
+
+criterion_group!(benches, fan_out);
+criterion_main!(benches);
