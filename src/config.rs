@@ -66,15 +66,24 @@ fn default_rtsp_listen() -> std::net::SocketAddr {
 pub struct HttpConfig {
     #[serde(default = "default_http_listen")]
     pub listen: std::net::SocketAddr,
+    /// When set, `/api/*` requires `Authorization: Bearer TOKEN`
+    /// (environment override: [`API_TOKEN_ENV`]).
+    pub api_token: Option<Secret>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: default_http_listen(),
+            api_token: None,
         }
     }
 }
+
+/// Environment variable that overrides `[http] api_token`, so the token need not sit in the file.
+pub const API_TOKEN_ENV: &str = "STREAMGATE_API_TOKEN";
+/// Environment variable that overrides `[rtsp] password`.
+pub const RTSP_PASSWORD_ENV: &str = "STREAMGATE_RTSP_PASSWORD";
 
 fn default_http_listen() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([0, 0, 0, 0], 8080))
@@ -277,7 +286,20 @@ impl Config {
             });
         }
         let text = std::fs::read_to_string(path).map_err(read)?;
-        Config::parse(&text, path)
+        let mut config = Config::parse(&text, path)?;
+        config.apply_env(|name| std::env::var(name).ok());
+        Ok(config)
+    }
+
+    /// Secrets from the environment (see [`API_TOKEN_ENV`], [`RTSP_PASSWORD_ENV`])
+    /// replace the file's; `var` looks a variable up.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+        if let Some(token) = var(API_TOKEN_ENV).filter(|t| !t.is_empty()) {
+            self.http.api_token = Some(Secret(token));
+        }
+        if let Some(password) = var(RTSP_PASSWORD_ENV).filter(|p| !p.is_empty()) {
+            self.rtsp.password = Some(Secret(password));
+        }
     }
 
     /// Parses config text; `path` is only used in error messages.

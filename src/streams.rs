@@ -14,7 +14,7 @@ use streamgate_rtp::replay::{self, Capture, ReplayError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, Source, StreamName};
+use crate::config::{Config, Source, StreamConfig, StreamName};
 use crate::rtsp_source::{self, RtspFeed};
 use crate::whep::{self, WhepFeed};
 use streamgate_rtsp::client::RtspSource;
@@ -52,6 +52,8 @@ pub enum Feed {
 pub struct PlannedStream {
     pub name: StreamName,
     pub source: Source,
+    /// The stream's table as configured (for the API and to spot changes on reload).
+    pub config: StreamConfig,
     pub feed: Feed,
 }
 
@@ -62,50 +64,60 @@ pub fn plan(config: &Config, base: &Path) -> Result<Vec<PlannedStream>, StreamEr
     config
         .streams
         .iter()
-        .map(|(name, stream)| {
-            let fail = |source| StreamError {
-                stream: name.clone(),
-                source,
-            };
-            let feed = match &stream.source {
-                Source::Demo => match &demo {
-                    Some(capture) => Feed::Replay(capture.clone()),
-                    None => {
-                        let capture = Arc::new(replay::demo_capture().map_err(fail)?);
-                        demo = Some(capture.clone());
-                        Feed::Replay(capture)
-                    }
-                },
-                Source::Pcap(pcap) => {
-                    let (pcap, sdp) = stream.capture_files(pcap, base);
-                    Feed::Replay(Arc::new(Capture::load(&pcap, &sdp).map_err(fail)?))
-                }
-                Source::Whep(url) => Feed::Whep(WhepFeed {
-                    url: url.clone(),
-                    bearer_token: stream.bearer_token.clone(),
-                    max_session: stream.max_session,
-                    webrtc_bind: stream.webrtc_bind,
-                }),
-                Source::Rtsp(url) => Feed::Rtsp(RtspFeed {
-                    url: url.clone(),
-                    transport: stream.transport,
-                    always_on: stream.always_on,
-                    idle_grace: stream.idle_grace,
-                }),
-            };
-            Ok(PlannedStream {
-                name: name.clone(),
-                source: stream.source.clone(),
-                feed,
-            })
-        })
+        .map(|(name, stream)| plan_stream(name, stream, base, &mut demo))
         .collect()
+}
+
+/// Loads one stream's source material; `demo` caches the demo capture across calls.
+pub fn plan_stream(
+    name: &StreamName,
+    stream: &StreamConfig,
+    base: &Path,
+    demo: &mut Option<Arc<Capture>>,
+) -> Result<PlannedStream, StreamError> {
+    let fail = |source| StreamError {
+        stream: name.clone(),
+        source,
+    };
+    let feed = match &stream.source {
+        Source::Demo => match demo {
+            Some(capture) => Feed::Replay(capture.clone()),
+            None => {
+                let capture = Arc::new(replay::demo_capture().map_err(fail)?);
+                *demo = Some(capture.clone());
+                Feed::Replay(capture)
+            }
+        },
+        Source::Pcap(pcap) => {
+            let (pcap, sdp) = stream.capture_files(pcap, base);
+            Feed::Replay(Arc::new(Capture::load(&pcap, &sdp).map_err(fail)?))
+        }
+        Source::Whep(url) => Feed::Whep(WhepFeed {
+            url: url.clone(),
+            bearer_token: stream.bearer_token.clone(),
+            max_session: stream.max_session,
+            webrtc_bind: stream.webrtc_bind,
+        }),
+        Source::Rtsp(url) => Feed::Rtsp(RtspFeed {
+            url: url.clone(),
+            transport: stream.transport,
+            always_on: stream.always_on,
+            idle_grace: stream.idle_grace,
+        }),
+    };
+    Ok(PlannedStream {
+        name: name.clone(),
+        source: stream.source.clone(),
+        config: stream.clone(),
+        feed,
+    })
 }
 
 /// A running stream.
 pub struct Stream {
     pub hub: Hub,
     pub source: Source,
+    pub config: StreamConfig,
     state: watch::Receiver<SourceState>,
     task: Option<JoinHandle<()>>,
     /// Stopped gracefully at shutdown (its sessions are DELETEd).
@@ -115,6 +127,87 @@ pub struct Stream {
 }
 
 impl Stream {
+    /// Creates the stream's Hub and starts its source (always on, for now).
+    /// Must be called inside a tokio runtime.
+    fn start(
+        PlannedStream {
+            name,
+            source,
+            config,
+            feed,
+        }: PlannedStream,
+    ) -> Stream {
+        let hub = Hub::new(name.as_str(), HubConfig::default());
+        let (state_tx, state) = watch::channel(SourceState::Running);
+        let mut whep = None;
+        let mut rtsp = None;
+        let task = match feed {
+            Feed::Replay(capture) => {
+                tracing::info!(stream = %name, %source, tracks = capture.tracks.len(), "starting replay source");
+                Some(tokio::spawn(replay_task(
+                    name.clone(),
+                    capture,
+                    hub.clone(),
+                    state_tx,
+                )))
+            }
+            Feed::Whep(feed) => match whep::start(feed, hub.clone(), state_tx.clone()) {
+                Ok((source, task)) => {
+                    whep = Some(source);
+                    Some(task)
+                }
+                Err(message) => {
+                    tracing::error!(stream = %name, "{message}");
+                    state_tx.send_replace(SourceState::Failed(message));
+                    None
+                }
+            },
+            Feed::Rtsp(feed) => match rtsp_source::start(feed, hub.clone(), state_tx.clone()) {
+                Ok((source, task)) => {
+                    rtsp = Some(source);
+                    Some(task)
+                }
+                Err(message) => {
+                    tracing::error!(stream = %name, "{message}");
+                    state_tx.send_replace(SourceState::Failed(message));
+                    None
+                }
+            },
+            Feed::NotYetSupported => {
+                let message = format!("source {source} is not supported by this build yet");
+                tracing::error!(stream = %name, "{message}");
+                state_tx.send_replace(SourceState::Failed(message));
+                None
+            }
+        };
+        Stream {
+            hub,
+            source,
+            config,
+            state,
+            task,
+            whep,
+            rtsp,
+        }
+    }
+
+    /// Stops the source and closes the Hub, so every reader sees the end.
+    pub async fn stop(mut self) {
+        if let Some(whep) = self.whep.take() {
+            whep.stop().await;
+        }
+        if let Some(rtsp) = self.rtsp.take() {
+            rtsp.stop().await;
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+            // A cancelled task's JoinError is the expected outcome here.
+            let _ = task.await;
+        }
+        self.hub.close();
+        tracing::debug!(stream = %self.hub.name(), "stream stopped");
+    }
+
     pub fn state(&self) -> SourceState {
         self.state.borrow().clone()
     }
@@ -141,51 +234,23 @@ impl Streams {
     pub fn start(planned: Vec<PlannedStream>) -> Streams {
         let streams = planned
             .into_iter()
-            .map(|PlannedStream { name, source, feed }| {
-                let hub = Hub::new(name.as_str(), HubConfig::default());
-                let (state_tx, state) = watch::channel(SourceState::Running);
-                let mut whep = None;
-                let mut rtsp = None;
-                let task = match feed {
-                    Feed::Replay(capture) => {
-                        tracing::info!(stream = %name, %source, tracks = capture.tracks.len(), "starting replay source");
-                        Some(tokio::spawn(replay_task(name.clone(), capture, hub.clone(), state_tx)))
-                    }
-                    Feed::Whep(feed) => {
-                        match whep::start(feed, hub.clone(), state_tx.clone()) {
-                            Ok((source, task)) => {
-                                whep = Some(source);
-                                Some(task)
-                            }
-                            Err(message) => {
-                                tracing::error!(stream = %name, "{message}");
-                                state_tx.send_replace(SourceState::Failed(message));
-                                None
-                            }
-                        }
-                    }
-                    Feed::Rtsp(feed) => match rtsp_source::start(feed, hub.clone(), state_tx.clone()) {
-                        Ok((source, task)) => {
-                            rtsp = Some(source);
-                            Some(task)
-                        }
-                        Err(message) => {
-                            tracing::error!(stream = %name, "{message}");
-                            state_tx.send_replace(SourceState::Failed(message));
-                            None
-                        }
-                    },
-                    Feed::NotYetSupported => {
-                        let message = format!("source {source} is not supported by this build yet");
-                        tracing::error!(stream = %name, "{message}");
-                        state_tx.send_replace(SourceState::Failed(message));
-                        None
-                    }
-                };
-                (name, Stream { hub, source, state, task, whep, rtsp })
-            })
+            .map(|planned| (planned.name.clone(), Stream::start(planned)))
             .collect();
         Streams { streams }
+    }
+
+    /// Starts `planned` under its name; returns the stream it replaces, for the
+    /// caller to [`Stream::stop`].
+    pub fn insert(&mut self, planned: PlannedStream) -> Option<Stream> {
+        self.streams
+            .insert(planned.name.clone(), Stream::start(planned))
+    }
+
+    /// Takes a stream out of the registry (outputs stop finding it); the caller
+    /// [`Stream::stop`]s it.
+    pub fn remove(&mut self, name: &str) -> Option<Stream> {
+        let key = self.streams.keys().find(|n| n.as_str() == name)?.clone();
+        self.streams.remove(&key)
     }
 
     pub fn get(&self, name: &str) -> Option<&Stream> {
@@ -201,20 +266,8 @@ impl Streams {
 
     /// Stops every source and closes every Hub (subscribers see the end).
     pub async fn shutdown(self) {
-        for (name, mut stream) in self.streams {
-            if let Some(whep) = stream.whep.take() {
-                whep.stop().await;
-            }
-            if let Some(rtsp) = stream.rtsp.take() {
-                rtsp.stop().await;
-            }
-            if let Some(task) = stream.task.take() {
-                task.abort();
-                // A cancelled task's JoinError is the expected outcome here.
-                let _ = task.await;
-            }
-            stream.hub.close();
-            tracing::debug!(stream = %name, "stream stopped");
+        for stream in self.streams.into_values() {
+            stream.stop().await;
         }
     }
 }
