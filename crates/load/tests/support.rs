@@ -1,0 +1,119 @@
+//! Shared harness of the load tests: run `streamgate-load` and the `streamgate`
+//! binary as real processes on ephemeral loopback ports, bounded in time.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Longest a `read` run may take beyond its own duration before the test fails.
+pub const GRACE: Duration = Duration::from_secs(60);
+
+pub fn load_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_streamgate-load"))
+}
+
+/// The `streamgate` binary of the same build (built here: it is another package).
+pub fn gateway_binary() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "streamgate",
+            "--bin",
+            "streamgate",
+        ])
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building streamgate failed");
+    load_binary().with_file_name("streamgate")
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures")
+        .join(name)
+}
+
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A child process killed on drop.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `streamgate-load cameras` on a free port; returns it and the URL prefix
+/// (`rtsp://127.0.0.1:PORT/cam`).
+pub fn start_cameras(args: &[&str]) -> (Running, String) {
+    let mut child = Command::new(load_binary())
+        .args(["cameras", "--listen", "127.0.0.1:0", "--duration", "240"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn streamgate-load cameras");
+    let stdout = child.stdout.take().expect("cameras stdout");
+    let running = Running(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("cameras printed no URL within 30 s");
+    let prefix = line
+        .split_whitespace()
+        .find(|word| word.starts_with("rtsp://"))
+        .and_then(|url| url.strip_suffix('0'))
+        .unwrap_or_else(|| panic!("no camera URL in {line:?}"))
+        .to_owned();
+    (running, prefix)
+}
+
+/// `streamgate-load read ... --json`: exit status and the parsed summary.
+pub fn read(args: &[String], duration_secs: u64) -> (Output, serde_json::Value) {
+    let mut child = Command::new(load_binary())
+        .args(["read", "--json", "--duration", &duration_secs.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn streamgate-load read");
+    let deadline = std::time::Instant::now() + Duration::from_secs(duration_secs) + GRACE;
+    while child.try_wait().expect("wait read").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("read did not end within its duration + {GRACE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let output = child.wait_with_output().expect("read output");
+    let summary = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "read printed no JSON ({e}); stderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output, summary)
+}
+
+pub fn number(summary: &serde_json::Value, key: &str) -> u64 {
+    summary[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("summary has no number {key}: {summary}"))
+}
