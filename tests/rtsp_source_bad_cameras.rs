@@ -16,8 +16,7 @@ use streamgate_rtsp::client::{RtspSource, SourceState};
 /// after a backoff delay), checks the error, stops it, and checks no task is left.
 async fn fails_cleanly(name: &str, url: &str, expected_error: &str) {
     init();
-    let metrics = tokio::runtime::Handle::current().metrics();
-    let tasks_before = metrics.num_alive_tasks();
+    let tasks_before = alive_tasks();
     let mut config = source_config(url, "tcp");
     config.always_on = true;
     config.connect_timeout = Duration::from_secs(1);
@@ -53,15 +52,7 @@ async fn fails_cleanly(name: &str, url: &str, expected_error: &str) {
     );
 
     source.stop().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while metrics.num_alive_tasks() > tasks_before {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} tasks left after stop (before: {tasks_before})",
-            metrics.num_alive_tasks()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_no_tasks_left(tasks_before).await;
     assert!(
         !PANICKED.load(Ordering::SeqCst),
         "a task panicked; log:\n{}",

@@ -365,12 +365,14 @@ async fn recv_frames(
 }
 
 /// Nothing connects to the camera until a consumer subscribes; the source leaves
-/// after the idle grace period once the last consumer is gone, and comes back for the next.
+/// after the idle grace period once the last consumer is gone, and comes back for the
+/// next. Stopping it leaves no task behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_demand_connects_for_a_reader_and_leaves_after_the_grace_period() {
     init();
     let camera = Camera::start(&[]);
     let hub = hub("cam-on-demand");
+    let tasks_before = alive_tasks();
     let mut config = source_config(&camera.url(), "tcp");
     config.idle_grace = Duration::from_secs(1);
     let source = RtspSource::spawn(hub.clone(), config).expect("spawn source");
@@ -399,6 +401,7 @@ async fn on_demand_connects_for_a_reader_and_leaves_after_the_grace_period() {
         camera.wait_line("client-closed 0", round);
     }
     source.stop().await;
+    assert_no_tasks_left(tasks_before).await;
 }
 
 /// A camera that needs credentials: they work from the URL, and never show up in the

@@ -324,6 +324,27 @@ pub fn is_playing(s: &SourceStatus) -> bool {
     s.state == SourceState::Playing
 }
 
+/// Tasks alive on this test's runtime.
+pub fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+/// Waits until no more tasks are alive than `before` (retina's background TEARDOWN
+/// may take a moment); fails if some stay.
+pub async fn assert_no_tasks_left(before: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while alive_tasks() > before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} tasks left after stop (before: {before})",
+            alive_tasks()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Serves `hub` as `rtsp://127.0.0.1:PORT/NAME` from this process; returns the URL.
 pub async fn restream(name: &str, hub: Hub) -> String {
     let config = ServerConfig {
