@@ -45,7 +45,10 @@ pub struct TrackCheck {
     pub bytes: u64,
     /// Times the RTP timestamp stepped back.
     pub backward_timestamps: u64,
-    pub first_frame: Option<(FirstFrame, SystemTime)>,
+    /// How the first video access unit looked.
+    pub first_frame: Option<FirstFrame>,
+    /// When the first decodable keyframe arrived.
+    pub first_keyframe_at: Option<SystemTime>,
     /// Milliseconds from capture (per the sender report) to arrival, per frame.
     pub latency_ms: Vec<f64>,
 }
@@ -80,6 +83,7 @@ impl TrackCheck {
             bytes: 0,
             backward_timestamps: 0,
             first_frame: None,
+            first_keyframe_at: None,
             latency_ms: Vec::new(),
         }
     }
@@ -166,29 +170,29 @@ impl TrackCheck {
         self.latency_ms.push((arrival - since_report) * 1000.0);
     }
 
+    /// Judges the first access unit, then keeps depacketizing until the first
+    /// decodable keyframe (a server without a GOP cache makes a reader wait for it).
     fn check_first_frame(&mut self, packet: RtpPacket, now: SystemTime) {
         let Some(depacketizer) = self.depacketizer.as_mut() else {
             return;
         };
         // Errors before the first frame (a fragment joined mid-way) are what
-        // the check is about: the frame that finally comes out is judged.
+        // the check is about: the frames that finally come out are judged.
         let _ = depacketizer.push(packet);
-        let Some(unit) = depacketizer.pull() else {
-            return;
-        };
-        let mut params = self.info.params.clone();
-        codec::update_params(self.info.codec, &unit.units, &mut params);
-        let known = TrackInfo {
-            params,
-            ..self.info.clone()
-        };
-        let verdict = if unit.keyframe && known.is_ready() {
-            FirstFrame::Decodable
-        } else {
-            FirstFrame::NotDecodable
-        };
-        self.first_frame = Some((verdict, now));
-        self.depacketizer = None;
+        while let Some(unit) = depacketizer.pull() {
+            codec::update_params(self.info.codec, &unit.units, &mut self.info.params);
+            let verdict = if unit.keyframe && self.info.is_ready() {
+                FirstFrame::Decodable
+            } else {
+                FirstFrame::NotDecodable
+            };
+            self.first_frame.get_or_insert(verdict);
+            if verdict == FirstFrame::Decodable {
+                self.first_keyframe_at = Some(now);
+                self.depacketizer = None;
+                return;
+            }
+        }
     }
 }
 
@@ -259,13 +263,15 @@ mod tests {
         let now = SystemTime::now();
         let mut check = video();
         check.on_rtp(packet(1, 0, 0x41), 16, now); // non-IDR slice
-        assert_eq!(
-            check.first_frame.map(|f| f.0),
-            Some(FirstFrame::NotDecodable)
-        );
+        assert_eq!(check.first_frame, Some(FirstFrame::NotDecodable));
+        assert_eq!(check.first_keyframe_at, None);
+        let later = now + Duration::from_millis(40);
+        check.on_rtp(packet(2, 3600, 0x65), 16, later);
+        assert_eq!(check.first_frame, Some(FirstFrame::NotDecodable));
+        assert_eq!(check.first_keyframe_at, Some(later));
         let mut check = video();
         check.on_rtp(packet(1, 0, 0x65), 16, now); // IDR, SPS/PPS from the SDP
-        assert_eq!(check.first_frame.map(|f| f.0), Some(FirstFrame::Decodable));
+        assert_eq!(check.first_frame, Some(FirstFrame::Decodable));
     }
 
     #[test]

@@ -99,7 +99,6 @@ pub async fn read(
     let checks: Vec<TrackCheck> = checks.into_iter().flatten().collect();
     let sum = |f: fn(&TrackCheck) -> u64| checks.iter().map(f).sum::<u64>();
     let video = checks.iter().find(|c| c.info().kind() == MediaKind::Video);
-    let first_frame = video.and_then(|v| v.first_frame);
     let bytes = sum(|c| c.bytes);
     let play_seconds = playing_since.map_or(0.0, |t: Instant| t.elapsed().as_secs_f64());
     tracing::debug!(reader = index, seconds = started.elapsed().as_secs_f64(), error = ?error, "reader done");
@@ -108,13 +107,13 @@ pub async fn read(
         url: redact(&url),
         error,
         play_ms,
-        first_keyframe_ms: first_frame.and_then(|(verdict, at)| {
-            (verdict == FirstFrame::Decodable)
-                .then(|| at.duration_since(started_wall).ok())
-                .flatten()
-                .map(|d| d.as_secs_f64() * 1000.0)
-        }),
-        keyframe_first: first_frame.map(|(verdict, _)| verdict == FirstFrame::Decodable),
+        first_keyframe_ms: video
+            .and_then(|v| v.first_keyframe_at)
+            .and_then(|at| at.duration_since(started_wall).ok())
+            .map(|d| d.as_secs_f64() * 1000.0),
+        keyframe_first: video
+            .and_then(|v| v.first_frame)
+            .map(|verdict| verdict == FirstFrame::Decodable),
         packets: sum(|c| c.received),
         bytes,
         expected: sum(TrackCheck::expected),
