@@ -1,12 +1,15 @@
-//! The `streamgate` binary with an `rtsp://` stream in its config: the camera (the
+//! The `streamgate` binary with `rtsp://` streams in its config: the camera (the
 //! GStreamer fake camera, with a password) is pulled on demand and re-served, ffmpeg
-//! decodes the restream, the camera is left after the idle grace, and the password
-//! never reaches the log.
+//! decodes the restream, the camera is left after the idle grace; a stream with the
+//! wrong password shows the 401 in the HTTP API; no password reaches the log or the API.
 
 mod rtsp_source_support;
 mod rtsp_support;
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use rtsp_source_support::*;
 use rtsp_support::{error_lines, peer, progress_value, run, text, Gateway, PEER_DEADLINE};
@@ -14,36 +17,137 @@ use rtsp_support::{error_lines, peer, progress_value, run, text, Gateway, PEER_D
 fn decode_restream(gateway: &Gateway, transport: &str) {
     let output = run(
         Command::new(peer("ffmpeg"))
-            .args(["-hide_banner", "-nostats", "-v", "error", "-rtsp_transport", transport])
-            .args(["-i", &gateway.url("cam"), "-t", "6", "-f", "null", "-", "-progress", "pipe:1"]),
+            .args([
+                "-hide_banner",
+                "-nostats",
+                "-v",
+                "error",
+                "-rtsp_transport",
+                transport,
+            ])
+            .args([
+                "-i",
+                &gateway.url("cam"),
+                "-t",
+                "6",
+                "-f",
+                "null",
+                "-",
+                "-progress",
+                "pipe:1",
+            ]),
         PEER_DEADLINE,
     );
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
-    assert!(output.status.success(), "ffmpeg failed: {stderr}\n{}", gateway.log());
-    assert!(error_lines(&stderr).is_empty(), "ffmpeg reported errors:\n{stderr}\n{}", gateway.log());
-    let frames: u64 = progress_value(&stdout, "frame").and_then(|v| v.parse().ok()).unwrap_or(0);
-    assert!(frames >= 100, "ffmpeg decoded only {frames} frames of 6 s at 25 fps");
+    assert!(
+        output.status.success(),
+        "ffmpeg failed: {stderr}\n{}",
+        gateway.log()
+    );
+    assert!(
+        error_lines(&stderr).is_empty(),
+        "ffmpeg reported errors:\n{stderr}\n{}",
+        gateway.log()
+    );
+    let frames: u64 = progress_value(&stdout, "frame")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        frames >= 100,
+        "ffmpeg decoded only {frames} frames of 6 s at 25 fps"
+    );
 }
 
 #[test]
 fn configured_camera_is_pulled_on_demand_and_restreamed() {
     let password = "Zk9-camera-pw";
+    let wrong = "WRONG-pw-777";
     let camera = Camera::start(&["--user", "viewer", "--password", password]);
-    let stream = format!(
-        "[streams.cam]\nsource = \"{}\"\ntransport = \"udp\"\nidle_grace = \"1s\"\n",
-        camera.url_with(&format!("viewer:{password}"), "cam")
+    let other_camera = Camera::start(&["--user", "viewer", "--password", password]);
+    let streams = format!(
+        "[streams.cam]\nsource = \"{}\"\ntransport = \"udp\"\nidle_grace = \"1s\"\n\n\
+         [streams.badauth]\nsource = \"{}\"\nalways_on = true\n",
+        camera.url_with(&format!("viewer:{password}"), "cam"),
+        other_camera.url_with(&format!("viewer:{wrong}"), "cam"),
     );
-    let gateway = Gateway::start("", &stream);
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    assert_eq!(camera.count("client-connected 1"), 0, "connected before any reader: {:?}", camera.lines());
+    let gateway = Gateway::start("", &streams);
+
+    // The always-on stream with the wrong password reports the camera's 401 in the API.
+    let view = wait_api(&gateway, "badauth", |view| {
+        view.contains("401 Unauthorized")
+    });
+    assert!(
+        view.contains("\"source_state\":\"retrying\"")
+            || view.contains("\"source_state\":\"connecting\""),
+        "{view}"
+    );
+    assert!(!view.contains(wrong), "the password is in the API: {view}");
+    assert_eq!(
+        camera.count("client-connected 1"),
+        0,
+        "`cam` connected before any reader: {:?}",
+        camera.lines()
+    );
 
     decode_restream(&gateway, "tcp");
-    camera.wait_line("client-connected 1", 1);
     camera.wait_line("client-closed 0", 1);
+    let view = wait_api(&gateway, "cam", |view| {
+        view.contains("\"source_state\":\"idle\"")
+    });
+    assert!(
+        !view.contains(password),
+        "the password is in the API: {view}"
+    );
     decode_restream(&gateway, "udp");
-    camera.wait_line("client-closed 0", 2);
 
     let log = gateway.log();
-    assert!(!log.contains(password), "the camera password is in the log:\n{log}");
-    assert!(log.contains("camera session playing"), "no session in the log:\n{log}");
+    assert!(
+        !log.contains(password) && !log.contains(wrong),
+        "a camera password is in the log:\n{log}"
+    );
+    assert!(
+        log.contains("camera session playing"),
+        "no session in the log:\n{log}"
+    );
+}
+
+/// The gateway's HTTP port, from the config the harness wrote.
+fn http_port(gateway: &Gateway) -> u16 {
+    let config = std::fs::read_to_string(gateway.dir.path().join("gateway.toml")).expect("config");
+    let http = config.split("[http]").nth(1).expect("[http] table");
+    let listen = http.split('"').nth(1).expect("listen address");
+    listen
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("http port")
+}
+
+/// `GET /api/streams/NAME` until `done` holds for the body.
+fn wait_api(gateway: &Gateway, name: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let body = get(http_port(gateway), &format!("/api/streams/{name}"));
+        if done(&body) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "API view of {name} never matched: {body}\n{}",
+            gateway.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn get(port: u16, path: &str) -> String {
+    let Ok(mut socket) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let _ = socket.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = socket.write_all(request.as_bytes());
+    let mut response = String::new();
+    let _ = socket.read_to_string(&mut response);
+    response
 }
