@@ -12,6 +12,9 @@ use clap::{Parser, Subcommand};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
+use std::sync::{Arc, PoisonError, RwLock};
+
+use streamgate::api::{self, AppState, SharedStreams};
 use streamgate::config::{self, Config};
 use streamgate::streams::{self, Streams};
 
@@ -102,10 +105,11 @@ fn serve(path: &Path) -> Result<(), StartError> {
         // Installed before anything starts so an early signal still stops cleanly.
         let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signal)?;
         let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signal)?;
-        let streams = Streams::start(planned);
+        let streams: SharedStreams = Arc::new(RwLock::new(Streams::start(planned)));
         let rtsp = start_rtsp(&config, &streams).await?;
-        let http = start_http(&config, &streams).await?;
-        tracing::info!(config = %path.display(), streams = streams.iter().count(), "streamgate running");
+        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+        let http = start_http(&config, &streams, base).await?;
+        tracing::info!(config = %path.display(), streams = read(&streams).iter().count(), "streamgate running");
         let reason = tokio::select! {
             _ = interrupt.recv() => "SIGINT",
             _ = terminate.recv() => "SIGTERM",
@@ -113,19 +117,24 @@ fn serve(path: &Path) -> Result<(), StartError> {
         tracing::info!("{reason}: shutting down");
         rtsp.abort();
         http.abort();
+        let streams = std::mem::replace(&mut *write(&streams), Streams::start(Vec::new()));
         streams.shutdown().await;
         tracing::info!("stopped");
         Ok(())
     })
 }
 
-/// Starts the RTSP restream server (`[rtsp]`) over every configured stream.
+/// Starts the RTSP restream server (`[rtsp]`) over the registry (streams added
+/// or removed at runtime included).
 async fn start_rtsp(
     config: &Config,
-    streams: &Streams,
+    streams: &SharedStreams,
 ) -> Result<tokio::task::JoinHandle<()>, StartError> {
     use streamgate_rtsp::server::{Credentials, RtspServer, ServerConfig, StreamEntry};
-    let credentials = |username: &Option<String>, password: &Option<config::Secret>| {
+    fn credentials(
+        username: &Option<String>,
+        password: &Option<config::Secret>,
+    ) -> Option<Credentials> {
         username
             .clone()
             .zip(password.clone())
@@ -133,54 +142,46 @@ async fn start_rtsp(
                 username,
                 password: password.0,
             })
-    };
-    let entries: std::collections::HashMap<String, StreamEntry> = streams
-        .iter()
-        .map(|(name, stream)| {
-            let own = config
-                .streams
-                .get(name)
-                .and_then(|s| credentials(&s.rtsp_username, &s.rtsp_password));
-            (
-                name.to_string(),
-                StreamEntry {
-                    hub: stream.hub.clone(),
-                    credentials: own,
-                },
-            )
-        })
-        .collect();
+    }
     let server_config = ServerConfig {
         listen: config.rtsp.listen,
         credentials: credentials(&config.rtsp.username, &config.rtsp.password),
         ..ServerConfig::default()
     };
-    let directory = move |name: &str| entries.get(name).cloned();
-    let server = RtspServer::bind(server_config, std::sync::Arc::new(directory)).await?;
+    let streams = streams.clone();
+    let directory = move |name: &str| {
+        let streams = read(&streams);
+        let stream = streams.get(name)?;
+        Some(StreamEntry {
+            hub: stream.hub.clone(),
+            credentials: credentials(&stream.config.rtsp_username, &stream.config.rtsp_password),
+        })
+    };
+    let server = RtspServer::bind(server_config, Arc::new(directory)).await?;
     Ok(tokio::spawn(server.run()))
 }
 
-/// The HTTP app: `/hls/NAME/...` (low-latency HLS) for now. Other routes (API,
-/// dashboard) are merged here.
-fn http_app(config: &Config, streams: &Streams) -> axum::Router {
-    let hubs: std::collections::HashMap<String, streamgate_rtp::hub::Hub> = streams
-        .iter()
-        .map(|(name, stream)| (name.to_string(), stream.hub.clone()))
-        .collect();
-    streamgate_hls::router(move |name: &str| hubs.get(name).cloned(), config.hls.clone())
+fn read(streams: &SharedStreams) -> std::sync::RwLockReadGuard<'_, Streams> {
+    streams.read().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Starts the HTTP server (`[http]`).
+fn write(streams: &SharedStreams) -> std::sync::RwLockWriteGuard<'_, Streams> {
+    streams.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Starts the HTTP server (`[http]`): API, metrics, dashboard and HLS.
 async fn start_http(
     config: &Config,
-    streams: &Streams,
+    streams: &SharedStreams,
+    base: PathBuf,
 ) -> Result<tokio::task::JoinHandle<()>, StartError> {
     let listen = config.http.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| StartError::Http { listen, source })?;
-    tracing::info!(%listen, "HTTP server listening (HLS at /hls/NAME/)");
-    let app = http_app(config, streams);
+    tracing::info!(%listen, "HTTP server listening (dashboard at /, API at /api/, HLS at /hls/NAME/)");
+    let state = AppState::new(config, streams.clone(), base);
+    let app = api::app(state, config.hls.clone());
     Ok(tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             tracing::error!(%error, "HTTP server stopped");

@@ -1,0 +1,72 @@
+//! `GET /`: the dashboard. One card per stream with its state, its RTSP and HLS
+//! URLs (copy buttons) and a live hls.js player. The page is rendered on the
+//! server from the registry so it needs no API token; the player script is the
+//! hls.js copy the HLS routes already serve, so the page works offline.
+
+use axum::extract::State;
+use axum::response::Html;
+use axum::routing::get;
+use axum::Router;
+
+use crate::api::{AppState, SourceReport};
+
+const PAGE: &str = include_str!("dashboard/index.html");
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/", get(dashboard))
+}
+
+async fn dashboard(State(state): State<AppState>) -> Html<String> {
+    let streams = state.read();
+    let mut cards = String::new();
+    let mut first = None;
+    for (name, stream) in streams.iter() {
+        // Names are letters, digits, '_' and '-' (StreamName), safe in HTML and URLs.
+        let name = name.as_str();
+        first.get_or_insert_with(|| name.to_owned());
+        let report = SourceReport::of(stream);
+        let error = report
+            .last_error
+            .map(|e| format!("<div class=\"error\">{}</div>", html_escape(&e)))
+            .unwrap_or_default();
+        cards.push_str(&format!(
+            r#"<section class="stream" data-name="{name}" data-state="{state}">
+<h2>{name} <span class="state-{state}">{state}</span> <small>{source_state}</small></h2>
+{error}<div class="url url-rtsp">RTSP <code></code><button type="button">copy</button></div>
+<div class="url url-hls">HLS <code></code><button type="button">copy</button></div>
+<video muted autoplay playsinline controls></video>
+</section>
+"#,
+            state = report.state,
+            source_state = html_escape(&report.source_state),
+        ));
+    }
+    drop(streams);
+    if cards.is_empty() {
+        cards.push_str("<p>No streams are configured.</p>");
+    }
+    // Any stream's folder serves the bundled hls.js; with no stream there is no player.
+    let hls_js = first.map_or_else(String::new, |name| {
+        format!("<script src=\"/hls/{name}/hls.min.js\"></script>")
+    });
+    Html(
+        PAGE.replace("{{STREAMS}}", &cards)
+            .replace("{{HLS_JS}}", &hls_js)
+            .replace("{{RTSP_PORT}}", &state.rtsp_port.to_string()),
+    )
+}
+
+fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
