@@ -6,8 +6,9 @@
 //! `Bytes` slice of the received buffer, never a copy.
 //!
 //! Hand-written rather than taken from `webrtc-rtp` or `rtp-rs`: the former
-//! copies the payload into its own struct on unmarshal, the latter borrows a
-//! `&[u8]` and cannot hand out `Bytes` that outlive the parse.
+//! allocates `Vec`s of CSRCs and extensions per packet and drops the raw buffer
+//! that pass-through outputs want, the latter borrows a `&[u8]` and cannot hand
+//! out `Bytes` that outlive the parse.
 
 use bytes::{BufMut, Bytes, BytesMut};
 

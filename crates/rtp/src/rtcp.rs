@@ -751,6 +751,32 @@ mod tests {
     }
 
     #[test]
+    fn ffmpeg_sender_report_from_capture() {
+        // The second SR of fixtures/ffmpeg_h264_aac.pcap, UDP port 5005 (video RTCP).
+        let wire = [
+            0x80, 0xc8, 0x00, 0x06, 0x95, 0xc8, 0x32, 0x06, 0xee, 0xb2, 0x61, 0xee, 0xf2, 0xf1,
+            0xa9, 0xfb, 0x97, 0xe5, 0xc7, 0xbb, 0x00, 0x00, 0x00, 0xfd, 0x00, 0x03, 0x10, 0x2a,
+        ];
+        let sr = SenderReport {
+            ssrc: 0x95c8_3206,
+            ntp_time: 0xeeb2_61ee_f2f1_a9fb,
+            rtp_time: 0x97e5_c7bb,
+            packet_count: 253,
+            octet_count: 200_746,
+            reports: vec![],
+        };
+        assert_eq!(
+            parse_compound(&wire).unwrap(),
+            [RtcpPacket::SenderReport(sr.clone())]
+        );
+        let wall = system_time_from_ntp(sr.ntp_time)
+            .duration_since(UNIX_EPOCH)
+            .unwrap();
+        assert_eq!(wall.as_secs(), 0xeeb2_61ee - 2_208_988_800); // 2026-11-26, when it was captured
+        assert_eq!(&write_all(&[RtcpPacket::SenderReport(sr)])[..], wire);
+    }
+
+    #[test]
     fn reduced_size_pli_is_accepted() {
         // RFC 5506: a lone PLI, not preceded by SR/RR. Bytes as a browser sends them.
         let wire = [0x81, 206, 0, 2, 0, 0, 0, 1, 0x12, 0x34, 0x56, 0x78];
