@@ -96,8 +96,11 @@ pub struct Frame {
     /// Decode time in the track's clock (equal to `pts` when the source gives no
     /// separate decode order, i.e. no B-frames).
     pub dts: u64,
-    /// Wall-clock capture time: from the source's RTCP sender reports when it
-    /// sends them, else from the ingest clock. Consistent across a stream's tracks.
+    /// Wall-clock time of `pts`: the stream's origin (wall time of output time 0,
+    /// fixed for the Hub's life) plus `pts / clock_rate`. A pure function of the
+    /// continuous timeline, so the NTP↔RTP mapping outputs derive from it is the
+    /// same line for every track and never jumps (source reports only align the
+    /// tracks' timelines, see [`crate::ingest`]).
     pub wallclock: SystemTime,
     /// A decoder can start here (video IDR/IRAP; every audio frame).
     pub keyframe: bool,

@@ -14,10 +14,14 @@
 //! timestamp): RTSP readers such as ffmpeg `-c copy` recorders need SPS/PPS
 //! before every IDR, not only in the SDP.
 //!
-//! Wall-clock time comes from RTCP sender reports once every track has one (so
-//! all tracks switch together), else from the stream's start instant plus output
-//! time, which is consistent across tracks because every track's output time is
-//! anchored to that same instant (see [`crate::timeline`]).
+//! Wall-clock time is a pure function of output time: the Hub's origin (wall
+//! time `W0` ↔ output time 0 in every track's clock) plus `pts / clock_rate`. The
+//! NTP↔RTP mapping outputs derive from it (RTSP sender reports) is therefore one
+//! straight line per stream that never jumps, across source restarts and
+//! whether or not the source sends reports. The source's RTCP sender reports are
+//! used only to put a track's timeline in step with another track of the same
+//! session when it (re-)anchors (see [`Timeline::map_aligned`]): they decide
+//! where a track starts, never what wall-clock time a frame gets.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -29,7 +33,7 @@ use crate::frame::{Frame, OutPacket};
 use crate::hub::Hub;
 use crate::packet::RtpPacket;
 use crate::reorder::{Pushed, Released, ReorderBuffer, ReorderConfig};
-use crate::rtcp::{self, SenderReport};
+use crate::rtcp::SenderReport;
 use crate::timeline::Timeline;
 use crate::track::{Codec, CodecParams, MediaKind, TrackId, TrackInfo};
 
@@ -236,7 +240,8 @@ impl StreamIngest {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Records the source's RTP/NTP mapping for `track` (RTCP SR).
+    /// Records the source's RTP/NTP mapping for `track` (RTCP SR), used to align
+    /// the tracks' timelines when one (re-)anchors.
     pub fn on_sender_report(&mut self, track: TrackId, sr: &SenderReport) {
         if let Some(state) = self.tracks.iter_mut().find(|t| t.info.id == track) {
             state.sender_report = Some((sr.ntp_time, sr.rtp_time));
@@ -322,12 +327,7 @@ impl StreamIngest {
         now: Instant,
         origin: (Instant, SystemTime),
     ) {
-        // Tracks that cannot be depacketized publish nothing and may get no reports.
-        let all_have_sender_reports = self
-            .tracks
-            .iter()
-            .filter(|t| t.depacketizer.is_ok())
-            .all(|t| t.sender_report.is_some());
+        let aligned = self.aligned_by_sender_reports(index, unit.rtp_timestamp);
         let state = &mut self.tracks[index];
         let info = &mut state.info;
         let previous_sps = info.params.sps.clone();
@@ -337,18 +337,14 @@ impl StreamIngest {
             discontinuity = previous_sps.is_some() && previous_sps != info.params.sps;
             self.hub.update_params(info.id, info.params.clone());
         }
-        let mapped = state.timeline.map(unit.rtp_timestamp, now, origin.0);
+        let mapped = state
+            .timeline
+            .map_aligned(unit.rtp_timestamp, now, origin.0, aligned);
         discontinuity |= mapped.discontinuity;
         let pts = mapped.pts;
         let timestamp = pts as u32;
         let clock_rate = state.timeline.clock_rate();
-        let wallclock = match state.sender_report {
-            Some((ntp, rtp)) if all_have_sender_reports => {
-                let ticks = i64::from(unit.rtp_timestamp.wrapping_sub(rtp) as i32);
-                offset(rtcp::system_time_from_ntp(ntp), ticks, clock_rate)
-            }
-            _ => offset(origin.1, i64::try_from(pts).unwrap_or(i64::MAX), clock_rate),
-        };
+        let wallclock = offset(origin.1, i64::try_from(pts).unwrap_or(i64::MAX), clock_rate);
         let kind = state.info.kind();
         let keyframe = unit.keyframe || kind == MediaKind::Audio;
         let AccessUnit {
@@ -391,6 +387,33 @@ impl StreamIngest {
             units,
             packets,
         });
+    }
+
+    /// Where the source's sender reports put `rtp_timestamp` of track `index` on
+    /// the output timeline: another track of the same session, with a report and
+    /// a timeline on that session's line, gives the output time of the instant
+    /// the source stamped it. `None` without such a pair of reports.
+    fn aligned_by_sender_reports(&self, index: usize, rtp_timestamp: u32) -> Option<u64> {
+        const NANOS: i128 = 1_000_000_000;
+        let track = &self.tracks[index];
+        let (ntp, report_rtp) = track.sender_report?;
+        let rate = i128::from(track.timeline.clock_rate());
+        let since_report = i128::from(rtp_timestamp.wrapping_sub(report_rtp) as i32);
+        self.tracks
+            .iter()
+            .enumerate()
+            .filter(|(other, _)| *other != index)
+            .find_map(|(_, other)| {
+                let (other_ntp, other_report_rtp) = other.sender_report?;
+                let other_output = i128::from(other.timeline.output_of(other_report_rtp)?);
+                let other_rate = i128::from(other.timeline.clock_rate());
+                // NTP is 32.32 fixed point: nanoseconds from the other report to ours,
+                // then on to the capture of this timestamp.
+                let between_reports = ((i128::from(ntp) - i128::from(other_ntp)) * NANOS) >> 32;
+                let nanos = between_reports + since_report * NANOS / rate;
+                let other_ticks = other_output + nanos * other_rate / NANOS;
+                u64::try_from(other_ticks * rate / other_rate).ok()
+            })
     }
 }
 
@@ -836,41 +859,105 @@ mod tests {
         assert_eq!(ingest.stats().lost_packets, 0);
     }
 
-    #[test]
-    fn wallclock_follows_sender_reports_once_every_track_has_one() {
-        let (mut ingest, mut sub, now) = setup();
-        let sr = |ssrc: u32, ntp_time: u64, rtp_time: u32| SenderReport {
-            ssrc,
+    fn sender_report(ntp_time: u64, rtp_time: u32) -> SenderReport {
+        SenderReport {
+            ssrc: SOURCE_SSRC,
             ntp_time,
             rtp_time,
             packet_count: 0,
             octet_count: 0,
             reports: Vec::new(),
-        };
-        let ntp =
-            rtcp::ntp_from_system_time(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
-        ingest.on_sender_report(VIDEO, &sr(SOURCE_SSRC, ntp, 1000));
-        push_all(&mut ingest, idr(1, 1000 + 90_000), now);
-        let arrival_based = received(&mut sub)[0].wallclock;
-        let age = SystemTime::now()
-            .duration_since(arrival_based)
-            .unwrap_or_default();
-        assert!(
-            age < Duration::from_secs(3600),
-            "audio has no report yet: arrival based"
-        );
+        }
+    }
 
-        ingest.on_sender_report(AUDIO, &sr(0x3333, ntp, 0));
-        push_all(
-            &mut ingest,
-            vec![p_frame(SOURCE_SSRC, 4, 1000 + 180_000)],
-            now + Duration::from_secs(1),
-        );
-        let from_report = received(&mut sub)[0].wallclock;
+    fn push_audio(ingest: &mut StreamIngest, seq: u16, ts: u32, now: Instant) {
+        let p = packet(0x3333, seq, ts, true, vec![0xfc, 1, 2]);
+        ingest.push_rtp(AUDIO, p, now).expect("opus");
+    }
+
+    fn ntp_at(unix_secs: u64) -> u64 {
+        crate::rtcp::ntp_from_system_time(SystemTime::UNIX_EPOCH + Duration::from_secs(unix_secs))
+    }
+
+    fn seconds(frame: &Frame) -> f64 {
+        let rate = if frame.kind == MediaKind::Video {
+            90_000.0
+        } else {
+            48_000.0
+        };
+        frame.pts as f64 / rate
+    }
+
+    #[test]
+    fn wallclock_is_the_origin_plus_output_time_across_restarts_and_reports() {
+        let (mut ingest, mut sub, now) = setup();
+        let origin = ingest.hub().origin().1;
+        let at = |ms: u64| now + Duration::from_millis(ms);
+        push_all(&mut ingest, idr(1, 1000), at(0));
+        push_audio(&mut ingest, 50, 0, at(5));
+        push_all(&mut ingest, vec![p_frame(SOURCE_SSRC, 4, 4000)], at(33));
+        push_audio(&mut ingest, 51, 960, at(25));
+        // Reports arrive mid-stream, on a clock far from the ingest's.
+        ingest.on_sender_report(VIDEO, &sender_report(ntp_at(1_600_000_000), 1000));
+        ingest.on_sender_report(AUDIO, &sender_report(ntp_at(1_600_000_000), 0));
+        push_all(&mut ingest, vec![p_frame(SOURCE_SSRC, 5, 7000)], at(66));
+        push_audio(&mut ingest, 52, 1920, at(45));
+        // The source restarts 2 s later with new timestamps and new reports.
+        ingest.source_restarted();
+        ingest.on_sender_report(VIDEO, &sender_report(ntp_at(1_700_000_000), 500));
+        ingest.on_sender_report(AUDIO, &sender_report(ntp_at(1_700_000_000), 100));
+        push_all(&mut ingest, idr(10, 500), at(2_000));
+        push_audio(&mut ingest, 60, 100, at(2_010));
+        push_all(&mut ingest, vec![p_frame(SOURCE_SSRC, 13, 3500)], at(2_033));
+        ingest.on_sender_report(VIDEO, &sender_report(ntp_at(1_700_000_001), 90_500));
+        push_all(&mut ingest, vec![p_frame(SOURCE_SSRC, 14, 6500)], at(2_066));
+        push_audio(&mut ingest, 61, 1060, at(2_030));
+        let frames = received(&mut sub);
+        assert_eq!(frames.len(), 11);
+        for frame in &frames {
+            let since_origin = frame
+                .wallclock
+                .duration_since(origin)
+                .expect("wallclock after the origin")
+                .as_secs_f64();
+            assert!(
+                (since_origin - seconds(frame)).abs() < 1e-6,
+                "{:?} frame at {} s of output has wallclock origin + {since_origin} s",
+                frame.kind,
+                seconds(frame)
+            );
+        }
+    }
+
+    #[test]
+    fn sender_reports_put_a_late_track_in_step_after_a_restart() {
+        let (mut ingest, mut sub, now) = setup();
+        let at = |ms: u64| now + Duration::from_millis(ms);
+        push_all(&mut ingest, idr(1, 1000), at(0));
+        push_audio(&mut ingest, 50, 0, at(0));
+        ingest.source_restarted();
+        // Both tracks restart captured at the same instant (their reports say so),
+        // but the audio's first packet arrives 300 ms after the video's.
+        let ntp = ntp_at(1_700_000_000);
+        ingest.on_sender_report(VIDEO, &sender_report(ntp, 777_000));
+        ingest.on_sender_report(AUDIO, &sender_report(ntp, 4_000));
+        push_all(&mut ingest, idr(10, 777_000), at(1_000));
+        push_audio(&mut ingest, 60, 4_000, at(1_300));
+        push_audio(&mut ingest, 61, 4_960, at(1_310));
+        let frames = received(&mut sub);
+        let (video, audio) = (&frames[2], &frames[3]);
         assert_eq!(
-            from_report,
-            rtcp::system_time_from_ntp(ntp) + Duration::from_secs(2)
+            (video.kind, audio.kind),
+            (MediaKind::Video, MediaKind::Audio)
         );
+        assert!(video.discontinuity && audio.discontinuity);
+        assert!(
+            (seconds(audio) - seconds(video)).abs() < 0.001,
+            "audio at {} s, video at {} s of output",
+            seconds(audio),
+            seconds(video)
+        );
+        assert_eq!(frames[4].pts, audio.pts + 960, "then the source's spacing");
     }
 
     #[test]

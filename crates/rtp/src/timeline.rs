@@ -15,6 +15,12 @@
 //!   time predicts: output = highest output so far + the wall time elapsed since
 //!   the track's previous timestamp (at least one tick).
 //!
+//! The caller may offer an aligned anchor ([`Timeline::map_aligned`]): where the
+//! source's RTCP sender reports put the timestamp relative to another track of
+//! the same session. It replaces the arrival-based anchor when it is within
+//! [`MAX_JUMP`] of it and keeps time running forward, so a track that starts late
+//! or early by the network's doing is put back in step with the others.
+//!
 //! Each track measures that elapsed time from its own previous arrival rather
 //! than from one stream-wide instant: a track's previous output corresponds to its
 //! own previous arrival, so advancing every track by its own gap keeps their
@@ -97,9 +103,29 @@ impl Timeline {
     /// stream's start instant (the same for all its tracks); it only matters for
     /// the track's first timestamp.
     pub fn map(&mut self, rtp_timestamp: u32, now: Instant, origin: Instant) -> Mapped {
+        self.map_aligned(rtp_timestamp, now, origin, None)
+    }
+
+    /// [`Timeline::map`], with `aligned` the output time the source's sender
+    /// reports give this timestamp (from another track's timeline); it is used
+    /// only if this timestamp (re-)anchors the timeline, and only when it is
+    /// within [`MAX_JUMP`] of the arrival-based anchor.
+    pub fn map_aligned(
+        &mut self,
+        rtp_timestamp: u32,
+        now: Instant,
+        origin: Instant,
+        aligned: Option<u64>,
+    ) -> Mapped {
+        let max_jump = ticks(MAX_JUMP, self.clock_rate);
+        let prefer_aligned = |arrival: u64| {
+            aligned
+                .filter(|a| a.abs_diff(arrival) <= max_jump)
+                .unwrap_or(arrival)
+        };
         let Some(state) = self.anchored.as_mut() else {
-            let pts = ticks(now.saturating_duration_since(origin), self.clock_rate)
-                .max(self.first_output_floor);
+            let arrival = ticks(now.saturating_duration_since(origin), self.clock_rate);
+            let pts = prefer_aligned(arrival).max(self.first_output_floor);
             self.anchored = Some(Anchored {
                 last_rtp: rtp_timestamp,
                 last_extended: 0,
@@ -119,10 +145,11 @@ impl Timeline {
         let step = i64::from(rtp_timestamp.wrapping_sub(state.last_rtp) as i32);
         let extended = state.last_extended.saturating_add(step);
         let deviation = step.saturating_sub(elapsed as i64).unsigned_abs();
-        let jumped = deviation > ticks(MAX_JUMP, self.clock_rate);
+        let jumped = deviation > max_jump;
         let discontinuity = self.rebase_pending || jumped;
         if discontinuity {
-            let target = state.max_output.saturating_add(elapsed.max(1));
+            let arrival = state.max_output.saturating_add(elapsed.max(1));
+            let target = prefer_aligned(arrival).max(state.max_output.saturating_add(1));
             state.offset = (target as i64).saturating_sub(extended);
             self.rebase_pending = false;
         }
@@ -132,6 +159,20 @@ impl Timeline {
         let pts = extended.saturating_add(state.offset).max(0) as u64;
         state.max_output = state.max_output.max(pts);
         Mapped { pts, discontinuity }
+    }
+
+    /// The output time of the source timestamp `rtp_timestamp` on the current
+    /// session's line (`None` before the first timestamp or after a rebase, until
+    /// the new session's first one). May be negative or beyond what was output.
+    pub fn output_of(&self, rtp_timestamp: u32) -> Option<i64> {
+        let state = self.anchored.as_ref().filter(|_| !self.rebase_pending)?;
+        let step = i64::from(rtp_timestamp.wrapping_sub(state.last_rtp) as i32);
+        Some(
+            state
+                .last_extended
+                .saturating_add(step)
+                .saturating_add(state.offset),
+        )
     }
 }
 
@@ -307,5 +348,43 @@ mod tests {
         let a = audio.map(4_242_424, origin + ms(3_010), origin);
         assert_eq!(v.pts, 270_000);
         assert_eq!(a.pts, 144_480);
+    }
+
+    #[test]
+    fn an_aligned_anchor_replaces_the_arrival_time_within_bounds() {
+        let origin = Instant::now();
+        let mut first = Timeline::new(RATE);
+        // Arrived 1 s after the origin, but sender reports place it at 0.7 s.
+        assert_eq!(
+            first
+                .map_aligned(5, origin + ms(1_000), origin, Some(63_000))
+                .pts,
+            63_000
+        );
+        assert_eq!(first.output_of(3_005), Some(66_000));
+        let mut absurd = Timeline::new(RATE);
+        let far = Some(ticks(MAX_JUMP, RATE) + 90_001);
+        assert_eq!(
+            absurd.map_aligned(5, origin + ms(1_000), origin, far).pts,
+            90_000,
+            "reports further off than MAX_JUMP are not trusted"
+        );
+    }
+
+    #[test]
+    fn an_aligned_re_anchor_never_goes_back_and_is_used_only_when_anchoring() {
+        let origin = Instant::now();
+        let mut tl = Timeline::new(RATE);
+        let last = run(&mut tl, origin, origin, 0, 10)[9].pts;
+        let steady = tl.map_aligned(30_000, origin + ms(330), origin, Some(1));
+        assert_eq!(steady.pts, last + 3_000, "anchored: the hint is ignored");
+        tl.rebase();
+        assert_eq!(tl.output_of(33_000), None, "no line until the new session");
+        let behind = tl.map_aligned(9, origin + ms(400), origin, Some(last));
+        assert_eq!(behind.pts, last + 3_001, "after the highest output");
+        tl.rebase();
+        let ahead = tl.map_aligned(9, origin + ms(500), origin, Some(last + 20_000));
+        assert!(ahead.discontinuity);
+        assert_eq!(ahead.pts, last + 20_000);
     }
 }
