@@ -264,8 +264,14 @@ impl<'a> Iterator for ExtensionElements<'a> {
         let form = self.form?;
         loop {
             let (&first, after) = self.rest.split_first()?;
-            if first == 0 {
-                self.rest = after; // padding byte
+            // Id 0 is padding; in the one-byte form its length nibble is ignored
+            // (as libwebrtc does), so the byte alone is skipped.
+            let padding = match form {
+                ElementForm::OneByte => first >> 4 == 0,
+                ElementForm::TwoByte => first == 0,
+            };
+            if padding {
+                self.rest = after;
                 continue;
             }
             let (id, len, data_start) = match form {
@@ -575,7 +581,7 @@ mod tests {
 
     #[test]
     fn one_byte_extension_skips_padding_and_stops_at_id_15() {
-        let data = [0, 0, 0x10, 0x55, 0, 0xf0, 0x20, 0x66];
+        let data = [0, 0x05, 0x10, 0x55, 0, 0xf0, 0x20, 0x66];
         let ext = HeaderExtension {
             profile: ONE_BYTE_EXTENSION_PROFILE,
             data: &data,
