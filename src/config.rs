@@ -583,6 +583,22 @@ mod tests {
         assert_eq!(stated.http.listen, defaults.http.listen);
     }
 
+    /// Every ```toml example in README.md is a valid config.
+    #[test]
+    fn readme_examples_parse() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        let readme = std::fs::read_to_string(&path).unwrap();
+        let examples: Vec<&str> = readme
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("```").map(|(example, _)| example))
+            .collect();
+        assert!(!examples.is_empty(), "README.md has no toml example");
+        for example in examples {
+            Config::parse(example, &path).unwrap_or_else(|e| panic!("{e}\n{example}"));
+        }
+    }
+
     #[test]
     fn line_column_counts_from_one() {
         assert_eq!(line_column("ab\ncd", 0), (1, 1));
