@@ -1,0 +1,426 @@
+//! The HTTP app (`streamgate::api::app`) driven with `tower::ServiceExt::oneshot`:
+//! stream views, adding/replacing/removing streams (checked like the config file),
+//! bearer-token auth, JSON errors, secrets kept out of every answer, the OpenAPI
+//! document and the metrics text. The streams are real: the demo capture and a
+//! fixture capture replayed into real Hubs.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use streamgate::api::{self, AppState, SharedStreams};
+use streamgate::config::Config;
+use streamgate::streams::{self, Streams};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// The app over the streams of `toml`, relative paths resolved against `fixtures/`.
+fn gateway(toml: &str) -> (Router, SharedStreams) {
+    let config = Config::parse(toml, Path::new("test.toml")).expect("config");
+    let planned = streams::plan(&config, &fixtures()).expect("plan");
+    let streams: SharedStreams = Arc::new(RwLock::new(Streams::start(planned)));
+    let state = AppState::new(&config, streams.clone(), fixtures());
+    (api::app(state, config.hls.clone()), streams)
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+async fn send(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    body: Option<(&str, &str)>,
+    token: Option<&str>,
+) -> Reply {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = match body {
+        Some((content_type, body)) => request
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body.to_owned())),
+        None => request.body(Body::empty()),
+    }
+    .expect("request");
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+async fn get(app: &Router, uri: &str) -> Reply {
+    send(app, Method::GET, uri, None, None).await
+}
+
+/// GETs `uri` until `done` holds for its JSON.
+async fn wait_json(app: &Router, uri: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let reply = get(app, uri).await;
+        if reply.status == StatusCode::OK && done(&reply.json()) {
+            return reply.json();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{uri} never matched: {} {}",
+            reply.status,
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn streams_are_listed_with_codecs_resolution_and_counters() {
+    let (app, _streams) = gateway("[streams.demo]\nsource = \"demo\"\n");
+    let list = get(&app, "/api/streams").await;
+    assert_eq!(list.status, StatusCode::OK);
+    let list = list.json();
+    let names: Vec<&str> = list["streams"]
+        .as_array()
+        .expect("streams array")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["demo"]);
+
+    let view = wait_json(&app, "/api/streams/demo", |v| {
+        v["frames"].as_u64() > Some(50) && v["tracks"][0]["width"].is_u64()
+    })
+    .await;
+    assert_eq!(view["state"], "running");
+    assert_eq!(view["source"], "demo");
+    let tracks = view["tracks"].as_array().expect("tracks");
+    let codecs: Vec<&str> = tracks.iter().filter_map(|t| t["codec"].as_str()).collect();
+    assert_eq!(codecs, ["h264", "aac"]);
+    assert_eq!(tracks[0]["width"], 1280);
+    assert_eq!(tracks[0]["height"], 720);
+    assert!(
+        view["packets"].as_u64() > Some(0) && view["bytes"].as_u64() > view["packets"].as_u64(),
+        "{view}"
+    );
+    assert_eq!(view["readers"], 0);
+    // The bitrate is measured between looks at least a second apart.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let view = get(&app, "/api/streams/demo").await.json();
+    let bitrate = view["bitrate_bps"]
+        .as_u64()
+        .expect("a bitrate after two looks");
+    assert!(bitrate > 0, "{view}");
+
+    let missing = get(&app, "/api/streams/nope").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.json()["error"], "no stream named \"nope\"");
+    assert_eq!(get(&app, "/healthz").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn streams_are_added_replaced_and_removed_at_runtime() {
+    let (app, streams) = gateway("");
+    let put = |body: &'static str, content_type: &'static str| {
+        let app = app.clone();
+        async move {
+            send(
+                &app,
+                Method::PUT,
+                "/api/streams/cam",
+                Some((content_type, body)),
+                None,
+            )
+            .await
+        }
+    };
+    let created = put(
+        "source = \"pcap:ffmpeg_h264_aac.pcap\"\n",
+        "application/toml",
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.json()["source"], "pcap:ffmpeg_h264_aac.pcap");
+    wait_json(&app, "/api/streams/cam", |v| v["frames"].as_u64() > Some(0)).await;
+
+    // A reader of the stream as it is now, to see what replacing and deleting do to it.
+    let hub = streams.read().unwrap().get("cam").expect("cam").hub.clone();
+    let mut reader = hub.subscribe();
+
+    let replaced = put(
+        r#"{"source": "pcap:ffmpeg_h264_opus.pcap"}"#,
+        "application/json",
+    )
+    .await;
+    assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.body);
+    let view = wait_json(&app, "/api/streams/cam", |v| {
+        v["tracks"].as_array().is_some_and(|t| t.len() == 2)
+    })
+    .await;
+    assert_eq!(view["tracks"][1]["codec"], "opus");
+    assert!(
+        tokio::time::timeout(WAIT, async { while reader.recv().await.is_some() {} })
+            .await
+            .is_ok(),
+        "the replaced stream's reader was not ended"
+    );
+
+    let hub = streams.read().unwrap().get("cam").expect("cam").hub.clone();
+    let mut reader = hub.subscribe();
+    let deleted = send(&app, Method::DELETE, "/api/streams/cam", None, None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
+    assert!(
+        tokio::time::timeout(WAIT, async { while reader.recv().await.is_some() {} })
+            .await
+            .is_ok(),
+        "the deleted stream's reader was not ended"
+    );
+    assert_eq!(
+        get(&app, "/api/streams/cam").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let again = send(&app, Method::DELETE, "/api/streams/cam", None, None).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    assert_eq!(again.json()["error"], "no stream named \"cam\"");
+}
+
+/// Bad requests: each gets its status and a JSON message naming the problem.
+#[tokio::test]
+async fn bad_stream_tables_are_rejected_like_the_config_file() {
+    let (app, _streams) = gateway("");
+    let cases: &[(&str, &str, &str, StatusCode, &str)] = &[
+        ("cam", "application/toml", "sorce = \"demo\"\n", StatusCode::BAD_REQUEST, "line 1, column 1: unknown field `sorce`"),
+        ("cam", "application/toml", "source = \"demo\"\ntransport = \"udp\"\n", StatusCode::BAD_REQUEST, "stream cam: `transport`, `always_on` and `idle_grace` are only used by rtsp:// sources"),
+        ("cam", "application/toml", "source = \"pcap:missing.pcap\"\n", StatusCode::BAD_REQUEST, "stream cam: "),
+        ("cam", "application/toml", "[rtsp]\nlisten = \"0.0.0.0:1\"\n", StatusCode::BAD_REQUEST, "unexpected table `rtsp`"),
+        ("cam", "application/json", "{\"source\": 5}", StatusCode::BAD_REQUEST, "line 1, column 10: invalid type: integer `5`"),
+        ("cam", "application/json", "[\"demo\"]", StatusCode::BAD_REQUEST, "the body must be a JSON object"),
+        ("cam", "application/json", "{", StatusCode::BAD_REQUEST, "bad JSON: "),
+        ("cam", "image/png", "source = \"demo\"\n", StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the stream's table as application/toml or application/json"),
+        ("a%20b", "application/toml", "source = \"demo\"\n", StatusCode::BAD_REQUEST, "stream name \"a b\" must be"),
+    ];
+    for (name, content_type, body, status, message) in cases {
+        let reply = send(
+            &app,
+            Method::PUT,
+            &format!("/api/streams/{name}"),
+            Some((content_type, body)),
+            None,
+        )
+        .await;
+        assert_eq!(reply.status, *status, "{body:?}: {}", reply.body);
+        assert_eq!(reply.headers[header::CONTENT_TYPE], "application/json");
+        let error = reply.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            error.starts_with(message),
+            "{body:?}: got {error:?}, want {message:?}"
+        );
+    }
+    let huge = format!("source = \"demo\"\n#{}\n", "x".repeat(100 * 1024));
+    let reply = send(
+        &app,
+        Method::PUT,
+        "/api/streams/cam",
+        Some(("application/toml", &huge)),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        get(&app, "/api/streams").await.json()["streams"],
+        serde_json::json!([])
+    );
+}
+
+#[tokio::test]
+async fn api_token_guards_the_api_only() {
+    let (app, _streams) =
+        gateway("[http]\napi_token = \"s3cr3t-token\"\n[streams.demo]\nsource = \"demo\"\n");
+    for uri in ["/api/streams", "/api/streams/demo", "/api/openapi.json"] {
+        let denied = get(&app, uri).await;
+        assert_eq!(denied.status, StatusCode::UNAUTHORIZED, "{uri}");
+        assert_eq!(
+            denied.headers[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"streamgate\""
+        );
+        assert_eq!(denied.json()["error"], "missing or wrong bearer token");
+        let wrong = send(&app, Method::GET, uri, None, Some("s3cr3t-tokeN")).await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{uri}");
+        let allowed = send(&app, Method::GET, uri, None, Some("s3cr3t-token")).await;
+        assert_eq!(allowed.status, StatusCode::OK, "{uri}");
+    }
+    let put = send(
+        &app,
+        Method::PUT,
+        "/api/streams/x",
+        Some(("application/toml", "source = \"demo\"\n")),
+        None,
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::UNAUTHORIZED);
+    for uri in ["/healthz", "/metrics", "/"] {
+        assert_eq!(get(&app, uri).await.status, StatusCode::OK, "{uri}");
+    }
+}
+
+#[test]
+fn api_token_comes_from_the_environment() {
+    let mut config =
+        Config::parse("[http]\napi_token = \"from-file\"\n", Path::new("t.toml")).unwrap();
+    config.apply_env(|name| {
+        (name == streamgate::config::API_TOKEN_ENV).then(|| "from-env".to_owned())
+    });
+    assert_eq!(
+        config.http.api_token.map(|s| s.0).as_deref(),
+        Some("from-env")
+    );
+}
+
+#[tokio::test]
+async fn secrets_never_appear_in_api_answers() {
+    let (app, _streams) = gateway("");
+    let body = "source = \"rtsp://admin:hunter2@127.0.0.1:9/live?token=tok3n\"\nrtsp_username = \"v\"\nrtsp_password = \"pw-s3cret\"\nalways_on = true\n";
+    let created = send(
+        &app,
+        Method::PUT,
+        "/api/streams/cam",
+        Some(("application/toml", body)),
+        None,
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    // The camera port is closed: wait for the source's failure to show.
+    let view = wait_json(&app, "/api/streams/cam", |v| v["last_error"].is_string()).await;
+    let metrics = get(&app, "/metrics").await.body;
+    let dashboard = get(&app, "/").await.body;
+    let list = get(&app, "/api/streams").await.body;
+    for shown in [
+        &created.body,
+        &view.to_string(),
+        &metrics,
+        &dashboard,
+        &list,
+    ] {
+        for secret in ["hunter2", "tok3n", "pw-s3cret"] {
+            assert!(!shown.contains(secret), "{secret} shown in {shown}");
+        }
+    }
+    assert_eq!(view["source"], "rtsp://admin:***@127.0.0.1:9/live?***");
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_route() {
+    let (app, _streams) = gateway("");
+    let reply = get(&app, "/api/openapi.json").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let document = reply.json();
+    assert_eq!(document["openapi"], "3.0.3");
+    let paths = document["paths"].as_object().expect("paths");
+    for (path, methods) in [
+        ("/api/streams", &["get"][..]),
+        ("/api/streams/{name}", &["get", "put", "delete"][..]),
+        ("/api/openapi.json", &["get"][..]),
+        ("/healthz", &["get"][..]),
+        ("/metrics", &["get"][..]),
+    ] {
+        for method in methods {
+            assert!(
+                paths[path][method].is_object(),
+                "{method} {path} is not documented"
+            );
+        }
+    }
+}
+
+/// Value of the sample `name{labels}` in Prometheus text.
+fn sample(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name_and_labels} in:\n{text}"))
+}
+
+#[tokio::test]
+async fn metrics_count_per_stream_and_process() {
+    let (app, streams) = gateway("[streams.demo]\nsource = \"demo\"\n");
+    let hub = streams
+        .read()
+        .unwrap()
+        .get("demo")
+        .expect("demo")
+        .hub
+        .clone();
+    let _reader = hub.subscribe();
+    let first = get(&app, "/metrics").await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(
+        first.headers[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = get(&app, "/metrics").await.body;
+    for counter in [
+        "streamgate_stream_packets_total",
+        "streamgate_stream_bytes_total",
+        "streamgate_stream_frames_total",
+    ] {
+        let key = format!("{counter}{{stream=\"demo\"}}");
+        assert!(
+            sample(&second, &key) > sample(&first.body, &key),
+            "{counter} did not move"
+        );
+    }
+    assert_eq!(
+        sample(&second, "streamgate_stream_readers{stream=\"demo\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &second,
+            "streamgate_source_up{stream=\"demo\",state=\"running\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &second,
+            "streamgate_source_reconnects_total{stream=\"demo\"}"
+        ),
+        0.0
+    );
+    assert!(sample(&second, "process_resident_memory_bytes") > 1e6);
+    assert!(sample(&second, "process_open_fds") > 0.0);
+    sample(&second, "process_cpu_seconds_total");
+    for line in second.lines().filter(|l| l.starts_with("# TYPE")) {
+        assert!(
+            line.ends_with(" counter") || line.ends_with(" gauge"),
+            "{line}"
+        );
+    }
+}
