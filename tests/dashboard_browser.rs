@@ -1,0 +1,98 @@
+//! The dashboard at `/` in headless Chromium (Debian's `chromium`, driven by
+//! playwright-core through tests/js/dashboard.mjs): it lists every stream with its
+//! RTSP and HLS URLs, each player shows moving video from the binary's own hls.js,
+//! a screenshot of each player is not blank, and the copy button copies the RTSP URL.
+
+mod api_support;
+
+use std::path::Path;
+use std::process::Command;
+
+use api_support::{peer, Gateway};
+use serde_json::Value;
+
+#[test]
+fn dashboard_lists_streams_and_plays_each_in_chromium() {
+    peer("chromium");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/ffmpeg_h264_aac.pcap");
+    let gateway = Gateway::start(&format!(
+        "[streams.demo]\nsource = \"demo\"\n[streams.lobby]\nsource = \"pcap:{}\"\n",
+        fixture.display()
+    ));
+    let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let output = Command::new(peer("node"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/js/dashboard.mjs"
+        ))
+        .arg(format!("http://127.0.0.1:{}/", gateway.http_port))
+        .arg(screenshots)
+        .arg("90")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "dashboard.mjs failed: {}\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        gateway.log()
+    );
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("bad report ({e}): {stdout}"));
+    println!("dashboard report: {report}");
+
+    let streams = report["streams"].as_array().expect("streams");
+    let names: Vec<&str> = streams.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(names, ["demo", "lobby"]);
+    for stream in streams {
+        let name = stream["name"].as_str().unwrap_or_default();
+        assert_eq!(stream["state"], "running", "{stream}");
+        assert_eq!(
+            stream["rtsp"],
+            format!("rtsp://127.0.0.1:{}/{name}", gateway.rtsp_port)
+        );
+        assert_eq!(
+            stream["hls"],
+            format!(
+                "http://127.0.0.1:{}/hls/{name}/index.m3u8",
+                gateway.http_port
+            )
+        );
+        let player = &report["players"][name];
+        assert_eq!(
+            player["fatalErrors"],
+            serde_json::json!([]),
+            "{name}: {player}"
+        );
+        assert_eq!(
+            (&player["videoWidth"], &player["videoHeight"]),
+            (&1280.into(), &720.into()),
+            "{name}: {player}"
+        );
+        let (before, later) = (
+            player["currentTime"].as_f64(),
+            player["currentTimeLater"].as_f64(),
+        );
+        assert!(
+            before >= Some(3.0) && later > before,
+            "{name}'s video is not moving: {player}"
+        );
+    }
+    for shot in report["screenshots"].as_array().expect("screenshots") {
+        // testsrc2's colour bars and moving pattern: far from a flat picture.
+        let variance = shot["variance"].as_f64().unwrap_or_default();
+        assert!(variance > 100.0, "blank-looking screenshot: {shot}");
+        assert!(shot["width"].as_u64() > Some(100), "{shot}");
+    }
+    assert_eq!(report["screenshots"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        report["copied"],
+        format!("rtsp://127.0.0.1:{}/demo", gateway.rtsp_port)
+    );
+    assert_eq!(
+        report["pageErrors"],
+        serde_json::json!([]),
+        "script errors in the page"
+    );
+}
