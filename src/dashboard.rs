@@ -38,7 +38,12 @@ async fn dashboard(State(state): State<AppState>) -> Html<String> {
 </section>
 "#,
             state = report.state,
-            source_state = html_escape(&report.source_state),
+            // Replays have no client state beyond running/failed.
+            source_state = if report.source_state == report.state {
+                String::new()
+            } else {
+                html_escape(&report.source_state)
+            },
         ));
     }
     drop(streams);

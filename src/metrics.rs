@@ -14,6 +14,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
+use streamgate_rtp::hub::HubStats;
+
 use crate::api::{AppState, SourceReport};
 
 /// Linux's USER_HZ: the unit of `/proc/self/stat`'s CPU times (fixed at 100 by the kernel ABI).
@@ -40,10 +42,45 @@ struct Family<'a> {
     help: &'a str,
 }
 
+/// A per-stream counter read from the Hub's stats.
+struct HubCounter {
+    name: &'static str,
+    help: &'static str,
+    value: fn(&HubStats) -> u64,
+}
+
+const HUB_COUNTERS: [HubCounter; 5] = [
+    HubCounter {
+        name: "streamgate_stream_frames_total",
+        help: "Frames (access units) the source published.",
+        value: |s| s.frames,
+    },
+    HubCounter {
+        name: "streamgate_stream_packets_total",
+        help: "RTP packets the source published.",
+        value: |s| s.packets,
+    },
+    HubCounter {
+        name: "streamgate_stream_bytes_total",
+        help: "Payload bytes the source published.",
+        value: |s| s.bytes,
+    },
+    HubCounter {
+        name: "streamgate_stream_drops_total",
+        help: "Frames skipped for slow readers, all readers together.",
+        value: |s| s.drops,
+    },
+    HubCounter {
+        name: "streamgate_stream_keyframe_requests_total",
+        help: "Keyframe requests readers sent to the source.",
+        value: |s| s.keyframe_requests,
+    },
+];
+
 /// The whole exposition text.
 pub fn render(state: &AppState) -> String {
     let streams = state.read();
-    let rows: Vec<(String, streamgate_rtp::hub::HubStats, SourceReport)> = streams
+    let rows: Vec<(String, HubStats, SourceReport)> = streams
         .iter()
         .map(|(name, stream)| {
             (
@@ -56,52 +93,20 @@ pub fn render(state: &AppState) -> String {
     drop(streams);
 
     let mut out = String::new();
-    let counters: [(Family, fn(&streamgate_rtp::hub::HubStats) -> u64); 5] = [
-        (
-            Family {
-                name: "streamgate_stream_frames_total",
-                kind: "counter",
-                help: "Frames (access units) the source published.",
-            },
-            |s| s.frames,
-        ),
-        (
-            Family {
-                name: "streamgate_stream_packets_total",
-                kind: "counter",
-                help: "RTP packets the source published.",
-            },
-            |s| s.packets,
-        ),
-        (
-            Family {
-                name: "streamgate_stream_bytes_total",
-                kind: "counter",
-                help: "Payload bytes the source published.",
-            },
-            |s| s.bytes,
-        ),
-        (
-            Family {
-                name: "streamgate_stream_drops_total",
-                kind: "counter",
-                help: "Frames skipped for slow readers, all readers together.",
-            },
-            |s| s.drops,
-        ),
-        (
-            Family {
-                name: "streamgate_stream_keyframe_requests_total",
-                kind: "counter",
-                help: "Keyframe requests readers sent to the source.",
-            },
-            |s| s.keyframe_requests,
-        ),
-    ];
-    for (family, value) in &counters {
-        header(&mut out, family);
+    for counter in &HUB_COUNTERS {
+        let family = Family {
+            name: counter.name,
+            kind: "counter",
+            help: counter.help,
+        };
+        header(&mut out, &family);
         for (name, stats, _) in &rows {
-            sample(&mut out, family.name, &[("stream", name)], value(stats));
+            sample(
+                &mut out,
+                family.name,
+                &[("stream", name)],
+                (counter.value)(stats),
+            );
         }
     }
 
