@@ -100,8 +100,8 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// One `[streams.NAME]` table.
-#[derive(Debug, Clone, Deserialize)]
+/// One `[streams.NAME]` table. `PartialEq` tells a reload which streams changed.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamConfig {
     /// Where the stream comes from.

@@ -7,6 +7,7 @@ pub mod api;
 pub mod config;
 pub mod dashboard;
 pub mod metrics;
+pub mod reload;
 pub mod rtsp_source;
 pub mod streams;
 pub mod whep;

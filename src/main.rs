@@ -105,14 +105,18 @@ fn serve(path: &Path) -> Result<(), StartError> {
         // Installed before anything starts so an early signal still stops cleanly.
         let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signal)?;
         let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signal)?;
+        let mut hangup = signal(SignalKind::hangup()).map_err(StartError::Signal)?;
         let streams: SharedStreams = Arc::new(RwLock::new(Streams::start(planned)));
         let rtsp = start_rtsp(&config, &streams).await?;
         let base = path.parent().unwrap_or(Path::new(".")).to_owned();
-        let http = start_http(&config, &streams, base).await?;
+        let http = start_http(&config, &streams, base.clone()).await?;
         tracing::info!(config = %path.display(), streams = read(&streams).iter().count(), "streamgate running");
-        let reason = tokio::select! {
-            _ = interrupt.recv() => "SIGINT",
-            _ = terminate.recv() => "SIGTERM",
+        let reason = loop {
+            tokio::select! {
+                _ = interrupt.recv() => break "SIGINT",
+                _ = terminate.recv() => break "SIGTERM",
+                _ = hangup.recv() => reload_streams(path, &base, &streams).await,
+            }
         };
         tracing::info!("{reason}: shutting down");
         rtsp.abort();
@@ -122,6 +126,29 @@ fn serve(path: &Path) -> Result<(), StartError> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// SIGHUP: re-reads the config file and applies its `[streams]`; a bad file is
+/// logged and the running streams are kept.
+async fn reload_streams(path: &Path, base: &Path, streams: &SharedStreams) {
+    tracing::info!(config = %path.display(), "SIGHUP: reloading streams");
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!("reload failed, keeping the running streams: {error}");
+            return;
+        }
+    };
+    match streamgate::reload::apply(streams, &config, base).await {
+        Ok(summary) => tracing::info!(
+            added = ?summary.added,
+            changed = ?summary.changed,
+            removed = ?summary.removed,
+            unchanged = ?summary.unchanged,
+            "streams reloaded"
+        ),
+        Err(error) => tracing::error!("reload failed, keeping the running streams: {error}"),
+    }
 }
 
 /// Starts the RTSP restream server (`[rtsp]`) over the registry (streams added
