@@ -1,8 +1,10 @@
 //! Many readers: 50 ffmpeg processes read the demo stream over TCP at once while
-//! another reader is frozen with SIGSTOP (its socket fills, it reads nothing).
-//! Every one of the 50 still gets and decodes the stream, and the gateway keeps
-//! running. To keep 50 decoders within two cores, each decodes only keyframes
-//! (`-skip_frame nokey`): every IDR that reaches it must decode.
+//! another reader is frozen with SIGSTOP (it reads nothing). Every one of the 50
+//! still gets and decodes the stream, and the gateway keeps running. (That the
+//! server then cuts a frozen reader off is shown by
+//! `crates/rtsp/tests/slow_readers.rs`.) To keep 50 decoders within two cores,
+//! each decodes only keyframes (`-skip_frame nokey`): every IDR that reaches it
+//! must decode.
 
 mod rtsp_support;
 
@@ -22,7 +24,7 @@ fn signal(pid: u32, signal: &str) {
 }
 
 #[test]
-fn fifty_tcp_readers_decode_while_a_stopped_reader_is_cut_off() {
+fn fifty_tcp_readers_decode_while_another_reader_is_stopped() {
     let mut gateway = Gateway::start("", "");
     let url = gateway.url("demo");
 

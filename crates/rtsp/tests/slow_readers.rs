@@ -1,0 +1,188 @@
+//! A reader that stops reading is cut off by the write timeout while another
+//! reader of the same stream keeps receiving every frame, through the real
+//! server on loopback. The frozen reader shrinks its receive buffer so the
+//! server's writes block quickly.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use socket2::SockRef;
+use streamgate_rtp::hub::{Hub, HubConfig};
+use streamgate_rtp::{Codec, CodecParams, Frame, MediaKind, OutPacket, TrackId, TrackInfo};
+use streamgate_rtsp::server::{RtspServer, ServerConfig, StreamEntry};
+
+const PACKETS_PER_FRAME: usize = 20;
+const PAYLOAD_BYTES: usize = 1400;
+
+fn track() -> TrackInfo {
+    TrackInfo {
+        id: TrackId(0),
+        codec: Codec::H264,
+        clock_rate: 90_000,
+        channels: 1,
+        payload_type: 96,
+        params: CodecParams {
+            sps: Some(Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1f, 0xda])),
+            pps: Some(Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80])),
+            ..CodecParams::default()
+        },
+    }
+}
+
+fn frame(n: u64, payload: &Bytes) -> Frame {
+    Frame {
+        track: TrackId(0),
+        kind: MediaKind::Video,
+        pts: n * 3600,
+        dts: n * 3600,
+        wallclock: SystemTime::now(),
+        keyframe: n % 25 == 0,
+        discontinuity: false,
+        units: vec![payload.clone()],
+        packets: (0..PACKETS_PER_FRAME)
+            .map(|i| {
+                let seq = (n as usize * PACKETS_PER_FRAME + i) as u16;
+                OutPacket::new(
+                    96,
+                    i + 1 == PACKETS_PER_FRAME,
+                    seq,
+                    (n * 3600) as u32,
+                    1,
+                    payload.clone(),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// SETUP (TCP interleaved) + PLAY; returns the stream positioned after the PLAY reply.
+fn play(addr: SocketAddr, receive_buffer: Option<usize>) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    if let Some(size) = receive_buffer {
+        SockRef::from(&stream)
+            .set_recv_buffer_size(size)
+            .expect("SO_RCVBUF");
+    }
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut stream = stream;
+    let url = format!("rtsp://{addr}/cam");
+    let setup =
+        format!("SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n");
+    stream.write_all(setup.as_bytes()).expect("SETUP");
+    let reply = read_head(&mut stream);
+    assert!(reply.starts_with("RTSP/1.0 200"), "{reply}");
+    let session = reply
+        .lines()
+        .find_map(|l| l.strip_prefix("Session: "))
+        .and_then(|v| v.split(';').next())
+        .expect("Session")
+        .to_string();
+    stream
+        .write_all(
+            format!("PLAY {url} RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n").as_bytes(),
+        )
+        .expect("PLAY");
+    let reply = read_head(&mut stream);
+    assert!(reply.starts_with("RTSP/1.0 200"), "{reply}");
+    stream
+}
+
+fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).expect("response head");
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Reads interleaved frames until the RTP packet with `last_seq` arrives.
+fn read_until(stream: &mut TcpStream, last_seq: u16) -> usize {
+    let mut packets = 0;
+    loop {
+        let mut head = [0u8; 4];
+        stream.read_exact(&mut head).expect("interleaved header");
+        assert_eq!(head[0], b'$', "not an interleaved frame");
+        let mut body = vec![0u8; usize::from(u16::from_be_bytes([head[2], head[3]]))];
+        stream.read_exact(&mut body).expect("interleaved body");
+        if head[1] == 0 {
+            packets += 1;
+            if u16::from_be_bytes([body[2], body[3]]) == last_seq {
+                return packets;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_reader_is_cut_off_and_the_other_gets_every_frame() {
+    let hub = Hub::new("cam", HubConfig::default());
+    hub.set_tracks(vec![track()]);
+    let directory_hub = hub.clone();
+    let directory = move |name: &str| {
+        (name == "cam").then(|| StreamEntry {
+            hub: directory_hub.clone(),
+            credentials: None,
+        })
+    };
+    let config = ServerConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        write_timeout: Duration::from_secs(1),
+        ..ServerConfig::default()
+    };
+    let server = RtspServer::bind(config, Arc::new(directory))
+        .await
+        .expect("bind");
+    let addr = server.local_addr().expect("addr");
+    let server = tokio::spawn(server.run());
+
+    let (frozen, mut live) =
+        tokio::task::spawn_blocking(move || (play(addr, Some(4096)), play(addr, None)))
+            .await
+            .expect("clients");
+    let payload = Bytes::from(vec![0x41; PAYLOAD_BYTES]);
+    // Publish about 60 MB: far more than the frozen reader's socket buffers hold,
+    // paced so the live reader keeps up, while the live reader reads it all.
+    let frames = 2000u64;
+    let last_seq = ((frames as usize * PACKETS_PER_FRAME) - 1) as u16;
+    let live_reader = tokio::task::spawn_blocking(move || {
+        let packets = read_until(&mut live, last_seq);
+        (live, packets)
+    });
+    for n in 0..frames {
+        hub.publish(frame(n, &payload));
+        if n % 5 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let (_live, live_packets) = live_reader.await.expect("live reader");
+    // Every packet from the first keyframe on (no drops for a reader that keeps up).
+    assert_eq!(
+        live_packets,
+        frames as usize * PACKETS_PER_FRAME,
+        "the live reader missed packets"
+    );
+
+    // The server cut the frozen reader off: its connection task, the only
+    // holder of its subscription, has ended. (Draining the frozen socket to see
+    // the close would take minutes through its 4 KB window.)
+    for _ in 0..300 {
+        if hub.subscriber_count() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        hub.subscriber_count(),
+        1,
+        "the frozen reader was not cut off"
+    );
+    drop(frozen);
+    server.abort();
+}
