@@ -22,17 +22,12 @@
 //!
 //! Not done: trickle ICE and ICE restart by PATCH (full gathering only, which is what
 //! Ring requires).
-//!
-//! RTCP sender reports are deliberately not passed to the ingest: their NTP line differs
-//! from the ingest clock's, and the ingest drops a source's reports at every restart, so
-//! each rotation would switch frames' wall-clock time between the two lines and the RTSP
-//! output's sender reports (which ffmpeg re-bases its timestamps on) would jump. Frames
-//! take the ingest clock, which stays on one line across rotations.
 
 pub mod backoff;
 pub mod config;
 pub mod keyframe;
 pub mod peer;
+pub mod sender_reports;
 pub mod session;
 pub mod signal;
 pub mod source;

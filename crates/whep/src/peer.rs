@@ -1,14 +1,16 @@
 //! The WebRTC half of one WHEP session, on webrtc-rs: a receive-only peer connection
 //! that offers every codec the pipeline can depacketize, gathers all its candidates
 //! before the offer leaves (WHEP servers such as Ring take no trickle), and hands the
-//! RTP it receives to its session as [`ReceivedRtp`] items.
+//! RTP and sender reports it receives to the session as [`Received`] items.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use rtc::interceptor::Slot;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
 };
@@ -24,6 +26,7 @@ use webrtc::peer_connection::{
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 
 use crate::config::IceServer;
+use crate::sender_reports::{self, SenderReportForwarder};
 
 /// Packets queued from the WebRTC tasks to the source before they wait.
 const EVENT_QUEUE: usize = 2048;
@@ -50,18 +53,32 @@ fn webrtc_error(step: &'static str) -> impl FnOnce(webrtc::error::Error) -> Peer
     }
 }
 
-/// One RTP packet as received (header and payload re-serialized by webrtc-rs: one copy).
+/// What a track delivers to its session.
 #[derive(Debug)]
-pub struct ReceivedRtp {
-    pub kind: MediaKind,
-    pub packet: Bytes,
+pub enum Received {
+    /// One RTP packet as received (header and payload re-serialized from webrtc-rs's
+    /// parsed packet: one copy).
+    Rtp { kind: MediaKind, packet: Bytes },
+    /// An RTCP sender report about the track (NTP/RTP time pair).
+    SenderReport {
+        kind: MediaKind,
+        report: streamgate_rtp::rtcp::SenderReport,
+    },
+}
+
+impl Received {
+    pub fn kind(&self) -> MediaKind {
+        match self {
+            Received::Rtp { kind, .. } | Received::SenderReport { kind, .. } => *kind,
+        }
+    }
 }
 
 /// The video track's handle for sending RTCP back (PLI).
 type VideoFeedback = Arc<Mutex<Option<(Arc<dyn TrackRemote>, u32)>>>;
 
 struct Handler {
-    events: mpsc::Sender<ReceivedRtp>,
+    events: mpsc::Sender<Received>,
     state: watch::Sender<RTCPeerConnectionState>,
     gathering: watch::Sender<RTCIceGatheringState>,
     video: VideoFeedback,
@@ -90,32 +107,45 @@ impl PeerConnectionEventHandler for Handler {
                 }
             }
         }
-        let events = self.events.clone();
         // Runs off the driver: the driver only ever try_sends to the track.
-        tokio::spawn(async move {
-            while let Some(event) = track.poll().await {
-                match event {
-                    TrackRemoteEvent::OnRtpPacket(mut packet) => {
-                        // webrtc-rs strips the padding but keeps the flag: clear it so the
-                        // packet re-serializes as it was received minus the padding.
-                        packet.header.padding = false;
-                        let Ok(raw) = packet.marshal() else { continue };
-                        if events
-                            .send(ReceivedRtp {
-                                kind,
-                                packet: raw.freeze(),
-                            })
-                            .await
-                            .is_err()
-                        {
-                            break;
-                        }
-                    }
-                    TrackRemoteEvent::OnEnded => break,
-                    _ => {}
-                }
+        tokio::spawn(forward_track(track, kind, self.events.clone()));
+    }
+}
+
+/// Forwards a track's packets and sender reports until it ends or the session is gone.
+async fn forward_track(
+    track: Arc<dyn TrackRemote>,
+    kind: MediaKind,
+    events: mpsc::Sender<Received>,
+) {
+    while let Some(event) = track.poll().await {
+        let received: Vec<Received> = match event {
+            TrackRemoteEvent::OnRtpPacket(mut packet) => {
+                // webrtc-rs strips the padding but keeps the flag: clear it so the packet
+                // re-serializes as it was received minus the padding.
+                packet.header.padding = false;
+                let Ok(raw) = packet.marshal() else { continue };
+                vec![Received::Rtp {
+                    kind,
+                    packet: raw.freeze(),
+                }]
             }
-        });
+            TrackRemoteEvent::OnRtcpPacket(packets) => packets
+                .iter()
+                .filter_map(|p| p.as_any().downcast_ref::<SenderReport>())
+                .map(|report| Received::SenderReport {
+                    kind,
+                    report: sender_reports::to_pipeline(report),
+                })
+                .collect(),
+            TrackRemoteEvent::OnEnded => break,
+            _ => continue,
+        };
+        for item in received {
+            if events.send(item).await.is_err() {
+                return;
+            }
+        }
     }
 }
 
@@ -134,11 +164,15 @@ impl Peer {
         bind: SocketAddr,
         ice_servers: &[IceServer],
         gather_timeout: Duration,
-    ) -> Result<(Peer, String, mpsc::Receiver<ReceivedRtp>), PeerError> {
+    ) -> Result<(Peer, String, mpsc::Receiver<Received>), PeerError> {
         let mut media_engine = MediaEngine::default();
         register_codecs(&mut media_engine).map_err(webrtc_error("codec registration"))?;
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)
-            .map_err(webrtc_error("interceptor registration"))?;
+            .map_err(webrtc_error("interceptor registration"))?
+            .with(
+                Slot::from(sender_reports::SLOT),
+                SenderReportForwarder::default(),
+            );
         let settings = SettingEngineBuilder::new()
             .with_include_loopback_candidate(bind.ip().is_loopback())
             .build();

@@ -12,7 +12,7 @@ use url::Url;
 use webrtc::peer_connection::RTCPeerConnectionState;
 
 use crate::config::{redact_url, IceServer, WhepConfig};
-use crate::peer::{Peer, PeerError, ReceivedRtp};
+use crate::peer::{Peer, PeerError, Received};
 use crate::signal::{Created, SignalError, WhepClient};
 
 #[non_exhaustive]
@@ -49,7 +49,7 @@ pub struct Session {
     /// The tracks the answer negotiated, ids in SDP order (at most one per kind).
     pub tracks: Vec<TrackInfo>,
     pub peer: Peer,
-    pub rtp: mpsc::Receiver<ReceivedRtp>,
+    pub rtp: mpsc::Receiver<Received>,
     /// When opening began (the server's session cap runs from about then).
     pub opened: Instant,
     /// ICE servers the server announced (`Link` headers), for the next session.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use streamgate_rtp::hub::Hub;
 use streamgate_rtp::ingest::StreamIngest;
 use streamgate_rtp::packet::RtpPacket;
-use streamgate_rtp::track::TrackInfo;
+use streamgate_rtp::track::{MediaKind, TrackInfo};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use webrtc::peer_connection::RTCPeerConnectionState;
@@ -20,7 +20,7 @@ use webrtc::peer_connection::RTCPeerConnectionState;
 use crate::backoff::Backoff;
 use crate::config::{redact_url, IceServer, WhepConfig};
 use crate::keyframe::starts_keyframe;
-use crate::peer::ReceivedRtp;
+use crate::peer::Received;
 use crate::session::{Session, SessionError};
 use crate::signal::{SignalError, WhepClient};
 use crate::status::{WhepState, WhepStatus};
@@ -258,13 +258,15 @@ impl Runner {
                 }
                 _ = sleep_until(idle_at) => break Ended::Idle,
                 event = next_event(active.as_mut()) => match event {
-                    SessionEvent::Rtp(rtp) => {
+                    SessionEvent::Media(received) => {
                         let now = Instant::now();
-                        last_media = now;
-                        self.backoff.on_healthy(now);
+                        if matches!(received, Received::Rtp { .. }) {
+                            last_media = now;
+                            self.backoff.on_healthy(now);
+                        }
                         if let Some(session) = active.as_ref() {
                             let tracks = session.tracks.clone();
-                            self.push(&tracks, rtp, now);
+                            self.push(&tracks, received, now);
                         }
                     }
                     SessionEvent::State(state) => {
@@ -281,8 +283,8 @@ impl Runner {
                 },
                 event = next_event(next.as_mut()) => {
                     let now = Instant::now();
-                    let rtp = match event {
-                        SessionEvent::Rtp(rtp) => rtp,
+                    let received = match event {
+                        SessionEvent::Media(received) => received,
                         SessionEvent::State(state) => {
                             if is_over(state) {
                                 tracing::info!(stream = %self.hub.name(), %state, "next WHEP session ended before the switch");
@@ -295,7 +297,7 @@ impl Runner {
                         }
                     };
                     let Some(candidate) = next.as_ref() else { continue };
-                    if !is_switch_point(candidate, &rtp) {
+                    if !is_switch_point(candidate, &received) {
                         if last_switch_pli.is_none_or(|at| now.duration_since(at) >= SWITCH_PLI_INTERVAL)
                             && candidate.peer.request_keyframe()
                         {
@@ -320,7 +322,7 @@ impl Runner {
                     });
                     last_media = now;
                     last_switch_pli = None;
-                    self.push(&tracks, rtp, now);
+                    self.push(&tracks, received, now);
                 }
                 result = join(opening.as_mut()) => {
                     opening = None;
@@ -387,21 +389,24 @@ impl Runner {
         });
     }
 
-    fn push(&mut self, tracks: &[TrackInfo], rtp: ReceivedRtp, now: Instant) {
-        let Some(track) = tracks.iter().find(|t| t.kind() == rtp.kind) else {
+    fn push(&mut self, tracks: &[TrackInfo], received: Received, now: Instant) {
+        let Some(track) = tracks.iter().find(|t| t.kind() == received.kind()) else {
             return;
         };
         let Some(ingest) = self.ingest.as_mut() else {
             return;
         };
-        match RtpPacket::parse(rtp.packet) {
-            // The ingest counts and logs (rate-limited) what it rejects.
-            Ok(packet) => {
-                let _ = ingest.push_rtp(track.id, packet, now);
-            }
-            Err(error) => {
-                tracing::debug!(stream = %self.hub.name(), %error, "unparsable RTP from webrtc-rs")
-            }
+        match received {
+            Received::Rtp { packet, .. } => match RtpPacket::parse(packet) {
+                // The ingest counts and logs (rate-limited) what it rejects.
+                Ok(packet) => {
+                    let _ = ingest.push_rtp(track.id, packet, now);
+                }
+                Err(error) => {
+                    tracing::debug!(stream = %self.hub.name(), %error, "unparsable RTP from webrtc-rs")
+                }
+            },
+            Received::SenderReport { report, .. } => ingest.on_sender_report(track.id, &report),
         }
     }
 
@@ -418,15 +423,18 @@ impl Runner {
 
 /// The new session's packet where the switch happens: a keyframe start when the
 /// session has video, its first packet otherwise.
-fn is_switch_point(session: &Session, rtp: &ReceivedRtp) -> bool {
-    let Some(video) = session.track_of(streamgate_rtp::MediaKind::Video) else {
+fn is_switch_point(session: &Session, received: &Received) -> bool {
+    let Some(video) = session.track_of(MediaKind::Video) else {
         return true;
     };
-    if rtp.kind != streamgate_rtp::MediaKind::Video {
-        return false;
+    match received {
+        Received::Rtp {
+            kind: MediaKind::Video,
+            packet,
+        } => RtpPacket::parse(packet.clone())
+            .is_ok_and(|p| starts_keyframe(video.codec, p.payload_slice())),
+        _ => false,
     }
-    RtpPacket::parse(rtp.packet.clone())
-        .is_ok_and(|p| starts_keyframe(video.codec, p.payload_slice()))
 }
 
 fn same_layout(current: &[TrackInfo], next: &[TrackInfo]) -> bool {
@@ -441,7 +449,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 enum SessionEvent {
-    Rtp(ReceivedRtp),
+    Media(Received),
     State(RTCPeerConnectionState),
 }
 
@@ -458,7 +466,7 @@ async fn next_event(session: Option<&mut Session>) -> SessionEvent {
         return std::future::pending().await;
     };
     let changed = tokio::select! {
-        Some(rtp) = session.rtp.recv() => return SessionEvent::Rtp(rtp),
+        Some(received) = session.rtp.recv() => return SessionEvent::Media(received),
         changed = session.peer.state.changed() => changed,
     };
     SessionEvent::State(match changed {

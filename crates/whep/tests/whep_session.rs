@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use common::{config, WhepServer};
 use streamgate_rtp::MediaKind;
+use streamgate_whep::peer::Received;
 use streamgate_whep::session::Session;
 use streamgate_whep::signal::WhepClient;
 
@@ -22,12 +23,16 @@ async fn session_receives_video_and_audio_then_deletes() {
         .await
         .expect("session opens");
     assert_eq!(session.tracks.len(), 2, "{:?}", session.tracks);
-    let (mut video, mut audio) = (0, 0);
+    let (mut video, mut audio, mut reports) = (0, 0, 0);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while (video < 50 || audio < 50) && tokio::time::Instant::now() < deadline {
+    while (video < 50 || audio < 50 || reports < 2) && tokio::time::Instant::now() < deadline {
         match tokio::time::timeout(Duration::from_secs(5), session.rtp.recv()).await {
-            Ok(Some(rtp)) if rtp.kind == MediaKind::Video => video += 1,
-            Ok(Some(_)) => audio += 1,
+            Ok(Some(Received::Rtp {
+                kind: MediaKind::Video,
+                ..
+            })) => video += 1,
+            Ok(Some(Received::Rtp { .. })) => audio += 1,
+            Ok(Some(Received::SenderReport { .. })) => reports += 1,
             _ => break,
         }
     }
