@@ -5,52 +5,10 @@
 
 mod api_support;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use api_support::{peer, sample, Gateway, DEADLINE};
-
-fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-/// ffmpeg decoding `url` to nothing; its `-progress` frame counts arrive on the channel.
-fn start_reader(url: &str) -> (Child, mpsc::Receiver<u64>) {
-    let mut child = Command::new(peer("ffmpeg"))
-        .args([
-            "-hide_banner",
-            "-nostats",
-            "-v",
-            "error",
-            "-rtsp_transport",
-            "tcp",
-        ])
-        .args(["-i", url, "-f", "null", "-", "-progress", "pipe:1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn ffmpeg");
-    let stdout = child.stdout.take().expect("stdout");
-    let (frames_tx, frames) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(Ok(frame)) = line.strip_prefix("frame=").map(|v| v.trim().parse()) {
-                if frames_tx.send(frame).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    (child, frames)
-}
+use api_support::{fixture, peer, sample, start_reader, Gateway, DEADLINE};
 
 #[test]
 fn stream_added_through_the_api_is_read_over_rtsp_and_deleting_it_ends_the_reader() {

@@ -3,10 +3,11 @@
 //! missing peer fails the test).
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Longest a peer or a wait may take before the test fails.
@@ -40,13 +41,7 @@ impl Gateway {
         let dir = std::env::temp_dir().join(format!("sg-api-{}-{rtsp_port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let config = dir.join("gateway.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[rtsp]\nlisten = \"127.0.0.1:{rtsp_port}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n{streams}"
-            ),
-        )
-        .expect("write config");
+        std::fs::write(&config, config_text(rtsp_port, http_port, streams)).expect("write config");
         let log = std::fs::File::create(dir.join("gateway.log")).expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_streamgate"))
             .arg("--config")
@@ -68,6 +63,17 @@ impl Gateway {
         gateway
     }
 
+    /// Replaces the config file's streams (the listeners stay) and sends SIGHUP.
+    pub fn reload(&self, streams: &str) {
+        let text = config_text(self.rtsp_port, self.http_port, streams);
+        std::fs::write(self.dir.join("gateway.toml"), text).expect("rewrite config");
+        let status = Command::new(peer("kill"))
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP failed");
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("gateway.log")).unwrap_or_default()
     }
@@ -87,6 +93,12 @@ impl Gateway {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+fn config_text(rtsp_port: u16, http_port: u16, streams: &str) -> String {
+    format!(
+        "[rtsp]\nlisten = \"127.0.0.1:{rtsp_port}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n{streams}"
+    )
 }
 
 impl Drop for Gateway {
@@ -127,4 +139,44 @@ pub fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, St
 pub fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+}
+
+/// A capture under fixtures/, as an absolute path.
+pub fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// ffmpeg decoding `url` to nothing; its `-progress` frame counts arrive on the channel.
+pub fn start_reader(url: &str) -> (Child, mpsc::Receiver<u64>) {
+    let mut child = Command::new(peer("ffmpeg"))
+        .args([
+            "-hide_banner",
+            "-nostats",
+            "-v",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+        ])
+        .args(["-i", url, "-f", "null", "-", "-progress", "pipe:1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ffmpeg");
+    let stdout = child.stdout.take().expect("stdout");
+    let (frames_tx, frames) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(Ok(frame)) = line.strip_prefix("frame=").map(|v| v.trim().parse()) {
+                if frames_tx.send(frame).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    (child, frames)
 }
