@@ -9,11 +9,12 @@ RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin stre
 COPY --from=build /src/target/release/streamgate /usr/local/bin/streamgate
 COPY gateway.toml /etc/streamgate/gateway.toml
 USER streamgate
-# RTSP (TCP, and the UDP range for RTP/RTCP to UDP readers), HTTP (HLS).
+# RTSP (TCP, and the UDP range for RTP/RTCP to UDP readers), HTTP (dashboard, API, metrics, HLS).
 EXPOSE 8554/tcp 8000-8099/udp 8080/tcp
-# Healthy while the RTSP listener accepts connections (bash's /dev/tcp: no curl needed).
+# Healthy while /healthz answers and the RTSP listener accepts connections
+# (bash's /dev/tcp: no curl in the image).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8554"]
+  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q '^ok' <&3 && exec 4<>/dev/tcp/127.0.0.1/8554"]
 ENV RUST_LOG=info
 ENTRYPOINT ["/usr/local/bin/streamgate"]
 CMD ["--config", "/etc/streamgate/gateway.toml"]
