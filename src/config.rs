@@ -581,6 +581,9 @@ mod tests {
         assert_eq!(stated.hls, defaults.hls);
         assert_eq!(stated.rtsp.listen, defaults.rtsp.listen);
         assert_eq!(stated.http.listen, defaults.http.listen);
+        // Everything else: the defaults plus the demo stream, nothing more.
+        let demo_only = Config::parse("[streams.demo]\nsource = \"demo\"\n", &path).unwrap();
+        assert_eq!(format!("{stated:?}"), format!("{demo_only:?}"));
     }
 
     /// Every ```toml example in README.md is a valid config.

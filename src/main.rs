@@ -109,7 +109,8 @@ fn serve(path: &Path) -> Result<(), StartError> {
         let streams: SharedStreams = Arc::new(RwLock::new(Streams::start(planned)));
         let rtsp = start_rtsp(&config, &streams).await?;
         let base = path.parent().unwrap_or(Path::new(".")).to_owned();
-        let http = start_http(&config, &streams, base.clone()).await?;
+        let (stop_http, http_stopping) = tokio::sync::watch::channel(false);
+        let http = start_http(&config, &streams, base.clone(), http_stopping).await?;
         tracing::info!(config = %path.display(), streams = read(&streams).iter().count(), "streamgate running");
         let reason = loop {
             tokio::select! {
@@ -120,9 +121,16 @@ fn serve(path: &Path) -> Result<(), StartError> {
         };
         tracing::info!("{reason}: shutting down");
         rtsp.abort();
-        http.abort();
+        // New HTTP connections stop now; requests in flight finish (blocking HLS
+        // requests end when the streams close), within HTTP_DRAIN.
+        stop_http.send_replace(true);
         let streams = std::mem::replace(&mut *write(&streams), Streams::start(Vec::new()));
         streams.shutdown().await;
+        let http_abort = http.abort_handle();
+        if tokio::time::timeout(HTTP_DRAIN, http).await.is_err() {
+            tracing::warn!("HTTP requests still running after {HTTP_DRAIN:?}: cut off");
+            http_abort.abort();
+        }
         tracing::info!("stopped");
         Ok(())
     })
@@ -196,11 +204,15 @@ fn write(streams: &SharedStreams) -> std::sync::RwLockWriteGuard<'_, Streams> {
     streams.write().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// How long HTTP requests in flight may take to finish at shutdown.
+const HTTP_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Starts the HTTP server (`[http]`): API, metrics, dashboard and HLS.
 async fn start_http(
     config: &Config,
     streams: &SharedStreams,
     base: PathBuf,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, StartError> {
     let listen = config.http.listen;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -210,7 +222,14 @@ async fn start_http(
     let state = AppState::new(config, streams.clone(), base);
     let app = api::app(state, config.hls.clone());
     Ok(tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
+        let stopped = async move {
+            // An error means the sender is gone, which is a stop too.
+            let _ = stopping.wait_for(|stop| *stop).await;
+        };
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
             tracing::error!(%error, "HTTP server stopped");
         }
     }))
