@@ -122,7 +122,7 @@ fn first_video_packet_is_a_keyframe_whenever_a_reader_joins() {
                             "-read_intervals",
                             "%+#3",
                             "-show_entries",
-                            "packet=flags",
+                            "packet=pts,flags",
                             "-of",
                             "csv=p=0",
                             &url,
@@ -141,10 +141,26 @@ fn first_video_packet_is_a_keyframe_whenever_a_reader_joins() {
             "ffprobe over {transport} failed: {}",
             text(&output.stderr)
         );
-        let first = stdout.lines().next().unwrap_or("");
+        // Lines are "pts,flags".
+        let packets: Vec<(&str, &str)> = stdout
+            .lines()
+            .filter_map(|line| line.split_once(','))
+            .collect();
         assert!(
-            first.starts_with('K'),
+            packets
+                .first()
+                .is_some_and(|(_, flags)| flags.starts_with('K')),
             "first video packet over {transport} is not a keyframe: {stdout:?}"
+        );
+        // ffmpeg's H.264 parser leaves the first access unit it assembles from RTP
+        // without a pts whatever the server does (libavcodec/parser.c never matches
+        // a timestamp to the first frame of packets without a byte position), and
+        // ffmpeg then takes it as 0. RTP-Info's rtptime and the first sender report
+        // name that very packet, so 0 is right: the next frame (25 fps) is at 3600.
+        assert_eq!(
+            packets.get(1).map(|(pts, _)| *pts),
+            Some("3600"),
+            "second video packet over {transport} is one frame after the first at 0: {stdout:?}"
         );
     }
 }
