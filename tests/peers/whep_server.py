@@ -18,6 +18,11 @@ The path chooses the behaviour, so one server answers every test:
   POST /noice/live           creates a session, answers with a wrong ICE password (ICE fails)
   POST /silent/live          a session that connects but never sends media
   DELETE <session URL>       ends the session (200), 404 when unknown
+  PATCH <session URL>        trickle ICE (RFC 8840 sdpfrag): with --trickle the 201 carries
+                             Accept-Patch, candidates go to aiortc's addIceCandidate and the
+                             answer is 204; an ICE restart (If-Match: "*") gets 501 (aiortc
+                             cannot restart ICE); a wrong If-Match gets 412. Without
+                             --trickle every PATCH gets 405.
 A POST without the --token (when given) gets 401. An OPTIONS or POST answer carries a
 Link rel="ice-server" header when --ice-link is given.
 
@@ -38,6 +43,7 @@ import av
 import av.bitstream
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.sdp import candidate_from_sdp
 
 # aioice leaves loopback out of its host candidates; the tests must stay on 127.0.0.1.
 aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
@@ -124,6 +130,7 @@ class Server:
         self.source = source
         self.sessions = {}
         self.busy_counts = {}
+        self.remote_ufrags = {}
         self.events = open(args.events, "a", buffering=1) if args.events else None
 
     def record(self, **event):
@@ -165,7 +172,8 @@ class Server:
             writer.close()
 
     def respond(self, writer, status, headers, body):
-        reason = {200: "OK", 201: "Created", 204: "No Content"}.get(status, "Status")
+        reason = {200: "OK", 201: "Created", 204: "No Content", 405: "Method Not Allowed"}.get(
+            status, "Status")
         lines = [f"HTTP/1.1 {status} {reason}"]
         for name, value in headers:
             lines.append(f"{name}: {value}")
@@ -187,6 +195,8 @@ class Server:
             return 200, [], b""
         if method == "OPTIONS":
             return 204, self.link_headers(), b""
+        if method == "PATCH":
+            return await self.patch(parts[-1] if parts else "", headers, body)
         if method != "POST":
             return 405, [], b""
         if self.args.token and headers.get("authorization") != f"Bearer {self.args.token}":
@@ -227,10 +237,12 @@ class Server:
             self.record(event="bad-offer", error=str(error))
             return 400, [], f"bad offer: {error}".encode()
         self.sessions[session_id] = (pc, tracks)
+        self.remote_ufrags[session_id] = ice_ufrag(offer_sdp)
         if mode != "silent":
             for track in tracks:
                 self.source.tracks.add(track)
-        self.record(event="session-created", session=session_id, mode=mode)
+        self.record(event="session-created", session=session_id, mode=mode,
+                    offer_candidates=offer_sdp.count("a=candidate:"))
         if self.args.max_session > 0:
             asyncio.get_running_loop().call_later(
                 self.args.max_session,
@@ -250,7 +262,52 @@ class Server:
             ("Location", f"sessions/{session_id}"),
             ("ETag", f'"{session_id}"'),
         ] + self.link_headers()
+        if self.args.trickle:
+            headers.append(("Accept-Patch", "application/trickle-ice-sdpfrag"))
         return 201, headers, answer.encode()
+
+    async def patch(self, session_id, headers, body):
+        """Trickle ICE by PATCH (RFC 9725 §4.3): the sdpfrag's candidates go to aiortc."""
+        fragment = body.decode("utf-8", "replace")
+        if_match = headers.get("if-match")
+        candidates = [l[len("a="):] for l in fragment.splitlines() if l.startswith("a=candidate:")]
+        end = any(l.strip() == "a=end-of-candidates" for l in fragment.splitlines())
+        event = dict(event="patch", session=session_id, if_match=if_match,
+                     candidates=len(candidates), end=end, ufrag=ice_ufrag(fragment))
+        if not self.args.trickle:
+            self.record(answer=405, **event)
+            return 405, [], b"trickle ICE not supported"
+        entry = self.sessions.get(session_id)
+        if entry is None:
+            self.record(answer=404, **event)
+            return 404, [], b"no such session"
+        if headers.get("content-type", "").split(";")[0].strip() != "application/trickle-ice-sdpfrag":
+            self.record(answer=415, **event)
+            return 415, [], b"PATCH must be application/trickle-ice-sdpfrag"
+        if if_match == "*":
+            self.record(answer=501, **event)
+            return 501, [], b"ICE restart not supported (aiortc cannot restart ICE)"
+        if if_match is not None and if_match != f'"{session_id}"':
+            self.record(answer=412, **event)
+            return 412, [], b"ETag does not match"
+        if ice_ufrag(fragment) != self.remote_ufrags.get(session_id):
+            self.record(answer=422, **event)
+            return 422, [], b"ice-ufrag does not match the session"
+        pc, _ = entry
+        mid = next((l[len("a=mid:"):].strip() for l in fragment.splitlines()
+                    if l.startswith("a=mid:")), None)
+        try:
+            for line in candidates:
+                candidate = candidate_from_sdp(line[len("candidate:"):])
+                candidate.sdpMid = mid
+                await pc.addIceCandidate(candidate)
+            if end:
+                await pc.addIceCandidate(None)
+        except ValueError as error:
+            self.record(answer=400, error=str(error), **event)
+            return 400, [], f"bad candidate: {error}".encode()
+        self.record(answer=204, **event)
+        return 204, [], b""
 
     async def end_session(self, session_id, why):
         entry = self.sessions.pop(session_id, None)
@@ -258,11 +315,20 @@ class Server:
             self.record(event="unknown-session", session=session_id)
             return False
         self.record(event="session-ended", session=session_id, why=why)
+        self.remote_ufrags.pop(session_id, None)
         pc, tracks = entry
         for track in tracks:
             self.source.tracks.discard(track)
         await pc.close()
         return True
+
+
+def ice_ufrag(sdp):
+    """The first a=ice-ufrag value of an SDP or sdpfrag, or None."""
+    for line in sdp.splitlines():
+        if line.startswith("a=ice-ufrag:"):
+            return line[len("a=ice-ufrag:"):].strip()
+    return None
 
 
 def vp8_only(sdp):
@@ -290,6 +356,8 @@ async def main():
                         help="end every session after this many seconds (0: never)")
     parser.add_argument("--token", default=None, help="bearer token a POST must carry")
     parser.add_argument("--ice-link", default=None, help="a STUN URL sent as Link rel=ice-server")
+    parser.add_argument("--trickle", action="store_true",
+                        help="accept trickle ICE PATCHes (Accept-Patch on 201); else PATCH gets 405")
     parser.add_argument("--events", default=None, help="append one JSON line per request/event")
     args = parser.parse_args()
 

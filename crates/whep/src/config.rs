@@ -63,6 +63,22 @@ pub enum ConfigError {
     Url(#[from] url::ParseError),
 }
 
+/// When to trickle ICE candidates by PATCH (RFC 9725 §4.3) instead of gathering them all
+/// before the offer is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TrickleMode {
+    /// Full gathering until a session's `201 Created` announces `Accept-Patch:
+    /// application/trickle-ice-sdpfrag`; the source's later sessions then trickle. A
+    /// server that does not announce it (Ring) never sees an incomplete offer.
+    #[default]
+    Auto,
+    /// Trickle from the first session (the offer carries no candidates); PATCHes stop
+    /// at a 405/501 answer.
+    On,
+    /// Always full gathering.
+    Off,
+}
+
 /// Configuration of one WHEP source.
 #[derive(Debug, Clone)]
 pub struct WhepConfig {
@@ -80,6 +96,8 @@ pub struct WhepConfig {
     pub bind_ip: IpAddr,
     /// Bound on ICE gathering before the offer is sent (full-gathering mode).
     pub gather_timeout: Duration,
+    /// Whether the offer leaves before ICE gathering ends, its candidates following by PATCH.
+    pub trickle: TrickleMode,
     /// Bound on each HTTP request (POST, DELETE).
     pub http_timeout: Duration,
     /// Bound from the answer to a connected peer (ICE + DTLS).
@@ -103,6 +121,7 @@ impl WhepConfig {
             ice_servers: Vec::new(),
             bind_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             gather_timeout: Duration::from_secs(3),
+            trickle: TrickleMode::Auto,
             http_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             no_media_timeout: Duration::from_secs(10),

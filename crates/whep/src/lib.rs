@@ -7,6 +7,7 @@
 //! WhepSource ─ Runner (source.rs): session chain, rotation, backoff, status
 //!                 └─ Session (session.rs): POST offer → 201 + answer → ICE/DTLS … DELETE
 //!                       ├─ WhepClient (signal.rs): HTTP, redirects, Retry-After, Link ice-server
+//!                       ├─ trickle task (trickle.rs): late local candidates → PATCH sdpfrag
 //!                       └─ Peer (peer.rs): webrtc-rs receive-only peer connection
 //! received RTP ─► StreamIngest::push_rtp ─► Hub      Hub::keyframe_requested ─► RTCP PLI
 //! ```
@@ -20,8 +21,14 @@
 //! (sans-IO, smaller), but webrtc-rs is the project's named default and was not found
 //! lacking, so there was no reason to switch.
 //!
-//! Not done: trickle ICE and ICE restart by PATCH (full gathering only, which is what
-//! Ring requires).
+//! ICE candidates: full gathering (bounded) before the POST by default, which is what
+//! Ring requires; trickle ICE by PATCH once a server announces `Accept-Patch:
+//! application/trickle-ice-sdpfrag` (see [`TrickleMode`] and [`trickle`]).
+//!
+//! Not done: ICE restart by PATCH. webrtc-rs 0.21 can restart ICE on a live connection
+//! (`PeerConnection::restart_ice`, then a new offer with fresh ufrag/pwd), but the test
+//! peer, aiortc, cannot restart ICE, so a restart could not be shown against an
+//! independent stack; a session whose ICE fails is replaced by a new one (backoff).
 
 pub mod backoff;
 pub mod config;
@@ -32,7 +39,8 @@ pub mod session;
 pub mod signal;
 pub mod source;
 pub mod status;
+pub mod trickle;
 
-pub use config::{endpoint_url, BearerToken, IceServer, WhepConfig};
+pub use config::{endpoint_url, BearerToken, IceServer, TrickleMode, WhepConfig};
 pub use source::{WhepError, WhepSource};
 pub use status::{WhepState, WhepStatus};

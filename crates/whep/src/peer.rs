@@ -1,6 +1,7 @@
 //! The WebRTC half of one WHEP session, on webrtc-rs: a receive-only peer connection
 //! that offers every codec the pipeline can depacketize, gathers all its candidates
-//! before the offer leaves (WHEP servers such as Ring take no trickle), and hands the
+//! before the offer leaves (WHEP servers such as Ring take no trickle) or hands them out
+//! one by one for trickle ICE ([`crate::trickle`]), and hands the
 //! RTP and sender reports it receives to the session as [`Received`] items.
 
 use std::net::SocketAddr;
@@ -21,7 +22,8 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
     PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer,
-    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
+    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, Registry,
+    SettingEngineBuilder,
 };
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 
@@ -30,6 +32,8 @@ use crate::sender_reports::{self, SenderReportForwarder};
 
 /// Packets queued from the WebRTC tasks to the source before they wait.
 const EVENT_QUEUE: usize = 2048;
+/// Local candidates queued for trickling; more are dropped (full gathering reads none).
+const CANDIDATE_QUEUE: usize = 64;
 
 /// H.264 profiles offered (Ring answers `64001f` and rejects offers without it), all
 /// packetization-mode 1: constrained baseline, baseline, main, high.
@@ -44,6 +48,15 @@ pub enum PeerError {
     NoCandidates,
     #[error("the SDP answer was rejected: {0}")]
     BadAnswer(String),
+}
+
+/// How the offer's candidates reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gathering {
+    /// Wait (bounded) for gathering to complete: the offer carries every candidate.
+    Full { timeout: Duration },
+    /// Offer at once, without candidates; they follow through [`Peer::candidates`].
+    Trickle,
 }
 
 fn webrtc_error(step: &'static str) -> impl FnOnce(webrtc::error::Error) -> PeerError {
@@ -81,6 +94,8 @@ struct Handler {
     events: mpsc::Sender<Received>,
     state: watch::Sender<RTCPeerConnectionState>,
     gathering: watch::Sender<RTCIceGatheringState>,
+    /// Gathered local candidates (`candidate:…`), for trickle ICE.
+    candidates: mpsc::Sender<String>,
     video: VideoFeedback,
 }
 
@@ -88,6 +103,16 @@ struct Handler {
 impl PeerConnectionEventHandler for Handler {
     async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
         self.gathering.send_replace(state);
+    }
+
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        match event.candidate.to_json() {
+            // Never waits: the driver must not stall on a reader that is not there.
+            Ok(init) => {
+                let _ = self.candidates.try_send(init.candidate);
+            }
+            Err(error) => tracing::debug!(%error, "local ICE candidate not serializable"),
+        }
     }
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
@@ -155,15 +180,18 @@ pub struct Peer {
     video: VideoFeedback,
     /// Connection state (ICE + DTLS), as webrtc-rs reports it.
     pub state: watch::Receiver<RTCPeerConnectionState>,
+    pub gathering: watch::Receiver<RTCIceGatheringState>,
+    /// Local candidates as they are gathered (taken by the trickle task).
+    pub candidates: Option<mpsc::Receiver<String>>,
 }
 
 impl Peer {
-    /// Builds the connection and its complete offer (candidates gathered, bounded by
-    /// `gather_timeout`: what was gathered by then is offered).
+    /// Builds the connection and its offer: complete (candidates gathered, bounded by the
+    /// timeout: what was gathered by then is offered) or, for trickle ICE, at once.
     pub async fn offer(
         bind: SocketAddr,
         ice_servers: &[IceServer],
-        gather_timeout: Duration,
+        gathering_mode: Gathering,
     ) -> Result<(Peer, String, mpsc::Receiver<Received>), PeerError> {
         let mut media_engine = MediaEngine::default();
         register_codecs(&mut media_engine).map_err(webrtc_error("codec registration"))?;
@@ -181,12 +209,14 @@ impl Peer {
             .build();
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         let (gathering_tx, mut gathering) = watch::channel(RTCIceGatheringState::New);
+        let (candidates_tx, candidates) = mpsc::channel(CANDIDATE_QUEUE);
         let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
         let video = VideoFeedback::default();
         let handler = Arc::new(Handler {
             events: events_tx,
             state: state_tx,
             gathering: gathering_tx,
+            candidates: candidates_tx,
             video: Arc::clone(&video),
         });
         let connection = PeerConnectionBuilder::new()
@@ -203,6 +233,8 @@ impl Peer {
             connection: Box::new(connection),
             video,
             state,
+            gathering: gathering.clone(),
+            candidates: Some(candidates),
         };
 
         let recvonly = || {
@@ -222,10 +254,15 @@ impl Peer {
             .create_offer(None)
             .await
             .map_err(webrtc_error("creating the offer"))?;
+        let trickled_offer = offer.sdp.clone();
         peer.connection
             .set_local_description(offer)
             .await
             .map_err(webrtc_error("setting the offer"))?;
+        let gather_timeout = match gathering_mode {
+            Gathering::Full { timeout } => timeout,
+            Gathering::Trickle => return Ok((peer, trickled_offer, events)),
+        };
         let complete = gathering.wait_for(|state| *state == RTCIceGatheringState::Complete);
         if tokio::time::timeout(gather_timeout, complete)
             .await
@@ -368,9 +405,10 @@ mod tests {
     #[tokio::test]
     async fn offer_lists_every_codec_recvonly_with_candidates() {
         let bind = SocketAddr::from(([127, 0, 0, 1], 0));
-        let (peer, sdp, _rtp) = Peer::offer(bind, &[], Duration::from_secs(2))
-            .await
-            .unwrap();
+        let full = Gathering::Full {
+            timeout: Duration::from_secs(2),
+        };
+        let (peer, sdp, _rtp) = Peer::offer(bind, &[], full).await.unwrap();
         for profile in H264_PROFILES {
             assert!(
                 sdp.contains(&format!("packetization-mode=1;profile-level-id={profile}")),

@@ -11,9 +11,10 @@ use tokio::sync::mpsc;
 use url::Url;
 use webrtc::peer_connection::RTCPeerConnectionState;
 
-use crate::config::{redact_url, IceServer, WhepConfig};
-use crate::peer::{Peer, PeerError, Received};
+use crate::config::{redact_url, IceServer, TrickleMode, WhepConfig};
+use crate::peer::{Gathering, Peer, PeerError, Received};
 use crate::signal::{Created, SignalError, WhepClient};
+use crate::trickle::{self, LocalIce, TrickleTask};
 
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
@@ -54,10 +55,15 @@ pub struct Session {
     pub opened: Instant,
     /// ICE servers the server announced (`Link` headers), for the next session.
     pub ice_servers: Vec<IceServer>,
+    /// The server announced trickle ICE by PATCH (`Accept-Patch`), for the next session.
+    pub accepts_trickle: bool,
+    /// Sends the candidates gathered after the offer (trickle mode only).
+    trickle: Option<TrickleTask>,
 }
 
 impl Session {
-    /// Negotiates and connects a new session.
+    /// Negotiates and connects a new session. `config.trickle` is taken as decided:
+    /// [`TrickleMode::On`] trickles, `Auto` and `Off` gather fully.
     pub async fn open(
         client: &WhepClient,
         config: &WhepConfig,
@@ -66,7 +72,13 @@ impl Session {
         // The server's cap runs from its POST: count from before the offer to be safe.
         let started = Instant::now();
         let bind = SocketAddr::new(config.bind_ip, 0);
-        let (peer, offer, rtp) = Peer::offer(bind, ice_servers, config.gather_timeout).await?;
+        let gathering = match config.trickle {
+            TrickleMode::On => Gathering::Trickle,
+            TrickleMode::Auto | TrickleMode::Off => Gathering::Full {
+                timeout: config.gather_timeout,
+            },
+        };
+        let (mut peer, offer, rtp) = Peer::offer(bind, ice_servers, gathering).await?;
         let created = match client.post_offer(&config.endpoint, &offer).await {
             Ok(created) => created,
             Err(error) => {
@@ -75,7 +87,23 @@ impl Session {
             }
         };
         let url = created.session_url.clone();
-        tracing::debug!(session = %redact_url(&url), "WHEP session created");
+        tracing::debug!(session = %redact_url(&url), accepts_trickle = created.accepts_trickle, "WHEP session created");
+        let accepts_trickle = created.accepts_trickle;
+        let trickle = match (
+            gathering,
+            peer.candidates.take(),
+            LocalIce::from_sdp(&offer),
+        ) {
+            (Gathering::Trickle, Some(candidates), Some(ice)) => Some(trickle::spawn(
+                client.clone(),
+                url.clone(),
+                created.etag.clone(),
+                ice,
+                candidates,
+                peer.gathering.clone(),
+            )),
+            _ => None,
+        };
         match connect(&peer, created, config.connect_timeout).await {
             Ok((tracks, ice_servers)) => Ok(Session {
                 url,
@@ -84,8 +112,11 @@ impl Session {
                 rtp,
                 opened: started,
                 ice_servers,
+                accepts_trickle,
+                trickle,
             }),
             Err(error) => {
+                drop(trickle);
                 end(client, &url, &peer).await;
                 Err(error)
             }
@@ -98,6 +129,7 @@ impl Session {
 
     /// DELETEs the session and closes the peer connection.
     pub async fn close(self, client: &WhepClient) {
+        drop(self.trickle);
         end(client, &self.url, &self.peer).await;
     }
 }

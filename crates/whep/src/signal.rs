@@ -1,5 +1,5 @@
 //! WHEP signalling over HTTP (RFC 9725): POST the offer, read `201 Created` with the
-//! session URL and the answer, DELETE the session.
+//! session URL and the answer, PATCH trickle-ICE fragments to the session, DELETE it.
 //!
 //! Redirects (307/308) are followed here rather than by reqwest so the body and method
 //! are kept and the session URL is resolved against the URL that finally answered. The
@@ -8,7 +8,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, ETAG, LINK, LOCATION, RETRY_AFTER};
+use reqwest::header::{
+    HeaderMap, AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH, LINK, LOCATION, RETRY_AFTER,
+};
 use reqwest::StatusCode;
 use url::Url;
 
@@ -22,6 +24,10 @@ const MAX_BODY: usize = 64 * 1024;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 /// Longest server error text kept for the status.
 const MAX_REASON: usize = 200;
+/// The media type of trickle-ICE / ICE-restart PATCH bodies (RFC 8840).
+pub const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
+/// RFC 5789's header (not among `reqwest::header`'s constants).
+const ACCEPT_PATCH: &str = "accept-patch";
 
 /// Errors of one WHEP HTTP exchange. None of them carries the bearer token or a URL's
 /// user info or query.
@@ -59,6 +65,14 @@ impl SignalError {
             _ => None,
         }
     }
+
+    /// The HTTP status the server answered, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            SignalError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
 }
 
 /// A session the server created: it must be DELETEd whatever happens next.
@@ -68,6 +82,8 @@ pub struct Created {
     pub content_type: Option<String>,
     pub answer: String,
     pub etag: Option<String>,
+    /// The server takes trickle ICE by PATCH (`Accept-Patch: application/trickle-ice-sdpfrag`).
+    pub accepts_trickle: bool,
     /// ICE servers the server offered with `Link: <…>; rel="ice-server"`.
     pub ice_servers: Vec<IceServer>,
 }
@@ -132,6 +148,18 @@ impl WhepClient {
                 content_type: header_str(&headers, CONTENT_TYPE.as_str()).map(str::to_owned),
                 answer: String::from_utf8_lossy(&body).into_owned(),
                 etag: header_str(&headers, ETAG.as_str()).map(str::to_owned),
+                accepts_trickle: headers
+                    .get_all(ACCEPT_PATCH)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(|v| v.split(','))
+                    .any(|t| {
+                        t.split(';')
+                            .next()
+                            .unwrap_or("")
+                            .trim()
+                            .eq_ignore_ascii_case(SDPFRAG)
+                    }),
                 ice_servers: headers
                     .get_all(LINK)
                     .iter()
@@ -143,6 +171,37 @@ impl WhepClient {
         Err(SignalError::TooManyRedirects {
             url: redact_url(endpoint),
         })
+    }
+
+    /// PATCHes an sdpfrag (RFC 8840) to the session, with `If-Match` when given. Returns
+    /// the answer's body (an sdpfrag for an ICE restart, empty for 204) and new `ETag`.
+    pub async fn patch_fragment(
+        &self,
+        session_url: &Url,
+        if_match: Option<&str>,
+        fragment: String,
+    ) -> Result<(String, Option<String>), SignalError> {
+        let mut request = self
+            .authorize(self.http.patch(session_url.clone()), session_url)
+            .header(CONTENT_TYPE, SDPFRAG)
+            .body(fragment);
+        if let Some(tag) = if_match {
+            request = request.header(IF_MATCH, tag);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_error("PATCH", session_url, e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = read_capped(response, "PATCH", session_url).await?;
+        if !status.is_success() {
+            return Err(self.status_error("PATCH", status, &headers, &body));
+        }
+        Ok((
+            String::from_utf8_lossy(&body).into_owned(),
+            header_str(&headers, ETAG.as_str()).map(str::to_owned),
+        ))
     }
 
     /// Ends a session. A 404 counts as done (the server already forgot it).

@@ -18,7 +18,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use webrtc::peer_connection::RTCPeerConnectionState;
 
 use crate::backoff::Backoff;
-use crate::config::{redact_url, IceServer, WhepConfig};
+use crate::config::{redact_url, IceServer, TrickleMode, WhepConfig};
 use crate::keyframe::starts_keyframe;
 use crate::peer::Received;
 use crate::session::{Session, SessionError};
@@ -70,6 +70,7 @@ impl WhepSource {
         let (stop, stop_rx) = watch::channel(false);
         let runner = Runner {
             ice_servers: config.ice_servers.clone(),
+            server_trickles: false,
             config,
             client,
             subscribers: hub.watch_subscribers(),
@@ -126,6 +127,8 @@ struct Runner {
     ingest: Option<StreamIngest>,
     /// Configured servers plus those the WHEP server announced.
     ice_servers: Vec<IceServer>,
+    /// The server's last session announced trickle ICE by PATCH (for [`TrickleMode::Auto`]).
+    server_trickles: bool,
     backoff: Backoff,
     status: watch::Sender<WhepStatus>,
     /// The Hub's subscriber count, for on-demand start and idle stop.
@@ -207,11 +210,14 @@ impl Runner {
     }
 
     fn spawn_open(&self) -> Opening {
-        let (client, config, ice_servers) = (
+        let (client, mut config, ice_servers) = (
             self.client.clone(),
             self.config.clone(),
             self.ice_servers.clone(),
         );
+        if config.trickle == TrickleMode::Auto && self.server_trickles {
+            config.trickle = TrickleMode::On;
+        }
         tokio::spawn(async move { Session::open(&client, &config, &ice_servers).await })
     }
 
@@ -221,6 +227,7 @@ impl Runner {
         result: Result<Result<Session, SessionError>, tokio::task::JoinError>,
     ) -> Result<Session, WhepError> {
         let session = result.map_err(|_| WhepError::Panicked)??;
+        self.server_trickles = session.accepts_trickle;
         for server in &session.ice_servers {
             if !self.ice_servers.contains(server) {
                 self.ice_servers.push(server.clone());
