@@ -33,6 +33,9 @@ const MAX_STREAM_BODY: usize = 64 * 1024;
 
 const OPENAPI: &str = include_str!("api/openapi.json");
 
+mod hls_viewers;
+pub use hls_viewers::HlsViewers;
+
 /// What the HTTP handlers share.
 #[derive(Clone)]
 pub struct AppState {
@@ -45,6 +48,7 @@ pub struct AppState {
     /// Port of the RTSP server, for the URLs the dashboard shows.
     pub rtsp_port: u16,
     bitrates: Arc<Mutex<HashMap<String, BitrateSample>>>,
+    pub hls_viewers: HlsViewers,
 }
 
 impl AppState {
@@ -55,6 +59,7 @@ impl AppState {
             api_token: config.http.api_token.clone(),
             rtsp_port: config.rtsp.listen.port(),
             bitrates: Arc::default(),
+            hls_viewers: HlsViewers::default(),
         }
     }
 
@@ -92,8 +97,13 @@ pub fn app(state: AppState, hls: streamgate_hls::HlsConfig) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(crate::metrics::router())
         .merge(crate::dashboard::router())
-        .with_state(state)
-        .merge(streamgate_hls::router(lookup, hls))
+        .with_state(state.clone())
+        .merge(
+            streamgate_hls::router(lookup, hls).layer(middleware::from_fn_with_state(
+                state.hls_viewers.clone(),
+                hls_viewers::track,
+            )),
+        )
 }
 
 /// Every API failure: a status and a message for the client, as `{"error": "..."}`.
@@ -187,6 +197,8 @@ pub struct StreamView {
     pub drops: u64,
     /// Hub subscribers: RTSP sessions plus one per running HLS muxer.
     pub readers: usize,
+    /// Addresses that fetched the stream's HLS playlists or media in the last 10 s.
+    pub hls_viewers: Vec<std::net::IpAddr>,
 }
 
 #[derive(Serialize, Debug)]
@@ -290,6 +302,7 @@ impl AppState {
             bitrate_bps: self.bitrate(name, stats.bytes),
             drops: stats.drops,
             readers: stats.subscribers,
+            hls_viewers: self.hls_viewers.of(name),
         }
     }
 }
@@ -362,6 +375,7 @@ async fn put_stream(
             .map_err(|e| AppError::BadRequest(e.to_string()))?;
     let name = planned.name.clone();
     let replaced = state.write().insert(planned);
+    state.hls_viewers.forget(name.as_str());
     let status = match replaced {
         Some(old) => {
             old.stop().await;
@@ -390,6 +404,7 @@ async fn delete_stream(
         .write()
         .remove(&name)
         .ok_or(AppError::NotFound(name.clone()))?;
+    state.hls_viewers.forget(&name);
     stream.stop().await;
     tracing::info!(stream = %name, "stream removed through the API");
     Ok(StatusCode::NO_CONTENT)

@@ -226,6 +226,8 @@ async fn start_http(
             // An error means the sender is gone, which is a stop too.
             let _ = stopping.wait_for(|stop| *stop).await;
         };
+        // Client addresses reach the handlers (HLS viewers in the API).
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         if let Err(error) = axum::serve(listener, app)
             .with_graceful_shutdown(stopped)
             .await

@@ -125,6 +125,17 @@ pub fn render(state: &AppState) -> String {
         );
     }
 
+    let hls_viewers = Family {
+        name: "streamgate_hls_viewers",
+        kind: "gauge",
+        help: "Client addresses that fetched the stream's HLS playlists or media in the last 10 s.",
+    };
+    header(&mut out, &hls_viewers);
+    for (name, _, _) in &rows {
+        let viewers = state.hls_viewers.of(name).len();
+        sample(&mut out, hls_viewers.name, &[("stream", name)], viewers);
+    }
+
     let reconnects = Family {
         name: "streamgate_source_reconnects_total",
         kind: "counter",

@@ -54,6 +54,44 @@ fn stream_added_through_the_api_is_read_over_rtsp_and_deleting_it_ends_the_reade
     let (_, view) = gateway.request("GET", "/api/streams/cam", None);
     assert!(view.contains("\"readers\":1"), "{view}");
 
+    // An HLS reader (ffmpeg again) shows as a viewer with its address, beside the RTSP one.
+    let hls_url = format!("http://127.0.0.1:{}/hls/cam/index.m3u8", gateway.http_port);
+    // The first request starts the muxer (503 until its first segment); ffmpeg does not retry.
+    gateway.wait_for(
+        || gateway.request("GET", "/hls/cam/index.m3u8", None).0 == 200,
+        "the HLS playlist",
+    );
+    let mut hls_reader = Command::new(peer("ffmpeg"))
+        .args([
+            "-hide_banner",
+            "-nostats",
+            "-v",
+            "error",
+            "-i",
+            &hls_url,
+            "-f",
+            "null",
+            "-",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ffmpeg");
+    gateway.wait_for(
+        || {
+            let (_, view) = gateway.request("GET", "/api/streams/cam", None);
+            view.contains("\"hls_viewers\":[\"127.0.0.1\"]") && view.contains("\"readers\":2")
+        },
+        "the HLS viewer and the muxer in the API",
+    );
+    let (_, metrics) = gateway.request("GET", "/metrics", None);
+    assert_eq!(
+        sample(&metrics, "streamgate_hls_viewers{stream=\"cam\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+
     let (status, _) = gateway.request("DELETE", "/api/streams/cam", None);
     assert_eq!(status, 204);
     let deadline = Instant::now() + DEADLINE;
@@ -68,6 +106,11 @@ fn stream_added_through_the_api_is_read_over_rtsp_and_deleting_it_ends_the_reade
         std::thread::sleep(Duration::from_millis(100));
     };
     eprintln!("ffmpeg exited with {exit} after the stream was deleted");
+    // The HLS reader's next playlist request is answered 404: it ends too.
+    gateway.wait_for(
+        || hls_reader.try_wait().is_ok_and(|exit| exit.is_some()),
+        "the HLS reader's exit",
+    );
     let (status, _) = gateway.request("GET", "/api/streams/cam", None);
     assert_eq!(status, 404);
     let (_, metrics) = gateway.request("GET", "/metrics", None);

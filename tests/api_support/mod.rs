@@ -82,7 +82,7 @@ impl Gateway {
         http(self.http_port, method, path, body)
     }
 
-    pub fn wait_for(&self, done: impl Fn() -> bool, what: &str) {
+    pub fn wait_for(&self, mut done: impl FnMut() -> bool, what: &str) {
         let deadline = Instant::now() + DEADLINE;
         while !done() {
             assert!(
