@@ -9,6 +9,15 @@ use crate::api::SharedStreams;
 use crate::config::Config;
 use crate::streams::{self, StreamError};
 
+/// Why a reload changed nothing.
+#[derive(thiserror::Error, Debug)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    #[error("loading the streams' sources failed unexpectedly: {0}")]
+    Loader(String),
+}
+
 /// What a reload did, by stream name.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ReloadSummary {
@@ -25,7 +34,7 @@ pub async fn apply(
     shared: &SharedStreams,
     config: &Config,
     base: &Path,
-) -> Result<ReloadSummary, StreamError> {
+) -> Result<ReloadSummary, ReloadError> {
     let mut summary = ReloadSummary::default();
     let to_start: Vec<_> = {
         let running = shared.read().unwrap_or_else(|p| p.into_inner());
@@ -61,7 +70,7 @@ pub async fn apply(
             .collect::<Result<Vec<_>, _>>()
     })
     .await
-    .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))?;
+    .map_err(|e| ReloadError::Loader(e.to_string()))??;
 
     let stopped: Vec<_> = {
         let mut running = shared.write().unwrap_or_else(|p| p.into_inner());
