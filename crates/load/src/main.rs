@@ -8,6 +8,8 @@
 
 mod cameras;
 mod checks;
+mod fmp4;
+mod hls_reader;
 mod reader;
 mod summary;
 mod verbatim;
@@ -40,18 +42,20 @@ struct Cli {
 enum Command {
     /// Serve N virtual cameras over RTSP, replaying a capture in a loop.
     Cameras(cameras::CamerasArgs),
-    /// Read RTSP URLs with N concurrent readers and check what arrives.
+    /// Read RTSP URLs or HLS playlists with N concurrent readers and check what arrives.
     Read(ReadArgs),
 }
 
 #[derive(clap::Args)]
 struct ReadArgs {
-    /// RTSP URL to read; repeat for several (readers are spread round-robin).
+    /// rtsp:// URL, or http:// URL of an HLS playlist, to read; repeat for
+    /// several (readers are spread round-robin).
     #[arg(long = "url", required = true)]
     urls: Vec<url::Url>,
     /// Number of concurrent readers.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=2000))]
     readers: u32,
+    /// RTSP transport (HLS readers use HTTP).
     #[arg(long, value_enum, default_value_t = ReaderTransport::Tcp)]
     transport: ReaderTransport,
     /// Seconds to read for (from the start of the run).
@@ -129,7 +133,10 @@ async fn read(args: &ReadArgs) -> ReadSummary {
             let start_at = started + ramp.mul_f64(index as f64 / f64::from(args.readers));
             tokio::spawn(async move {
                 tokio::time::sleep_until(start_at).await;
-                reader::read(index, url, transport, deadline, live).await
+                match url.scheme() {
+                    "http" | "https" => hls_reader::read(index, url, deadline, live).await,
+                    _ => reader::read(index, url, transport, deadline, live).await,
+                }
             })
         })
         .collect();

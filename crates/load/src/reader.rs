@@ -129,7 +129,7 @@ pub async fn read(
 }
 
 /// URL without user info, for reports.
-fn redact(url: &url::Url) -> String {
+pub(crate) fn redact(url: &url::Url) -> String {
     let mut url = url.clone();
     let _ = url.set_username("");
     let _ = url.set_password(None);
