@@ -8,7 +8,7 @@ mod api_support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use api_support::{fixture, peer, sample, start_reader, Gateway, DEADLINE};
+use api_support::{fixture, http_with_headers, peer, sample, start_reader, Gateway, DEADLINE};
 
 #[test]
 fn stream_added_through_the_api_is_read_over_rtsp_and_deleting_it_ends_the_reader() {
@@ -131,4 +131,32 @@ fn stream_added_through_the_api_is_read_over_rtsp_and_deleting_it_ends_the_reade
         "{}",
         String::from_utf8_lossy(&probe.stderr)
     );
+}
+
+#[test]
+fn api_token_from_the_environment_guards_the_api_and_stays_out_of_the_log() {
+    let token = "env-T0ken-9f2";
+    let gateway = Gateway::start_with_env(
+        "[streams.demo]\nsource = \"demo\"\n",
+        &[("STREAMGATE_API_TOKEN", token), ("RUST_LOG", "debug")],
+    );
+    let port = gateway.http_port;
+    let (status, body) = gateway.request("GET", "/api/streams", None);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("missing or wrong bearer token"), "{body}");
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let (status, body) = http_with_headers(port, "GET", "/api/streams", None, &auth);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"name\":\"demo\""), "{body}");
+    let (status, _) = http_with_headers(
+        port,
+        "DELETE",
+        "/api/streams/demo",
+        None,
+        "Authorization: Bearer wrong\r\n",
+    );
+    assert_eq!(status, 401);
+    assert_eq!(gateway.request("GET", "/healthz", None).0, 200);
+    let log = gateway.log();
+    assert!(!log.contains(token), "the API token is in the log:\n{log}");
 }

@@ -37,6 +37,11 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn start(streams: &str) -> Gateway {
+        Gateway::start_with_env(streams, &[])
+    }
+
+    /// Like [`Gateway::start`], with extra environment variables for the binary.
+    pub fn start_with_env(streams: &str, env: &[(&str, &str)]) -> Gateway {
         let (rtsp_port, http_port) = (free_port(), free_port());
         let dir = std::env::temp_dir().join(format!("sg-api-{}-{rtsp_port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -46,6 +51,7 @@ impl Gateway {
         let child = Command::new(env!("CARGO_BIN_EXE_streamgate"))
             .arg("--config")
             .arg(&config)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -111,12 +117,23 @@ impl Drop for Gateway {
 
 /// One HTTP/1.1 request (connection closed after); (status, body). Status 0: no answer.
 pub fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    http_with_headers(port, method, path, body, "")
+}
+
+/// [`http`] with extra header lines (each ending in `\r\n`).
+pub fn http_with_headers(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &str,
+) -> (u16, String) {
     let Ok(mut socket) = TcpStream::connect(("127.0.0.1", port)) else {
         return (0, String::new());
     };
     let body = body.unwrap_or("");
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/toml\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/toml\r\n{headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     let _ = socket.set_read_timeout(Some(Duration::from_secs(10)));
