@@ -29,6 +29,8 @@ use crate::status::{WhepState, WhepStatus};
 const SWITCH_PLI_INTERVAL: Duration = Duration::from_secs(1);
 /// Wait before retrying to open the next session while the active one still streams.
 const ROTATION_RETRY: Duration = Duration::from_secs(1);
+/// How long an ICE restart may take before the next session is opened instead.
+const ICE_RESTART_GRACE: Duration = Duration::from_secs(2);
 
 /// Why a chain of sessions stopped delivering.
 #[non_exhaustive]
@@ -247,6 +249,9 @@ impl Runner {
         let mut rotate_at = self.rotation_deadline(active.as_ref());
         let mut last_media = Instant::now();
         let mut last_switch_pli: Option<Instant> = None;
+        // The next session's latest sender report per track, handed to the ingest at
+        // the switch so it can align the new session's tracks as they re-anchor.
+        let mut next_reports: Vec<Received> = Vec::new();
         let mut stop = self.stop.clone();
         let mut subscribers = self.subscribers.clone();
         let mut idle_since = (*subscribers.borrow_and_update() == 0).then(Instant::now);
@@ -283,7 +288,16 @@ impl Runner {
                                 self.close_in_background(old);
                             }
                         }
-                        if state != RTCPeerConnectionState::Connected && opening.is_none() && next.is_none() {
+                        // A server that takes PATCHes gets an ICE restart first (the session's
+                        // ICE task); the next session opens only if that has not helped soon.
+                        let restarting = state == RTCPeerConnectionState::Disconnected
+                            && active.as_ref().is_some_and(|s| s.accepts_trickle);
+                        if state == RTCPeerConnectionState::Connected {
+                            rotate_at = self.rotation_deadline(active.as_ref());
+                        } else if restarting {
+                            let grace = Instant::now() + ICE_RESTART_GRACE;
+                            rotate_at = Some(rotate_at.map_or(grace, |at| at.min(grace)));
+                        } else if opening.is_none() && next.is_none() {
                             opening = Some(self.spawn_open());
                         }
                     }
@@ -304,6 +318,11 @@ impl Runner {
                         }
                     };
                     let Some(candidate) = next.as_ref() else { continue };
+                    if matches!(received, Received::SenderReport { .. }) {
+                        next_reports.retain(|r| r.kind() != received.kind());
+                        next_reports.push(received);
+                        continue;
+                    }
                     if !is_switch_point(candidate, &received) {
                         if last_switch_pli.is_none_or(|at| now.duration_since(at) >= SWITCH_PLI_INTERVAL)
                             && candidate.peer.request_keyframe()
@@ -329,12 +348,18 @@ impl Runner {
                     });
                     last_media = now;
                     last_switch_pli = None;
+                    for report in std::mem::take(&mut next_reports) {
+                        self.push(&tracks, report, now);
+                    }
                     self.push(&tracks, received, now);
                 }
                 result = join(opening.as_mut()) => {
                     opening = None;
                     match self.opened(result) {
-                        Ok(session) => next = Some(session),
+                        Ok(session) => {
+                            next_reports.clear();
+                            next = Some(session);
+                        }
                         Err(error) if active.is_some() => {
                             tracing::warn!(stream = %self.hub.name(), %error, "opening the next WHEP session failed");
                             self.status.send_modify(|s| {
