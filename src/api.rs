@@ -405,6 +405,11 @@ async fn delete_stream(
         .remove(&name)
         .ok_or(AppError::NotFound(name.clone()))?;
     state.hls_viewers.forget(&name);
+    state
+        .bitrates
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&name);
     stream.stop().await;
     tracing::info!(stream = %name, "stream removed through the API");
     Ok(StatusCode::NO_CONTENT)

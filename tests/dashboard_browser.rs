@@ -1,7 +1,8 @@
 //! The dashboard at `/` in headless Chromium (Debian's `chromium`, driven by
 //! playwright-core through tests/js/dashboard.mjs): it lists every stream with its
 //! RTSP and HLS URLs, each player shows moving video from the binary's own hls.js,
-//! a screenshot of each player is not blank, and the copy button copies the RTSP URL.
+//! a screenshot of each player is not blank, the copy button copies the RTSP URL, and
+//! a stream deleted through the API shows as removed without reloading the page.
 
 mod api_support;
 
@@ -89,6 +90,11 @@ fn dashboard_lists_streams_and_plays_each_in_chromium() {
     assert_eq!(
         report["copied"],
         format!("rtsp://127.0.0.1:{}/demo", gateway.rtsp_port)
+    );
+    assert_eq!(report["deleteStatus"], 204);
+    assert_eq!(
+        report["stateAfterDelete"], "removed",
+        "the card of the deleted stream"
     );
     assert_eq!(
         report["pageErrors"],

@@ -1,7 +1,8 @@
 // Opens the gateway's dashboard in headless Chromium (Debian's, driven by
 // playwright-core), waits until every stream's player shows moving video, takes a
 // screenshot of each player and measures its pixel variance (a blank or single-colour
-// picture has ~0), and tries the RTSP URL's copy button. Prints one JSON line.
+// picture has ~0), tries the RTSP URL's copy button, then deletes the last stream through the API and
+// waits for its card to show it. Prints one JSON line.
 // Usage: node tests/js/dashboard.mjs URL SCREENSHOT_DIR [timeout-seconds]
 import { chromium } from "playwright-core";
 
@@ -89,6 +90,16 @@ try {
     await button.click();
     await page.waitForFunction((name) => document.querySelector(`.stream[data-name="${name}"] .url-rtsp button`).textContent === "copied", first, { timeout: 5000 }).catch(() => {});
     result.copied = await page.evaluate(() => navigator.clipboard.readText()).catch((e) => "clipboard: " + e);
+  }
+
+  // A stream deleted through the API shows as removed within the page's refresh.
+  const last = result.streams[result.streams.length - 1];
+  if (last) {
+    result.deleteStatus = await page.evaluate((name) => fetch("/api/streams/" + name, { method: "DELETE" }).then((r) => r.status), last.name);
+    result.stateAfterDelete = await page.waitForFunction(
+      (name) => { const s = document.querySelector(`.stream[data-name="${name}"] h2 span`); return s && s.textContent === "removed" && s.textContent; },
+      last.name, { timeout: 15000 },
+    ).then((handle) => handle.jsonValue()).catch((e) => "not updated: " + e.message);
   }
 } finally {
   await browser.close();
