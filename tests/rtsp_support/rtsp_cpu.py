@@ -42,12 +42,12 @@ async def play(port, received):
     url = f"rtsp://127.0.0.1:{port}/demo"
     session = None
     for cseq, track in enumerate([0, 1], start=1):
-        writer.write(
+        writer.write((
             f"SETUP {url}/trackID={track} RTSP/1.0\r\nCSeq: {cseq}\r\n"
             f"Transport: RTP/AVP/TCP;unicast;interleaved={2 * track}-{2 * track + 1}\r\n"
             + (f"Session: {session}\r\n" if session else "")
             + "\r\n"
-        )
+        ).encode())
         head = await read_head(reader)
         session = next(l.split(":", 1)[1].split(";")[0].strip() for l in head.split("\r\n") if l.startswith("Session:"))
     writer.write(f"PLAY {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n".encode())
@@ -86,6 +86,9 @@ async def main(binary, readers, measure):
             got = received[0] - bytes_before
             cpu = ticks / os.sysconf("SC_CLK_TCK") / elapsed
             alive = sum(1 for t in tasks if not t.done())
+            failed = [t for t in tasks if t.done() and t.exception()]
+            if failed:
+                print(f"{len(failed)} readers failed, e.g.: {failed[0].exception()!r}")
             print(
                 f"readers={readers} alive={alive} window={elapsed:.1f}s gateway_cpu={cpu * 100:.1f}% of one core "
                 f"({ticks} ticks) readers_received={got / elapsed / 1e6:.2f} MB/s"
