@@ -20,9 +20,13 @@ The path chooses the behaviour, so one server answers every test:
   DELETE <session URL>       ends the session (200), 404 when unknown
   PATCH <session URL>        trickle ICE (RFC 8840 sdpfrag): with --trickle the 201 carries
                              Accept-Patch, candidates go to aiortc's addIceCandidate and the
-                             answer is 204; an ICE restart (If-Match: "*") gets 501 (aiortc
-                             cannot restart ICE); a wrong If-Match gets 412. Without
-                             --trickle every PATCH gets 405.
+                             answer is 204; a wrong If-Match gets 412. An ICE restart
+                             (If-Match: "*") gets 501, or with --ice-restart new ICE
+                             credentials (aiortc has no ICE restart: the server swaps
+                             them in its aioice connection), a 200 sdpfrag and a new ETag.
+                             Without --trickle every PATCH gets 405.
+With --freeze-after N the first session's ICE goes silent (no datagram in or out) N
+seconds after it is created, until an ICE restart: a network path that broke.
 A POST without the --token (when given) gets 401. An OPTIONS or POST answer carries a
 Link rel="ice-server" header when --ice-link is given.
 
@@ -39,16 +43,37 @@ import time
 import uuid
 
 import aioice.ice
+import aioice.utils
 import av
 import av.bitstream
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.sdp import candidate_from_sdp
+from aiortc.rtcicetransport import candidate_from_aioice
+from aiortc.sdp import candidate_from_sdp, candidate_to_sdp
 
 # aioice leaves loopback out of its host candidates; the tests must stay on 127.0.0.1.
 aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
 
 MAX_BODY = 64 * 1024
+
+
+def freezable(method):
+    """Wraps a StunProtocol method so a frozen connection drops the datagram."""
+    def wrapper(self, *args, **kwargs):
+        if getattr(self.receiver, "frozen", False):
+            return None
+        return method(self, *args, **kwargs)
+    return wrapper
+
+
+async def _send_data(self, data, addr):
+    if not getattr(self.receiver, "frozen", False):
+        self.transport.sendto(data, addr)
+
+
+aioice.ice.StunProtocol.datagram_received = freezable(aioice.ice.StunProtocol.datagram_received)
+aioice.ice.StunProtocol.send_stun = freezable(aioice.ice.StunProtocol.send_stun)
+aioice.ice.StunProtocol.send_data = _send_data
 QUEUE_FRAMES = 100
 
 
@@ -131,6 +156,8 @@ class Server:
         self.sessions = {}
         self.busy_counts = {}
         self.remote_ufrags = {}
+        self.etags = {}
+        self.created = 0
         self.events = open(args.events, "a", buffering=1) if args.events else None
 
     def record(self, **event):
@@ -238,6 +265,11 @@ class Server:
             return 400, [], f"bad offer: {error}".encode()
         self.sessions[session_id] = (pc, tracks)
         self.remote_ufrags[session_id] = ice_ufrag(offer_sdp)
+        self.etags[session_id] = f'"{session_id}"'
+        self.created += 1
+        if self.args.freeze_after > 0 and self.created == 1:
+            asyncio.get_running_loop().call_later(
+                self.args.freeze_after, lambda: self.freeze(session_id))
         if mode != "silent":
             for track in tracks:
                 self.source.tracks.add(track)
@@ -285,9 +317,11 @@ class Server:
             self.record(answer=415, **event)
             return 415, [], b"PATCH must be application/trickle-ice-sdpfrag"
         if if_match == "*":
-            self.record(answer=501, **event)
-            return 501, [], b"ICE restart not supported (aiortc cannot restart ICE)"
-        if if_match is not None and if_match != f'"{session_id}"':
+            if not self.args.ice_restart:
+                self.record(answer=501, **event)
+                return 501, [], b"ICE restart not supported"
+            return self.restart_ice(session_id, fragment, event)
+        if if_match is not None and if_match != self.etags.get(session_id):
             self.record(answer=412, **event)
             return 412, [], b"ETag does not match"
         if ice_ufrag(fragment) != self.remote_ufrags.get(session_id):
@@ -309,6 +343,46 @@ class Server:
         self.record(answer=204, **event)
         return 204, [], b""
 
+    def ice_connection(self, session_id):
+        pc, _ = self.sessions[session_id]
+        return pc.getTransceivers()[0].receiver.transport.transport._connection
+
+    def freeze(self, session_id):
+        if session_id in self.sessions:
+            self.ice_connection(session_id).frozen = True
+            self.record(event="frozen", session=session_id)
+
+    def restart_ice(self, session_id, fragment, event):
+        """ICE restart (RFC 9725 §4.4) done on aioice's connection: new credentials both
+        ways, the client's new candidates added; checks and nomination do the rest."""
+        ufrag = ice_ufrag(fragment)
+        pwd = next((l[len("a=ice-pwd:"):].strip() for l in fragment.splitlines()
+                    if l.startswith("a=ice-pwd:")), None)
+        if not ufrag or not pwd or ufrag == self.remote_ufrags.get(session_id):
+            self.record(answer=400, **event)
+            return 400, [], b"an ICE restart needs new ice-ufrag and ice-pwd"
+        connection = self.ice_connection(session_id)
+        connection.remote_username = ufrag
+        connection.remote_password = pwd
+        connection._local_username = aioice.utils.random_string(4)
+        connection._local_password = aioice.utils.random_string(22)
+        connection.frozen = False
+        self.remote_ufrags[session_id] = ufrag
+        etag = f'"{session_id}-{uuid.uuid4().hex[:8]}"'
+        self.etags[session_id] = etag
+        mid = next((l for l in fragment.splitlines() if l.startswith("a=mid:")), "a=mid:0")
+        media = next((l for l in fragment.splitlines() if l.startswith("m=")), None)
+        lines = [f"a=ice-ufrag:{connection.local_username}",
+                 f"a=ice-pwd:{connection.local_password}"]
+        lines += [media] if media else []
+        lines.append(mid)
+        lines += ["a=candidate:" + candidate_to_sdp(candidate_from_aioice(c))
+                  for c in connection.local_candidates]
+        lines.append("a=end-of-candidates")
+        self.record(answer=200, **event)
+        headers = [("Content-Type", "application/trickle-ice-sdpfrag"), ("ETag", etag)]
+        return 200, headers, ("\r\n".join(lines) + "\r\n").encode()
+
     async def end_session(self, session_id, why):
         entry = self.sessions.pop(session_id, None)
         if entry is None:
@@ -316,6 +390,7 @@ class Server:
             return False
         self.record(event="session-ended", session=session_id, why=why)
         self.remote_ufrags.pop(session_id, None)
+        self.etags.pop(session_id, None)
         pc, tracks = entry
         for track in tracks:
             self.source.tracks.discard(track)
@@ -358,6 +433,10 @@ async def main():
     parser.add_argument("--ice-link", default=None, help="a STUN URL sent as Link rel=ice-server")
     parser.add_argument("--trickle", action="store_true",
                         help="accept trickle ICE PATCHes (Accept-Patch on 201); else PATCH gets 405")
+    parser.add_argument("--ice-restart", action="store_true",
+                        help="with --trickle: accept ICE restarts (If-Match: *); else 501")
+    parser.add_argument("--freeze-after", type=float, default=0.0,
+                        help="silence the first session's ICE after this many seconds")
     parser.add_argument("--events", default=None, help="append one JSON line per request/event")
     args = parser.parse_args()
 

@@ -34,6 +34,8 @@ use crate::sender_reports::{self, SenderReportForwarder};
 const EVENT_QUEUE: usize = 2048;
 /// Local candidates queued for trickling; more are dropped (full gathering reads none).
 const CANDIDATE_QUEUE: usize = 64;
+/// How often an ICE restart looks for its new candidates.
+const RESTART_POLL: Duration = Duration::from_millis(20);
 
 /// H.264 profiles offered (Ring answers `64001f` and rejects offers without it), all
 /// packetization-mode 1: constrained baseline, baseline, main, high.
@@ -176,7 +178,7 @@ async fn forward_track(
 
 /// A receive-only peer connection.
 pub struct Peer {
-    connection: Box<dyn PeerConnection>,
+    connection: Arc<dyn PeerConnection>,
     video: VideoFeedback,
     /// Connection state (ICE + DTLS), as webrtc-rs reports it.
     pub state: watch::Receiver<RTCPeerConnectionState>,
@@ -230,7 +232,7 @@ impl Peer {
             .await
             .map_err(webrtc_error("peer connection setup"))?;
         let peer = Peer {
-            connection: Box::new(connection),
+            connection: Arc::new(connection),
             video,
             state,
             gathering: gathering.clone(),
@@ -312,10 +314,73 @@ impl Peer {
         true
     }
 
+    /// A handle for restarting ICE while the session streams.
+    pub fn ice_control(&self) -> IceControl {
+        IceControl {
+            connection: Arc::clone(&self.connection),
+        }
+    }
+
     pub async fn close(&self) {
         if let Err(error) = self.connection.close().await {
             tracing::debug!(%error, "closing the peer connection");
         }
+    }
+}
+
+/// ICE restart on a live connection (webrtc-rs: `restart_ice`, then a new offer with
+/// fresh ufrag/pwd; DTLS and SRTP carry on over the new candidate pair).
+#[derive(Clone)]
+pub struct IceControl {
+    connection: Arc<dyn PeerConnection>,
+}
+
+impl IceControl {
+    /// Starts the restart: the new offer once its candidates are gathered (bounded).
+    pub async fn restart_offer(&self, gather_timeout: Duration) -> Result<String, PeerError> {
+        self.connection
+            .restart_ice()
+            .await
+            .map_err(webrtc_error("restarting ICE"))?;
+        let offer = self
+            .connection
+            .create_offer(None)
+            .await
+            .map_err(webrtc_error("creating the ICE restart offer"))?;
+        self.connection
+            .set_local_description(offer)
+            .await
+            .map_err(webrtc_error("setting the ICE restart offer"))?;
+        // webrtc-rs 0.21 re-gathers on its rebound sockets without cycling the gathering
+        // state: wait (bounded) until the new candidates are in the description.
+        let deadline = tokio::time::Instant::now() + gather_timeout;
+        loop {
+            let sdp = self.connection.local_description().await.map(|d| d.sdp);
+            match sdp {
+                Some(sdp) if sdp.contains("a=candidate:") => return Ok(sdp),
+                Some(sdp) if tokio::time::Instant::now() >= deadline => return Ok(sdp),
+                None if tokio::time::Instant::now() >= deadline => {
+                    return Err(PeerError::NoCandidates)
+                }
+                _ => tokio::time::sleep(RESTART_POLL).await,
+            }
+        }
+    }
+
+    /// The answer the restart offer was last given (to patch the server's new ICE
+    /// credentials into).
+    pub async fn remote_sdp(&self) -> Option<String> {
+        self.connection.remote_description().await.map(|d| d.sdp)
+    }
+
+    /// Completes the restart with the server's answer.
+    pub async fn accept_answer(&self, answer: String) -> Result<(), PeerError> {
+        let answer = RTCSessionDescription::answer(answer)
+            .map_err(|e| PeerError::BadAnswer(e.to_string()))?;
+        self.connection
+            .set_remote_description(answer)
+            .await
+            .map_err(|e| PeerError::BadAnswer(e.to_string()))
     }
 }
 

@@ -14,7 +14,11 @@ use webrtc::peer_connection::RTCPeerConnectionState;
 use crate::config::{redact_url, IceServer, TrickleMode, WhepConfig};
 use crate::peer::{Gathering, Peer, PeerError, Received};
 use crate::signal::{Created, SignalError, WhepClient};
-use crate::trickle::{self, LocalIce, TrickleTask};
+use crate::trickle::{self, IceTask, LocalIce, PatchTarget, Trickle};
+
+/// Bound on gathering for an ICE restart: the source opens the next session if the
+/// restart has not helped within about twice this.
+const RESTART_GATHER_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +61,8 @@ pub struct Session {
     pub ice_servers: Vec<IceServer>,
     /// The server announced trickle ICE by PATCH (`Accept-Patch`), for the next session.
     pub accepts_trickle: bool,
-    /// Sends the candidates gathered after the offer (trickle mode only).
-    trickle: Option<TrickleTask>,
+    /// Trickles the candidates gathered after the offer and restarts ICE by PATCH.
+    ice_task: Option<IceTask>,
 }
 
 impl Session {
@@ -94,16 +98,28 @@ impl Session {
             peer.candidates.take(),
             LocalIce::from_sdp(&offer),
         ) {
-            (Gathering::Trickle, Some(candidates), Some(ice)) => Some(trickle::spawn(
-                client.clone(),
-                url.clone(),
-                created.etag.clone(),
-                ice,
-                candidates,
-                peer.gathering.clone(),
-            )),
+            (Gathering::Trickle, Some(candidates), Some(ice)) => Some(Trickle { ice, candidates }),
             _ => None,
         };
+        // A server that takes trickle PATCHes takes ICE restarts too (RFC 9725 §4.4).
+        let restart = accepts_trickle.then(|| {
+            let bound = config.gather_timeout.min(RESTART_GATHER_TIMEOUT);
+            (peer.ice_control(), bound)
+        });
+        let ice_task = (trickle.is_some() || restart.is_some()).then(|| {
+            let target = PatchTarget {
+                client: client.clone(),
+                session_url: url.clone(),
+                etag: created.etag.clone(),
+            };
+            trickle::spawn(
+                target,
+                trickle,
+                restart,
+                peer.gathering.clone(),
+                peer.state.clone(),
+            )
+        });
         match connect(&peer, created, config.connect_timeout).await {
             Ok((tracks, ice_servers)) => Ok(Session {
                 url,
@@ -113,10 +129,10 @@ impl Session {
                 opened: started,
                 ice_servers,
                 accepts_trickle,
-                trickle,
+                ice_task,
             }),
             Err(error) => {
-                drop(trickle);
+                drop(ice_task);
                 end(client, &url, &peer).await;
                 Err(error)
             }
@@ -129,7 +145,7 @@ impl Session {
 
     /// DELETEs the session and closes the peer connection.
     pub async fn close(self, client: &WhepClient) {
-        drop(self.trickle);
+        drop(self.ice_task);
         end(client, &self.url, &self.peer).await;
     }
 }

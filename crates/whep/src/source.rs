@@ -290,7 +290,7 @@ impl Runner {
                         }
                         // A server that takes PATCHes gets an ICE restart first (the session's
                         // ICE task); the next session opens only if that has not helped soon.
-                        let restarting = state == RTCPeerConnectionState::Disconnected
+                        let restarting = !is_over(state)
                             && active.as_ref().is_some_and(|s| s.accepts_trickle);
                         if state == RTCPeerConnectionState::Connected {
                             rotate_at = self.rotation_deadline(active.as_ref());

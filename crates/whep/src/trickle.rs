@@ -7,13 +7,16 @@
 //! complete offer instead (full gathering, see [`crate::config::TrickleMode`]); a server
 //! that answers 405 or 501 to a PATCH is not sent more of them.
 
+use std::time::Duration;
+
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use url::Url;
-use webrtc::peer_connection::RTCIceGatheringState;
+use webrtc::peer_connection::{RTCIceGatheringState, RTCPeerConnectionState};
 
 use crate::config::redact_url;
-use crate::signal::WhepClient;
+use crate::peer::{IceControl, PeerError};
+use crate::signal::{SignalError, WhepClient};
 
 /// The offer's ICE identity and the media section its candidates belong to (with
 /// BUNDLE, the first one).
@@ -61,45 +64,137 @@ impl LocalIce {
     }
 }
 
-/// A running trickle task; aborted when dropped (its session is gone).
-#[derive(Debug)]
-pub struct TrickleTask(JoinHandle<()>);
+/// What the server answered an ICE restart with (RFC 8840 sdpfrag): its new ICE
+/// credentials and candidates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteIce {
+    pub ufrag: String,
+    pub pwd: String,
+    /// `candidate:…` values.
+    pub candidates: Vec<String>,
+}
 
-impl Drop for TrickleTask {
+impl RemoteIce {
+    pub fn from_fragment(fragment: &str) -> Option<RemoteIce> {
+        let first = |prefix: &str| {
+            fragment
+                .lines()
+                .find_map(|line| line.trim_end().strip_prefix(prefix))
+                .map(str::to_owned)
+        };
+        Some(RemoteIce {
+            ufrag: first("a=ice-ufrag:")?,
+            pwd: first("a=ice-pwd:")?,
+            candidates: fragment
+                .lines()
+                .filter_map(|line| line.trim_end().strip_prefix("a="))
+                .filter(|value| value.starts_with("candidate:"))
+                .map(str::to_owned)
+                .collect(),
+        })
+    }
+
+    /// The previous answer with these credentials and candidates in place of the old
+    /// ones (the candidates go to the first media section: BUNDLE) and its `o=` version
+    /// one higher.
+    pub fn patch_answer(&self, answer: &str) -> String {
+        let mut patched = String::with_capacity(answer.len() + 256);
+        let mut candidates_placed = false;
+        for line in answer.lines().map(str::trim_end) {
+            if line.starts_with("a=candidate:") || line == "a=end-of-candidates" {
+                continue;
+            }
+            if line.starts_with("a=ice-ufrag:") {
+                patched.push_str(&format!("a=ice-ufrag:{}\r\n", self.ufrag));
+            } else if line.starts_with("a=ice-pwd:") {
+                patched.push_str(&format!("a=ice-pwd:{}\r\n", self.pwd));
+            } else if let Some(origin) = line.strip_prefix("o=") {
+                patched.push_str("o=");
+                patched.push_str(&bump_version(origin));
+                patched.push_str("\r\n");
+            } else {
+                patched.push_str(line);
+                patched.push_str("\r\n");
+            }
+            if line.starts_with("a=mid:") && !candidates_placed {
+                candidates_placed = true;
+                for candidate in &self.candidates {
+                    patched.push_str(&format!("a={candidate}\r\n"));
+                }
+                patched.push_str("a=end-of-candidates\r\n");
+            }
+        }
+        patched
+    }
+}
+
+/// `o=` fields with the session version (the third) incremented.
+fn bump_version(origin: &str) -> String {
+    let mut fields: Vec<String> = origin.split(' ').map(str::to_owned).collect();
+    if let Some(version) = fields.get_mut(2) {
+        if let Some(next) = version.parse::<u64>().ok().and_then(|v| v.checked_add(1)) {
+            *version = next.to_string();
+        }
+    }
+    fields.join(" ")
+}
+
+/// A session's ICE-by-PATCH task; aborted when dropped (its session is gone).
+#[derive(Debug)]
+pub struct IceTask(JoinHandle<()>);
+
+impl Drop for IceTask {
     fn drop(&mut self) {
         self.0.abort();
     }
 }
 
-/// Sends the session's local candidates as they are gathered, until gathering completes
-/// or the server refuses them.
-pub fn spawn(
-    client: WhepClient,
-    session_url: Url,
-    etag: Option<String>,
-    ice: LocalIce,
-    candidates: mpsc::Receiver<String>,
-    gathering: watch::Receiver<RTCIceGatheringState>,
-) -> TrickleTask {
-    TrickleTask(tokio::spawn(trickle(
-        client,
-        session_url,
-        etag,
-        ice,
-        candidates,
-        gathering,
-    )))
+/// Where a session's PATCHes go.
+#[derive(Debug, Clone)]
+pub struct PatchTarget {
+    pub client: WhepClient,
+    pub session_url: Url,
+    pub etag: Option<String>,
 }
 
-async fn trickle(
-    client: WhepClient,
-    session_url: Url,
-    etag: Option<String>,
-    ice: LocalIce,
-    mut candidates: mpsc::Receiver<String>,
+/// What the task trickles: the offer's ICE identity and the candidates gathered after it.
+pub struct Trickle {
+    pub ice: LocalIce,
+    pub candidates: mpsc::Receiver<String>,
+}
+
+/// Trickles the candidates gathered after the offer (when `trickle` is given), then, when
+/// `restart` is set, restarts ICE by PATCH whenever the connection drops to disconnected
+/// or failed. A refused restart (405/501/4xx) ends the task: the source then replaces the
+/// session.
+pub fn spawn(
+    target: PatchTarget,
+    trickle: Option<Trickle>,
+    restart: Option<(IceControl, Duration)>,
+    gathering: watch::Receiver<RTCIceGatheringState>,
+    state: watch::Receiver<RTCPeerConnectionState>,
+) -> IceTask {
+    IceTask(tokio::spawn(async move {
+        let mut target = target;
+        if let Some(trickle) = trickle {
+            trickle_candidates(&target, trickle, gathering).await;
+        }
+        if let Some((control, gather_timeout)) = restart {
+            restart_when_dropped(&mut target, control, gather_timeout, state).await;
+        }
+    }))
+}
+
+async fn trickle_candidates(
+    target: &PatchTarget,
+    trickle: Trickle,
     mut gathering: watch::Receiver<RTCIceGatheringState>,
 ) {
-    let session = redact_url(&session_url);
+    let Trickle {
+        ice,
+        mut candidates,
+    } = trickle;
+    let session = redact_url(&target.session_url);
     loop {
         let mut batch = Vec::new();
         let mut end = tokio::select! {
@@ -120,8 +215,9 @@ async fn trickle(
         }
         end |= *gathering.borrow() == RTCIceGatheringState::Complete;
         let fragment = ice.fragment(&batch, end);
-        match client
-            .patch_fragment(&session_url, etag.as_deref(), fragment)
+        match target
+            .client
+            .patch_fragment(&target.session_url, target.etag.as_deref(), fragment)
             .await
         {
             Ok(_) => {
@@ -129,10 +225,6 @@ async fn trickle(
             }
             Err(error) if matches!(error.status(), Some(405 | 501)) => {
                 tracing::info!(%session, %error, "the WHEP server takes no trickle ICE: the offer's candidates stand");
-                return;
-            }
-            Err(error) if error.status() == Some(412) => {
-                tracing::warn!(%session, %error, "the WHEP session's ETag changed (ICE restart needed): trickling stopped");
                 return;
             }
             Err(error) => {
@@ -144,6 +236,103 @@ async fn trickle(
             return;
         }
     }
+}
+
+async fn restart_when_dropped(
+    target: &mut PatchTarget,
+    control: IceControl,
+    gather_timeout: Duration,
+    mut state: watch::Receiver<RTCPeerConnectionState>,
+) {
+    let session = redact_url(&target.session_url);
+    // Only a connection that was up is restarted; a failed first connect fails the open.
+    if state
+        .wait_for(|s| *s == RTCPeerConnectionState::Connected)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        let dropped = state.wait_for(|s| {
+            matches!(
+                s,
+                RTCPeerConnectionState::Disconnected | RTCPeerConnectionState::Failed
+            )
+        });
+        if dropped.await.is_err() {
+            return;
+        }
+        tracing::info!(%session, "WebRTC connection dropped: restarting ICE by PATCH");
+        match restart(target, &control, gather_timeout).await {
+            Ok(()) => tracing::info!(%session, "ICE restarted"),
+            Err(error) => {
+                tracing::warn!(%session, %error, "ICE restart failed: the session will be replaced");
+                return;
+            }
+        }
+        // One restart per drop: wait until it is connected again.
+        if state
+            .wait_for(|s| *s == RTCPeerConnectionState::Connected)
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Why an ICE restart did not happen.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum RestartError {
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    #[error(transparent)]
+    Signal(#[from] SignalError),
+    #[error("the ICE restart offer has no ICE credentials")]
+    NoLocalIce,
+    #[error("the ICE restart answer is not an sdpfrag with ICE credentials")]
+    BadAnswer,
+}
+
+/// RFC 9725 §4.4: a PATCH with `If-Match: "*"` carries the new offer's ICE credentials
+/// and candidates; the 200 answer carries the server's, and a new `ETag`.
+async fn restart(
+    target: &mut PatchTarget,
+    control: &IceControl,
+    gather_timeout: Duration,
+) -> Result<(), RestartError> {
+    let offer = control.restart_offer(gather_timeout).await?;
+    let ice = LocalIce::from_sdp(&offer).ok_or(RestartError::NoLocalIce)?;
+    let mut candidates: Vec<String> = Vec::new();
+    for candidate in offer
+        .lines()
+        .filter_map(|line| line.trim_end().strip_prefix("a="))
+        .filter(|value| value.starts_with("candidate:"))
+    {
+        if !candidates.iter().any(|c| c == candidate) {
+            candidates.push(candidate.to_owned());
+        }
+    }
+    tracing::debug!(?candidates, "ICE restart offer candidates");
+    let (answer, etag) = target
+        .client
+        .patch_fragment(
+            &target.session_url,
+            Some("*"),
+            ice.fragment(&candidates, true),
+        )
+        .await?;
+    let remote = RemoteIce::from_fragment(&answer).ok_or(RestartError::BadAnswer)?;
+    let previous = control.remote_sdp().await.ok_or(RestartError::BadAnswer)?;
+    control
+        .accept_answer(remote.patch_answer(&previous))
+        .await?;
+    if etag.is_some() {
+        target.etag = etag;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

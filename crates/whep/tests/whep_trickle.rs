@@ -162,3 +162,104 @@ async fn trickling_stops_at_405() {
     assert_eq!(patches.len(), 1, "{:?}", server.events());
     assert_eq!(patches[0]["answer"], 405);
 }
+
+/// Consumes the Hub's frames until `done` holds for the server's events and 50 more video
+/// frames (the first a keyframe... or any: media flows) arrived after it; fails after 40 s.
+async fn media_flows_after(server: &WhepServer, hub: &Hub, done: impl Fn(&[Value]) -> bool) {
+    let mut frames = hub.subscribe();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    let mut after = None;
+    while after.is_none_or(|n| n < 50) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{after:?} frames after the event: {:?}",
+            server.events()
+        );
+        let frame = tokio::time::timeout(Duration::from_secs(15), frames.recv())
+            .await
+            .expect("frames keep coming")
+            .expect("hub open");
+        if frame.kind != MediaKind::Video {
+            continue;
+        }
+        match after.as_mut() {
+            Some(n) => *n += 1,
+            None if done(&server.events()) => after = Some(0),
+            None => {}
+        }
+    }
+}
+
+fn restart_patches(events: &[Value]) -> Vec<&Value> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "patch" && e["if_match"] == "*")
+        .collect()
+}
+
+/// The path breaks (the server's ICE goes silent); the client restarts ICE by PATCH
+/// (`If-Match: "*"`, new ufrag/pwd), applies the server's new credentials and keeps the
+/// same session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ice_restart_by_patch_keeps_the_session() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("streamgate_whep=debug")
+        .with_test_writer()
+        .try_init();
+    let server = WhepServer::start(&["--trickle", "--ice-restart", "--freeze-after", "3"]);
+    let hub = Hub::new("whep-restart", HubConfig::default());
+    let source = WhepSource::start(config(&server, "/whep/live"), hub.clone()).unwrap();
+    media_flows_after(&server, &hub, |events| {
+        restart_patches(events).iter().any(|p| p["answer"] == 200)
+    })
+    .await;
+    let status = source.status();
+    source.stop().await;
+
+    let events = server.events();
+    assert_eq!(
+        events.iter().filter(|e| e["event"] == "frozen").count(),
+        1,
+        "{events:?}"
+    );
+    let created: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == "session-created")
+        .collect();
+    assert_eq!(created.len(), 1, "no new session: {events:?}");
+    assert_eq!(
+        (status.sessions_opened, status.rotations),
+        (1, 0),
+        "{status:?}"
+    );
+    let restart = restart_patches(&events)[0];
+    assert_eq!(restart["session"], created[0]["session"]);
+    assert!(restart["candidates"].as_u64() >= Some(1), "{restart:?}");
+    assert_eq!(restart["end"], true);
+}
+
+/// A server that refuses the restart (501): the source opens a new session instead and
+/// switches to it; media goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_ice_restart_falls_back_to_a_new_session() {
+    let server = WhepServer::start(&["--trickle", "--freeze-after", "3"]);
+    let hub = Hub::new("whep-no-restart", HubConfig::default());
+    let source = WhepSource::start(config(&server, "/whep/live"), hub.clone()).unwrap();
+    media_flows_after(&server, &hub, |events| {
+        !restart_patches(events).is_empty()
+            && events
+                .iter()
+                .filter(|e| e["event"] == "session-created")
+                .count()
+                >= 2
+    })
+    .await;
+    let status = source.status();
+    source.stop().await;
+
+    let events = server.events();
+    let restarts = restart_patches(&events);
+    assert_eq!(restarts.len(), 1, "{events:?}");
+    assert_eq!(restarts[0]["answer"], 501);
+    assert!(status.sessions_opened >= 2, "{status:?}");
+}
