@@ -25,10 +25,11 @@
 //! Ring requires; trickle ICE by PATCH once a server announces `Accept-Patch:
 //! application/trickle-ice-sdpfrag` (see [`TrickleMode`] and [`trickle`]).
 //!
-//! Not done: ICE restart by PATCH. webrtc-rs 0.21 can restart ICE on a live connection
-//! (`PeerConnection::restart_ice`, then a new offer with fresh ufrag/pwd), but the test
-//! peer, aiortc, cannot restart ICE, so a restart could not be shown against an
-//! independent stack; a session whose ICE fails is replaced by a new one (backoff).
+//! ICE restart by PATCH (same module) when a connection drops and the server takes
+//! PATCH: webrtc-rs 0.21 restarts ICE on a live connection (`PeerConnection::restart_ice`,
+//! a new offer, rebound sockets); aiortc has no ICE restart, so the test server swaps the
+//! credentials in its aioice connection itself. The source waits a short grace for the
+//! restart before opening the next session (make-before-break, then backoff as before).
 
 pub mod backoff;
 pub mod config;

@@ -1,7 +1,15 @@
-//! Trickle ICE by PATCH (RFC 9725 §4.3): the offer leaves before ICE gathering ends and
-//! the candidates gathered afterwards follow in `application/trickle-ice-sdpfrag` bodies
-//! (RFC 8840), `If-Match` carrying the session's `ETag`, the last one with
-//! `a=end-of-candidates`.
+//! ICE by PATCH (RFC 9725 §4.3–4.4), in `application/trickle-ice-sdpfrag` bodies (RFC 8840).
+//!
+//! Trickle: the offer leaves before ICE gathering ends and the candidates gathered
+//! afterwards follow, `If-Match` carrying the session's `ETag`, the last PATCH with
+//! `a=end-of-candidates`. A 412 or any other refusal stops trickling.
+//!
+//! Restart: when a connected session drops to disconnected/failed and the server takes
+//! PATCH, webrtc-rs restarts ICE on the live connection (new ufrag/pwd, rebound sockets,
+//! DTLS/SRTP kept); the new credentials and candidates go in a PATCH with `If-Match: "*"`,
+//! and the server's answer sdpfrag (its new credentials and candidates) is patched into
+//! the previous answer, which is applied; its `ETag` replaces the old one. A refusal
+//! (405/501/4xx) leaves the session to the source, which opens the next one.
 //!
 //! Servers that do not announce `Accept-Patch: application/trickle-ice-sdpfrag` get a
 //! complete offer instead (full gathering, see [`crate::config::TrickleMode`]); a server
@@ -359,6 +367,32 @@ mod tests {
              a=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host\r\na=end-of-candidates\r\n"
         );
         assert!(!ice.fragment(&[], false).contains("end-of-candidates"));
+    }
+
+    #[test]
+    fn restart_answer_takes_the_new_credentials_and_candidates() {
+        let answer = "v=0\r\no=- 42 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=ice-ufrag:old1\r\na=ice-pwd:oldpassword\r\n\
+            a=mid:0\r\na=candidate:1 1 udp 1 127.0.0.1 1000 typ host\r\na=end-of-candidates\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:old1\r\na=ice-pwd:oldpassword\r\na=mid:1\r\n";
+        let remote = RemoteIce::from_fragment(
+            "a=ice-ufrag:new2\r\na=ice-pwd:newpassword\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\n\
+             a=mid:0\r\na=candidate:2 1 udp 1 127.0.0.1 2000 typ host\r\na=end-of-candidates\r\n",
+        )
+        .unwrap();
+        assert_eq!(remote.ufrag, "new2");
+        assert_eq!(remote.candidates.len(), 1);
+        let patched = remote.patch_answer(answer);
+        assert!(patched.contains("o=- 42 3 IN IP4"), "{patched}");
+        assert_eq!(patched.matches("a=ice-ufrag:new2").count(), 2, "{patched}");
+        assert_eq!(patched.matches("a=ice-pwd:newpassword").count(), 2);
+        assert!(!patched.contains("old"), "{patched}");
+        assert!(!patched.contains(" 1000 "), "{patched}");
+        assert!(
+            patched.contains("a=mid:0\r\na=candidate:2 1 udp 1 127.0.0.1 2000 typ host\r\na=end-of-candidates\r\n"),
+            "{patched}"
+        );
+        assert_eq!(RemoteIce::from_fragment("a=mid:0\r\n"), None);
     }
 
     #[test]

@@ -164,7 +164,7 @@ async fn trickling_stops_at_405() {
 }
 
 /// Consumes the Hub's frames until `done` holds for the server's events and 50 more video
-/// frames (the first a keyframe... or any: media flows) arrived after it; fails after 40 s.
+/// frames arrived after it; fails after 40 s.
 async fn media_flows_after(server: &WhepServer, hub: &Hub, done: impl Fn(&[Value]) -> bool) {
     let mut frames = hub.subscribe();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
@@ -236,6 +236,7 @@ async fn ice_restart_by_patch_keeps_the_session() {
     assert_eq!(restart["session"], created[0]["session"]);
     assert!(restart["candidates"].as_u64() >= Some(1), "{restart:?}");
     assert_eq!(restart["end"], true);
+    assert_eq!(server.count("method", "DELETE"), 1);
 }
 
 /// A server that refuses the restart (501): the source opens a new session instead and
@@ -262,4 +263,13 @@ async fn a_refused_ice_restart_falls_back_to_a_new_session() {
     assert_eq!(restarts.len(), 1, "{events:?}");
     assert_eq!(restarts[0]["answer"], 501);
     assert!(status.sessions_opened >= 2, "{status:?}");
+    let created = events
+        .iter()
+        .filter(|e| e["event"] == "session-created")
+        .count();
+    assert_eq!(
+        server.count("method", "DELETE"),
+        created,
+        "every session DELETEd, the broken one included"
+    );
 }
