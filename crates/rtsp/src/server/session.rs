@@ -183,7 +183,7 @@ impl ConnectionState {
             Method::GetParameter | Method::SetParameter => Reply::respond(self.with_session(ok())),
             Method::Describe => Reply::respond(self.describe(request, ok, status).await),
             Method::Setup => Reply::respond(self.setup(request, ok, status).await),
-            Method::Play => self.play(request, ok, status).await,
+            Method::Play => self.play(ok, status).await,
             Method::Pause => match &self.session {
                 Some(_) => Reply {
                     response: self.with_session(ok()),
@@ -394,7 +394,6 @@ impl ConnectionState {
 
     async fn play(
         &mut self,
-        _request: &Request<Vec<u8>>,
         ok: impl Fn() -> Response,
         status: impl Fn(Status) -> Response,
     ) -> Reply {
