@@ -151,19 +151,18 @@ fn fan_out(c: &mut Criterion) {
         let counters: Vec<Arc<AtomicU64>> =
             (0..readers).map(|_| Arc::new(AtomicU64::new(0))).collect();
         let progress = Arc::new(Notify::new());
-        let server_task = runtime.block_on(async {
-            let server = RtspServer::bind(config, Arc::new(directory))
-                .await
-                .expect("bind");
-            let addr = server.local_addr().expect("addr");
-            let task = tokio::spawn(server.run());
-            for counter in &counters {
-                tokio::spawn(reader(addr, Arc::clone(counter), Arc::clone(&progress)));
-            }
+        let server = runtime
+            .block_on(RtspServer::bind(config, Arc::new(directory)))
+            .expect("bind");
+        let addr = server.local_addr().expect("addr");
+        let server_task = runtime.spawn(server.run());
+        for counter in &counters {
+            runtime.spawn(reader(addr, Arc::clone(counter), Arc::clone(&progress)));
+        }
+        runtime.block_on(async {
             while hub.subscriber_count() < readers {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            task
         });
         let mut next_frame = 0u64;
         group.throughput(Throughput::Elements(

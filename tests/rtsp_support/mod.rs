@@ -72,7 +72,11 @@ impl Gateway {
     fn wait_listening(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            assert!(self.is_running(), "gateway exited at start; log:\n{}", self.log());
+            assert!(
+                self.is_running(),
+                "gateway exited at start; log:\n{}",
+                self.log()
+            );
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return;
             }
@@ -207,10 +211,10 @@ pub fn ffprobe_streams(url: &str, extra: &[&str]) -> Output {
 pub fn progress_value(stdout: &str, key: &str) -> Option<String> {
     stdout
         .lines()
+        .rev()
         .filter_map(|l| l.split_once('='))
-        .filter(|(k, _)| *k == key)
+        .find(|(k, _)| *k == key)
         .map(|(_, v)| v.trim().to_string())
-        .last()
 }
 
 /// ffmpeg stderr lines at error level that matter (ffmpeg prints nothing else with `-v error`).
