@@ -121,6 +121,9 @@ pub struct StreamConfig {
     /// WHEP sources: local IP the WebRTC sockets bind to (default: every interface
     /// except loopback; a loopback address keeps a local test on 127.0.0.1).
     pub webrtc_bind: Option<std::net::IpAddr>,
+    /// WHEP sources: trickle ICE by PATCH: `"auto"` (default: once the server announces
+    /// it), `true` (always) or `false` (never: full gathering).
+    pub trickle: Option<crate::whep::WhepTrickle>,
     /// RTSP sources: `tcp` (default), `udp`, or `auto` (UDP, falling back to TCP).
     pub transport: Option<crate::rtsp_source::RtspTransport>,
     /// RTSP sources: stay connected with no reader (default: connect on the first one).
@@ -339,11 +342,12 @@ impl Config {
             }
             let whep_options = stream.bearer_token.is_some()
                 || stream.max_session.is_some()
-                || stream.webrtc_bind.is_some();
+                || stream.webrtc_bind.is_some()
+                || stream.trickle.is_some();
             if whep_options && !matches!(stream.source, Source::Whep(_)) {
                 return Err(invalid(
                     0,
-                    format!("stream {name}: `bearer_token`, `max_session` and `webrtc_bind` are only used by whep:// sources"),
+                    format!("stream {name}: `bearer_token`, `max_session`, `webrtc_bind` and `trickle` are only used by whep:// sources"),
                 ));
             }
             let rtsp_options = stream.transport.is_some()

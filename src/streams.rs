@@ -97,6 +97,7 @@ pub fn plan_stream(
             bearer_token: stream.bearer_token.clone(),
             max_session: stream.max_session,
             webrtc_bind: stream.webrtc_bind,
+            trickle: stream.trickle,
         }),
         Source::Rtsp(url) => Feed::Rtsp(RtspFeed {
             url: url.clone(),

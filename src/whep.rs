@@ -4,8 +4,11 @@
 
 use std::time::Duration;
 
+use serde::Deserialize;
 use streamgate_rtp::hub::Hub;
-use streamgate_whep::{endpoint_url, BearerToken, WhepConfig, WhepSource, WhepState, WhepStatus};
+use streamgate_whep::{
+    endpoint_url, BearerToken, TrickleMode, WhepConfig, WhepSource, WhepState, WhepStatus,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -20,6 +23,35 @@ pub struct WhepFeed {
     pub bearer_token: Option<Secret>,
     pub max_session: Option<Duration>,
     pub webrtc_bind: Option<std::net::IpAddr>,
+    pub trickle: Option<WhepTrickle>,
+}
+
+/// `trickle = "auto" | true | false` of a `whep://` stream: trickle ICE by PATCH once the
+/// server announces it (default), always, or never (full gathering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "TrickleSetting")]
+pub struct WhepTrickle(pub TrickleMode);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TrickleSetting {
+    Flag(bool),
+    Word(String),
+}
+
+impl TryFrom<TrickleSetting> for WhepTrickle {
+    type Error = String;
+
+    fn try_from(setting: TrickleSetting) -> Result<Self, Self::Error> {
+        Ok(WhepTrickle(match setting {
+            TrickleSetting::Flag(true) => TrickleMode::On,
+            TrickleSetting::Flag(false) => TrickleMode::Off,
+            TrickleSetting::Word(word) => match word.as_str() {
+                "auto" => TrickleMode::Auto,
+                other => return Err(format!("expected true, false or \"auto\", not {other:?}")),
+            },
+        }))
+    }
 }
 
 /// Starts pulling the feed into `hub`; the task mirrors the source's status into
@@ -39,6 +71,9 @@ pub fn start(
     config.max_session = feed.max_session;
     if let Some(ip) = feed.webrtc_bind {
         config.bind_ip = ip;
+    }
+    if let Some(WhepTrickle(mode)) = feed.trickle {
+        config.trickle = mode;
     }
     tracing::info!(stream = %hub.name(), source = %Redacted(url), max_session = ?config.max_session, "starting WHEP source");
     let source = WhepSource::start(config, hub)
@@ -67,5 +102,29 @@ fn source_state(status: &WhepStatus) -> SourceState {
                 .unwrap_or("WHEP session failed")
         )),
         _ => SourceState::Running,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trickle_takes_a_flag_or_auto() {
+        #[derive(Debug, Deserialize)]
+        struct Stream {
+            trickle: WhepTrickle,
+        }
+        let parse = |value: &str| {
+            toml::from_str::<Stream>(&format!("trickle = {value}")).map(|s| s.trickle.0)
+        };
+        assert_eq!(parse("true").unwrap(), TrickleMode::On);
+        assert_eq!(parse("false").unwrap(), TrickleMode::Off);
+        assert_eq!(parse("\"auto\"").unwrap(), TrickleMode::Auto);
+        let error = parse("\"sometimes\"").unwrap_err().to_string();
+        assert!(
+            error.contains("expected true, false or \"auto\""),
+            "{error}"
+        );
     }
 }
