@@ -5,32 +5,19 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use socket2::SockRef;
-use streamgate_rtp::hub::{Hub, HubConfig};
-use streamgate_rtp::{Codec, CodecParams, Frame, MediaKind, OutPacket, TrackId, TrackInfo};
-use streamgate_rtsp::server::{RtspServer, ServerConfig, StreamEntry};
+use streamgate_rtp::{Frame, MediaKind, OutPacket, TrackId};
+use streamgate_rtsp::server::ServerConfig;
+
+mod common;
+
+use common::{read_head, session_id};
 
 const PACKETS_PER_FRAME: usize = 20;
 const PAYLOAD_BYTES: usize = 1400;
-
-fn track() -> TrackInfo {
-    TrackInfo {
-        id: TrackId(0),
-        codec: Codec::H264,
-        clock_rate: 90_000,
-        channels: 1,
-        payload_type: 96,
-        params: CodecParams {
-            sps: Some(Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1f, 0xda])),
-            pps: Some(Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80])),
-            ..CodecParams::default()
-        },
-    }
-}
 
 fn frame(n: u64, payload: &Bytes) -> Frame {
     Frame {
@@ -76,12 +63,7 @@ fn play(addr: SocketAddr, receive_buffer: Option<usize>) -> TcpStream {
     stream.write_all(setup.as_bytes()).expect("SETUP");
     let reply = read_head(&mut stream);
     assert!(reply.starts_with("RTSP/1.0 200"), "{reply}");
-    let session = reply
-        .lines()
-        .find_map(|l| l.strip_prefix("Session: "))
-        .and_then(|v| v.split(';').next())
-        .expect("Session")
-        .to_string();
+    let session = session_id(&reply);
     stream
         .write_all(
             format!("PLAY {url} RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n").as_bytes(),
@@ -90,16 +72,6 @@ fn play(addr: SocketAddr, receive_buffer: Option<usize>) -> TcpStream {
     let reply = read_head(&mut stream);
     assert!(reply.starts_with("RTSP/1.0 200"), "{reply}");
     stream
-}
-
-fn read_head(stream: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).expect("response head");
-        head.push(byte[0]);
-    }
-    String::from_utf8_lossy(&head).into_owned()
 }
 
 /// Reads interleaved frames until the RTP packet with `last_seq` arrives.
@@ -122,25 +94,12 @@ fn read_until(stream: &mut TcpStream, last_seq: u16) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_reader_is_cut_off_and_the_other_gets_every_frame() {
-    let hub = Hub::new("cam", HubConfig::default());
-    hub.set_tracks(vec![track()]);
-    let directory_hub = hub.clone();
-    let directory = move |name: &str| {
-        (name == "cam").then(|| StreamEntry {
-            hub: directory_hub.clone(),
-            credentials: None,
-        })
-    };
+    let hub = common::hub("cam", true);
     let config = ServerConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         write_timeout: Duration::from_secs(1),
         ..ServerConfig::default()
     };
-    let server = RtspServer::bind(config, Arc::new(directory))
-        .await
-        .expect("bind");
-    let addr = server.local_addr().expect("addr");
-    let server = tokio::spawn(server.run());
+    let (addr, server) = common::serve(vec![hub.clone()], config).await;
 
     let (frozen, mut live) =
         tokio::task::spawn_blocking(move || (play(addr, Some(4096)), play(addr, None)))

@@ -1,0 +1,99 @@
+//! Session lifecycle through the real server: DESCRIBE waits (bounded) for
+//! parameter sets, a silent session times out, and keep-alives hold it open.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use streamgate_rtp::TrackId;
+use streamgate_rtsp::server::ServerConfig;
+
+use common::{exchange, h264_track, session_id};
+
+fn connect(addr: std::net::SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("read timeout");
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_waits_for_parameter_sets_and_gives_up_with_503() {
+    let late = common::hub("late", false);
+    let never = common::hub("never", false);
+    let config = ServerConfig {
+        describe_timeout: Duration::from_secs(2),
+        ..ServerConfig::default()
+    };
+    let (addr, server) = common::serve(vec![late.clone(), never], config).await;
+
+    let describe = |name: &'static str| {
+        tokio::task::spawn_blocking(move || {
+            let mut stream = connect(addr);
+            exchange(
+                &mut stream,
+                &format!("DESCRIBE rtsp://{addr}/{name} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+            )
+        })
+    };
+    let waiting = describe("late");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    late.update_params(TrackId(0), h264_track(true).params);
+    let answer = waiting.await.expect("describe late");
+    assert!(answer.starts_with("RTSP/1.0 200 OK"), "{answer}");
+    assert!(
+        answer.contains("sprop-parameter-sets="),
+        "SDP without parameter sets: {answer}"
+    );
+    assert!(
+        answer.contains(&format!("Content-Base: rtsp://{addr}/late/")),
+        "{answer}"
+    );
+
+    let answer = describe("never").await.expect("describe never");
+    assert!(answer.starts_with("RTSP/1.0 503 "), "{answer}");
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_session_times_out_and_keep_alives_hold_one_open() {
+    let config = ServerConfig {
+        session_timeout: Duration::from_secs(2),
+        ..ServerConfig::default()
+    };
+    let (addr, server) = common::serve(vec![common::hub("cam", true)], config).await;
+    let setup = format!(
+        "SETUP rtsp://{addr}/cam/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+    );
+    let (silent, kept) = tokio::task::spawn_blocking(move || {
+        let mut silent = connect(addr);
+        let answer = exchange(&mut silent, &setup);
+        assert!(answer.contains("Session: ") && answer.contains(";timeout=2"), "{answer}");
+
+        let mut kept = connect(addr);
+        let session = session_id(&exchange(&mut kept, &setup));
+        // Keep-alives at a fifth of the timeout, for three timeouts.
+        for cseq in 2..17 {
+            std::thread::sleep(Duration::from_millis(400));
+            let request = format!("GET_PARAMETER rtsp://{addr}/cam RTSP/1.0\r\nCSeq: {cseq}\r\nSession: {session}\r\n\r\n");
+            let answer = exchange(&mut kept, &request);
+            assert!(answer.starts_with("RTSP/1.0 200 OK"), "keep-alive {cseq} refused: {answer}");
+        }
+        (silent, kept)
+    })
+    .await
+    .expect("clients");
+    // The silent session was closed by the server: its connection reads to the end.
+    let mut silent = silent;
+    let mut rest = Vec::new();
+    let closed = silent.read_to_end(&mut rest);
+    assert!(
+        closed.is_ok(),
+        "silent session's connection not closed: {closed:?}"
+    );
+    drop(kept);
+    server.abort();
+}
