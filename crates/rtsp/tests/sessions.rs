@@ -97,3 +97,74 @@ async fn silent_session_times_out_and_keep_alives_hold_one_open() {
     drop(kept);
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn play_starts_at_the_cached_keyframe_that_rtp_info_announces() {
+    use bytes::Bytes;
+    use std::time::SystemTime;
+    use streamgate_rtp::{Frame, MediaKind, OutPacket};
+
+    let hub = common::hub("cam", true);
+    let frame = |n: u16, keyframe: bool| Frame {
+        track: TrackId(0),
+        kind: MediaKind::Video,
+        pts: u64::from(n) * 3600,
+        dts: u64::from(n) * 3600,
+        wallclock: SystemTime::now(),
+        keyframe,
+        discontinuity: false,
+        units: vec![Bytes::from_static(b"slice")],
+        packets: vec![OutPacket::new(
+            96,
+            true,
+            1000 + n,
+            90_000 + u32::from(n) * 3600,
+            5,
+            Bytes::from_static(b"slice"),
+        )],
+    };
+    // A P-frame before the keyframe is not in the GOP cache; the keyframe and the one after are.
+    for (n, keyframe) in [(0, false), (1, true), (2, false)] {
+        hub.publish(frame(n, keyframe));
+    }
+    let (addr, server) = common::serve(vec![hub], ServerConfig::default()).await;
+    let (rtp_info, first_channels, first_rtp) = tokio::task::spawn_blocking(move || {
+        let mut stream = connect(addr);
+        let setup = format!(
+            "SETUP rtsp://{addr}/cam/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+        );
+        let session = session_id(&exchange(&mut stream, &setup));
+        let play = format!("PLAY rtsp://{addr}/cam/ RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n");
+        let answer = exchange(&mut stream, &play);
+        assert!(answer.contains("Range: npt=now-"), "{answer}");
+        let rtp_info = answer.lines().find_map(|l| l.strip_prefix("RTP-Info: ")).expect("RTP-Info").to_string();
+        let mut channels = Vec::new();
+        loop {
+            let mut head = [0u8; 4];
+            stream.read_exact(&mut head).expect("interleaved header");
+            let mut body = vec![0u8; usize::from(u16::from_be_bytes([head[2], head[3]]))];
+            stream.read_exact(&mut body).expect("interleaved body");
+            channels.push(head[1]);
+            if head[1] == 0 {
+                return (rtp_info, channels, body);
+            }
+        }
+    })
+    .await
+    .expect("client");
+    assert_eq!(
+        rtp_info,
+        format!("url=rtsp://{addr}/cam/trackID=0;seq=1001;rtptime=93600")
+    );
+    assert_eq!(
+        first_channels,
+        [1, 0],
+        "a sender report comes before the first RTP packet"
+    );
+    assert_eq!(
+        u16::from_be_bytes([first_rtp[2], first_rtp[3]]),
+        1001,
+        "first packet is the cached keyframe's"
+    );
+    server.abort();
+}
