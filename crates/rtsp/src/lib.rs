@@ -1,2 +1,6 @@
+//! RTSP for streamgate: [`server`] restreams every stream's Hub to NVRs and
+//! players (`rtsp://HOST:8554/NAME`, TCP interleaved or UDP, Basic/Digest auth);
+//! [`client`] reads RTSP cameras into a stream's ingest (on top of `retina`).
+
 pub mod client;
 pub mod server;
