@@ -451,6 +451,47 @@ mod tests {
         }
 
         #[tokio::test]
+        async fn one_muxer_serves_every_viewer_and_stops_when_idle() {
+            let hub = fed_hub();
+            let lookup = {
+                let hub = hub.clone();
+                move |name: &str| (name == "cam").then(|| hub.clone())
+            };
+            let app = router(
+                lookup,
+                HlsConfig {
+                    idle_grace: 0.3,
+                    ..Default::default()
+                },
+            );
+            for _ in 0..5 {
+                get(&app, "/hls/cam/stream.m3u8").await;
+                get(&app, "/hls/cam/index.m3u8").await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert_eq!(
+                hub.subscriber_count(),
+                1,
+                "ten playlist requests share one muxer"
+            );
+            let mut subscribers = hub.watch_subscribers();
+            // (The watch's read guard is dropped at once: holding it would block the next subscribe.)
+            let stopped =
+                tokio::time::timeout(Duration::from_secs(5), subscribers.wait_for(|&n| n == 0))
+                    .await
+                    .is_ok();
+            assert!(
+                stopped,
+                "the muxer stopped after the idle grace, releasing the stream"
+            );
+            // The next viewer starts a fresh muxer.
+            let (status, _, _) = get(&app, "/hls/cam/index.m3u8").await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert_eq!(hub.subscriber_count(), 1);
+        }
+
+        #[tokio::test]
         async fn unknown_stream_is_404_with_cors() {
             let app = app(Hub::new("cam", HubConfig::default()));
             let (status, headers, _) = get(&app, "/hls/nope/index.m3u8").await;

@@ -158,7 +158,9 @@ async fn run(muxers: Weak<Muxers>, muxer: Arc<Muxer>, hub: Hub) {
     if let Some(muxers) = muxers.upgrade() {
         muxers.remove(&muxer);
     }
-    if !matches!(*muxer.state(), MuxerState::Failed(_)) {
+    // Requests still holding this muxer stop waiting and get an error, not a hang.
+    let failed = matches!(*muxer.state(), MuxerState::Failed(_));
+    if !failed {
         muxer.set_state(MuxerState::Failed(format!("muxer stopped: {reason}")));
     }
 }
