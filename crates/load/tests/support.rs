@@ -117,3 +117,54 @@ pub fn number(summary: &serde_json::Value, key: &str) -> u64 {
         .as_u64()
         .unwrap_or_else(|| panic!("summary has no number {key}: {summary}"))
 }
+
+/// The `streamgate` binary pulling `count` cameras at `camera_prefix` as
+/// streams `pulled0..`, on free loopback ports; killed on drop.
+pub struct Gateway {
+    _process: Running,
+    pub rtsp_port: u16,
+    pub http_port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    pub fn start(camera_prefix: &str, count: usize) -> Gateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (rtsp_port, http_port) = (free_port(), free_port());
+        let mut config = format!(
+            "[rtsp]\nlisten = \"127.0.0.1:{rtsp_port}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n"
+        );
+        for i in 0..count {
+            config += &format!("[streams.pulled{i}]\nsource = \"{camera_prefix}{i}\"\n\n");
+        }
+        let config_path = dir.path().join("gateway.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let process = Running(
+            Command::new(gateway_binary())
+                .arg("--config")
+                .arg(&config_path)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.path().join("gateway.log")).expect("log file"))
+                .spawn()
+                .expect("spawn streamgate"),
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", rtsp_port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "gateway never listened"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Gateway {
+            _process: process,
+            rtsp_port,
+            http_port,
+            dir,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+}
