@@ -56,7 +56,7 @@ pub(crate) async fn serve(
         Err(_) => return,
     };
     let (mut read_half, mut write_half) = stream.into_split();
-    let mut state = ConnectionState::new(Arc::clone(&config), directory, peer.ip(), local_ip);
+    let mut state = ConnectionState::new(Arc::clone(&config), directory, peer, local_ip);
     let mut reader = RequestReader::new();
     let mut player: Option<Player> = None;
     let mut batch = Batch::new();
@@ -88,10 +88,12 @@ pub(crate) async fn serve(
                 let Some(frame) = frame else { break End::StreamClosed };
                 let Some(playing) = player.as_mut() else { continue };
                 let mut next = Some(frame);
+                let mut sent_udp = Sent::default();
                 while let Some(frame) = next.take() {
-                    if let Err(e) = deliver(playing, frame, &mut batch).await {
+                    match deliver(playing, frame, &mut batch).await {
+                        Ok(sent) => sent_udp.add(sent),
                         // Not fatal: a UDP client that went away times out instead.
-                        tracing::trace!(%peer, error = %e, "UDP send failed");
+                        Err(e) => tracing::trace!(%peer, error = %e, "UDP send failed"),
                     }
                     if batch.packets() < MAX_PACKETS_PER_WRITE && batch.bytes() < MAX_BYTES_PER_WRITE {
                         next = playing.try_next_frame();
@@ -102,9 +104,12 @@ pub(crate) async fn serve(
                     tracing::debug!(stream = ?state.stream(), %peer, dropped, "slow RTSP reader skipped to a keyframe");
                     dropped_reported = dropped;
                 }
+                let sent_tcp = Sent { packets: batch.packets(), bytes: batch.bytes() };
                 if let Err(end) = write(&mut batch, &mut write_half, config.write_timeout).await {
                     break end;
                 }
+                sent_udp.add(sent_tcp);
+                playing.reader.record(sent_udp.packets, sent_udp.bytes);
             }
             _ = tokio::time::sleep_until(idle_deadline) => {
                 if last_activity(&state).max(last_request) + config.session_timeout <= Instant::now() {
@@ -156,17 +161,32 @@ async fn handle_input(
     Ok(())
 }
 
-/// Queues one frame for a TCP session or sends it over UDP.
+/// Packets and bytes written to a reader, for its counters.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sent {
+    packets: usize,
+    bytes: usize,
+}
+
+impl Sent {
+    fn add(&mut self, other: Sent) {
+        self.packets = self.packets.saturating_add(other.packets);
+        self.bytes = self.bytes.saturating_add(other.bytes);
+    }
+}
+
+/// Queues one frame for a TCP session (counted when the batch is written) or
+/// sends it over UDP (counted in the result).
 async fn deliver(
     player: &mut Player,
     frame: Arc<streamgate_rtp::Frame>,
     batch: &mut Batch,
-) -> std::io::Result<()> {
+) -> std::io::Result<Sent> {
     let Some(Some(track)) = player.tracks.get_mut(frame.track.0) else {
-        return Ok(());
+        return Ok(Sent::default());
     };
     if frame.packets.is_empty() {
-        return Ok(());
+        return Ok(Sent::default());
     }
     let report = track.reports.on_frame(&frame, Instant::now());
     match &track.udp {
@@ -175,16 +195,25 @@ async fn deliver(
                 batch.push_rtcp(track.rtcp_channel, report);
             }
             batch.push_frame(frame, track.output);
-            Ok(())
+            Ok(Sent::default())
         }
         Some(udp) => {
+            let mut sent = Sent::default();
             if let Some(report) = report {
                 udp.send_rtcp(&report).await?;
+                sent.add(Sent {
+                    packets: 1,
+                    bytes: report.len(),
+                });
             }
             for packet in &frame.packets {
                 udp.send_rtp(packet, track.output.ssrc).await?;
+                sent.add(Sent {
+                    packets: 1,
+                    bytes: packet.len(),
+                });
             }
-            Ok(())
+            Ok(sent)
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`sender_report`]: RTCP SR per track and session;
 //! - [`session`]: the method handlers of one connection;
 //! - [`interleaved`], [`udp`]: writing RTP (vectored, payloads never copied);
+//! - [`readers`]: who is playing what, with per-reader packet and byte counts;
 //! - `connection`: the per-connection task; [`RtspServer`]: the accept loop.
 //!
 //! Each reader is its own task reading its own Hub subscription, so a slow reader
@@ -21,6 +22,7 @@ mod connection;
 pub mod describe;
 pub mod framing;
 pub mod interleaved;
+pub mod readers;
 pub mod response;
 pub mod sender_report;
 pub mod session;
@@ -38,6 +40,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 pub use auth::Credentials;
+pub use readers::{OutputTotals, ReaderInfo, ReaderTransport, Readers};
 
 /// Server settings (the binary's `[rtsp]` section).
 #[derive(Debug, Clone)]
@@ -53,6 +56,8 @@ pub struct ServerConfig {
     pub write_timeout: Duration,
     /// Connections beyond this are answered 503 and closed.
     pub max_connections: usize,
+    /// Where playing sessions are listed; pass a clone to whoever reports them.
+    pub readers: Readers,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +69,7 @@ impl Default for ServerConfig {
             describe_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            readers: Readers::default(),
         }
     }
 }
@@ -124,6 +130,11 @@ impl RtspServer {
             config: Arc::new(config),
             directory,
         })
+    }
+
+    /// The sessions playing now and their counters (shared with `config.readers`).
+    pub fn readers(&self) -> Readers {
+        self.config.readers.clone()
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

@@ -7,7 +7,7 @@
 //! returned as a [`Reply`] for the connection task to carry out.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ use streamgate_rtp::{Frame, TrackInfo};
 use super::auth::{Authenticator, Credentials};
 use super::describe::{session_description, track_control};
 use super::interleaved::TrackOutput;
+use super::readers::{ReaderGuard, ReaderTransport};
 use super::response::{Response, Status};
 use super::sender_report::SenderReports;
 use super::target::{content_base, Target};
@@ -71,6 +72,8 @@ pub struct Player {
     pub pending: VecDeque<Arc<Frame>>,
     /// Indexed by track id; `None` for tracks the client did not set up.
     pub tracks: Vec<Option<TrackDelivery>>,
+    /// Lists the session among the server's readers while it plays.
+    pub reader: ReaderGuard,
 }
 
 impl Player {
@@ -132,6 +135,7 @@ pub struct ConnectionState {
     /// Stream this connection has proved credentials for.
     authorized: Option<String>,
     session: Option<Session>,
+    peer: SocketAddr,
     peer_ip: IpAddr,
     local_ip: IpAddr,
     /// Shared with UDP RTCP readers: last client activity, ms since `epoch`.
@@ -143,7 +147,7 @@ impl ConnectionState {
     pub fn new(
         config: Arc<ServerConfig>,
         directory: Arc<dyn StreamDirectory>,
-        peer_ip: IpAddr,
+        peer: SocketAddr,
         local_ip: IpAddr,
     ) -> Self {
         ConnectionState {
@@ -152,7 +156,8 @@ impl ConnectionState {
             auth: Authenticator::new(),
             authorized: None,
             session: None,
-            peer_ip,
+            peer,
+            peer_ip: peer.ip(),
             local_ip,
             activity: Arc::new(AtomicU64::new(0)),
             epoch: Instant::now(),
@@ -422,6 +427,15 @@ impl ConnectionState {
                 })
             })
             .collect();
+        let transport = if session.tracks.values().any(|t| t.udp.is_some()) {
+            ReaderTransport::Udp
+        } else {
+            ReaderTransport::Tcp
+        };
+        let reader = self
+            .config
+            .readers
+            .register(&session.stream, self.peer, transport);
         let mut response = self.with_session(ok()).header("Range", "npt=now-");
         if !rtp_info.is_empty() {
             response = response.header("RTP-Info", rtp_info);
@@ -432,6 +446,7 @@ impl ConnectionState {
                 subscription,
                 pending,
                 tracks,
+                reader,
             }),
             stop: false,
         }
