@@ -8,6 +8,12 @@
 //!
 //! The segmenter and playlist writer are sans-IO (frames in, bytes out); the muxer
 //! task and HTTP handlers are thin tokio/axum layers around them.
+//!
+//! Boxes are written with `mp4-atom` rather than `mp4`: it already encodes every
+//! sample entry needed here (`avc1`/`avcC`, `hvc1`/`hvcC`, `mp4a`/`esds`,
+//! `Opus`/`dOps`) and `moof`/`trun` with signed composition offsets, so this crate
+//! only derives their fields from the parameter sets ([`codecs`]) and writes the
+//! `mdat` header itself to copy each payload once.
 
 pub mod codecs;
 pub mod config;
