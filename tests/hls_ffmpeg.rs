@@ -87,3 +87,59 @@ fn ffmpeg_decodes_ten_seconds_of_video_and_audio() {
         decoded[1]
     );
 }
+
+/// The bundled H.264 + Opus and H.265 captures: the playlist declares `opus` and
+/// `hvc1.…`, and ffmpeg decodes them without errors.
+#[test]
+fn opus_and_hevc_captures_play() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+    let gateway = Gateway::start_with(
+        &format!(
+            "[streams.opus]\nsource = \"pcap:{fixtures}/ffmpeg_h264_opus.pcap\"\n\n\
+             [streams.hevc]\nsource = \"pcap:{fixtures}/ffmpeg_h265.pcap\"\n"
+        ),
+        "",
+    );
+    for (name, codec, expected) in [("opus", "opus", "h264"), ("hevc", "hvc1.", "hevc")] {
+        let multivariant = gateway.wait_ok(&format!("/hls/{name}/index.m3u8")).text();
+        assert!(
+            multivariant.contains(codec),
+            "{name}: CODECS lacks {codec}:\n{multivariant}"
+        );
+        let url = gateway.url(&format!("/hls/{name}/index.m3u8"));
+        let (ok, stdout, stderr) = run(
+            "ffmpeg",
+            &[
+                "-nostdin", "-v", "error", "-i", &url, "-t", "4", "-f", "framecrc", "-",
+            ],
+        );
+        assert!(
+            ok && stderr.trim().is_empty(),
+            "{name}: ffmpeg errors:\n{stderr}"
+        );
+        let (_, probe, _) = run(
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name",
+                "-of",
+                "csv=p=0",
+                &url,
+            ],
+        );
+        assert!(
+            probe.lines().any(|l| l == expected),
+            "{name}: ffprobe saw {probe}"
+        );
+        if name == "opus" {
+            assert!(
+                probe.lines().any(|l| l == "opus"),
+                "{name}: ffprobe saw {probe}"
+            );
+        }
+        let frames = stdout.lines().filter(|l| !l.starts_with('#')).count();
+        assert!(frames > 50, "{name}: only {frames} frames decoded");
+    }
+}

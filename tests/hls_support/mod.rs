@@ -37,6 +37,11 @@ pub struct Gateway {
 impl Gateway {
     /// Starts the binary serving the demo stream as `demo`, plus `extra_hls` lines in `[hls]`.
     pub fn start(extra_hls: &str) -> Gateway {
+        Gateway::start_with("[streams.demo]\nsource = \"demo\"\n", extra_hls)
+    }
+
+    /// Starts the binary with the given `[streams.*]` tables.
+    pub fn start_with(streams: &str, extra_hls: &str) -> Gateway {
         let port = free_port();
         let dir =
             std::env::temp_dir().join(format!("streamgate-hls-{}-{port}", std::process::id()));
@@ -45,7 +50,7 @@ impl Gateway {
         std::fs::write(
             &config,
             format!(
-                "[streams.demo]\nsource = \"demo\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n\
+                "{streams}\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n\
                  [rtsp]\nlisten = \"127.0.0.1:{rtsp_port}\"\n\n[hls]\n{extra_hls}\n",
                 rtsp_port = free_port()
             ),
