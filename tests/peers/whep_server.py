@@ -274,7 +274,8 @@ class Server:
             for track in tracks:
                 self.source.tracks.add(track)
         self.record(event="session-created", session=session_id, mode=mode,
-                    offer_candidates=offer_sdp.count("a=candidate:"))
+                    offer_candidates=offer_sdp.count("a=candidate:"),
+                    ufrag=ice_ufrag(offer_sdp))
         if self.args.max_session > 0:
             asyncio.get_running_loop().call_later(
                 self.args.max_session,

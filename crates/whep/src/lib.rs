@@ -27,7 +27,7 @@
 //!
 //! ICE restart by PATCH (same module) when a connection drops and the server takes
 //! PATCH: webrtc-rs 0.21 restarts ICE on a live connection (`PeerConnection::restart_ice`,
-//! a new offer, rebound sockets); aiortc has no ICE restart, so the test server swaps the
+//! then a new offer; the sockets are kept); aiortc has no ICE restart, so the test server swaps the
 //! credentials in its aioice connection itself. The source waits a short grace for the
 //! restart before opening the next session (make-before-break, then backoff as before).
 

@@ -351,8 +351,8 @@ impl IceControl {
             .set_local_description(offer)
             .await
             .map_err(webrtc_error("setting the ICE restart offer"))?;
-        // webrtc-rs 0.21 re-gathers on its rebound sockets without cycling the gathering
-        // state: wait (bounded) until the new candidates are in the description.
+        // webrtc-rs 0.21 re-gathers (on the same sockets: no rebind unless asked) without
+        // cycling the gathering state: wait (bounded) for candidates in the description.
         let deadline = tokio::time::Instant::now() + gather_timeout;
         loop {
             let sdp = self.connection.local_description().await.map(|d| d.sdp);

@@ -5,7 +5,7 @@
 //! `a=end-of-candidates`. A 412 or any other refusal stops trickling.
 //!
 //! Restart: when a connected session drops to disconnected/failed and the server takes
-//! PATCH, webrtc-rs restarts ICE on the live connection (new ufrag/pwd, rebound sockets,
+//! PATCH, webrtc-rs restarts ICE on the live connection (new ufrag/pwd, same sockets,
 //! DTLS/SRTP kept); the new credentials and candidates go in a PATCH with `If-Match: "*"`,
 //! and the server's answer sdpfrag (its new credentials and candidates) is patched into
 //! the previous answer, which is applied; its `ETag` replaces the old one. A refusal

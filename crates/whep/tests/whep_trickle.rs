@@ -236,6 +236,11 @@ async fn ice_restart_by_patch_keeps_the_session() {
     assert_eq!(restart["session"], created[0]["session"]);
     assert!(restart["candidates"].as_u64() >= Some(1), "{restart:?}");
     assert_eq!(restart["end"], true);
+    assert!(
+        restart["ufrag"].is_string() && restart["ufrag"] != created[0]["ufrag"],
+        "new ICE credentials: {restart:?} {:?}",
+        created[0]
+    );
     assert_eq!(server.count("method", "DELETE"), 1);
 }
 
