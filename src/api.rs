@@ -21,6 +21,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use streamgate_rtp::hub::Hub;
 use streamgate_rtp::track::MediaKind;
+use streamgate_rtsp::server::{ReaderInfo, Readers};
 
 use crate::config::{Config, ConfigError, Secret, StreamName};
 use crate::streams::{self, SourceState, Stream, Streams};
@@ -49,6 +50,8 @@ pub struct AppState {
     pub rtsp_port: u16,
     bitrates: Arc<Mutex<HashMap<String, BitrateSample>>>,
     pub hls_viewers: HlsViewers,
+    /// The RTSP server's playing sessions (the binary passes the server's).
+    pub rtsp_readers: Readers,
 }
 
 impl AppState {
@@ -60,6 +63,7 @@ impl AppState {
             rtsp_port: config.rtsp.listen.port(),
             bitrates: Arc::default(),
             hls_viewers: HlsViewers::default(),
+            rtsp_readers: Readers::default(),
         }
     }
 
@@ -196,9 +200,49 @@ pub struct StreamView {
     pub bitrate_bps: Option<u64>,
     pub drops: u64,
     /// Hub subscribers: RTSP sessions plus one per running HLS muxer.
-    pub readers: usize,
-    /// Addresses that fetched the stream's HLS playlists or media in the last 10 s.
+    pub subscribers: usize,
+    /// Who reads the stream, per output protocol.
+    pub readers: ReadersView,
+    /// Addresses that fetched the stream's HLS playlists or media in the last 10 s
+    /// (the same as `readers.hls`, as plain addresses).
     pub hls_viewers: Vec<std::net::IpAddr>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct ReadersView {
+    pub rtsp: Vec<RtspReaderView>,
+    pub hls: Vec<HlsReaderView>,
+}
+
+/// One playing RTSP session.
+#[derive(Serialize, Debug)]
+pub struct RtspReaderView {
+    /// The client's address and port.
+    pub address: std::net::SocketAddr,
+    /// `tcp` (interleaved) or `udp`.
+    pub transport: &'static str,
+    /// When it started playing (RFC 3339, UTC).
+    pub since: String,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl From<ReaderInfo> for RtspReaderView {
+    fn from(reader: ReaderInfo) -> Self {
+        RtspReaderView {
+            address: reader.peer,
+            transport: reader.transport.as_str(),
+            since: humantime::format_rfc3339_seconds(reader.since).to_string(),
+            packets: reader.packets,
+            bytes: reader.bytes,
+        }
+    }
+}
+
+/// An HLS client seen in the last 10 s (HLS has no sessions: no port, no counters).
+#[derive(Serialize, Debug)]
+pub struct HlsReaderView {
+    pub address: std::net::IpAddr,
 }
 
 #[derive(Serialize, Debug)]
@@ -288,6 +332,7 @@ impl AppState {
     fn view(&self, name: &str, stream: &Stream) -> StreamView {
         let stats = stream.hub.stats();
         let report = SourceReport::of(stream);
+        let hls_viewers = self.hls_viewers.of(name);
         StreamView {
             name: name.to_owned(),
             source: stream.source.to_string(),
@@ -301,8 +346,20 @@ impl AppState {
             bytes: stats.bytes,
             bitrate_bps: self.bitrate(name, stats.bytes),
             drops: stats.drops,
-            readers: stats.subscribers,
-            hls_viewers: self.hls_viewers.of(name),
+            subscribers: stats.subscribers,
+            readers: ReadersView {
+                rtsp: self
+                    .rtsp_readers
+                    .list(Some(name))
+                    .into_iter()
+                    .map(RtspReaderView::from)
+                    .collect(),
+                hls: hls_viewers
+                    .iter()
+                    .map(|&address| HlsReaderView { address })
+                    .collect(),
+            },
+            hls_viewers,
         }
     }
 }
@@ -405,6 +462,7 @@ async fn delete_stream(
         .remove(&name)
         .ok_or(AppError::NotFound(name.clone()))?;
     state.hls_viewers.forget(&name);
+    state.rtsp_readers.forget(&name);
     state
         .bitrates
         .lock()

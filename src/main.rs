@@ -17,6 +17,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use streamgate::api::{self, AppState, SharedStreams};
 use streamgate::config::{self, Config};
 use streamgate::streams::{self, Streams};
+use streamgate_rtsp::server::Readers;
 
 /// Live video gateway: WHEP/RTSP/pcap sources in, RTSP and LL-HLS out.
 #[derive(Parser, Debug)]
@@ -107,10 +108,17 @@ fn serve(path: &Path) -> Result<(), StartError> {
         let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signal)?;
         let mut hangup = signal(SignalKind::hangup()).map_err(StartError::Signal)?;
         let streams: SharedStreams = Arc::new(RwLock::new(Streams::start(planned)));
-        let rtsp = start_rtsp(&config, &streams).await?;
+        let (rtsp, rtsp_readers) = start_rtsp(&config, &streams).await?;
         let base = path.parent().unwrap_or(Path::new(".")).to_owned();
         let (stop_http, http_stopping) = tokio::sync::watch::channel(false);
-        let http = start_http(&config, &streams, base.clone(), http_stopping).await?;
+        let http = start_http(
+            &config,
+            &streams,
+            rtsp_readers,
+            base.clone(),
+            http_stopping,
+        )
+        .await?;
         tracing::info!(config = %path.display(), streams = read(&streams).iter().count(), "streamgate running");
         let reason = loop {
             tokio::select! {
@@ -160,11 +168,11 @@ async fn reload_streams(path: &Path, base: &Path, streams: &SharedStreams) {
 }
 
 /// Starts the RTSP restream server (`[rtsp]`) over the registry (streams added
-/// or removed at runtime included).
+/// or removed at runtime included); its reader registry goes to the API.
 async fn start_rtsp(
     config: &Config,
     streams: &SharedStreams,
-) -> Result<tokio::task::JoinHandle<()>, StartError> {
+) -> Result<(tokio::task::JoinHandle<()>, Readers), StartError> {
     use streamgate_rtsp::server::{Credentials, RtspServer, ServerConfig, StreamEntry};
     fn credentials(
         username: &Option<String>,
@@ -193,7 +201,8 @@ async fn start_rtsp(
         })
     };
     let server = RtspServer::bind(server_config, Arc::new(directory)).await?;
-    Ok(tokio::spawn(server.run()))
+    let readers = server.readers();
+    Ok((tokio::spawn(server.run()), readers))
 }
 
 fn read(streams: &SharedStreams) -> std::sync::RwLockReadGuard<'_, Streams> {
@@ -211,6 +220,7 @@ const HTTP_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 async fn start_http(
     config: &Config,
     streams: &SharedStreams,
+    rtsp_readers: Readers,
     base: PathBuf,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, StartError> {
@@ -219,7 +229,8 @@ async fn start_http(
         .await
         .map_err(|source| StartError::Http { listen, source })?;
     tracing::info!(%listen, "HTTP server listening (dashboard at /, API at /api/, HLS at /hls/NAME/)");
-    let state = AppState::new(config, streams.clone(), base);
+    let mut state = AppState::new(config, streams.clone(), base);
+    state.rtsp_readers = rtsp_readers;
     let app = api::app(state, config.hls.clone());
     Ok(tokio::spawn(async move {
         let stopped = async move {

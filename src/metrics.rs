@@ -3,7 +3,9 @@
 //! statuses, so a metrics crate's own registry would only duplicate them.
 //!
 //! Per stream: the Hub's ingest counters (frames, packets, bytes), drops and
-//! readers, the source's state and reconnects. Per process: resident memory,
+//! readers, the source's state and reconnects; per stream and output protocol:
+//! readers, and packets and bytes sent (RTSP only: HLS serves files that many
+//! clients share, so it has no per-reader output count). Per process: resident memory,
 //! CPU seconds and open file descriptors from `/proc/self`.
 
 use std::fmt::Write;
@@ -15,6 +17,7 @@ use axum::routing::get;
 use axum::Router;
 
 use streamgate_rtp::hub::HubStats;
+use streamgate_rtsp::server::OutputTotals;
 
 use crate::api::{AppState, SourceReport};
 
@@ -122,6 +125,60 @@ pub fn render(state: &AppState) -> String {
             readers.name,
             &[("stream", name)],
             stats.subscribers as u64,
+        );
+    }
+
+    let output = [
+        (
+            Family {
+                name: "streamgate_output_packets_total",
+                kind: "counter",
+                help: "RTP and RTCP packets sent to the stream's readers, by output protocol.",
+            },
+            (|t: &OutputTotals| t.packets) as fn(&OutputTotals) -> u64,
+        ),
+        (
+            Family {
+                name: "streamgate_output_bytes_total",
+                kind: "counter",
+                help: "Bytes sent to the stream's readers, by output protocol.",
+            },
+            |t: &OutputTotals| t.bytes,
+        ),
+    ];
+    for (family, value) in &output {
+        header(&mut out, family);
+        for (name, _, _) in &rows {
+            let totals = state.rtsp_readers.totals(name);
+            sample(
+                &mut out,
+                family.name,
+                &[("stream", name), ("protocol", "rtsp")],
+                value(&totals),
+            );
+        }
+    }
+
+    let protocol_readers = Family {
+        name: "streamgate_readers",
+        kind: "gauge",
+        help: "Readers of the stream now, by output protocol (RTSP: playing sessions; HLS: viewers of the last 10 s).",
+    };
+    header(&mut out, &protocol_readers);
+    for (name, _, _) in &rows {
+        let rtsp = state.rtsp_readers.list(Some(name)).len();
+        sample(
+            &mut out,
+            protocol_readers.name,
+            &[("stream", name), ("protocol", "rtsp")],
+            rtsp,
+        );
+        let hls = state.hls_viewers.of(name).len();
+        sample(
+            &mut out,
+            protocol_readers.name,
+            &[("stream", name), ("protocol", "hls")],
+            hls,
         );
     }
 

@@ -1,7 +1,8 @@
 //! The API of the running `streamgate` binary with real readers: a stream added
 //! with `PUT /api/streams/NAME` is read over RTSP by ffmpeg, `/metrics` scraped
-//! during the read shows the reader and the counts moving, and
-//! `DELETE /api/streams/NAME` ends the reader (ffmpeg exits).
+//! during the read shows the reader and the counts moving, the API lists each
+//! RTSP reader with its address and transport while it plays (and no longer once
+//! it is gone), and `DELETE /api/streams/NAME` ends the reader (ffmpeg exits).
 
 mod api_support;
 
@@ -35,24 +36,81 @@ fn stream_added_through_the_api_is_read_over_rtsp_and_deleting_it_ends_the_reade
     let (_, first) = gateway.request("GET", "/metrics", None);
     std::thread::sleep(Duration::from_millis(1500));
     let (_, second) = gateway.request("GET", "/metrics", None);
-    for counter in [
-        "streamgate_stream_packets_total",
-        "streamgate_stream_bytes_total",
+    for key in [
+        "streamgate_stream_packets_total{stream=\"cam\"}",
+        "streamgate_stream_bytes_total{stream=\"cam\"}",
+        "streamgate_output_packets_total{stream=\"cam\",protocol=\"rtsp\"}",
+        "streamgate_output_bytes_total{stream=\"cam\",protocol=\"rtsp\"}",
     ] {
-        let key = format!("{counter}{{stream=\"cam\"}}");
-        let (before, after) = (sample(&first, &key), sample(&second, &key));
+        let (before, after) = (sample(&first, key), sample(&second, key));
         assert!(
             after > before && before.is_some(),
-            "{counter}: {before:?} then {after:?}\n{second}"
+            "{key}: {before:?} then {after:?}\n{second}"
         );
     }
-    assert_eq!(
-        sample(&second, "streamgate_stream_readers{stream=\"cam\"}"),
-        Some(1.0),
-        "{second}"
-    );
+    for key in [
+        "streamgate_stream_readers{stream=\"cam\"}",
+        "streamgate_readers{stream=\"cam\",protocol=\"rtsp\"}",
+    ] {
+        assert_eq!(sample(&second, key), Some(1.0), "{key}\n{second}");
+    }
     let (_, view) = gateway.request("GET", "/api/streams/cam", None);
-    assert!(view.contains("\"readers\":1"), "{view}");
+    assert!(view.contains("\"subscribers\":1"), "{view}");
+    let tcp_reader = match rtsp_readers(&gateway).as_slice() {
+        [reader] => reader.clone(),
+        other => panic!("want the one ffmpeg reader, got {other:?}"),
+    };
+    assert_eq!(tcp_reader["transport"], "tcp", "{tcp_reader}");
+    assert_reader_is_local_client(&tcp_reader, gateway.rtsp_port);
+    assert!(
+        tcp_reader["packets"].as_u64() > Some(0) && tcp_reader["since"].as_str().is_some(),
+        "{tcp_reader}"
+    );
+
+    // A second reader over UDP is listed beside it while it plays, and is gone
+    // once it is killed (its connection cut off without a TEARDOWN).
+    let mut udp_reader = Command::new(peer("ffmpeg"))
+        .args(["-hide_banner", "-nostats", "-v", "error"])
+        .args(["-rtsp_transport", "udp", "-i", &url, "-f", "null", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ffmpeg");
+    let mut udp_entry = serde_json::Value::Null;
+    gateway.wait_for(
+        || {
+            let readers = rtsp_readers(&gateway);
+            match readers.iter().find(|r| r["transport"] == "udp") {
+                Some(udp) if udp["packets"].as_u64() > Some(0) => {
+                    udp_entry = udp.clone();
+                    readers.len() == 2
+                }
+                _ => false,
+            }
+        },
+        "the UDP reader (with packets sent) in the API",
+    );
+    assert_reader_is_local_client(&udp_entry, gateway.rtsp_port);
+    assert_ne!(udp_entry["address"], tcp_reader["address"]);
+    udp_reader.kill().expect("kill the UDP reader");
+    udp_reader.wait().expect("wait ffmpeg");
+    gateway.wait_for(
+        || {
+            let readers = rtsp_readers(&gateway);
+            readers.len() == 1 && readers[0]["address"] == tcp_reader["address"]
+        },
+        "the killed UDP reader gone from the API, the TCP one still listed",
+    );
+    let (_, metrics) = gateway.request("GET", "/metrics", None);
+    assert_eq!(
+        sample(
+            &metrics,
+            "streamgate_readers{stream=\"cam\",protocol=\"rtsp\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
 
     // An HLS reader (ffmpeg again) shows as a viewer with its address, beside the RTSP one.
     let hls_url = format!("http://127.0.0.1:{}/hls/cam/index.m3u8", gateway.http_port);
@@ -81,16 +139,19 @@ fn stream_added_through_the_api_is_read_over_rtsp_and_deleting_it_ends_the_reade
     gateway.wait_for(
         || {
             let (_, view) = gateway.request("GET", "/api/streams/cam", None);
-            view.contains("\"hls_viewers\":[\"127.0.0.1\"]") && view.contains("\"readers\":2")
+            view.contains("\"hls_viewers\":[\"127.0.0.1\"]")
+                && view.contains("\"subscribers\":2")
+                && view.contains("\"hls\":[{\"address\":\"127.0.0.1\"}]")
         },
         "the HLS viewer and the muxer in the API",
     );
     let (_, metrics) = gateway.request("GET", "/metrics", None);
-    assert_eq!(
-        sample(&metrics, "streamgate_hls_viewers{stream=\"cam\"}"),
-        Some(1.0),
-        "{metrics}"
-    );
+    for key in [
+        "streamgate_hls_viewers{stream=\"cam\"}",
+        "streamgate_readers{stream=\"cam\",protocol=\"hls\"}",
+    ] {
+        assert_eq!(sample(&metrics, key), Some(1.0), "{key}\n{metrics}");
+    }
 
     let (status, _) = gateway.request("DELETE", "/api/streams/cam", None);
     assert_eq!(status, 204);
@@ -130,6 +191,30 @@ fn stream_added_through_the_api_is_read_over_rtsp_and_deleting_it_ends_the_reade
         String::from_utf8_lossy(&probe.stderr).contains("404"),
         "{}",
         String::from_utf8_lossy(&probe.stderr)
+    );
+}
+
+/// `readers.rtsp` of `GET /api/streams/cam`.
+fn rtsp_readers(gateway: &Gateway) -> Vec<serde_json::Value> {
+    let (status, view) = gateway.request("GET", "/api/streams/cam", None);
+    assert_eq!(status, 200, "{view}");
+    let view: serde_json::Value = serde_json::from_str(&view).expect("JSON view");
+    view["readers"]["rtsp"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no readers.rtsp in {view}"))
+        .clone()
+}
+
+/// The reader's address is the ffmpeg client's: loopback, its own port.
+fn assert_reader_is_local_client(reader: &serde_json::Value, server_port: u16) {
+    let address: std::net::SocketAddr = reader["address"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {reader}"));
+    assert!(address.ip().is_loopback(), "{reader}");
+    assert!(
+        address.port() != 0 && address.port() != server_port,
+        "{reader}"
     );
 }
 

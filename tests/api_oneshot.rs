@@ -127,7 +127,11 @@ async fn streams_are_listed_with_codecs_resolution_and_counters() {
         view["packets"].as_u64() > Some(0) && view["bytes"].as_u64() > view["packets"].as_u64(),
         "{view}"
     );
-    assert_eq!(view["readers"], 0);
+    assert_eq!(view["subscribers"], 0);
+    assert_eq!(
+        view["readers"],
+        serde_json::json!({ "rtsp": [], "hls": [] })
+    );
     // The bitrate is measured between looks at least a second apart.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let view = get(&app, "/api/streams/demo").await.json();
@@ -414,6 +418,14 @@ async fn metrics_count_per_stream_and_process() {
         ),
         0.0
     );
+    // No RTSP server in this app: the per-protocol series are there, at zero.
+    for key in [
+        "streamgate_output_packets_total{stream=\"demo\",protocol=\"rtsp\"}",
+        "streamgate_readers{stream=\"demo\",protocol=\"rtsp\"}",
+        "streamgate_readers{stream=\"demo\",protocol=\"hls\"}",
+    ] {
+        assert_eq!(sample(&second, key), 0.0, "{key}");
+    }
     assert!(sample(&second, "process_resident_memory_bytes") > 1e6);
     assert!(sample(&second, "process_open_fds") > 0.0);
     sample(&second, "process_cpu_seconds_total");
