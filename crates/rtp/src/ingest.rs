@@ -14,6 +14,12 @@
 //! timestamp): RTSP readers such as ffmpeg `-c copy` recorders need SPS/PPS
 //! before every IDR, not only in the SDP.
 //!
+//! After a source restart (explicit, new SSRC or renumbering) a video track
+//! publishes nothing until the new session's first keyframe: a camera that
+//! reconnects mid-GOP sends P-frames that reference pictures of the old session,
+//! which decoders would report as missing references. The frames held back are
+//! counted as dropped and a keyframe is requested once; audio keeps flowing.
+//!
 //! Wall-clock time is a pure function of output time: the Hub's origin (wall
 //! time `W0` ↔ output time 0 in every track's clock) plus `pts / clock_rate`. The
 //! NTP↔RTP mapping outputs derive from it (RTSP sender reports) is therefore one
@@ -62,7 +68,8 @@ pub struct IngestStats {
     pub lost_packets: u64,
     /// Duplicates and packets that came after their gap was declared lost.
     pub discarded_packets: u64,
-    /// Frames dropped because of loss or a malformed packet.
+    /// Frames dropped because of loss, a malformed packet, or because they
+    /// came after a source restart before its first video keyframe.
     pub dropped_frames: u64,
     pub depacketize_errors: u64,
     pub frames: u64,
@@ -95,6 +102,18 @@ struct TrackIngest {
     last_pushed: Option<(u32, bool)>,
     /// Timestamp of the access unit damaged by loss: its remaining packets are dropped.
     damaged_timestamp: Option<u32>,
+    restart_gate: RestartGate,
+}
+
+/// Whether a video track may publish after its source restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RestartGate {
+    Open,
+    /// Dropping frames until the new session's first keyframe; `requested` once
+    /// a keyframe was asked of the source.
+    AwaitingKeyframe {
+        requested: bool,
+    },
 }
 
 impl TrackIngest {
@@ -110,6 +129,7 @@ impl TrackIngest {
             sender_report: None,
             last_pushed: None,
             damaged_timestamp: None,
+            restart_gate: RestartGate::Open,
             info,
         }
     }
@@ -129,6 +149,9 @@ impl TrackIngest {
         self.timeline.rebase();
         self.sender_report = None;
         self.last_pushed = None;
+        if self.info.kind() == MediaKind::Video {
+            self.restart_gate = RestartGate::AwaitingKeyframe { requested: false };
+        }
     }
 
     fn discard_partial(&mut self) {
@@ -327,6 +350,9 @@ impl StreamIngest {
         now: Instant,
         origin: (Instant, SystemTime),
     ) {
+        if self.held_for_keyframe(index, unit.keyframe) {
+            return;
+        }
         let aligned = self.aligned_by_sender_reports(index, unit.rtp_timestamp);
         let state = &mut self.tracks[index];
         let info = &mut state.info;
@@ -387,6 +413,28 @@ impl StreamIngest {
             units,
             packets,
         });
+    }
+
+    /// Whether track `index` drops this frame because its source restarted and
+    /// the new session's first keyframe has not come yet (see the module docs).
+    fn held_for_keyframe(&mut self, index: usize, keyframe: bool) -> bool {
+        let state = &mut self.tracks[index];
+        match state.restart_gate {
+            RestartGate::Open => false,
+            RestartGate::AwaitingKeyframe { .. } if keyframe => {
+                state.restart_gate = RestartGate::Open;
+                false
+            }
+            RestartGate::AwaitingKeyframe { requested } => {
+                self.stats.dropped_frames += 1;
+                if !requested {
+                    tracing::debug!(stream = %self.hub.name(), track = state.info.id.0, "source restarted mid-GOP: dropping video until its first keyframe");
+                    state.restart_gate = RestartGate::AwaitingKeyframe { requested: true };
+                    self.hub.request_keyframe();
+                }
+                true
+            }
+        }
     }
 
     /// Where the source's sender reports put `rtp_timestamp` of track `index` on
@@ -594,17 +642,21 @@ mod tests {
 
     /// An IDR slice sent as three FU-A fragments (seq, seq+1, seq+2).
     fn idr(seq: u16, ts: u32) -> Vec<RtpPacket> {
+        idr_from(SOURCE_SSRC, seq, ts)
+    }
+
+    fn idr_from(ssrc: u32, seq: u16, ts: u32) -> Vec<RtpPacket> {
         vec![
-            packet(SOURCE_SSRC, seq, ts, false, vec![0x7c, 0x85, 1, 2, 3]),
+            packet(ssrc, seq, ts, false, vec![0x7c, 0x85, 1, 2, 3]),
             packet(
-                SOURCE_SSRC,
+                ssrc,
                 seq.wrapping_add(1),
                 ts,
                 false,
                 vec![0x7c, 0x05, 4, 5, 6],
             ),
             packet(
-                SOURCE_SSRC,
+                ssrc,
                 seq.wrapping_add(2),
                 ts,
                 true,
@@ -832,10 +884,8 @@ mod tests {
         push_all(&mut ingest, idr(100, 5_000_000), now);
         let restart = now + Duration::from_secs(1);
         // Same SSRC, sequence numbers 30 000 further on: confirmed by the second packet.
-        let renumbered = vec![
-            p_frame(SOURCE_SSRC, 30_000, 9),
-            p_frame(SOURCE_SSRC, 30_001, 3_009),
-        ];
+        let mut renumbered = idr(30_000, 9);
+        renumbered.push(p_frame(SOURCE_SSRC, 30_003, 3_009));
         push_all(&mut ingest, renumbered, restart);
         let frames = received(&mut sub);
         assert_eq!(frames.len(), 3);
@@ -851,12 +901,118 @@ mod tests {
         push_all(&mut ingest, idr(100, 5_000_000), now);
         let restart = now + Duration::from_secs(1);
         // New SSRC, numbering and timestamps that would otherwise look like loss and a jump.
-        push_all(&mut ingest, vec![p_frame(0x2222_2222, 40_000, 77)], restart);
+        push_all(&mut ingest, idr_from(0x2222_2222, 40_000, 77), restart);
         let frames = received(&mut sub);
         assert_eq!(frames.len(), 2);
         assert!(frames[1].discontinuity);
         assert_eq!(frames[1].pts, frames[0].pts + 90_000);
         assert_eq!(ingest.stats().lost_packets, 0);
+    }
+
+    /// Output frames of `kind` as (keyframe, pts).
+    fn of_kind(frames: &[Arc<Frame>], kind: MediaKind) -> Vec<(bool, u64)> {
+        frames
+            .iter()
+            .filter(|f| f.kind == kind)
+            .map(|f| (f.keyframe, f.pts))
+            .collect()
+    }
+
+    #[test]
+    fn source_restart_drops_p_frames_until_the_new_sessions_keyframe() {
+        let (mut ingest, mut sub, now) = setup();
+        let at = |ms: u64| now + Duration::from_millis(ms);
+        push_all(&mut ingest, idr(100, 5_000_000), at(0));
+        push_all(
+            &mut ingest,
+            vec![p_frame(SOURCE_SSRC, 103, 5_003_000)],
+            at(33),
+        );
+        ingest.source_restarted();
+        // The camera reconnects mid-GOP: P-frames, audio, then its next IDR.
+        push_all(
+            &mut ingest,
+            vec![
+                p_frame(SOURCE_SSRC, 7, 3_000),
+                p_frame(SOURCE_SSRC, 8, 6_000),
+            ],
+            at(1_000),
+        );
+        push_audio(&mut ingest, 60, 0, at(1_010));
+        push_all(&mut ingest, idr(9, 9_000), at(1_066));
+        push_all(
+            &mut ingest,
+            vec![p_frame(SOURCE_SSRC, 12, 12_000)],
+            at(1_100),
+        );
+        let frames = received(&mut sub);
+        let video = of_kind(&frames, MediaKind::Video);
+        assert_eq!(
+            video.iter().map(|(key, _)| *key).collect::<Vec<_>>(),
+            vec![true, false, true, false],
+            "after the restart video resumes at the IDR"
+        );
+        assert!(frames.iter().any(|f| f.kind == MediaKind::Video
+            && f.keyframe
+            && f.discontinuity
+            && f.pts == video[2].1));
+        assert_eq!(video[3].1, video[2].1 + 3_000);
+        assert_eq!(
+            of_kind(&frames, MediaKind::Audio).len(),
+            1,
+            "audio is not held back"
+        );
+        assert_eq!(ingest.stats().dropped_frames, 2);
+        assert_eq!(ingest.hub().stats().keyframe_requests, 1, "requested once");
+        let seqs: Vec<u16> = frames
+            .iter()
+            .filter(|f| f.kind == MediaKind::Video)
+            .flat_map(|f| &f.packets)
+            .map(OutPacket::sequence)
+            .collect();
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+            "dropped frames leave no hole in the output numbering: {seqs:?}"
+        );
+    }
+
+    #[test]
+    fn new_source_ssrc_waits_for_its_keyframe() {
+        let (mut ingest, mut sub, now) = setup();
+        push_all(&mut ingest, idr(100, 5_000_000), now);
+        let restart = now + Duration::from_secs(1);
+        let mut packets = vec![p_frame(0x2222_2222, 40_000, 77)];
+        packets.extend(idr_from(0x2222_2222, 40_001, 3_077));
+        push_all(&mut ingest, packets, restart);
+        let frames = received(&mut sub);
+        assert_eq!(
+            of_kind(&frames, MediaKind::Video)
+                .iter()
+                .map(|(key, _)| *key)
+                .collect::<Vec<_>>(),
+            vec![true, true]
+        );
+        assert!(frames[1].discontinuity);
+        assert_eq!(ingest.stats().dropped_frames, 1);
+        assert_eq!(ingest.hub().stats().keyframe_requests, 1);
+    }
+
+    #[test]
+    fn renumbered_source_waits_for_its_keyframe() {
+        let (mut ingest, mut sub, now) = setup();
+        push_all(&mut ingest, idr(100, 5_000_000), now);
+        let restart = now + Duration::from_secs(1);
+        let mut packets = vec![
+            p_frame(SOURCE_SSRC, 30_000, 9),
+            p_frame(SOURCE_SSRC, 30_001, 3_009),
+        ];
+        packets.extend(idr(30_002, 6_009));
+        push_all(&mut ingest, packets, restart);
+        let frames = received(&mut sub);
+        assert_eq!(frames.len(), 2);
+        assert!(frames[1].keyframe && frames[1].discontinuity);
+        assert_eq!(ingest.stats().dropped_frames, 2);
+        assert_eq!(ingest.hub().stats().keyframe_requests, 1);
     }
 
     fn sender_report(ntp_time: u64, rtp_time: u32) -> SenderReport {
