@@ -4,8 +4,8 @@
 //!
 //! Per stream: the Hub's ingest counters (frames, packets, bytes), drops and
 //! readers, the source's state and reconnects; per stream and output protocol:
-//! readers, and packets and bytes sent (RTSP only: HLS serves files that many
-//! clients share, so it has no per-reader output count). Per process: resident memory,
+//! readers and bytes sent, and packets sent over RTSP (HLS answers files, not
+//! packets). Per process: resident memory,
 //! CPU seconds and open file descriptors from `/proc/self`.
 
 use std::fmt::Write;
@@ -128,35 +128,35 @@ pub fn render(state: &AppState) -> String {
         );
     }
 
-    let output = [
-        (
-            Family {
-                name: "streamgate_output_packets_total",
-                kind: "counter",
-                help: "RTP and RTCP packets sent to the stream's readers, by output protocol.",
-            },
-            (|t: &OutputTotals| t.packets) as fn(&OutputTotals) -> u64,
-        ),
-        (
-            Family {
-                name: "streamgate_output_bytes_total",
-                kind: "counter",
-                help: "Bytes sent to the stream's readers, by output protocol.",
-            },
-            |t: &OutputTotals| t.bytes,
-        ),
-    ];
-    for (family, value) in &output {
-        header(&mut out, family);
-        for (name, _, _) in &rows {
-            let totals = state.rtsp_readers.totals(name);
-            sample(
-                &mut out,
-                family.name,
-                &[("stream", name), ("protocol", "rtsp")],
-                value(&totals),
-            );
-        }
+    // Per stream: what its RTSP readers were sent, and the HLS bytes answered.
+    let outputs: Vec<(&str, OutputTotals, u64)> = rows
+        .iter()
+        .map(|(name, _, _)| {
+            let rtsp = state.rtsp_readers.totals(name);
+            (name.as_str(), rtsp, state.hls_viewers.bytes(name))
+        })
+        .collect();
+    let output_packets = Family {
+        name: "streamgate_output_packets_total",
+        kind: "counter",
+        help: "RTP and RTCP packets sent to the stream's readers, by output protocol (RTSP only: HLS answers files).",
+    };
+    header(&mut out, &output_packets);
+    for (name, rtsp, _) in &outputs {
+        let labels = [("stream", *name), ("protocol", "rtsp")];
+        sample(&mut out, output_packets.name, &labels, rtsp.packets);
+    }
+    let output_bytes = Family {
+        name: "streamgate_output_bytes_total",
+        kind: "counter",
+        help: "Bytes sent to the stream's readers, by output protocol (HLS: playlists and media answered).",
+    };
+    header(&mut out, &output_bytes);
+    for (name, rtsp, hls) in &outputs {
+        let labels = [("stream", *name), ("protocol", "rtsp")];
+        sample(&mut out, output_bytes.name, &labels, rtsp.bytes);
+        let labels = [("stream", *name), ("protocol", "hls")];
+        sample(&mut out, output_bytes.name, &labels, hls);
     }
 
     let protocol_readers = Family {

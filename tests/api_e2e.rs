@@ -152,6 +152,16 @@ fn stream_added_through_the_api_is_read_over_rtsp_and_deleting_it_ends_the_reade
     ] {
         assert_eq!(sample(&metrics, key), Some(1.0), "{key}\n{metrics}");
     }
+    // The HLS bytes answered grow while ffmpeg keeps fetching media.
+    let hls_bytes = "streamgate_output_bytes_total{stream=\"cam\",protocol=\"hls\"}";
+    let first_hls_bytes = sample(&metrics, hls_bytes).expect("HLS output bytes");
+    gateway.wait_for(
+        || {
+            let (_, later) = gateway.request("GET", "/metrics", None);
+            sample(&later, hls_bytes).is_some_and(|bytes| bytes > first_hls_bytes)
+        },
+        "the HLS output bytes to grow",
+    );
 
     let (status, _) = gateway.request("DELETE", "/api/streams/cam", None);
     assert_eq!(status, 204);
