@@ -25,6 +25,7 @@ The path chooses the behaviour, so one server answers every test:
                              credentials (aiortc has no ICE restart: the server swaps
                              them in its aioice connection), a 200 sdpfrag and a new ETag.
                              Without --trickle every PATCH gets 405.
+With --stale-etag a PATCH with the 201's ETag gets 412 (a restart the client missed).
 With --freeze-after N the first session's ICE goes silent (no datagram in or out) N
 seconds after it is created, until an ICE restart: a network path that broke.
 A POST without the --token (when given) gets 401. An OPTIONS or POST answer carries a
@@ -265,7 +266,8 @@ class Server:
             return 400, [], f"bad offer: {error}".encode()
         self.sessions[session_id] = (pc, tracks)
         self.remote_ufrags[session_id] = ice_ufrag(offer_sdp)
-        self.etags[session_id] = f'"{session_id}"'
+        # --stale-etag: the server's ETag has moved on from the one the 201 gives.
+        self.etags[session_id] = f'"{session_id}"' + ("-moved" if self.args.stale_etag else "")
         self.created += 1
         if self.args.freeze_after > 0 and self.created == 1:
             asyncio.get_running_loop().call_later(
@@ -436,6 +438,8 @@ async def main():
                         help="accept trickle ICE PATCHes (Accept-Patch on 201); else PATCH gets 405")
     parser.add_argument("--ice-restart", action="store_true",
                         help="with --trickle: accept ICE restarts (If-Match: *); else 501")
+    parser.add_argument("--stale-etag", action="store_true",
+                        help="trickle PATCHes with the 201's ETag get 412 (ICE restart needed)")
     parser.add_argument("--freeze-after", type=float, default=0.0,
                         help="silence the first session's ICE after this many seconds")
     parser.add_argument("--events", default=None, help="append one JSON line per request/event")

@@ -2,7 +2,8 @@
 //!
 //! Trickle: the offer leaves before ICE gathering ends and the candidates gathered
 //! afterwards follow, `If-Match` carrying the session's `ETag`, the last PATCH with
-//! `a=end-of-candidates`. A 412 or any other refusal stops trickling.
+//! `a=end-of-candidates`. A 412 (the server's ETag moved on) stops trickling and
+//! restarts ICE; any other refusal stops trickling.
 //!
 //! Restart: when a connected session drops to disconnected/failed and the server takes
 //! PATCH, webrtc-rs restarts ICE on the live connection (new ufrag/pwd, same sockets,
@@ -172,32 +173,36 @@ pub struct Trickle {
 }
 
 /// Trickles the candidates gathered after the offer (when `trickle` is given), then, when
-/// `restart` is set, restarts ICE by PATCH whenever the connection drops to disconnected
+/// `restarts` is set, restarts ICE by PATCH whenever the connection drops to disconnected
 /// or failed. A refused restart (405/501/4xx) ends the task: the source then replaces the
 /// session.
 pub fn spawn(
     target: PatchTarget,
     trickle: Option<Trickle>,
-    restart: Option<(IceControl, Duration)>,
+    restarts: Option<(IceControl, Duration)>,
     gathering: watch::Receiver<RTCIceGatheringState>,
     state: watch::Receiver<RTCPeerConnectionState>,
 ) -> IceTask {
     IceTask(tokio::spawn(async move {
         let mut target = target;
-        if let Some(trickle) = trickle {
-            trickle_candidates(&target, trickle, gathering).await;
-        }
-        if let Some((control, gather_timeout)) = restart {
-            restart_when_dropped(&mut target, control, gather_timeout, state).await;
-        }
+        let stale = match trickle {
+            Some(trickle) => trickle_candidates(&target, trickle, gathering).await,
+            None => false,
+        };
+        let Some((control, gather_timeout)) = restarts else {
+            return;
+        };
+        restart_when_dropped(&mut target, control, gather_timeout, state, stale).await;
     }))
 }
 
+/// Returns true when the server answered 412 (its ETag moved on: RFC 9725 asks for an
+/// ICE restart).
 async fn trickle_candidates(
     target: &PatchTarget,
     trickle: Trickle,
     mut gathering: watch::Receiver<RTCIceGatheringState>,
-) {
+) -> bool {
     let Trickle {
         ice,
         mut candidates,
@@ -233,15 +238,19 @@ async fn trickle_candidates(
             }
             Err(error) if matches!(error.status(), Some(405 | 501)) => {
                 tracing::info!(%session, %error, "the WHEP server takes no trickle ICE: the offer's candidates stand");
-                return;
+                return false;
+            }
+            Err(error) if error.status() == Some(412) => {
+                tracing::warn!(%session, %error, "the session's ETag changed: ICE restart needed");
+                return true;
             }
             Err(error) => {
                 tracing::warn!(%session, %error, "trickle ICE PATCH failed: trickling stopped");
-                return;
+                return false;
             }
         }
         if end {
-            return;
+            return false;
         }
     }
 }
@@ -251,6 +260,7 @@ async fn restart_when_dropped(
     control: IceControl,
     gather_timeout: Duration,
     mut state: watch::Receiver<RTCPeerConnectionState>,
+    stale_etag: bool,
 ) {
     let session = redact_url(&target.session_url);
     // Only a connection that was up is restarted; a failed first connect fails the open.
@@ -261,17 +271,21 @@ async fn restart_when_dropped(
     {
         return;
     }
+    // A stale ETag is restarted once connected: restarting mid-check races the first one.
+    let mut restart_now = stale_etag;
     loop {
-        let dropped = state.wait_for(|s| {
-            matches!(
-                s,
-                RTCPeerConnectionState::Disconnected | RTCPeerConnectionState::Failed
-            )
-        });
-        if dropped.await.is_err() {
-            return;
+        if !std::mem::take(&mut restart_now) {
+            let dropped = state.wait_for(|s| {
+                matches!(
+                    s,
+                    RTCPeerConnectionState::Disconnected | RTCPeerConnectionState::Failed
+                )
+            });
+            if dropped.await.is_err() {
+                return;
+            }
         }
-        tracing::info!(%session, "WebRTC connection dropped: restarting ICE by PATCH");
+        tracing::info!(%session, "restarting ICE by PATCH");
         match restart(target, &control, gather_timeout).await {
             Ok(()) => tracing::info!(%session, "ICE restarted"),
             Err(error) => {

@@ -278,3 +278,27 @@ async fn a_refused_ice_restart_falls_back_to_a_new_session() {
         "every session DELETEd, the broken one included"
     );
 }
+
+/// A trickle PATCH answered 412 (the server's ETag moved on) makes the client restart ICE
+/// (`If-Match: "*"`); the session connects with the new credentials and media flows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_etag_leads_to_an_ice_restart() {
+    let server = WhepServer::start(&["--trickle", "--ice-restart", "--stale-etag"]);
+    let hub = Hub::new("whep-412", HubConfig::default());
+    let mut config = config(&server, "/whep/live");
+    config.trickle = TrickleMode::On;
+    let source = WhepSource::start(config, hub.clone()).unwrap();
+    media_flows_after(&server, &hub, |events| {
+        restart_patches(events).iter().any(|p| p["answer"] == 200)
+    })
+    .await;
+    let status = source.status();
+    source.stop().await;
+
+    let events = server.events();
+    let patches: Vec<_> = events.iter().filter(|e| e["event"] == "patch").collect();
+    assert_eq!(patches[0]["answer"], 412, "{patches:?}");
+    assert_eq!(patches[1]["if_match"], "*", "{patches:?}");
+    assert_eq!(patches[1]["answer"], 200, "{patches:?}");
+    assert_eq!(status.sessions_opened, 1, "{status:?}");
+}
