@@ -249,26 +249,18 @@ fn playlists_conform_over_blocking_reloads() {
         waits[waits.len() - 1]
     );
 
-    // The demo capture loops every ~10 s; its timeline breaks only there.
+    // The demo capture loops every ~10 s with continuous timestamps and the same
+    // picture format: its timeline never really breaks, so nothing is marked.
     let marked: Vec<u64> = history
         .iter()
         .filter(|(_, s)| s.discontinuity)
         .map(|(m, _)| *m)
         .collect();
-    for pair in marked.windows(2) {
-        let between: f32 = history
-            .range(pair[0]..pair[1])
-            .map(|(_, s)| s.duration)
-            .sum();
-        assert!(
-            between >= 8.0,
-            "discontinuities {pair:?} only {between} s apart: not a loop of the 10 s capture"
-        );
-    }
-    println!(
-        "segments seen: {}, discontinuities at {marked:?}",
-        history.len()
+    assert!(
+        marked.is_empty(),
+        "discontinuities marked at {marked:?} though the demo's timeline never breaks"
     );
+    println!("segments seen: {}", history.len());
 
     // Media responses: types and caching.
     let (last_msn, _) = history.iter().next_back().unwrap();

@@ -15,8 +15,8 @@
 //!   the next video keyframe (in an audio-only stream, the next frame), so they
 //!   resume with something decodable.
 //! - **GOP cache**: the frames of every track since the latest video keyframe, so
-//!   a new subscriber starts with a picture at once. Over its cap, or when the
-//!   source restarts (a frame marked `discontinuity`), it is emptied until the
+//!   a new subscriber starts with a picture at once. Over its cap, or at a
+//!   discontinuity (a frame marked so: a new picture format), it is emptied until the
 //!   next keyframe, and subscribers joining meanwhile start at that keyframe. `publish` and `subscribe` take the same short lock around
 //!   "update cache + send" and "copy cache + join the ring", so a subscriber gets
 //!   the cache and then the live frames with no gap and no duplicate.

@@ -14,6 +14,11 @@
 //! timestamp): RTSP readers such as ffmpeg `-c copy` recorders need SPS/PPS
 //! before every IDR, not only in the SDP.
 //!
+//! A source restart is not a discontinuity for the outputs: the timeline
+//! re-anchors so output time keeps running forward (by the outage's length at
+//! most), and viewers see one stream. Only a new picture format (a changed SPS)
+//! marks `Frame::discontinuity`.
+//!
 //! After a source restart (explicit, new SSRC or renumbering) a video track
 //! publishes nothing until the new session's first keyframe: a camera that
 //! reconnects mid-GOP sends P-frames that reference pictures of the old session,
@@ -366,7 +371,9 @@ impl StreamIngest {
         let mapped = state
             .timeline
             .map_aligned(unit.rtp_timestamp, now, origin.0, aligned);
-        discontinuity |= mapped.discontinuity;
+        if mapped.reanchored {
+            tracing::debug!(stream = %self.hub.name(), track = info.id.0, pts = mapped.pts, "timeline re-anchored");
+        }
         let pts = mapped.pts;
         let timestamp = pts as u32;
         let clock_rate = state.timeline.clock_rate();
@@ -840,7 +847,10 @@ mod tests {
         let frames = received(&mut sub);
         assert_eq!(frames.len(), 3);
         let (before, after) = (&frames[1], &frames[2]);
-        assert!(after.discontinuity);
+        assert!(
+            !after.discontinuity,
+            "a restart keeps one continuous timeline"
+        );
         assert_eq!(
             after.pts,
             before.pts + 2 * 90_000,
@@ -889,7 +899,7 @@ mod tests {
         push_all(&mut ingest, renumbered, restart);
         let frames = received(&mut sub);
         assert_eq!(frames.len(), 3);
-        assert!(frames[1].discontinuity);
+        assert!(!frames[1].discontinuity);
         assert_eq!(frames[1].pts, frames[0].pts + 90_000);
         assert_eq!(frames[2].pts, frames[1].pts + 3_000);
         assert_eq!(ingest.stats().lost_packets, 0);
@@ -904,7 +914,7 @@ mod tests {
         push_all(&mut ingest, idr_from(0x2222_2222, 40_000, 77), restart);
         let frames = received(&mut sub);
         assert_eq!(frames.len(), 2);
-        assert!(frames[1].discontinuity);
+        assert!(!frames[1].discontinuity);
         assert_eq!(frames[1].pts, frames[0].pts + 90_000);
         assert_eq!(ingest.stats().lost_packets, 0);
     }
@@ -954,7 +964,7 @@ mod tests {
         );
         assert!(frames.iter().any(|f| f.kind == MediaKind::Video
             && f.keyframe
-            && f.discontinuity
+            && !f.discontinuity
             && f.pts == video[2].1));
         assert_eq!(video[3].1, video[2].1 + 3_000);
         assert_eq!(
@@ -992,7 +1002,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![true, true]
         );
-        assert!(frames[1].discontinuity);
+        assert!(!frames[1].discontinuity);
         assert_eq!(ingest.stats().dropped_frames, 1);
         assert_eq!(ingest.hub().stats().keyframe_requests, 1);
     }
@@ -1010,7 +1020,7 @@ mod tests {
         push_all(&mut ingest, packets, restart);
         let frames = received(&mut sub);
         assert_eq!(frames.len(), 2);
-        assert!(frames[1].keyframe && frames[1].discontinuity);
+        assert!(frames[1].keyframe && !frames[1].discontinuity);
         assert_eq!(ingest.stats().dropped_frames, 2);
         assert_eq!(ingest.hub().stats().keyframe_requests, 1);
     }
@@ -1106,7 +1116,7 @@ mod tests {
             (video.kind, audio.kind),
             (MediaKind::Video, MediaKind::Audio)
         );
-        assert!(video.discontinuity && audio.discontinuity);
+        assert!(!video.discontinuity && !audio.discontinuity);
         assert!(
             (seconds(audio) - seconds(video)).abs() < 0.001,
             "audio at {} s, video at {} s of output",

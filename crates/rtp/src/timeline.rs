@@ -30,7 +30,7 @@
 use std::time::{Duration, Instant};
 
 /// A timestamp that differs from the wall-clock prediction by more than this is a
-/// discontinuity (source restart, encoder reset), not jitter.
+/// break in the source's timing (source restart, encoder reset), not jitter.
 pub const MAX_JUMP: Duration = Duration::from_secs(5);
 
 /// One track's mapping from RTP timestamps to continuous output time.
@@ -60,9 +60,10 @@ struct Anchored {
 pub struct Mapped {
     /// Continuous output timestamp in the track's clock.
     pub pts: u64,
-    /// The source's timeline broke before this timestamp (re-anchored after a
-    /// restart or jump); outputs such as HLS mark a discontinuity here.
-    pub discontinuity: bool,
+    /// The timeline re-anchored at this timestamp (after a restart or jump).
+    /// Output time still runs forward from the last output, so this is not a
+    /// discontinuity for the outputs.
+    pub reanchored: bool,
 }
 
 impl Timeline {
@@ -135,7 +136,7 @@ impl Timeline {
             });
             return Mapped {
                 pts,
-                discontinuity: false,
+                reanchored: false,
             };
         };
         let elapsed = ticks(
@@ -146,8 +147,8 @@ impl Timeline {
         let extended = state.last_extended.saturating_add(step);
         let deviation = step.saturating_sub(elapsed as i64).unsigned_abs();
         let jumped = deviation > max_jump;
-        let discontinuity = self.rebase_pending || jumped;
-        if discontinuity {
+        let reanchored = self.rebase_pending || jumped;
+        if reanchored {
             let arrival = state.max_output.saturating_add(elapsed.max(1));
             let target = prefer_aligned(arrival).max(state.max_output.saturating_add(1));
             state.offset = (target as i64).saturating_sub(extended);
@@ -158,7 +159,7 @@ impl Timeline {
         state.last_arrival = now;
         let pts = extended.saturating_add(state.offset).max(0) as u64;
         state.max_output = state.max_output.max(pts);
-        Mapped { pts, discontinuity }
+        Mapped { pts, reanchored }
     }
 
     /// The output time of the source timestamp `rtp_timestamp` on the current
@@ -246,20 +247,20 @@ mod tests {
         let out = run(&mut tl, origin, origin, u32::MAX - 4_000, 5);
         let pts: Vec<u64> = out.iter().map(|m| m.pts).collect();
         assert_eq!(pts, vec![0, 3000, 6000, 9000, 12000]);
-        assert!(out.iter().all(|m| !m.discontinuity));
+        assert!(out.iter().all(|m| !m.reanchored));
     }
 
     #[test]
     fn small_reordering_is_passed_through() {
         // B-frame style: a timestamp slightly behind the previous one is the source's
-        // own order, not a discontinuity.
+        // own order, not a re-anchor.
         let origin = Instant::now();
         let mut tl = Timeline::new(RATE);
         let a = tl.map(10_000, origin, origin);
         let b = tl.map(16_000, origin + ms(33), origin);
         let c = tl.map(13_000, origin + ms(66), origin);
         assert_eq!((a.pts, b.pts, c.pts), (0, 6_000, 3_000));
-        assert!(!c.discontinuity);
+        assert!(!c.reanchored);
     }
 
     #[test]
@@ -270,7 +271,7 @@ mod tests {
         let last = before.last().map(|m| m.pts).unwrap_or_default();
         // The source's timestamps go back 100 s, 40 ms after its last frame.
         let after = tl.map(50_000_000 - 9_000_000, origin + ms(9 * 33 + 40), origin);
-        assert!(after.discontinuity);
+        assert!(after.reanchored);
         assert_eq!(after.pts, last + 3_600);
         let next = tl.map(
             50_000_000 - 9_000_000 + 3_000,
@@ -278,7 +279,7 @@ mod tests {
             origin,
         );
         assert_eq!(next.pts, last + 6_600);
-        assert!(!next.discontinuity);
+        assert!(!next.reanchored);
     }
 
     #[test]
@@ -288,7 +289,7 @@ mod tests {
         let before = run(&mut tl, origin, origin, 0, 3);
         let last = before[2].pts;
         let after = tl.map(1_000_000_000, origin + ms(99), origin);
-        assert!(after.discontinuity);
+        assert!(after.reanchored);
         assert_eq!(after.pts, last + 2_970);
     }
 
@@ -299,7 +300,7 @@ mod tests {
         let mut tl = Timeline::new(RATE);
         tl.map(0, origin, origin);
         let after = tl.map(20 * RATE, origin + Duration::from_secs(20), origin);
-        assert!(!after.discontinuity);
+        assert!(!after.reanchored);
         assert_eq!(after.pts, 20 * u64::from(RATE));
     }
 
@@ -314,11 +315,11 @@ mod tests {
         tl.rebase();
         let restart_at = origin + ms(29 * 33) + Duration::from_secs(2);
         let first = tl.map(7_000_000 + 30 * 3000, restart_at, origin);
-        assert!(first.discontinuity);
+        assert!(first.reanchored);
         assert_eq!(first.pts, last + 2 * u64::from(RATE));
         let second = tl.map(7_000_000 + 31 * 3000, restart_at + ms(33), origin);
         assert_eq!(second.pts, first.pts + 3000);
-        assert!(!second.discontinuity);
+        assert!(!second.reanchored);
     }
 
     #[test]
@@ -384,7 +385,7 @@ mod tests {
         assert_eq!(behind.pts, last + 3_001, "after the highest output");
         tl.rebase();
         let ahead = tl.map_aligned(9, origin + ms(500), origin, Some(last + 20_000));
-        assert!(ahead.discontinuity);
+        assert!(ahead.reanchored);
         assert_eq!(ahead.pts, last + 20_000);
     }
 }
