@@ -64,7 +64,8 @@ pub enum ConfigError {
 }
 
 /// When to trickle ICE candidates by PATCH (RFC 9725 §4.3) instead of gathering them all
-/// before the offer is sent.
+/// before the offer is sent. Whatever the mode, a session whose server announced
+/// `Accept-Patch` gets ICE restarts by PATCH when its connection drops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TrickleMode {
     /// Full gathering until a session's `201 Created` announces `Accept-Patch:
