@@ -4,12 +4,12 @@
 //! RTSP reader with its address and transport while it plays (and no longer once
 //! it is gone), and `DELETE /api/streams/NAME` ends the reader (ffmpeg exits).
 
-mod api_support;
+mod support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use api_support::{fixture, http_with_headers, peer, sample, start_reader, Gateway, DEADLINE};
+use support::{fixture, http_with_headers, peer, sample, start_reader, Gateway, DEADLINE};
 
 #[test]
 fn stream_added_through_the_api_is_read_over_rtsp_and_deleting_it_ends_the_reader() {

@@ -4,13 +4,13 @@
 //! a screenshot of each player is not blank, the copy button copies the RTSP URL, and
 //! a stream deleted through the API shows as removed without reloading the page.
 
-mod api_support;
+mod support;
 
 use std::path::Path;
 use std::process::Command;
 
-use api_support::{peer, Gateway};
 use serde_json::Value;
+use support::{peer, Gateway};
 
 #[test]
 fn dashboard_lists_streams_and_plays_each_in_chromium() {

@@ -1,17 +1,17 @@
 //! Headless Chromium (Debian's `chromium`, driven by playwright-core) plays the
 //! gateway's player page with the bundled hls.js in low-latency mode.
 
-mod hls_support;
+mod support;
 
 use std::process::Command;
 
-use hls_support::{require, Gateway};
+use support::{peer, Gateway};
 
 /// Runs tests/js/hls_play.mjs against `url`; returns its JSON report.
 fn play(url: &str, seconds: u32) -> String {
-    require("chromium");
+    peer("chromium");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/hls_play.mjs");
-    let output = Command::new(require("node"))
+    let output = Command::new(peer("node"))
         .arg(script)
         .arg(url)
         .arg(seconds.to_string())
@@ -53,8 +53,8 @@ fn list<'a>(report: &'a str, key: &str) -> &'a str {
 
 #[test]
 fn chromium_plays_the_player_page_at_low_latency() {
-    let gateway = Gateway::start("");
-    let report = play(&gateway.url("/hls/demo/"), 12);
+    let gateway = Gateway::hls("");
+    let report = play(&gateway.http_url("/hls/demo/"), 12);
     println!("chromium report: {report}");
     assert_eq!(
         list(&report, "fatalErrors"),

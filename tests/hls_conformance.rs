@@ -2,13 +2,13 @@
 //! `m3u8-rs` over a chain of blocking reloads of the demo stream, plus the HTTP
 //! contract (content types, caching, CORS, 404, blocking-reload ordering).
 
-mod hls_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use hls_support::{get, Gateway};
 use m3u8_rs::{MediaPlaylist, Playlist};
+use support::{get, Gateway};
 
 /// `KEY=VALUE,...` attributes of a tag (quoted values unquoted).
 fn attributes(rest: &str) -> BTreeMap<String, String> {
@@ -170,7 +170,7 @@ fn avc_profile_in_init(init: &[u8]) -> String {
 
 #[test]
 fn playlists_conform_over_blocking_reloads() {
-    let gateway = Gateway::start("");
+    let gateway = Gateway::hls("");
     let multivariant = gateway.wait_ok("/hls/demo/index.m3u8");
     assert_eq!(
         multivariant.header("content-type"),
@@ -189,10 +189,10 @@ fn playlists_conform_over_blocking_reloads() {
     let media_uri = format!("/hls/demo/{}", master.variants[0].uri);
 
     // CODECS matches the init segment's sample entries.
-    let first = get(gateway.port, &media_uri);
+    let first = get(gateway.http_port, &media_uri);
     let text = first.text();
     let map = attributes(tag_values(&text, "#EXT-X-MAP:")[0])["URI"].clone();
-    let init = get(gateway.port, &format!("/hls/demo/{map}"));
+    let init = get(gateway.http_port, &format!("/hls/demo/{map}"));
     assert_eq!(init.status, 200);
     assert_eq!(init.header("content-type"), Some("video/mp4"));
     let video_codec = codecs.split(',').next().unwrap();
@@ -222,7 +222,7 @@ fn playlists_conform_over_blocking_reloads() {
         let (msn, part) = hint_position(&hint);
         let asked = Instant::now();
         let reply = get(
-            gateway.port,
+            gateway.http_port,
             &format!("{media_uri}?_HLS_msn={msn}&_HLS_part={part}"),
         );
         waits.push(asked.elapsed());
@@ -264,42 +264,52 @@ fn playlists_conform_over_blocking_reloads() {
 
     // Media responses: types and caching.
     let (last_msn, _) = history.iter().next_back().unwrap();
-    let segment = get(gateway.port, &format!("/hls/demo/seg_{last_msn}.m4s"));
+    let segment = get(gateway.http_port, &format!("/hls/demo/seg_{last_msn}.m4s"));
     assert_eq!(segment.status, 200);
     assert_eq!(segment.header("content-type"), Some("video/iso.segment"));
     assert!(segment.header("cache-control").unwrap().contains("max-age"));
     assert_eq!(&segment.body[4..8], b"moof");
-    let part = get(gateway.port, &format!("/hls/demo/{hint}"));
+    let part = get(gateway.http_port, &format!("/hls/demo/{hint}"));
     assert_eq!(part.status, 200, "hinted part {hint} is served once made");
     assert_eq!(&part.body[4..8], b"moof");
 }
 
 #[test]
 fn http_errors_are_clear() {
-    let gateway = Gateway::start("");
-    let unknown = get(gateway.port, "/hls/nosuchstream/index.m3u8");
+    let gateway = Gateway::hls("");
+    let unknown = get(gateway.http_port, "/hls/nosuchstream/index.m3u8");
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.header("access-control-allow-origin"), Some("*"));
     gateway.wait_ok("/hls/demo/stream.m3u8");
     assert_eq!(
-        get(gateway.port, "/hls/demo/stream.m3u8?_HLS_part=1").status,
+        get(gateway.http_port, "/hls/demo/stream.m3u8?_HLS_part=1").status,
         400
     );
     assert_eq!(
-        get(gateway.port, "/hls/demo/stream.m3u8?_HLS_msn=abc").status,
+        get(gateway.http_port, "/hls/demo/stream.m3u8?_HLS_msn=abc").status,
         400
     );
     assert_eq!(
-        get(gateway.port, "/hls/demo/stream.m3u8?_HLS_msn=99999999999").status,
+        get(
+            gateway.http_port,
+            "/hls/demo/stream.m3u8?_HLS_msn=99999999999"
+        )
+        .status,
         400
     );
-    assert_eq!(get(gateway.port, "/hls/demo/seg_1.m4s").status, 404);
-    assert_eq!(get(gateway.port, "/hls/demo/../../etc/passwd").status, 404);
-    let page = get(gateway.port, "/hls/demo/");
+    assert_eq!(get(gateway.http_port, "/hls/demo/seg_1.m4s").status, 404);
+    assert_eq!(
+        get(gateway.http_port, "/hls/demo/../../etc/passwd").status,
+        404
+    );
+    let page = get(gateway.http_port, "/hls/demo/");
     assert_eq!(page.status, 200);
     assert!(page.text().contains("src=\"hls.min.js\""));
-    let script = get(gateway.port, "/hls/demo/hls.min.js");
+    let script = get(gateway.http_port, "/hls/demo/hls.min.js");
     assert_eq!(script.status, 200);
     assert!(script.body.len() > 100_000);
-    assert_eq!(get(gateway.port, "/hls/demo/hls.js.LICENSE").status, 200);
+    assert_eq!(
+        get(gateway.http_port, "/hls/demo/hls.js.LICENSE").status,
+        200
+    );
 }

@@ -1,16 +1,16 @@
 //! ffprobe and ffmpeg (what Frigate and most tools run) read the gateway's LL-HLS
 //! output of the demo stream and decode it without errors.
 
-mod hls_support;
+mod support;
 
-use hls_support::{run, Gateway};
+use support::{run_peer, Gateway};
 
 #[test]
 fn ffprobe_sees_h264_and_aac_in_the_playlist() {
-    let gateway = Gateway::start("");
+    let gateway = Gateway::hls("");
     gateway.wait_ok("/hls/demo/index.m3u8");
-    let url = gateway.url("/hls/demo/index.m3u8");
-    let (ok, stdout, stderr) = run(
+    let url = gateway.http_url("/hls/demo/index.m3u8");
+    let (ok, stdout, stderr) = run_peer(
         "ffprobe",
         &[
             "-v",
@@ -41,10 +41,10 @@ fn ffprobe_sees_h264_and_aac_in_the_playlist() {
 /// each were decoded, with nothing on ffmpeg's error log.
 #[test]
 fn ffmpeg_decodes_ten_seconds_of_video_and_audio() {
-    let gateway = Gateway::start("");
+    let gateway = Gateway::hls("");
     gateway.wait_ok("/hls/demo/index.m3u8");
-    let url = gateway.url("/hls/demo/index.m3u8");
-    let (ok, stdout, stderr) = run(
+    let url = gateway.http_url("/hls/demo/index.m3u8");
+    let (ok, stdout, stderr) = run_peer(
         "ffmpeg",
         &[
             "-nostdin", "-v", "error", "-i", &url, "-t", "12", "-map", "0:v", "-map", "0:a", "-f",
@@ -93,7 +93,7 @@ fn ffmpeg_decodes_ten_seconds_of_video_and_audio() {
 #[test]
 fn opus_and_hevc_captures_play() {
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
-    let gateway = Gateway::start_with(
+    let gateway = Gateway::hls_with(
         &format!(
             "[streams.opus]\nsource = \"pcap:{fixtures}/ffmpeg_h264_opus.pcap\"\n\n\
              [streams.hevc]\nsource = \"pcap:{fixtures}/ffmpeg_h265.pcap\"\n"
@@ -106,8 +106,8 @@ fn opus_and_hevc_captures_play() {
             multivariant.contains(codec),
             "{name}: CODECS lacks {codec}:\n{multivariant}"
         );
-        let url = gateway.url(&format!("/hls/{name}/index.m3u8"));
-        let (ok, stdout, stderr) = run(
+        let url = gateway.http_url(&format!("/hls/{name}/index.m3u8"));
+        let (ok, stdout, stderr) = run_peer(
             "ffmpeg",
             &[
                 "-nostdin", "-v", "error", "-i", &url, "-t", "4", "-f", "framecrc", "-",
@@ -117,7 +117,7 @@ fn opus_and_hevc_captures_play() {
             ok && stderr.trim().is_empty(),
             "{name}: ffmpeg errors:\n{stderr}"
         );
-        let (_, probe, _) = run(
+        let (_, probe, _) = run_peer(
             "ffprobe",
             &[
                 "-v",

@@ -2,13 +2,13 @@
 //! part, like hls.js) on one stream for 2 minutes share one muxer, and the
 //! gateway's RSS stays within a bound derived from the HLS byte cap.
 
-mod hls_support;
+mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hls_support::{get, Gateway};
+use support::{get, Gateway};
 
 const VIEWERS: usize = 20;
 const RUN: Duration = Duration::from_secs(120);
@@ -58,14 +58,14 @@ fn viewer(port: u16, stop: &AtomicBool, parts: &AtomicU64, errors: &AtomicU64) {
 
 #[test]
 fn twenty_viewers_for_two_minutes_stay_within_the_byte_cap() {
-    let gateway = Gateway::start(&format!("max_bytes = {MAX_BYTES}"));
+    let gateway = Gateway::hls(&format!("max_bytes = {MAX_BYTES}"));
     gateway.wait_ok("/hls/demo/stream.m3u8");
     let rss_before = gateway.rss_kib();
 
     let stop = Arc::new(AtomicBool::new(false));
     let parts = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
-    let port = gateway.port;
+    let port = gateway.http_port;
     let started = Instant::now();
     let viewers: Vec<_> = (0..VIEWERS)
         .map(|_| {

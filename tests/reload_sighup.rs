@@ -2,12 +2,12 @@
 //! becomes readable, a removed one disappears, a changed one restarts (its reader
 //! is ended), and an unchanged stream's ffmpeg reader keeps decoding without a break.
 
-mod api_support;
+mod support;
 
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use api_support::{fixture, start_reader, Gateway, DEADLINE};
+use support::{fixture, start_reader, Gateway, DEADLINE};
 
 /// Waits until the reader's frame count passes `at_least`; returns the count.
 fn frames_past(frames: &Receiver<u64>, at_least: u64, gateway: &Gateway) -> u64 {

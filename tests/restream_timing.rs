@@ -6,7 +6,7 @@
 //! it receives, so a jump in the outputs' NTP↔RTP mapping shows up here as a pts
 //! that goes back or repeats.
 
-mod rtsp_support;
+mod support;
 #[path = "../crates/whep/tests/common/mod.rs"]
 mod whep_common;
 
@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use rtsp_support::{peer, run, text, Gateway};
+use support::{peer, run, text, Gateway};
 use whep_common::WhepServer;
 
 /// Seconds of stream read: long enough for three session rotations.
@@ -23,7 +23,7 @@ const READ_SECONDS: u32 = 40;
 #[test]
 fn ffprobe_sees_strictly_increasing_pts_across_whep_session_restarts() {
     let server = WhepServer::start(&["--max-session", "12"]);
-    let gateway = Gateway::start(
+    let gateway = Gateway::demo(
         "",
         &format!(
             "[streams.cam]\nsource = \"whep://127.0.0.1:{}/whep/live\"\nwebrtc_bind = \"127.0.0.1\"\nmax_session = \"12s\"\n",
@@ -35,7 +35,7 @@ fn ffprobe_sees_strictly_increasing_pts_across_whep_session_restarts() {
             .args(["-v", "error", "-rtsp_transport", "tcp"])
             .args(["-read_intervals", &format!("%+{READ_SECONDS}")])
             .args(["-show_entries", "packet=stream_index,pts", "-of", "csv=p=0"])
-            .arg(gateway.url("cam")),
+            .arg(gateway.rtsp_url("cam")),
         Duration::from_secs(u64::from(READ_SECONDS) + 60),
     );
     let log = gateway.log();

@@ -4,18 +4,18 @@
 //! or missing ones get 401 and no stream; per-stream credentials override the
 //! server's.
 
-mod rtsp_support;
+mod support;
 
 use std::process::Command;
 
-use rtsp_support::*;
+use support::*;
 
 const SERVER_CREDENTIALS: &str = "username = \"viewer\"\npassword = \"s3cret-pass\"";
 const PRIVATE_STREAM: &str =
     "[streams.private]\nsource = \"demo\"\nrtsp_username = \"owner\"\nrtsp_password = \"0wner-only\"";
 
 fn gateway() -> Gateway {
-    Gateway::start(SERVER_CREDENTIALS, PRIVATE_STREAM)
+    Gateway::demo(SERVER_CREDENTIALS, PRIVATE_STREAM)
 }
 
 fn ffprobe_video(url: &str) -> std::process::Output {
@@ -37,7 +37,7 @@ fn ffmpeg_digest_right_credentials_play_wrong_get_401() {
     for url in [
         gateway.url_with_credentials("viewer", "wrong", "demo"),
         gateway.url_with_credentials("intruder", "s3cret-pass", "demo"),
-        gateway.url("demo"),
+        gateway.rtsp_url("demo"),
         // The server's credentials do not open a stream that has its own.
         gateway.url_with_credentials("viewer", "s3cret-pass", "private"),
     ] {
@@ -70,10 +70,7 @@ fn ffmpeg_digest_right_credentials_play_wrong_get_401() {
 }
 
 fn aiortsp_describe(url: &str, scheme: &str) -> (u16, String) {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/rtsp_support/aiortsp_read.py"
-    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/aiortsp_read.py");
     let output = run(
         Command::new(venv_python()).args([script, "--describe", url, scheme]),
         PEER_DEADLINE,

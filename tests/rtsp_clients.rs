@@ -3,17 +3,17 @@
 //! arguments. The stream is the bundled demo capture (720p H.264 + AAC stereo,
 //! 2 s GOP) replayed by the gateway at real time.
 
-mod rtsp_support;
+mod support;
 
 use std::process::Command;
 use std::time::Duration;
 
-use rtsp_support::*;
+use support::*;
 
 #[test]
 fn ffprobe_sees_both_tracks_with_codecs_and_resolution() {
-    let gateway = Gateway::start("", "");
-    let output = ffprobe_streams(&gateway.url("demo"), &[]);
+    let gateway = Gateway::demo("", "");
+    let output = ffprobe_streams(&gateway.rtsp_url("demo"), &[]);
     let stdout = text(&output.stdout);
     assert!(
         output.status.success(),
@@ -58,8 +58,8 @@ fn ffmpeg_decode(url: &str, transport: &str) -> std::process::Output {
 }
 
 fn assert_clean_decode(transport: &str) {
-    let gateway = Gateway::start("", "");
-    let output = ffmpeg_decode(&gateway.url("demo"), transport);
+    let gateway = Gateway::demo("", "");
+    let output = ffmpeg_decode(&gateway.rtsp_url("demo"), transport);
     let stderr = text(&output.stderr);
     let stdout = text(&output.stdout);
     assert!(
@@ -99,8 +99,8 @@ fn ffmpeg_over_udp_decodes_10s_without_errors() {
 
 #[test]
 fn first_video_packet_is_a_keyframe_whenever_a_reader_joins() {
-    let gateway = Gateway::start("", "");
-    let url = gateway.url("demo");
+    let gateway = Gateway::demo("", "");
+    let url = gateway.rtsp_url("demo");
     // Readers join at staggered moments across a 2 s GOP, over both transports.
     let joins: Vec<_> = (0..6)
         .map(|i| {
@@ -177,13 +177,10 @@ fn gstreamer_rtspsrc_plays_over_udp() {
 
 fn gstreamer_plays(protocols: &str) {
     peer("gst-launch-1.0");
-    let gateway = Gateway::start("", "");
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/rtsp_support/gst_play.py"
-    );
+    let gateway = Gateway::demo("", "");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/gst_play.py");
     let output = run(
-        Command::new(venv_python()).args([script, &gateway.url("demo"), protocols, "8"]),
+        Command::new(venv_python()).args([script, &gateway.rtsp_url("demo"), protocols, "8"]),
         PEER_DEADLINE,
     );
     let stdout = text(&output.stdout);
@@ -209,10 +206,7 @@ fn gstreamer_plays(protocols: &str) {
 }
 
 fn aiortsp_reads(url: &str) {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/rtsp_support/aiortsp_read.py"
-    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/aiortsp_read.py");
     let output = run(
         Command::new(venv_python()).args([script, url, "4"]),
         PEER_DEADLINE,
@@ -247,15 +241,15 @@ fn aiortsp_reads(url: &str) {
 
 #[test]
 fn aiortsp_reads_over_tcp_and_udp() {
-    let gateway = Gateway::start("", "");
+    let gateway = Gateway::demo("", "");
     // aiortsp picks the transport from the scheme: rtspt:// is TCP, rtsp:// UDP.
-    aiortsp_reads(&gateway.url("demo").replacen("rtsp://", "rtspt://", 1));
-    aiortsp_reads(&gateway.url("demo"));
+    aiortsp_reads(&gateway.rtsp_url("demo").replacen("rtsp://", "rtspt://", 1));
+    aiortsp_reads(&gateway.rtsp_url("demo"));
 }
 
 #[test]
 fn frigate_detect_and_record_at_once_make_valid_mp4_segments() {
-    let gateway = Gateway::start("", "");
+    let gateway = Gateway::demo("", "");
     let dir = TempDir::new("frigate");
     let segments = dir.path().join("seg%03d.mp4");
     // Frigate's RTSP input preset, one detect output (scaled raw frames) and its
@@ -270,7 +264,7 @@ fn frigate_detect_and_record_at_once_make_valid_mp4_segments() {
             .args(["-hide_banner", "-nostats", "-v", "error"])
             .args(frigate_input.split_whitespace())
             // Bounded as an input option, so both outputs stop.
-            .args(["-t", "13", "-i", &gateway.url("demo")])
+            .args(["-t", "13", "-i", &gateway.rtsp_url("demo")])
             .args(detect.split_whitespace())
             .arg(dir.path().join("detect.yuv"))
             .args(record.split_whitespace())

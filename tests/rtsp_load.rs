@@ -6,12 +6,12 @@
 //! each decodes only keyframes (`-skip_frame nokey`): every IDR that reaches it
 //! must decode.
 
-mod rtsp_support;
+mod support;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use rtsp_support::*;
+use support::*;
 
 const READERS: usize = 50;
 
@@ -25,8 +25,8 @@ fn signal(pid: u32, signal: &str) {
 
 #[test]
 fn fifty_tcp_readers_decode_while_another_reader_is_stopped() {
-    let mut gateway = Gateway::start("", "");
-    let url = gateway.url("demo");
+    let mut gateway = Gateway::demo("", "");
+    let url = gateway.rtsp_url("demo");
 
     // The frozen reader: plays, then stops reading for the rest of the test.
     let mut frozen = Command::new(peer("ffmpeg"))

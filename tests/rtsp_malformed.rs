@@ -3,20 +3,20 @@
 //! the server; well-formed requests it cannot serve get their status and the
 //! connection stays usable. The gateway never panics and keeps serving.
 
-mod rtsp_support;
+mod support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use rtsp_support::*;
+use support::*;
 
 /// How long the server gets to answer or close (generous: a missing close is a
 /// hang, not a slow answer).
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
 fn connect(gateway: &Gateway) -> TcpStream {
-    let stream = TcpStream::connect(("127.0.0.1", gateway.port)).expect("connect");
+    let stream = TcpStream::connect(("127.0.0.1", gateway.rtsp_port)).expect("connect");
     stream
         .set_read_timeout(Some(ANSWER_WITHIN))
         .expect("read timeout");
@@ -63,7 +63,7 @@ fn read_response(stream: &mut TcpStream) -> String {
 
 #[test]
 fn malformed_and_oversized_requests_get_400_and_close() {
-    let gateway = Gateway::start("", "");
+    let gateway = Gateway::demo("", "");
     let big_header = format!(
         "OPTIONS rtsp://127.0.0.1/demo RTSP/1.0\r\nCSeq: 1\r\nX-Pad: {}\r\n\r\n",
         "a".repeat(40_000)
@@ -125,10 +125,10 @@ fn malformed_and_oversized_requests_get_400_and_close() {
 
 #[test]
 fn unservable_requests_get_their_status_and_keep_the_connection() {
-    let gateway = Gateway::start("", "");
-    let url = gateway.url("demo");
+    let gateway = Gateway::demo("", "");
+    let url = gateway.rtsp_url("demo");
     let cases: Vec<(&str, String, &str)> = vec![
-        ("unknown stream", format!("DESCRIBE {} RTSP/1.0\r\nCSeq: 2\r\n\r\n", gateway.url("nope")), "404"),
+        ("unknown stream", format!("DESCRIBE {} RTSP/1.0\r\nCSeq: 2\r\n\r\n", gateway.rtsp_url("nope")), "404"),
         ("unknown track", format!("SETUP {url}/trackID=9 RTSP/1.0\r\nCSeq: 3\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"), "404"),
         ("unknown method", format!("FROBNICATE {url} RTSP/1.0\r\nCSeq: 4\r\n\r\n"), "501"),
         ("RECORD on a restream", format!("RECORD {url} RTSP/1.0\r\nCSeq: 5\r\n\r\n"), "405"),

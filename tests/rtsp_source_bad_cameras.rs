@@ -3,14 +3,13 @@
 //! answers. Each gives a clear error in the log and the status, the source retries
 //! with backoff, nothing panics, and stopping the source leaves no task behind.
 
-mod rtsp_source_support;
-mod rtsp_support;
+mod support;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use rtsp_source_support::*;
 use streamgate_rtsp::client::{RtspSource, SourceState};
+use support::camera::*;
 
 /// Runs a source against `url` until it has failed twice (the second attempt came
 /// after a backoff delay), checks the error, stops it, and checks no task is left.
@@ -95,7 +94,7 @@ async fn camera_that_never_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_listening() {
-    let port = rtsp_support::free_port();
+    let port = support::free_port();
     fails_cleanly(
         "bad-refused",
         &format!("rtsp://127.0.0.1:{port}/cam"),

@@ -3,16 +3,15 @@
 //! decodes the restream, the camera is left after the idle grace; a stream with the
 //! wrong password shows the 401 in the HTTP API; no password reaches the log or the API.
 
-mod rtsp_source_support;
-mod rtsp_support;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rtsp_source_support::*;
-use rtsp_support::{error_lines, peer, progress_value, run, text, Gateway, PEER_DEADLINE};
+use support::camera::*;
+use support::{error_lines, peer, progress_value, run, text, Gateway, PEER_DEADLINE};
 
 fn decode_restream(gateway: &Gateway, transport: &str) {
     let output = run(
@@ -27,7 +26,7 @@ fn decode_restream(gateway: &Gateway, transport: &str) {
             ])
             .args([
                 "-i",
-                &gateway.url("cam"),
+                &gateway.rtsp_url("cam"),
                 "-t",
                 "6",
                 "-f",
@@ -70,7 +69,7 @@ fn configured_camera_is_pulled_on_demand_and_restreamed() {
         camera.url_with(&format!("viewer:{password}"), "cam"),
         other_camera.url_with(&format!("viewer:{wrong}"), "cam"),
     );
-    let gateway = Gateway::start("", &streams);
+    let gateway = Gateway::demo("", &streams);
 
     // The always-on stream with the wrong password reports the camera's 401 in the API.
     let view = wait_api(&gateway, "badauth", |view| {

@@ -4,17 +4,16 @@
 //! ffmpeg; through a camera crash and restart and a frozen camera; on demand; with
 //! credentials.
 
-mod rtsp_source_support;
-mod rtsp_support;
+mod support;
 
 use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
-use rtsp_source_support::*;
-use rtsp_support::{error_lines, peer, progress_value, run, text, PEER_DEADLINE};
 use streamgate_rtp::{Codec, MediaKind};
 use streamgate_rtsp::client::{RtspSource, SourceState};
+use support::camera::*;
+use support::{error_lines, peer, progress_value, run, text, PEER_DEADLINE};
 
 /// What a pull test uses and expects.
 struct Pull {

@@ -3,7 +3,7 @@
 //! restream, audio included. With sessions capped at 20 s, one ffmpeg reader sees a
 //! single continuous stream for 70 s.
 
-mod rtsp_support;
+mod support;
 #[path = "../crates/whep/tests/common/mod.rs"]
 mod whep_common;
 
@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use rtsp_support::{error_lines, peer, run, text, Gateway};
+use support::{error_lines, peer, run, text, Gateway};
 use whep_common::WhepServer;
 
 /// The test media (fixtures/ffmpeg_h264_opus.txt): 25 fps video, 20 ms Opus frames.
@@ -89,9 +89,9 @@ fn decode(url: &str, seconds: u32, dir: &Path) -> (Vec<i64>, usize, Vec<String>)
 #[test]
 fn ffmpeg_decodes_the_whep_restream_with_audio() {
     let server = WhepServer::start(&[]);
-    let gateway = Gateway::start("", &whep_stream(&server, ""));
+    let gateway = Gateway::demo("", &whep_stream(&server, ""));
     let seconds = 12;
-    let (video, audio, errors) = decode(&gateway.url("cam"), seconds, gateway.dir.path());
+    let (video, audio, errors) = decode(&gateway.rtsp_url("cam"), seconds, gateway.dir.path());
     assert!(
         errors.is_empty(),
         "ffmpeg decode errors: {errors:?}\ngateway log:\n{}",
@@ -124,9 +124,9 @@ fn ffmpeg_decodes_the_whep_restream_with_audio() {
 #[test]
 fn rotating_sessions_are_one_continuous_restream() {
     let server = WhepServer::start(&["--max-session", "20"]);
-    let gateway = Gateway::start("", &whep_stream(&server, "max_session = \"20s\""));
+    let gateway = Gateway::demo("", &whep_stream(&server, "max_session = \"20s\""));
     let seconds = 70;
-    let (video, audio, errors) = decode(&gateway.url("cam"), seconds, gateway.dir.path());
+    let (video, audio, errors) = decode(&gateway.rtsp_url("cam"), seconds, gateway.dir.path());
     let sessions = server.count("event", "session-created");
     let log = gateway.log();
     assert!(errors.is_empty(), "ffmpeg decode errors: {errors:?}");

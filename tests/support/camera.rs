@@ -1,7 +1,6 @@
 //! Harness of the RTSP camera source tests: the GStreamer fake camera
 //! (tests/peers/gst_camera.py), misbehaving cameras, a restream server in the test
 //! process, and a log capture to check what the source logs (and never logs).
-#![allow(dead_code)] // each test binary uses its own subset
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -15,12 +14,10 @@ use streamgate_rtp::hub::{Hub, HubConfig};
 use streamgate_rtsp::client::{RtspSource, SourceConfig, SourceState, SourceStatus};
 use streamgate_rtsp::server::{RtspServer, ServerConfig, StreamEntry};
 
+use super::repo_path;
+
 /// Generous bound for anything the tests wait for (a failure, not a measurement).
 pub const WAIT: Duration = Duration::from_secs(30);
-
-pub fn repo_path(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
-}
 
 /// A bundled media file the fake camera can loop: `ffmpeg_h264_aac.mkv` (10 s
 /// 720p H.264, 2 s GOP, + AAC stereo) or `ffmpeg_h264_opus.mkv`.

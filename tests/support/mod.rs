@@ -1,0 +1,514 @@
+//! Harness shared by the end-to-end tests: the real `streamgate` binary on free
+//! ports with a temp config, peers found on PATH (a missing peer fails the test,
+//! never skips), peers run bounded in time, ffmpeg output helpers and a minimal
+//! blocking HTTP/1.1 client. The RTSP camera-source harness is in [`camera`].
+#![allow(dead_code)] // each test binary uses its own subset
+
+pub mod camera;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Longest any peer process may run before the test fails it.
+pub const PEER_DEADLINE: Duration = Duration::from_secs(90);
+
+/// Longest a wait on the gateway may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// The path of a peer program; panics (fails the test) when it is not installed.
+pub fn peer(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("required peer `{name}` is not on PATH: run scripts/setup"))
+}
+
+/// A path inside the repository.
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// A capture under fixtures/, as an absolute path.
+pub fn fixture(name: &str) -> String {
+    repo_path("fixtures").join(name).display().to_string()
+}
+
+/// The project venv's python (aiortsp lives there).
+pub fn venv_python() -> PathBuf {
+    let python = repo_path(".venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} missing: run scripts/setup",
+        python.display()
+    );
+    python
+}
+
+/// A directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("streamgate-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The running binary; killed on drop. Its config is `dir/gateway.toml`, its log `dir/gateway.log`.
+pub struct Gateway {
+    child: Child,
+    pub rtsp_port: u16,
+    pub http_port: u16,
+    pub dir: TempDir,
+    rtsp_extra: String,
+}
+
+impl Gateway {
+    /// The binary with `streams` (`[streams.*]` tables and other sections) as the rest of its config.
+    pub fn start(streams: &str) -> Gateway {
+        Gateway::launch("", streams, &[])
+    }
+
+    /// Like [`Gateway::start`], with extra environment variables for the binary.
+    pub fn start_with_env(streams: &str, env: &[(&str, &str)]) -> Gateway {
+        Gateway::launch("", streams, env)
+    }
+
+    /// The demo capture as stream `demo`, `rtsp_extra` lines in `[rtsp]` and `extra` appended.
+    pub fn demo(rtsp_extra: &str, extra: &str) -> Gateway {
+        Gateway::launch(
+            rtsp_extra,
+            &format!("[streams.demo]\nsource = \"demo\"\n\n{extra}\n"),
+            &[],
+        )
+    }
+
+    /// The demo stream as `demo` with `extra_hls` lines in `[hls]`.
+    pub fn hls(extra_hls: &str) -> Gateway {
+        Gateway::hls_with("[streams.demo]\nsource = \"demo\"\n", extra_hls)
+    }
+
+    /// The given `[streams.*]` tables with `extra_hls` lines in `[hls]`.
+    pub fn hls_with(streams: &str, extra_hls: &str) -> Gateway {
+        Gateway::start(&format!("{streams}\n[hls]\n{extra_hls}\n"))
+    }
+
+    fn launch(rtsp_extra: &str, rest: &str, env: &[(&str, &str)]) -> Gateway {
+        let (rtsp_port, http_port) = (free_port(), free_port());
+        let dir = TempDir::new("gateway");
+        let config = dir.path().join("gateway.toml");
+        std::fs::write(&config, config_text(rtsp_port, http_port, rtsp_extra, rest))
+            .expect("write config");
+        let log = std::fs::File::create(dir.path().join("gateway.log")).expect("create log");
+        let child = Command::new(env!("CARGO_BIN_EXE_streamgate"))
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info,streamgate_rtsp=debug")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn streamgate");
+        let mut gateway = Gateway {
+            child,
+            rtsp_port,
+            http_port,
+            dir,
+            rtsp_extra: rtsp_extra.to_owned(),
+        };
+        gateway.wait_listening();
+        gateway
+    }
+
+    /// Waits until both listeners accept and `/healthz` answers 200.
+    fn wait_listening(&mut self) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            assert!(
+                self.is_running(),
+                "gateway exited at start; log:\n{}",
+                self.log()
+            );
+            if TcpStream::connect(("127.0.0.1", self.rtsp_port)).is_ok()
+                && http(self.http_port, "GET", "/healthz", None).0 == 200
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway did not listen on {}/{} within {DEADLINE:?}; log:\n{}",
+                self.rtsp_port,
+                self.http_port,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Replaces the config file's rest (the listeners stay) and sends SIGHUP.
+    pub fn reload(&self, streams: &str) {
+        let text = config_text(self.rtsp_port, self.http_port, &self.rtsp_extra, streams);
+        std::fs::write(self.dir.path().join("gateway.toml"), text).expect("rewrite config");
+        let status = Command::new(peer("kill"))
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP failed");
+    }
+
+    pub fn rtsp_url(&self, path: &str) -> String {
+        format!("rtsp://127.0.0.1:{}/{path}", self.rtsp_port)
+    }
+
+    pub fn url_with_credentials(&self, user: &str, password: &str, path: &str) -> String {
+        format!(
+            "rtsp://{user}:{password}@127.0.0.1:{}/{path}",
+            self.rtsp_port
+        )
+    }
+
+    /// `http://127.0.0.1:PORT{path}`; `path` starts with `/`.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The gateway's log so far (for assertion messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Resident set size of the gateway process, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    /// One HTTP request to the gateway: (status, body).
+    pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        http(self.http_port, method, path, body)
+    }
+
+    pub fn wait_for(&self, mut done: impl FnMut() -> bool, what: &str) {
+        let deadline = Instant::now() + DEADLINE;
+        while !done() {
+            assert!(
+                Instant::now() < deadline,
+                "{what} never happened; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Polls `path` until it answers 200 (the gateway answers 503 while the first segment is made).
+    pub fn wait_ok(&self, path: &str) -> Response {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let response = get(self.http_port, path);
+            if response.status == 200 {
+                return response;
+            }
+            assert!(
+                response.status == 503 && Instant::now() < deadline,
+                "GET {path}: {} {}\n{}",
+                response.status,
+                response.text(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn config_text(rtsp_port: u16, http_port: u16, rtsp_extra: &str, rest: &str) -> String {
+    format!(
+        "[rtsp]\nlisten = \"127.0.0.1:{rtsp_port}\"\n{rtsp_extra}\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n{rest}"
+    )
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP response.
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port` (connection closed after), with extra
+/// header lines (each ending in `\r\n`); `None` when the exchange failed. The body
+/// is read by Content-Length (the gateway always sends it), else to the end.
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &str,
+    timeout: Duration,
+) -> Option<Response> {
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    socket.set_read_timeout(Some(timeout)).ok()?;
+    let body = body.unwrap_or("");
+    write!(
+        socket,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/toml\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut reader = BufReader::new(socket);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let status = line.split_whitespace().nth(1)?.parse().ok()?;
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).ok()?;
+        let trimmed = line.trim_end();
+        if trimmed.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = trimmed.split_once(':') {
+            headers.push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+    }
+    let mut response = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    match response
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        Some(len) => {
+            response.body.resize(len, 0);
+            reader.read_exact(&mut response.body).ok()?;
+        }
+        None => {
+            reader.read_to_end(&mut response.body).ok()?;
+        }
+    }
+    Some(response)
+}
+
+/// GET `path` from 127.0.0.1:`port` (30 s timeout); fails the test when there is no answer.
+pub fn get(port: u16, path: &str) -> Response {
+    let response = request(port, "GET", path, None, "", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("GET {path}: no HTTP answer"));
+    assert!(
+        response.header("transfer-encoding").is_none(),
+        "chunked responses are not expected from the gateway"
+    );
+    response
+}
+
+/// One HTTP request; (status, body). Status 0: no answer.
+pub fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    http_with_headers(port, method, path, body, "")
+}
+
+/// [`http`] with extra header lines (each ending in `\r\n`).
+pub fn http_with_headers(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &str,
+) -> (u16, String) {
+    request(port, method, path, body, headers, Duration::from_secs(10))
+        .map_or((0, String::new()), |response| {
+            (response.status, response.text())
+        })
+}
+
+/// Value of `name{labels}` in Prometheus text.
+pub fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+}
+
+/// Runs a command to completion, killing it after `deadline`.
+pub fn run(command: &mut Command, deadline: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        buf
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf);
+        buf
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr =
+                String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
+            panic!("{command:?} did not finish within {deadline:?}; stderr:\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
+}
+
+/// Runs the peer `program` with `args` within [`PEER_DEADLINE`]: (success, stdout, stderr).
+pub fn run_peer(program: &str, args: &[&str]) -> (bool, String, String) {
+    let output = run(Command::new(peer(program)).args(args), PEER_DEADLINE);
+    (
+        output.status.success(),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// ffprobe's `key=value` lines of the streams of `url`.
+pub fn ffprobe_streams(url: &str, extra: &[&str]) -> Output {
+    run(
+        Command::new(peer("ffprobe"))
+            .args(["-v", "error", "-rtsp_transport", "tcp"])
+            .args(extra)
+            .args([
+                "-show_entries",
+                "stream=codec_type,codec_name,width,height,sample_rate,channels",
+            ])
+            .args(["-of", "default=noprint_wrappers=1", url]),
+        PEER_DEADLINE,
+    )
+}
+
+/// Lines of ffmpeg's `-progress` output, last value per key.
+pub fn progress_value(stdout: &str, key: &str) -> Option<String> {
+    stdout
+        .lines()
+        .rev()
+        .filter_map(|l| l.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.trim().to_string())
+}
+
+/// ffmpeg stderr lines at error level that matter (ffmpeg prints nothing else with `-v error`).
+pub fn error_lines(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| !l.trim().is_empty()).collect()
+}
+
+/// ffmpeg's error-level lines that report a decoding problem. Left out: the
+/// null/MP4 muxer's "non monotonically increasing dts" notice, which is about
+/// input timestamps, not decoding: it appears when frames arrive faster than
+/// real time under `-use_wallclock_as_timestamps` (the GOP-cache burst), and
+/// over UDP, where ffmpeg reads each socket in turn video-first and stamps the
+/// first audio packet it reads after the burst like the next one.
+pub fn decode_errors(stderr: &str) -> Vec<&str> {
+    error_lines(stderr)
+        .into_iter()
+        .filter(|l| !l.contains("non monotonically increasing dts to muxer"))
+        .collect()
+}
+
+/// ffmpeg decoding `url` to nothing; its `-progress` frame counts arrive on the channel.
+pub fn start_reader(url: &str) -> (Child, mpsc::Receiver<u64>) {
+    let mut child = Command::new(peer("ffmpeg"))
+        .args([
+            "-hide_banner",
+            "-nostats",
+            "-v",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+        ])
+        .args(["-i", url, "-f", "null", "-", "-progress", "pipe:1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ffmpeg");
+    let stdout = child.stdout.take().expect("stdout");
+    let (frames_tx, frames) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(Ok(frame)) = line.strip_prefix("frame=").map(|v| v.trim().parse()) {
+                if frames_tx.send(frame).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    (child, frames)
+}
