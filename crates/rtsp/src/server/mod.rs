@@ -56,6 +56,9 @@ pub struct ServerConfig {
     pub write_timeout: Duration,
     /// Connections beyond this are answered 503 and closed.
     pub max_connections: usize,
+    /// Server RTP/RTCP ports for UDP readers (so a firewall or container port
+    /// mapping can let them through); `None`: ephemeral ports.
+    pub udp_ports: Option<udp::UdpPortRange>,
     /// Where playing sessions are listed; pass a clone to whoever reports them.
     pub readers: Readers,
 }
@@ -69,6 +72,7 @@ impl Default for ServerConfig {
             describe_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            udp_ports: None,
             readers: Readers::default(),
         }
     }

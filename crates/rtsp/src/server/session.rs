@@ -26,7 +26,7 @@ use super::response::{Response, Status};
 use super::sender_report::SenderReports;
 use super::target::{content_base, Target};
 use super::transport::{self, TransportRequest};
-use super::udp::UdpTrack;
+use super::udp::{UdpBindError, UdpTrack};
 use super::{ServerConfig, StreamDirectory, StreamEntry};
 
 const PUBLIC_METHODS: &str =
@@ -355,6 +355,7 @@ impl ConnectionState {
             } => {
                 match UdpTrack::bind(
                     self.local_ip,
+                    self.config.udp_ports,
                     self.peer_ip,
                     (rtp_port, rtcp_port),
                     Arc::clone(&self.activity),
@@ -363,6 +364,10 @@ impl ConnectionState {
                 .await
                 {
                     Ok(udp) => Some(Arc::new(udp)),
+                    Err(e @ UdpBindError::RangeExhausted(_)) => {
+                        tracing::warn!(stream = %target.stream, error = %e, "SETUP refused (453): widen [rtsp] udp_ports");
+                        return status(Status::NotEnoughBandwidth);
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "SETUP: cannot bind UDP ports");
                         return status(Status::ServiceUnavailable);
