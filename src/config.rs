@@ -44,6 +44,9 @@ pub struct RtspConfig {
     /// Credentials every stream requires unless it sets its own (Basic or Digest).
     pub username: Option<String>,
     pub password: Option<Secret>,
+    /// Server ports for UDP readers' RTP/RTCP pairs, e.g. `"8000-8099"` (default: ephemeral).
+    #[serde(default, deserialize_with = "udp_port_range")]
+    pub udp_ports: Option<streamgate_rtsp::server::udp::UdpPortRange>,
 }
 
 impl Default for RtspConfig {
@@ -52,8 +55,16 @@ impl Default for RtspConfig {
             listen: default_rtsp_listen(),
             username: None,
             password: None,
+            udp_ports: None,
         }
     }
+}
+
+fn udp_port_range<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<streamgate_rtsp::server::udp::UdpPortRange>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 fn default_rtsp_listen() -> std::net::SocketAddr {
@@ -465,6 +476,16 @@ mod tests {
                 "bad rtsp listen",
                 "[rtsp]\nlisten = \"8554\"\n",
                 "gw.toml:2:10: invalid socket address",
+            ),
+            (
+                "reversed udp_ports",
+                "[rtsp]\nudp_ports = \"9000-8000\"\n",
+                "gw.toml:2:13: UDP port range \"9000-8000\" must be \"FIRST-LAST\" with an even FIRST",
+            ),
+            (
+                "odd udp_ports start",
+                "[rtsp]\nudp_ports = \"8001-8099\"\n",
+                "gw.toml:2:13: UDP port range \"8001-8099\" must be",
             ),
             (
                 "sdp on demo",

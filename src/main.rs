@@ -189,6 +189,7 @@ async fn start_rtsp(
     let server_config = ServerConfig {
         listen: config.rtsp.listen,
         credentials: credentials(&config.rtsp.username, &config.rtsp.password),
+        udp_ports: config.rtsp.udp_ports,
         ..ServerConfig::default()
     };
     let streams = streams.clone();
