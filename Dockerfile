@@ -8,8 +8,13 @@ FROM debian:bookworm-slim
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin streamgate
 COPY --from=build /src/target/release/streamgate /usr/local/bin/streamgate
 COPY gateway.toml /etc/streamgate/gateway.toml
+# UDP readers' RTP/RTCP pairs come from [rtsp] udp_ports (commented out in the shipped
+# file): enable it so they use the exposed range (fails the build if the line moved).
+# Publish it as is (-p 8000-8099:8000-8099/udp): the ports are announced to readers.
+RUN sed -i 's/^# udp_ports = "8000-8099"$/udp_ports = "8000-8099"/' /etc/streamgate/gateway.toml \
+ && grep -q '^udp_ports = "8000-8099"$' /etc/streamgate/gateway.toml
 USER streamgate
-# RTSP (TCP, and the UDP range for RTP/RTCP to UDP readers), HTTP (dashboard, API, metrics, HLS).
+# RTSP (TCP, and [rtsp] udp_ports for RTP/RTCP to UDP readers), HTTP (dashboard, API, metrics, HLS).
 EXPOSE 8554/tcp 8000-8099/udp 8080/tcp
 # Healthy while /healthz answers and the RTSP listener accepts connections
 # (bash's /dev/tcp: no curl in the image).
