@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use m3u8_rs::{MediaPlaylist, Playlist};
-use support::{get, Gateway};
+use support::{get, hint_parts, Gateway};
 
 /// `KEY=VALUE,...` attributes of a tag (quoted values unquoted).
 fn attributes(rest: &str) -> BTreeMap<String, String> {
@@ -144,13 +144,7 @@ fn check_playlist(text: &str) -> (BTreeMap<u64, SeenSegment>, String) {
 }
 
 fn hint_position(uri: &str) -> (u64, usize) {
-    let (msn, part) = uri
-        .strip_prefix("part_")
-        .unwrap()
-        .strip_suffix(".m4s")
-        .unwrap()
-        .split_once('_')
-        .unwrap();
+    let (msn, part) = hint_parts(uri);
     (msn.parse().unwrap(), part.parse().unwrap())
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{get, Gateway};
+use support::{get, hint_parts, Gateway};
 
 const VIEWERS: usize = 20;
 const RUN: Duration = Duration::from_secs(120);
@@ -20,13 +20,7 @@ fn viewer(port: u16, stop: &AtomicBool, parts: &AtomicU64, errors: &AtomicU64) {
     while !stop.load(Ordering::Relaxed) {
         let path = match &hint {
             Some(uri) => {
-                let (msn, part) = uri
-                    .strip_prefix("part_")
-                    .unwrap()
-                    .strip_suffix(".m4s")
-                    .unwrap()
-                    .split_once('_')
-                    .unwrap();
+                let (msn, part) = hint_parts(uri);
                 format!("/hls/demo/stream.m3u8?_HLS_msn={msn}&_HLS_part={part}")
             }
             None => "/hls/demo/stream.m3u8".to_owned(),

@@ -38,28 +38,9 @@ fn ffprobe_sees_both_tracks_with_codecs_and_resolution() {
     }
 }
 
-/// Decodes 10 s of the stream (video and audio) and returns ffmpeg's output.
-fn ffmpeg_decode(url: &str, transport: &str) -> std::process::Output {
-    run(
-        Command::new(peer("ffmpeg"))
-            .args([
-                "-hide_banner",
-                "-nostats",
-                "-v",
-                "error",
-                "-rtsp_transport",
-                transport,
-                "-i",
-                url,
-            ])
-            .args(["-t", "10", "-f", "null", "-", "-progress", "pipe:1"]),
-        PEER_DEADLINE,
-    )
-}
-
 fn assert_clean_decode(transport: &str) {
     let gateway = Gateway::demo("", "");
-    let output = ffmpeg_decode(&gateway.rtsp_url("demo"), transport);
+    let output = ffmpeg_decode(&gateway.rtsp_url("demo"), transport, 10, &[], &[]);
     let stderr = text(&output.stderr);
     let stdout = text(&output.stdout);
     assert!(
@@ -77,9 +58,7 @@ fn assert_clean_decode(transport: &str) {
         problems.is_empty(),
         "ffmpeg over {transport} reported decode errors:\n{stderr}"
     );
-    let frames: u64 = progress_value(&stdout, "frame")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let frames: u64 = decoded_frames(&stdout);
     // 10 s at 25 fps is 250 frames; allow ffmpeg's own start/end rounding.
     assert!(
         frames >= 240,

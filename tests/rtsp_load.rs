@@ -15,14 +15,6 @@ use support::*;
 
 const READERS: usize = 50;
 
-fn signal(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill {signal} {pid} failed");
-}
-
 #[test]
 fn fifty_tcp_readers_decode_while_another_reader_is_stopped() {
     let mut gateway = Gateway::demo("", "");
@@ -55,20 +47,8 @@ fn fifty_tcp_readers_decode_while_another_reader_is_stopped() {
         .map(|i| {
             let url = url.clone();
             std::thread::spawn(move || {
-                let output = run(
-                    Command::new(peer("ffmpeg"))
-                        .args([
-                            "-hide_banner",
-                            "-nostats",
-                            "-v",
-                            "error",
-                            "-rtsp_transport",
-                            "tcp",
-                        ])
-                        .args(["-skip_frame", "nokey", "-i", &url, "-t", "8", "-map", "0:v"])
-                        .args(["-f", "null", "-", "-progress", "pipe:1"]),
-                    PEER_DEADLINE,
-                );
+                let output =
+                    ffmpeg_decode(&url, "tcp", 8, &["-skip_frame", "nokey"], &["-map", "0:v"]);
                 (i, output)
             })
         })
@@ -77,9 +57,7 @@ fn fifty_tcp_readers_decode_while_another_reader_is_stopped() {
     for reader in readers {
         let (i, output) = reader.join().expect("reader thread");
         let stderr = text(&output.stderr);
-        let frames: u64 = progress_value(&text(&output.stdout), "frame")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let frames: u64 = decoded_frames(&text(&output.stdout));
         // 8 s of a 2 s GOP: the cached keyframe and at least two more.
         if !output.status.success() || !error_lines(&stderr).is_empty() || frames < 3 {
             failures.push(format!(

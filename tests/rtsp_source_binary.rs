@@ -7,36 +7,13 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::camera::*;
-use support::{error_lines, peer, progress_value, run, text, Gateway, PEER_DEADLINE};
+use support::{decoded_frames, error_lines, ffmpeg_decode, text, Gateway};
 
 fn decode_restream(gateway: &Gateway, transport: &str) {
-    let output = run(
-        Command::new(peer("ffmpeg"))
-            .args([
-                "-hide_banner",
-                "-nostats",
-                "-v",
-                "error",
-                "-rtsp_transport",
-                transport,
-            ])
-            .args([
-                "-i",
-                &gateway.rtsp_url("cam"),
-                "-t",
-                "6",
-                "-f",
-                "null",
-                "-",
-                "-progress",
-                "pipe:1",
-            ]),
-        PEER_DEADLINE,
-    );
+    let output = ffmpeg_decode(&gateway.rtsp_url("cam"), transport, 6, &[], &[]);
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert!(
         output.status.success(),
@@ -48,9 +25,7 @@ fn decode_restream(gateway: &Gateway, transport: &str) {
         "ffmpeg reported errors:\n{stderr}\n{}",
         gateway.log()
     );
-    let frames: u64 = progress_value(&stdout, "frame")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let frames: u64 = decoded_frames(&stdout);
     assert!(
         frames >= 100,
         "ffmpeg decoded only {frames} frames of 6 s at 25 fps"

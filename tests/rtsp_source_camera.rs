@@ -13,7 +13,7 @@ use std::time::Duration;
 use streamgate_rtp::{Codec, MediaKind};
 use streamgate_rtsp::client::{RtspSource, SourceState};
 use support::camera::*;
-use support::{error_lines, peer, progress_value, run, text, PEER_DEADLINE};
+use support::{decoded_frames, error_lines, ffmpeg_decode, peer, run, text, PEER_DEADLINE};
 
 /// What a pull test uses and expects.
 struct Pull {
@@ -93,25 +93,9 @@ async fn pull_and_restream(pull: Pull) {
     drop(subscription);
 
     let url = restream(pull.name, hub.clone()).await;
-    let output = tokio::task::spawn_blocking(move || {
-        run(
-            Command::new(peer("ffmpeg"))
-                .args([
-                    "-hide_banner",
-                    "-nostats",
-                    "-v",
-                    "error",
-                    "-rtsp_transport",
-                    "tcp",
-                    "-i",
-                    &url,
-                ])
-                .args(["-t", "8", "-f", "null", "-", "-progress", "pipe:1"]),
-            PEER_DEADLINE,
-        )
-    })
-    .await
-    .expect("ffmpeg thread");
+    let output = tokio::task::spawn_blocking(move || ffmpeg_decode(&url, "tcp", 8, &[], &[]))
+        .await
+        .expect("ffmpeg thread");
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert!(
         output.status.success(),
@@ -122,9 +106,7 @@ async fn pull_and_restream(pull: Pull) {
         error_lines(&stderr).is_empty(),
         "ffmpeg reported errors decoding the restream:\n{stderr}"
     );
-    let frames: u64 = progress_value(&stdout, "frame")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let frames: u64 = decoded_frames(&stdout);
     assert!(
         frames >= 150,
         "ffmpeg decoded only {frames} video frames of 8 s at 25 fps:\n{stdout}"
@@ -259,23 +241,7 @@ async fn camera_restart_keeps_consumers_and_timestamps_increasing() {
             PEER_DEADLINE,
         )
     });
-    let decoder = tokio::task::spawn_blocking(move || {
-        run(
-            Command::new(peer("ffmpeg"))
-                .args([
-                    "-hide_banner",
-                    "-nostats",
-                    "-v",
-                    "error",
-                    "-rtsp_transport",
-                    "tcp",
-                    "-i",
-                    &url,
-                ])
-                .args(["-t", "16", "-f", "null", "-", "-progress", "pipe:1"]),
-            PEER_DEADLINE,
-        )
-    });
+    let decoder = tokio::task::spawn_blocking(move || ffmpeg_decode(&url, "tcp", 16, &[], &[]));
 
     let frames_before = recv_frames(&mut subscription, 100).await;
     camera.kill();
@@ -330,9 +296,7 @@ async fn camera_restart_keeps_consumers_and_timestamps_increasing() {
         error_lines(&stderr).is_empty(),
         "ffmpeg reported errors across the restart:\n{stderr}"
     );
-    let frames: u64 = progress_value(&stdout, "frame")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let frames: u64 = decoded_frames(&stdout);
     assert!(
         frames as usize > frames_before.len() + 100,
         "ffmpeg decoded only {frames} frames: none after the restart?"

@@ -90,10 +90,7 @@ impl Camera {
     }
 
     fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status();
-        assert!(status.is_ok_and(|s| s.success()), "kill -{name} failed");
+        super::signal(self.child.id(), &format!("-{name}"));
     }
 
     /// Every stdout line so far (`client-connected N`, `client-closed N`, `media-started`…).

@@ -38,6 +38,16 @@ pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
+/// `(msn, part)` of an LL-HLS preload hint URI `part_{msn}_{part}.m4s`.
+pub fn hint_parts(uri: &str) -> (&str, &str) {
+    uri.strip_prefix("part_")
+        .unwrap()
+        .strip_suffix(".m4s")
+        .unwrap()
+        .split_once('_')
+        .unwrap()
+}
+
 /// A capture under fixtures/, as an absolute path.
 pub fn fixture(name: &str) -> String {
     repo_path("fixtures").join(name).display().to_string()
@@ -52,6 +62,15 @@ pub fn venv_python() -> PathBuf {
         python.display()
     );
     python
+}
+
+/// Sends `signal` (`-HUP`, `-STOP`, `-CONT`…) to process `pid` with kill(1).
+pub fn signal(pid: u32, signal: &str) {
+    let status = Command::new(peer("kill"))
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid} failed");
 }
 
 /// A directory removed on drop.
@@ -174,11 +193,7 @@ impl Gateway {
     pub fn reload(&self, streams: &str) {
         let text = config_text(self.rtsp_port, self.http_port, &self.rtsp_extra, streams);
         std::fs::write(self.dir.path().join("gateway.toml"), text).expect("rewrite config");
-        let status = Command::new(peer("kill"))
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -HUP failed");
+        signal(self.pid(), "-HUP");
     }
 
     pub fn rtsp_url(&self, path: &str) -> String {
@@ -462,6 +477,35 @@ pub fn progress_value(stdout: &str, key: &str) -> Option<String> {
         .filter_map(|l| l.split_once('='))
         .find(|(k, _)| *k == key)
         .map(|(_, v)| v.trim().to_string())
+}
+
+/// ffmpeg decoding `seconds` of `url`, read over `transport`, to nothing: only
+/// error-level lines on stderr, `-progress` on stdout. `input_options` go before
+/// `-i`, `output_options` after `-t`.
+pub fn ffmpeg_decode(
+    url: &str,
+    transport: &str,
+    seconds: u32,
+    input_options: &[&str],
+    output_options: &[&str],
+) -> Output {
+    run(
+        Command::new(peer("ffmpeg"))
+            .args(["-hide_banner", "-nostats", "-v", "error"])
+            .args(["-rtsp_transport", transport])
+            .args(input_options)
+            .args(["-i", url, "-t", &seconds.to_string()])
+            .args(output_options)
+            .args(["-f", "null", "-", "-progress", "pipe:1"]),
+        PEER_DEADLINE,
+    )
+}
+
+/// The frames ffmpeg decoded, from its `-progress` output (0 when it reported none).
+pub fn decoded_frames(stdout: &str) -> u64 {
+    progress_value(stdout, "frame")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// ffmpeg stderr lines at error level that matter (ffmpeg prints nothing else with `-v error`).
