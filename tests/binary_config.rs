@@ -1,40 +1,28 @@
 //! The `streamgate` binary itself: config errors as a user sees them, and a
 //! clean start and stop on the shipped gateway.toml.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+use support::{repo_path, signal, TempDir};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_streamgate");
 /// Hang guard only: how long to wait for a log line before declaring the binary stuck.
 const HANG_GUARD: Duration = Duration::from_secs(60);
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A fresh directory for one test's files.
-fn scratch(test: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("binary_config-{test}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn check_config(path: &Path) -> Output {
-    Command::new(BINARY)
-        .arg("check-config")
-        .arg(path)
-        .env("RUST_LOG", "info")
-        .output()
-        .unwrap()
+/// `streamgate check-config PATH` at the log level a user runs it with.
+fn check_config(path: &Path) -> std::process::Output {
+    support::check_config(path, "info")
 }
 
 #[test]
 fn check_config_reports_file_line_and_problem() {
-    let dir = scratch("errors");
+    let dir = TempDir::new("binary_config-errors");
     let cases: &[(&str, &str, &str)] = &[
         (
             "unknown_key.toml",
@@ -58,7 +46,7 @@ fn check_config_reports_file_line_and_problem() {
         ),
     ];
     for (file, text, expected) in cases {
-        let path = dir.join(file);
+        let path = dir.path().join(file);
         std::fs::write(&path, text).unwrap();
         let output = check_config(&path);
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -73,9 +61,9 @@ fn check_config_reports_file_line_and_problem() {
 
 #[test]
 fn check_config_loads_pcap_sources_and_names_the_stream() {
-    let dir = scratch("pcap");
-    let fixtures = repo().join("fixtures");
-    let good = dir.join("good.toml");
+    let dir = TempDir::new("binary_config-pcap");
+    let fixtures = repo_path("fixtures");
+    let good = dir.path().join("good.toml");
     std::fs::write(
         &good,
         format!(
@@ -91,7 +79,7 @@ fn check_config_loads_pcap_sources_and_names_the_stream() {
         String::from_utf8_lossy(&output.stderr)
     );
 
-    let missing = dir.join("missing.toml");
+    let missing = dir.path().join("missing.toml");
     std::fs::write(&missing, "[streams.cam]\nsource = \"pcap:nowhere.pcap\"\n").unwrap();
     let output = check_config(&missing);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -104,7 +92,7 @@ fn check_config_loads_pcap_sources_and_names_the_stream() {
 
 #[test]
 fn shipped_config_checks_clean() {
-    let output = check_config(&repo().join("gateway.toml"));
+    let output = check_config(&repo_path("gateway.toml"));
     assert!(
         output.status.success(),
         "{}",
@@ -163,12 +151,7 @@ impl Running {
     }
 
     fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{name} failed");
+        signal(self.child.id(), &format!("-{name}"));
     }
 
     /// Collects the rest of the log (until stderr closes) and waits for exit.
@@ -192,7 +175,7 @@ impl Drop for Running {
 /// states its listener there) moved to an ephemeral loopback port, so tests run
 /// side by side and next to a running gateway.
 fn shipped_config_on_ephemeral_ports() -> String {
-    let shipped = std::fs::read_to_string(repo().join("gateway.toml")).unwrap();
+    let shipped = std::fs::read_to_string(repo_path("gateway.toml")).unwrap();
     let mut moved = 0;
     let text: Vec<String> = shipped
         .lines()
@@ -211,13 +194,13 @@ fn shipped_config_on_ephemeral_ports() -> String {
 
 #[test]
 fn starts_on_gateway_toml_and_stops_cleanly_on_sigint() {
-    let dir = scratch("shipped");
+    let dir = TempDir::new("binary_config-shipped");
     std::fs::write(
-        dir.join("gateway.toml"),
+        dir.path().join("gateway.toml"),
         shipped_config_on_ephemeral_ports(),
     )
     .unwrap();
-    let mut gateway = Running::start(&[], &dir);
+    let mut gateway = Running::start(&[], dir.path());
     assert!(
         gateway.wait_for("streamgate running").is_some(),
         "did not start: {:?}",
@@ -239,14 +222,14 @@ fn starts_on_gateway_toml_and_stops_cleanly_on_sigint() {
 
 #[test]
 fn unsupported_sources_are_reported_without_secrets_and_sigterm_stops() {
-    let dir = scratch("unsupported");
+    let dir = TempDir::new("binary_config-unsupported");
     std::fs::write(
-        dir.join("gw.toml"),
+        dir.path().join("gw.toml"),
         shipped_config_on_ephemeral_ports()
             + "\n[streams.cam]\nsource = \"rtsps://admin:hunter2@127.0.0.1:9/live\"\n",
     )
     .unwrap();
-    let mut gateway = Running::start(&["--config", "gw.toml"], &dir);
+    let mut gateway = Running::start(&["--config", "gw.toml"], dir.path());
     assert!(
         gateway.wait_for("streamgate running").is_some(),
         "did not start: {:?}",

@@ -1,23 +1,23 @@
 //! A WHEP stream's options as a user writes them in gateway.toml: accepted on a
 //! `whep://` source, refused elsewhere, and the token never echoed.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod support;
 
+use std::path::Path;
+use std::process::Output;
+
+use support::TempDir;
+
+/// Writes `toml` to `dir/name` and checks it (at debug level: the token must not appear even there).
 fn check_config(dir: &Path, name: &str, toml: &str) -> Output {
     let path = dir.join(name);
     std::fs::write(&path, toml).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_streamgate"))
-        .arg("check-config")
-        .arg(&path)
-        .env("RUST_LOG", "debug")
-        .output()
-        .unwrap()
+    support::check_config(&path, "debug")
 }
 
 #[test]
 fn whep_options_are_checked_and_the_token_stays_secret() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TempDir::new("whep_config");
     let token = "tok-8c1d2e3f4a5b";
     let valid = format!(
         "[streams.ring]\nsource = \"wheps://api.example.com/v1/devices/x/media/streaming/whep/sessions\"\n\

@@ -440,6 +440,17 @@ pub fn run(command: &mut Command, deadline: Duration) -> Output {
     }
 }
 
+/// `streamgate check-config PATH` with `RUST_LOG=rust_log`, run to completion.
+pub fn check_config(path: &Path, rust_log: &str) -> Output {
+    run(
+        Command::new(env!("CARGO_BIN_EXE_streamgate"))
+            .arg("check-config")
+            .arg(path)
+            .env("RUST_LOG", rust_log),
+        PEER_DEADLINE,
+    )
+}
+
 /// Runs the peer `program` with `args` within [`PEER_DEADLINE`]: (success, stdout, stderr).
 pub fn run_peer(program: &str, args: &[&str]) -> (bool, String, String) {
     let output = run(Command::new(peer(program)).args(args), PEER_DEADLINE);
