@@ -8,6 +8,12 @@
 //! BSD loopback and raw IP link layers, IPv4/IPv6, UDP). Each datagram goes to
 //! the track whose SDP `m=` port it was sent to; when the SDP gives no distinct
 //! ports (RTSP descriptions say 0) the RTP payload type picks the track instead.
+//!
+//! RTCP datagrams (packet types 200..=204 in the second byte, whatever the port:
+//! a track's port + 1, or muxed on its port) have their sender reports kept for
+//! the track whose RTP packets carry their SSRC, and fed to the ingest as the replay reaches them: they are
+//! the source's own NTP↔RTP mapping, which puts a track that starts late (AAC
+//! here, ~130 ms after the video) in step with the others when it anchors.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,13 +30,18 @@ use pcap_file::DataLink;
 use crate::hub::Hub;
 use crate::ingest::StreamIngest;
 use crate::packet::RtpPacket;
+use crate::rtcp::{self, RtcpPacket, SenderReport};
 use crate::sdp::{self, SdpTrack};
+use crate::timeline::MAX_JUMP;
 use crate::track::TrackId;
 
 /// Largest capture file loaded (it is held in memory while the stream lives).
 pub const MAX_CAPTURE_BYTES: u64 = 256 * 1024 * 1024;
 /// Most RTP packets kept from one capture.
 pub const MAX_PACKETS: usize = 1_000_000;
+/// Most RTCP sender reports kept from one capture (sources send one every few
+/// seconds per track); later ones are skipped.
+pub const MAX_SENDER_REPORTS: usize = 100_000;
 /// Pause between the last packet of one pass and the first of the next: one
 /// video frame at 25 fps, so a loop looks like one more frame interval.
 pub const LOOP_GAP: Duration = Duration::from_millis(40);
@@ -105,6 +116,10 @@ pub struct Capture {
     /// In capture order: arrival offset from the first kept packet, track, packet.
     /// Offsets never decrease.
     pub packets: Vec<(Duration, TrackId, RtpPacket)>,
+    /// In capture order: the source's RTCP sender reports, each with its arrival
+    /// offset (on the same clock as `packets`; zero for reports sent before the
+    /// first RTP packet) and the track whose SSRC it reports on.
+    pub sender_reports: Vec<(Duration, TrackId, SenderReport)>,
 }
 
 impl Capture {
@@ -158,6 +173,7 @@ impl Capture {
             router,
             packets: Vec::new(),
             max_packets,
+            sender_reports: Vec::new(),
             first: None,
             skipped: 0,
             source_name,
@@ -184,9 +200,11 @@ impl Capture {
             skipped = collector.skipped,
             "capture loaded"
         );
+        let sender_reports = collector.routed_sender_reports();
         Ok(Capture {
             tracks,
             packets: collector.packets,
+            sender_reports,
         })
     }
 
@@ -235,13 +253,21 @@ pub async fn run(
         StreamIngest::new(hub, capture.tracks.iter().map(|t| t.info.clone()).collect());
     let pass_length = capture.duration() + LOOP_GAP;
     let shifts = PassShift::for_capture(&capture, pass_length);
-    let mut pass_start = tokio::time::Instant::now();
+    let mut pass_start = tokio::time::Instant::now() + lead_in(&capture).div_f64(speed);
     let mut pass: u32 = 0;
     loop {
+        let mut sender_reports = capture.sender_reports.iter().peekable();
         for (offset, track, packet) in &capture.packets {
             let due = pass_start + offset.div_f64(speed);
             if due > tokio::time::Instant::now() {
                 tokio::time::sleep_until(due).await;
+            }
+            while let Some((_, report_track, report)) =
+                sender_reports.next_if(|(at, _, _)| at <= offset)
+            {
+                if let Some(shift) = shifts.get(report_track.0) {
+                    ingest.on_sender_report(*report_track, &shift.apply_report(report, pass));
+                }
             }
             let Some(packet) = shifts.get(track.0).map(|s| s.apply(packet, pass)) else {
                 continue;
@@ -257,10 +283,42 @@ pub async fn run(
     }
 }
 
-/// How far one pass moves a track's RTP timestamps and sequence numbers.
+/// How long the first pass waits before its first packet: as long as the
+/// source's sender reports say another track's first frame was stamped before
+/// that packet's. Output time cannot go below zero, so without this wait a
+/// track that the source stamped earlier but sent later (AAC behind H.264)
+/// could not be placed where the reports put it when the replay starts with
+/// its Hub. At most [`MAX_JUMP`], beyond which the ingest ignores the reports.
+fn lead_in(capture: &Capture) -> Duration {
+    const NANOS: i128 = 1_000_000_000;
+    // Nanoseconds on the source's NTP clock at which it stamped a track's first packet.
+    let first_stamped = |track: &SdpTrack| -> Option<i128> {
+        let id = track.info.id;
+        let (_, _, report) = capture.sender_reports.iter().find(|(_, t, _)| *t == id)?;
+        let (_, _, first) = capture.packets.iter().find(|(_, t, _)| *t == id)?;
+        let ticks = i128::from(first.timestamp().wrapping_sub(report.rtp_time) as i32);
+        let rate = i128::from(track.info.clock_rate.max(1));
+        Some(((i128::from(report.ntp_time) * NANOS) >> 32) + ticks * NANOS / rate)
+    };
+    let first_sent = capture
+        .packets
+        .first()
+        .and_then(|(_, id, _)| capture.tracks.iter().find(|t| t.info.id == *id))
+        .and_then(first_stamped);
+    let earliest = capture.tracks.iter().filter_map(first_stamped).min();
+    let (Some(first_sent), Some(earliest)) = (first_sent, earliest) else {
+        return Duration::ZERO;
+    };
+    let ahead = u64::try_from(first_sent - earliest).unwrap_or(0);
+    Duration::from_nanos(ahead).min(MAX_JUMP)
+}
+
+/// How far one pass moves a track's RTP timestamps and sequence numbers (and
+/// its sender reports' NTP times, in 32.32 fixed point).
 struct PassShift {
     timestamp: u32,
     sequence: u16,
+    ntp: u64,
 }
 
 impl PassShift {
@@ -283,9 +341,24 @@ impl PassShift {
                     // RTP timestamps are modulo 2^32: truncation is the intent.
                     timestamp: ticks as u32,
                     sequence: last.wrapping_sub(first).wrapping_add(1),
+                    // NTP times are modulo 2^64 too.
+                    ntp: ((pass_length.as_nanos() << 32) / 1_000_000_000) as u64,
                 }
             })
             .collect()
+    }
+
+    /// `report` as sent in pass `pass`: the same mapping, `pass` passes later.
+    fn apply_report(&self, report: &SenderReport, pass: u32) -> SenderReport {
+        SenderReport {
+            ntp_time: report
+                .ntp_time
+                .wrapping_add(self.ntp.wrapping_mul(u64::from(pass))),
+            rtp_time: report
+                .rtp_time
+                .wrapping_add(self.timestamp.wrapping_mul(pass)),
+            ..report.clone()
+        }
     }
 
     /// `packet` as sent in pass `pass`.
@@ -362,8 +435,10 @@ struct Collector<'a> {
     router: Router,
     packets: Vec<(Duration, TrackId, RtpPacket)>,
     max_packets: usize,
+    /// Sender reports with their capture timestamps, not yet given a track.
+    sender_reports: Vec<(Duration, SenderReport)>,
     first: Option<Duration>,
-    /// Frames that are not RTP to a known track (RTCP, other traffic, fragments).
+    /// Frames not kept: other traffic, fragments, bad RTCP, reports over the cap.
     skipped: usize,
     source_name: &'a str,
 }
@@ -407,6 +482,10 @@ impl Collector<'_> {
             self.skipped += 1;
             return Ok(());
         };
+        if is_rtcp(udp.payload()) {
+            self.rtcp(udp.payload(), timestamp);
+            return Ok(());
+        }
         let Ok(packet) = RtpPacket::parse(share(self.buffer, udp.payload())) else {
             self.skipped += 1;
             return Ok(());
@@ -431,6 +510,53 @@ impl Collector<'_> {
         self.packets.push((offset, track, packet));
         Ok(())
     }
+
+    /// Keeps the sender reports of an RTCP datagram captured at `timestamp`.
+    fn rtcp(&mut self, datagram: &[u8], timestamp: Duration) {
+        let Ok(packets) = rtcp::parse_compound(datagram) else {
+            self.skipped += 1;
+            return;
+        };
+        for packet in packets {
+            if let RtcpPacket::SenderReport(report) = packet {
+                if self.sender_reports.len() == MAX_SENDER_REPORTS {
+                    self.skipped += 1;
+                    return;
+                }
+                self.sender_reports.push((timestamp, report));
+            }
+        }
+    }
+
+    /// The sender reports on the SSRC of a kept track, with offsets on the
+    /// packets' clock. Reports are matched by SSRC rather than port so that
+    /// rtcp-mux and captures routed by payload type work alike, and other
+    /// sessions' RTCP in the capture is ignored.
+    fn routed_sender_reports(&mut self) -> Vec<(Duration, TrackId, SenderReport)> {
+        let tracks_by_ssrc: HashMap<u32, TrackId> = self
+            .packets
+            .iter()
+            .map(|(_, track, packet)| (packet.ssrc(), *track))
+            .collect();
+        let first = self.first.unwrap_or(Duration::ZERO);
+        let mut previous = Duration::ZERO;
+        std::mem::take(&mut self.sender_reports)
+            .into_iter()
+            .filter_map(|(timestamp, report)| {
+                let track = *tracks_by_ssrc.get(&report.ssrc)?;
+                previous = timestamp.saturating_sub(first).max(previous);
+                Some((previous, track, report))
+            })
+            .collect()
+    }
+}
+
+/// RTCP rather than RTP (RFC 5761 section 4: packet types 200..=204 in the
+/// second byte, which RTP payload types 72..=76 with the marker set never use).
+fn is_rtcp(datagram: &[u8]) -> bool {
+    datagram
+        .get(1)
+        .is_some_and(|packet_type| (200..=204).contains(packet_type))
 }
 
 /// A `Bytes` for `part`, which the parsers borrow from `buffer`: a refcounted
@@ -825,6 +951,8 @@ mod tests {
             ),
             (482, 78)
         );
+        // Sender reports are matched to tracks by SSRC, not port.
+        assert_eq!(capture.sender_reports.len(), 4);
     }
 
     #[test]
@@ -857,9 +985,17 @@ mod tests {
         let capture = Arc::new(capture);
         let hub = Hub::new("replay-test", HubConfig::default());
         let mut subscription = hub.subscribe();
+        // Paused tokio time stands still while the test sets up, the Hub's
+        // std-clock origin does not: catch up, so that the replay starts at its
+        // Hub's origin as it does in production.
+        let behind = hub
+            .origin()
+            .0
+            .saturating_duration_since(tokio::time::Instant::now().into_std());
+        tokio::time::advance(behind).await;
         let pass = capture.duration() + LOOP_GAP;
+        let end = tokio::time::Instant::now() + lead_in(&capture) + pass * passes - LOOP_GAP / 2;
         let replay = tokio::spawn(run(capture, hub.clone(), 1.0, true));
-        let end = tokio::time::Instant::now() + pass * passes - LOOP_GAP / 2;
         let mut frames = Vec::new();
         while let Ok(Some(frame)) = tokio::time::timeout_at(end, subscription.recv()).await {
             frames.push(frame);
@@ -920,6 +1056,51 @@ mod tests {
         assert!(
             frames.iter().all(|f| !f.discontinuity),
             "a loop is not a discontinuity"
+        );
+    }
+
+    /// Seconds the source's first sender report of `track` puts between the
+    /// capture of its first RTP packet and an arbitrary common NTP epoch.
+    fn source_seconds_of_first_packet(capture: &Capture, track: &SdpTrack) -> f64 {
+        let id = track.info.id;
+        let (_, _, report) = capture
+            .sender_reports
+            .iter()
+            .find(|(_, t, _)| *t == id)
+            .expect("a sender report per track");
+        let (_, _, first) = capture.packets.iter().find(|(_, t, _)| *t == id).unwrap();
+        let ticks = first.timestamp().wrapping_sub(report.rtp_time) as i32;
+        report.ntp_time as f64 / 2f64.powi(32) + f64::from(ticks) / f64::from(track.info.clock_rate)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn replay_aligns_tracks_by_the_captures_sender_reports() {
+        let capture = load("ffmpeg_h264_aac");
+        let reported: Vec<_> = capture
+            .sender_reports
+            .iter()
+            .map(|(_, track, _)| track.0)
+            .collect();
+        // ffmpeg sends one SR per track before its first packet, then every 5 s.
+        assert_eq!(reported, [0, 1, 0, 1], "sender reports per track");
+        let (video_track, audio_track) = (&capture.tracks[0], &capture.tracks[1]);
+        // The AAC track's first packet was sent ~130 ms after the video's, but
+        // the source stamped its first frame 21 ms *before* the first picture.
+        let expected = source_seconds_of_first_packet(&capture, audio_track)
+            - source_seconds_of_first_packet(&capture, video_track);
+        let (frames, _) = replay_frames(capture, 1).await;
+        let first_of = |kind| frames.iter().find(|f| f.kind == kind).unwrap();
+        let (video, audio) = (first_of(MediaKind::Video), first_of(MediaKind::Audio));
+        let published = match audio.wallclock.duration_since(video.wallclock) {
+            Ok(later) => later.as_secs_f64(),
+            Err(earlier) => -earlier.duration().as_secs_f64(),
+        };
+        let one_audio_frame = 1024.0 / 48_000.0;
+        assert!(
+            (published - expected).abs() < one_audio_frame,
+            "first audio frame published {:.1} ms after the first video frame; the source's reports say {:.1} ms",
+            published * 1000.0,
+            expected * 1000.0
         );
     }
 
