@@ -9,7 +9,9 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{fixture, http_with_headers, peer, sample, start_reader, Gateway, DEADLINE};
+use support::{
+    fixture, http_with_headers, peer, sample, spawn_quiet, start_reader, Gateway, DEADLINE,
+};
 
 #[test]
 fn stream_added_through_the_api_is_read_over_rtsp_and_deleting_it_ends_the_reader() {
@@ -69,14 +71,22 @@ fn stream_added_through_the_api_is_read_over_rtsp_and_deleting_it_ends_the_reade
 
     // A second reader over UDP is listed beside it while it plays, and is gone
     // once it is killed (its connection cut off without a TEARDOWN).
-    let mut udp_reader = Command::new(peer("ffmpeg"))
-        .args(["-hide_banner", "-nostats", "-v", "error"])
-        .args(["-rtsp_transport", "udp", "-i", &url, "-f", "null", "-"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn ffmpeg");
+    let mut udp_reader = spawn_quiet(
+        "ffmpeg",
+        &[
+            "-hide_banner",
+            "-nostats",
+            "-v",
+            "error",
+            "-rtsp_transport",
+            "udp",
+            "-i",
+            &url,
+            "-f",
+            "null",
+            "-",
+        ],
+    );
     let mut udp_entry = serde_json::Value::Null;
     gateway.wait_for(
         || {
@@ -119,8 +129,9 @@ fn stream_added_through_the_api_is_read_over_rtsp_and_deleting_it_ends_the_reade
         || gateway.request("GET", "/hls/cam/index.m3u8", None).0 == 200,
         "the HLS playlist",
     );
-    let mut hls_reader = Command::new(peer("ffmpeg"))
-        .args([
+    let mut hls_reader = spawn_quiet(
+        "ffmpeg",
+        &[
             "-hide_banner",
             "-nostats",
             "-v",
@@ -130,12 +141,8 @@ fn stream_added_through_the_api_is_read_over_rtsp_and_deleting_it_ends_the_reade
             "-f",
             "null",
             "-",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn ffmpeg");
+        ],
+    );
     gateway.wait_for(
         || {
             let (_, view) = gateway.request("GET", "/api/streams/cam", None);

@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::*;
 
 const SERVER_CREDENTIALS: &str = "username = \"viewer\"\npassword = \"s3cret-pass\"";
@@ -70,20 +68,14 @@ fn ffmpeg_digest_right_credentials_play_wrong_get_401() {
 }
 
 fn aiortsp_describe(url: &str, scheme: &str) -> (u16, String) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/aiortsp_read.py");
-    let output = run(
-        Command::new(venv_python()).args([script, "--describe", url, scheme]),
-        PEER_DEADLINE,
-    );
+    let output = run_python_peer("aiortsp_read.py", &["--describe", url, scheme]);
     let stdout = text(&output.stdout);
     assert!(
         output.status.success(),
         "aiortsp describe failed: {}",
         text(&output.stderr)
     );
-    let status = progress_value(&stdout, "status")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let status = progress_number(&stdout, "status");
     (status, stdout)
 }
 

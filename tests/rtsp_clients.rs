@@ -157,11 +157,7 @@ fn gstreamer_rtspsrc_plays_over_udp() {
 fn gstreamer_plays(protocols: &str) {
     peer("gst-launch-1.0");
     let gateway = Gateway::demo("", "");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/gst_play.py");
-    let output = run(
-        Command::new(venv_python()).args([script, &gateway.rtsp_url("demo"), protocols, "8"]),
-        PEER_DEADLINE,
-    );
+    let output = run_python_peer("gst_play.py", &[&gateway.rtsp_url("demo"), protocols, "8"]);
     let stdout = text(&output.stdout);
     assert!(
         output.status.success(),
@@ -174,9 +170,7 @@ fn gstreamer_plays(protocols: &str) {
         gateway.log()
     );
     for kind in ["video", "audio"] {
-        let decoded: u64 = progress_value(&stdout, kind)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let decoded: u64 = progress_number(&stdout, kind);
         assert!(
             decoded >= 25,
             "GStreamer over {protocols} decoded only {decoded} {kind} buffers:\n{stdout}"
@@ -185,20 +179,14 @@ fn gstreamer_plays(protocols: &str) {
 }
 
 fn aiortsp_reads(url: &str) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/aiortsp_read.py");
-    let output = run(
-        Command::new(venv_python()).args([script, url, "4"]),
-        PEER_DEADLINE,
-    );
+    let output = run_python_peer("aiortsp_read.py", &[url, "4"]);
     let stdout = text(&output.stdout);
     assert!(
         output.status.success(),
         "aiortsp_read.py failed: {}",
         text(&output.stderr)
     );
-    let packets: u64 = progress_value(&stdout, "packets")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let packets: u64 = progress_number(&stdout, "packets");
     assert!(
         packets >= 50,
         "aiortsp got only {packets} RTP packets from {url}:\n{stdout}"

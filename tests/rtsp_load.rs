@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::*;
@@ -21,8 +20,9 @@ fn fifty_tcp_readers_decode_while_another_reader_is_stopped() {
     let url = gateway.rtsp_url("demo");
 
     // The frozen reader: plays, then stops reading for the rest of the test.
-    let mut frozen = Command::new(peer("ffmpeg"))
-        .args([
+    let mut frozen = spawn_quiet(
+        "ffmpeg",
+        &[
             "-v",
             "quiet",
             "-rtsp_transport",
@@ -34,12 +34,8 @@ fn fifty_tcp_readers_decode_while_another_reader_is_stopped() {
             "-f",
             "null",
             "-",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn frozen reader");
+        ],
+    );
     std::thread::sleep(Duration::from_secs(2));
     signal(frozen.id(), "-STOP");
 

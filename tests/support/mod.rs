@@ -451,6 +451,27 @@ pub fn check_config(path: &Path, rust_log: &str) -> Output {
     )
 }
 
+/// Runs the Python peer `tests/peers/{script}` with the project venv's python within [`PEER_DEADLINE`].
+pub fn run_python_peer(script: &str, args: &[&str]) -> Output {
+    run(
+        Command::new(venv_python())
+            .arg(repo_path("tests/peers").join(script))
+            .args(args),
+        PEER_DEADLINE,
+    )
+}
+
+/// Starts the peer `program` with `args` in the background, all its output discarded.
+pub fn spawn_quiet(program: &str, args: &[&str]) -> Child {
+    Command::new(peer(program))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"))
+}
+
 /// Runs the peer `program` with `args` within [`PEER_DEADLINE`]: (success, stdout, stderr).
 pub fn run_peer(program: &str, args: &[&str]) -> (bool, String, String) {
     let output = run(Command::new(peer(program)).args(args), PEER_DEADLINE);
@@ -512,11 +533,16 @@ pub fn ffmpeg_decode(
     )
 }
 
+/// The number a peer's `key=value` output reported last for `key` (0 when none).
+pub fn progress_number<T: std::str::FromStr + Default>(stdout: &str, key: &str) -> T {
+    progress_value(stdout, key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default()
+}
+
 /// The frames ffmpeg decoded, from its `-progress` output (0 when it reported none).
 pub fn decoded_frames(stdout: &str) -> u64 {
-    progress_value(stdout, "frame")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    progress_number(stdout, "frame")
 }
 
 /// ffmpeg stderr lines at error level that matter (ffmpeg prints nothing else with `-v error`).
