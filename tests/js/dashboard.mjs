@@ -4,7 +4,7 @@
 // picture has ~0), tries the RTSP URL's copy button, then deletes the last stream through the API and
 // waits for its card to show it. Prints one JSON line.
 // Usage: node tests/js/dashboard.mjs URL SCREENSHOT_DIR [timeout-seconds]
-import { chromium } from "playwright-core";
+import { launchChromium } from "./browser.mjs";
 
 const [url, screenshotDir, timeoutSeconds = "60"] = process.argv.slice(2);
 if (!url || !screenshotDir) {
@@ -12,16 +12,7 @@ if (!url || !screenshotDir) {
   process.exit(2);
 }
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
-  ],
-});
+const browser = await launchChromium();
 const result = { url, streams: [], players: {}, screenshots: [], copied: null, console: [], pageErrors: [] };
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });

@@ -2,7 +2,7 @@
 // and prints one JSON line: playback progress, picture size, hls.js fatal errors and
 // latency samples (wall clock minus the playhead's program-date-time).
 // Usage: node tests/js/hls_play.mjs URL [seconds-to-play] [timeout-seconds]
-import { chromium } from "playwright-core";
+import { launchChromium } from "./browser.mjs";
 
 const [url, playSeconds = "10", timeoutSeconds = "60"] = process.argv.slice(2);
 if (!url) {
@@ -10,16 +10,7 @@ if (!url) {
   process.exit(2);
 }
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
-  ],
-});
+const browser = await launchChromium();
 const result = { url, currentTime: 0, videoWidth: 0, videoHeight: 0, fatalErrors: [], latencies: [], console: [] };
 try {
   const page = await browser.newPage();
