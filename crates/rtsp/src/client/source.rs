@@ -131,12 +131,12 @@ impl Runner {
                     received_packets,
                     healthy,
                 } => {
-                    self.record_error(&error);
                     if self.config.transport == TransportMode::Auto
                         && transport == SessionTransport::Udp
                         && !received_packets
                     {
                         tracing::warn!(stream = %self.hub.name(), url = %self.url, %error, "UDP failed: using TCP");
+                        self.record_error(&error, |s| s.state = SourceState::Connecting);
                         self.udp_failed = true;
                         continue;
                     }
@@ -146,7 +146,7 @@ impl Runner {
                     let delay = self.backoff.next_delay();
                     let failures = self.backoff.failures();
                     tracing::warn!(stream = %self.hub.name(), url = %self.url, %error, failures, retry_in = ?delay, "camera session failed");
-                    self.status.send_modify(|s| {
+                    self.record_error(&error, |s| {
                         s.state = SourceState::Retrying;
                         s.consecutive_failures = failures;
                         s.retry_in = Some(delay);
@@ -166,11 +166,14 @@ impl Runner {
         }
     }
 
-    fn record_error(&self, error: &SourceError) {
+    /// Records a failed session together with the state it leaves the source in,
+    /// in one status update, so no observer sees the error beside a stale state.
+    fn record_error(&self, error: &SourceError, next: impl FnOnce(&mut SourceStatus)) {
         let message = error.to_string();
         self.status.send_modify(|s| {
             s.last_error = Some(message);
             s.last_error_at = Some(SystemTime::now());
+            next(s);
         });
     }
 
