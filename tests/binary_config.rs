@@ -9,7 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use support::{repo_path, signal, TempDir};
+use support::{
+    decoded_frames, error_lines, ffmpeg_decode, free_port, repo_path, signal, text, TempDir,
+};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_streamgate");
 /// Hang guard only: how long to wait for a log line before declaring the binary stuck.
@@ -172,34 +174,33 @@ impl Drop for Running {
 }
 
 /// The shipped gateway.toml with every `listen = "..."` address (each output
-/// states its listener there) moved to an ephemeral loopback port, so tests run
-/// side by side and next to a running gateway.
-fn shipped_config_on_ephemeral_ports() -> String {
+/// states its listener there) moved to a free loopback port, so tests run side
+/// by side and next to a running gateway. Returns the text and the first
+/// listener's port (the `[rtsp]` server's: it comes first in the file).
+fn shipped_config_on_free_ports() -> (String, u16) {
     let shipped = std::fs::read_to_string(repo_path("gateway.toml")).unwrap();
-    let mut moved = 0;
+    let mut ports = Vec::new();
     let text: Vec<String> = shipped
         .lines()
         .map(|line| {
             if line.trim_start().starts_with("listen = ") {
-                moved += 1;
-                "listen = \"127.0.0.1:0\"".to_owned()
+                let port = free_port();
+                ports.push(port);
+                format!("listen = \"127.0.0.1:{port}\"")
             } else {
                 line.to_owned()
             }
         })
         .collect();
-    assert!(moved > 0, "gateway.toml has no `listen` line");
-    text.join("\n") + "\n"
+    assert!(!ports.is_empty(), "gateway.toml has no `listen` line");
+    (text.join("\n") + "\n", ports[0])
 }
 
 #[test]
 fn starts_on_gateway_toml_and_stops_cleanly_on_sigint() {
     let dir = TempDir::new("binary_config-shipped");
-    std::fs::write(
-        dir.path().join("gateway.toml"),
-        shipped_config_on_ephemeral_ports(),
-    )
-    .unwrap();
+    let (config, rtsp_port) = shipped_config_on_free_ports();
+    std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
     let mut gateway = Running::start(&[], dir.path());
     assert!(
         gateway.wait_for("streamgate running").is_some(),
@@ -210,6 +211,13 @@ fn starts_on_gateway_toml_and_stops_cleanly_on_sigint() {
         .seen
         .iter()
         .any(|l| l.contains("starting replay source") && l.contains("stream=demo")));
+    // The README's promise: the shipped config serves the demo to ffmpeg.
+    let url = format!("rtsp://127.0.0.1:{rtsp_port}/demo");
+    let read = ffmpeg_decode(&url, "tcp", 3, &[], &[]);
+    let stderr = text(&read.stderr);
+    assert!(read.status.success(), "ffmpeg failed on {url}: {stderr}");
+    assert!(error_lines(&stderr).is_empty(), "{stderr}");
+    assert!(decoded_frames(&text(&read.stdout)) > 0, "no frame decoded");
     gateway.signal("INT");
     let (status, log) = gateway.finish();
     assert!(status.success(), "exit {status:?}: {log:?}");
@@ -225,7 +233,7 @@ fn unsupported_sources_are_reported_without_secrets_and_sigterm_stops() {
     let dir = TempDir::new("binary_config-unsupported");
     std::fs::write(
         dir.path().join("gw.toml"),
-        shipped_config_on_ephemeral_ports()
+        shipped_config_on_free_ports().0
             + "\n[streams.cam]\nsource = \"rtsps://admin:hunter2@127.0.0.1:9/live\"\n",
     )
     .unwrap();
