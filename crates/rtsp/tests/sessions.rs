@@ -168,3 +168,74 @@ async fn play_starts_at_the_cached_keyframe_that_rtp_info_announces() {
     );
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_stream_sends_rtcp_bye_then_closes_the_connection() {
+    use bytes::Bytes;
+    use std::time::SystemTime;
+    use streamgate_rtp::rtcp::{parse_compound, RtcpPacket};
+    use streamgate_rtp::{Frame, MediaKind, OutPacket};
+
+    let hub = common::hub("cam", true);
+    hub.publish(Frame {
+        track: TrackId(0),
+        kind: MediaKind::Video,
+        pts: 0,
+        dts: 0,
+        wallclock: SystemTime::now(),
+        keyframe: true,
+        discontinuity: false,
+        units: vec![Bytes::from_static(b"slice")],
+        packets: vec![OutPacket::new(
+            96,
+            true,
+            1,
+            0,
+            5,
+            Bytes::from_static(b"slice"),
+        )],
+    });
+    let (addr, server) = common::serve(vec![hub.clone()], ServerConfig::default()).await;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let client = tokio::task::spawn_blocking(move || {
+        let mut stream = connect(addr);
+        let setup = format!(
+            "SETUP rtsp://{addr}/cam/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+        );
+        let session = session_id(&exchange(&mut stream, &setup));
+        let play =
+            format!("PLAY rtsp://{addr}/cam/ RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n");
+        exchange(&mut stream, &play);
+        ready_tx.send(()).expect("test alive");
+        // Every interleaved RTCP body until the server closes the connection.
+        let mut rtcp = Vec::new();
+        loop {
+            let mut head = [0u8; 4];
+            if stream.read_exact(&mut head).is_err() {
+                return rtcp;
+            }
+            let mut body = vec![0u8; usize::from(u16::from_be_bytes([head[2], head[3]]))];
+            stream.read_exact(&mut body).expect("interleaved body");
+            if head[1] == 1 {
+                rtcp.push(body);
+            }
+        }
+    });
+    tokio::task::spawn_blocking(move || ready_rx.recv())
+        .await
+        .expect("client thread")
+        .expect("client played");
+    hub.close();
+    let rtcp = client.await.expect("client");
+    let last = parse_compound(rtcp.last().expect("RTCP before the close")).expect("valid RTCP");
+    assert!(
+        matches!(last.first(), Some(RtcpPacket::SenderReport(_))),
+        "a compound RTCP packet starts with a report: {last:?}"
+    );
+    assert!(
+        last.iter()
+            .any(|p| matches!(p, RtcpPacket::Goodbye(bye) if !bye.sources.is_empty())),
+        "the last RTCP before the close is a BYE: {last:?}"
+    );
+    server.abort();
+}

@@ -85,7 +85,13 @@ pub(crate) async fn serve(
                 }
             }
             frame = next_frame(&mut player) => {
-                let Some(frame) = frame else { break End::StreamClosed };
+                let Some(frame) = frame else {
+                    if let Some(closed) = player.as_ref() {
+                        say_goodbye(closed, &mut batch).await;
+                        let _ = write(&mut batch, &mut write_half, config.write_timeout).await;
+                    }
+                    break End::StreamClosed;
+                };
                 let Some(playing) = player.as_mut() else { continue };
                 let mut next = Some(frame);
                 let mut sent_udp = Sent::default();
@@ -214,6 +220,20 @@ async fn deliver(
                 });
             }
             Ok(sent)
+        }
+    }
+}
+
+/// Queues (TCP) or sends (UDP) an RTCP BYE on every track of a session whose
+/// stream closed; UDP failures are not worth reporting as the session ends.
+async fn say_goodbye(player: &Player, batch: &mut Batch) {
+    for track in player.tracks.iter().flatten() {
+        let bye = track.reports.goodbye();
+        match &track.udp {
+            None => batch.push_rtcp(track.rtcp_channel, bye),
+            Some(udp) => {
+                let _ = udp.send_rtcp(&bye).await;
+            }
         }
     }
 }

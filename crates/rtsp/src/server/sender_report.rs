@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use streamgate_rtp::rtcp::{ntp_from_system_time, RtcpPacket, Sdes, SenderReport};
+use streamgate_rtp::rtcp::{ntp_from_system_time, Goodbye, RtcpPacket, Sdes, SenderReport};
 use streamgate_rtp::Frame;
 
 /// RFC 3550 suggests ~5 s between reports for a low-rate session.
@@ -66,9 +66,25 @@ impl SenderReports {
         Some(self.report())
     }
 
+    /// The last report, ending in a BYE: sent when the stream closes (deleted,
+    /// replaced or the gateway shutting down) so the reader learns the source left.
+    pub fn goodbye(&self) -> Bytes {
+        let mut out = self.report_into(BytesMut::with_capacity(80));
+        RtcpPacket::Goodbye(Goodbye {
+            sources: vec![self.ssrc],
+            reason: b"stream closed".to_vec(),
+        })
+        .write_to(&mut out);
+        out.freeze()
+    }
+
     fn report(&self) -> Bytes {
+        self.report_into(BytesMut::with_capacity(64)).freeze()
+    }
+
+    /// Appends SR + SDES (the compound packet every RTCP packet must start with).
+    fn report_into(&self, mut out: BytesMut) -> BytesMut {
         let (wallclock, rtp_time) = self.last_mapping.unwrap_or((SystemTime::now(), 0));
-        let mut out = BytesMut::with_capacity(64);
         RtcpPacket::SenderReport(SenderReport {
             ssrc: self.ssrc,
             ntp_time: ntp_from_system_time(wallclock),
@@ -79,7 +95,7 @@ impl SenderReports {
         })
         .write_to(&mut out);
         RtcpPacket::SourceDescription(Sdes::cname(self.ssrc, "streamgate")).write_to(&mut out);
-        out.freeze()
+        out
     }
 }
 
