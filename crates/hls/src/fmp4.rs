@@ -349,7 +349,7 @@ pub fn fragment(sequence_number: u32, runs: &[TrackRun<'_>]) -> Result<Bytes, Mu
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use mp4_atom::{Any, Decode};
     use streamgate_rtp::{CodecParams, TrackId};
 
@@ -374,7 +374,7 @@ mod tests {
         }
     }
 
-    fn opus_track() -> TrackInfo {
+    pub(crate) fn opus_track() -> TrackInfo {
         TrackInfo {
             id: TrackId(1),
             codec: Codec::Opus,

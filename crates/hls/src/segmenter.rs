@@ -579,37 +579,13 @@ impl Segmenter {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use streamgate_rtp::{CodecParams, TrackId};
-
     use super::*;
+    use crate::fmp4::tests as fmp4_tests;
+    use streamgate_rtp::TrackId;
 
+    /// The H.264 + Opus pair the fMP4 tests describe.
     pub fn tracks() -> Vec<TrackInfo> {
-        vec![
-            TrackInfo {
-                id: TrackId(0),
-                codec: Codec::H264,
-                clock_rate: 90_000,
-                channels: 1,
-                payload_type: 96,
-                params: CodecParams {
-                    sps: Some(Bytes::from_static(&[
-                        0x67, 0x42, 0xc0, 0x1f, 0xda, 0x01, 0x40, 0x16, 0xe8,
-                    ])),
-                    pps: Some(Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80])),
-                    width: Some(640),
-                    height: Some(360),
-                    ..Default::default()
-                },
-            },
-            TrackInfo {
-                id: TrackId(1),
-                codec: Codec::Opus,
-                clock_rate: 48_000,
-                channels: 2,
-                payload_type: 111,
-                params: CodecParams::default(),
-            },
-        ]
+        vec![fmp4_tests::h264_track(), fmp4_tests::opus_track()]
     }
 
     /// A synthetic A/V source: 30 fps video with a keyframe every `gop` frames,
