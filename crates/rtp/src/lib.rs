@@ -10,6 +10,7 @@
 //! pcap source). Payload bytes are sliced from the received buffers and shared as
 //! `Bytes`; the only copy is FU/FU-A reassembly, once per frame.
 
+pub mod backoff;
 pub mod codec;
 pub mod frame;
 pub mod hub;

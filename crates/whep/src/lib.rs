@@ -31,7 +31,6 @@
 //! credentials in its aioice connection itself. The source waits a short grace for the
 //! restart before opening the next session (make-before-break, then backoff as before).
 
-pub mod backoff;
 pub mod config;
 pub mod keyframe;
 pub mod peer;

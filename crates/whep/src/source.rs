@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use streamgate_rtp::backoff::Backoff;
 use streamgate_rtp::hub::Hub;
 use streamgate_rtp::ingest::StreamIngest;
 use streamgate_rtp::packet::RtpPacket;
@@ -17,7 +18,6 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use webrtc::peer_connection::RTCPeerConnectionState;
 
-use crate::backoff::Backoff;
 use crate::config::{redact_url, IceServer, TrickleMode, WhepConfig};
 use crate::keyframe::starts_keyframe;
 use crate::peer::Received;
@@ -161,7 +161,7 @@ impl Runner {
                 }
                 Ended::Failed(error) => error,
             };
-            let delay = self.backoff.on_failure(Instant::now(), error.retry_after());
+            let delay = self.backoff.on_failure(error.retry_after());
             tracing::warn!(stream = %self.hub.name(), %error, retry_in = ?delay, "WHEP source failed");
             self.status.send_modify(|s| {
                 s.last_error = Some(error.to_string());
@@ -274,7 +274,7 @@ impl Runner {
                         let now = Instant::now();
                         if matches!(received, Received::Rtp { .. }) {
                             last_media = now;
-                            self.backoff.on_healthy(now);
+                            self.backoff.on_media(now);
                         }
                         if let Some(session) = active.as_ref() {
                             let tracks = session.tracks.clone();

@@ -45,11 +45,12 @@
 //! disconnect after [`SourceConfig::idle_grace`] with none. `always_on` stays
 //! connected. Connection failures, EOF, retina read/keep-alive errors, steps that
 //! take longer than `connect_timeout`, and `stall_timeout` without a packet all
-//! lead to a reconnect after a stepped [`Backoff`] (1 s ×5, 5 s ×5, 10 s ×10, then
-//! 60 s), reset by a session that played for a minute. Transport `auto` tries UDP
+//! lead to a reconnect after a stepped [`Backoff`] (1 s ×5, 5 s ×5, 10 s ×10,
+//! then 60 s), reset by a session that played for a minute. Transport `auto` tries UDP
 //! and falls back to TCP for good when UDP fails or brings no packet.
+//!
+//! [`Backoff`]: streamgate_rtp::backoff::Backoff
 
-mod backoff;
 mod camera_url;
 mod config;
 mod error;
@@ -57,7 +58,6 @@ mod session;
 mod source;
 mod status;
 
-pub use backoff::{Backoff, HEALTHY_PERIOD};
 pub use camera_url::CameraUrl;
 pub use config::{SourceConfig, TransportMode, UnknownTransport};
 pub use error::SourceError;

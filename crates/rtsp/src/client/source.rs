@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use streamgate_rtp::backoff::Backoff;
 use streamgate_rtp::hub::Hub;
 use streamgate_rtp::ingest::StreamIngest;
 use streamgate_rtp::TrackInfo;
@@ -11,7 +12,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 
-use super::backoff::{Backoff, HEALTHY_PERIOD};
 use super::session::{CameraSession, SessionEvent, SessionTransport};
 use super::{CameraUrl, SourceConfig, SourceError, SourceState, SourceStatus, TransportMode};
 
@@ -75,7 +75,6 @@ enum SessionEnd {
     Failed {
         error: SourceError,
         received_packets: bool,
-        healthy: bool,
     },
 }
 
@@ -119,7 +118,6 @@ impl Runner {
                     Err(error) => SessionEnd::Failed {
                         error,
                         received_packets: false,
-                        healthy: false,
                     },
                 };
             match end {
@@ -129,7 +127,6 @@ impl Runner {
                 SessionEnd::Failed {
                     error,
                     received_packets,
-                    healthy,
                 } => {
                     if self.config.transport == TransportMode::Auto
                         && transport == SessionTransport::Udp
@@ -140,10 +137,7 @@ impl Runner {
                         self.udp_failed = true;
                         continue;
                     }
-                    if healthy {
-                        self.backoff.reset();
-                    }
-                    let delay = self.backoff.next_delay();
+                    let delay = self.backoff.on_failure(None);
                     let failures = self.backoff.failures();
                     tracing::warn!(stream = %self.hub.name(), url = %self.url, %error, failures, retry_in = ?delay, "camera session failed");
                     self.record_error(&error, |s| {
@@ -199,7 +193,6 @@ impl Runner {
             (!self.config.always_on && *self.subscribers.borrow() == 0).then(Instant::now);
         let mut bad_packets = BadPacketLog::default();
         let (stream, url) = (self.hub.name().to_owned(), &self.url);
-        let healthy = |first: Option<Instant>| first.is_some_and(|t| t.elapsed() >= HEALTHY_PERIOD);
         loop {
             let idle_deadline = idle_since.map(|t| t + self.config.idle_grace);
             tokio::select! {
@@ -215,22 +208,23 @@ impl Runner {
                 }
                 _ = sleep_until(last_packet + self.config.stall_timeout) => {
                     let error = SourceError::Stalled(self.config.stall_timeout);
-                    return SessionEnd::Failed { error, received_packets: first_packet.is_some(), healthy: healthy(first_packet) };
+                    return SessionEnd::Failed { error, received_packets: first_packet.is_some() };
                 }
                 event = session.next(|text| url.redact(text)) => match event {
                     Ok(Some(SessionEvent::Rtp(track, packet))) => {
                         let now = Instant::now();
                         last_packet = now;
                         first_packet.get_or_insert(now);
+                        self.backoff.on_media(now.into_std());
                         // Bad packets are counted and logged (rate-limited) by the ingest itself.
                         let _ = ingest.push_rtp(track, packet, now.into_std());
                     }
                     Ok(Some(SessionEvent::BadPacket(track, reason))) => bad_packets.record(&stream, track.0, &reason),
                     Ok(None) => {
-                        return SessionEnd::Failed { error: SourceError::Closed, received_packets: first_packet.is_some(), healthy: healthy(first_packet) };
+                        return SessionEnd::Failed { error: SourceError::Closed, received_packets: first_packet.is_some() };
                     }
                     Err(error) => {
-                        return SessionEnd::Failed { error, received_packets: first_packet.is_some(), healthy: healthy(first_packet) };
+                        return SessionEnd::Failed { error, received_packets: first_packet.is_some() };
                     }
                 },
             }
