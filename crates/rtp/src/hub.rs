@@ -188,6 +188,12 @@ impl Hub {
         &self.inner.name
     }
 
+    /// True when both handles are the same stream (clones of one Hub): a stream
+    /// replaced under the same name gets a new Hub, and outputs compare to notice.
+    pub fn same_as(&self, other: &Hub) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     pub fn config(&self) -> HubConfig {
         self.inner.config
     }
