@@ -30,9 +30,16 @@
 //! NTP↔RTP mapping outputs derive from it (RTSP sender reports) is therefore one
 //! straight line per stream that never jumps, across source restarts and
 //! whether or not the source sends reports. The source's RTCP sender reports are
-//! used only to put a track's timeline in step with another track of the same
-//! session when it (re-)anchors (see [`Timeline::map_aligned`]): they decide
-//! where a track starts, never what wall-clock time a frame gets.
+//! used only to put the tracks of one source session in step (audio and video
+//! captured together play together, as the source says), never to decide what
+//! wall-clock time a frame gets:
+//! - a track that (re-)anchors while another track of the session has a report
+//!   starts where the reports place it ([`Timeline::map_aligned`]);
+//! - reports that come after the tracks anchored on their own arrival (cameras
+//!   send their first report a few seconds in, so after every reconnect) are
+//!   compared once per session: the tracks that started early are delayed to the
+//!   latest one ([`Timeline::delay`]: a gap, never a step back). Without this a
+//!   reconnect would put each track wherever its first packet happened to arrive.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -45,7 +52,7 @@ use crate::hub::Hub;
 use crate::packet::RtpPacket;
 use crate::reorder::{Pushed, Released, ReorderBuffer, ReorderConfig};
 use crate::rtcp::SenderReport;
-use crate::timeline::Timeline;
+use crate::timeline::{Timeline, MAX_JUMP};
 use crate::track::{Codec, CodecParams, MediaKind, TrackId, TrackInfo};
 
 /// Data-path errors are summarised in the log at most this often.
@@ -102,7 +109,10 @@ struct TrackIngest {
     source_ssrc: Option<u32>,
     output_ssrc: u32,
     next_output_sequence: u16,
+    /// The source's latest RTCP sender report in this session: (NTP, RTP).
     sender_report: Option<(u64, u32)>,
+    /// This session's line was compared with the other tracks' by their reports.
+    in_step: bool,
     /// The last packet given to the depacketizer: (timestamp, marker).
     last_pushed: Option<(u32, bool)>,
     /// Timestamp of the access unit damaged by loss: its remaining packets are dropped.
@@ -132,6 +142,7 @@ impl TrackIngest {
             output_ssrc: rand::random(),
             next_output_sequence: rand::random(),
             sender_report: None,
+            in_step: false,
             last_pushed: None,
             damaged_timestamp: None,
             restart_gate: RestartGate::Open,
@@ -153,6 +164,7 @@ impl TrackIngest {
         self.discard_partial();
         self.timeline.rebase();
         self.sender_report = None;
+        self.in_step = false;
         self.last_pushed = None;
         if self.info.kind() == MediaKind::Video {
             self.restart_gate = RestartGate::AwaitingKeyframe { requested: false };
@@ -268,12 +280,18 @@ impl StreamIngest {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Records the source's RTP/NTP mapping for `track` (RTCP SR), used to align
-    /// the tracks' timelines when one (re-)anchors.
+    /// Records the source's RTP/NTP mapping for `track` (RTCP SR), used to put
+    /// the session's tracks in step (see the module docs). A report about another
+    /// SSRC than the track's packets (an earlier session) is ignored.
     pub fn on_sender_report(&mut self, track: TrackId, sr: &SenderReport) {
-        if let Some(state) = self.tracks.iter_mut().find(|t| t.info.id == track) {
-            state.sender_report = Some((sr.ntp_time, sr.rtp_time));
+        let Some(state) = self.tracks.iter_mut().find(|t| t.info.id == track) else {
+            return;
+        };
+        if state.source_ssrc.is_some_and(|ssrc| ssrc != sr.ssrc) {
+            return;
         }
+        state.sender_report = Some((sr.ntp_time, sr.rtp_time));
+        self.put_tracks_in_step();
     }
 
     /// The source started a new session (reconnect, replay loop): forget its
@@ -374,6 +392,10 @@ impl StreamIngest {
         if mapped.reanchored {
             tracing::debug!(stream = %self.hub.name(), track = info.id.0, pts = mapped.pts, "timeline re-anchored");
         }
+        if !state.in_step && state.sender_report.is_some() {
+            self.put_tracks_in_step();
+        }
+        let state = &mut self.tracks[index];
         let pts = mapped.pts;
         let timestamp = pts as u32;
         let clock_rate = state.timeline.clock_rate();
@@ -444,12 +466,47 @@ impl StreamIngest {
         }
     }
 
+    /// Once per session, when the tracks' lines and reports allow it: delays every
+    /// track that started earlier than the reports say to the latest one, so the
+    /// outputs keep the source's audio/video offset. Reports that disagree by more
+    /// than [`MAX_JUMP`] are not trusted (nothing moves).
+    fn put_tracks_in_step(&mut self) {
+        let offsets: Vec<Option<i128>> = self.tracks.iter().map(line_minus_report).collect();
+        let newly_reported = self
+            .tracks
+            .iter()
+            .zip(&offsets)
+            .any(|(track, offset)| offset.is_some() && !track.in_step);
+        let Some(latest) = offsets.iter().flatten().max().copied() else {
+            return;
+        };
+        if !newly_reported || offsets.iter().flatten().count() < 2 {
+            return;
+        }
+        let trusted = offsets
+            .iter()
+            .flatten()
+            .all(|offset| latest - offset <= MAX_JUMP.as_nanos() as i128);
+        for (track, offset) in self.tracks.iter_mut().zip(&offsets) {
+            let Some(offset) = offset else { continue };
+            track.in_step = true;
+            let behind = latest - offset;
+            let ticks = behind * i128::from(track.timeline.clock_rate()) / NANOS;
+            if trusted && ticks > 0 {
+                tracing::debug!(stream = %self.hub.name(), track = track.info.id.0, behind_ms = behind / 1_000_000, "delaying track to keep the source's audio/video offset");
+                track.timeline.delay(u64::try_from(ticks).unwrap_or(0));
+            }
+        }
+        if !trusted {
+            tracing::debug!(stream = %self.hub.name(), "sender reports disagree by more than {MAX_JUMP:?}: tracks left where they arrived");
+        }
+    }
+
     /// Where the source's sender reports put `rtp_timestamp` of track `index` on
     /// the output timeline: another track of the same session, with a report and
     /// a timeline on that session's line, gives the output time of the instant
     /// the source stamped it. `None` without such a pair of reports.
     fn aligned_by_sender_reports(&self, index: usize, rtp_timestamp: u32) -> Option<u64> {
-        const NANOS: i128 = 1_000_000_000;
         let track = &self.tracks[index];
         let (ntp, report_rtp) = track.sender_report?;
         let rate = i128::from(track.timeline.clock_rate());
@@ -470,6 +527,20 @@ impl StreamIngest {
                 u64::try_from(other_ticks * rate / other_rate).ok()
             })
     }
+}
+
+const NANOS: i128 = 1_000_000_000;
+
+/// A track's output line minus the source's clock, in nanoseconds, at its latest
+/// sender report: equal for tracks in step. `None` without a report and a line in
+/// the current session.
+fn line_minus_report(track: &TrackIngest) -> Option<i128> {
+    let (ntp, report_rtp) = track.sender_report?;
+    let output = i128::from(track.timeline.output_of(report_rtp)?);
+    let output_nanos = output * NANOS / i128::from(track.timeline.clock_rate());
+    // NTP is 32.32 fixed point.
+    let ntp_nanos = (i128::from(ntp) * NANOS) >> 32;
+    Some(output_nanos - ntp_nanos)
 }
 
 /// `base` moved by `ticks` of a `clock_rate` clock (either direction).
@@ -588,6 +659,7 @@ mod tests {
     const VIDEO: TrackId = TrackId(0);
     const AUDIO: TrackId = TrackId(1);
     const SOURCE_SSRC: u32 = 0x1111_1111;
+    const AUDIO_SSRC: u32 = 0x3333;
 
     /// The fixture capture's SPS/PPS (1280x720 constrained baseline).
     fn sdp_params() -> CodecParams {
@@ -1036,8 +1108,15 @@ mod tests {
         }
     }
 
+    fn audio_report(ntp_time: u64, rtp_time: u32) -> SenderReport {
+        SenderReport {
+            ssrc: AUDIO_SSRC,
+            ..sender_report(ntp_time, rtp_time)
+        }
+    }
+
     fn push_audio(ingest: &mut StreamIngest, seq: u16, ts: u32, now: Instant) {
-        let p = packet(0x3333, seq, ts, true, vec![0xfc, 1, 2]);
+        let p = packet(AUDIO_SSRC, seq, ts, true, vec![0xfc, 1, 2]);
         ingest.push_rtp(AUDIO, p, now).expect("opus");
     }
 
@@ -1124,6 +1203,64 @@ mod tests {
             seconds(video)
         );
         assert_eq!(frames[4].pts, audio.pts + 960, "then the source's spacing");
+    }
+
+    #[test]
+    fn reports_after_the_anchors_delay_the_early_track_once_per_session() {
+        let (mut ingest, mut sub, now) = setup();
+        let at = |ms: u64| now + Duration::from_millis(ms);
+        push_all(&mut ingest, idr(1, 1000), at(0));
+        push_audio(&mut ingest, 50, 0, at(0));
+        ingest.source_restarted();
+        // Both tracks restart captured at the same instant, but the audio's first
+        // packet arrives 100 ms after the video's; the reports come later.
+        push_all(&mut ingest, idr(10, 777_000), at(1_000));
+        push_audio(&mut ingest, 60, 4_000, at(1_100));
+        let ntp = ntp_at(1_700_000_000);
+        ingest.on_sender_report(VIDEO, &sender_report(ntp, 777_000));
+        ingest.on_sender_report(AUDIO, &audio_report(ntp, 4_000));
+        push_all(
+            &mut ingest,
+            vec![p_frame(SOURCE_SSRC, 13, 780_000)],
+            at(1_133),
+        );
+        // A later report that disagrees moves nothing: the session is in step.
+        ingest.on_sender_report(AUDIO, &audio_report(ntp_at(1_700_000_001), 4_000));
+        push_all(
+            &mut ingest,
+            vec![p_frame(SOURCE_SSRC, 14, 783_000)],
+            at(1_166),
+        );
+        let frames = received(&mut sub);
+        let video = of_kind(&frames[2..], MediaKind::Video);
+        let audio = of_kind(&frames[2..], MediaKind::Audio);
+        assert_eq!(video.len(), 3);
+        let gap = video[1].1 - video[0].1 - 3_000;
+        assert!(
+            gap.abs_diff(9_000) <= 2,
+            "a 100 ms gap in video: {gap} ticks"
+        );
+        assert_eq!(video[2].1, video[1].1 + 3_000, "delayed once");
+        let video_at_capture = (video[0].1 + gap) as f64 / 90_000.0;
+        let audio_at_capture = audio[0].1 as f64 / 48_000.0;
+        assert!(
+            (audio_at_capture - video_at_capture).abs() < 0.001,
+            "audio at {audio_at_capture} s, video at {video_at_capture} s of output"
+        );
+    }
+
+    #[test]
+    fn reports_from_another_ssrc_are_ignored() {
+        let (mut ingest, mut sub, now) = setup();
+        let at = |ms: u64| now + Duration::from_millis(ms);
+        push_all(&mut ingest, idr(1, 1000), at(0));
+        push_audio(&mut ingest, 50, 0, at(100));
+        let ntp = ntp_at(1_700_000_000);
+        ingest.on_sender_report(VIDEO, &sender_report(ntp, 1_000));
+        ingest.on_sender_report(AUDIO, &sender_report(ntp, 0));
+        push_all(&mut ingest, vec![p_frame(SOURCE_SSRC, 4, 4_000)], at(133));
+        let frames = received(&mut sub);
+        assert_eq!(frames[2].pts, frames[0].pts + 3_000, "no delay");
     }
 
     #[test]

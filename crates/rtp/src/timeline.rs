@@ -21,6 +21,9 @@
 //! [`MAX_JUMP`] of it and keeps time running forward, so a track that starts late
 //! or early by the network's doing is put back in step with the others.
 //!
+//! [`Timeline::delay`] moves a session's line later (a gap, never a step back)
+//! when reports that came after the anchor show the track started early.
+//!
 //! Each track measures that elapsed time from its own previous arrival rather
 //! than from one stream-wide instant: a track's previous output corresponds to its
 //! own previous arrival, so advancing every track by its own gap keeps their
@@ -160,6 +163,17 @@ impl Timeline {
         let pts = extended.saturating_add(state.offset).max(0) as u64;
         state.max_output = state.max_output.max(pts);
         Mapped { pts, reanchored }
+    }
+
+    /// Moves the current session's line `ticks` later: a gap in this track's
+    /// output, never a step back. Used once per session to put the track in step
+    /// with another when the source's sender reports (which often come a few
+    /// seconds after the first packets) show it started early.
+    pub fn delay(&mut self, ticks: u64) {
+        if let Some(state) = self.anchored.as_mut() {
+            let ticks = i64::try_from(ticks).unwrap_or(i64::MAX);
+            state.offset = state.offset.saturating_add(ticks);
+        }
     }
 
     /// The output time of the source timestamp `rtp_timestamp` on the current
@@ -370,6 +384,19 @@ mod tests {
             90_000,
             "reports further off than MAX_JUMP are not trusted"
         );
+    }
+
+    #[test]
+    fn a_delay_leaves_a_gap_and_keeps_the_source_spacing() {
+        let origin = Instant::now();
+        let mut tl = Timeline::new(RATE);
+        let last = run(&mut tl, origin, origin, 0, 3)[2].pts;
+        tl.delay(9_000);
+        assert_eq!(tl.output_of(9_000), Some(last as i64 + 12_000));
+        let next = tl.map(9_000, origin + ms(99), origin);
+        assert_eq!(next.pts, last + 12_000);
+        assert!(!next.reanchored);
+        assert_eq!(tl.map(12_000, origin + ms(132), origin).pts, last + 15_000);
     }
 
     #[test]

@@ -26,12 +26,12 @@
 //!   reconnect calls `source_restarted()`, so consumers stay subscribed and their
 //!   timestamps keep going forward. Only a camera whose track layout changes
 //!   (codec, clock or count) gets a fresh ingest.
-//! - **No RTCP sender reports into the ingest.** The ingest would switch frames'
-//!   wall clock from its own clock to the camera's NTP line when reports arrive, and
-//!   back at every reconnect; the RTSP output's sender reports follow the wall clock,
-//!   and ffmpeg re-bases its timestamps on every report, so its DTS would jump back
-//!   (tests/rtsp_source_camera.rs caught it; the WHEP source made the same choice).
-//!   Frames take the ingest clock, which stays on one line across reconnects.
+//! - **Sender reports go to the ingest** (`PacketItem::Rtcp`, parsed by
+//!   [`streamgate_rtp::rtcp`]), which uses them only to keep the camera's
+//!   audio/video offset when tracks (re-)anchor, above all after a reconnect;
+//!   frames' wall clock stays the ingest's own line, so the restream's reports
+//!   never jump (an earlier version let camera reports move the wall clock and
+//!   ffmpeg's DTS went back: tests/rtsp_source_camera.rs).
 //! - **Keyframe requests** cannot be passed on: RTSP has no PLI path and retina
 //!   sends no RTCP feedback. Consumers wait for the camera's next keyframe (the
 //!   Hub's GOP cache means a new consumer rarely has to).

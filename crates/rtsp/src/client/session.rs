@@ -1,5 +1,5 @@
 //! One RTSP session with a camera, on retina: DESCRIBE, SETUP of every usable
-//! track, PLAY, then the camera's raw RTP packets.
+//! track, PLAY, then the camera's raw RTP packets and RTCP sender reports.
 //!
 //! retina does the RTSP (auth, keep-alives, TCP interleaving or UDP sockets);
 //! the tracks come from our own SDP reading ([`streamgate_rtp::sdp`]) so that
@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use retina::client::{PacketItem, Playing, Session, SessionOptions, SetupOptions};
 use streamgate_rtp::packet::RtpPacket;
+use streamgate_rtp::rtcp::{self, RtcpPacket, SenderReport};
 use streamgate_rtp::sdp::{self, SdpTrack};
 use streamgate_rtp::{MediaKind, TrackId, TrackInfo};
 
@@ -39,6 +40,8 @@ impl SessionTransport {
 #[derive(Debug)]
 pub enum SessionEvent {
     Rtp(TrackId, RtpPacket),
+    /// The camera's NTP/RTP mapping for a track (RTCP SR).
+    SenderReport(TrackId, SenderReport),
     /// A packet that could not be read (counted, not fatal).
     BadPacket(TrackId, String),
 }
@@ -112,9 +115,9 @@ impl CameraSession {
         &self.tracks
     }
 
-    /// The next RTP packet; `Ok(None)` when the camera closed the session. RTCP is
-    /// dropped (see the module docs of `client`). Cancel-safe: the only await is
-    /// `Stream::next`.
+    /// The next RTP packet or sender report; `Ok(None)` when the camera closed the
+    /// session. Other RTCP is dropped (retina answers with receiver reports itself).
+    /// Cancel-safe: the only await is `Stream::next`.
     pub async fn next(
         &mut self,
         redact: impl Fn(&str) -> String,
@@ -124,6 +127,18 @@ impl CameraSession {
                 None => return Ok(None),
                 Some(Err(e)) => return Err(SourceError::from_retina(&e, redact)),
                 Some(Ok(PacketItem::Rtp(pkt))) => pkt,
+                Some(Ok(PacketItem::Rtcp(compound))) => {
+                    let Some(track) = self.track_of(compound.stream_id()) else {
+                        continue;
+                    };
+                    match sender_report(compound.raw()) {
+                        Ok(Some(report)) => {
+                            return Ok(Some(SessionEvent::SenderReport(track, report)))
+                        }
+                        Ok(None) => continue,
+                        Err(e) => return Ok(Some(SessionEvent::BadPacket(track, e.to_string()))),
+                    }
+                }
                 Some(Ok(_)) => continue,
             };
             let Some(track) = self.track_of(pkt.stream_id()) else {
@@ -142,6 +157,17 @@ impl CameraSession {
     fn track_of(&self, stream_index: usize) -> Option<TrackId> {
         self.track_of_stream.get(stream_index).copied().flatten()
     }
+}
+
+/// The sender report in a compound RTCP packet, if it holds one (retina has
+/// checked the framing; our parser reads the fields).
+fn sender_report(compound: &[u8]) -> Result<Option<SenderReport>, rtcp::RtcpError> {
+    Ok(rtcp::parse_compound(compound)?
+        .into_iter()
+        .find_map(|packet| match packet {
+            RtcpPacket::SenderReport(report) => Some(report),
+            _ => None,
+        }))
 }
 
 /// Runs one connection step with a deadline.

@@ -1,5 +1,5 @@
 //! The source task: connects when consumers arrive (or always), feeds the camera's
-//! packets into the stream's ingest, reconnects with backoff, disconnects when idle.
+//! packets and sender reports into the stream's ingest, reconnects with backoff, disconnects when idle.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -219,6 +219,7 @@ impl Runner {
                         // Bad packets are counted and logged (rate-limited) by the ingest itself.
                         let _ = ingest.push_rtp(track, packet, now.into_std());
                     }
+                    Ok(Some(SessionEvent::SenderReport(track, report))) => ingest.on_sender_report(track, &report),
                     Ok(Some(SessionEvent::BadPacket(track, reason))) => bad_packets.record(&stream, track.0, &reason),
                     Ok(None) => {
                         return SessionEnd::Failed { error: SourceError::Closed, received_packets: first_packet.is_some() };
