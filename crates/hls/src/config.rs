@@ -113,7 +113,7 @@ impl HlsConfig {
             part_target: Duration::from_secs_f64(self.part_target),
             window: self.window,
             max_bytes: self.max_bytes,
-            first_msn: 0,
+            ..SegmenterConfig::default()
         }
     }
 

@@ -406,6 +406,7 @@ mod tests {
 
         use axum::http::Request;
         use streamgate_rtp::hub::{Hub, HubConfig};
+        use streamgate_rtp::TrackInfo;
         use tower::ServiceExt;
 
         use super::super::*;
@@ -428,10 +429,15 @@ mod tests {
 
         /// A Hub fed by the synthetic source at 10x real time.
         fn fed_hub() -> Hub {
+            fed_hub_with(tracks()).0
+        }
+
+        /// A Hub with `tracks` fed like [`fed_hub`]; aborting the feeder lets its Hub go.
+        fn fed_hub_with(tracks: Vec<TrackInfo>) -> (Hub, tokio::task::JoinHandle<()>) {
             let hub = Hub::new("cam", HubConfig::default());
-            hub.set_tracks(tracks());
+            hub.set_tracks(tracks);
             let feeder = hub.clone();
-            tokio::spawn(async move {
+            let task = tokio::spawn(async move {
                 let mut source = Synthetic::new(30);
                 for _ in 0..600 {
                     for frame in source.next_seconds(1).into_iter().take(80) {
@@ -440,7 +446,102 @@ mod tests {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             });
-            hub
+            (hub, task)
+        }
+
+        async fn playlist_when(app: &Router, uri: &str, done: impl Fn(&str) -> bool) -> String {
+            let mut text = String::new();
+            for _ in 0..500 {
+                let (status, _, body) = get(app, uri).await;
+                text = body;
+                if status == StatusCode::OK && done(&text) {
+                    return text;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("{uri} never became what was expected; last:\n{text}")
+        }
+
+        fn media_playlist(text: &str) -> m3u8_rs::MediaPlaylist {
+            match m3u8_rs::parse_playlist_res(text.as_bytes()) {
+                Ok(m3u8_rs::Playlist::MediaPlaylist(playlist)) => playlist,
+                other => panic!("not a media playlist: {other:?}\n{text}"),
+            }
+        }
+
+        /// The stream is replaced under the same name (the old Hub stays open, as
+        /// when its source is slow to stop): the muxer lets the old Hub go and the
+        /// same playlist continues from the new Hub after a discontinuity.
+        #[tokio::test]
+        async fn a_replaced_stream_continues_the_playlist_and_frees_the_old_hub() {
+            let (old, old_feeder) = fed_hub_with(tracks());
+            let registry = Arc::new(std::sync::Mutex::new(old.clone()));
+            let lookup = {
+                let registry = registry.clone();
+                move |name: &str| (name == "cam").then(|| registry.lock().unwrap().clone())
+            };
+            let app = router(lookup, HlsConfig::default());
+            let before = playlist_when(&app, "/hls/cam/stream.m3u8", |_| true).await;
+            assert!(!before.contains("#EXT-X-DISCONTINUITY\n"), "{before}");
+
+            let mut bigger = tracks();
+            bigger[0].params.width = Some(1280);
+            bigger[0].params.height = Some(720);
+            let (new, _new_feeder) = fed_hub_with(bigger);
+            let mut old_alive = old.watch_subscribers();
+            *registry.lock().unwrap() = new.clone();
+            old_feeder.abort();
+            drop(old);
+            // The watch's sender lives in the Hub: it closes once no handle is left.
+            let released = tokio::time::timeout(Duration::from_secs(10), async {
+                while old_alive.changed().await.is_ok() {}
+            })
+            .await;
+            assert!(released.is_ok(), "the muxer let the old Hub go");
+
+            let after = playlist_when(&app, "/hls/cam/stream.m3u8", |text| {
+                text.contains("#EXT-X-DISCONTINUITY\n")
+            })
+            .await;
+            let (before, after) = (media_playlist(&before), media_playlist(&after));
+            let old_last = before.segments.last().unwrap().uri.clone();
+            let first_new = after.segments.iter().position(|s| s.discontinuity).unwrap();
+            let new_first_msn = after.media_sequence + first_new as u64;
+            let old_last_msn: u64 = old_last
+                .trim_start_matches("seg_")
+                .trim_end_matches(".m4s")
+                .parse()
+                .unwrap();
+            assert!(
+                new_first_msn > old_last_msn && new_first_msn <= old_last_msn + 8,
+                "numbering continues: {old_last} then {new_first_msn}"
+            );
+            assert_eq!(
+                after.segments[first_new]
+                    .map
+                    .as_ref()
+                    .map(|m| m.uri.clone()),
+                Some(format!("init_{new_first_msn}.mp4")),
+                "the new source's init segment"
+            );
+            let breaks = |p: &m3u8_rs::MediaPlaylist, upto: usize| {
+                p.discontinuity_sequence
+                    + p.segments[..=upto]
+                        .iter()
+                        .filter(|s| s.discontinuity)
+                        .count() as u64
+            };
+            assert_eq!(
+                breaks(&after, first_new),
+                breaks(&before, before.segments.len() - 1) + 1,
+                "players number the new segments one discontinuity past the old ones"
+            );
+            let (_, _, multivariant) = get(&app, "/hls/cam/index.m3u8").await;
+            assert!(
+                multivariant.contains("RESOLUTION=1280x720"),
+                "{multivariant}"
+            );
+            assert_eq!(new.subscriber_count(), 1, "one muxer, now on the new Hub");
         }
 
         fn app(hub: Hub) -> Router {

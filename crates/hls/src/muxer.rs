@@ -3,7 +3,10 @@
 //!
 //! Started by the first playlist request, it stops once no request has touched it
 //! for the idle grace (dropping its Hub subscription, so an on-demand source can
-//! stop too).
+//! stop too). When the stream is replaced (a new Hub under the same name: API PUT,
+//! config reload), it lets the old Hub go within a second (at once when the old one
+//! closes) and continues the same playlist from the new Hub after an
+//! `EXT-X-DISCONTINUITY`, so players keep playing without a reload.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -149,11 +152,31 @@ fn first_sequence_number() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-async fn run(muxers: Weak<Muxers>, muxer: Arc<Muxer>, hub: Hub) {
+/// Why muxing one Hub ended.
+enum End {
+    /// The muxer stops (idle, stream gone, failed); the reason is logged.
+    Stop(&'static str),
+    /// The registry holds a new Hub under the stream's name (the stream was
+    /// replaced): the muxer follows it, and the old Hub is let go.
+    Replaced(Hub),
+}
+
+async fn run(muxers: Weak<Muxers>, muxer: Arc<Muxer>, mut hub: Hub) {
     let Some(config) = muxers.upgrade().map(|m| m.config.clone()) else {
         return;
     };
-    let reason = mux(&muxer, &hub, &config).await;
+    let reason = loop {
+        match mux(&muxers, &muxer, &hub, &config).await {
+            End::Stop(reason) => break reason,
+            End::Replaced(new) => {
+                info!(
+                    stream = muxer.name(),
+                    "stream replaced: HLS follows its new source"
+                );
+                hub = new;
+            }
+        }
+    };
     info!(stream = muxer.name(), reason, "HLS muxer stopped");
     if let Some(muxers) = muxers.upgrade() {
         muxers.remove(&muxer);
@@ -165,46 +188,100 @@ async fn run(muxers: Weak<Muxers>, muxer: Arc<Muxer>, hub: Hub) {
     }
 }
 
-/// Runs until the stream ends, fails or goes idle; returns why it stopped.
-async fn mux(muxer: &Muxer, hub: &Hub, config: &HlsConfig) -> &'static str {
+/// Whether the registry still holds `hub` under the muxer's name.
+fn follow_registry(muxers: &Weak<Muxers>, name: &str, hub: &Hub) -> Option<End> {
+    let Some(muxers) = muxers.upgrade() else {
+        return Some(End::Stop("HLS routes dropped"));
+    };
+    match muxers.lookup.hub(name) {
+        None => Some(End::Stop("stream removed")),
+        Some(current) if current.same_as(hub) => None,
+        Some(current) => Some(End::Replaced(current)),
+    }
+}
+
+/// The periodic check: no viewer for the idle grace, or the stream gone or replaced.
+fn check(muxers: &Weak<Muxers>, muxer: &Muxer, hub: &Hub, idle_grace: Duration) -> Option<End> {
+    if muxer.idle_for() > idle_grace {
+        return Some(End::Stop("idle"));
+    }
+    follow_registry(muxers, muxer.name(), hub)
+}
+
+/// Muxes `hub` until the stream ends, fails, goes idle or is replaced.
+///
+/// A segmenter replacing one that serves viewers continues its playlist after a
+/// discontinuity, and goes live only once it has a segment: until then viewers
+/// keep the old playlist rather than a 503.
+async fn mux(muxers: &Weak<Muxers>, muxer: &Muxer, hub: &Hub, config: &HlsConfig) -> End {
     // Subscribe first: the subscriber count is what starts an on-demand source.
     let mut subscription = hub.subscribe();
     let idle_grace = config.idle_grace();
-    let mut idle_check = tokio::time::interval(idle_grace.min(Duration::from_secs(1)));
-    let tracks = tokio::select! {
-        tracks = hub.wait_ready(config.ready_timeout()) => tracks,
-        _ = wait_idle(muxer, idle_grace, &mut idle_check) => return "idle",
+    let mut checks = tokio::time::interval(idle_grace.min(Duration::from_secs(1)));
+    let ready = hub.wait_ready(config.ready_timeout());
+    tokio::pin!(ready);
+    let tracks = loop {
+        tokio::select! {
+            tracks = &mut ready => break tracks,
+            _ = checks.tick() => {
+                if let Some(end) = check(muxers, muxer, hub, idle_grace) {
+                    return end;
+                }
+            }
+        }
     };
     let Some(tracks) = tracks else {
         muxer.set_state(MuxerState::Failed(
             "the source sent no usable tracks in time".into(),
         ));
-        return "no tracks";
+        return End::Stop("no tracks");
+    };
+    let follows = match &*muxer.state() {
+        MuxerState::Running(previous) => Some(previous.continuation()),
+        _ => None,
     };
     let segmenter_config = SegmenterConfig {
         first_msn: first_sequence_number(),
+        follows,
         ..config.segmenter()
     };
-    match Segmenter::new(segmenter_config, &tracks) {
-        Ok(segmenter) => muxer.set_state(MuxerState::Running(Box::new(segmenter))),
+    // Not yet serving: it replaces a segmenter that still does.
+    let mut unpublished = match Segmenter::new(segmenter_config, &tracks) {
+        Ok(segmenter) if follows.is_some() => Some(Box::new(segmenter)),
+        Ok(segmenter) => {
+            muxer.set_state(MuxerState::Running(Box::new(segmenter)));
+            None
+        }
         Err(err) => {
             warn!(stream = muxer.name(), %err, "stream cannot be muxed to HLS");
             muxer.set_state(MuxerState::Failed(err.to_string()));
-            return "unsupported stream";
+            return End::Stop("unsupported stream");
         }
-    }
+    };
     let mut track_updates = hub.watch_tracks();
     let mut errors = 0u64;
     loop {
         tokio::select! {
             frame = subscription.recv() => {
-                let Some(frame) = frame else { return "stream closed" };
-                let result = match &mut *muxer.state() {
-                    MuxerState::Running(segmenter) => segmenter.push(&frame),
-                    _ => return "stopped",
+                let Some(frame) = frame else {
+                    return follow_registry(muxers, muxer.name(), hub)
+                        .unwrap_or(End::Stop("stream closed"));
+                };
+                let result = match &mut unpublished {
+                    Some(segmenter) => segmenter.push(&frame),
+                    None => match &mut *muxer.state() {
+                        MuxerState::Running(segmenter) => segmenter.push(&frame),
+                        _ => return End::Stop("stopped"),
+                    },
                 };
                 match result {
-                    Ok(true) => muxer.progress.send_modify(|n| *n += 1),
+                    Ok(true) => {
+                        if let Some(segmenter) = unpublished.take_if(|s| !s.segments().is_empty()) {
+                            muxer.set_state(MuxerState::Running(segmenter));
+                        } else if unpublished.is_none() {
+                            muxer.progress.send_modify(|n| *n += 1);
+                        }
+                    }
                     Ok(false) => {}
                     Err(err) => {
                         errors += 1;
@@ -216,30 +293,26 @@ async fn mux(muxer: &Muxer, hub: &Hub, config: &HlsConfig) -> &'static str {
             }
             changed = track_updates.changed() => {
                 if changed.is_err() {
-                    return "stream closed";
+                    return End::Stop("stream closed");
                 }
                 let tracks = track_updates.borrow_and_update().clone();
-                if let MuxerState::Running(segmenter) = &mut *muxer.state() {
-                    if let Err(err) = segmenter.update_tracks(&tracks) {
-                        warn!(stream = muxer.name(), %err, "new codec parameters cannot be muxed");
-                    }
+                let updated = match &mut unpublished {
+                    Some(segmenter) => segmenter.update_tracks(&tracks),
+                    None => match &mut *muxer.state() {
+                        MuxerState::Running(segmenter) => segmenter.update_tracks(&tracks),
+                        _ => Ok(()),
+                    },
+                };
+                if let Err(err) = updated {
+                    warn!(stream = muxer.name(), %err, "new codec parameters cannot be muxed");
                 }
             }
-            _ = idle_check.tick() => {
-                if muxer.idle_for() > idle_grace {
-                    debug!(stream = muxer.name(), dropped = subscription.dropped(), "no HLS viewers");
-                    return "idle";
+            _ = checks.tick() => {
+                if let Some(end) = check(muxers, muxer, hub, idle_grace) {
+                    debug!(stream = muxer.name(), dropped = subscription.dropped(), "HLS muxer leaves its Hub");
+                    return end;
                 }
             }
-        }
-    }
-}
-
-async fn wait_idle(muxer: &Muxer, idle_grace: Duration, tick: &mut tokio::time::Interval) {
-    loop {
-        tick.tick().await;
-        if muxer.idle_for() > idle_grace {
-            return;
         }
     }
 }

@@ -111,7 +111,9 @@ pub fn media_playlist(segmenter: &Segmenter) -> String {
 
     let mut init_version = None;
     for (i, segment) in segments.iter().chain(current).enumerate() {
-        if segment.discontinuity && i > 0 {
+        // Also on the first segment: EXT-X-DISCONTINUITY-SEQUENCE counts a tag only
+        // once its segment scrolls out, so hiding it would renumber what follows.
+        if segment.discontinuity {
             let _ = writeln!(out, "#EXT-X-DISCONTINUITY");
         }
         if init_version != Some(segment.init_version) {
@@ -216,6 +218,43 @@ mod tests {
                 .ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part_8_3.m4s\""),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_discontinuity_keeps_its_number_while_the_window_scrolls() {
+        // A player numbers a segment by EXT-X-DISCONTINUITY-SEQUENCE plus the tags up to it.
+        let number_of = |text: &str, uri: &str| {
+            let Ok(m3u8_rs::Playlist::MediaPlaylist(playlist)) =
+                m3u8_rs::parse_playlist_res(text.as_bytes())
+            else {
+                panic!("not a media playlist: {text}")
+            };
+            let index = playlist.segments.iter().position(|s| s.uri == uri)?;
+            let tags = playlist.segments[..=index]
+                .iter()
+                .filter(|s| s.discontinuity)
+                .count() as u64;
+            Some(playlist.discontinuity_sequence + tags)
+        };
+        let config = SegmenterConfig {
+            window: 3,
+            ..Default::default()
+        };
+        let mut source = Synthetic::new(30);
+        // Segment 2 (3 s to 5 s) follows a break; it is the oldest listed at 10 s.
+        source.discontinuity_at_video_frame = Some(75);
+        let mut segmenter = Segmenter::new(config, &tracks()).unwrap();
+        let mut numbers = Vec::new();
+        for _ in 0..10 {
+            feed(&mut segmenter, &source.next_seconds(1));
+            let text = media_playlist(&segmenter);
+            if let Some(number) = number_of(&text, "seg_2.m4s") {
+                numbers.push(number);
+            }
+        }
+        assert_eq!(segmenter.segments().front().map(|s| s.msn), Some(2));
+        assert_eq!(numbers, vec![1; numbers.len()]);
+        assert!(numbers.len() >= 3, "{numbers:?}");
     }
 
     #[test]

@@ -34,8 +34,22 @@ pub struct SegmenterConfig {
     pub window: usize,
     /// Hard cap on the bytes held (finished segments, the one in progress and queued samples).
     pub max_bytes: usize,
-    /// Media sequence number (and init version) of the first segment.
+    /// Media sequence number (and init version) of the first segment, unless it
+    /// `follows` another playlist.
     pub first_msn: u64,
+    /// The playlist this one continues (the one of a stream's previous source): the
+    /// first segment takes the next sequence number and is marked a discontinuity,
+    /// so a player follows the new source without reloading.
+    pub follows: Option<Continuation>,
+}
+
+/// Where a playlist left off, for the one that continues it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Continuation {
+    /// The first sequence number (and init version) no segment of it used.
+    pub next_msn: u64,
+    /// The discontinuity sequence number of its last segment.
+    pub discontinuity_sequence: u64,
 }
 
 impl Default for SegmenterConfig {
@@ -46,6 +60,7 @@ impl Default for SegmenterConfig {
             window: 7,
             max_bytes: 64 * 1024 * 1024,
             first_msn: 0,
+            follows: None,
         }
     }
 }
@@ -245,17 +260,21 @@ impl Segmenter {
         }
         let lead = tracks.iter().position(MuxTrack::video).unwrap_or(0);
         let init = make_init(&tracks)?;
+        let (first_msn, discontinuity_sequence) = match config.follows {
+            Some(previous) => (previous.next_msn, previous.discontinuity_sequence),
+            None => (config.first_msn, 0),
+        };
         Ok(Segmenter {
             config: config.clone(),
             tracks,
             lead,
-            inits: BTreeMap::from([(config.first_msn, init)]),
-            init_version: config.first_msn,
+            inits: BTreeMap::from([(first_msn, init)]),
+            init_version: first_msn,
             next_init: None,
             segments: VecDeque::new(),
             current: None,
-            next_msn: config.first_msn,
-            discontinuity_sequence: 0,
+            next_msn: first_msn,
+            discontinuity_sequence,
             max_segment_duration: 0.0,
             origin_wallclock: None,
             pdt_anchor: (SystemTime::UNIX_EPOCH, 0),
@@ -379,7 +398,7 @@ impl Segmenter {
         });
         self.origin_wallclock = Some(frame.wallclock);
         self.pdt_anchor = (frame.wallclock, 0);
-        self.open_segment(0, false);
+        self.open_segment(0, self.config.follows.is_some());
     }
 
     fn lead_scale(&self) -> u32 {
@@ -560,6 +579,21 @@ impl Segmenter {
     /// Discontinuities that scrolled out of the window (`EXT-X-DISCONTINUITY-SEQUENCE`).
     pub fn discontinuity_sequence(&self) -> u64 {
         self.discontinuity_sequence
+    }
+
+    /// Where this playlist leaves off: a successor continues after the segment in
+    /// progress (which stays unfinished), one discontinuity later.
+    pub fn continuation(&self) -> Continuation {
+        let listed_breaks = self
+            .segments
+            .iter()
+            .chain(&self.current)
+            .filter(|s| s.discontinuity)
+            .count();
+        Continuation {
+            next_msn: self.next_msn,
+            discontinuity_sequence: self.discontinuity_sequence + listed_breaks as u64,
+        }
     }
 
     /// Longest finished segment so far, in seconds.
@@ -780,6 +814,48 @@ pub(crate) mod tests {
         let audio_start = moof.traf[1].tfdt.as_ref().unwrap().base_media_decode_time;
         assert_eq!(audio_start, audio_end);
         assert!(audio_start > 0 && audio_start <= 14_400, "{audio_start}");
+    }
+
+    #[test]
+    fn a_following_playlist_continues_numbering_after_a_discontinuity() {
+        let config = SegmenterConfig {
+            window: 3,
+            first_msn: 100,
+            ..Default::default()
+        };
+        let mut source = Synthetic::new(30);
+        source.discontinuity_at_video_frame = Some(75);
+        let mut previous = Segmenter::new(config.clone(), &tracks()).unwrap();
+        feed(&mut previous, &source.next_seconds(6));
+        // Segment 102 (the break) is listed, 103 is in progress.
+        assert_eq!(previous.current().map(|s| s.msn), Some(103));
+        let continuation = previous.continuation();
+        assert_eq!(
+            continuation,
+            Continuation {
+                next_msn: 104,
+                discontinuity_sequence: 1
+            }
+        );
+
+        let follows = SegmenterConfig {
+            follows: Some(continuation),
+            ..config
+        };
+        let mut next = Segmenter::new(follows, &tracks()).unwrap();
+        assert!(next.init(104).is_some(), "init versions continue too");
+        let mut new_source = Synthetic::new(30);
+        feed(&mut next, &new_source.next_seconds(3));
+        let first = &next.segments()[0];
+        assert_eq!(first.msn, 104);
+        assert!(first.discontinuity);
+        assert_eq!(first.init_version, 104);
+        assert_eq!(next.discontinuity_sequence(), 1);
+
+        // Scrolling the marked segment out counts it, as for any discontinuity.
+        feed(&mut next, &new_source.next_seconds(10));
+        assert!(next.segments().iter().all(|s| !s.discontinuity));
+        assert_eq!(next.discontinuity_sequence(), 2);
     }
 
     #[test]
