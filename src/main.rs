@@ -108,17 +108,10 @@ fn serve(path: &Path) -> Result<(), StartError> {
         let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signal)?;
         let mut hangup = signal(SignalKind::hangup()).map_err(StartError::Signal)?;
         let streams: SharedStreams = Arc::new(RwLock::new(Streams::start(planned)));
-        let (rtsp, rtsp_readers) = start_rtsp(&config, &streams).await?;
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let (rtsp, rtsp_readers) = start_rtsp(&config, &streams, stopping.clone()).await?;
         let base = path.parent().unwrap_or(Path::new(".")).to_owned();
-        let (stop_http, http_stopping) = tokio::sync::watch::channel(false);
-        let http = start_http(
-            &config,
-            &streams,
-            rtsp_readers,
-            base.clone(),
-            http_stopping,
-        )
-        .await?;
+        let http = start_http(&config, &streams, rtsp_readers, base.clone(), stopping).await?;
         tracing::info!(config = %path.display(), streams = read(&streams).iter().count(), "streamgate running");
         let reason = loop {
             tokio::select! {
@@ -128,15 +121,16 @@ fn serve(path: &Path) -> Result<(), StartError> {
             }
         };
         tracing::info!("{reason}: shutting down");
-        rtsp.abort();
-        // New HTTP connections stop now; requests in flight finish (blocking HLS
-        // requests end when the streams close), within HTTP_DRAIN.
-        stop_http.send_replace(true);
+        // New connections stop now. Closing the streams ends what is in flight:
+        // RTSP readers get SR+BYE on every track, blocking HLS requests return.
+        stop.send_replace(true);
         let streams = std::mem::replace(&mut *write(&streams), Streams::start(Vec::new()));
         streams.shutdown().await;
+        // The RTSP server waits for its connections itself, within SHUTDOWN_DRAIN.
+        let _ = rtsp.await;
         let http_abort = http.abort_handle();
-        if tokio::time::timeout(HTTP_DRAIN, http).await.is_err() {
-            tracing::warn!("HTTP requests still running after {HTTP_DRAIN:?}: cut off");
+        if tokio::time::timeout(SHUTDOWN_DRAIN, http).await.is_err() {
+            tracing::warn!("HTTP requests still running after {SHUTDOWN_DRAIN:?}: cut off");
             http_abort.abort();
         }
         tracing::info!("stopped");
@@ -172,6 +166,7 @@ async fn reload_streams(path: &Path, base: &Path, streams: &SharedStreams) {
 async fn start_rtsp(
     config: &Config,
     streams: &SharedStreams,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(tokio::task::JoinHandle<()>, Readers), StartError> {
     use streamgate_rtsp::server::{Credentials, RtspServer, ServerConfig, StreamEntry};
     fn credentials(
@@ -203,7 +198,11 @@ async fn start_rtsp(
     };
     let server = RtspServer::bind(server_config, Arc::new(directory)).await?;
     let readers = server.readers();
-    Ok((tokio::spawn(server.run()), readers))
+    let stopped = stopped(stopping);
+    Ok((
+        tokio::spawn(server.run_until(stopped, SHUTDOWN_DRAIN)),
+        readers,
+    ))
 }
 
 fn read(streams: &SharedStreams) -> std::sync::RwLockReadGuard<'_, Streams> {
@@ -214,8 +213,14 @@ fn write(streams: &SharedStreams) -> std::sync::RwLockWriteGuard<'_, Streams> {
     streams.write().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// How long HTTP requests in flight may take to finish at shutdown.
-const HTTP_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long connections in flight (RTSP readers, HTTP requests) may take to
+/// finish at shutdown.
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Resolves once shutdown starts (or the sender is gone, which is a stop too).
+async fn stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
+}
 
 /// Starts the HTTP server (`[http]`): API, metrics, dashboard and HLS.
 async fn start_http(
@@ -223,7 +228,7 @@ async fn start_http(
     streams: &SharedStreams,
     rtsp_readers: Readers,
     base: PathBuf,
-    mut stopping: tokio::sync::watch::Receiver<bool>,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, StartError> {
     let listen = config.http.listen;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -234,14 +239,10 @@ async fn start_http(
     state.rtsp_readers = rtsp_readers;
     let app = api::app(state, config.hls.clone());
     Ok(tokio::spawn(async move {
-        let stopped = async move {
-            // An error means the sender is gone, which is a stop too.
-            let _ = stopping.wait_for(|stop| *stop).await;
-        };
         // Client addresses reach the handlers (HLS viewers in the API).
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         if let Err(error) = axum::serve(listener, app)
-            .with_graceful_shutdown(stopped)
+            .with_graceful_shutdown(stopped(stopping))
             .await
         {
             tracing::error!(%error, "HTTP server stopped");

@@ -262,3 +262,56 @@ fn unsupported_sources_are_reported_without_secrets_and_sigterm_stops() {
         "{log:?}"
     );
 }
+
+/// Ctrl-C ends every RTSP session the way RFC 3550 says a sender leaves: an
+/// RTCP BYE on each track, which ffmpeg (what Frigate reads through) takes as
+/// the stream's end rather than as a network failure to retry.
+#[test]
+fn sigint_sends_rtcp_bye_on_every_track_to_a_reader() {
+    let dir = TempDir::new("binary_config-bye");
+    let (config, rtsp_port) = shipped_config_on_free_ports();
+    std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
+    let mut gateway = Running::start(&[], dir.path());
+    assert!(
+        gateway.wait_for("streamgate running").is_some(),
+        "did not start: {:?}",
+        gateway.seen
+    );
+    let ffmpeg_log = dir.path().join("ffmpeg.log");
+    let mut reader = Command::new(support::peer("ffmpeg"))
+        .args(["-hide_banner", "-nostats", "-v", "debug"])
+        .args(["-rtsp_transport", "tcp", "-i"])
+        .arg(format!("rtsp://127.0.0.1:{rtsp_port}/demo"))
+        .args(["-f", "null", "-", "-progress", "pipe:1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&ffmpeg_log).unwrap())
+        .spawn()
+        .unwrap();
+    // Kept open until ffmpeg ends: closing it would kill ffmpeg with SIGPIPE.
+    let mut progress = BufReader::new(reader.stdout.take().unwrap()).lines();
+    let decoding = progress
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.strip_prefix("frame=").is_some_and(|n| n.trim() != "0"));
+    assert!(decoding, "ffmpeg decoded nothing before it stopped");
+    gateway.signal("INT");
+    let (status, log) = gateway.finish();
+    assert!(status.success(), "exit {status:?}: {log:?}");
+    // The gateway has exited, so ffmpeg's input has ended: it stops by itself
+    // (the progress pipe reaches its end when it does).
+    progress.for_each(drop);
+    reader.wait().unwrap();
+    let stderr = std::fs::read_to_string(&ffmpeg_log).unwrap();
+    let byes: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("Received BYE for stream"))
+        .collect();
+    // ffmpeg counts them: "Received BYE for stream 1 (2/2)" once every track has one.
+    let all_tracks = byes.last().and_then(|l| {
+        let counts = l.rsplit_once('(')?.1.trim_end_matches(')');
+        let (seen, tracks) = counts.split_once('/')?;
+        Some(seen == tracks && tracks.parse::<u32>().ok()? >= 2)
+    });
+    assert_eq!(all_tracks, Some(true), "BYE lines: {byes:?}");
+}

@@ -30,6 +30,7 @@ pub mod target;
 pub mod transport;
 pub mod udp;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -147,10 +148,23 @@ impl RtspServer {
 
     /// Accepts connections forever, one task each.
     pub async fn run(self) {
+        self.run_until(std::future::pending(), Duration::ZERO).await;
+    }
+
+    /// Accepts connections until `stop` resolves, then waits up to `drain` for
+    /// the open connections to end. A connection ends once its stream closes,
+    /// after it has sent its readers SR+BYE on every track: so a caller that
+    /// closes the streams and then resolves `stop` gets a graceful shutdown.
+    pub async fn run_until(self, stop: impl Future<Output = ()>, drain: Duration) {
         let slots = Arc::new(Semaphore::new(self.config.max_connections));
         tracing::info!(addr = ?self.listener.local_addr().ok(), "RTSP server listening");
+        tokio::pin!(stop);
         loop {
-            let (mut stream, peer) = match self.listener.accept().await {
+            let accepted = tokio::select! {
+                () = &mut stop => break,
+                accepted = self.listener.accept() => accepted,
+            };
+            let (mut stream, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -171,6 +185,18 @@ impl RtspServer {
                 connection::serve(stream, peer, config, directory).await;
                 drop(slot);
             });
+        }
+        drop(self.listener);
+        // Every slot back means every connection task has finished.
+        let every_slot = u32::try_from(self.config.max_connections).unwrap_or(u32::MAX);
+        if tokio::time::timeout(drain, slots.acquire_many(every_slot))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = self.config.max_connections - slots.available_permits(),
+                "RTSP connections still open after {drain:?}: cut off"
+            );
         }
     }
 }
