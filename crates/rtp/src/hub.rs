@@ -36,6 +36,21 @@ use tokio::sync::{watch, Notify};
 use crate::frame::Frame;
 use crate::track::{CodecParams, MediaKind, TrackId, TrackInfo};
 
+/// How far the stream's time zero lies before the Hub was made: a source's first
+/// frames may have been captured earlier (a server that sends its GOP cache on
+/// PLAY), and output time, which counts from the origin, cannot go below zero.
+pub const ORIGIN_HEADROOM: Duration = Duration::from_secs(5);
+
+/// Now on both clocks, moved `by` into the past (now itself on a clock too young
+/// for that).
+fn before_now(by: Duration) -> (Instant, SystemTime) {
+    let (instant, wallclock) = (Instant::now(), SystemTime::now());
+    match (instant.checked_sub(by), wallclock.checked_sub(by)) {
+        (Some(instant), Some(wallclock)) => (instant, wallclock),
+        _ => (instant, wallclock),
+    }
+}
+
 /// Largest ring a config may ask for (the broadcast ring is allocated up front).
 const MAX_QUEUE_LEN: usize = 1 << 16;
 
@@ -178,7 +193,7 @@ impl Hub {
                 subscribers: watch::Sender::new(0),
                 keyframe_request: Notify::new(),
                 counters: Counters::default(),
-                origin: (Instant::now(), SystemTime::now()),
+                origin: before_now(ORIGIN_HEADROOM),
                 output_high_water_micros: AtomicU64::new(0),
             }),
         }
@@ -199,7 +214,7 @@ impl Hub {
     }
 
     /// The stream's time zero (monotonic and wall clock), fixed when the Hub is
-    /// made. Every ingest feeding this Hub anchors output time to it, so a new
+    /// made, [`ORIGIN_HEADROOM`] before then. Every ingest feeding this Hub anchors output time to it, so a new
     /// ingest (a source that came back with other tracks) continues the time of
     /// the previous one instead of starting again at zero.
     pub fn origin(&self) -> (Instant, SystemTime) {

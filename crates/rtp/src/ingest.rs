@@ -51,9 +51,15 @@ use crate::frame::{Frame, OutPacket};
 use crate::hub::Hub;
 use crate::packet::RtpPacket;
 use crate::reorder::{Pushed, Released, ReorderBuffer, ReorderConfig};
-use crate::rtcp::SenderReport;
-use crate::timeline::{Timeline, MAX_JUMP};
+use crate::rtcp::{ntp_from_system_time, SenderReport};
+use crate::timeline::{AnchorHint, Timeline, MAX_JUMP};
 use crate::track::{Codec, CodecParams, MediaKind, TrackId, TrackInfo};
+
+/// A sender report stamped within this of its arrival comes from a clock in step
+/// with ours (the same host, or both NTP-synced): its capture times are ours. Small
+/// against the GOP bursts it lets the ingest recognise, so trusting a clock that
+/// is off by less moves the wall clock by less than that.
+const CLOCK_AGREEMENT: Duration = Duration::from_millis(250);
 
 /// Data-path errors are summarised in the log at most this often.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(1);
@@ -109,8 +115,8 @@ struct TrackIngest {
     source_ssrc: Option<u32>,
     output_ssrc: u32,
     next_output_sequence: u16,
-    /// The source's latest RTCP sender report in this session: (NTP, RTP).
-    sender_report: Option<(u64, u32)>,
+    /// The source's latest RTCP sender report in this session.
+    sender_report: Option<Report>,
     /// This session's line was compared with the other tracks' by their reports.
     in_step: bool,
     /// The last packet given to the depacketizer: (timestamp, marker).
@@ -118,6 +124,14 @@ struct TrackIngest {
     /// Timestamp of the access unit damaged by loss: its remaining packets are dropped.
     damaged_timestamp: Option<u32>,
     restart_gate: RestartGate,
+}
+
+/// A source's sender report as the ingest keeps it.
+#[derive(Debug, Clone, Copy)]
+struct Report {
+    ntp: u64,
+    rtp: u32,
+    received: Instant,
 }
 
 /// Whether a video track may publish after its source restarted.
@@ -283,14 +297,18 @@ impl StreamIngest {
     /// Records the source's RTP/NTP mapping for `track` (RTCP SR), used to put
     /// the session's tracks in step (see the module docs). A report about another
     /// SSRC than the track's packets (an earlier session) is ignored.
-    pub fn on_sender_report(&mut self, track: TrackId, sr: &SenderReport) {
+    pub fn on_sender_report(&mut self, track: TrackId, sr: &SenderReport, now: Instant) {
         let Some(state) = self.tracks.iter_mut().find(|t| t.info.id == track) else {
             return;
         };
         if state.source_ssrc.is_some_and(|ssrc| ssrc != sr.ssrc) {
             return;
         }
-        state.sender_report = Some((sr.ntp_time, sr.rtp_time));
+        state.sender_report = Some(Report {
+            ntp: sr.ntp_time,
+            rtp: sr.rtp_time,
+            received: now,
+        });
         self.put_tracks_in_step();
     }
 
@@ -376,7 +394,10 @@ impl StreamIngest {
         if self.held_for_keyframe(index, unit.keyframe) {
             return;
         }
-        let aligned = self.aligned_by_sender_reports(index, unit.rtp_timestamp);
+        let hint = AnchorHint {
+            captured: self.captured_by_sender_report(index, unit.rtp_timestamp, now, origin),
+            aligned: self.aligned_by_sender_reports(index, unit.rtp_timestamp),
+        };
         let state = &mut self.tracks[index];
         let info = &mut state.info;
         let previous_sps = info.params.sps.clone();
@@ -388,7 +409,7 @@ impl StreamIngest {
         }
         let mapped = state
             .timeline
-            .map_aligned(unit.rtp_timestamp, now, origin.0, aligned);
+            .map_aligned(unit.rtp_timestamp, now, origin.0, hint);
         if mapped.reanchored {
             tracing::debug!(stream = %self.hub.name(), track = info.id.0, pts = mapped.pts, "timeline re-anchored");
         }
@@ -502,13 +523,54 @@ impl StreamIngest {
         }
     }
 
+    /// When the source captured `rtp_timestamp` of track `index`, if that was
+    /// before it arrived (`now`) by at most [`MAX_JUMP`] and the source's clock
+    /// is in step with ours: its report was stamped within [`CLOCK_AGREEMENT`] of
+    /// its arrival. Then the frame is old news (a server's GOP cache sent at once
+    /// on PLAY) and anchoring on its arrival would put output time ahead of real
+    /// time by its age. A source whose clock is not ours gets `None`.
+    fn captured_by_sender_report(
+        &self,
+        index: usize,
+        rtp_timestamp: u32,
+        now: Instant,
+        origin: (Instant, SystemTime),
+    ) -> Option<Instant> {
+        let track = &self.tracks[index];
+        let report = track.sender_report?;
+        let wall_ntp = |at: Instant| {
+            let wall = match at.checked_duration_since(origin.0) {
+                Some(since) => origin.1.checked_add(since),
+                None => origin.1.checked_sub(origin.0.duration_since(at)),
+            };
+            wall.map(|wall| i128::from(ntp_from_system_time(wall)))
+        };
+        let nanos_between = |from: i128, to: i128| ((to - from) * NANOS) >> 32;
+        let report_age = nanos_between(i128::from(report.ntp), wall_ntp(report.received)?);
+        if report_age.unsigned_abs() > CLOCK_AGREEMENT.as_nanos() {
+            return None;
+        }
+        let since_report = i128::from(rtp_timestamp.wrapping_sub(report.rtp) as i32);
+        let captured = nanos_between(i128::from(report.ntp), wall_ntp(now)?)
+            - since_report * NANOS / i128::from(track.timeline.clock_rate());
+        let age = u64::try_from(captured).ok()?;
+        if u128::from(age) > MAX_JUMP.as_nanos() {
+            return None;
+        }
+        now.checked_sub(Duration::from_nanos(age))
+    }
+
     /// Where the source's sender reports put `rtp_timestamp` of track `index` on
     /// the output timeline: another track of the same session, with a report and
     /// a timeline on that session's line, gives the output time of the instant
     /// the source stamped it. `None` without such a pair of reports.
     fn aligned_by_sender_reports(&self, index: usize, rtp_timestamp: u32) -> Option<u64> {
         let track = &self.tracks[index];
-        let (ntp, report_rtp) = track.sender_report?;
+        let Report {
+            ntp,
+            rtp: report_rtp,
+            ..
+        } = track.sender_report?;
         let rate = i128::from(track.timeline.clock_rate());
         let since_report = i128::from(rtp_timestamp.wrapping_sub(report_rtp) as i32);
         self.tracks
@@ -516,7 +578,11 @@ impl StreamIngest {
             .enumerate()
             .filter(|(other, _)| *other != index)
             .find_map(|(_, other)| {
-                let (other_ntp, other_report_rtp) = other.sender_report?;
+                let Report {
+                    ntp: other_ntp,
+                    rtp: other_report_rtp,
+                    ..
+                } = other.sender_report?;
                 let other_output = i128::from(other.timeline.output_of(other_report_rtp)?);
                 let other_rate = i128::from(other.timeline.clock_rate());
                 // NTP is 32.32 fixed point: nanoseconds from the other report to ours,
@@ -535,7 +601,11 @@ const NANOS: i128 = 1_000_000_000;
 /// sender report: equal for tracks in step. `None` without a report and a line in
 /// the current session.
 fn line_minus_report(track: &TrackIngest) -> Option<i128> {
-    let (ntp, report_rtp) = track.sender_report?;
+    let Report {
+        ntp,
+        rtp: report_rtp,
+        ..
+    } = track.sender_report?;
     let output = i128::from(track.timeline.output_of(report_rtp)?);
     let output_nanos = output * NANOS / i128::from(track.timeline.clock_rate());
     // NTP is 32.32 fixed point.
@@ -1143,18 +1213,18 @@ mod tests {
         push_all(&mut ingest, vec![p_frame(SOURCE_SSRC, 4, 4000)], at(33));
         push_audio(&mut ingest, 51, 960, at(25));
         // Reports arrive mid-stream, on a clock far from the ingest's.
-        ingest.on_sender_report(VIDEO, &sender_report(ntp_at(1_600_000_000), 1000));
-        ingest.on_sender_report(AUDIO, &sender_report(ntp_at(1_600_000_000), 0));
+        ingest.on_sender_report(VIDEO, &sender_report(ntp_at(1_600_000_000), 1000), now);
+        ingest.on_sender_report(AUDIO, &sender_report(ntp_at(1_600_000_000), 0), now);
         push_all(&mut ingest, vec![p_frame(SOURCE_SSRC, 5, 7000)], at(66));
         push_audio(&mut ingest, 52, 1920, at(45));
         // The source restarts 2 s later with new timestamps and new reports.
         ingest.source_restarted();
-        ingest.on_sender_report(VIDEO, &sender_report(ntp_at(1_700_000_000), 500));
-        ingest.on_sender_report(AUDIO, &sender_report(ntp_at(1_700_000_000), 100));
+        ingest.on_sender_report(VIDEO, &sender_report(ntp_at(1_700_000_000), 500), now);
+        ingest.on_sender_report(AUDIO, &sender_report(ntp_at(1_700_000_000), 100), now);
         push_all(&mut ingest, idr(10, 500), at(2_000));
         push_audio(&mut ingest, 60, 100, at(2_010));
         push_all(&mut ingest, vec![p_frame(SOURCE_SSRC, 13, 3500)], at(2_033));
-        ingest.on_sender_report(VIDEO, &sender_report(ntp_at(1_700_000_001), 90_500));
+        ingest.on_sender_report(VIDEO, &sender_report(ntp_at(1_700_000_001), 90_500), now);
         push_all(&mut ingest, vec![p_frame(SOURCE_SSRC, 14, 6500)], at(2_066));
         push_audio(&mut ingest, 61, 1060, at(2_030));
         let frames = received(&mut sub);
@@ -1184,8 +1254,8 @@ mod tests {
         // Both tracks restart captured at the same instant (their reports say so),
         // but the audio's first packet arrives 300 ms after the video's.
         let ntp = ntp_at(1_700_000_000);
-        ingest.on_sender_report(VIDEO, &sender_report(ntp, 777_000));
-        ingest.on_sender_report(AUDIO, &sender_report(ntp, 4_000));
+        ingest.on_sender_report(VIDEO, &sender_report(ntp, 777_000), now);
+        ingest.on_sender_report(AUDIO, &sender_report(ntp, 4_000), now);
         push_all(&mut ingest, idr(10, 777_000), at(1_000));
         push_audio(&mut ingest, 60, 4_000, at(1_300));
         push_audio(&mut ingest, 61, 4_960, at(1_310));
@@ -1217,15 +1287,15 @@ mod tests {
         push_all(&mut ingest, idr(10, 777_000), at(1_000));
         push_audio(&mut ingest, 60, 4_000, at(1_100));
         let ntp = ntp_at(1_700_000_000);
-        ingest.on_sender_report(VIDEO, &sender_report(ntp, 777_000));
-        ingest.on_sender_report(AUDIO, &audio_report(ntp, 4_000));
+        ingest.on_sender_report(VIDEO, &sender_report(ntp, 777_000), now);
+        ingest.on_sender_report(AUDIO, &audio_report(ntp, 4_000), now);
         push_all(
             &mut ingest,
             vec![p_frame(SOURCE_SSRC, 13, 780_000)],
             at(1_133),
         );
         // A later report that disagrees moves nothing: the session is in step.
-        ingest.on_sender_report(AUDIO, &audio_report(ntp_at(1_700_000_001), 4_000));
+        ingest.on_sender_report(AUDIO, &audio_report(ntp_at(1_700_000_001), 4_000), now);
         push_all(
             &mut ingest,
             vec![p_frame(SOURCE_SSRC, 14, 783_000)],
@@ -1249,6 +1319,43 @@ mod tests {
         );
     }
 
+    /// Our wall clock at `at`, as NTP (the ingest's view: origin + elapsed).
+    fn ntp_of(ingest: &StreamIngest, at: Instant) -> u64 {
+        let (origin, wall) = ingest.hub().origin();
+        crate::rtcp::ntp_from_system_time(wall + at.duration_since(origin))
+    }
+
+    /// A server sends its GOP cache at once on PLAY: 2 s of frames, the first
+    /// captured 2 s ago, the last now. Its report (stamped now) says so.
+    fn burst_wallclock_error(report_clock_error: Duration) -> Duration {
+        let (mut ingest, mut sub, now) = setup();
+        let at = |ms: u64| now + Duration::from_millis(ms);
+        let live_edge = 2 * 90_000;
+        let report = sender_report(ntp_of(&ingest, at(0) + report_clock_error), live_edge);
+        ingest.on_sender_report(VIDEO, &report, at(0));
+        push_all(&mut ingest, idr(1, 0), at(1));
+        push_all(&mut ingest, vec![p_frame(SOURCE_SSRC, 4, 90_000)], at(2));
+        push_all(&mut ingest, vec![p_frame(SOURCE_SSRC, 5, live_edge)], at(3));
+        let frames = received(&mut sub);
+        let arrival = ingest.hub().origin().1 + at(3).duration_since(ingest.hub().origin().0);
+        frames[2]
+            .wallclock
+            .duration_since(arrival)
+            .unwrap_or_else(|behind| behind.duration())
+    }
+
+    #[test]
+    fn a_burst_of_old_frames_is_dated_by_a_report_from_a_clock_like_ours() {
+        assert!(
+            burst_wallclock_error(Duration::ZERO) < Duration::from_millis(5),
+            "the live edge is dated its arrival"
+        );
+        // A source clock 1 s off ours is not trusted: the burst's first frame is
+        // dated its arrival, and the live edge 2 s later.
+        let untrusted = burst_wallclock_error(Duration::from_secs(1));
+        assert!(untrusted > Duration::from_millis(1_990), "{untrusted:?}");
+    }
+
     #[test]
     fn reports_from_another_ssrc_are_ignored() {
         let (mut ingest, mut sub, now) = setup();
@@ -1256,8 +1363,8 @@ mod tests {
         push_all(&mut ingest, idr(1, 1000), at(0));
         push_audio(&mut ingest, 50, 0, at(100));
         let ntp = ntp_at(1_700_000_000);
-        ingest.on_sender_report(VIDEO, &sender_report(ntp, 1_000));
-        ingest.on_sender_report(AUDIO, &sender_report(ntp, 0));
+        ingest.on_sender_report(VIDEO, &sender_report(ntp, 1_000), now);
+        ingest.on_sender_report(AUDIO, &sender_report(ntp, 0), now);
         push_all(&mut ingest, vec![p_frame(SOURCE_SSRC, 4, 4_000)], at(133));
         let frames = received(&mut sub);
         assert_eq!(frames[2].pts, frames[0].pts + 3_000, "no delay");

@@ -266,7 +266,8 @@ pub async fn run(
                 sender_reports.next_if(|(at, _, _)| at <= offset)
             {
                 if let Some(shift) = shifts.get(report_track.0) {
-                    ingest.on_sender_report(*report_track, &shift.apply_report(report, pass));
+                    let now = tokio::time::Instant::now().into_std();
+                    ingest.on_sender_report(*report_track, &shift.apply_report(report, pass), now);
                 }
             }
             let Some(packet) = shifts.get(track.0).map(|s| s.apply(packet, pass)) else {

@@ -15,11 +15,16 @@
 //!   time predicts: output = highest output so far + the wall time elapsed since
 //!   the track's previous timestamp (at least one tick).
 //!
-//! The caller may offer an aligned anchor ([`Timeline::map_aligned`]): where the
-//! source's RTCP sender reports put the timestamp relative to another track of
-//! the same session. It replaces the arrival-based anchor when it is within
-//! [`MAX_JUMP`] of it and keeps time running forward, so a track that starts late
-//! or early by the network's doing is put back in step with the others.
+//! The caller may offer hints from the source's RTCP sender reports
+//! ([`Timeline::map_aligned`], [`AnchorHint`]), used only when anchoring:
+//! - `captured`: when the source captured the timestamp, if its clock is in step
+//!   with ours and that was before it arrived: it replaces the arrival time, so a
+//!   server that sends old frames at once on PLAY (its GOP cache) does not put
+//!   output time (and the wall clock derived from it) ahead of real time;
+//! - `aligned`: where the reports put the timestamp relative to another track of
+//!   the same session. It replaces the arrival-based anchor when it is within
+//!   [`MAX_JUMP`] of it and keeps time running forward, so a track that starts
+//!   late or early by the network's doing is put back in step with the others.
 //!
 //! [`Timeline::delay`] moves a session's line later (a gap, never a step back)
 //! when reports that came after the anchor show the track started early.
@@ -56,6 +61,16 @@ struct Anchored {
     /// Highest output given so far: re-anchors continue after it.
     max_output: u64,
     last_arrival: Instant,
+}
+
+/// What the source's sender reports say about a timestamp that (re-)anchors a
+/// timeline (ignored otherwise).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AnchorHint {
+    /// When the source captured it, on our monotonic clock (before its arrival).
+    pub captured: Option<Instant>,
+    /// The output time that puts it in step with another track of the session.
+    pub aligned: Option<u64>,
 }
 
 /// Result of mapping one timestamp.
@@ -107,28 +122,29 @@ impl Timeline {
     /// stream's start instant (the same for all its tracks); it only matters for
     /// the track's first timestamp.
     pub fn map(&mut self, rtp_timestamp: u32, now: Instant, origin: Instant) -> Mapped {
-        self.map_aligned(rtp_timestamp, now, origin, None)
+        self.map_aligned(rtp_timestamp, now, origin, AnchorHint::default())
     }
 
-    /// [`Timeline::map`], with `aligned` the output time the source's sender
-    /// reports give this timestamp (from another track's timeline); it is used
-    /// only if this timestamp (re-)anchors the timeline, and only when it is
-    /// within [`MAX_JUMP`] of the arrival-based anchor.
+    /// [`Timeline::map`] with what the source's sender reports say about this
+    /// timestamp; `hint` is used only if it (re-)anchors the timeline: `captured`
+    /// (no later than `now`) stands for the arrival time, and `aligned` is taken
+    /// when within [`MAX_JUMP`] of the anchor that gives.
     pub fn map_aligned(
         &mut self,
         rtp_timestamp: u32,
         now: Instant,
         origin: Instant,
-        aligned: Option<u64>,
+        hint: AnchorHint,
     ) -> Mapped {
         let max_jump = ticks(MAX_JUMP, self.clock_rate);
         let prefer_aligned = |arrival: u64| {
-            aligned
+            hint.aligned
                 .filter(|a| a.abs_diff(arrival) <= max_jump)
                 .unwrap_or(arrival)
         };
+        let captured = hint.captured.map_or(now, |at| at.min(now));
         let Some(state) = self.anchored.as_mut() else {
-            let arrival = ticks(now.saturating_duration_since(origin), self.clock_rate);
+            let arrival = ticks(captured.saturating_duration_since(origin), self.clock_rate);
             let pts = prefer_aligned(arrival).max(self.first_output_floor);
             self.anchored = Some(Anchored {
                 last_rtp: rtp_timestamp,
@@ -152,7 +168,11 @@ impl Timeline {
         let jumped = deviation > max_jump;
         let reanchored = self.rebase_pending || jumped;
         if reanchored {
-            let arrival = state.max_output.saturating_add(elapsed.max(1));
+            let since_last = ticks(
+                captured.saturating_duration_since(state.last_arrival),
+                self.clock_rate,
+            );
+            let arrival = state.max_output.saturating_add(since_last.max(1));
             let target = prefer_aligned(arrival).max(state.max_output.saturating_add(1));
             state.offset = (target as i64).saturating_sub(extended);
             self.rebase_pending = false;
@@ -204,6 +224,13 @@ mod tests {
     use super::*;
 
     const RATE: u32 = 90_000;
+
+    fn aligned(output: u64) -> AnchorHint {
+        AnchorHint {
+            aligned: Some(output),
+            ..AnchorHint::default()
+        }
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -372,17 +399,50 @@ mod tests {
         // Arrived 1 s after the origin, but sender reports place it at 0.7 s.
         assert_eq!(
             first
-                .map_aligned(5, origin + ms(1_000), origin, Some(63_000))
+                .map_aligned(5, origin + ms(1_000), origin, aligned(63_000))
                 .pts,
             63_000
         );
         assert_eq!(first.output_of(3_005), Some(66_000));
         let mut absurd = Timeline::new(RATE);
-        let far = Some(ticks(MAX_JUMP, RATE) + 90_001);
+        let far = aligned(ticks(MAX_JUMP, RATE) + 90_001);
         assert_eq!(
             absurd.map_aligned(5, origin + ms(1_000), origin, far).pts,
             90_000,
             "reports further off than MAX_JUMP are not trusted"
+        );
+    }
+
+    #[test]
+    fn a_capture_time_before_arrival_stands_for_it_when_anchoring() {
+        let origin = Instant::now();
+        let captured = |at: Instant| AnchorHint {
+            captured: Some(at),
+            ..AnchorHint::default()
+        };
+        let mut tl = Timeline::new(RATE);
+        // A 2 s GOP arrives at once, 3 s after the origin: its first frame was
+        // captured at 1 s, the rest follow the source's spacing.
+        let burst_at = origin + ms(3_000);
+        let first = tl.map_aligned(0, burst_at, origin, captured(origin + ms(1_000)));
+        assert_eq!(first.pts, 90_000);
+        assert_eq!(
+            tl.map(180_000, burst_at, origin).pts,
+            270_000,
+            "live edge at 3 s"
+        );
+        // The source restarts and bursts again: 1 s since the last arrival, its
+        // first frame captured 0.5 s after that.
+        tl.rebase();
+        let again = origin + ms(4_000);
+        let restarted = tl.map_aligned(7, again, origin, captured(origin + ms(3_500)));
+        assert_eq!(restarted.pts, 270_000 + 45_000);
+        // A capture time after the arrival is the arrival.
+        let mut late = Timeline::new(RATE);
+        let at = origin + ms(1_000);
+        assert_eq!(
+            late.map_aligned(0, at, origin, captured(at + ms(500))).pts,
+            90_000
         );
     }
 
@@ -404,14 +464,14 @@ mod tests {
         let origin = Instant::now();
         let mut tl = Timeline::new(RATE);
         let last = run(&mut tl, origin, origin, 0, 10)[9].pts;
-        let steady = tl.map_aligned(30_000, origin + ms(330), origin, Some(1));
+        let steady = tl.map_aligned(30_000, origin + ms(330), origin, aligned(1));
         assert_eq!(steady.pts, last + 3_000, "anchored: the hint is ignored");
         tl.rebase();
         assert_eq!(tl.output_of(33_000), None, "no line until the new session");
-        let behind = tl.map_aligned(9, origin + ms(400), origin, Some(last));
+        let behind = tl.map_aligned(9, origin + ms(400), origin, aligned(last));
         assert_eq!(behind.pts, last + 3_001, "after the highest output");
         tl.rebase();
-        let ahead = tl.map_aligned(9, origin + ms(500), origin, Some(last + 20_000));
+        let ahead = tl.map_aligned(9, origin + ms(500), origin, aligned(last + 20_000));
         assert!(ahead.reanchored);
         assert_eq!(ahead.pts, last + 20_000);
     }

@@ -438,7 +438,9 @@ impl Runner {
                     tracing::debug!(stream = %self.hub.name(), %error, "unparsable RTP from webrtc-rs")
                 }
             },
-            Received::SenderReport { report, .. } => ingest.on_sender_report(track.id, &report),
+            Received::SenderReport { report, .. } => {
+                ingest.on_sender_report(track.id, &report, now)
+            }
         }
     }
 

@@ -219,7 +219,9 @@ impl Runner {
                         // Bad packets are counted and logged (rate-limited) by the ingest itself.
                         let _ = ingest.push_rtp(track, packet, now.into_std());
                     }
-                    Ok(Some(SessionEvent::SenderReport(track, report))) => ingest.on_sender_report(track, &report),
+                    Ok(Some(SessionEvent::SenderReport(track, report))) => {
+                        ingest.on_sender_report(track, &report, Instant::now().into_std());
+                    }
                     Ok(Some(SessionEvent::BadPacket(track, reason))) => bad_packets.record(&stream, track.0, &reason),
                     Ok(None) => {
                         return SessionEnd::Failed { error: SourceError::Closed, received_packets: first_packet.is_some() };

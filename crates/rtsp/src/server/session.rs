@@ -85,17 +85,20 @@ impl Player {
         }
     }
 
-    /// The first sender report of every set-up track, from the first frame
-    /// of each that will be sent (the frames taken for RTP-Info).
+    /// The first sender report of every set-up track, from the newest frame of
+    /// each taken for RTP-Info (the GOP cache, sent at once): its wall clock is
+    /// about now, so the report is stamped with its sending time as RFC 3550 asks,
+    /// and a reader (another gateway) can tell the older frames that follow are
+    /// a backlog, not live.
     pub fn first_reports(&mut self, now: Instant) -> Vec<(usize, Bytes)> {
         let mut reports = Vec::new();
         for (index, delivery) in self.tracks.iter_mut().enumerate() {
             let Some(delivery) = delivery else { continue };
-            let first = self
+            let newest = self
                 .pending
                 .iter()
-                .find(|f| f.track.0 == index && !f.packets.is_empty());
-            if let Some(report) = first.and_then(|frame| delivery.reports.first_report(frame, now))
+                .rfind(|f| f.track.0 == index && !f.packets.is_empty());
+            if let Some(report) = newest.and_then(|frame| delivery.reports.first_report(frame, now))
             {
                 reports.push((index, report));
             }
