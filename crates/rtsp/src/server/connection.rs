@@ -3,9 +3,11 @@
 //! UDP). Nothing here is shared with other readers, so a stalled client only
 //! stalls its own task, and the write timeout then cuts it off.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -63,10 +65,12 @@ pub(crate) async fn serve(
     let mut buf = vec![0u8; READ_CHUNK];
     let mut last_request = Instant::now();
     let mut dropped_reported = 0u64;
+    // One timer for the connection's life, re-armed when it fires: a timer made
+    // per loop turn (per frame) costs a lock on the runtime's timer wheel.
+    let idle = tokio::time::sleep(config.session_timeout);
+    tokio::pin!(idle);
 
     let end = loop {
-        let idle_since = last_activity(&state).max(last_request);
-        let idle_deadline = tokio::time::Instant::from_std(idle_since + config.session_timeout);
         tokio::select! {
             read = read_half.read(&mut buf) => {
                 let n = match read {
@@ -117,10 +121,12 @@ pub(crate) async fn serve(
                 sent_udp.add(sent_tcp);
                 playing.reader.record(sent_udp.packets, sent_udp.bytes);
             }
-            _ = tokio::time::sleep_until(idle_deadline) => {
-                if last_activity(&state).max(last_request) + config.session_timeout <= Instant::now() {
+            _ = &mut idle => {
+                let idle_until = last_activity(&state).max(last_request) + config.session_timeout;
+                if idle_until <= Instant::now() {
                     break End::Idle;
                 }
+                idle.as_mut().reset(tokio::time::Instant::from_std(idle_until));
             }
         }
     };
@@ -212,13 +218,11 @@ async fn deliver(
                     bytes: report.len(),
                 });
             }
-            for packet in &frame.packets {
-                udp.send_rtp(packet, track.output.ssrc).await?;
-                sent.add(Sent {
-                    packets: 1,
-                    bytes: packet.len(),
-                });
-            }
+            udp.send_rtp(&frame.packets, track.output.ssrc).await?;
+            sent.add(Sent {
+                packets: frame.packets.len(),
+                bytes: frame.packets.iter().map(|p| p.len()).sum(),
+            });
             Ok(sent)
         }
     }
@@ -253,7 +257,17 @@ async fn write(
     if batch.is_empty() {
         return Ok(());
     }
-    match tokio::time::timeout(timeout, batch.write_to(writer)).await {
+    // Most writes complete at once: try once before arming the timeout, whose
+    // timer would cost a lock on the runtime's timer wheel per write.
+    let mut writing = std::pin::pin!(batch.write_to(writer));
+    let first_try = writing
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()));
+    let result = match first_try {
+        Poll::Ready(result) => Ok(result),
+        Poll::Pending => tokio::time::timeout(timeout, writing).await,
+    };
+    match result {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(End::WriteFailed(e)),
         Err(_) => Err(End::WriteTimeout),

@@ -1,17 +1,27 @@
-//! RTP/RTCP over UDP unicast: an even/odd server port pair per track, packets
-//! sent with `sendmsg` (header and payload as two slices, via `socket2`) so the
-//! payload is not copied here either. With a [`UdpPortRange`] the pairs come
-//! from that range (what a firewall or container port mapping lets through);
-//! without one they are ephemeral.
+//! RTP/RTCP over UDP unicast: an even/odd server port pair per track. A frame's
+//! packets go out in one `sendmmsg` call (one datagram per packet, each the
+//! session's rewritten header and the shared payload as two slices, so the
+//! payload is not copied here either). `nix` supplies a safe `sendmmsg`:
+//! socket2 has none, quinn-udp batches by GSO (equal-sized segments, which RTP
+//! packets are not), and `libc` would need unsafe code here.
+//!
+//! Sending never waits long: a full socket buffer is waited for at most
+//! [`SEND_WAIT`], then the rest of that frame is dropped (UDP is lossy anyway),
+//! so a reader whose path is stuck cannot hold up its own session's keep-alive
+//! handling; other readers have their own sockets and tasks.
+//!
+//! With a [`UdpPortRange`] the pairs come from that range (what a firewall or
+//! container port mapping lets through); without one they are ephemeral.
 
 use std::fmt;
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use socket2::{SockAddr, SockRef};
+use nix::sys::socket::{sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
 use streamgate_rtp::frame::RTP_HEADER_LEN;
 use streamgate_rtp::OutPacket;
 use tokio::io::Interest;
@@ -23,6 +33,13 @@ const PORT_PAIR_ATTEMPTS: usize = 64;
 
 /// Largest datagram read from a client's RTCP port (receiver reports are small).
 const MAX_RTCP_DATAGRAM: usize = 1500;
+
+/// Most datagrams handed to one `sendmmsg` (Linux caps a call at 1024).
+const MAX_DATAGRAMS_PER_CALL: usize = 256;
+
+/// Longest wait for room in a socket's send buffer before the rest of a send is
+/// dropped.
+pub const SEND_WAIT: Duration = Duration::from_millis(250);
 
 /// Inclusive server port range for RTP/RTCP pairs, e.g. `"8000-8099"`: the first
 /// port is even and there are at least two, so it holds at least one pair.
@@ -85,8 +102,8 @@ pub enum UdpBindError {
 pub struct UdpTrack {
     rtp: Arc<UdpSocket>,
     rtcp: Arc<UdpSocket>,
-    client_rtp: SockAddr,
-    client_rtcp: SockAddr,
+    client_rtp: SockaddrStorage,
+    client_rtcp: SockaddrStorage,
     /// Reads the client's RTCP (receiver reports) to keep the session alive.
     rtcp_reader: JoinHandle<()>,
 }
@@ -127,8 +144,8 @@ impl UdpTrack {
         Ok(UdpTrack {
             rtp: Arc::new(rtp),
             rtcp,
-            client_rtp: SockAddr::from(SocketAddr::new(client_ip, client_ports.0)),
-            client_rtcp: SockAddr::from(SocketAddr::new(client_ip, client_ports.1)),
+            client_rtp: SockaddrStorage::from(SocketAddr::new(client_ip, client_ports.0)),
+            client_rtcp: SockaddrStorage::from(SocketAddr::new(client_ip, client_ports.1)),
             rtcp_reader,
         })
     }
@@ -141,37 +158,81 @@ impl UdpTrack {
         ))
     }
 
-    /// Sends one RTP packet with its SSRC rewritten to this session's.
-    pub async fn send_rtp(&self, packet: &OutPacket, ssrc: u32) -> io::Result<()> {
-        let mut header: [u8; RTP_HEADER_LEN] = packet.header;
-        header[8..12].copy_from_slice(&ssrc.to_be_bytes());
-        send_vectored(
-            &self.rtp,
-            &[IoSlice::new(&header), IoSlice::new(&packet.payload)],
-            &self.client_rtp,
-        )
-        .await
+    /// Sends RTP packets (a frame's) with their SSRC rewritten to this
+    /// session's, one datagram each, in as few `sendmmsg` calls as the kernel
+    /// allows. Err (nothing more sent) after [`SEND_WAIT`] without room.
+    pub async fn send_rtp(&self, packets: &[OutPacket], ssrc: u32) -> io::Result<()> {
+        let headers: Vec<[u8; RTP_HEADER_LEN]> = packets
+            .iter()
+            .map(|packet| {
+                let mut header = packet.header;
+                header[8..12].copy_from_slice(&ssrc.to_be_bytes());
+                header
+            })
+            .collect();
+        let datagrams: Vec<[IoSlice<'_>; 2]> = headers
+            .iter()
+            .zip(packets)
+            .map(|(header, packet)| [IoSlice::new(header), IoSlice::new(&packet.payload)])
+            .collect();
+        send_datagrams(&self.rtp, &datagrams, &self.client_rtp).await
     }
 
     pub async fn send_rtcp(&self, data: &[u8]) -> io::Result<()> {
-        send_vectored(&self.rtcp, &[IoSlice::new(data)], &self.client_rtcp).await
+        send_datagrams(&self.rtcp, &[[IoSlice::new(data)]], &self.client_rtcp).await
     }
 }
 
-async fn send_vectored(
+/// Sends every datagram (each a list of slices) to `to`: `sendmmsg` until all
+/// are taken, waiting at most [`SEND_WAIT`] each time the send buffer is full.
+async fn send_datagrams<const SLICES: usize>(
     socket: &UdpSocket,
-    slices: &[IoSlice<'_>],
-    to: &SockAddr,
+    datagrams: &[[IoSlice<'_>; SLICES]],
+    to: &SockaddrStorage,
 ) -> io::Result<()> {
-    loop {
-        socket.writable().await?;
-        match socket.try_io(Interest::WRITABLE, || {
-            SockRef::from(socket).send_to_vectored(slices, to)
-        }) {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+    let mut sent = 0;
+    while sent < datagrams.len() {
+        let batch = &datagrams[sent..datagrams.len().min(sent + MAX_DATAGRAMS_PER_CALL)];
+        match socket.try_io(Interest::WRITABLE, || send_batch(socket, batch, to)) {
+            Ok(count) => sent += count,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tokio::time::timeout(SEND_WAIT, socket.writable())
+                    .await
+                    .map_err(|_| {
+                        io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!(
+                                "UDP send buffer full for {SEND_WAIT:?}: {} datagrams dropped",
+                                datagrams.len() - sent
+                            ),
+                        )
+                    })??;
+            }
             Err(e) => return Err(e),
         }
+    }
+    Ok(())
+}
+
+/// One `sendmmsg` call; the number of datagrams the kernel took (at least one).
+fn send_batch<const SLICES: usize>(
+    socket: &UdpSocket,
+    datagrams: &[[IoSlice<'_>; SLICES]],
+    to: &SockaddrStorage,
+) -> io::Result<usize> {
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(datagrams.len(), None);
+    let addresses = vec![Some(*to); datagrams.len()];
+    let results = sendmmsg(
+        socket.as_raw_fd(),
+        &mut headers,
+        datagrams,
+        &addresses,
+        [],
+        MsgFlags::empty(),
+    )?;
+    match results.count() {
+        0 => Err(io::ErrorKind::WouldBlock.into()),
+        count => Ok(count),
     }
 }
 
@@ -240,7 +301,10 @@ mod tests {
         assert_eq!(server_rtcp, server_rtp + 1);
 
         let packet = OutPacket::new(96, true, 7, 1234, 1, Bytes::from_static(b"payload"));
-        track.send_rtp(&packet, 0xabcdef01).await.unwrap();
+        track
+            .send_rtp(std::slice::from_ref(&packet), 0xabcdef01)
+            .await
+            .unwrap();
         let mut buf = [0u8; 64];
         let n = client_rtp.recv(&mut buf).await.unwrap();
         assert_eq!(n, 12 + 7);
@@ -258,6 +322,75 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         assert!(activity.load(Ordering::Relaxed) >= 5000);
+    }
+
+    async fn track_to(client: &UdpSocket) -> UdpTrack {
+        let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let port = client.local_addr().unwrap().port();
+        let activity = Arc::new(AtomicU64::new(0));
+        UdpTrack::bind(
+            localhost,
+            None,
+            localhost,
+            (port, port + 1),
+            activity,
+            Instant::now(),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// More packets than one `sendmmsg` takes: every one arrives, in order,
+    /// as its own datagram with the session's SSRC.
+    #[tokio::test]
+    async fn a_frame_goes_out_as_one_datagram_per_packet_in_order() {
+        let client = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        nix::sys::socket::setsockopt(&client, nix::sys::socket::sockopt::RcvBuf, &(4 << 20))
+            .unwrap();
+        let track = track_to(&client).await;
+        let count = MAX_DATAGRAMS_PER_CALL * 2 + 3;
+        let packets: Vec<OutPacket> = (0..count)
+            .map(|i| {
+                let payload = Bytes::from(vec![i as u8; 100 + i % 7]);
+                OutPacket::new(96, i + 1 == count, i as u16, 90_000, 1, payload)
+            })
+            .collect();
+        track.send_rtp(&packets, 0x0102_0304).await.unwrap();
+        let mut buf = [0u8; 2048];
+        for (i, packet) in packets.iter().enumerate() {
+            let n = client.recv(&mut buf).await.unwrap();
+            assert_eq!(n, packet.len(), "datagram {i}");
+            assert_eq!(&buf[2..4], &(i as u16).to_be_bytes());
+            assert_eq!(&buf[8..12], &0x0102_0304u32.to_be_bytes());
+            assert_eq!(&buf[12..n], &packet.payload[..]);
+        }
+    }
+
+    /// A reader that never reads (its receive buffer overflows) or has gone
+    /// away does not make sends wait: UDP drops at the receiver.
+    #[tokio::test]
+    async fn a_reader_that_never_reads_or_left_does_not_block_sends() {
+        let stalled = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        nix::sys::socket::setsockopt(&stalled, nix::sys::socket::sockopt::RcvBuf, &(4096)).unwrap();
+        let gone = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let to_stalled = track_to(&stalled).await;
+        let to_gone = track_to(&gone).await;
+        drop(gone);
+        let payload = Bytes::from(vec![0u8; 1200]);
+        let frame: Vec<OutPacket> = (0..64)
+            .map(|i| OutPacket::new(96, i == 63, i, 0, 1, payload.clone()))
+            .collect();
+        let bounded = std::time::Duration::from_secs(20);
+        for _ in 0..50 {
+            tokio::time::timeout(bounded, to_stalled.send_rtp(&frame, 1))
+                .await
+                .expect("send to a stalled reader returns")
+                .unwrap();
+            // Sends to a closed port may report ECONNREFUSED; they must not hang.
+            let _ = tokio::time::timeout(bounded, to_gone.send_rtp(&frame, 1))
+                .await
+                .expect("send to a departed reader returns");
+        }
     }
 
     #[test]
