@@ -12,21 +12,15 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use streamgate_rtp::hub::{Hub, HubConfig, Subscription};
-use streamgate_rtp::{Codec, CodecParams, Frame, MediaKind, OutPacket, TrackId, TrackInfo};
+use streamgate_rtp::testing;
+use streamgate_rtp::{Codec, Frame, MediaKind, OutPacket, TrackId};
 
 const PAYLOAD_BYTES: usize = 1200;
 const GOP_FRAMES: u64 = 50;
 
 fn hub() -> Hub {
     let hub = Hub::new("bench", HubConfig::default());
-    hub.set_tracks(vec![TrackInfo {
-        id: TrackId(0),
-        codec: Codec::H264,
-        clock_rate: 90_000,
-        channels: 1,
-        payload_type: 96,
-        params: CodecParams::default(),
-    }]);
+    hub.set_tracks(vec![testing::track(Codec::H264, 90_000, 1)]);
     hub
 }
 

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use streamgate_rtp::hub::{Hub, HubConfig};
-use streamgate_rtp::{Codec, CodecParams, Frame, MediaKind, OutPacket, TrackId, TrackInfo};
+use streamgate_rtp::testing::h264_track;
+use streamgate_rtp::{Frame, MediaKind, OutPacket, TrackId};
 use streamgate_rtsp::server::{RtspServer, ServerConfig, StreamEntry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -26,23 +27,6 @@ use tokio::sync::Notify;
 const PAYLOAD_BYTES: usize = 1200;
 const PACKETS_PER_FRAME: usize = 8;
 const FRAMES_PER_ITERATION: u64 = 32;
-
-fn track() -> TrackInfo {
-    TrackInfo {
-        id: TrackId(0),
-        codec: Codec::H264,
-        clock_rate: 90_000,
-        channels: 1,
-        payload_type: 96,
-        params: CodecParams {
-            sps: Some(Bytes::from_static(&[
-                0x67, 0x42, 0xc0, 0x1f, 0xda, 0x01, 0x40, 0x16, 0xec,
-            ])),
-            pps: Some(Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80])),
-            ..CodecParams::default()
-        },
-    }
-}
 
 fn frame(n: u64, payload: &Bytes) -> Frame {
     let packets = (0..PACKETS_PER_FRAME)
@@ -136,7 +120,7 @@ fn fan_out(c: &mut Criterion) {
     group.sample_size(20);
     for readers in [1usize, 10, 50] {
         let hub = Hub::new("bench", HubConfig::default());
-        hub.set_tracks(vec![track()]);
+        hub.set_tracks(vec![h264_track()]);
         let directory_hub = hub.clone();
         let directory = move |_: &str| {
             Some(StreamEntry {

@@ -13,21 +13,14 @@ use streamgate_rtp::codec::{
     AccessUnit, Depacketizer, Packetizer, MAX_ACCESS_UNIT_BYTES, MAX_PACKETS_PER_ACCESS_UNIT,
     MAX_UNITS_PER_ACCESS_UNIT,
 };
-use streamgate_rtp::{Codec, CodecParams, RtpPacket, TrackId, TrackInfo};
+use streamgate_rtp::testing;
+use streamgate_rtp::{Codec, RtpPacket, TrackInfo};
 
+/// A track of `codec`; AAC gets an AudioSpecificConfig (LC, 48 kHz, stereo).
 pub fn track(codec: Codec, clock_rate: u32, channels: u16) -> TrackInfo {
-    let audio_config = (codec == Codec::Aac).then(|| Bytes::from_static(&[0x11, 0x90]));
-    TrackInfo {
-        id: TrackId(0),
-        codec,
-        clock_rate,
-        channels,
-        payload_type: 96,
-        params: CodecParams {
-            audio_config,
-            ..CodecParams::default()
-        },
-    }
+    let mut track = testing::track(codec, clock_rate, channels);
+    track.params.audio_config = (codec == Codec::Aac).then(|| Bytes::from_static(&[0x11, 0x90]));
+    track
 }
 
 /// Runs `data` through a depacketizer for `track`; `min_unit` is the shortest

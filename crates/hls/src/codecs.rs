@@ -158,18 +158,14 @@ pub fn codec_string(track: &TrackInfo) -> Result<String, MuxError> {
 
 #[cfg(test)]
 mod tests {
-    use streamgate_rtp::{CodecParams, TrackId};
+    use streamgate_rtp::CodecParams;
 
     use super::*;
 
     fn track(codec: Codec, params: CodecParams) -> TrackInfo {
         TrackInfo {
-            id: TrackId(0),
-            codec,
-            clock_rate: 90_000,
-            channels: 1,
-            payload_type: 96,
             params,
+            ..streamgate_rtp::testing::track(codec, 90_000, 1)
         }
     }
 

@@ -349,41 +349,11 @@ pub fn fragment(sequence_number: u32, runs: &[TrackRun<'_>]) -> Result<Bytes, Mu
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use mp4_atom::{Any, Decode};
-    use streamgate_rtp::{CodecParams, TrackId};
+    use streamgate_rtp::testing::{h264_track, opus_track};
 
     use super::*;
-
-    pub(crate) fn h264_track() -> TrackInfo {
-        TrackInfo {
-            id: TrackId(0),
-            codec: Codec::H264,
-            clock_rate: 90_000,
-            channels: 1,
-            payload_type: 96,
-            params: CodecParams {
-                sps: Some(Bytes::from_static(&[
-                    0x67, 0x42, 0xc0, 0x1f, 0xda, 0x01, 0x40, 0x16, 0xe8,
-                ])),
-                pps: Some(Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80])),
-                width: Some(640),
-                height: Some(360),
-                ..Default::default()
-            },
-        }
-    }
-
-    pub(crate) fn opus_track() -> TrackInfo {
-        TrackInfo {
-            id: TrackId(1),
-            codec: Codec::Opus,
-            clock_rate: 48_000,
-            channels: 2,
-            payload_type: 111,
-            params: CodecParams::default(),
-        }
-    }
 
     #[test]
     fn init_segment_decodes_back_with_both_sample_entries() {

@@ -485,8 +485,8 @@ mod tests {
             assert!(!before.contains("#EXT-X-DISCONTINUITY\n"), "{before}");
 
             let mut bigger = tracks();
-            bigger[0].params.width = Some(1280);
-            bigger[0].params.height = Some(720);
+            bigger[0].params.width = Some(1920);
+            bigger[0].params.height = Some(1080);
             let (new, _new_feeder) = fed_hub_with(bigger);
             let mut old_alive = old.watch_subscribers();
             *registry.lock().unwrap() = new.clone();
@@ -538,7 +538,7 @@ mod tests {
             );
             let (_, _, multivariant) = get(&app, "/hls/cam/index.m3u8").await;
             assert!(
-                multivariant.contains("RESOLUTION=1280x720"),
+                multivariant.contains("RESOLUTION=1920x1080"),
                 "{multivariant}"
             );
             assert_eq!(new.subscriber_count(), 1, "one muxer, now on the new Hub");

@@ -614,12 +614,12 @@ impl Segmenter {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::fmp4::tests as fmp4_tests;
+    use streamgate_rtp::testing::{h264_track, opus_track};
     use streamgate_rtp::TrackId;
 
-    /// The H.264 + Opus pair the fMP4 tests describe.
+    /// An H.264 + Opus stream.
     pub fn tracks() -> Vec<TrackInfo> {
-        vec![fmp4_tests::h264_track(), fmp4_tests::opus_track()]
+        vec![h264_track(), opus_track()]
     }
 
     /// A synthetic A/V source: 30 fps video with a keyframe every `gop` frames,

@@ -20,6 +20,8 @@ pub mod reorder;
 pub mod replay;
 pub mod rtcp;
 pub mod sdp;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 pub mod timeline;
 pub mod track;
 

@@ -317,18 +317,7 @@ pub(crate) mod test_support {
 
     use super::*;
     use crate::packet::RtpPacketBuilder;
-    use crate::track::{CodecParams, TrackId};
-
-    pub fn track(codec: Codec, clock_rate: u32, channels: u16) -> TrackInfo {
-        TrackInfo {
-            id: TrackId(0),
-            codec,
-            clock_rate,
-            channels,
-            payload_type: 96,
-            params: CodecParams::default(),
-        }
-    }
+    pub use crate::testing::track;
 
     pub fn rtp(seq: u16, ts: u32, marker: bool, payload: &[u8]) -> RtpPacket {
         let raw = RtpPacketBuilder {

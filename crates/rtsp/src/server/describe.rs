@@ -114,32 +114,10 @@ fn sanitize_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
-    use streamgate_rtp::{Codec, CodecParams, TrackId};
+    use streamgate_rtp::testing::{h264_track, opus_track};
 
     fn tracks() -> Vec<TrackInfo> {
-        vec![
-            TrackInfo {
-                id: TrackId(0),
-                codec: Codec::H264,
-                clock_rate: 90_000,
-                channels: 1,
-                payload_type: 96,
-                params: CodecParams {
-                    sps: Some(Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1f, 0xda])),
-                    pps: Some(Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80])),
-                    ..CodecParams::default()
-                },
-            },
-            TrackInfo {
-                id: TrackId(1),
-                codec: Codec::Opus,
-                clock_rate: 48_000,
-                channels: 2,
-                payload_type: 111,
-                params: CodecParams::default(),
-            },
-        ]
+        vec![h264_track(), opus_track()]
     }
 
     #[test]

@@ -6,30 +6,18 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use streamgate_rtp::hub::{Hub, HubConfig};
-use streamgate_rtp::{Codec, CodecParams, TrackId, TrackInfo};
+use streamgate_rtp::testing;
+use streamgate_rtp::{Codec, TrackInfo};
 use streamgate_rtsp::server::{RtspServer, ServerConfig, StreamEntry};
 use tokio::task::JoinHandle;
 
 /// An H.264 track; `ready` gives it SPS/PPS (else DESCRIBE has to wait).
 pub fn h264_track(ready: bool) -> TrackInfo {
-    let params = if ready {
-        CodecParams {
-            sps: Some(Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1f, 0xda])),
-            pps: Some(Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80])),
-            ..CodecParams::default()
-        }
+    if ready {
+        testing::h264_track()
     } else {
-        CodecParams::default()
-    };
-    TrackInfo {
-        id: TrackId(0),
-        codec: Codec::H264,
-        clock_rate: 90_000,
-        channels: 1,
-        payload_type: 96,
-        params,
+        testing::track(Codec::H264, 90_000, 1)
     }
 }
 

@@ -1,0 +1,68 @@
+//! Sample tracks for the tests, benchmarks and fuzz targets of streamgate's
+//! crates (cargo feature `test-util`; this crate's own tests always have it), so
+//! each is written once instead of as a `TrackInfo` literal per test.
+
+use bytes::Bytes;
+
+use crate::track::{Codec, CodecParams, TrackId, TrackInfo};
+
+/// The SPS of ffmpeg's 1280x720 H.264 Constrained Baseline captures
+/// (`fixtures/ffmpeg_h264_*`), level 3.1: `avc1.42c01f`.
+pub const H264_SPS: &[u8] = &[
+    0x67, 0x42, 0xc0, 0x1f, 0xda, 0x01, 0x40, 0x16, 0xec, 0x04, 0x40, 0x00, 0x00, 0x03, 0x00, 0x40,
+    0x00, 0x00, 0x0c, 0x83, 0xc6, 0x0c, 0xa8,
+];
+/// The PPS beside [`H264_SPS`].
+pub const H264_PPS: &[u8] = &[0x68, 0xce, 0x3c, 0x80];
+
+/// Track 0 of `codec` with payload type 96 and no codec parameters (so H.264,
+/// H.265 and AAC tracks are not ready until parameters arrive).
+pub fn track(codec: Codec, clock_rate: u32, channels: u16) -> TrackInfo {
+    TrackInfo {
+        id: TrackId(0),
+        codec,
+        clock_rate,
+        channels,
+        payload_type: 96,
+        params: CodecParams::default(),
+    }
+}
+
+/// Track 0: H.264 at 90 kHz with [`H264_SPS`] and [`H264_PPS`] (ready), 1280x720.
+pub fn h264_track() -> TrackInfo {
+    TrackInfo {
+        params: CodecParams {
+            sps: Some(Bytes::from_static(H264_SPS)),
+            pps: Some(Bytes::from_static(H264_PPS)),
+            width: Some(1280),
+            height: Some(720),
+            ..CodecParams::default()
+        },
+        ..track(Codec::H264, 90_000, 1)
+    }
+}
+
+/// Track 1: Opus stereo at 48 kHz, payload type 111.
+pub fn opus_track() -> TrackInfo {
+    TrackInfo {
+        id: TrackId(1),
+        payload_type: 111,
+        ..track(Codec::Opus, 48_000, 2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::update_params;
+
+    #[test]
+    fn the_h264_track_describes_its_parameter_sets() {
+        let track = h264_track();
+        assert!(track.is_ready());
+        let mut parsed = CodecParams::default();
+        let units = [Bytes::from_static(H264_SPS), Bytes::from_static(H264_PPS)];
+        assert!(update_params(Codec::H264, &units, &mut parsed));
+        assert_eq!(parsed, track.params);
+    }
+}
