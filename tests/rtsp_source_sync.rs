@@ -1,6 +1,7 @@
-//! Audio/video sync of a pulled camera, as readers see it: the gateway keeps the
-//! camera's own audio/video offset (told by its RTCP sender reports) through a
-//! camera crash and reconnect.
+//! Timing of pulled RTSP sources, as readers see it.
+//!
+//! Audio/video sync: the gateway keeps the camera's own audio/video offset (told
+//! by its RTCP sender reports) through a camera crash and reconnect.
 //!
 //! The camera is gst-rtsp-server looping an H.264 + AAC file (tests/peers/gst_camera.py).
 //! ffmpeg reads it directly and through the gateway's restream, copying packets
@@ -9,16 +10,23 @@
 //! pts straight from the camera is the delay the gateway put on it, in one time
 //! base for both tracks: equal for audio and video when the offset is kept. The
 //! packets are the camera's own bytes both ways, so they pair by hash.
+//!
+//! Wall clock: a gateway pulling another streamgate gets that server's GOP cache
+//! at once on PLAY; the frames are seconds old, and the wall clock it gives them
+//! (its sender reports, HLS PROGRAM-DATE-TIME) must not run ahead of real time.
+//! `streamgate-load read` measures each frame's latency from the sender reports it
+//! receives against its own clock (one machine, one clock).
 
 mod support;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::process::Command;
 
 use streamgate_rtp::MediaKind;
 use streamgate_rtsp::client::RtspSource;
 use support::camera::*;
-use support::{peer, run, text, PEER_DEADLINE};
+use support::{peer, run, text, Gateway, PEER_DEADLINE};
 
 /// The packets ffmpeg copies from `url` in `seconds` of stream time: per stream
 /// index, (pts in seconds, MD5 of the packet).
@@ -192,4 +200,58 @@ async fn camera_reconnect_keeps_the_cameras_audio_video_offset() {
         after * 1000.0
     );
     source.stop().await;
+}
+
+/// `streamgate-load` of this build (another package of the workspace: built here).
+fn load_binary() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "streamgate-load"])
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building streamgate-load failed");
+    PathBuf::from(env!("CARGO_BIN_EXE_streamgate")).with_file_name("streamgate-load")
+}
+
+/// One video frame of the demo (25 fps): how far a frame's wall clock may be
+/// ahead of its arrival before it is dated in the future.
+const FRAME: f64 = 1000.0 / 25.0;
+
+/// Gateway A serves the demo; gateway B pulls it over RTSP (its first frames are
+/// A's GOP cache, sent at once); a reader of B dates the frames by B's sender
+/// reports: none is ahead of real time (before the fix, by the age of A's cache:
+/// up to a GOP, -1986 ms measured).
+#[test]
+fn a_chained_gateway_dates_the_upstream_gop_burst_in_real_time() {
+    let upstream = Gateway::demo("", "");
+    let chained = Gateway::start(&format!(
+        "[streams.chain]\nsource = \"{}\"\n",
+        upstream.rtsp_url("demo")
+    ));
+    let output = run(
+        Command::new(load_binary())
+            .args(["read", "--json", "--duration", "6", "--readers", "1"])
+            .args(["--url", &chained.rtsp_url("chain")]),
+        PEER_DEADLINE,
+    );
+    let context = || {
+        format!(
+            "stderr:\n{}\nchained gateway log:\n{}",
+            text(&output.stderr),
+            chained.log()
+        )
+    };
+    assert!(output.status.success(), "read failed: {}", context());
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("read printed no JSON ({e}): {}", context()));
+    let latency = &summary["latency_ms"];
+    let samples = latency["samples"].as_u64().unwrap_or(0);
+    assert!(samples >= 50, "{samples} latency samples: {summary}");
+    let median = latency["p50"].as_f64().expect("p50");
+    assert!(
+        median >= -FRAME,
+        "frames read through the chained gateway are dated {:.0} ms in the future: {summary}\n{}",
+        -median,
+        context()
+    );
+    eprintln!("latency through the chained gateway (SR): {latency}");
 }
