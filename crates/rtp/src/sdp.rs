@@ -267,6 +267,18 @@ fn describe(
             video_track(Codec::H264, rate, &sets)
         }
         "H265" => {
+            // RFC 7798 §7.1: a positive sprop-max-don-diff puts a DONL field in
+            // front of every NAL unit, which the depacketizer does not parse.
+            if let Some(diff) = fmtp.number("sprop-max-don-diff")?.filter(|&d| d > 0) {
+                return Err((
+                    "fmtp",
+                    format!(
+                        "H.265 with decoding order numbers (sprop-max-don-diff={diff}) is not \
+                         supported: DONL fields are not parsed; configure the camera for \
+                         sprop-max-don-diff=0"
+                    ),
+                ));
+            }
             let mut sets = fmtp.parameter_sets("sprop-vps")?;
             sets.extend(fmtp.parameter_sets("sprop-sps")?);
             sets.extend(fmtp.parameter_sets("sprop-pps")?);
@@ -495,6 +507,24 @@ mod tests {
             (Some(1280), Some(720))
         );
         assert!(video.is_ready());
+    }
+
+    #[test]
+    fn h265_with_decoding_order_numbers_is_refused_by_name() {
+        let sdp = |fmtp: &str| {
+            format!("v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\na=fmtp:96 {fmtp}\r\n")
+        };
+        let error = parse_tracks(sdp("sprop-max-don-diff=2;sprop-depack-buf-nalus=3").as_bytes())
+            .unwrap_err();
+        assert!(
+            matches!(&error, SdpError::BadAttribute { attribute: "fmtp", reason, .. }
+                if reason.contains("sprop-max-don-diff=2") && reason.contains("DONL")),
+            "{error}"
+        );
+        assert!(parse_tracks(sdp("sprop-max-don-diff=x").as_bytes()).is_err());
+        // Zero means no DONL fields: accepted like no parameter at all.
+        let tracks = parse_tracks(sdp("sprop-max-don-diff=0").as_bytes()).unwrap();
+        assert_eq!(tracks[0].info.codec, Codec::H265);
     }
 
     /// An SDP describing `tracks` with the writers, as the RTSP server would.
