@@ -29,12 +29,18 @@
 //! time `W0` ↔ output time 0 in every track's clock) plus `pts / clock_rate`. The
 //! NTP↔RTP mapping outputs derive from it (RTSP sender reports) is therefore one
 //! straight line per stream that never jumps, across source restarts and
-//! whether or not the source sends reports. The source's RTCP sender reports are
-//! used only to put the tracks of one source session in step (audio and video
-//! captured together play together, as the source says), never to decide what
-//! wall-clock time a frame gets:
-//! - a track that (re-)anchors while another track of the session has a report
-//!   starts where the reports place it ([`Timeline::map_aligned`]);
+//! whether or not the source sends reports. The source's RTCP sender reports only
+//! decide where each track's output starts in a source session (at its first
+//! frames, or once when they come later), never step output time back:
+//! - a frame that anchors a track is dated by the source's report instead of its
+//!   arrival when the report shows the source's clock is ours and the frame was
+//!   captured before it arrived: a server that sends its GOP cache at once on
+//!   PLAY (another streamgate) would otherwise put output time, and the wall
+//!   clock derived from it, ahead of real time by the cache's age;
+//! - the tracks of one source session are put in step (audio and video captured
+//!   together play together, as the source says): a track that (re-)anchors
+//!   while another track of the session has a report starts where the reports
+//!   place it ([`Timeline::map_aligned`]);
 //! - reports that come after the tracks anchored on their own arrival (cameras
 //!   send their first report a few seconds in, so after every reconnect) are
 //!   compared once per session: the tracks that started early are delayed to the
@@ -551,9 +557,9 @@ impl StreamIngest {
             return None;
         }
         let since_report = i128::from(rtp_timestamp.wrapping_sub(report.rtp) as i32);
-        let captured = nanos_between(i128::from(report.ntp), wall_ntp(now)?)
+        let since_capture = nanos_between(i128::from(report.ntp), wall_ntp(now)?)
             - since_report * NANOS / i128::from(track.timeline.clock_rate());
-        let age = u64::try_from(captured).ok()?;
+        let age = u64::try_from(since_capture).ok()?;
         if u128::from(age) > MAX_JUMP.as_nanos() {
             return None;
         }
