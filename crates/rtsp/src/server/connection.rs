@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rtsp_types::Version;
+use streamgate_rtp::MediaKind;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
@@ -65,6 +66,8 @@ pub(crate) async fn serve(
     let mut buf = vec![0u8; READ_CHUNK];
     let mut last_request = Instant::now();
     let mut dropped_reported = 0u64;
+    // The session has had video: its audio may wait for video to share a write.
+    let mut video_expected = false;
     // One timer for the connection's life, re-armed when it fires: a timer made
     // per loop turn (per frame) costs a lock on the runtime's timer wheel.
     let idle = tokio::time::sleep(config.session_timeout);
@@ -100,6 +103,8 @@ pub(crate) async fn serve(
                 let mut next = Some(frame);
                 let mut sent_udp = Sent::default();
                 while let Some(frame) = next.take() {
+                    video_expected |= frame.kind == MediaKind::Video
+                        && matches!(playing.tracks.get(frame.track.0), Some(Some(_)));
                     match deliver(playing, frame, &mut batch).await {
                         Ok(sent) => sent_udp.add(sent),
                         // Not fatal: a UDP client that went away times out instead.
@@ -114,11 +119,13 @@ pub(crate) async fn serve(
                     tracing::debug!(stream = ?state.stream(), %peer, dropped, "slow RTSP reader skipped to a keyframe");
                     dropped_reported = dropped;
                 }
-                let sent_tcp = Sent { packets: batch.packets(), bytes: batch.bytes() };
-                if let Err(end) = write(&mut batch, &mut write_half, config.write_timeout).await {
-                    break end;
+                if batch.due(Instant::now(), video_expected) {
+                    let sent_tcp = Sent { packets: batch.packets(), bytes: batch.bytes() };
+                    if let Err(end) = write(&mut batch, &mut write_half, config.write_timeout).await {
+                        break end;
+                    }
+                    sent_udp.add(sent_tcp);
                 }
-                sent_udp.add(sent_tcp);
                 playing.reader.record(sent_udp.packets, sent_udp.bytes);
             }
             _ = &mut idle => {
