@@ -274,8 +274,7 @@ impl SourceReport {
             (rtsp.state.to_string(), rtsp.sessions.saturating_sub(1))
         } else if let Some(whep) = stream.whep_status() {
             last_error = last_error.or(whep.last_error);
-            let state = format!("{:?}", whep.state).to_lowercase();
-            let state = state.split_whitespace().next().unwrap_or("").to_owned();
+            let state = whep.state.to_string();
             let reconnects = whep
                 .sessions_opened
                 .saturating_sub(1)

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Redacted;
-use crate::streams::SourceState;
+use crate::streams::{mirror_source_status, SourceState};
 
 /// `transport = "tcp" | "udp" | "auto"` of an `rtsp://` stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -57,32 +57,11 @@ pub fn start(
     );
     let source = RtspSource::spawn(hub, config)
         .map_err(|e| format!("RTSP source {}: {e}", Redacted(&feed.url)))?;
-    let task = tokio::spawn(mirror_status(source.watch_status(), state));
+    let task = tokio::spawn(mirror_source_status(
+        source.watch_status(),
+        state,
+        |s: &SourceStatus| (s.state, s.last_error.as_deref()),
+        "RTSP session failed",
+    ));
     Ok((source, task))
-}
-
-async fn mirror_status(
-    mut status: watch::Receiver<SourceStatus>,
-    state: watch::Sender<SourceState>,
-) {
-    loop {
-        let mapped = source_state(&status.borrow_and_update());
-        state.send_replace(mapped);
-        if status.changed().await.is_err() {
-            break;
-        }
-    }
-}
-
-fn source_state(status: &SourceStatus) -> SourceState {
-    match status.retry_in {
-        Some(retry_in) => SourceState::Failed(format!(
-            "{} (retrying in {retry_in:?})",
-            status
-                .last_error
-                .as_deref()
-                .unwrap_or("RTSP session failed")
-        )),
-        None => SourceState::Running,
-    }
 }

@@ -28,6 +28,35 @@ pub enum SourceState {
     Failed(String),
 }
 
+/// Mirrors a network source's status (RTSP camera, WHEP) into the stream's state
+/// until the source ends: failed, with its last error, while it waits to retry;
+/// running otherwise. `state_of` picks the lifecycle state and last error out of
+/// the source's status; `failure` names the failure when it recorded no error.
+pub async fn mirror_source_status<T>(
+    mut status: watch::Receiver<T>,
+    state: watch::Sender<SourceState>,
+    state_of: impl Fn(&T) -> (streamgate_rtp::source_state::SourceState, Option<&str>),
+    failure: &'static str,
+) {
+    loop {
+        let mapped = {
+            let status = status.borrow_and_update();
+            let (source_state, last_error) = state_of(&status);
+            match source_state.retry_in() {
+                Some(retry_in) => SourceState::Failed(format!(
+                    "{} (retrying in {retry_in:?})",
+                    last_error.unwrap_or(failure)
+                )),
+                None => SourceState::Running,
+            }
+        };
+        state.send_replace(mapped);
+        if status.changed().await.is_err() {
+            break;
+        }
+    }
+}
+
 /// A stream that failed its checks; the message names the stream.
 #[derive(thiserror::Error, Debug)]
 #[error("stream {stream}: {source}")]

@@ -6,14 +6,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use streamgate_rtp::hub::Hub;
-use streamgate_whep::{
-    endpoint_url, BearerToken, TrickleMode, WhepConfig, WhepSource, WhepState, WhepStatus,
-};
+use streamgate_whep::{endpoint_url, BearerToken, TrickleMode, WhepConfig, WhepSource, WhepStatus};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Redacted, Secret};
-use crate::streams::SourceState;
+use crate::streams::{mirror_source_status, SourceState};
 
 /// A `whep://` stream: its URL and options (`bearer_token`, `max_session` in its
 /// `[streams.NAME]` table).
@@ -78,31 +76,13 @@ pub fn start(
     tracing::info!(stream = %hub.name(), source = %Redacted(url), max_session = ?config.max_session, "starting WHEP source");
     let source = WhepSource::start(config, hub)
         .map_err(|e| format!("WHEP source {}: {e}", Redacted(url)))?;
-    let task = tokio::spawn(mirror_status(source.watch_status(), state));
+    let task = tokio::spawn(mirror_source_status(
+        source.watch_status(),
+        state,
+        |s: &WhepStatus| (s.state, s.last_error.as_deref()),
+        "WHEP session failed",
+    ));
     Ok((source, task))
-}
-
-async fn mirror_status(mut status: watch::Receiver<WhepStatus>, state: watch::Sender<SourceState>) {
-    loop {
-        let mapped = source_state(&status.borrow_and_update());
-        state.send_replace(mapped);
-        if status.changed().await.is_err() {
-            break;
-        }
-    }
-}
-
-fn source_state(status: &WhepStatus) -> SourceState {
-    match status.state {
-        WhepState::Backoff { retry_in } => SourceState::Failed(format!(
-            "{} (retrying in {retry_in:?})",
-            status
-                .last_error
-                .as_deref()
-                .unwrap_or("WHEP session failed")
-        )),
-        _ => SourceState::Running,
-    }
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ async fn fails_cleanly(name: &str, url: &str, expected_error: &str) {
     assert!(
         matches!(
             status.state,
-            SourceState::Retrying | SourceState::Connecting
+            SourceState::Retrying { .. } | SourceState::Connecting
         ),
         "{status:?}"
     );

@@ -252,7 +252,7 @@ async fn camera_restart_keeps_consumers_and_timestamps_increasing() {
     assert!(
         matches!(
             failed.state,
-            SourceState::Retrying | SourceState::Connecting
+            SourceState::Retrying { .. } | SourceState::Connecting
         ),
         "{failed:?}"
     );

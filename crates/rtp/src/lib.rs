@@ -20,6 +20,7 @@ pub mod reorder;
 pub mod replay;
 pub mod rtcp;
 pub mod sdp;
+pub mod source_state;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 pub mod timeline;

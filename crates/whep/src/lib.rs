@@ -43,4 +43,5 @@ pub mod trickle;
 
 pub use config::{endpoint_url, BearerToken, IceServer, TrickleMode, WhepConfig};
 pub use source::{WhepError, WhepSource};
-pub use status::{WhepState, WhepStatus};
+pub use status::WhepStatus;
+pub use streamgate_rtp::source_state::SourceState;

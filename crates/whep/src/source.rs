@@ -13,6 +13,7 @@ use streamgate_rtp::backoff::Backoff;
 use streamgate_rtp::hub::Hub;
 use streamgate_rtp::ingest::StreamIngest;
 use streamgate_rtp::packet::RtpPacket;
+use streamgate_rtp::source_state::SourceState;
 use streamgate_rtp::track::{MediaKind, TrackInfo};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -23,7 +24,7 @@ use crate::keyframe::starts_keyframe;
 use crate::peer::Received;
 use crate::session::{Session, SessionError};
 use crate::signal::{SignalError, WhepClient};
-use crate::status::{WhepState, WhepStatus};
+use crate::status::WhepStatus;
 
 /// Most often a keyframe is requested from a session we wait to switch to.
 const SWITCH_PLI_INTERVAL: Duration = Duration::from_secs(1);
@@ -146,7 +147,7 @@ impl Runner {
             if !self.config.always_on && !self.until_watched().await {
                 break;
             }
-            self.set_state(WhepState::Connecting);
+            self.set_state(SourceState::Connecting);
             let opening = self.spawn_open();
             let outcome = match self.until_stopped(opening).await {
                 None => Ended::Stopped,
@@ -167,7 +168,7 @@ impl Runner {
                 s.last_error = Some(error.to_string());
                 s.failures += 1;
                 s.session = None;
-                s.state = WhepState::Backoff { retry_in: delay };
+                s.state = SourceState::Retrying { retry_in: delay };
             });
             let mut stop = self.stop.clone();
             if tokio::time::timeout(delay, stopped(&mut stop))
@@ -178,7 +179,7 @@ impl Runner {
             }
         }
         while self.closing.join_next().await.is_some() {}
-        self.set_state(WhepState::Stopped);
+        self.set_state(SourceState::Stopped);
         tracing::info!(stream = %self.hub.name(), "WHEP source stopped");
     }
 
@@ -186,7 +187,7 @@ impl Runner {
     async fn until_watched(&mut self) -> bool {
         if *self.subscribers.borrow_and_update() == 0 {
             self.status.send_modify(|s| {
-                s.state = WhepState::Idle;
+                s.state = SourceState::Idle;
                 s.session = None;
             });
         }
@@ -344,7 +345,7 @@ impl Runner {
                     self.status.send_modify(|s| {
                         s.rotations += 1;
                         s.session = Some(url);
-                        s.state = WhepState::Streaming;
+                        s.state = SourceState::Playing;
                     });
                     last_media = now;
                     last_switch_pli = None;
@@ -373,7 +374,7 @@ impl Runner {
                 }
                 _ = sleep_until(rotation_due) => {
                     tracing::debug!(stream = %self.hub.name(), "opening the next WHEP session (rotation)");
-                    self.set_state(WhepState::Rotating);
+                    self.set_state(SourceState::Rotating);
                     opening = Some(self.spawn_open());
                 }
                 _ = hub.keyframe_requested() => {
@@ -417,7 +418,7 @@ impl Runner {
         let url = redact_url(&session.url);
         self.status.send_modify(|s| {
             s.session = Some(url);
-            s.state = WhepState::Streaming;
+            s.state = SourceState::Playing;
         });
     }
 
@@ -450,7 +451,7 @@ impl Runner {
             .spawn(async move { session.close(&client).await });
     }
 
-    fn set_state(&self, state: WhepState) {
+    fn set_state(&self, state: SourceState) {
         self.status.send_modify(|s| s.state = state);
     }
 }

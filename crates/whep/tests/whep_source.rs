@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{config, wait_status, WhepServer};
 use streamgate_rtp::hub::{Hub, HubConfig};
 use streamgate_rtp::MediaKind;
-use streamgate_whep::{WhepSource, WhepState};
+use streamgate_whep::{SourceState, WhepSource};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulls_video_and_audio_into_the_hub() {
@@ -54,7 +54,7 @@ async fn pulls_video_and_audio_into_the_hub() {
     );
 
     let status = source.status();
-    assert_eq!(status.state, WhepState::Streaming);
+    assert_eq!(status.state, SourceState::Playing);
     assert_eq!(status.sessions_opened, 1);
     assert!(
         status
@@ -116,7 +116,7 @@ async fn a_server_that_never_answers_times_out() {
         "{status:?}"
     );
     assert!(
-        matches!(status.state, WhepState::Backoff { .. }),
+        matches!(status.state, SourceState::Retrying { .. }),
         "{status:?}"
     );
 }
@@ -197,10 +197,10 @@ async fn opens_on_demand_and_closes_when_nobody_watches() {
     let hub = Hub::new("whep-on-demand", HubConfig::default());
     let source = WhepSource::start(config, hub.clone()).unwrap();
     let idle = wait_status(&source, Duration::from_secs(5), |s| {
-        s.state == WhepState::Idle
+        s.state == SourceState::Idle
     })
     .await;
-    assert_eq!(idle.state, WhepState::Idle);
+    assert_eq!(idle.state, SourceState::Idle);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(server.count("method", "POST"), 0, "no viewer, no session");
 
@@ -213,10 +213,10 @@ async fn opens_on_demand_and_closes_when_nobody_watches() {
     );
     drop(frames);
     let status = wait_status(&source, Duration::from_secs(10), |s| {
-        s.state == WhepState::Idle
+        s.state == SourceState::Idle
     })
     .await;
-    assert_eq!(status.state, WhepState::Idle, "{status:?}");
+    assert_eq!(status.state, SourceState::Idle, "{status:?}");
     assert_eq!(
         status.failures, 0,
         "going idle is not a failure: {status:?}"

@@ -62,4 +62,5 @@ pub use camera_url::CameraUrl;
 pub use config::{SourceConfig, TransportMode, UnknownTransport};
 pub use error::SourceError;
 pub use source::RtspSource;
-pub use status::{SourceState, SourceStatus};
+pub use status::SourceStatus;
+pub use streamgate_rtp::source_state::SourceState;

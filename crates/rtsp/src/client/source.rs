@@ -57,7 +57,6 @@ impl RtspSource {
         let _ = (&mut self.task).await;
         self.status.send_modify(|s| {
             s.state = SourceState::Stopped;
-            s.retry_in = None;
         });
     }
 }
@@ -107,7 +106,6 @@ impl Runner {
                     SessionTransport::Tcp => TransportMode::Tcp,
                     SessionTransport::Udp => TransportMode::Udp,
                 });
-                s.retry_in = None;
             });
             tracing::debug!(stream = %self.hub.name(), url = %self.url, ?transport, "connecting to camera");
             let end =
@@ -141,9 +139,8 @@ impl Runner {
                     let failures = self.backoff.failures();
                     tracing::warn!(stream = %self.hub.name(), url = %self.url, %error, failures, retry_in = ?delay, "camera session failed");
                     self.record_error(&error, |s| {
-                        s.state = SourceState::Retrying;
+                        s.state = SourceState::Retrying { retry_in: delay };
                         s.consecutive_failures = failures;
-                        s.retry_in = Some(delay);
                     });
                     tokio::time::sleep(delay).await;
                 }
