@@ -313,3 +313,50 @@ async fn replay_task(
         state.send_replace(SourceState::Failed(error.to_string()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use streamgate_rtp::source_state::SourceState as Lifecycle;
+
+    use super::*;
+
+    /// Sends `lifecycle` and `error` as the source's status; true once the
+    /// stream's state becomes `expected`.
+    async fn mirrors(
+        status: &watch::Sender<(Lifecycle, Option<String>)>,
+        state: &mut watch::Receiver<SourceState>,
+        (lifecycle, error): (Lifecycle, Option<&str>),
+        expected: SourceState,
+    ) -> bool {
+        status.send_replace((lifecycle, error.map(str::to_owned)));
+        let reached = state.wait_for(|state| *state == expected);
+        tokio::time::timeout(Duration::from_secs(5), reached)
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    #[tokio::test]
+    async fn a_retrying_source_is_failed_with_its_last_error_and_running_otherwise() {
+        let (status, status_rx) = watch::channel((Lifecycle::Connecting, None::<String>));
+        let (state_tx, mut state) = watch::channel(SourceState::Failed("not yet".into()));
+        let mirror = tokio::spawn(mirror_source_status(
+            status_rx,
+            state_tx,
+            |(lifecycle, error)| (*lifecycle, error.as_deref()),
+            "session failed",
+        ));
+        let retrying = Lifecycle::Retrying {
+            retry_in: Duration::from_secs(5),
+        };
+        let refused = SourceState::Failed("refused (retrying in 5s)".into());
+        assert!(mirrors(&status, &mut state, (retrying, Some("refused")), refused).await);
+        let unnamed = SourceState::Failed("session failed (retrying in 5s)".into());
+        assert!(mirrors(&status, &mut state, (retrying, None), unnamed).await);
+        let playing = (Lifecycle::Playing, Some("refused"));
+        assert!(mirrors(&status, &mut state, playing, SourceState::Running).await);
+        drop(status);
+        mirror.await.expect("the mirror ends with its source");
+    }
+}
