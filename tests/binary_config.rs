@@ -315,3 +315,33 @@ fn sigint_sends_rtcp_bye_on_every_track_to_a_reader() {
     });
     assert_eq!(all_tracks, Some(true), "BYE lines: {byes:?}");
 }
+
+/// The README's promise for the default build: the binary needs nothing but
+/// the C runtime every Debian/Ubuntu machine has (no FFmpeg, GStreamer or
+/// OpenSSL libraries), so `cargo run --release` works on a fresh machine.
+#[test]
+fn default_build_links_only_the_c_runtime() {
+    const C_RUNTIME: [&str; 8] = [
+        "linux-vdso.so",
+        "libc.so",
+        "libm.so",
+        "libgcc_s.so",
+        "libpthread.so",
+        "libdl.so",
+        "librt.so",
+        "ld-linux-x86-64.so",
+    ];
+    let ldd = Command::new("ldd").arg(BINARY).output().unwrap();
+    assert!(ldd.status.success(), "ldd: {}", text(&ldd.stderr));
+    let libraries: Vec<String> = text(&ldd.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(|l| l.rsplit('/').next().unwrap_or(l).to_owned())
+        .collect();
+    assert!(libraries.iter().any(|l| l.starts_with("libc.so")), "{libraries:?}");
+    let others: Vec<&String> = libraries
+        .iter()
+        .filter(|l| !C_RUNTIME.iter().any(|c| l.starts_with(c)))
+        .collect();
+    assert!(others.is_empty(), "links more than the C runtime: {others:?}");
+}
