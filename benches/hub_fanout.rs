@@ -7,13 +7,11 @@
 //! `publish_and_receive`, has every subscriber take it. `publish_stalled` has
 //! subscribers that never read: publishing must cost the same as with none.
 
-use std::time::SystemTime;
-
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use streamgate_rtp::hub::{Hub, HubConfig, Subscription};
 use streamgate_rtp::testing;
-use streamgate_rtp::{Codec, Frame, MediaKind, OutPacket, TrackId};
+use streamgate_rtp::Codec;
 
 const PAYLOAD_BYTES: usize = 1200;
 const GOP_FRAMES: u64 = 50;
@@ -22,27 +20,6 @@ fn hub() -> Hub {
     let hub = Hub::new("bench", HubConfig::default());
     hub.set_tracks(vec![testing::track(Codec::H264, 90_000, 1)]);
     hub
-}
-
-fn frame(n: u64, payload: &Bytes) -> Frame {
-    Frame {
-        track: TrackId(0),
-        kind: MediaKind::Video,
-        pts: n * 3600,
-        dts: n * 3600,
-        wallclock: SystemTime::UNIX_EPOCH,
-        keyframe: n % GOP_FRAMES == 0,
-        discontinuity: false,
-        packets: vec![OutPacket::new(
-            96,
-            true,
-            n as u16,
-            (n * 3600) as u32,
-            7,
-            payload.clone(),
-        )],
-        units: vec![payload.clone()],
-    }
 }
 
 fn fan_out(c: &mut Criterion) {
@@ -58,7 +35,7 @@ fn fan_out(c: &mut Criterion) {
                 let mut subs: Vec<Subscription> = (0..n).map(|_| hub.subscribe()).collect();
                 let mut count = 0u64;
                 b.iter(|| {
-                    hub.publish(frame(count, &payload));
+                    hub.publish(testing::video_frame(count, &payload, 1, GOP_FRAMES));
                     count += 1;
                     for sub in &mut subs {
                         let got = sub.try_recv().ok().flatten();
@@ -76,7 +53,7 @@ fn fan_out(c: &mut Criterion) {
                 let _stalled: Vec<Subscription> = (0..n).map(|_| hub.subscribe()).collect();
                 let mut count = 0u64;
                 b.iter(|| {
-                    hub.publish(frame(count, &payload));
+                    hub.publish(testing::video_frame(count, &payload, 1, GOP_FRAMES));
                     count += 1;
                 });
             },

@@ -12,13 +12,12 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use streamgate_rtp::hub::{Hub, HubConfig};
-use streamgate_rtp::testing::h264_track;
-use streamgate_rtp::{Frame, MediaKind, OutPacket, TrackId};
+use streamgate_rtp::testing::{h264_track, video_frame};
 use streamgate_rtsp::server::{RtspServer, ServerConfig, StreamEntry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -27,33 +26,6 @@ use tokio::sync::Notify;
 const PAYLOAD_BYTES: usize = 1200;
 const PACKETS_PER_FRAME: usize = 8;
 const FRAMES_PER_ITERATION: u64 = 32;
-
-fn frame(n: u64, payload: &Bytes) -> Frame {
-    let packets = (0..PACKETS_PER_FRAME)
-        .map(|i| {
-            let seq = (n as usize * PACKETS_PER_FRAME + i) as u16;
-            OutPacket::new(
-                96,
-                i + 1 == PACKETS_PER_FRAME,
-                seq,
-                (n * 3600) as u32,
-                7,
-                payload.clone(),
-            )
-        })
-        .collect();
-    Frame {
-        track: TrackId(0),
-        kind: MediaKind::Video,
-        pts: n * 3600,
-        dts: n * 3600,
-        wallclock: SystemTime::now(),
-        keyframe: n % 50 == 0,
-        discontinuity: false,
-        units: vec![payload.clone()],
-        packets,
-    }
-}
 
 /// Plays the stream over TCP and counts RTP packets (interleaved channel 0).
 async fn reader(addr: SocketAddr, counted: Arc<AtomicU64>, progress: Arc<Notify>) {
@@ -165,7 +137,12 @@ fn fan_out(c: &mut Criterion) {
                             let target = FRAMES_PER_ITERATION * PACKETS_PER_FRAME as u64;
                             let start = Instant::now();
                             for _ in 0..FRAMES_PER_ITERATION {
-                                hub.publish(frame(next_frame, &payload));
+                                hub.publish(video_frame(
+                                    next_frame,
+                                    &payload,
+                                    PACKETS_PER_FRAME,
+                                    50,
+                                ));
                                 next_frame += 1;
                             }
                             while counters

@@ -747,18 +747,19 @@ pub(crate) mod tests {
         assert!(segmenter.stored_bytes() <= 2000 + segmenter.current().unwrap().byte_len());
     }
 
+    /// Sequence numbers of the finished segments marked as discontinuities.
+    fn discontinuities(segmenter: &Segmenter) -> Vec<u64> {
+        let marked = segmenter.segments().iter().filter(|s| s.discontinuity);
+        marked.map(|s| s.msn).collect()
+    }
+
     #[test]
     fn discontinuity_starts_a_marked_segment_at_the_next_keyframe() {
         let mut source = Synthetic::new(30);
         source.discontinuity_at_video_frame = Some(75);
         let mut segmenter = Segmenter::new(SegmenterConfig::default(), &tracks()).unwrap();
         feed(&mut segmenter, &source.next_seconds(9));
-        let marked: Vec<u64> = segmenter
-            .segments()
-            .iter()
-            .filter(|s| s.discontinuity)
-            .map(|s| s.msn)
-            .collect();
+        let marked = discontinuities(&segmenter);
         // Frame 75 (2.5 s) breaks; the next keyframe is frame 90 (3 s), starting segment 2.
         assert_eq!(marked, vec![2]);
         assert!((segmenter.segments()[1].duration - 1.0).abs() < 1e-6);
@@ -774,12 +775,7 @@ pub(crate) mod tests {
             .unwrap();
         frames[late_audio].discontinuity = true;
         feed(&mut segmenter, &frames);
-        let marked: Vec<u64> = segmenter
-            .segments()
-            .iter()
-            .filter(|s| s.discontinuity)
-            .map(|s| s.msn)
-            .collect();
+        let marked = discontinuities(&segmenter);
         assert_eq!(marked, vec![1]);
     }
 

@@ -2,9 +2,12 @@
 //! crates (cargo feature `test-util`; this crate's own tests always have it), so
 //! each is written once instead of as a `TrackInfo` literal per test.
 
+use std::time::{Duration, SystemTime};
+
 use bytes::Bytes;
 
-use crate::track::{Codec, CodecParams, TrackId, TrackInfo};
+use crate::frame::{Frame, OutPacket};
+use crate::track::{Codec, CodecParams, MediaKind, TrackId, TrackInfo};
 
 /// The SPS of ffmpeg's 1280x720 H.264 Constrained Baseline captures
 /// (`fixtures/ffmpeg_h264_*`), level 3.1: `avc1.42c01f`.
@@ -51,6 +54,30 @@ pub fn opus_track() -> TrackInfo {
     }
 }
 
+/// Frame `n` of a 25 fps video on track 0 (3600 ticks of 90 kHz apart), as
+/// `packets` RTP packets (payload type 96) and one unit that all share `payload`
+/// (nothing copied); every `gop`-th frame is a keyframe.
+pub fn video_frame(n: u64, payload: &Bytes, packets: usize, gop: u64) -> Frame {
+    let ticks = n * 3600;
+    let first_seq = n.wrapping_mul(packets as u64);
+    Frame {
+        track: TrackId(0),
+        kind: MediaKind::Video,
+        pts: ticks,
+        dts: ticks,
+        wallclock: SystemTime::UNIX_EPOCH + Duration::from_millis(n * 40),
+        keyframe: n.checked_rem(gop) == Some(0),
+        discontinuity: false,
+        units: vec![payload.clone()],
+        packets: (0..packets)
+            .map(|i| {
+                let seq = first_seq.wrapping_add(i as u64) as u16;
+                OutPacket::new(96, i + 1 == packets, seq, ticks as u32, 7, payload.clone())
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +91,19 @@ mod tests {
         let units = [Bytes::from_static(H264_SPS), Bytes::from_static(H264_PPS)];
         assert!(update_params(Codec::H264, &units, &mut parsed));
         assert_eq!(parsed, track.params);
+    }
+
+    #[test]
+    fn a_video_frame_shares_its_payload_and_marks_its_last_packet() {
+        let payload = Bytes::from(vec![0x41; 100]);
+        let frame = video_frame(3, &payload, 4, 3);
+        assert!(frame.keyframe);
+        let seqs: Vec<u16> = frame.packets.iter().map(|p| p.sequence()).collect();
+        assert_eq!(seqs, [12, 13, 14, 15]);
+        let markers: Vec<bool> = frame.packets.iter().map(|p| p.marker()).collect();
+        assert_eq!(markers, [false, false, false, true]);
+        assert_eq!(frame.units[0].as_ptr(), payload.as_ptr());
+        assert_eq!(frame.packets[3].payload.as_ptr(), payload.as_ptr());
+        assert!(!video_frame(4, &payload, 1, 3).keyframe);
     }
 }

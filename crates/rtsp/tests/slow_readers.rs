@@ -5,11 +5,11 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use socket2::SockRef;
-use streamgate_rtp::{Frame, MediaKind, OutPacket, TrackId};
+use streamgate_rtp::testing::video_frame;
 use streamgate_rtsp::server::ServerConfig;
 
 mod common;
@@ -18,32 +18,6 @@ use common::{read_head, session_id};
 
 const PACKETS_PER_FRAME: usize = 20;
 const PAYLOAD_BYTES: usize = 1400;
-
-fn frame(n: u64, payload: &Bytes) -> Frame {
-    Frame {
-        track: TrackId(0),
-        kind: MediaKind::Video,
-        pts: n * 3600,
-        dts: n * 3600,
-        wallclock: SystemTime::now(),
-        keyframe: n % 25 == 0,
-        discontinuity: false,
-        units: vec![payload.clone()],
-        packets: (0..PACKETS_PER_FRAME)
-            .map(|i| {
-                let seq = (n as usize * PACKETS_PER_FRAME + i) as u16;
-                OutPacket::new(
-                    96,
-                    i + 1 == PACKETS_PER_FRAME,
-                    seq,
-                    (n * 3600) as u32,
-                    1,
-                    payload.clone(),
-                )
-            })
-            .collect(),
-    }
-}
 
 /// SETUP (TCP interleaved) + PLAY; returns the stream positioned after the PLAY reply.
 fn play(addr: SocketAddr, receive_buffer: Option<usize>) -> TcpStream {
@@ -115,7 +89,7 @@ async fn frozen_reader_is_cut_off_and_the_other_gets_every_frame() {
         (live, packets)
     });
     for n in 0..frames {
-        hub.publish(frame(n, &payload));
+        hub.publish(video_frame(n, &payload, PACKETS_PER_FRAME, 25));
         if n % 5 == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
