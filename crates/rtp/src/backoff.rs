@@ -34,13 +34,7 @@ impl Backoff {
     /// session that delivered media for [`HEALTHY_RESET`] resets the schedule first;
     /// a server's `Retry-After` lengthens the wait, never shortens it.
     pub fn on_failure(&mut self, retry_after: Option<Duration>) -> Duration {
-        if self
-            .media
-            .take()
-            .is_some_and(|(first, latest)| latest.duration_since(first) >= HEALTHY_RESET)
-        {
-            self.failures = 0;
-        }
+        self.end_session();
         let delay = step_delay(self.failures);
         self.failures = self.failures.saturating_add(1);
         delay.max(retry_after.unwrap_or_default())
@@ -52,6 +46,22 @@ impl Backoff {
         match &mut self.media {
             Some((_, latest)) => *latest = now,
             None => self.media = Some((now, now)),
+        }
+    }
+
+    /// Records that a session ended without failing (nobody watched): a healthy
+    /// one resets the schedule, and the next session's media counts afresh.
+    pub fn on_session_closed(&mut self) {
+        self.end_session();
+    }
+
+    fn end_session(&mut self) {
+        if self
+            .media
+            .take()
+            .is_some_and(|(first, latest)| latest.duration_since(first) >= HEALTHY_RESET)
+        {
+            self.failures = 0;
         }
     }
 
@@ -117,6 +127,27 @@ mod tests {
         // One packet, then a failure much later (a stalled session): not healthy.
         backoff.on_media(t0);
         assert_eq!(backoff.on_failure(None), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_closed_session_is_judged_alone() {
+        let mut backoff = Backoff::new();
+        let t0 = Instant::now();
+        for _ in 0..6 {
+            backoff.on_failure(None);
+        }
+        // A short session closes (idle); a later short one fails: no reset.
+        backoff.on_media(t0);
+        backoff.on_session_closed();
+        backoff.on_media(t0 + Duration::from_secs(100));
+        backoff.on_media(t0 + Duration::from_secs(110));
+        assert_eq!(backoff.on_failure(None), Duration::from_secs(5));
+
+        // A healthy session that closes resets the schedule.
+        backoff.on_media(t0 + Duration::from_secs(200));
+        backoff.on_media(t0 + Duration::from_secs(260));
+        backoff.on_session_closed();
+        assert_eq!(backoff.on_failure(None), Duration::from_secs(1));
     }
 
     #[test]

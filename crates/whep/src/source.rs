@@ -157,6 +157,7 @@ impl Runner {
             let error = match outcome {
                 Ended::Stopped => break,
                 Ended::Idle => {
+                    self.backoff.on_session_closed();
                     tracing::info!(stream = %self.hub.name(), "nobody watching: WHEP session closed");
                     continue;
                 }

@@ -120,6 +120,7 @@ impl Runner {
                 };
             match end {
                 SessionEnd::Idle => {
+                    self.backoff.on_session_closed();
                     tracing::info!(stream = %self.hub.name(), url = %self.url, "no consumers: disconnected from camera");
                 }
                 SessionEnd::Failed {
