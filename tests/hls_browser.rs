@@ -3,22 +3,34 @@
 
 mod support;
 
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
-use support::{peer, Gateway};
+use support::{fixture, peer, sample, Gateway};
 
 /// Runs tests/js/hls_play.mjs against `url`; returns its JSON report.
 fn play(url: &str, seconds: u32) -> String {
+    report(start_player(url, seconds))
+}
+
+/// Starts tests/js/hls_play.mjs playing `url` until `seconds` of it played (60 s at most).
+fn start_player(url: &str, seconds: u32) -> Child {
     peer("chromium");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/hls_play.mjs");
-    let output = Command::new(peer("node"))
+    Command::new(peer("node"))
         .arg(script)
         .arg(url)
         .arg(seconds.to_string())
         .arg("60")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run node");
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run node")
+}
+
+/// The player's JSON report, once it is done.
+fn report(player: Child) -> String {
+    let output = player.wait_with_output().expect("wait for node");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -87,4 +99,50 @@ fn chromium_plays_the_player_page_at_low_latency() {
             latencies.len()
         );
     }
+}
+
+/// The stream is replaced through the API while Chromium plays it: hls.js goes on
+/// across the discontinuity into the new source's segments, without a fatal error.
+#[test]
+fn chromium_keeps_playing_when_the_stream_is_replaced() {
+    let source = |name: &str| format!("source = \"pcap:{}\"\n", fixture(name));
+    let gateway = Gateway::hls_with(
+        &format!("[streams.cam]\n{}", source("ffmpeg_h264_aac.pcap")),
+        "",
+    );
+    gateway.wait_ok("/hls/cam/stream.m3u8");
+    let player = start_player(&gateway.http_url("/hls/cam/"), 20);
+    // Replaced once the player has fetched media (a few parts' worth of bytes).
+    let hls_bytes = "streamgate_output_bytes_total{stream=\"cam\",protocol=\"hls\"}";
+    gateway.wait_for(
+        || {
+            let (_, metrics) = gateway.request("GET", "/metrics", None);
+            sample(&metrics, hls_bytes).is_some_and(|bytes| bytes > 500_000.0)
+        },
+        "the player fetching media",
+    );
+    let (status, body) = gateway.request(
+        "PUT",
+        "/api/streams/cam",
+        Some(&source("ffmpeg_h264_opus.pcap")),
+    );
+    assert_eq!(status, 200, "PUT: {body}");
+    let report = report(player);
+    println!("chromium report: {report}");
+    assert_eq!(
+        list(&report, "fatalErrors"),
+        "",
+        "hls.js fatal errors: {report}\n{}",
+        gateway.log()
+    );
+    assert!(
+        number(&report, "currentTime") >= 20.0,
+        "playback did not go on: {report}\n{}",
+        gateway.log()
+    );
+    assert!(
+        number(&report, "playedCc") >= 1.0,
+        "no segment of the new source played: {report}\n{}",
+        gateway.log()
+    );
 }

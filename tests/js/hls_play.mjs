@@ -1,6 +1,7 @@
 // Plays an HLS player page in headless Chromium (Debian's, driven by playwright-core)
-// and prints one JSON line: playback progress, picture size, hls.js fatal errors and
-// latency samples (wall clock minus the playhead's program-date-time).
+// and prints one JSON line: playback progress, picture size, hls.js fatal errors,
+// latency samples (wall clock minus the playhead's program-date-time) and the highest
+// discontinuity number (`cc`) of a fragment that played.
 // Usage: node tests/js/hls_play.mjs URL [seconds-to-play] [timeout-seconds]
 import { launchChromium } from "./browser.mjs";
 
@@ -11,7 +12,7 @@ if (!url) {
 }
 
 const browser = await launchChromium();
-const result = { url, currentTime: 0, videoWidth: 0, videoHeight: 0, fatalErrors: [], latencies: [], console: [] };
+const result = { url, currentTime: 0, videoWidth: 0, videoHeight: 0, fatalErrors: [], latencies: [], console: [], playedCc: 0 };
 try {
   const page = await browser.newPage();
   page.on("console", (msg) => { if (msg.type() === "error") result.console.push(msg.text()); });
@@ -21,6 +22,12 @@ try {
   let startedAt = null;
   while (Date.now() < deadline) {
     const state = await page.evaluate(() => {
+      if (window.hls && window.playedCc === undefined) {
+        window.playedCc = 0;
+        window.hls.on("hlsFragChanged", (_, data) => {
+          window.playedCc = Math.max(window.playedCc, data.frag.cc);
+        });
+      }
       const video = document.querySelector("video");
       const date = window.hls && window.hls.playingDate;
       return {
@@ -30,9 +37,10 @@ try {
         fatalErrors: window.hlsFatalErrors || [],
         latency: date ? (Date.now() - date.getTime()) / 1000 : null,
         hlsLatency: window.hls ? window.hls.latency : null,
+        playedCc: window.playedCc || 0,
       };
     });
-    Object.assign(result, { currentTime: state.currentTime, videoWidth: state.videoWidth, videoHeight: state.videoHeight, fatalErrors: state.fatalErrors });
+    Object.assign(result, { currentTime: state.currentTime, videoWidth: state.videoWidth, videoHeight: state.videoHeight, fatalErrors: state.fatalErrors, playedCc: state.playedCc });
     if (state.currentTime > 0 && startedAt === null) startedAt = Date.now();
     if (state.latency !== null && state.currentTime > 1) result.latencies.push(state.latency);
     result.hlsLatency = state.hlsLatency;
