@@ -7,7 +7,9 @@
 //! ```
 //!
 //! The segmenter and playlist writer are sans-IO (frames in, bytes out); the muxer
-//! task and HTTP handlers are thin tokio/axum layers around them.
+//! task and HTTP handlers are thin tokio/axum layers around them. A stream replaced
+//! under its name (a new Hub) keeps its muxer and playlist: the muxer follows the
+//! new Hub and continues the numbering after an `EXT-X-DISCONTINUITY`.
 //!
 //! Boxes are written with `mp4-atom` rather than `mp4`: it already encodes every
 //! sample entry needed here (`avc1`/`avcC`, `hvc1`/`hvcC`, `mp4a`/`esds`,
