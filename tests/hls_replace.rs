@@ -5,9 +5,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-
-use support::{fixture, run_peer, Gateway, DEADLINE};
+use support::{fixture, run_peer, Gateway};
 
 const MEDIA: &str = "/hls/cam/stream.m3u8";
 
@@ -48,22 +46,18 @@ fn watch_until(
     what: &str,
     done: impl Fn(&m3u8_rs::MediaPlaylist) -> bool,
 ) -> m3u8_rs::MediaPlaylist {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let (status, text) = gateway.request("GET", MEDIA, None);
-        if status == 200 {
-            let playlist = media_playlist(&text);
-            if done(&playlist) {
-                return playlist;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} never happened; last playlist ({status}):\n{text}\nlog:\n{}",
-            gateway.log()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let mut seen = None;
+    gateway.wait_for(
+        || {
+            let (status, text) = gateway.request("GET", MEDIA, None);
+            seen = (status == 200)
+                .then(|| media_playlist(&text))
+                .filter(|p| done(p));
+            seen.is_some()
+        },
+        what,
+    );
+    seen.expect("wait_for returns once the playlist was seen")
 }
 
 /// Checks that the segments after the last discontinuity continue the ones

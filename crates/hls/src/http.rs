@@ -449,6 +449,7 @@ mod tests {
             (hub, task)
         }
 
+        /// Polls `uri` until it answers 200 with a body `done` accepts.
         async fn playlist_when(app: &Router, uri: &str, done: impl Fn(&str) -> bool) -> String {
             let mut text = String::new();
             for _ in 0..500 {
@@ -616,16 +617,7 @@ mod tests {
             for frame in source.next_seconds(3) {
                 hub.publish(frame);
             }
-            let mut status = StatusCode::SERVICE_UNAVAILABLE;
-            let mut text = String::new();
-            for _ in 0..100 {
-                (status, _, text) = get(&app, "/hls/cam/index.m3u8").await;
-                if status == StatusCode::OK {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            assert_eq!(status, StatusCode::OK, "{text}");
+            let text = playlist_when(&app, "/hls/cam/index.m3u8", |_| true).await;
             assert!(text.contains("CODECS=\"avc1.42c01f,opus\""), "{text}");
             let (status, headers, media) = get(&app, "/hls/cam/stream.m3u8").await;
             assert_eq!(status, StatusCode::OK);
@@ -644,15 +636,7 @@ mod tests {
         #[tokio::test]
         async fn blocking_reload_returns_the_requested_part() {
             let app = app(fed_hub());
-            let mut text = String::new();
-            for _ in 0..200 {
-                let (status, _, body) = get(&app, "/hls/cam/stream.m3u8").await;
-                if status == StatusCode::OK {
-                    text = body;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            let text = playlist_when(&app, "/hls/cam/stream.m3u8", |_| true).await;
             let hint = text
                 .lines()
                 .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))
