@@ -196,9 +196,9 @@ fn shipped_config_on_free_ports() -> (String, u16) {
     (text.join("\n") + "\n", ports[0])
 }
 
-#[test]
-fn starts_on_gateway_toml_and_stops_cleanly_on_sigint() {
-    let dir = TempDir::new("binary_config-shipped");
+/// The binary running in `dir` on the shipped gateway.toml (on free ports);
+/// returns it once it logs that it runs, with its RTSP port.
+fn start_shipped(dir: &TempDir) -> (Running, u16) {
     let (config, rtsp_port) = shipped_config_on_free_ports();
     std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
     let mut gateway = Running::start(&[], dir.path());
@@ -207,6 +207,13 @@ fn starts_on_gateway_toml_and_stops_cleanly_on_sigint() {
         "did not start: {:?}",
         gateway.seen
     );
+    (gateway, rtsp_port)
+}
+
+#[test]
+fn starts_on_gateway_toml_and_stops_cleanly_on_sigint() {
+    let dir = TempDir::new("binary_config-shipped");
+    let (mut gateway, rtsp_port) = start_shipped(&dir);
     assert!(gateway
         .seen
         .iter()
@@ -269,14 +276,7 @@ fn unsupported_sources_are_reported_without_secrets_and_sigterm_stops() {
 #[test]
 fn sigint_sends_rtcp_bye_on_every_track_to_a_reader() {
     let dir = TempDir::new("binary_config-bye");
-    let (config, rtsp_port) = shipped_config_on_free_ports();
-    std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
-    let mut gateway = Running::start(&[], dir.path());
-    assert!(
-        gateway.wait_for("streamgate running").is_some(),
-        "did not start: {:?}",
-        gateway.seen
-    );
+    let (mut gateway, rtsp_port) = start_shipped(&dir);
     let ffmpeg_log = dir.path().join("ffmpeg.log");
     let mut reader = Command::new(support::peer("ffmpeg"))
         .args(["-hide_banner", "-nostats", "-v", "debug"])
