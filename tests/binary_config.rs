@@ -213,7 +213,7 @@ fn start_shipped(dir: &TempDir) -> (Running, u16) {
 #[test]
 fn starts_on_gateway_toml_and_stops_cleanly_on_sigint() {
     let dir = TempDir::new("binary_config-shipped");
-    let (mut gateway, rtsp_port) = start_shipped(&dir);
+    let (gateway, rtsp_port) = start_shipped(&dir);
     assert!(gateway
         .seen
         .iter()
@@ -276,7 +276,7 @@ fn unsupported_sources_are_reported_without_secrets_and_sigterm_stops() {
 #[test]
 fn sigint_sends_rtcp_bye_on_every_track_to_a_reader() {
     let dir = TempDir::new("binary_config-bye");
-    let (mut gateway, rtsp_port) = start_shipped(&dir);
+    let (gateway, rtsp_port) = start_shipped(&dir);
     let ffmpeg_log = dir.path().join("ffmpeg.log");
     let mut reader = Command::new(support::peer("ffmpeg"))
         .args(["-hide_banner", "-nostats", "-v", "debug"])
