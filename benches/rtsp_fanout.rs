@@ -1,7 +1,9 @@
-//! RTSP fan-out cost per RTP packet delivered, to 1, 10 and 50 TCP readers on
+//! RTSP fan-out cost per RTP packet delivered, to 1, 10 and 50 readers on
 //! loopback, through the real server: Hub → per-reader connection task →
-//! interleaved vectored writes → kernel → a reader task that parses the
-//! interleaved stream and counts RTP packets.
+//! kernel → a reader task that counts RTP packets. Over TCP (`rtsp_fanout_tcp`)
+//! the server writes interleaved vectored writes and the reader parses the
+//! interleaved stream; over UDP (`rtsp_fanout_udp`) the server sends a frame's
+//! packets with one `sendmmsg` and the reader receives datagrams.
 //!
 //! Input: H.264 frames of 8 RTP packets with 1200-byte payloads (a ~10 KB
 //! frame, 720p-P-frame sized), published 32 frames per iteration; an iteration
@@ -20,20 +22,31 @@ use streamgate_rtp::hub::{Hub, HubConfig};
 use streamgate_rtp::testing::{h264_track, video_frame};
 use streamgate_rtsp::server::{RtspServer, ServerConfig, StreamEntry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::Notify;
 
 const PAYLOAD_BYTES: usize = 1200;
 const PACKETS_PER_FRAME: usize = 8;
 const FRAMES_PER_ITERATION: u64 = 32;
+/// Longest an iteration waits for a reader to count one more packet: a lost
+/// packet (UDP) fails the bench instead of hanging it.
+const PROGRESS_TIMEOUT: Duration = Duration::from_secs(10);
+/// Receive buffer of a UDP reader: an iteration's packets fit several times.
+const UDP_RECEIVE_BUFFER: usize = 4 << 20;
 
-/// Plays the stream over TCP and counts RTP packets (interleaved channel 0).
-async fn reader(addr: SocketAddr, counted: Arc<AtomicU64>, progress: Arc<Notify>) {
+#[derive(Debug, Clone, Copy)]
+enum Transport {
+    Tcp,
+    Udp,
+}
+
+/// Sends SETUP (with `transport`) and PLAY; returns the connection, to be read
+/// (TCP) or kept open (UDP).
+async fn play(addr: SocketAddr, transport: &str) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let url = format!("rtsp://{addr}/bench");
-    let setup = format!(
-        "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
-    );
+    let setup =
+        format!("SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: {transport}\r\n\r\n");
     stream.write_all(setup.as_bytes()).await.expect("SETUP");
     let mut buf = vec![0u8; 256 * 1024];
     let n = stream.read(&mut buf).await.expect("SETUP reply");
@@ -46,6 +59,40 @@ async fn reader(addr: SocketAddr, counted: Arc<AtomicU64>, progress: Arc<Notify>
         .to_string();
     let play = format!("PLAY {url} RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n");
     stream.write_all(play.as_bytes()).await.expect("PLAY");
+    stream
+}
+
+/// Plays the stream over UDP and counts the RTP datagrams.
+async fn udp_reader(addr: SocketAddr, counted: Arc<AtomicU64>, progress: Arc<Notify>) {
+    let (rtp, _rtcp) = loop {
+        let rtp = UdpSocket::bind("127.0.0.1:0").await.expect("bind RTP");
+        let port = rtp.local_addr().expect("RTP port").port();
+        if port % 2 == 0 {
+            if let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", port + 1)).await {
+                break (rtp, rtcp);
+            }
+        }
+    };
+    socket2::SockRef::from(&rtp)
+        .set_recv_buffer_size(UDP_RECEIVE_BUFFER)
+        .expect("receive buffer");
+    let port = rtp.local_addr().expect("RTP port").port();
+    let _session = play(
+        addr,
+        &format!("RTP/AVP;unicast;client_port={port}-{}", port + 1),
+    )
+    .await;
+    let mut buf = vec![0u8; 2048];
+    while rtp.recv(&mut buf).await.is_ok() {
+        counted.fetch_add(1, Ordering::Relaxed);
+        progress.notify_one();
+    }
+}
+
+/// Plays the stream over TCP and counts RTP packets (interleaved channel 0).
+async fn tcp_reader(addr: SocketAddr, counted: Arc<AtomicU64>, progress: Arc<Notify>) {
+    let mut stream = play(addr, "RTP/AVP/TCP;unicast;interleaved=0-1").await;
+    let mut buf = vec![0u8; 256 * 1024];
     let mut pending: Vec<u8> = Vec::with_capacity(512 * 1024);
     loop {
         let n = match stream.read(&mut buf).await {
@@ -83,12 +130,20 @@ async fn reader(addr: SocketAddr, counted: Arc<AtomicU64>, progress: Arc<Notify>
 }
 
 fn fan_out(c: &mut Criterion) {
+    fan_out_over(c, Transport::Tcp);
+    fan_out_over(c, Transport::Udp);
+}
+
+fn fan_out_over(c: &mut Criterion, transport: Transport) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let payload = Bytes::from(vec![0x41; PAYLOAD_BYTES]);
-    let mut group = c.benchmark_group("rtsp_fanout_tcp");
+    let mut group = c.benchmark_group(match transport {
+        Transport::Tcp => "rtsp_fanout_tcp",
+        Transport::Udp => "rtsp_fanout_udp",
+    });
     group.sample_size(20);
     for readers in [1usize, 10, 50] {
         let hub = Hub::new("bench", HubConfig::default());
@@ -113,7 +168,11 @@ fn fan_out(c: &mut Criterion) {
         let addr = server.local_addr().expect("addr");
         let server_task = runtime.spawn(server.run());
         for counter in &counters {
-            runtime.spawn(reader(addr, Arc::clone(counter), Arc::clone(&progress)));
+            let (counter, progress) = (Arc::clone(counter), Arc::clone(&progress));
+            match transport {
+                Transport::Tcp => runtime.spawn(tcp_reader(addr, counter, progress)),
+                Transport::Udp => runtime.spawn(udp_reader(addr, counter, progress)),
+            };
         }
         runtime.block_on(async {
             while hub.subscriber_count() < readers {
@@ -150,7 +209,9 @@ fn fan_out(c: &mut Criterion) {
                                 .zip(&baseline)
                                 .any(|(c, b)| c.load(Ordering::Relaxed) - b < target)
                             {
-                                progress.notified().await;
+                                tokio::time::timeout(PROGRESS_TIMEOUT, progress.notified())
+                                    .await
+                                    .expect("a reader stopped counting (packets lost?)");
                             }
                             total += start.elapsed();
                         }
