@@ -557,9 +557,16 @@ pub fn error_lines(stderr: &str) -> Vec<&str> {
 /// over UDP, where ffmpeg reads each socket in turn video-first and stamps the
 /// first audio packet it reads after the burst like the next one.
 pub fn decode_errors(stderr: &str) -> Vec<&str> {
+    let mut previous_left_out = false;
     error_lines(stderr)
         .into_iter()
-        .filter(|l| !l.contains("non monotonically increasing dts to muxer"))
+        .filter(|l| {
+            // ffmpeg folds repeats of a line into "Last message repeated N times".
+            let left_out = l.contains("non monotonically increasing dts to muxer")
+                || (previous_left_out && l.trim_start().starts_with("Last message repeated"));
+            previous_left_out = left_out;
+            !left_out
+        })
         .collect()
 }
 

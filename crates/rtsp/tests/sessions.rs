@@ -239,3 +239,92 @@ async fn closing_the_stream_sends_rtcp_bye_then_closes_the_connection() {
     );
     server.abort();
 }
+
+/// A stream with few readers (an NVR's) gets each audio frame as it comes: it
+/// does not wait for the next video frame to share a write, which readers that
+/// timestamp by arrival (Frigate) would see as jitter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn few_readers_get_audio_without_waiting_for_video() {
+    use bytes::Bytes;
+    use std::sync::{Arc, Mutex};
+    use std::time::SystemTime;
+    use streamgate_rtp::hub::{Hub, HubConfig};
+    use streamgate_rtp::testing::{h264_track, opus_track, video_frame};
+    use streamgate_rtp::{Frame, MediaKind, OutPacket};
+
+    let audio_frame = |n: u16| Frame {
+        track: TrackId(1),
+        kind: MediaKind::Audio,
+        pts: u64::from(n) * 960,
+        dts: u64::from(n) * 960,
+        wallclock: SystemTime::now(),
+        keyframe: true,
+        discontinuity: false,
+        units: vec![Bytes::from_static(b"opus")],
+        packets: vec![OutPacket::new(
+            111,
+            true,
+            n,
+            u32::from(n) * 960,
+            9,
+            Bytes::from_static(b"opus"),
+        )],
+    };
+    let hub = Hub::new("cam", HubConfig::default());
+    hub.set_tracks(vec![h264_track(), opus_track()]);
+    hub.publish(video_frame(0, &Bytes::from_static(b"idr"), 1, 50));
+    let (addr, server) = common::serve(vec![hub.clone()], ServerConfig::default()).await;
+    let (arrived_tx, arrived_rx) = std::sync::mpsc::channel();
+    let client = tokio::task::spawn_blocking(move || {
+        let mut stream = connect(addr);
+        let mut session = String::new();
+        for (cseq, (track, channels)) in [(0, "0-1"), (1, "2-3")].into_iter().enumerate() {
+            let session_header = if session.is_empty() {
+                String::new()
+            } else {
+                format!("Session: {session}\r\n")
+            };
+            let setup = format!(
+                "SETUP rtsp://{addr}/cam/trackID={track} RTSP/1.0\r\nCSeq: {cseq}\r\n{session_header}Transport: RTP/AVP/TCP;unicast;interleaved={channels}\r\n\r\n"
+            );
+            session = session_id(&exchange(&mut stream, &setup));
+        }
+        let play =
+            format!("PLAY rtsp://{addr}/cam/ RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n");
+        exchange(&mut stream, &play);
+        // Each RTP packet's channel as it arrives, until the second audio one.
+        let mut audio = 0;
+        while audio < 2 {
+            let mut head = [0u8; 4];
+            stream.read_exact(&mut head).expect("interleaved header");
+            let mut body = vec![0u8; usize::from(u16::from_be_bytes([head[2], head[3]]))];
+            stream.read_exact(&mut body).expect("interleaved body");
+            if head[1] % 2 == 0 {
+                audio += usize::from(head[1] == 2);
+                arrived_tx.send(head[1]).expect("test alive");
+            }
+        }
+    });
+    let arrived_rx = Arc::new(Mutex::new(arrived_rx));
+    let next_arrival = || {
+        let arrived_rx = Arc::clone(&arrived_rx);
+        async move {
+            tokio::task::spawn_blocking(move || arrived_rx.lock().unwrap().recv())
+                .await
+                .expect("client thread")
+                .expect("the client read a packet")
+        }
+    };
+    assert_eq!(next_arrival().await, 0, "the cached keyframe");
+    // A live video frame (the session now expects video), then the first audio
+    // frame, which goes out with its track's first sender report.
+    hub.publish(video_frame(1, &Bytes::from_static(b"p"), 1, 50));
+    assert_eq!(next_arrival().await, 0);
+    hub.publish(audio_frame(1));
+    assert_eq!(next_arrival().await, 2);
+    // One more audio frame and nothing after it: it must go out on its own.
+    hub.publish(audio_frame(2));
+    assert_eq!(next_arrival().await, 2);
+    client.await.expect("client");
+    server.abort();
+}

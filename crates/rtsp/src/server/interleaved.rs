@@ -6,13 +6,15 @@
 //! 4-byte interleave prefix and this session's 12-byte RTP header, built in the
 //! batch) and one slice that is the shared payload `Bytes`, never copied.
 //!
-//! Audio frames alone may wait up to [`AUDIO_HOLD`] for the next video frame
-//! ([`Batch::due`]): on a 400-reader 1080p fan-out each write (one system call,
-//! one loopback/TCP round through the kernel and one wake-up of the reader)
-//! costs far more than the bytes it carries, and an audio packet between two
-//! video frames would otherwise cost a write of its own. Players place audio by
-//! its RTP timestamp, so holding it a few tens of milliseconds changes nothing
-//! they show.
+//! On a large fan-out, audio frames alone may wait up to [`AUDIO_HOLD`] for the
+//! next video frame ([`Batch::due`]): on a 400-reader 1080p fan-out each write
+//! (one system call, one loopback/TCP round through the kernel and one wake-up
+//! of the reader) costs far more than the bytes it carries, and an audio packet
+//! between two video frames would otherwise cost a write of its own. Players
+//! place audio by its RTP timestamp, so the hold changes nothing they show; but
+//! readers that timestamp by arrival (Frigate's `-use_wallclock_as_timestamps`)
+//! would see it as jitter, so the connection only allows it from
+//! [`AUDIO_BATCHING_FROM_READERS`] readers of a stream on.
 
 use std::io::{self, IoSlice};
 use std::sync::Arc;
@@ -31,6 +33,10 @@ const PREFIX_LEN: usize = 4;
 /// Longest an audio frame waits in a batch for a video frame to share a write
 /// with (a frame interval at 25 fps).
 pub const AUDIO_HOLD: Duration = Duration::from_millis(40);
+
+/// Readers of one stream from which its audio may wait for video: below that,
+/// writes cost little in all and an NVR's few readers get audio as it comes.
+pub const AUDIO_BATCHING_FROM_READERS: usize = 100;
 
 /// How one track is rewritten for one session: its interleaved channel (TCP) and
 /// the session's SSRC for it.
@@ -126,13 +132,13 @@ impl Batch {
     }
 
     /// Whether to write the batch now. Audio frames queued alone wait for a
-    /// video frame, at most [`AUDIO_HOLD`], and only when `video_expected` (the
-    /// session gets video): the caller asks on every frame it queues, so a held
-    /// batch goes out with the next frame after that.
-    pub fn due(&self, now: Instant, video_expected: bool) -> bool {
+    /// video frame, at most [`AUDIO_HOLD`], and only when `audio_may_wait` (the
+    /// session gets video, on a large fan-out): the caller asks on every frame
+    /// it queues, so a held batch goes out with the next frame after that.
+    pub fn due(&self, now: Instant, audio_may_wait: bool) -> bool {
         match self.audio_only_since {
             _ if self.items.is_empty() => false,
-            Some(since) if video_expected => now.saturating_duration_since(since) >= AUDIO_HOLD,
+            Some(since) if audio_may_wait => now.saturating_duration_since(since) >= AUDIO_HOLD,
             _ => true,
         }
     }
