@@ -338,10 +338,16 @@ fn default_build_links_only_the_c_runtime() {
         .filter_map(|l| l.split_whitespace().next())
         .map(|l| l.rsplit('/').next().unwrap_or(l).to_owned())
         .collect();
-    assert!(libraries.iter().any(|l| l.starts_with("libc.so")), "{libraries:?}");
+    assert!(
+        libraries.iter().any(|l| l.starts_with("libc.so")),
+        "{libraries:?}"
+    );
     let others: Vec<&String> = libraries
         .iter()
         .filter(|l| !C_RUNTIME.iter().any(|c| l.starts_with(c)))
         .collect();
-    assert!(others.is_empty(), "links more than the C runtime: {others:?}");
+    assert!(
+        others.is_empty(),
+        "links more than the C runtime: {others:?}"
+    );
 }
