@@ -89,7 +89,9 @@ pub struct WhepConfig {
     /// Sessions are rotated (make-before-break) before they reach this age: set it to the
     /// server's cap (Ring: 30 s battery, 60 s wired). `None`: keep a session until it ends.
     pub max_session: Option<Duration>,
-    /// How long before `max_session` the next session is opened.
+    /// How long before `max_session` the next session is opened. It must cover the
+    /// worst case of a new session: gathering (up to `gather_timeout`), POST, ICE and
+    /// DTLS, then waiting for its first keyframe (a camera's GOP, a few seconds).
     pub rotation_lead: Duration,
     pub ice_servers: Vec<IceServer>,
     /// Local address the WebRTC UDP sockets bind to. `0.0.0.0` means every non-loopback
@@ -118,7 +120,7 @@ impl WhepConfig {
             endpoint,
             bearer_token: None,
             max_session: None,
-            rotation_lead: Duration::from_secs(5),
+            rotation_lead: Duration::from_secs(10),
             ice_servers: Vec::new(),
             bind_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             gather_timeout: Duration::from_secs(3),
@@ -216,7 +218,9 @@ mod tests {
         let mut config = WhepConfig::new(Url::parse("http://h/").unwrap());
         assert_eq!(config.rotate_after(), None);
         config.max_session = Some(Duration::from_secs(60));
-        assert_eq!(config.rotate_after(), Some(Duration::from_secs(55)));
+        assert_eq!(config.rotate_after(), Some(Duration::from_secs(50)));
+        config.max_session = Some(Duration::from_secs(30));
+        assert_eq!(config.rotate_after(), Some(Duration::from_secs(20)));
         config.max_session = Some(Duration::from_secs(6));
         assert_eq!(config.rotate_after(), Some(Duration::from_secs(3)));
     }
