@@ -544,6 +544,27 @@ mod capture_tests {
         assert_round_trip(&audio, &aus);
     }
 
+    /// The same AAC as `h264_and_aac_capture`, sent by ffmpeg as MP4A-LATM: one
+    /// frame per packet, and byte for byte the frames the mpeg4-generic capture gives.
+    /// (The LATM elements' length bytes are gone: the units are raw AAC.)
+    #[test]
+    fn h264_and_latm_capture() {
+        let capture = load("ffmpeg_h264_latm");
+        let (audio, aus, packets) = access_units(&capture, Codec::AacLatm);
+        assert_eq!(aus.len(), packets);
+        assert!(aus.iter().all(|au| au.keyframe && au.packets.len() == 1));
+        assert_eq!(
+            audio.params.audio_config.as_deref(),
+            Some(&[0x11, 0x90][..])
+        );
+        let (_, generic, _) = access_units(&load("ffmpeg_h264_aac"), Codec::Aac);
+        let frames = |aus: &[AccessUnit]| aus.iter().map(|au| au.units.clone()).collect::<Vec<_>>();
+        // ffmpeg's mpeg4-generic packetizer drops the frames it still holds at the end.
+        assert!(generic.len() > aus.len() - 10);
+        assert_eq!(frames(&aus[..generic.len()]), frames(&generic));
+        assert_round_trip(&audio, &aus);
+    }
+
     #[test]
     fn h265_capture() {
         let capture = load("ffmpeg_h265");
