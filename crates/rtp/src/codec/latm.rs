@@ -12,9 +12,10 @@
 //! one layer, all streams on the same time framing, variable frame lengths
 //! (`frameLengthType` 0) and no other data. Anything else is refused when the
 //! SDP is read, naming the field, rather than misread packet by packet.
-//! The `AudioSpecificConfig` inside it is parsed by hand with the crate's bit
-//! reader: LATM version 0 gives no length for it, so it must be walked field by
-//! field to find where it ends, which the `mpeg4-audio` crates do not expose.
+//! The `AudioSpecificConfig` inside it is walked by hand with the crate's bit
+//! reader, as aac.rs reads its frame length: LATM version 0 gives it no length,
+//! so only its own fields tell where the `StreamMuxConfig` goes on, and the few
+//! object types cameras use need ~40 lines, not a dependency.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -32,8 +33,6 @@ use crate::track::{Codec, TrackInfo};
 pub const MAX_ELEMENT_BYTES: usize = 64 * 1024;
 /// Most AAC frames accepted from one packet; real senders put 1–8 in one.
 const MAX_FRAMES_PER_PACKET: usize = 64;
-/// Most sub-frames one element can hold (`numSubFrames` is 6 bits, plus one).
-const MAX_SUBFRAMES: usize = 64;
 
 /// What the depacketizer and the SDP need from a `StreamMuxConfig`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -421,7 +420,7 @@ pub(super) fn packetize(
             needed: super::RTP_HEADER_LEN + 1,
         });
     }
-    let per_element = frames_per_element.clamp(1, MAX_SUBFRAMES);
+    let per_element = frames_per_element.max(1);
     if units.len() % per_element != 0 {
         return Err(PacketizeError::FrameCount {
             codec: Codec::AacLatm,
@@ -434,18 +433,19 @@ pub(super) fn packetize(
         let mut element = BytesMut::new();
         for (i, frame) in frames.iter().enumerate() {
             let index = group * per_element + i;
-            if frame.is_empty() || frame.len() > MAX_ELEMENT_BYTES / 2 {
-                return Err(PacketizeError::UnitTooLarge {
+            if frame.is_empty() {
+                return Err(PacketizeError::BadUnit {
                     codec: Codec::AacLatm,
                     index,
-                    len: frame.len(),
-                    limit: MAX_ELEMENT_BYTES / 2,
+                    len: 0,
+                    what: "empty AAC frame",
                 });
             }
             element.put_bytes(0xff, frame.len() / 255);
             element.put_u8((frame.len() % 255) as u8);
             element.put_slice(frame);
         }
+        // The depacketizer's reassembly cap.
         if element.len() > MAX_ELEMENT_BYTES {
             return Err(PacketizeError::UnitTooLarge {
                 codec: Codec::AacLatm,
@@ -757,9 +757,14 @@ mod tests {
             packetizer.packetize(0, &[bytes(&[1])]),
             Err(PacketizeError::FrameCount { multiple: 2, .. })
         ));
-        assert!(packetizer
-            .packetize(0, &[Bytes::new(), bytes(&[1])])
-            .is_err());
+        assert!(matches!(
+            packetizer.packetize(0, &[Bytes::new(), bytes(&[1])]),
+            Err(PacketizeError::BadUnit { index: 0, .. })
+        ));
+        assert!(matches!(
+            packetizer.packetize(0, &[Bytes::from(vec![1; MAX_ELEMENT_BYTES]), bytes(&[1])]),
+            Err(PacketizeError::UnitTooLarge { .. })
+        ));
         assert!(Packetizer::new(&track, 1, 12)
             .packetize(0, &[bytes(&[1]), bytes(&[2])])
             .is_err());
