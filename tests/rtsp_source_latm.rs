@@ -3,7 +3,8 @@
 //! cameras do: the Hub gets raw AAC frames with the AudioSpecificConfig from the
 //! StreamMuxConfig; the binary re-serves the LATM packets over RTSP (DESCRIBE
 //! states the camera's config) and muxes the audio into HLS; ffmpeg decodes both
-//! with audio and without errors.
+//! with audio and without errors, and GStreamer's `rtspsrc` (whose LATM
+//! depayloader reads the config itself) decodes the RTSP restream too.
 
 mod support;
 
@@ -14,7 +15,7 @@ use std::time::Duration;
 use streamgate_rtp::{Codec, MediaKind};
 use streamgate_rtsp::client::RtspSource;
 use support::camera::*;
-use support::{run_peer, Gateway};
+use support::{progress_number, run_peer, run_python_peer, text, Gateway};
 
 /// GStreamer's StreamMuxConfig for the fixture's AAC-LC 48 kHz stereo.
 const CAMERA_CONFIG: &str = "40002320ADCA00";
@@ -106,6 +107,18 @@ fn latm_camera_is_restreamed_over_rtsp_and_hls_with_audio() {
     assert!(
         video >= 6.0 && audio >= 6.0,
         "RTSP: decoded only {video:.2} s of video, {audio:.2} s of audio"
+    );
+    let output = run_python_peer("gst_play.py", &[&gateway.rtsp_url("cam"), "tcp", "6"]);
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success() && !stdout.contains("error="),
+        "GStreamer failed on the restream:\n{stdout}\n{}",
+        text(&output.stderr)
+    );
+    let audio_buffers: u64 = progress_number(&stdout, "audio");
+    assert!(
+        audio_buffers >= 100,
+        "GStreamer decoded only {audio_buffers} audio buffers in 6 s:\n{stdout}"
     );
 
     assert!(
