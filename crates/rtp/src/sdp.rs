@@ -5,9 +5,10 @@
 //! `sdp-types`: a maintained parser with typed attributes that reports the line
 //! number of a malformed line. This module only interprets codec parameters:
 //! H.264 (RFC 6184), H.265 (RFC 7798), Opus (RFC 7587), AAC as `mpeg4-generic`
-//! AAC-hbr (RFC 3640) or as `MP4A-LATM` with `cpresent=0` (RFC 6416) and G.711 (RFC 3551, including the static payload types 0
-//! and 8 that need no `rtpmap`). Media with other codecs are skipped, not errors,
-//! so one exotic track does not make a camera unusable.
+//! AAC-hbr (RFC 3640) or as `MP4A-LATM` with `cpresent=0` (RFC 6416), and G.711
+//! (RFC 3551, including the static payload types 0 and 8 that need no `rtpmap`).
+//! Media with other codecs are skipped, not errors, so one exotic track does not
+//! make a camera unusable.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;

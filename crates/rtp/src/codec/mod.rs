@@ -5,9 +5,10 @@
 //! push/pull contract: [`Depacketizer::push`] one packet in order, then
 //! [`Depacketizer::pull`] until `None`. Units are `Bytes` slices of the received
 //! packets; the only copy is fragment reassembly (FU-A/FU, fragmented AAC), once
-//! per unit (LATM: per `AudioMuxElement`). Every buffer is capped ([`MAX_ACCESS_UNIT_BYTES`],
-//! [`MAX_UNITS_PER_ACCESS_UNIT`], [`MAX_PACKETS_PER_ACCESS_UNIT`],
-//! [`MAX_UNPULLED_ACCESS_UNITS`]).
+//! per unit (LATM: per `AudioMuxElement`). Every buffer is capped
+//! ([`MAX_ACCESS_UNIT_BYTES`], [`MAX_UNITS_PER_ACCESS_UNIT`],
+//! [`MAX_PACKETS_PER_ACCESS_UNIT`], [`MAX_UNPULLED_ACCESS_UNITS`],
+//! [`latm::MAX_ELEMENT_BYTES`]).
 
 pub mod aac;
 mod bits;
