@@ -53,7 +53,7 @@ async fn hub_gets_raw_aac_frames_from_a_latm_camera() {
 
     // 50 audio frames: one AAC frame each (no LATM length bytes: an AAC-LC raw data
     // block of a stereo stream starts with a CPE, id 1, in its top 3 bits), 1024
-    // ticks apart, each in the one packet GStreamer sends it in.
+    // ticks apart, each with the one packet GStreamer sends it in.
     let mut subscription = hub.subscribe();
     let mut audio_dts = Vec::new();
     while audio_dts.len() < 50 {
@@ -75,7 +75,13 @@ async fn hub_gets_raw_aac_frames_from_a_latm_camera() {
         audio_dts.push(frame.dts);
     }
     let steps: Vec<u64> = audio_dts.windows(2).map(|w| w[1] - w[0]).collect();
-    assert!(steps.iter().all(|&s| s == 1024), "{steps:?}");
+    // Once, when the camera's first sender reports arrive, the ingest may delay a
+    // track to keep the camera's audio/video offset: one longer step at most.
+    let regular = steps.iter().filter(|&&s| s == 1024).count();
+    assert!(
+        regular + 1 >= steps.len() && steps.iter().all(|&s| s >= 1024),
+        "{steps:?}"
+    );
     source.stop().await;
     assert!(
         !PANICKED.load(std::sync::atomic::Ordering::SeqCst),
