@@ -52,8 +52,11 @@ async fn hub_gets_raw_aac_frames_from_a_latm_camera() {
     );
 
     // 50 audio frames: one AAC frame each (no LATM length bytes: an AAC-LC raw data
-    // block of a stereo stream starts with a CPE, id 1, in its top 3 bits), 1024
-    // ticks apart, each with the one packet GStreamer sends it in.
+    // block of a stereo stream starts with a CPE, or, in the encoder's first frame
+    // at each loop of the file, a FIL element naming the encoder), 1024 ticks
+    // apart, each with the one packet GStreamer sends it in.
+    const CPE: u8 = 1;
+    const FIL: u8 = 6;
     let mut subscription = hub.subscribe();
     let mut audio_dts = Vec::new();
     while audio_dts.len() < 50 {
@@ -65,10 +68,9 @@ async fn hub_gets_raw_aac_frames_from_a_latm_camera() {
             continue;
         }
         assert_eq!(frame.units.len(), 1);
-        assert_eq!(
-            frame.units[0][0] >> 5,
-            1,
-            "not a raw AAC CPE: {:02x?}",
+        assert!(
+            matches!(frame.units[0][0] >> 5, CPE | FIL),
+            "not a raw AAC frame: {:02x?}",
             &frame.units[0][..4]
         );
         assert_eq!(frame.packets.len(), 1);
