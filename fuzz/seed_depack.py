@@ -19,6 +19,7 @@ TRACKS = [
     ("ffmpeg_h265", 5004, "depack_h265"),
     ("ffmpeg_h264_aac", 5006, "depack_aac"),
     ("ffmpeg_h264_opus", 5006, "depack_opus"),
+    ("ffmpeg_h264_latm", 5006, "depack_latm"),
 ]
 WINDOW = 16
 WINDOWS = 12

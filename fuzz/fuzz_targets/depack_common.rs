@@ -16,10 +16,20 @@ use streamgate_rtp::codec::{
 use streamgate_rtp::testing;
 use streamgate_rtp::{Codec, RtpPacket, TrackInfo};
 
-/// A track of `codec`; AAC gets an AudioSpecificConfig (LC, 48 kHz, stereo).
+/// A track of `codec`; AAC gets an AudioSpecificConfig (LC, 48 kHz, stereo),
+/// MP4A-LATM the RFC 6416 example StreamMuxConfig (LC, 16 kHz, mono, one frame
+/// per element, so that one access unit packetizes on its own).
 pub fn track(codec: Codec, clock_rate: u32, channels: u16) -> TrackInfo {
     let mut track = testing::track(codec, clock_rate, channels);
-    track.params.audio_config = (codec == Codec::Aac).then(|| Bytes::from_static(&[0x11, 0x90]));
+    match codec {
+        Codec::Aac => track.params.audio_config = Some(Bytes::from_static(&[0x11, 0x90])),
+        Codec::AacLatm => {
+            track.params.audio_config = Some(Bytes::from_static(&[0x14, 0x08]));
+            track.params.stream_mux_config =
+                Some(Bytes::from_static(&[0x40, 0x00, 0x28, 0x10, 0x3f, 0xc0]));
+        }
+        _ => {}
+    }
     track
 }
 

@@ -4,7 +4,7 @@
 Run with Debian's python3 (python3-gi + gir1.2-gst-rtsp-server-1.0):
 
     /usr/bin/python3 tests/peers/gst_camera.py --media fixtures/media/ffmpeg_h264_aac.mkv \
-        [--port 0] [--path /cam] [--user U --password P] [--tcp-only]
+        [--port 0] [--path /cam] [--user U --password P] [--tcp-only] [--aac-latm]
 
 Like a camera, the stream is live and shared: every client sees the same media, it
 cannot be seeked (PLAY's Range is ignored), it never ends (the file loops with
@@ -42,6 +42,8 @@ PAYLOADERS = {
     "audio/mpeg": "rtpmp4gpay",
     "audio/x-opus": "rtpopuspay",
 }
+# With --aac-latm: AAC as RFC 6416 MP4A-LATM (cpresent=0), as most IP cameras send it.
+AAC_LATM_PAYLOADER = "rtpmp4apay"
 
 
 def say(*words):
@@ -188,11 +190,12 @@ class Pacer(threading.Thread):
 
 
 class CameraFactory(GstRtspServer.RTSPMediaFactory):
-    def __init__(self, tracks):
+    def __init__(self, tracks, aac_latm):
         super().__init__()
         self.tracks = tracks
+        payloaders = dict(PAYLOADERS, **({"audio/mpeg": AAC_LATM_PAYLOADER} if aac_latm else {}))
         branches = [
-            f"appsrc name=src{i} is-live=true format=time ! {PAYLOADERS[t.caps.get_structure(0).get_name()]} "
+            f"appsrc name=src{i} is-live=true format=time ! {payloaders[t.caps.get_structure(0).get_name()]} "
             f"name=pay{i} pt={96 + i}"
             for i, t in enumerate(tracks)
         ]
@@ -221,6 +224,7 @@ def main():
     ap.add_argument("--user", help="require Basic auth with this user")
     ap.add_argument("--password", default="")
     ap.add_argument("--tcp-only", action="store_true", help="refuse RTP over UDP (461 Unsupported Transport)")
+    ap.add_argument("--aac-latm", action="store_true", help="send AAC as MP4A-LATM (rtpmp4apay), not mpeg4-generic")
     args = ap.parse_args()
 
     Gst.init(None)
@@ -229,7 +233,7 @@ def main():
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
-    factory = CameraFactory(tracks)
+    factory = CameraFactory(tracks, args.aac_latm)
     if args.tcp_only:
         factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
     if args.user:

@@ -129,9 +129,13 @@ pub(crate) fn aac_config(track: &TrackInfo) -> Result<Bytes, MuxError> {
 }
 
 /// Whether this crate can put the codec into fMP4 for HLS players (G.711 has no
-/// HLS-playable fMP4 mapping, so such tracks are left out of the rendition).
+/// HLS-playable fMP4 mapping, so such tracks are left out of the rendition). AAC
+/// from `MP4A-LATM` is muxed like any AAC: frames hold raw access units.
 pub fn is_muxable(codec: Codec) -> bool {
-    matches!(codec, Codec::H264 | Codec::H265 | Codec::Aac | Codec::Opus)
+    matches!(
+        codec,
+        Codec::H264 | Codec::H265 | Codec::Aac | Codec::AacLatm | Codec::Opus
+    )
 }
 
 /// RFC 6381 codec string of one track, e.g. `avc1.42c01f`, `mp4a.40.2`, `opus`.
@@ -142,7 +146,7 @@ pub fn codec_string(track: &TrackInfo) -> Result<String, MuxError> {
             Ok(format!("avc1.{:02x}{:02x}{:02x}", sps[1], sps[2], sps[3]))
         }
         Codec::H265 => Ok(hevc_profile(track)?.codec_string()),
-        Codec::Aac => {
+        Codec::Aac | Codec::AacLatm => {
             let config = aac_config(track)?;
             let object_type = match config[0] >> 3 {
                 // Escape value: the real type follows in the next 6 bits.
@@ -201,7 +205,11 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            codec_string(&track(Codec::Aac, params)).unwrap(),
+            codec_string(&track(Codec::Aac, params.clone())).unwrap(),
+            "mp4a.40.2"
+        );
+        assert_eq!(
+            codec_string(&track(Codec::AacLatm, params)).unwrap(),
             "mp4a.40.2"
         );
     }

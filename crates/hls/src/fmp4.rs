@@ -102,7 +102,7 @@ fn sample_entry(track: &TrackInfo) -> Result<SampleEntry, MuxError> {
             }
             .into()
         }
-        Codec::Aac => {
+        Codec::Aac | Codec::AacLatm => {
             let config = aac_config(track)?;
             let mut esds = Esds::default();
             esds.es_desc.es_id = track_id(track.id.0) as u16;

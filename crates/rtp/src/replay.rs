@@ -705,6 +705,10 @@ mod tests {
                 &[(Codec::H264, 490), (Codec::Opus, 501)],
             ),
             ("ffmpeg_h265", &[(Codec::H265, 397)]),
+            (
+                "ffmpeg_h264_latm",
+                &[(Codec::H264, 482), (Codec::AacLatm, 470)],
+            ),
         ];
         for (name, expected) in cases {
             let capture = load(name);

@@ -5,16 +5,17 @@
 //! `sdp-types`: a maintained parser with typed attributes that reports the line
 //! number of a malformed line. This module only interprets codec parameters:
 //! H.264 (RFC 6184), H.265 (RFC 7798), Opus (RFC 7587), AAC as `mpeg4-generic`
-//! AAC-hbr (RFC 3640) and G.711 (RFC 3551, including the static payload types 0
-//! and 8 that need no `rtpmap`). Media with other codecs are skipped, not errors,
-//! so one exotic track does not make a camera unusable.
+//! AAC-hbr (RFC 3640) or as `MP4A-LATM` with `cpresent=0` (RFC 6416), and G.711
+//! (RFC 3551, including the static payload types 0 and 8 that need no `rtpmap`).
+//! Media with other codecs are skipped, not errors, so one exotic track does not
+//! make a camera unusable.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use bytes::Bytes;
 use sdp_types::{Fmtp, Media, RtpMap, Session};
 
-use crate::codec::{self, h264};
+use crate::codec::{self, h264, latm};
 use crate::track::{Codec, CodecParams, TrackId, TrackInfo};
 
 /// Largest SDP accepted: real descriptions are a few KiB, WebRTC offers ~10 KiB.
@@ -106,6 +107,7 @@ pub fn rtpmap(track: &TrackInfo) -> String {
         // RFC 7587: always "/2"; whether the sender sends stereo is `sprop-stereo`.
         Codec::Opus => format!("{pt} opus/{rate}/2"),
         Codec::Aac => format!("{pt} MPEG4-GENERIC/{rate}/{}", track.channels),
+        Codec::AacLatm => format!("{pt} MP4A-LATM/{rate}/{}", track.channels),
         Codec::Pcmu | Codec::Pcma => {
             let name = if track.codec == Codec::Pcmu {
                 "PCMU"
@@ -170,6 +172,13 @@ pub fn fmtp(track: &TrackInfo) -> Option<String> {
                 value.extend(config.iter().map(|b| format!("{b:02X}")));
             }
             Some(value)
+        }
+        // The source's StreamMuxConfig as sent: forwarded packets are framed by it.
+        // profile-level-id and object are left at their defaults: decoders read the config.
+        Codec::AacLatm => {
+            let config = p.stream_mux_config.as_ref()?;
+            let hex: String = config.iter().map(|b| format!("{b:02X}")).collect();
+            Some(format!("{pt} cpresent=0;config={hex}"))
         }
         Codec::Pcmu | Codec::Pcma => None,
     }
@@ -312,6 +321,28 @@ fn describe(
                 decode_hex(config).ok_or(("fmtp", format!("config {config:?} is not hex")))?;
             let mut track = audio_track(Codec::Aac, rate, channels);
             track.params.audio_config = Some(config);
+            track
+        }
+        "MP4A-LATM" => {
+            // RFC 6416 §7.1: cpresent defaults to 1 (StreamMuxConfig in every element).
+            if fmtp.get("cpresent").unwrap_or("1") != "0" {
+                return Err((
+                    "fmtp",
+                    "MP4A-LATM with the configuration in band (cpresent=1) is not supported; \
+                     the camera must send cpresent=0 with config="
+                        .to_string(),
+                ));
+            }
+            let hex = fmtp
+                .get("config")
+                .ok_or(("fmtp", "MP4A-LATM without config".to_string()))?;
+            let config = decode_hex(hex).ok_or(("fmtp", format!("config {hex:?} is not hex")))?;
+            let parsed = latm::parse_stream_mux_config(&config)
+                .map_err(|e| ("fmtp", format!("MP4A-LATM config {hex}: {e}")))?;
+            // The config knows the channels; the rtpmap often omits them (meaning 1).
+            let mut track = audio_track(Codec::AacLatm, rate, parsed.channels);
+            track.params.audio_config = Some(parsed.audio_specific_config);
+            track.params.stream_mux_config = Some(config);
             track
         }
         "PCMU" => audio_track(Codec::Pcmu, rate, channels),
@@ -591,6 +622,61 @@ mod tests {
         let reparsed = one(&write_sdp(&tracks)).unwrap();
         let infos = |ts: &[SdpTrack]| ts.iter().map(|t| t.info.clone()).collect::<Vec<_>>();
         assert_eq!(infos(&reparsed), infos(&tracks));
+    }
+
+    /// A camera's MP4A-LATM audio (the RFC 6416 example config: AAC-LC, 16 kHz, mono).
+    #[test]
+    fn latm_audio_yields_its_audio_specific_config_and_round_trips() {
+        let sdp = with_media(
+            "m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MP4A-LATM/16000/1\r\n\
+             a=fmtp:97 profile-level-id=15; cpresent=0; object=2; config=400028103FC0\r\n",
+        );
+        let tracks = one(&sdp).unwrap();
+        let audio = &tracks[0].info;
+        assert_eq!(
+            (
+                audio.codec,
+                audio.clock_rate,
+                audio.channels,
+                audio.payload_type
+            ),
+            (Codec::AacLatm, 16_000, 1, 97)
+        );
+        assert_eq!(
+            audio.params.audio_config.as_deref(),
+            Some(&[0x14, 0x08][..])
+        );
+        assert!(audio.is_ready());
+        assert_eq!(rtpmap(audio), "97 MP4A-LATM/16000/1");
+        assert_eq!(
+            fmtp(audio).as_deref(),
+            Some("97 cpresent=0;config=400028103FC0")
+        );
+        let reparsed = one(&write_sdp(&tracks)).unwrap();
+        assert_eq!(reparsed[0].info, *audio);
+    }
+
+    #[test]
+    fn latm_without_a_usable_out_of_band_config_is_refused_by_name() {
+        let sdp = |fmtp: &str| {
+            with_media(&format!(
+                "m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MP4A-LATM/16000/1\r\na=fmtp:97 {fmtp}\r\n"
+            ))
+        };
+        for (fmtp, expected) in [
+            ("cpresent=1", "cpresent=1"),
+            ("object=2", "cpresent=1"),
+            ("cpresent=0", "MP4A-LATM without config"),
+            ("cpresent=0;config=40002", "is not hex"),
+            ("cpresent=0;config=C00028103FC0", "audioMuxVersion 1"),
+            (
+                "cpresent=0;config=4000",
+                "ends inside the AudioSpecificConfig",
+            ),
+        ] {
+            let err = one(&sdp(fmtp)).expect_err(fmtp).to_string();
+            assert!(err.contains(expected), "{fmtp}: {err}");
+        }
     }
 
     #[test]

@@ -26,6 +26,11 @@ pub enum Codec {
     Opus,
     /// MPEG-4 AAC carried as RFC 3640 `mpeg4-generic` (AAC-hbr mode).
     Aac,
+    /// MPEG-4 AAC carried as RFC 6416 `MP4A-LATM` with the configuration out of
+    /// band (`cpresent=0`), as most IP cameras send it. Frames carry raw AAC access
+    /// units like [`Codec::Aac`]; the packets stay LATM, so RTSP outputs describe
+    /// them with the source's `StreamMuxConfig`.
+    AacLatm,
     /// G.711 µ-law.
     Pcmu,
     /// G.711 A-law.
@@ -36,7 +41,9 @@ impl Codec {
     pub fn kind(self) -> MediaKind {
         match self {
             Codec::H264 | Codec::H265 => MediaKind::Video,
-            Codec::Opus | Codec::Aac | Codec::Pcmu | Codec::Pcma => MediaKind::Audio,
+            Codec::Opus | Codec::Aac | Codec::AacLatm | Codec::Pcmu | Codec::Pcma => {
+                MediaKind::Audio
+            }
         }
     }
 
@@ -46,7 +53,7 @@ impl Codec {
             Codec::H264 | Codec::H265 => Some(90_000),
             Codec::Opus => Some(48_000),
             Codec::Pcmu | Codec::Pcma => Some(8_000),
-            Codec::Aac => None,
+            Codec::Aac | Codec::AacLatm => None,
         }
     }
 }
@@ -58,8 +65,12 @@ pub struct CodecParams {
     pub vps: Option<Bytes>,
     pub sps: Option<Bytes>,
     pub pps: Option<Bytes>,
-    /// AAC AudioSpecificConfig (the SDP's `config=` hex).
+    /// AAC AudioSpecificConfig (the SDP's `config=` hex for `mpeg4-generic`; taken
+    /// out of the `StreamMuxConfig` for `MP4A-LATM`).
     pub audio_config: Option<Bytes>,
+    /// LATM `StreamMuxConfig` (the `MP4A-LATM` SDP's `config=` hex), kept as sent so
+    /// that forwarded LATM packets are described exactly as the source framed them.
+    pub stream_mux_config: Option<Bytes>,
     /// Coded picture size, parsed from the SPS when known.
     pub width: Option<u32>,
     pub height: Option<u32>,
@@ -91,6 +102,7 @@ impl TrackInfo {
             Codec::H264 => p.sps.is_some() && p.pps.is_some(),
             Codec::H265 => p.vps.is_some() && p.sps.is_some() && p.pps.is_some(),
             Codec::Aac => p.audio_config.is_some(),
+            Codec::AacLatm => p.audio_config.is_some() && p.stream_mux_config.is_some(),
             Codec::Opus | Codec::Pcmu | Codec::Pcma => true,
         }
     }

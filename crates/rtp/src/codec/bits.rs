@@ -1,11 +1,14 @@
 //! A big-endian bit reader for the few header fields the codecs parse
-//! themselves (H.265 SPS picture size, AAC `AudioSpecificConfig`).
+//! themselves (H.265 SPS picture size, AAC `AudioSpecificConfig`, LATM
+//! `StreamMuxConfig`).
 //!
 //! Every read is bounds-checked and returns `None` past the end, so a truncated
 //! or hostile parameter set just fails to parse.
 
 use std::borrow::Cow;
 
+/// `Clone` lets a parser peek ahead (LATM's optional sync extensions).
+#[derive(Clone)]
 pub(crate) struct BitReader<'a> {
     data: &'a [u8],
     /// Position in bits from the start of `data`.
@@ -15,6 +18,11 @@ pub(crate) struct BitReader<'a> {
 impl<'a> BitReader<'a> {
     pub(crate) fn new(data: &'a [u8]) -> Self {
         BitReader { data, pos: 0 }
+    }
+
+    /// Bits read so far (LATM copies the `AudioSpecificConfig` out by bit range).
+    pub(crate) fn position(&self) -> usize {
+        self.pos
     }
 
     pub(crate) fn read_bit(&mut self) -> Option<bool> {

@@ -5,15 +5,17 @@
 //! push/pull contract: [`Depacketizer::push`] one packet in order, then
 //! [`Depacketizer::pull`] until `None`. Units are `Bytes` slices of the received
 //! packets; the only copy is fragment reassembly (FU-A/FU, fragmented AAC), once
-//! per unit. Every buffer is capped ([`MAX_ACCESS_UNIT_BYTES`],
-//! [`MAX_UNITS_PER_ACCESS_UNIT`], [`MAX_PACKETS_PER_ACCESS_UNIT`],
-//! [`MAX_UNPULLED_ACCESS_UNITS`]).
+//! per unit (LATM: per `AudioMuxElement`). Every buffer is capped
+//! ([`MAX_ACCESS_UNIT_BYTES`], [`MAX_UNITS_PER_ACCESS_UNIT`],
+//! [`MAX_PACKETS_PER_ACCESS_UNIT`], [`MAX_UNPULLED_ACCESS_UNITS`],
+//! [`latm::MAX_ELEMENT_BYTES`]).
 
 pub mod aac;
 mod bits;
 pub mod g711;
 pub mod h264;
 pub mod h265;
+pub mod latm;
 pub mod nal;
 pub mod opus;
 
@@ -143,6 +145,12 @@ pub enum PacketizeError {
     },
     #[error("{codec:?} packetizes one frame per call, got {count}")]
     OneFramePerCall { codec: Codec, count: usize },
+    #[error("{codec:?} packs frames in groups of {multiple}, got {count}")]
+    FrameCount {
+        codec: Codec,
+        count: usize,
+        multiple: usize,
+    },
 }
 
 /// Finished access units waiting for [`Depacketizer::pull`].
@@ -173,6 +181,7 @@ pub enum Depacketizer {
     H265(h265::Depacketizer),
     Opus(opus::Depacketizer),
     Aac(aac::Depacketizer),
+    Latm(latm::Depacketizer),
     G711(g711::Depacketizer),
 }
 
@@ -183,6 +192,7 @@ impl Depacketizer {
             Codec::H265 => Depacketizer::H265(h265::Depacketizer::default()),
             Codec::Opus => Depacketizer::Opus(opus::Depacketizer::default()),
             Codec::Aac => Depacketizer::Aac(aac::Depacketizer::new(track)?),
+            Codec::AacLatm => Depacketizer::Latm(latm::Depacketizer::new(track)?),
             Codec::Pcmu | Codec::Pcma => Depacketizer::G711(g711::Depacketizer::new(track)?),
         })
     }
@@ -195,6 +205,7 @@ impl Depacketizer {
             Depacketizer::H265(d) => d.push(pkt),
             Depacketizer::Opus(d) => d.push(pkt),
             Depacketizer::Aac(d) => d.push(pkt),
+            Depacketizer::Latm(d) => d.push(pkt),
             Depacketizer::G711(d) => d.push(pkt),
         }
     }
@@ -205,6 +216,7 @@ impl Depacketizer {
             Depacketizer::H265(d) => d.pull(),
             Depacketizer::Opus(d) => d.pull(),
             Depacketizer::Aac(d) => d.pull(),
+            Depacketizer::Latm(d) => d.pull(),
             Depacketizer::G711(d) => d.pull(),
         }
     }
@@ -215,6 +227,7 @@ impl Depacketizer {
             Depacketizer::H264(d) => d.discard_partial(),
             Depacketizer::H265(d) => d.discard_partial(),
             Depacketizer::Aac(d) => d.discard_partial(),
+            Depacketizer::Latm(d) => d.discard_partial(),
             Depacketizer::Opus(_) | Depacketizer::G711(_) => {}
         }
     }
@@ -240,6 +253,8 @@ pub struct Packetizer {
     channels: u16,
     /// RTP clock ticks per AAC frame (see [`aac::samples_per_frame`]).
     aac_frame_ticks: u32,
+    /// AAC frames per LATM `AudioMuxElement` (see [`latm::frames_per_element`]).
+    latm_frames_per_element: usize,
 }
 
 impl Packetizer {
@@ -253,6 +268,7 @@ impl Packetizer {
             next_sequence: rand::random(),
             channels: track.channels.max(1),
             aac_frame_ticks: aac::samples_per_frame(track),
+            latm_frames_per_element: latm::frames_per_element(track),
         }
     }
 
@@ -269,6 +285,12 @@ impl Packetizer {
             Codec::H265 => nal::packetize::<h265::Syntax>(units, budget)?,
             Codec::Opus => opus::packetize(units, budget)?,
             Codec::Aac => aac::packetize(units, budget, self.aac_frame_ticks)?,
+            Codec::AacLatm => latm::packetize(
+                units,
+                budget,
+                self.aac_frame_ticks,
+                self.latm_frames_per_element,
+            )?,
             Codec::Pcmu | Codec::Pcma => g711::packetize(self.codec, units, budget, self.channels)?,
         };
         Ok(payloads
@@ -296,7 +318,7 @@ pub fn update_params(codec: Codec, units: &[Bytes], params: &mut CodecParams) ->
     match codec {
         Codec::H264 => nal::update_params::<h264::Syntax>(units, params),
         Codec::H265 => nal::update_params::<h265::Syntax>(units, params),
-        Codec::Opus | Codec::Aac | Codec::Pcmu | Codec::Pcma => false,
+        Codec::Opus | Codec::Aac | Codec::AacLatm | Codec::Pcmu | Codec::Pcma => false,
     }
 }
 
@@ -520,6 +542,27 @@ mod capture_tests {
             })
             .sum();
         assert_eq!(aus.len(), headers);
+        assert_round_trip(&audio, &aus);
+    }
+
+    /// The same AAC as `h264_and_aac_capture`, sent by ffmpeg as MP4A-LATM: one
+    /// frame per packet, and byte for byte the frames the mpeg4-generic capture gives.
+    /// (The LATM elements' length bytes are gone: the units are raw AAC.)
+    #[test]
+    fn h264_and_latm_capture() {
+        let capture = load("ffmpeg_h264_latm");
+        let (audio, aus, packets) = access_units(&capture, Codec::AacLatm);
+        assert_eq!(aus.len(), packets);
+        assert!(aus.iter().all(|au| au.keyframe && au.packets.len() == 1));
+        assert_eq!(
+            audio.params.audio_config.as_deref(),
+            Some(&[0x11, 0x90][..])
+        );
+        let (_, generic, _) = access_units(&load("ffmpeg_h264_aac"), Codec::Aac);
+        let frames = |aus: &[AccessUnit]| aus.iter().map(|au| au.units.clone()).collect::<Vec<_>>();
+        // ffmpeg's mpeg4-generic packetizer drops the frames it still holds at the end.
+        assert!(generic.len() > aus.len() - 10);
+        assert_eq!(frames(&aus[..generic.len()]), frames(&generic));
         assert_round_trip(&audio, &aus);
     }
 

@@ -4,7 +4,8 @@
 //! Shaped for what NVRs need (see PEER_NOTES): a live range (`npt=now-`), port 0
 //! and `c=IN IP4 0.0.0.0` per media, a relative `a=control` per track resolved
 //! against the `Content-Base`, and the codec's `rtpmap`/`fmtp` from the
-//! pipeline's SDP module (H.264 `sprop-parameter-sets`, AAC `config`, …).
+//! pipeline's SDP module (H.264 `sprop-parameter-sets`, AAC `config`, the
+//! LATM `StreamMuxConfig` of forwarded MP4A-LATM packets, …).
 
 use sdp_types::{AddrType, Attribute, Connection, Media, NetType, Origin, Session, Time};
 use streamgate_rtp::{sdp, MediaKind, TrackInfo};
@@ -138,6 +139,26 @@ mod tests {
         assert!(sdp.contains("a=fmtp:96 "));
         assert!(sdp.contains("sprop-parameter-sets="));
         assert!(sdp.contains("a=control:trackID=0\r\n") && sdp.contains("a=control:trackID=1\r\n"));
+    }
+
+    /// A camera's MP4A-LATM packets are forwarded as they came: the answer states
+    /// LATM with the camera's StreamMuxConfig, not the AAC it carries.
+    #[test]
+    fn latm_audio_is_described_with_the_cameras_config() {
+        let camera_sdp = "v=0\r\nm=audio 0 RTP/AVP 97\r\na=rtpmap:97 MP4A-LATM/16000/1\r\n\
+                          a=fmtp:97 profile-level-id=15;object=2;cpresent=0;config=400028103FC0\r\n";
+        let tracks: Vec<TrackInfo> = sdp::parse_tracks(camera_sdp.as_bytes())
+            .unwrap()
+            .into_iter()
+            .map(|t| t.info)
+            .collect();
+        let answer = session_description("cam", 1, &tracks);
+        assert!(
+            answer.contains(
+                "a=rtpmap:97 MP4A-LATM/16000/1\r\na=fmtp:97 cpresent=0;config=400028103FC0\r\n"
+            ),
+            "{answer}"
+        );
     }
 
     #[test]
