@@ -324,14 +324,16 @@ fn describe(
             track
         }
         "MP4A-LATM" => {
-            // RFC 6416 §7.1: cpresent defaults to 1 (StreamMuxConfig in every element).
+            // RFC 6416 §7.1: cpresent defaults to 1 (StreamMuxConfig in every
+            // element), which the depacketizer does not read: the camera's video
+            // still plays, without this audio.
             if fmtp.get("cpresent").unwrap_or("1") != "0" {
-                return Err((
-                    "fmtp",
-                    "MP4A-LATM with the configuration in band (cpresent=1) is not supported; \
-                     the camera must send cpresent=0 with config="
-                        .to_string(),
-                ));
+                tracing::warn!(
+                    pt,
+                    "skipping MP4A-LATM audio with the configuration in band (cpresent=1): \
+                     only cpresent=0 with config= is supported"
+                );
+                return Ok(None);
             }
             let hex = fmtp
                 .get("config")
@@ -657,15 +659,16 @@ mod tests {
     }
 
     #[test]
-    fn latm_without_a_usable_out_of_band_config_is_refused_by_name() {
+    fn latm_in_band_config_is_skipped_and_a_bad_out_of_band_one_refused_by_name() {
         let sdp = |fmtp: &str| {
             with_media(&format!(
                 "m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MP4A-LATM/16000/1\r\na=fmtp:97 {fmtp}\r\n"
             ))
         };
+        for in_band in ["cpresent=1", "object=2"] {
+            assert_eq!(one(&sdp(in_band)).unwrap(), [], "{in_band}: skipped");
+        }
         for (fmtp, expected) in [
-            ("cpresent=1", "cpresent=1"),
-            ("object=2", "cpresent=1"),
             ("cpresent=0", "MP4A-LATM without config"),
             ("cpresent=0;config=40002", "is not hex"),
             ("cpresent=0;config=C00028103FC0", "audioMuxVersion 1"),
