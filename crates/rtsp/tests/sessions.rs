@@ -10,7 +10,7 @@ use std::time::Duration;
 use streamgate_rtp::TrackId;
 use streamgate_rtsp::server::ServerConfig;
 
-use common::{exchange, h264_track, session_id};
+use common::{exchange, h264_track, read_interleaved, session_id};
 
 fn connect(addr: std::net::SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect");
@@ -140,12 +140,9 @@ async fn play_starts_at_the_cached_keyframe_that_rtp_info_announces() {
         let rtp_info = answer.lines().find_map(|l| l.strip_prefix("RTP-Info: ")).expect("RTP-Info").to_string();
         let mut channels = Vec::new();
         loop {
-            let mut head = [0u8; 4];
-            stream.read_exact(&mut head).expect("interleaved header");
-            let mut body = vec![0u8; usize::from(u16::from_be_bytes([head[2], head[3]]))];
-            stream.read_exact(&mut body).expect("interleaved body");
-            channels.push(head[1]);
-            if head[1] == 0 {
+            let (channel, body) = read_interleaved(&mut stream).expect("interleaved frame");
+            channels.push(channel);
+            if channel == 0 {
                 return (rtp_info, channels, body);
             }
         }
@@ -210,13 +207,10 @@ async fn closing_the_stream_sends_rtcp_bye_then_closes_the_connection() {
         // Every interleaved RTCP body until the server closes the connection.
         let mut rtcp = Vec::new();
         loop {
-            let mut head = [0u8; 4];
-            if stream.read_exact(&mut head).is_err() {
+            let Some((channel, body)) = read_interleaved(&mut stream) else {
                 return rtcp;
-            }
-            let mut body = vec![0u8; usize::from(u16::from_be_bytes([head[2], head[3]]))];
-            stream.read_exact(&mut body).expect("interleaved body");
-            if head[1] == 1 {
+            };
+            if channel == 1 {
                 rtcp.push(body);
             }
         }
@@ -295,13 +289,10 @@ async fn few_readers_get_audio_without_waiting_for_video() {
         // Each RTP packet's channel as it arrives, until the second audio one.
         let mut audio = 0;
         while audio < 2 {
-            let mut head = [0u8; 4];
-            stream.read_exact(&mut head).expect("interleaved header");
-            let mut body = vec![0u8; usize::from(u16::from_be_bytes([head[2], head[3]]))];
-            stream.read_exact(&mut body).expect("interleaved body");
-            if head[1] % 2 == 0 {
-                audio += usize::from(head[1] == 2);
-                arrived_tx.send(head[1]).expect("test alive");
+            let (channel, _) = read_interleaved(&mut stream).expect("interleaved frame");
+            if channel % 2 == 0 {
+                audio += usize::from(channel == 2);
+                arrived_tx.send(channel).expect("test alive");
             }
         }
     });

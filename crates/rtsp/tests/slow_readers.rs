@@ -3,7 +3,7 @@
 //! server on loopback. The frozen reader shrinks its receive buffer so the
 //! server's writes block quickly.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use streamgate_rtsp::server::ServerConfig;
 
 mod common;
 
-use common::{read_head, session_id};
+use common::{read_head, read_interleaved, session_id};
 
 const PACKETS_PER_FRAME: usize = 20;
 const PAYLOAD_BYTES: usize = 1400;
@@ -52,12 +52,8 @@ fn play(addr: SocketAddr, receive_buffer: Option<usize>) -> TcpStream {
 fn read_until(stream: &mut TcpStream, last_seq: u16) -> usize {
     let mut packets = 0;
     loop {
-        let mut head = [0u8; 4];
-        stream.read_exact(&mut head).expect("interleaved header");
-        assert_eq!(head[0], b'$', "not an interleaved frame");
-        let mut body = vec![0u8; usize::from(u16::from_be_bytes([head[2], head[3]]))];
-        stream.read_exact(&mut body).expect("interleaved body");
-        if head[1] == 0 {
+        let (channel, body) = read_interleaved(stream).expect("interleaved frame");
+        if channel == 0 {
             packets += 1;
             if u16::from_be_bytes([body[2], body[3]]) == last_seq {
                 return packets;

@@ -73,6 +73,17 @@ pub fn exchange(stream: &mut TcpStream, request: &str) -> String {
     head + &String::from_utf8_lossy(&body)
 }
 
+/// The next interleaved frame (`$`, channel, length, body) as (channel, body);
+/// `None` once the server has closed the connection.
+pub fn read_interleaved(stream: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let mut head = [0u8; 4];
+    stream.read_exact(&mut head).ok()?;
+    assert_eq!(head[0], b'$', "not an interleaved frame");
+    let mut body = vec![0u8; usize::from(u16::from_be_bytes([head[2], head[3]]))];
+    stream.read_exact(&mut body).expect("interleaved body");
+    Some((head[1], body))
+}
+
 /// The session id of a SETUP response.
 pub fn session_id(response: &str) -> String {
     response
