@@ -18,7 +18,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 
 use super::framing::{Incoming, RequestReader};
-use super::interleaved::{Batch, AUDIO_BATCHING_FROM_READERS};
+use super::interleaved::Batch;
 use super::response::{Response, Status};
 use super::session::{ConnectionState, Player};
 use super::{ServerConfig, StreamDirectory};
@@ -119,8 +119,7 @@ pub(crate) async fn serve(
                     tracing::debug!(stream = ?state.stream(), %peer, dropped, "slow RTSP reader skipped to a keyframe");
                     dropped_reported = dropped;
                 }
-                let large_fan_out = playing.subscription.hub().subscriber_count() >= AUDIO_BATCHING_FROM_READERS;
-                if batch.due(Instant::now(), video_expected && large_fan_out) {
+                if batch.due(Instant::now(), video_expected && playing.large_fan_out()) {
                     let sent_tcp = Sent { packets: batch.packets(), bytes: batch.bytes() };
                     if let Err(end) = write(&mut batch, &mut write_half, config.write_timeout).await {
                         break end;

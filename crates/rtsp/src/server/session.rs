@@ -17,10 +17,11 @@ use rand::Rng;
 use rtsp_types::{headers, Method, Request, Version};
 use streamgate_rtp::hub::Subscription;
 use streamgate_rtp::{Frame, TrackInfo};
+use tokio::sync::watch;
 
 use super::auth::{Authenticator, Credentials};
 use super::describe::{session_description, track_control};
-use super::interleaved::TrackOutput;
+use super::interleaved::{TrackOutput, AUDIO_BATCHING_FROM_READERS};
 use super::readers::{ReaderGuard, ReaderTransport};
 use super::response::{Response, Status};
 use super::sender_report::SenderReports;
@@ -74,9 +75,41 @@ pub struct Player {
     pub tracks: Vec<Option<TrackDelivery>>,
     /// Lists the session among the server's readers while it plays.
     pub reader: ReaderGuard,
+    /// The stream's subscriber count, read again only when it changes.
+    subscribers: watch::Receiver<usize>,
+    large_fan_out: bool,
 }
 
 impl Player {
+    fn new(
+        subscription: Subscription,
+        pending: VecDeque<Arc<Frame>>,
+        tracks: Vec<Option<TrackDelivery>>,
+        reader: ReaderGuard,
+    ) -> Player {
+        let subscribers = subscription.hub().watch_subscribers();
+        let large_fan_out = *subscribers.borrow() >= AUDIO_BATCHING_FROM_READERS;
+        Player {
+            subscription,
+            pending,
+            tracks,
+            reader,
+            subscribers,
+            large_fan_out,
+        }
+    }
+
+    /// Whether the stream has [`AUDIO_BATCHING_FROM_READERS`] readers, so its
+    /// audio may wait for video to share a write. Asked per frame: costs one
+    /// atomic load unless the count changed.
+    pub fn large_fan_out(&mut self) -> bool {
+        if self.subscribers.has_changed().unwrap_or(false) {
+            self.large_fan_out =
+                *self.subscribers.borrow_and_update() >= AUDIO_BATCHING_FROM_READERS;
+        }
+        self.large_fan_out
+    }
+
     /// The next frame (cancel-safe); `None` once the stream is closed.
     pub async fn next_frame(&mut self) -> Option<Arc<Frame>> {
         match self.pending.pop_front() {
@@ -450,12 +483,7 @@ impl ConnectionState {
         }
         Reply {
             response,
-            play: Some(Player {
-                subscription,
-                pending,
-                tracks,
-                reader,
-            }),
+            play: Some(Player::new(subscription, pending, tracks, reader)),
             stop: false,
         }
     }
