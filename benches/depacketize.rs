@@ -8,8 +8,8 @@ use std::path::Path;
 
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use streamgate_replay::Capture;
 use streamgate_rtp::codec::{Depacketizer, Packetizer};
-use streamgate_rtp::replay::Capture;
 use streamgate_rtp::{Codec, RtpPacket, TrackInfo};
 
 /// Output MTU the packetize benchmark uses (as the RTSP restream does).

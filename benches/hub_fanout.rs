@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use streamgate_rtp::hub::{Hub, HubConfig, Subscription};
+use streamgate_pipeline::{Hub, HubConfig, Subscription};
 use streamgate_rtp::testing;
 use streamgate_rtp::Codec;
 

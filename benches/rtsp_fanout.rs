@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use streamgate_rtp::hub::{Hub, HubConfig};
+use streamgate_pipeline::{Hub, HubConfig};
 use streamgate_rtp::testing::{h264_track, video_frame};
 use streamgate_rtsp::server::{RtspServer, ServerConfig, StreamEntry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -19,8 +19,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Serialize;
-use streamgate_rtp::hub::Hub;
-use streamgate_rtp::track::MediaKind;
+use streamgate_pipeline::Hub;
+use streamgate_rtp::MediaKind;
 use streamgate_rtsp::server::{ReaderInfo, Readers};
 
 use crate::config::{Config, ConfigError, Secret, StreamName};
@@ -363,7 +363,7 @@ impl AppState {
     }
 }
 
-fn track_view(track: &streamgate_rtp::track::TrackInfo) -> TrackView {
+fn track_view(track: &streamgate_rtp::TrackInfo) -> TrackView {
     TrackView {
         kind: match track.kind() {
             MediaKind::Video => "video",

@@ -16,7 +16,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
-use streamgate_rtp::hub::HubStats;
+use streamgate_pipeline::HubStats;
 use streamgate_rtsp::server::OutputTotals;
 
 use crate::api::{AppState, SourceReport};

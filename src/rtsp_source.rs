@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use streamgate_rtp::hub::Hub;
+use streamgate_pipeline::Hub;
 use streamgate_rtsp::client::{RtspSource, SourceConfig, SourceStatus, TransportMode};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

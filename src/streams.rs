@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use streamgate_rtp::hub::{Hub, HubConfig};
-use streamgate_rtp::replay::{self, Capture, ReplayError};
+use streamgate_pipeline::{Hub, HubConfig};
+use streamgate_replay::{Capture, ReplayError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -35,7 +35,7 @@ pub enum SourceState {
 pub async fn mirror_source_status<T>(
     mut status: watch::Receiver<T>,
     state: watch::Sender<SourceState>,
-    state_of: impl Fn(&T) -> (streamgate_rtp::source_state::SourceState, Option<&str>),
+    state_of: impl Fn(&T) -> (streamgate_pipeline::SourceState, Option<&str>),
     failure: &'static str,
 ) {
     loop {
@@ -112,7 +112,7 @@ pub fn plan_stream(
         Source::Demo => match demo {
             Some(capture) => Feed::Replay(capture.clone()),
             None => {
-                let capture = Arc::new(replay::demo_capture().map_err(fail)?);
+                let capture = Arc::new(streamgate_replay::demo_capture().map_err(fail)?);
                 *demo = Some(capture.clone());
                 Feed::Replay(capture)
             }
@@ -308,7 +308,7 @@ async fn replay_task(
     hub: Hub,
     state: watch::Sender<SourceState>,
 ) {
-    if let Err(error) = replay::run(capture, hub, 1.0, true).await {
+    if let Err(error) = streamgate_replay::run(capture, hub, 1.0, true).await {
         tracing::error!(stream = %name, %error, "replay source failed");
         state.send_replace(SourceState::Failed(error.to_string()));
     }
@@ -318,7 +318,7 @@ async fn replay_task(
 mod tests {
     use std::time::Duration;
 
-    use streamgate_rtp::source_state::SourceState as Lifecycle;
+    use streamgate_pipeline::SourceState as Lifecycle;
 
     use super::*;
 

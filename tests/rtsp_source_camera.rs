@@ -311,7 +311,7 @@ async fn camera_restart_keeps_consumers_and_timestamps_increasing() {
 
 /// Receives `count` video frames, returning their DTS.
 async fn recv_frames(
-    subscription: &mut streamgate_rtp::hub::Subscription,
+    subscription: &mut streamgate_pipeline::Subscription,
     count: usize,
 ) -> Vec<u64> {
     let mut dts = Vec::new();

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use streamgate_rtp::replay::Capture;
+use streamgate_replay::Capture;
 
 const SDP: &[u8] = include_bytes!("../../fixtures/ffmpeg_h264_aac.sdp");
 

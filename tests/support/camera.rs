@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use streamgate_rtp::hub::{Hub, HubConfig};
+use streamgate_pipeline::{Hub, HubConfig};
 use streamgate_rtsp::client::{RtspSource, SourceConfig, SourceState, SourceStatus};
 use streamgate_rtsp::server::{RtspServer, ServerConfig, StreamEntry};
 

@@ -405,7 +405,7 @@ mod tests {
         use std::time::Duration;
 
         use axum::http::Request;
-        use streamgate_rtp::hub::{Hub, HubConfig};
+        use streamgate_pipeline::{Hub, HubConfig};
         use streamgate_rtp::TrackInfo;
         use tower::ServiceExt;
 

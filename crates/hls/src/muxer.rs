@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use streamgate_rtp::hub::Hub;
+use streamgate_pipeline::Hub;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use streamgate_rtp::hub::{Hub, HubConfig};
-use streamgate_rtp::replay::{self, Capture};
+use streamgate_pipeline::{Hub, HubConfig};
+use streamgate_replay::Capture;
 use streamgate_rtsp::server::{RtspServer, ServerConfig, StreamEntry};
 
 use crate::verbatim;
@@ -56,7 +56,7 @@ pub struct CamerasSummary {
 pub async fn run(args: CamerasArgs) -> Result<CamerasSummary, Box<dyn std::error::Error>> {
     let capture = Arc::new(match (&args.pcap, &args.sdp) {
         (Some(pcap), Some(sdp)) => Capture::load(pcap, sdp)?,
-        _ => replay::demo_capture()?,
+        _ => streamgate_replay::demo_capture()?,
     });
     let hubs: Arc<Vec<Hub>> = Arc::new(
         (0..args.count)
@@ -93,7 +93,7 @@ pub async fn run(args: CamerasArgs) -> Result<CamerasSummary, Box<dyn std::error
             tokio::time::sleep(delay).await;
             if verbatim {
                 verbatim::run(capture, hub).await;
-            } else if let Err(e) = replay::run(capture, hub, 1.0, true).await {
+            } else if let Err(e) = streamgate_replay::run(capture, hub, 1.0, true).await {
                 tracing::error!(error = %e, "replay stopped");
             }
         }));

@@ -1,7 +1,7 @@
 //! Replays a capture with the RTP headers it was recorded with (sequence
 //! numbers, timestamps, gaps and resets included), shifted per loop so that a
 //! clean capture stays continuous. The default replay
-//! (`streamgate_rtp::replay::run`) goes through the gateway's ingest, which
+//! (`streamgate_replay::run`) goes through the gateway's ingest, which
 //! renumbers packets and repairs time: right for a stable load, but it would hide
 //! a faulty capture from the readers. A virtual camera that must reproduce a real
 //! camera's faults uses this one.
@@ -9,9 +9,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use streamgate_pipeline::Hub;
+use streamgate_replay::{Capture, LOOP_GAP};
 use streamgate_rtp::codec::Depacketizer;
-use streamgate_rtp::hub::Hub;
-use streamgate_rtp::replay::{Capture, LOOP_GAP};
 use streamgate_rtp::{Frame, OutPacket, RtpPacket, TrackInfo};
 
 /// One track's state while replaying.

@@ -7,7 +7,7 @@ mod support;
 use std::io::Write;
 use std::path::Path;
 
-use streamgate_rtp::replay::Capture;
+use streamgate_replay::Capture;
 use streamgate_rtp::{MediaKind, RtpPacket};
 use support::*;
 

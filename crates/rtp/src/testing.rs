@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
+use crate::codec::{AccessUnit, DepacketizeError, Depacketizer, Packetizer};
 use crate::frame::{Frame, OutPacket};
+use crate::packet::{RtpPacket, RtpPacketBuilder};
 use crate::track::{Codec, CodecParams, MediaKind, TrackId, TrackInfo};
 
 /// The SPS of ffmpeg's 1280x720 H.264 Constrained Baseline captures
@@ -76,6 +78,80 @@ pub fn video_frame(n: u64, payload: &Bytes, packets: usize, gop: u64) -> Frame {
             })
             .collect(),
     }
+}
+
+// Building packets and running a depacketizer over them (the codec tests, and the
+// capture tests of streamgate-replay).
+
+pub fn rtp(seq: u16, ts: u32, marker: bool, payload: &[u8]) -> RtpPacket {
+    let raw = RtpPacketBuilder {
+        payload_type: 96,
+        marker,
+        sequence_number: seq,
+        timestamp: ts,
+        ssrc: 1,
+        payload: Bytes::copy_from_slice(payload),
+        ..Default::default()
+    }
+    .build()
+    .expect("test packet builds");
+    RtpPacket::parse(raw).expect("test packet parses")
+}
+
+/// Re-parses a packetizer's output as a received packet.
+pub fn received(out: &OutPacket) -> RtpPacket {
+    let mut raw = out.header.to_vec();
+    raw.extend_from_slice(&out.payload);
+    RtpPacket::parse(Bytes::from(raw)).expect("packetizer output parses")
+}
+
+/// Pushes every packet, collecting access units and errors in order.
+pub fn depacketize_all(
+    d: &mut Depacketizer,
+    packets: impl IntoIterator<Item = RtpPacket>,
+) -> (Vec<AccessUnit>, Vec<DepacketizeError>) {
+    let mut units = Vec::new();
+    let mut errors = Vec::new();
+    for pkt in packets {
+        if let Err(e) = d.push(pkt) {
+            errors.push(e);
+        }
+        while let Some(au) = d.pull() {
+            units.push(au);
+        }
+    }
+    (units, errors)
+}
+
+/// Packetizes each `(timestamp, units)` access unit and depacketizes the result;
+/// returns what came out, checking the MTU on the way.
+pub fn round_trip(
+    track: &TrackInfo,
+    mtu: usize,
+    input: &[(u32, Vec<Bytes>)],
+) -> Vec<(u32, Vec<Bytes>)> {
+    let mut packetizer = Packetizer::new(track, 7, mtu);
+    let mut packets = Vec::new();
+    for (ts, units) in input {
+        for out in packetizer.packetize(*ts, units).expect("packetizes") {
+            assert!(
+                out.len() <= mtu,
+                "packet of {} bytes exceeds MTU {mtu}",
+                out.len()
+            );
+            packets.push(received(&out));
+        }
+    }
+    let mut d = Depacketizer::new(track).expect("depacketizer");
+    let (aus, errors) = depacketize_all(&mut d, packets);
+    assert_eq!(errors, vec![]);
+    aus.into_iter()
+        .map(|au| (au.rtp_timestamp, au.units))
+        .collect()
+}
+
+pub fn bytes(data: &[u8]) -> Bytes {
+    Bytes::copy_from_slice(data)
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use streamgate_rtp::hub::{Hub, HubConfig};
-use streamgate_rtp::ingest::StreamIngest;
-use streamgate_rtp::replay::demo_capture;
+use streamgate_pipeline::StreamIngest;
+use streamgate_pipeline::{Hub, HubConfig};
+use streamgate_replay::demo_capture;
 use streamgate_rtsp::server::{RtspServer, ServerConfig, StreamEntry};
 
 #[tokio::main]

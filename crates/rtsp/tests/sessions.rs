@@ -242,7 +242,7 @@ async fn few_readers_get_audio_without_waiting_for_video() {
     use bytes::Bytes;
     use std::sync::{Arc, Mutex};
     use std::time::SystemTime;
-    use streamgate_rtp::hub::{Hub, HubConfig};
+    use streamgate_pipeline::{Hub, HubConfig};
     use streamgate_rtp::testing::{h264_track, opus_track, video_frame};
     use streamgate_rtp::{Frame, MediaKind, OutPacket};
 

@@ -1,6 +1,6 @@
 //! streamgate's WHEP client source: pulls a stream from a WHEP endpoint (a WebRTC
 //! camera, another gateway, or a cloud camera API such as Ring's, whose live sessions
-//! are capped at 30–60 s) into a [`streamgate_rtp::hub::Hub`], rotating sessions so
+//! are capped at 30–60 s) into a [`streamgate_pipeline::Hub`], rotating sessions so
 //! that readers never notice the caps.
 //!
 //! ```text
@@ -44,4 +44,4 @@ pub mod trickle;
 pub use config::{endpoint_url, BearerToken, IceServer, TrickleMode, WhepConfig};
 pub use source::{WhepError, WhepSource};
 pub use status::WhepStatus;
-pub use streamgate_rtp::source_state::SourceState;
+pub use streamgate_pipeline::SourceState;

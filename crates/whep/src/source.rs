@@ -9,12 +9,12 @@
 
 use std::time::{Duration, Instant};
 
-use streamgate_rtp::backoff::Backoff;
-use streamgate_rtp::hub::Hub;
-use streamgate_rtp::ingest::StreamIngest;
+use streamgate_pipeline::Backoff;
+use streamgate_pipeline::Hub;
+use streamgate_pipeline::SourceState;
+use streamgate_pipeline::StreamIngest;
 use streamgate_rtp::packet::RtpPacket;
-use streamgate_rtp::source_state::SourceState;
-use streamgate_rtp::track::{MediaKind, TrackInfo};
+use streamgate_rtp::{MediaKind, TrackInfo};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use webrtc::peer_connection::RTCPeerConnectionState;

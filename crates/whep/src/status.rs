@@ -1,7 +1,7 @@
 //! What a WHEP source is doing, for the binary's API and logs. Every string in it is
 //! redacted (no token, no URL user info or query).
 
-use streamgate_rtp::source_state::SourceState;
+use streamgate_pipeline::SourceState;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WhepStatus {

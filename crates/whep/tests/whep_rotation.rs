@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{config, WhepServer};
-use streamgate_rtp::hub::{Hub, HubConfig};
+use streamgate_pipeline::{Hub, HubConfig};
 use streamgate_rtp::MediaKind;
 use streamgate_whep::WhepSource;
 

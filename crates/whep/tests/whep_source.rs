@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{config, wait_status, WhepServer};
-use streamgate_rtp::hub::{Hub, HubConfig};
+use streamgate_pipeline::{Hub, HubConfig};
 use streamgate_rtp::MediaKind;
 use streamgate_whep::{SourceState, WhepSource};
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{config, wait_status, WhepServer};
-use streamgate_rtp::hub::{Hub, HubConfig};
+use streamgate_pipeline::{Hub, HubConfig};
 use streamgate_whep::{BearerToken, WhepSource};
 
 const TOKEN: &str = "tok-3f9a1c7e5b2d4a60";

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{config, WhepServer};
 use serde_json::Value;
-use streamgate_rtp::hub::{Hub, HubConfig};
+use streamgate_pipeline::{Hub, HubConfig};
 use streamgate_rtp::MediaKind;
 use streamgate_whep::{TrickleMode, WhepSource};
 

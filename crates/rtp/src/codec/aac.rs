@@ -363,8 +363,8 @@ fn fragment(unit: &Bytes, budget: usize, timestamp_offset: u32, out: &mut Vec<Pa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::test_support::{bytes, depacketize_all, round_trip, rtp};
     use crate::codec::{Depacketizer as AnyDepacketizer, Packetizer};
+    use crate::testing::{bytes, depacketize_all, round_trip, rtp};
 
     /// The AAC fixture's config: AAC-LC, 48 kHz, stereo.
     const LC_48K_STEREO: &[u8] = &[0x11, 0x90];
@@ -372,7 +372,7 @@ mod tests {
     const HE_24K_CORE: &[u8] = &[0x2b, 0x11, 0x88];
 
     fn aac_track(config: Option<&[u8]>, clock_rate: u32) -> TrackInfo {
-        let mut track = crate::codec::test_support::track(Codec::Aac, clock_rate, 2);
+        let mut track = crate::testing::track(Codec::Aac, clock_rate, 2);
         track.params.audio_config = config.map(bytes);
         track
     }

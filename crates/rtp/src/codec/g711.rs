@@ -98,8 +98,8 @@ pub(super) fn packetize(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::test_support::{depacketize_all, round_trip, rtp, track};
     use crate::codec::{Depacketizer as AnyDepacketizer, Packetizer};
+    use crate::testing::{depacketize_all, round_trip, rtp, track};
 
     #[test]
     fn long_frames_split_at_sample_boundaries_with_advancing_timestamps() {

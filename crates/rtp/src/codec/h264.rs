@@ -83,11 +83,11 @@ pub fn profile_level_id(sps: &[u8]) -> Option<[u8; 3]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::test_support::{bytes, depacketize_all, round_trip, rtp, track};
     use crate::codec::{
         update_params, DepacketizeError, Depacketizer as AnyDepacketizer, Packetizer,
     };
     use crate::codec::{MAX_ACCESS_UNIT_BYTES, MAX_UNITS_PER_ACCESS_UNIT};
+    use crate::testing::{bytes, depacketize_all, round_trip, rtp, track};
     use crate::track::CodecParams;
 
     /// The fixtures' SPS (ffmpeg, 1280x720 constrained baseline) and PPS.

@@ -133,8 +133,8 @@ fn skip_profile_tier_level(r: &mut BitReader<'_>, max_sub_layers_minus1: usize) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::test_support::{bytes, depacketize_all, round_trip, rtp, track};
     use crate::codec::{update_params, DepacketizeError, Depacketizer};
+    use crate::testing::{bytes, depacketize_all, round_trip, rtp, track};
     use crate::track::CodecParams;
 
     /// The H.265 fixture's parameter sets (ffmpeg, 1280x720 Main).

@@ -473,8 +473,8 @@ pub(super) fn packetize(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::test_support::{bytes, depacketize_all, round_trip, rtp};
     use crate::codec::{Depacketizer as AnyDepacketizer, Packetizer};
+    use crate::testing::{bytes, depacketize_all, round_trip, rtp};
 
     /// The RFC 6416 / camera example: AAC-LC, 16 kHz, mono, one frame per element.
     const MONO_16K: &[u8] = &[0x40, 0x00, 0x28, 0x10, 0x3f, 0xc0];
@@ -483,7 +483,7 @@ mod tests {
     const GSTREAMER_48K_STEREO: &[u8] = &[0x40, 0x00, 0x23, 0x20, 0xad, 0xca, 0x00];
 
     fn latm_track(config: &[u8], clock_rate: u32) -> TrackInfo {
-        let mut track = crate::codec::test_support::track(Codec::AacLatm, clock_rate, 1);
+        let mut track = crate::testing::track(Codec::AacLatm, clock_rate, 1);
         let parsed = parse_stream_mux_config(config).expect("test config parses");
         track.params.audio_config = Some(parsed.audio_specific_config);
         track.params.stream_mux_config = Some(bytes(config));

@@ -64,8 +64,8 @@ pub(super) fn packetize(units: &[Bytes], budget: usize) -> Result<Vec<Payload>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::test_support::{bytes, depacketize_all, round_trip, rtp, track};
     use crate::codec::{Depacketizer as AnyDepacketizer, Packetizer};
+    use crate::testing::{bytes, depacketize_all, round_trip, rtp, track};
 
     #[test]
     fn each_packet_is_one_keyframe_access_unit_without_copying() {

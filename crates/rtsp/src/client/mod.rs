@@ -1,5 +1,5 @@
 //! RTSP camera source: pulls `rtsp://` cameras (or other RTSP servers) into a
-//! stream's [`Hub`](streamgate_rtp::hub::Hub).
+//! stream's [`Hub`](streamgate_pipeline::Hub).
 //!
 //! # Design
 //!
@@ -8,7 +8,7 @@
 //!   quirks of live555, Reolink, Dahua…); we do not redo that.
 //! - **Raw packets, not retina's frames.** The session is read packet by packet
 //!   (`Session<Playing>` as a `Stream` of `PacketItem`s, not `demuxed()`) and every
-//!   RTP packet goes to [`StreamIngest::push_rtp`](streamgate_rtp::ingest::StreamIngest::push_rtp),
+//!   RTP packet goes to [`StreamIngest::push_rtp`](streamgate_pipeline::StreamIngest::push_rtp),
 //!   like every other source. So the camera's payloads reach RTSP consumers
 //!   unchanged, one reorder/loss/timestamp-continuity path serves all sources, and
 //!   codecs retina does not depacketize (Opus) work through our own depacketizers.
@@ -49,7 +49,7 @@
 //! then 60 s), reset by a session that played for a minute. Transport `auto` tries UDP
 //! and falls back to TCP for good when UDP fails or brings no packet.
 //!
-//! [`Backoff`]: streamgate_rtp::backoff::Backoff
+//! [`Backoff`]: streamgate_pipeline::Backoff
 
 mod camera_url;
 mod config;
@@ -63,4 +63,4 @@ pub use config::{SourceConfig, TransportMode, UnknownTransport};
 pub use error::SourceError;
 pub use source::RtspSource;
 pub use status::SourceStatus;
-pub use streamgate_rtp::source_state::SourceState;
+pub use streamgate_pipeline::SourceState;

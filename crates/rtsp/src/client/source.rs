@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use streamgate_rtp::backoff::Backoff;
-use streamgate_rtp::hub::Hub;
-use streamgate_rtp::ingest::StreamIngest;
+use streamgate_pipeline::Backoff;
+use streamgate_pipeline::Hub;
+use streamgate_pipeline::StreamIngest;
 use streamgate_rtp::TrackInfo;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

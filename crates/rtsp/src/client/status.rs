@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use streamgate_rtp::source_state::SourceState;
+use streamgate_pipeline::SourceState;
 
 use super::TransportMode;
 

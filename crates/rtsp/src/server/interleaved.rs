@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use streamgate_rtp::frame::RTP_HEADER_LEN;
+use streamgate_rtp::RTP_HEADER_LEN;
 use streamgate_rtp::{Frame, MediaKind, OutPacket};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rand::Rng;
 use rtsp_types::{headers, Method, Request, Version};
-use streamgate_rtp::hub::Subscription;
+use streamgate_pipeline::Subscription;
 use streamgate_rtp::{Frame, TrackInfo};
 use tokio::sync::watch;
 

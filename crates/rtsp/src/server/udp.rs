@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
-use streamgate_rtp::frame::RTP_HEADER_LEN;
 use streamgate_rtp::OutPacket;
+use streamgate_rtp::RTP_HEADER_LEN;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 
-use streamgate_rtp::hub::{Hub, HubConfig};
+use streamgate_pipeline::{Hub, HubConfig};
 use streamgate_rtp::testing;
 use streamgate_rtp::{Codec, TrackInfo};
 use streamgate_rtsp::server::{RtspServer, ServerConfig, StreamEntry};

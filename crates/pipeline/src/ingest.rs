@@ -51,15 +51,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
-use crate::codec::nal::{NalSyntax, ParameterSet};
-use crate::codec::{self, AccessUnit, DepacketizeError, Depacketizer};
-use crate::frame::{Frame, OutPacket};
 use crate::hub::Hub;
-use crate::packet::RtpPacket;
-use crate::reorder::{Pushed, Released, ReorderBuffer, ReorderConfig};
-use crate::rtcp::{ntp_from_system_time, SenderReport};
-use crate::timeline::{AnchorHint, Timeline, MAX_JUMP};
-use crate::track::{Codec, CodecParams, MediaKind, TrackId, TrackInfo};
+use streamgate_rtp::codec::nal::{NalSyntax, ParameterSet};
+use streamgate_rtp::codec::{self, AccessUnit, DepacketizeError, Depacketizer};
+use streamgate_rtp::rtcp::{ntp_from_system_time, SenderReport};
+use streamgate_rtp::RtpPacket;
+use streamgate_rtp::{AnchorHint, Timeline, MAX_JUMP};
+use streamgate_rtp::{Codec, CodecParams, MediaKind, TrackId, TrackInfo};
+use streamgate_rtp::{Frame, OutPacket};
+use streamgate_rtp::{Pushed, Released, ReorderBuffer, ReorderConfig};
 
 /// A sender report stamped within this of its arrival comes from a clock in step
 /// with ours (the same host, or both NTP-synced): its capture times are ours. Small
@@ -730,7 +730,7 @@ mod tests {
 
     use super::*;
     use crate::hub::{HubConfig, Subscription};
-    use crate::packet::RtpPacketBuilder;
+    use streamgate_rtp::RtpPacketBuilder;
 
     const VIDEO: TrackId = TrackId(0);
     const AUDIO: TrackId = TrackId(1);
@@ -1197,7 +1197,9 @@ mod tests {
     }
 
     fn ntp_at(unix_secs: u64) -> u64 {
-        crate::rtcp::ntp_from_system_time(SystemTime::UNIX_EPOCH + Duration::from_secs(unix_secs))
+        streamgate_rtp::rtcp::ntp_from_system_time(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(unix_secs),
+        )
     }
 
     fn seconds(frame: &Frame) -> f64 {
@@ -1328,7 +1330,7 @@ mod tests {
     /// Our wall clock at `at`, as NTP (the ingest's view: origin + elapsed).
     fn ntp_of(ingest: &StreamIngest, at: Instant) -> u64 {
         let (origin, wall) = ingest.hub().origin();
-        crate::rtcp::ntp_from_system_time(wall + at.duration_since(origin))
+        streamgate_rtp::rtcp::ntp_from_system_time(wall + at.duration_since(origin))
     }
 
     /// A server sends its GOP cache at once on PLAY: 2 s of frames, the first

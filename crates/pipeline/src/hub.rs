@@ -33,8 +33,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::sync::{watch, Notify};
 
-use crate::frame::Frame;
-use crate::track::{CodecParams, MediaKind, TrackId, TrackInfo};
+use streamgate_rtp::Frame;
+use streamgate_rtp::{CodecParams, MediaKind, TrackId, TrackInfo};
 
 /// How far the stream's time zero lies before the Hub was made: a source's first
 /// frames may have been captured earlier (a server that sends its GOP cache on
@@ -545,8 +545,8 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::frame::OutPacket;
-    use crate::track::Codec;
+    use streamgate_rtp::Codec;
+    use streamgate_rtp::OutPacket;
 
     const VIDEO: TrackId = TrackId(0);
     const AUDIO: TrackId = TrackId(1);

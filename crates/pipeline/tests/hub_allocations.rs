@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use streamgate_rtp::hub::{Hub, HubConfig, Subscription};
+use streamgate_pipeline::{Hub, HubConfig, Subscription};
 use streamgate_rtp::{Codec, CodecParams, Frame, MediaKind, OutPacket, TrackId, TrackInfo};
 
 struct CountingAllocator;

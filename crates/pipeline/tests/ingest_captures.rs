@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use streamgate_pipeline::StreamIngest;
+use streamgate_pipeline::{Hub, HubConfig, Subscription};
+use streamgate_replay::Capture;
 use streamgate_rtp::codec::Depacketizer;
-use streamgate_rtp::hub::{Hub, HubConfig, Subscription};
-use streamgate_rtp::ingest::StreamIngest;
 use streamgate_rtp::packet::RtpPacket;
-use streamgate_rtp::replay::Capture;
 use streamgate_rtp::{Codec, Frame, MediaKind, TrackId, TrackInfo};
 
 fn load(name: &str) -> Capture {

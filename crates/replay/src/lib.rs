@@ -27,13 +27,13 @@ use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption
 use pcap_file::pcapng::{Block, PcapNgParser};
 use pcap_file::DataLink;
 
-use crate::hub::Hub;
-use crate::ingest::StreamIngest;
-use crate::packet::RtpPacket;
-use crate::rtcp::{self, RtcpPacket, SenderReport};
-use crate::sdp::{self, SdpTrack};
-use crate::timeline::MAX_JUMP;
-use crate::track::TrackId;
+use streamgate_pipeline::Hub;
+use streamgate_pipeline::StreamIngest;
+use streamgate_rtp::rtcp::{self, RtcpPacket, SenderReport};
+use streamgate_rtp::sdp::{self, SdpTrack};
+use streamgate_rtp::RtpPacket;
+use streamgate_rtp::TrackId;
+use streamgate_rtp::MAX_JUMP;
 
 /// Largest capture file loaded (it is held in memory while the stream lives).
 pub const MAX_CAPTURE_BYTES: u64 = 256 * 1024 * 1024;
@@ -678,8 +678,8 @@ mod tests {
     use pcap_file::pcapng::PcapNgWriter;
 
     use super::*;
-    use crate::hub::HubConfig;
-    use crate::track::{Codec, MediaKind};
+    use streamgate_pipeline::HubConfig;
+    use streamgate_rtp::{Codec, MediaKind};
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -986,7 +986,10 @@ mod tests {
 
     /// Frames a subscriber receives while `capture` is replayed `passes` times
     /// (in paused tokio time, so the test takes no real time).
-    async fn replay_frames(capture: Capture, passes: u32) -> (Vec<Arc<crate::Frame>>, u64) {
+    async fn replay_frames(
+        capture: Capture,
+        passes: u32,
+    ) -> (Vec<Arc<streamgate_rtp::Frame>>, u64) {
         let capture = Arc::new(capture);
         let hub = Hub::new("replay-test", HubConfig::default());
         let mut subscription = hub.subscribe();
