@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use streamgate_pipeline::Hub;
-use streamgate_whep::{endpoint_url, BearerToken, TrickleMode, WhepConfig, WhepSource, WhepStatus};
+use streamgate_whep::{endpoint_url, TrickleMode, WhepConfig, WhepSource, WhepStatus};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -65,7 +65,7 @@ pub fn start(
     config.bearer_token = feed
         .bearer_token
         .clone()
-        .map(|Secret(token)| BearerToken::new(token));
+        .map(|Secret(token)| streamgate_redact::Secret::new(token));
     config.max_session = feed.max_session;
     if let Some(ip) = feed.webrtc_bind {
         config.bind_ip = ip;

@@ -105,19 +105,6 @@ impl IntoResponse for Reply {
     }
 }
 
-fn html_escape(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '<' => "&lt;".into(),
-            '>' => "&gt;".into(),
-            '&' => "&amp;".into(),
-            '"' => "&quot;".into(),
-            '\'' => "&#39;".into(),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
 async fn player_page(State(muxers): State<Arc<Muxers>>, Path(name): Path<String>) -> Reply {
     if muxers.get_or_start(&name).is_none() {
         return Reply::error(StatusCode::NOT_FOUND, format!("no stream named {name:?}"));
@@ -126,7 +113,7 @@ async fn player_page(State(muxers): State<Arc<Muxers>>, Path(name): Path<String>
         StatusCode::OK,
         "text/html; charset=utf-8",
         "no-cache",
-        PLAYER_PAGE.replace("{{NAME}}", &html_escape(&name)),
+        PLAYER_PAGE.replace("{{NAME}}", &html_escape::encode_safe(&name)),
     )
 }
 
@@ -675,8 +662,8 @@ mod tests {
     #[test]
     fn player_name_is_escaped() {
         assert_eq!(
-            html_escape("<a href='x'>&"),
-            "&lt;a href=&#39;x&#39;&gt;&amp;"
+            html_escape::encode_safe("<a href='x'>&"),
+            "&lt;a href=&#x27;x&#x27;&gt;&amp;"
         );
     }
 }

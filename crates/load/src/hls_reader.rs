@@ -115,7 +115,7 @@ pub async fn read(
     let seconds = playing_since.map_or(0.0, |t: Instant| t.elapsed().as_secs_f64());
     ReaderReport {
         index,
-        url: crate::reader::redact(&url),
+        url: streamgate_redact::redact_url(&url),
         error,
         play_ms: playing_since.map(|t| (t - started).as_secs_f64() * 1000.0),
         first_keyframe_ms: check

@@ -104,7 +104,7 @@ pub async fn read(
     tracing::debug!(reader = index, seconds = started.elapsed().as_secs_f64(), error = ?error, "reader done");
     ReaderReport {
         index,
-        url: redact(&url),
+        url: streamgate_redact::redact_url(&url),
         error,
         play_ms,
         first_keyframe_ms: video
@@ -126,14 +126,6 @@ pub async fn read(
         },
         latency_ms: video.map(|v| v.latency_ms.clone()).unwrap_or_default(),
     }
-}
-
-/// URL without user info, for reports.
-pub(crate) fn redact(url: &url::Url) -> String {
-    let mut url = url.clone();
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    url.to_string()
 }
 
 async fn read_session(

@@ -13,9 +13,11 @@
 mod backoff;
 mod hub;
 mod ingest;
+mod rate_limited_log;
 mod source_state;
 
 pub use backoff::{Backoff, HEALTHY_RESET};
 pub use hub::{Hub, HubConfig, HubStats, Subscription};
 pub use ingest::{IngestError, IngestStats, StreamIngest};
+pub use rate_limited_log::RateLimitedLog;
 pub use source_state::SourceState;

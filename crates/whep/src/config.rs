@@ -5,35 +5,9 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+pub(crate) use streamgate_redact::redact_url;
+use streamgate_redact::{redact_unparsed, Secret};
 use url::Url;
-
-/// A bearer token. Debug and Display print `***` so that no log line, error or
-/// status can carry it by accident; only the crate's HTTP client reads it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct BearerToken(String);
-
-impl BearerToken {
-    pub fn new(token: impl Into<String>) -> Self {
-        BearerToken(token.into())
-    }
-
-    /// The `Authorization` header value. The only way to read the token.
-    pub(crate) fn header_value(&self) -> String {
-        format!("Bearer {}", self.0)
-    }
-}
-
-impl fmt::Debug for BearerToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("BearerToken(***)")
-    }
-}
-
-impl fmt::Display for BearerToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
 
 /// A STUN/TURN server for ICE, from the config or a `Link: rel="ice-server"` header.
 #[derive(Clone, PartialEq, Eq)]
@@ -85,7 +59,7 @@ pub enum TrickleMode {
 pub struct WhepConfig {
     /// The WHEP endpoint (http or https; see [`endpoint_url`]).
     pub endpoint: Url,
-    pub bearer_token: Option<BearerToken>,
+    pub bearer_token: Option<Secret>,
     /// Sessions are rotated (make-before-break) before they reach this age: set it to the
     /// server's cap (Ring: 30 s battery, 60 s wired). `None`: keep a session until it ends.
     pub max_session: Option<Duration>,
@@ -155,21 +129,10 @@ pub fn endpoint_url(source: &str) -> Result<Url, ConfigError> {
     Ok(Url::parse(&format!("{http_scheme}://{rest}"))?)
 }
 
-/// A URL as it may be shown: no user info, no query (either can hold a secret).
-pub fn redact_url(url: &Url) -> String {
-    let mut shown = url.clone();
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    if shown.query().is_some() {
-        shown.set_query(Some("***"));
-    }
-    shown.to_string()
-}
-
 fn redact_source(source: &str) -> String {
     match Url::parse(source) {
         Ok(url) => redact_url(&url),
-        Err(_) => "<unparsable>".to_owned(),
+        Err(_) => redact_unparsed(source),
     }
 }
 
@@ -200,7 +163,7 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let token = BearerToken::new("s3cr3t-token");
+        let token = Secret::new("s3cr3t-token");
         assert!(!format!("{token:?} {token}").contains("s3cr3t"));
         let url = Url::parse("http://user:pw@cam/whep?token=s3cr3t").unwrap();
         let shown = redact_url(&url);

@@ -32,7 +32,6 @@
 //! restart before opening the next session (make-before-break, then backoff as before).
 
 pub mod config;
-pub mod keyframe;
 pub mod peer;
 pub mod sender_reports;
 pub mod session;
@@ -41,7 +40,7 @@ pub mod source;
 pub mod status;
 pub mod trickle;
 
-pub use config::{endpoint_url, BearerToken, IceServer, TrickleMode, WhepConfig};
+pub use config::{endpoint_url, IceServer, TrickleMode, WhepConfig};
 pub use source::{WhepError, WhepSource};
 pub use status::WhepStatus;
 pub use streamgate_pipeline::SourceState;

@@ -14,7 +14,9 @@ use reqwest::header::{
 use reqwest::StatusCode;
 use url::Url;
 
-use crate::config::{redact_url, BearerToken, IceServer};
+use streamgate_redact::Secret;
+
+use crate::config::{redact_url, IceServer};
 
 /// Most redirects followed for one request.
 const MAX_REDIRECTS: usize = 5;
@@ -92,14 +94,14 @@ pub struct Created {
 #[derive(Debug, Clone)]
 pub struct WhepClient {
     http: reqwest::Client,
-    token: Option<BearerToken>,
+    token: Option<Secret>,
     token_origin: Option<url::Origin>,
 }
 
 impl WhepClient {
     pub fn new(
         endpoint: &Url,
-        token: Option<BearerToken>,
+        token: Option<Secret>,
         timeout: Duration,
     ) -> Result<Self, SignalError> {
         let http = reqwest::Client::builder()
@@ -223,7 +225,7 @@ impl WhepClient {
     fn authorize(&self, request: reqwest::RequestBuilder, url: &Url) -> reqwest::RequestBuilder {
         match (&self.token, &self.token_origin) {
             (Some(token), Some(origin)) if url.origin() == *origin => {
-                request.header(AUTHORIZATION, token.header_value())
+                request.header(AUTHORIZATION, format!("Bearer {}", token.expose()))
             }
             _ => request,
         }
@@ -243,8 +245,7 @@ impl WhepClient {
             .collect();
         if let Some(token) = &self.token {
             // A server that echoes the request must not leak the token into our status.
-            let secret = token.header_value();
-            let secret = secret.trim_start_matches("Bearer ");
+            let secret = token.expose();
             if !secret.is_empty() {
                 reason = reason.replace(secret, "***");
             }

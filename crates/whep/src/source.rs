@@ -13,6 +13,7 @@ use streamgate_pipeline::Backoff;
 use streamgate_pipeline::Hub;
 use streamgate_pipeline::SourceState;
 use streamgate_pipeline::StreamIngest;
+use streamgate_rtp::codec::starts_keyframe;
 use streamgate_rtp::packet::RtpPacket;
 use streamgate_rtp::{MediaKind, TrackInfo};
 use tokio::sync::watch;
@@ -20,7 +21,6 @@ use tokio::task::{JoinHandle, JoinSet};
 use webrtc::peer_connection::RTCPeerConnectionState;
 
 use crate::config::{redact_url, IceServer, TrickleMode, WhepConfig};
-use crate::keyframe::starts_keyframe;
 use crate::peer::Received;
 use crate::session::{Session, SessionError};
 use crate::signal::{SignalError, WhepClient};

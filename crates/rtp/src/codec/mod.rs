@@ -15,9 +15,12 @@ mod bits;
 pub mod g711;
 pub mod h264;
 pub mod h265;
+mod keyframe;
 pub mod latm;
 pub mod nal;
 pub mod opus;
+
+pub use keyframe::starts_keyframe;
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -263,32 +263,27 @@ fn read_aggregation<S: NalSyntax>(
     at: PacketRef,
     payload: Bytes,
 ) -> Result<(), DepacketizeError> {
-    let mut pos = S::HEADER_LEN;
-    if pos == payload.len() {
+    let body = payload.slice(S::HEADER_LEN..);
+    if body.is_empty() {
         return Err(DepacketizeError::Truncated {
             at,
             what: "aggregation packet (no NAL units)",
         });
     }
-    while pos < payload.len() {
-        let Some(size_bytes) = payload.get(pos..pos + 2) else {
-            return Err(DepacketizeError::Truncated {
+    for unit in aggregated_units(&body) {
+        let range = unit.map_err(|error| match error {
+            AggregationError::TruncatedSize => DepacketizeError::Truncated {
                 at,
                 what: "aggregated NAL size",
-            });
-        };
-        let size = usize::from(u16::from_be_bytes([size_bytes[0], size_bytes[1]]));
-        let start = pos + 2;
-        let available = payload.len() - start;
-        if size == 0 || size > available {
-            return Err(DepacketizeError::BadLength {
+            },
+            AggregationError::BadLength { claimed, available } => DepacketizeError::BadLength {
                 at,
                 what: "aggregated NAL size",
-                claimed: size,
+                claimed,
                 available,
-            });
-        }
-        let unit = payload.slice(start..start + size);
+            },
+        })?;
+        let unit = body.slice(range);
         if unit.len() >= S::HEADER_LEN && !S::is_single(S::nal_type(&unit)) {
             return Err(DepacketizeError::UnsupportedType {
                 at,
@@ -298,9 +293,76 @@ fn read_aggregation<S: NalSyntax>(
             });
         }
         add_unit::<S>(partial, at, unit)?;
-        pos = start + size;
     }
     Ok(())
+}
+
+/// Why an aggregation packet's body cannot be split into NAL units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggregationError {
+    /// The body ends inside a 16-bit size field.
+    TruncatedSize,
+    /// A size of zero, or one that runs past the end of the packet.
+    BadLength { claimed: usize, available: usize },
+}
+
+/// The NAL units of an aggregation packet body (STAP-A / AP after its payload
+/// header: 16-bit size + unit, repeated) as byte ranges of `body`. The one parser of
+/// that layout, for the depacketizer and for peeking at a packet (keyframe starts);
+/// it ends after the first error.
+pub fn aggregated_units(
+    body: &[u8],
+) -> impl Iterator<Item = Result<std::ops::Range<usize>, AggregationError>> + '_ {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        if pos >= body.len() {
+            return None;
+        }
+        let Some(size_bytes) = body.get(pos..pos + 2) else {
+            pos = body.len();
+            return Some(Err(AggregationError::TruncatedSize));
+        };
+        let size = usize::from(u16::from_be_bytes([size_bytes[0], size_bytes[1]]));
+        let start = pos + 2;
+        let available = body.len() - start;
+        if size == 0 || size > available {
+            pos = body.len();
+            return Some(Err(AggregationError::BadLength {
+                claimed: size,
+                available,
+            }));
+        }
+        pos = start + size;
+        Some(Ok(start..pos))
+    })
+}
+
+/// The NAL type of `nal` for an H.264 or H.265 track (`None`: another codec, or
+/// too short for its header). With [`parameter_set`] and [`is_delimiter`], the
+/// codec-level dispatch over [`NalSyntax`] for code that holds a [`Codec`].
+pub fn nal_type(codec: Codec, nal: &[u8]) -> Option<u8> {
+    match codec {
+        Codec::H264 if !nal.is_empty() => Some(super::h264::Syntax::nal_type(nal)),
+        Codec::H265 if nal.len() >= 2 => Some(super::h265::Syntax::nal_type(nal)),
+        _ => None,
+    }
+}
+
+/// Which parameter set `nal` is, if any.
+pub fn parameter_set(codec: Codec, nal: &[u8]) -> Option<ParameterSet> {
+    let nal_type = nal_type(codec, nal)?;
+    match codec {
+        Codec::H264 => super::h264::Syntax::parameter_set(nal_type),
+        _ => super::h265::Syntax::parameter_set(nal_type),
+    }
+}
+
+/// An access unit delimiter NAL (H.264 type 9, H.265 type 35), which must stay first.
+pub fn is_delimiter(codec: Codec, nal: &[u8]) -> bool {
+    matches!(
+        (codec, nal_type(codec, nal)),
+        (Codec::H264, Some(9)) | (Codec::H265, Some(35))
+    )
 }
 
 /// FU-A / FU: payload header, FU header (S, E, type), fragment data.

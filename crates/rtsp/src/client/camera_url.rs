@@ -4,32 +4,15 @@
 //! so the user and password are taken out here and handed to retina separately.
 //! Everything that prints the URL prints [`CameraUrl`]'s `Display`, which never
 //! contains them; [`CameraUrl::redact`] scrubs any text that might (defence in depth
-//! for error strings that come from elsewhere).
+//! for error strings that come from elsewhere). Both follow `streamgate-redact`'s rule.
 
 use std::fmt;
 
 use percent_encoding::percent_decode_str;
+use streamgate_redact::{redact_url, Scrubber};
 use url::Url;
 
 use super::SourceError;
-
-/// Shown instead of a secret.
-const REDACTED: &str = "***";
-
-/// Query parameters some cameras take credentials or tokens in
-/// (`?user=admin&password=…`): their values are redacted too.
-const SECRET_QUERY_KEYS: &[&str] = &[
-    "password",
-    "pass",
-    "pwd",
-    "passwd",
-    "token",
-    "auth",
-    "key",
-    "secret",
-    "signature",
-    "sig",
-];
 
 /// A parsed `rtsp://` URL with its credentials held apart.
 #[derive(Clone)]
@@ -39,8 +22,8 @@ pub struct CameraUrl {
     credentials: Option<retina::client::Credentials>,
     /// The URL as it may appear in logs and API output.
     redacted: String,
-    /// Secrets as they may appear in text (decoded and percent-encoded forms).
-    secrets: Vec<String>,
+    /// Replaces the URL's secrets in text that comes from elsewhere.
+    scrubber: Scrubber,
 }
 
 impl CameraUrl {
@@ -68,50 +51,22 @@ impl CameraUrl {
                 reason: "no host".into(),
             });
         }
-        let mut secrets = Vec::new();
-        let credentials = if url.username().is_empty() && url.password().is_none() {
-            None
-        } else {
-            let username = decode(url.username());
-            let password = url.password().map(decode).unwrap_or_default();
-            secrets.extend([url.username().to_owned(), username.clone()]);
-            if let Some(encoded) = url.password() {
-                secrets.extend([encoded.to_owned(), password.clone()]);
-            }
+        let redacted = redact_url(&url);
+        let scrubber = Scrubber::of(&url);
+        let credentials = (!url.username().is_empty() || url.password().is_some()).then(|| {
+            let credentials = retina::client::Credentials {
+                username: decode(url.username()),
+                password: url.password().map(decode).unwrap_or_default(),
+            };
             let _ = url.set_username("");
             let _ = url.set_password(None);
-            Some(retina::client::Credentials { username, password })
-        };
-        let mut shown = url.clone();
-        if let Some(query) = url.query() {
-            let mut pairs = Vec::new();
-            for pair in query.split('&') {
-                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                let (key, decoded) = (decode(key), decode(value));
-                if SECRET_QUERY_KEYS.contains(&key.to_ascii_lowercase().as_str()) {
-                    secrets.extend([value.to_owned(), decoded]);
-                    pairs.push((key, REDACTED.to_owned()));
-                } else {
-                    pairs.push((key, decoded));
-                }
-            }
-            shown.query_pairs_mut().clear().extend_pairs(pairs);
-        }
-        let mut redacted = shown.to_string();
-        if credentials.is_some() {
-            // "rtsp://host/..." -> "rtsp://***@host/...": shows that credentials are set, not what they are.
-            redacted = redacted.replacen("://", &format!("://{REDACTED}@"), 1);
-        }
-        // Secrets shorter than this are too likely to match ordinary text to be scrubbed from it
-        // (they never reach text anyway: retina is only given the URL without them).
-        secrets.retain(|s| s.len() >= 3);
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.dedup();
+            credentials
+        });
         Ok(CameraUrl {
             url,
             credentials,
             redacted,
-            secrets,
+            scrubber,
         })
     }
 
@@ -126,9 +81,7 @@ impl CameraUrl {
 
     /// `text` with every credential of this URL replaced by `***`.
     pub fn redact(&self, text: &str) -> String {
-        self.secrets.iter().fold(text.to_owned(), |text, secret| {
-            text.replace(secret.as_str(), REDACTED)
-        })
+        self.scrubber.scrub(text)
     }
 }
 

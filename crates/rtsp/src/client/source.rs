@@ -2,11 +2,9 @@
 //! packets and sender reports into the stream's ingest, reconnects with backoff, disconnects when idle.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use streamgate_pipeline::Backoff;
-use streamgate_pipeline::Hub;
-use streamgate_pipeline::StreamIngest;
+use streamgate_pipeline::{Backoff, Hub, RateLimitedLog, StreamIngest};
 use streamgate_rtp::TrackInfo;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -14,9 +12,6 @@ use tokio::time::{sleep_until, Instant};
 
 use super::session::{CameraSession, SessionEvent, SessionTransport};
 use super::{CameraUrl, SourceConfig, SourceError, SourceState, SourceStatus, TransportMode};
-
-/// Unreadable packets are logged at most this often (with a count).
-const BAD_PACKET_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A running RTSP camera source feeding one [`Hub`]. Dropping it stops the task.
 pub struct RtspSource {
@@ -189,7 +184,7 @@ impl Runner {
         let mut last_packet = Instant::now();
         let mut idle_since =
             (!self.config.always_on && *self.subscribers.borrow() == 0).then(Instant::now);
-        let mut bad_packets = BadPacketLog::default();
+        let mut bad_packets = RateLimitedLog::default();
         let (stream, url) = (self.hub.name().to_owned(), &self.url);
         loop {
             let idle_deadline = idle_since.map(|t| t + self.config.idle_grace);
@@ -220,7 +215,11 @@ impl Runner {
                     Ok(Some(SessionEvent::SenderReport(track, report))) => {
                         ingest.on_sender_report(track, &report, Instant::now().into_std());
                     }
-                    Ok(Some(SessionEvent::BadPacket(track, reason))) => bad_packets.record(&stream, track.0, &reason),
+                    Ok(Some(SessionEvent::BadPacket(track, reason))) => {
+                        if let Some(suppressed) = bad_packets.occurred(Instant::now().into_std()) {
+                            tracing::warn!(stream, track = track.0, reason, suppressed, "unreadable packet from camera");
+                        }
+                    }
                     Ok(None) => {
                         return SessionEnd::Failed { error: SourceError::Closed, received_packets: first_packet.is_some() };
                     }
@@ -240,33 +239,4 @@ fn same_layout(current: &[TrackInfo], new: &[TrackInfo]) -> bool {
         && current.iter().zip(new).all(|(a, b)| {
             (a.codec, a.clock_rate, a.channels) == (b.codec, b.clock_rate, b.channels)
         })
-}
-
-/// Rate-limited log of packets retina passed on but we could not parse.
-#[derive(Default)]
-struct BadPacketLog {
-    last_logged: Option<Instant>,
-    suppressed: u64,
-}
-
-impl BadPacketLog {
-    fn record(&mut self, stream: &str, track: usize, reason: &str) {
-        let now = Instant::now();
-        if self
-            .last_logged
-            .is_some_and(|t| now < t + BAD_PACKET_LOG_INTERVAL)
-        {
-            self.suppressed += 1;
-            return;
-        }
-        tracing::warn!(
-            stream,
-            track,
-            reason,
-            suppressed = self.suppressed,
-            "unreadable packet from camera"
-        );
-        self.last_logged = Some(now);
-        self.suppressed = 0;
-    }
 }

@@ -1,13 +1,14 @@
-//! Does this RTP payload begin a picture a decoder can start from? Rotation switches
-//! to the new session at such a packet, before anything is depacketized.
+//! Does this RTP payload begin a picture a decoder can start from? Decided on one
+//! packet, before anything is depacketized: a WHEP rotation switches to the new
+//! session at such a packet. (Depacketized access units carry `keyframe` already.)
 //!
 //! True for a packet carrying a parameter set or the first fragment of an IDR/IRAP
 //! picture: servers send SPS/PPS (VPS) right before the keyframe, so switching there
 //! keeps the parameter sets with their picture.
 
-use streamgate_rtp::codec::nal::{NalSyntax, ParameterSet};
-use streamgate_rtp::codec::{h264, h265};
-use streamgate_rtp::Codec;
+use super::nal::{aggregated_units, NalSyntax, ParameterSet};
+use super::{h264, h265};
+use crate::track::Codec;
 
 /// FU header bit marking the first fragment (same place in H.264 and H.265).
 const FU_START: u8 = 0x80;
@@ -34,25 +35,15 @@ fn nal_starts_keyframe<S: NalSyntax>(payload: &[u8]) -> bool {
     };
     match S::nal_type(payload) {
         // Aggregation without DONL: the client never offers sprop-max-don-diff.
-        t if t == S::AGGREGATION => {
-            aggregated(body).any(|nal| nal.len() >= S::HEADER_LEN && starts(S::nal_type(nal)))
-        }
+        t if t == S::AGGREGATION => aggregated_units(body).map_while(Result::ok).any(|range| {
+            let nal = &body[range];
+            nal.len() >= S::HEADER_LEN && starts(S::nal_type(nal))
+        }),
         t if t == S::FRAGMENTATION => body
             .first()
             .is_some_and(|fu| fu & FU_START != 0 && S::is_random_access(fu & S::FU_TYPE_MASK)),
         t => starts(t),
     }
-}
-
-/// The NAL units of an aggregation packet body (16-bit size + unit, repeated); stops at
-/// the first size that overruns the packet.
-fn aggregated(mut body: &[u8]) -> impl Iterator<Item = &[u8]> {
-    std::iter::from_fn(move || {
-        let size = usize::from(u16::from_be_bytes([*body.first()?, *body.get(1)?]));
-        let unit = body.get(2..2 + size)?;
-        body = &body[2 + size..];
-        Some(unit)
-    })
 }
 
 #[cfg(test)]

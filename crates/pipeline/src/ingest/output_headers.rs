@@ -1,0 +1,40 @@
+//! Output header rewriting: the ingest writes each packet's output RTP header once,
+//! so every output forwards the same bytes. Per track a random SSRC that stays for
+//! the stream's life, a continuous sequence number, and the track's output payload
+//! type; the timestamp is the continuous `pts` truncated to 32 bits.
+
+use bytes::Bytes;
+use streamgate_rtp::OutPacket;
+
+/// One track's output identity, kept across source restarts.
+#[derive(Debug)]
+pub(super) struct OutputHeaders {
+    payload_type: u8,
+    ssrc: u32,
+    next_sequence: u16,
+}
+
+impl OutputHeaders {
+    /// A random SSRC and first sequence number (RFC 3550 §5.1).
+    pub(super) fn new(payload_type: u8) -> OutputHeaders {
+        OutputHeaders {
+            payload_type,
+            ssrc: rand::random(),
+            next_sequence: rand::random(),
+        }
+    }
+
+    /// The next output packet of the track, carrying `payload`.
+    pub(super) fn packet(&mut self, marker: bool, timestamp: u32, payload: Bytes) -> OutPacket {
+        let sequence = self.next_sequence;
+        self.next_sequence = sequence.wrapping_add(1);
+        OutPacket::new(
+            self.payload_type,
+            marker,
+            sequence,
+            timestamp,
+            self.ssrc,
+            payload,
+        )
+    }
+}
