@@ -130,7 +130,7 @@ static STREAM_KEYS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
         .collect()
 });
 
-/// Every key a stream's table may have.
+/// Every key a stream's table may have, as [`STREAM_KEYS`] lists them (for the API document).
 pub fn stream_keys() -> impl Iterator<Item = &'static str> {
     STREAM_KEYS.iter().copied()
 }

@@ -114,7 +114,7 @@ pub struct Document(pub std::sync::Arc<str>);
 /// This document.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "api",
     responses((status = OK, description = "OpenAPI 3.1 JSON", content_type = "application/json"),
-              (status = UNAUTHORIZED, body = ErrorBody)))]
+              (status = UNAUTHORIZED, description = "Missing or wrong bearer token", body = ErrorBody)))]
 async fn openapi(Extension(Document(json)): Extension<Document>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -273,7 +273,7 @@ fn track_view(track: &streamgate_rtp::TrackInfo) -> TrackView {
 
 /// Every stream.
 #[utoipa::path(get, path = "/api/streams", tag = "api",
-    responses((status = OK, body = StreamList), (status = UNAUTHORIZED, body = ErrorBody)))]
+    responses((status = OK, description = "Every stream", body = StreamList), (status = UNAUTHORIZED, description = "Missing or wrong bearer token", body = ErrorBody)))]
 async fn list_streams(State(state): State<AppState>) -> Json<StreamList> {
     let streams = state
         .streams
@@ -286,8 +286,8 @@ async fn list_streams(State(state): State<AppState>) -> Json<StreamList> {
 
 /// One stream.
 #[utoipa::path(get, path = "/api/streams/{name}", tag = "api", params(StreamPath),
-    responses((status = OK, body = StreamView), (status = UNAUTHORIZED, body = ErrorBody),
-              (status = NOT_FOUND, body = ErrorBody)))]
+    responses((status = OK, description = "The stream", body = StreamView), (status = UNAUTHORIZED, description = "Missing or wrong bearer token", body = ErrorBody),
+              (status = NOT_FOUND, description = "No stream of that name", body = ErrorBody)))]
 async fn get_stream(
     State(state): State<AppState>,
     Path(StreamPath { name }): Path<StreamPath>,
@@ -344,9 +344,9 @@ impl ToSchema for StreamTable {}
                 (StreamTable = "application/json"))),
     responses((status = OK, description = "Replaced", body = StreamView),
               (status = CREATED, description = "Added", body = StreamView),
-              (status = BAD_REQUEST, body = ErrorBody), (status = UNAUTHORIZED, body = ErrorBody),
+              (status = BAD_REQUEST, description = "The table fails the config file's checks", body = ErrorBody), (status = UNAUTHORIZED, description = "Missing or wrong bearer token", body = ErrorBody),
               (status = PAYLOAD_TOO_LARGE, description = "Body over 64 KiB"),
-              (status = UNSUPPORTED_MEDIA_TYPE, body = ErrorBody)))]
+              (status = UNSUPPORTED_MEDIA_TYPE, description = "Neither TOML nor JSON", body = ErrorBody)))]
 async fn put_stream(
     State(state): State<AppState>,
     Path(StreamPath { name }): Path<StreamPath>,
@@ -402,8 +402,8 @@ async fn put_stream(
 ///
 /// Stops the source and closes the Hub, which ends every reader's session.
 #[utoipa::path(delete, path = "/api/streams/{name}", tag = "api", params(StreamPath),
-    responses((status = NO_CONTENT, description = "Removed"), (status = UNAUTHORIZED, body = ErrorBody),
-              (status = NOT_FOUND, body = ErrorBody)))]
+    responses((status = NO_CONTENT, description = "Removed"), (status = UNAUTHORIZED, description = "Missing or wrong bearer token", body = ErrorBody),
+              (status = NOT_FOUND, description = "No stream of that name", body = ErrorBody)))]
 async fn delete_stream(
     State(state): State<AppState>,
     Path(StreamPath { name }): Path<StreamPath>,
