@@ -109,17 +109,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// The generated OpenAPI document, added to the app after the routes are collected.
 #[derive(Clone)]
-pub struct Document(pub std::sync::Arc<str>);
+pub struct Document(pub Bytes);
 
 /// This document.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "api",
     responses((status = OK, description = "OpenAPI 3.1 JSON", content_type = "application/json"),
               (status = UNAUTHORIZED, description = "Missing or wrong bearer token", body = ErrorBody)))]
 async fn openapi(Extension(Document(json)): Extension<Document>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        json.to_string(),
-    )
+    ([(header::CONTENT_TYPE, "application/json")], json)
 }
 
 /// `GET /api/streams/NAME`: what a stream is doing. Nothing in it holds a secret:

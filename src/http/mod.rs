@@ -13,8 +13,6 @@ mod hls_viewers;
 mod metrics;
 mod state;
 
-use std::sync::Arc;
-
 use axum::{middleware, Extension, Router};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
@@ -71,7 +69,7 @@ pub fn app(state: AppState, hls: streamgate_hls::HlsConfig) -> Router {
         move |name: &str| streams.hub(name)
     };
     router
-        .layer(Extension(api::Document(Arc::from(document))))
+        .layer(Extension(api::Document(document.into())))
         .with_state(state.clone())
         .merge(
             streamgate_hls::router(lookup, hls).layer(middleware::from_fn_with_state(

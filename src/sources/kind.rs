@@ -22,7 +22,9 @@ pub trait SourceKind: Sync {
     /// they are errors.
     fn keys(&self) -> &'static [&'static str];
     /// Checks the values of the kind's keys (types, units) without loading anything.
-    fn check(&self, options: &Options) -> Result<(), OptionError>;
+    fn check(&self, _options: &Options) -> Result<(), OptionError> {
+        Ok(())
+    }
     /// Loads and checks what the source needs (captures, SDP); paths are
     /// relative to `base`. The message names no secret.
     fn plan(

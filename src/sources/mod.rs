@@ -3,6 +3,11 @@
 //! how it plans and starts) and one line in [`KINDS`]. Everything else (the
 //! config's key checks, the registry, the API, metrics) goes through [`Source`]
 //! and the [`RunningSource`] a kind starts, with no per-kind code.
+//!
+//! The shape also fits the kinds planned next: a Ring device is a URL kind whose
+//! plan resolves the device and whose running source is the WHEP client; an
+//! RTSP or WHIP publisher's start registers the stream's path with its server
+//! and reports `idle` until a publisher pushes; a relay pulls from a peer.
 
 mod kind;
 mod replay;

@@ -29,10 +29,6 @@ impl SourceKind for Demo {
         &[]
     }
 
-    fn check(&self, _: &Options) -> Result<(), OptionError> {
-        Ok(())
-    }
-
     fn plan(&self, _: &Location, _: &Options, _: &Path) -> Result<Box<dyn Feed>, String> {
         // Parsed once per process: every demo stream shares the capture.
         static DEMO: OnceLock<Arc<Capture>> = OnceLock::new();
