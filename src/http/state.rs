@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::secret::Secret;
 use crate::streams::SharedStreams;
 
+/// What the HTTP handlers share; cheap to clone (every field is shared).
 #[derive(Clone)]
 pub struct AppState {
     pub streams: SharedStreams,
