@@ -5,12 +5,21 @@
 //! column (from toml's spans). Outputs add their own section as another field of
 //! [`Config`] (e.g. `#[serde(default)] pub rtsp: RtspConfig`), each a struct with
 //! `deny_unknown_fields` and defaults, and document it in README.md.
+//!
+//! A stream's table holds the keys every stream has (`source`, the readers'
+//! RTSP credentials) and the keys of its source's kind, which the kinds in
+//! `sources` declare and check: this module knows no kind.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
+use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde::Deserialize;
+
+use crate::sources::{Options, Source};
+use streamgate_redact::Secret;
 
 /// Largest config file read.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
@@ -100,48 +109,89 @@ fn default_http_listen() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([0, 0, 0, 0], 8080))
 }
 
-/// A password from the config: shown as `***` in Debug output and logs.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
 /// One `[streams.NAME]` table. `PartialEq` tells a reload which streams changed.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StreamConfig {
     /// Where the stream comes from.
     pub source: Source,
-    /// SDP describing a `pcap:` capture; default: the capture's path with `.sdp`.
-    /// Spanned so that setting it on another kind of source is reported by line.
-    pub sdp: Option<toml::Spanned<PathBuf>>,
     /// RTSP credentials for this stream only (override `[rtsp]`'s).
     pub rtsp_username: Option<String>,
     pub rtsp_password: Option<Secret>,
-    /// WHEP sources: `Authorization: Bearer` token for the endpoint (never logged).
-    pub bearer_token: Option<Secret>,
-    /// WHEP sources: the server's session cap (e.g. "60s"); sessions are rotated
-    /// make-before-break before they reach it.
-    #[serde(default, with = "humantime_serde")]
-    pub max_session: Option<std::time::Duration>,
-    /// WHEP sources: local IP the WebRTC sockets bind to (default: every interface
-    /// except loopback; a loopback address keeps a local test on 127.0.0.1).
-    pub webrtc_bind: Option<std::net::IpAddr>,
-    /// WHEP sources: trickle ICE by PATCH: `"auto"` (default: once the server announces
-    /// it), `true` (always) or `false` (never: full gathering).
-    pub trickle: Option<crate::whep::WhepTrickle>,
-    /// RTSP sources: `tcp` (default), `udp`, or `auto` (UDP, falling back to TCP).
-    pub transport: Option<crate::rtsp_source::RtspTransport>,
-    /// RTSP sources: stay connected with no reader (default: connect on the first one).
-    pub always_on: Option<bool>,
-    /// RTSP sources: how long to stay connected after the last reader leaves (default 10s).
-    #[serde(default, with = "humantime_serde")]
-    pub idle_grace: Option<std::time::Duration>,
+    /// The keys of the source's kind (`sdp`, `transport`, ...), as written.
+    pub options: Options,
+}
+
+/// Every key a stream's table may have: the source's, then each kind's, then the
+/// readers' credentials (the order unknown-key errors list them in).
+static STREAM_KEYS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    std::iter::once("source")
+        .chain(crate::sources::keys())
+        .chain(["rtsp_username", "rtsp_password"])
+        .collect()
+});
+
+/// Every key a stream's table may have, as [`STREAM_KEYS`] lists them (for the API document).
+pub fn stream_keys() -> impl Iterator<Item = &'static str> {
+    STREAM_KEYS.iter().copied()
+}
+
+impl<'de> Deserialize<'de> for StreamConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(StreamTable)
+    }
+}
+
+/// Reads a stream's table: the common keys typed, the kind's keys kept with
+/// their places for the kind to check.
+struct StreamTable;
+
+impl<'de> Visitor<'de> for StreamTable {
+    type Value = StreamConfig;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a stream's table")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StreamConfig, A::Error> {
+        let (mut source, mut rtsp_username, mut rtsp_password) = (None, None, None);
+        let mut options = BTreeMap::new();
+        while let Some(key) = map.next_key_seed(StreamKey)? {
+            match key {
+                "source" => source = Some(map.next_value()?),
+                "rtsp_username" => rtsp_username = Some(map.next_value()?),
+                "rtsp_password" => rtsp_password = Some(map.next_value()?),
+                option => {
+                    options.insert(option.to_owned(), map.next_value()?);
+                }
+            }
+        }
+        Ok(StreamConfig {
+            source: source.ok_or_else(|| de::Error::missing_field("source"))?,
+            rtsp_username,
+            rtsp_password,
+            options: Options(options),
+        })
+    }
+}
+
+/// A key of a stream's table, refused (at its place in the file) unless it is
+/// one of [`STREAM_KEYS`].
+struct StreamKey;
+
+impl<'de> DeserializeSeed<'de> for StreamKey {
+    type Value = &'static str;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        let key = String::deserialize(deserializer)?;
+        let keys: &'static [&'static str] = &STREAM_KEYS;
+        keys.iter()
+            .find(|known| **known == key)
+            .copied()
+            .ok_or_else(|| de::Error::unknown_field(&key, keys))
+    }
 }
 
 /// A stream's name: 1–64 ASCII letters, digits, `_` or `-` (it is used in URLs).
@@ -172,97 +222,6 @@ impl TryFrom<String> for StreamName {
 impl fmt::Display for StreamName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-/// Where a stream's media comes from (`source = "..."`).
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub enum Source {
-    /// The bundled H.264 + AAC capture, replayed in a loop.
-    Demo,
-    /// A pcap/pcapng capture of RTP over UDP, replayed in a loop.
-    Pcap(PathBuf),
-    /// An RTSP camera (`rtsp://` or `rtsps://`); credentials may be in the URL.
-    Rtsp(url::Url),
-    /// A WHEP endpoint (`whep://` = http, `wheps://` = https).
-    Whep(url::Url),
-}
-
-impl TryFrom<String> for Source {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<Self, Self::Error> {
-        if text == "demo" {
-            return Ok(Source::Demo);
-        }
-        if let Some(path) = text.strip_prefix("pcap:") {
-            if path.is_empty() {
-                return Err("`pcap:` needs a path, e.g. \"pcap:captures/cam.pcap\"".into());
-            }
-            return Ok(Source::Pcap(PathBuf::from(path)));
-        }
-        let expected = "expected \"demo\", \"pcap:PATH\", \"rtsp://…\", \"rtsps://…\", \"whep://…\" or \"wheps://…\"";
-        let Some((scheme, _)) = text.split_once("://") else {
-            return Err(format!(
-                "unknown source {:?}: {expected}",
-                redact_text(&text)
-            ));
-        };
-        let url = url::Url::parse(&text)
-            .map_err(|e| format!("bad source URL {:?}: {e}", redact_text(&text)))?;
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err(format!("source URL {} has no host", Redacted(&url)));
-        }
-        match scheme.to_ascii_lowercase().as_str() {
-            "rtsp" | "rtsps" => Ok(Source::Rtsp(url)),
-            "whep" | "wheps" => Ok(Source::Whep(url)),
-            _ => Err(format!("unknown source scheme `{scheme}://`: {expected}")),
-        }
-    }
-}
-
-/// Shows the source with any password in its URL replaced by `***`.
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Demo => f.write_str("demo"),
-            Source::Pcap(path) => write!(f, "pcap:{}", path.display()),
-            Source::Rtsp(url) | Source::Whep(url) => Redacted(url).fmt(f),
-        }
-    }
-}
-
-impl fmt::Debug for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Source({self})")
-    }
-}
-
-/// A URL shown without its password (and without a query, which may hold tokens).
-pub struct Redacted<'a>(pub &'a url::Url);
-
-impl fmt::Display for Redacted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut url = self.0.clone();
-        if url.password().is_some() {
-            // Only fails for URLs that cannot have credentials, which have no password.
-            let _ = url.set_password(Some("***"));
-        }
-        if url.query().is_some() {
-            url.set_query(Some("***"));
-        }
-        f.write_str(url.as_str())
-    }
-}
-
-/// Redacts the `user:password@` part of text that did not parse as a URL.
-fn redact_text(text: &str) -> String {
-    match (text.find("://"), text.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}***@{}", &text[..scheme_end + 3], &text[at + 1..])
-        }
-        _ => text.to_owned(),
     }
 }
 
@@ -309,10 +268,10 @@ impl Config {
     /// replace the file's; `var` looks a variable up.
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
         if let Some(token) = var(API_TOKEN_ENV).filter(|t| !t.is_empty()) {
-            self.http.api_token = Some(Secret(token));
+            self.http.api_token = Some(Secret::new(token));
         }
         if let Some(password) = var(RTSP_PASSWORD_ENV).filter(|p| !p.is_empty()) {
-            self.rtsp.password = Some(Secret(password));
+            self.rtsp.password = Some(Secret::new(password));
         }
     }
 
@@ -351,45 +310,14 @@ impl Config {
                     ),
                 ));
             }
-            let whep_options = stream.bearer_token.is_some()
-                || stream.max_session.is_some()
-                || stream.webrtc_bind.is_some()
-                || stream.trickle.is_some();
-            if whep_options && !matches!(stream.source, Source::Whep(_)) {
+            if let Err(error) = stream.source.check(&stream.options) {
                 return Err(invalid(
-                    0,
-                    format!("stream {name}: `bearer_token`, `max_session`, `webrtc_bind` and `trickle` are only used by whep:// sources"),
-                ));
-            }
-            let rtsp_options = stream.transport.is_some()
-                || stream.always_on.is_some()
-                || stream.idle_grace.is_some();
-            if rtsp_options && !matches!(stream.source, Source::Rtsp(_)) {
-                return Err(invalid(
-                    0,
-                    format!("stream {name}: `transport`, `always_on` and `idle_grace` are only used by rtsp:// sources"),
-                ));
-            }
-            if let (Some(sdp), false) = (&stream.sdp, matches!(stream.source, Source::Pcap(_))) {
-                return Err(invalid(
-                    sdp.span().start,
-                    format!("stream {name}: `sdp` is only used by pcap: sources"),
+                    error.at,
+                    format!("stream {name}: {}", error.message),
                 ));
             }
         }
         Ok(config)
-    }
-}
-
-impl StreamConfig {
-    /// The capture and SDP files of this stream's `pcap:` source `pcap`, relative
-    /// paths resolved against `base` (the config file's directory).
-    pub fn capture_files(&self, pcap: &Path, base: &Path) -> (PathBuf, PathBuf) {
-        let sdp = self
-            .sdp
-            .as_ref()
-            .map_or_else(|| pcap.with_extension("sdp"), |sdp| sdp.get_ref().clone());
-        (base.join(pcap), base.join(sdp))
     }
 }
 
@@ -407,6 +335,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::Location;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("gw.toml"))
@@ -492,6 +421,16 @@ mod tests {
                 "[streams.a]\nsource = \"demo\"\nsdp = \"x.sdp\"\n",
                 "gw.toml:3:7: stream a: `sdp` is only used by pcap: sources",
             ),
+            (
+                "rtsp keys on demo",
+                "[streams.a]\nsource = \"demo\"\nalways_on = true\n",
+                "gw.toml:3:13: stream a: `transport`, `always_on` and `idle_grace` are only used by rtsp:// sources",
+            ),
+            (
+                "bad rtsp transport",
+                "[streams.a]\nsource = \"rtsp://cam/x\"\ntransport = \"pigeon\"\n",
+                "gw.toml:3:13: stream a: ",
+            ),
         ];
         for (what, text, expected) in cases {
             let err = parse(text).expect_err(what).to_string();
@@ -513,31 +452,19 @@ mod tests {
         )
         .unwrap();
         let get = |name: &str| &config.streams[&StreamName(name.into())];
-        assert_eq!(get("demo").source, Source::Demo);
-        let base = Path::new("/etc/sg");
-        let files = |name: &str| {
-            let stream = get(name);
-            let Source::Pcap(pcap) = &stream.source else {
-                panic!("{name} is not pcap")
-            };
-            stream.capture_files(pcap, base)
-        };
+        assert_eq!(get("demo").source.label(), "demo");
         assert_eq!(
-            files("file"),
-            (
-                PathBuf::from("/etc/sg/caps/cam.pcap"),
-                PathBuf::from("/etc/sg/caps/cam.sdp")
-            )
+            get("file").source.location(),
+            &Location::Path("caps/cam.pcap".into())
         );
+        assert_eq!(get("file").options, Options::default());
         assert_eq!(
-            files("file2"),
-            (
-                PathBuf::from("/abs/cam.pcapng"),
-                PathBuf::from("/etc/sg/other.sdp")
-            )
+            get("file2").source.location(),
+            &Location::Path("/abs/cam.pcapng".into())
         );
-        assert!(matches!(get("cam").source, Source::Rtsp(_)));
-        assert!(matches!(get("ring").source, Source::Whep(_)));
+        assert_eq!(format!("{:?}", get("file2").options), "[\"sdp\"]");
+        assert_eq!(get("cam").source.label(), "rtsp://");
+        assert_eq!(get("ring").source.label(), "whep://");
     }
 
     #[test]
@@ -578,7 +505,7 @@ mod tests {
             .streams
             .get(&StreamName("demo".into()))
             .expect("a demo stream");
-        assert_eq!(demo.source, Source::Demo);
+        assert_eq!(demo.source.label(), "demo");
     }
 
     /// The values gateway.toml states (set or commented out) are the defaults, so

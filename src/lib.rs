@@ -1,13 +1,16 @@
 //! The gateway's application layer, shared by the `streamgate` binary and its
-//! integration tests: configuration, the stream registry and the HTTP app
-//! (API, metrics, dashboard). Protocol code
-//! lives in the `streamgate-*` library crates.
+//! integration tests. Protocol code lives in the `streamgate-*` library crates.
+//!
+//! Layers, each using only those below it (`scripts/check-import-cycles` keeps
+//! it so):
+//! - `http`: the HTTP app (API, metrics, dashboard, HLS viewers);
+//! - `reload`: applying a changed config to the running registry;
+//! - `streams`: the registry of running streams, each a Hub and its source;
+//! - `config`: the TOML file's shape and checks;
+//! - `sources`: one module per kind of source, behind one shape;
 
-pub mod api;
 pub mod config;
-pub mod dashboard;
-pub mod metrics;
+pub mod http;
 pub mod reload;
-pub mod rtsp_source;
+pub mod sources;
 pub mod streams;
-pub mod whep;

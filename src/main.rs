@@ -1,5 +1,5 @@
 //! `streamgate`: the gateway binary. Loads the config, starts every stream's
-//! source (see `streamgate::streams`) and runs until Ctrl-C or SIGTERM.
+//! source (see `streamgate::streams` and `streamgate::sources`) and runs until Ctrl-C or SIGTERM.
 //!
 //! Outputs (RTSP server, HLS over HTTP) are started in [`serve`] next to the
 //! stream registry, each from its own config section.
@@ -12,11 +12,12 @@ use clap::{Parser, Subcommand};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
-use streamgate::api::{self, AppState, SharedStreams};
 use streamgate::config::{self, Config};
-use streamgate::streams::{self, Streams};
+use streamgate::http::{self, AppState};
+use streamgate::streams::{self, SharedStreams, Streams};
+use streamgate_redact::Secret;
 use streamgate_rtsp::server::Readers;
 
 /// Live video gateway: WHEP/RTSP/pcap sources in, RTSP and LL-HLS out.
@@ -107,12 +108,12 @@ fn serve(path: &Path) -> Result<(), StartError> {
         let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signal)?;
         let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signal)?;
         let mut hangup = signal(SignalKind::hangup()).map_err(StartError::Signal)?;
-        let streams: SharedStreams = Arc::new(RwLock::new(Streams::start(planned)));
+        let streams = SharedStreams::new(Streams::start(planned));
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let (rtsp, rtsp_readers) = start_rtsp(&config, &streams, stopping.clone()).await?;
         let base = path.parent().unwrap_or(Path::new(".")).to_owned();
         let http = start_http(&config, &streams, rtsp_readers, base.clone(), stopping).await?;
-        tracing::info!(config = %path.display(), streams = read(&streams).iter().count(), "streamgate running");
+        tracing::info!(config = %path.display(), streams = streams.read().iter().count(), "streamgate running");
         let reason = loop {
             tokio::select! {
                 _ = interrupt.recv() => break "SIGINT",
@@ -124,7 +125,7 @@ fn serve(path: &Path) -> Result<(), StartError> {
         // New connections stop now. Closing the streams ends what is in flight:
         // RTSP readers get SR+BYE on every track, blocking HLS requests return.
         stop.send_replace(true);
-        let streams = std::mem::replace(&mut *write(&streams), Streams::start(Vec::new()));
+        let streams = std::mem::replace(&mut *streams.write(), Streams::start(Vec::new()));
         streams.shutdown().await;
         // The RTSP server waits for its connections itself, within SHUTDOWN_DRAIN.
         let _ = rtsp.await;
@@ -169,16 +170,13 @@ async fn start_rtsp(
     stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(tokio::task::JoinHandle<()>, Readers), StartError> {
     use streamgate_rtsp::server::{Credentials, RtspServer, ServerConfig, StreamEntry};
-    fn credentials(
-        username: &Option<String>,
-        password: &Option<config::Secret>,
-    ) -> Option<Credentials> {
+    fn credentials(username: &Option<String>, password: &Option<Secret>) -> Option<Credentials> {
         username
             .clone()
             .zip(password.clone())
             .map(|(username, password)| Credentials {
                 username,
-                password: password.0,
+                password: password.expose().to_owned(),
             })
     }
     let server_config = ServerConfig {
@@ -189,7 +187,7 @@ async fn start_rtsp(
     };
     let streams = streams.clone();
     let directory = move |name: &str| {
-        let streams = read(&streams);
+        let streams = streams.read();
         let stream = streams.get(name)?;
         Some(StreamEntry {
             hub: stream.hub.clone(),
@@ -203,14 +201,6 @@ async fn start_rtsp(
         tokio::spawn(server.run_until(stopped, SHUTDOWN_DRAIN)),
         readers,
     ))
-}
-
-fn read(streams: &SharedStreams) -> std::sync::RwLockReadGuard<'_, Streams> {
-    streams.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write(streams: &SharedStreams) -> std::sync::RwLockWriteGuard<'_, Streams> {
-    streams.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// How long connections in flight (RTSP readers, HTTP requests) may take to
@@ -237,7 +227,7 @@ async fn start_http(
     tracing::info!(%listen, "HTTP server listening (dashboard at /, API at /api/, HLS at /hls/NAME/)");
     let mut state = AppState::new(config, streams.clone(), base);
     state.rtsp_readers = rtsp_readers;
-    let app = api::app(state, config.hls.clone());
+    let app = http::app(state, config.hls.clone());
     Ok(tokio::spawn(async move {
         // Client addresses reach the handlers (HLS viewers in the API).
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();

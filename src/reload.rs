@@ -5,9 +5,8 @@
 
 use std::path::Path;
 
-use crate::api::SharedStreams;
 use crate::config::Config;
-use crate::streams::{self, StreamError};
+use crate::streams::{self, SharedStreams, StreamError};
 
 /// Why a reload changed nothing.
 #[derive(thiserror::Error, Debug)]
@@ -37,7 +36,7 @@ pub async fn apply(
 ) -> Result<ReloadSummary, ReloadError> {
     let mut summary = ReloadSummary::default();
     let to_start: Vec<_> = {
-        let running = shared.read().unwrap_or_else(|p| p.into_inner());
+        let running = shared.read();
         config
             .streams
             .iter()
@@ -63,17 +62,16 @@ pub async fn apply(
     };
     let base = base.to_owned();
     let planned = tokio::task::spawn_blocking(move || {
-        let mut demo = None;
         to_start
             .iter()
-            .map(|(name, wanted)| streams::plan_stream(name, wanted, &base, &mut demo))
+            .map(|(name, wanted)| streams::plan_stream(name, wanted, &base))
             .collect::<Result<Vec<_>, _>>()
     })
     .await
     .map_err(|e| ReloadError::Loader(e.to_string()))??;
 
     let stopped: Vec<_> = {
-        let mut running = shared.write().unwrap_or_else(|p| p.into_inner());
+        let mut running = shared.write();
         let gone: Vec<String> = running
             .iter()
             .map(|(name, _)| name.to_string())

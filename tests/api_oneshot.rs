@@ -1,11 +1,10 @@
-//! The HTTP app (`streamgate::api::app`) driven with `tower::ServiceExt::oneshot`:
+//! The HTTP app (`streamgate::http::app`) driven with `tower::ServiceExt::oneshot`:
 //! stream views, adding/replacing/removing streams (checked like the config file),
 //! bearer-token auth, JSON errors, secrets kept out of every answer, the OpenAPI
 //! document and the metrics text. The streams are real: the demo capture and a
 //! fixture capture replayed into real Hubs.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -14,9 +13,9 @@ use axum::Router;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use streamgate::api::{self, AppState, SharedStreams};
 use streamgate::config::Config;
-use streamgate::streams::{self, Streams};
+use streamgate::http::{self, AppState};
+use streamgate::streams::{self, SharedStreams, Streams};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -28,9 +27,9 @@ fn fixtures() -> PathBuf {
 fn gateway(toml: &str) -> (Router, SharedStreams) {
     let config = Config::parse(toml, Path::new("test.toml")).expect("config");
     let planned = streams::plan(&config, &fixtures()).expect("plan");
-    let streams: SharedStreams = Arc::new(RwLock::new(Streams::start(planned)));
+    let streams = SharedStreams::new(Streams::start(planned));
     let state = AppState::new(&config, streams.clone(), fixtures());
-    (api::app(state, config.hls.clone()), streams)
+    (http::app(state, config.hls.clone()), streams)
 }
 
 struct Reply {
@@ -172,7 +171,7 @@ async fn streams_are_added_replaced_and_removed_at_runtime() {
     wait_json(&app, "/api/streams/cam", |v| v["frames"].as_u64() > Some(0)).await;
 
     // A reader of the stream as it is now, to see what replacing and deleting do to it.
-    let hub = streams.read().unwrap().get("cam").expect("cam").hub.clone();
+    let hub = streams.read().get("cam").expect("cam").hub.clone();
     let mut reader = hub.subscribe();
 
     let replaced = put(
@@ -193,7 +192,7 @@ async fn streams_are_added_replaced_and_removed_at_runtime() {
         "the replaced stream's reader was not ended"
     );
 
-    let hub = streams.read().unwrap().get("cam").expect("cam").hub.clone();
+    let hub = streams.read().get("cam").expect("cam").hub.clone();
     let mut reader = hub.subscribe();
     let deleted = send(&app, Method::DELETE, "/api/streams/cam", None, None).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
@@ -218,7 +217,7 @@ async fn bad_stream_tables_are_rejected_like_the_config_file() {
     let (app, _streams) = gateway("");
     let cases: &[(&str, &str, &str, StatusCode, &str)] = &[
         ("cam", "application/toml", "sorce = \"demo\"\n", StatusCode::BAD_REQUEST, "line 1, column 1: unknown field `sorce`"),
-        ("cam", "application/toml", "source = \"demo\"\ntransport = \"udp\"\n", StatusCode::BAD_REQUEST, "stream cam: `transport`, `always_on` and `idle_grace` are only used by rtsp:// sources"),
+        ("cam", "application/toml", "source = \"demo\"\ntransport = \"udp\"\n", StatusCode::BAD_REQUEST, "line 2, column 13: stream cam: `transport`, `always_on` and `idle_grace` are only used by rtsp:// sources"),
         ("cam", "application/toml", "source = \"pcap:missing.pcap\"\n", StatusCode::BAD_REQUEST, "stream cam: "),
         ("cam", "application/toml", "[rtsp]\nlisten = \"0.0.0.0:1\"\n", StatusCode::BAD_REQUEST, "unexpected table `rtsp`"),
         ("cam", "application/json", "{\"source\": 5}", StatusCode::BAD_REQUEST, "line 1, column 10: invalid type: integer `5`"),
@@ -302,7 +301,7 @@ fn api_token_comes_from_the_environment() {
         (name == streamgate::config::API_TOKEN_ENV).then(|| "from-env".to_owned())
     });
     assert_eq!(
-        config.http.api_token.map(|s| s.0).as_deref(),
+        config.http.api_token.as_ref().map(|s| s.expose()),
         Some("from-env")
     );
 }
@@ -339,27 +338,99 @@ async fn secrets_never_appear_in_api_answers() {
     assert_eq!(view["source"], "rtsp://admin:***@127.0.0.1:9/live?***");
 }
 
+/// The document lists exactly the routes the app serves: its paths are these, and
+/// each documented method is answered by a handler while every other method on
+/// the path is refused (405), so a route served but not documented (or the
+/// reverse) fails here.
 #[tokio::test]
 async fn openapi_document_lists_every_route() {
     let (app, _streams) = gateway("");
     let reply = get(&app, "/api/openapi.json").await;
     assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.headers[header::CONTENT_TYPE], "application/json");
     let document = reply.json();
-    assert_eq!(document["openapi"], "3.0.3");
-    let paths = document["paths"].as_object().expect("paths");
-    for (path, methods) in [
-        ("/api/streams", &["get"][..]),
-        ("/api/streams/{name}", &["get", "put", "delete"][..]),
-        ("/api/openapi.json", &["get"][..]),
-        ("/healthz", &["get"][..]),
-        ("/metrics", &["get"][..]),
-    ] {
-        for method in methods {
-            assert!(
-                paths[path][method].is_object(),
-                "{method} {path} is not documented"
-            );
+    assert_eq!(document["openapi"], "3.1.0");
+    assert_eq!(document["info"]["title"], "streamgate API");
+    assert_eq!(
+        document["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let documented: Vec<(String, Vec<String>)> = document["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .map(|(path, item)| {
+            let methods = item.as_object().expect("path item").keys();
+            let methods = methods.filter(|key| *key != "parameters").cloned();
+            (path.clone(), methods.collect())
+        })
+        .collect();
+    let served: &[(&str, &[&str])] = &[
+        ("/", &["get"]),
+        ("/api/openapi.json", &["get"]),
+        ("/api/streams", &["get"]),
+        ("/api/streams/{name}", &["delete", "get", "put"]),
+        ("/healthz", &["get"]),
+        ("/metrics", &["get"]),
+    ];
+    let mut sorted: Vec<(String, Vec<String>)> = documented.clone();
+    for (_, methods) in &mut sorted {
+        methods.sort();
+    }
+    sorted.sort();
+    let expected: Vec<(String, Vec<String>)> = served
+        .iter()
+        .map(|(path, methods)| {
+            (
+                path.to_string(),
+                methods.iter().map(|m| m.to_string()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(sorted, expected, "documented routes");
+    for (path, methods) in &documented {
+        let uri = path.replace("{name}", "nope");
+        for method in [
+            Method::GET,
+            Method::PUT,
+            Method::POST,
+            Method::DELETE,
+            Method::PATCH,
+        ] {
+            let body = (method == Method::PUT).then_some(("application/toml", "sorce = 1\n"));
+            let reply = send(&app, method.clone(), &uri, body, None).await;
+            if methods.contains(&method.as_str().to_ascii_lowercase()) {
+                // Answered by the handler: a 404 is the API's JSON one, not a missing route.
+                let handled = reply.status != StatusCode::METHOD_NOT_ALLOWED
+                    && (reply.status != StatusCode::NOT_FOUND || reply.body.contains("\"error\""));
+                assert!(
+                    handled,
+                    "{method} {path} is documented but not served: {}",
+                    reply.status
+                );
+            } else {
+                assert_eq!(
+                    reply.status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path} is served but not documented"
+                );
+            }
         }
+    }
+    let put = &document["paths"]["/api/streams/{name}"]["put"]["requestBody"]["content"];
+    assert!(
+        put["application/toml"].is_object() && put["application/json"].is_object(),
+        "{put}"
+    );
+    let table = &document["components"]["schemas"]["StreamTable"]["properties"];
+    for key in [
+        "source",
+        "sdp",
+        "transport",
+        "bearer_token",
+        "rtsp_password",
+    ] {
+        assert!(table[key].is_object(), "StreamTable lacks {key}: {table}");
     }
 }
 
@@ -373,20 +444,15 @@ fn sample(text: &str, name_and_labels: &str) -> f64 {
 #[tokio::test]
 async fn metrics_count_per_stream_and_process() {
     let (app, streams) = gateway("[streams.demo]\nsource = \"demo\"\n");
-    let hub = streams
-        .read()
-        .unwrap()
-        .get("demo")
-        .expect("demo")
-        .hub
-        .clone();
+    let hub = streams.read().get("demo").expect("demo").hub.clone();
     let _reader = hub.subscribe();
     let first = get(&app, "/metrics").await;
     assert_eq!(first.status, StatusCode::OK);
     assert_eq!(
         first.headers[header::CONTENT_TYPE],
-        "text/plain; version=0.0.4; charset=utf-8"
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
     );
+    assert!(first.body.ends_with("\n# EOF\n"), "{}", first.body);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let second = get(&app, "/metrics").await.body;
     for counter in [
@@ -434,5 +500,47 @@ async fn metrics_count_per_stream_and_process() {
             line.ends_with(" counter") || line.ends_with(" gauge"),
             "{line}"
         );
+    }
+    // Every family with its type and help; a counter's family name is its
+    // samples' name without `_total` (OpenMetrics), so the series keep their names.
+    let families = [
+        ("streamgate_stream_frames", "counter", "Frames (access units) the source published."),
+        ("streamgate_stream_packets", "counter", "RTP packets the source published."),
+        ("streamgate_stream_bytes", "counter", "Payload bytes the source published."),
+        ("streamgate_stream_drops", "counter", "Frames skipped for slow readers, all readers together."),
+        ("streamgate_stream_keyframe_requests", "counter", "Keyframe requests readers sent to the source."),
+        ("streamgate_stream_readers", "gauge", "Readers of the stream now: RTSP sessions plus one per running HLS muxer."),
+        ("streamgate_output_packets", "counter", "RTP and RTCP packets sent to the stream's readers, by output protocol (RTSP only: HLS answers files)."),
+        ("streamgate_output_bytes", "counter", "Bytes sent to the stream's readers, by output protocol (HLS: playlists and media answered)."),
+        ("streamgate_readers", "gauge", "Readers of the stream now, by output protocol (RTSP: playing sessions; HLS: viewers of the last 10 s)."),
+        ("streamgate_hls_viewers", "gauge", "Client addresses that fetched the stream's HLS playlists or media in the last 10 s."),
+        ("streamgate_source_reconnects", "counter", "Times the source connected again after its first session."),
+        ("streamgate_source_up", "gauge", "1 while the source runs, 0 while it has failed; `state` is the source client's own state."),
+        ("process_resident_memory_bytes", "gauge", "Resident memory size in bytes."),
+        ("process_cpu_seconds", "counter", "User and system CPU time spent in seconds."),
+        ("process_open_fds", "gauge", "Number of open file descriptors."),
+    ];
+    for (family, kind, help) in families {
+        let header = format!("# HELP {family} {help}\n# TYPE {family} {kind}\n");
+        assert!(second.contains(&header), "no {header:?} in:\n{second}");
+    }
+    assert_eq!(
+        second.lines().filter(|l| l.starts_with("# TYPE")).count(),
+        families.len(),
+        "{second}"
+    );
+    // Read from the Hub (an unread reader may have dropped frames by now).
+    for key in [
+        "streamgate_stream_drops_total{stream=\"demo\"}",
+        "streamgate_stream_keyframe_requests_total{stream=\"demo\"}",
+    ] {
+        assert!(sample(&second, key) >= 0.0, "{key}");
+    }
+    for key in [
+        "streamgate_output_bytes_total{stream=\"demo\",protocol=\"rtsp\"}",
+        "streamgate_output_bytes_total{stream=\"demo\",protocol=\"hls\"}",
+        "streamgate_hls_viewers{stream=\"demo\"}",
+    ] {
+        assert_eq!(sample(&second, key), 0.0, "{key}");
     }
 }

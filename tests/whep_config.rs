@@ -32,12 +32,12 @@ fn whep_options_are_checked_and_the_token_stays_secret() {
         (
             "token_on_demo.toml",
             format!("[streams.cam]\nsource = \"demo\"\nbearer_token = \"{token}\"\n"),
-            "only used by whep:// sources",
+            "token_on_demo.toml:3:16: stream cam: `bearer_token`, `max_session`, `webrtc_bind` and `trickle` are only used by whep:// sources",
         ),
         (
             "bad_duration.toml",
             "[streams.cam]\nsource = \"whep://h/whep\"\nmax_session = \"sixty\"\n".to_owned(),
-            "bad_duration.toml:3:15: invalid value: string \"sixty\", expected a duration",
+            "bad_duration.toml:3:15: stream cam: invalid value: string \"sixty\", expected a duration",
         ),
     ] {
         let output = check_config(dir.path(), name, &toml);

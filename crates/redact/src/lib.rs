@@ -135,7 +135,8 @@ impl Scrubber {
 
 /// A secret from the config or the environment (password, bearer token): `***` in
 /// `Debug` and `Display`, so no log line or error can print it by accident.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {

@@ -1,113 +1,39 @@
-//! The HTTP app: the management API (`/api/*`), `/healthz`, `/metrics`, the
-//! dashboard at `/` and the HLS routes, in one axum [`Router`] built by [`app`]
-//! so tests drive it with `tower::ServiceExt::oneshot`.
-//!
-//! The OpenAPI document is hand-written (`api/openapi.json`): five routes do not
-//! justify a derive-macro dependency (utoipa) on every handler and view type, and
-//! a test checks that every route the router serves is in it.
+//! The management API (`/api/*`): stream views, adding, replacing and removing
+//! streams, and the OpenAPI document, all behind the bearer token when one is
+//! set. Each handler is registered with its `#[utoipa::path]` through
+//! [`OpenApiRouter`], so the document lists exactly the routes served.
 
-use std::collections::HashMap;
-use std::path::{Path as FsPath, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Instant;
+use std::path::Path as FsPath;
 
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json};
 use bytes::Bytes;
 use serde::Serialize;
-use streamgate_pipeline::Hub;
 use streamgate_rtp::MediaKind;
-use streamgate_rtsp::server::{ReaderInfo, Readers};
+use streamgate_rtsp::server::ReaderInfo;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::config::{Config, ConfigError, Secret, StreamName};
-use crate::streams::{self, SourceState, Stream, Streams};
-
-/// The stream registry as the HTTP app, the RTSP server and the API share it.
-pub type SharedStreams = Arc<RwLock<Streams>>;
+use super::state::AppState;
+use crate::config::{Config, ConfigError, StreamConfig, StreamName};
+use crate::streams::{self, Stream};
+use streamgate_redact::Secret;
 
 /// Largest `PUT /api/streams/NAME` body: a stream's table is a few lines.
 const MAX_STREAM_BODY: usize = 64 * 1024;
 
-const OPENAPI: &str = include_str!("api/openapi.json");
-
-mod hls_viewers;
-pub use hls_viewers::HlsViewers;
-
-/// What the HTTP handlers share.
-#[derive(Clone)]
-pub struct AppState {
-    pub streams: SharedStreams,
-    /// Directory relative `pcap:` paths in API requests are resolved against
-    /// (the config file's, as for the file's own streams).
-    pub base: PathBuf,
-    /// Required as `Authorization: Bearer` on `/api/*` when set.
-    pub api_token: Option<Secret>,
-    /// Port of the RTSP server, for the URLs the dashboard shows.
-    pub rtsp_port: u16,
-    bitrates: Arc<Mutex<HashMap<String, BitrateSample>>>,
-    pub hls_viewers: HlsViewers,
-    /// The RTSP server's playing sessions (the binary passes the server's).
-    pub rtsp_readers: Readers,
-}
-
-impl AppState {
-    pub fn new(config: &Config, streams: SharedStreams, base: PathBuf) -> AppState {
-        AppState {
-            streams,
-            base,
-            api_token: config.http.api_token.clone(),
-            rtsp_port: config.rtsp.listen.port(),
-            bitrates: Arc::default(),
-            hls_viewers: HlsViewers::default(),
-            rtsp_readers: Readers::default(),
-        }
-    }
-
-    /// Read access to the registry; a panic elsewhere never locks the API out.
-    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Streams> {
-        self.streams.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Streams> {
-        self.streams.write().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub fn hub(&self, name: &str) -> Option<Hub> {
-        self.read().get(name).map(|stream| stream.hub.clone())
-    }
-}
-
-/// The whole HTTP app on `[http] listen`.
-pub fn app(state: AppState, hls: streamgate_hls::HlsConfig) -> Router {
-    let lookup = {
-        let state = state.clone();
-        move |name: &str| state.hub(name)
-    };
-    let api = Router::new()
-        .route("/api/streams", get(list_streams))
-        .route(
-            "/api/streams/{name}",
-            get(get_stream).put(put_stream).delete(delete_stream),
-        )
-        .route("/api/openapi.json", get(openapi))
+/// The `/api/*` routes, each guarded by the token.
+pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_streams))
+        .routes(routes!(get_stream, put_stream, delete_stream))
+        .routes(routes!(openapi))
         .layer(DefaultBodyLimit::max(MAX_STREAM_BODY))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
-        .merge(api)
-        .route("/healthz", get(|| async { "ok\n" }))
-        .merge(crate::metrics::router())
-        .merge(crate::dashboard::router())
-        .with_state(state.clone())
-        .merge(
-            streamgate_hls::router(lookup, hls).layer(middleware::from_fn_with_state(
-                state.hls_viewers.clone(),
-                hls_viewers::track,
-            )),
-        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
 }
 
 /// Every API failure: a status and a message for the client, as `{"error": "..."}`.
@@ -137,11 +63,10 @@ impl IntoResponse for AppError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        let mut response = (
-            status,
-            Json(serde_json::json!({ "error": self.to_string() })),
-        )
-            .into_response();
+        let body = ErrorBody {
+            error: self.to_string(),
+        };
+        let mut response = (status, Json(body)).into_response();
         if matches!(self, AppError::Unauthorized) {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -157,7 +82,7 @@ async fn require_token(
     request: Request,
     next: Next,
 ) -> Result<Response, AppError> {
-    if let Some(Secret(expected)) = &state.api_token {
+    if let Some(expected) = state.api_token.as_ref().map(Secret::expose) {
         let given = request
             .headers()
             .get(header::AUTHORIZATION)
@@ -171,25 +96,43 @@ async fn require_token(
     Ok(next.run(request).await)
 }
 
+/// The body of every API error.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
 /// Compares without an early exit, so response time does not leak the token's prefix.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+/// The generated OpenAPI document, added to the app after the routes are collected.
+#[derive(Clone)]
+pub struct Document(pub Bytes);
+
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "api",
+    responses((status = OK, description = "OpenAPI 3.1 JSON", content_type = "application/json"),
+              (status = UNAUTHORIZED, description = "Missing or wrong bearer token", body = ErrorBody)))]
+async fn openapi(Extension(Document(json)): Extension<Document>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], json)
 }
 
 /// `GET /api/streams/NAME`: what a stream is doing. Nothing in it holds a secret:
 /// the source URL and errors are redacted by the registry and the source crates.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
+#[schema(as = Stream)]
 pub struct StreamView {
     pub name: String,
+    /// The source, passwords and query strings replaced by `***`.
     pub source: String,
     /// `running` or `failed`.
     pub state: &'static str,
-    /// The source client's own state (`playing`, `retrying`, `streaming`, ...).
+    /// The source client's own state (RTSP and WHEP alike: `idle`, `connecting`,
+    /// `playing`, `rotating`, `retrying` or `stopped`); for replays the same as `state`.
     pub source_state: String,
+    /// Redacted.
     pub last_error: Option<String>,
     pub reconnects: u64,
     pub tracks: Vec<TrackView>,
@@ -205,25 +148,40 @@ pub struct StreamView {
     pub readers: ReadersView,
     /// Addresses that fetched the stream's HLS playlists or media in the last 10 s
     /// (the same as `readers.hls`, as plain addresses).
+    #[schema(value_type = Vec<String>)]
     pub hls_viewers: Vec<std::net::IpAddr>,
 }
 
-#[derive(Serialize, Debug)]
+/// `GET /api/streams`.
+#[derive(Serialize, ToSchema)]
+pub struct StreamList {
+    pub streams: Vec<StreamView>,
+}
+
+#[derive(Serialize, Debug, ToSchema)]
+#[schema(as = Readers)]
 pub struct ReadersView {
+    /// Sessions playing now (from PLAY until PAUSE, TEARDOWN or the connection's end).
     pub rtsp: Vec<RtspReaderView>,
+    /// Clients that fetched the stream's HLS playlists or media in the last 10 s.
     pub hls: Vec<HlsReaderView>,
 }
 
 /// One playing RTSP session.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
+#[schema(as = RtspReader)]
 pub struct RtspReaderView {
     /// The client's address and port.
+    #[schema(value_type = String, example = "192.0.2.7:51234")]
     pub address: std::net::SocketAddr,
     /// `tcp` (interleaved) or `udp`.
     pub transport: &'static str,
     /// When it started playing (RFC 3339, UTC).
+    #[schema(format = DateTime)]
     pub since: String,
+    /// RTP and RTCP packets sent to it.
     pub packets: u64,
+    /// Bytes sent to it (TCP: with the 4-byte interleave prefix).
     pub bytes: u64,
 }
 
@@ -240,14 +198,20 @@ impl From<ReaderInfo> for RtspReaderView {
 }
 
 /// An HLS client seen in the last 10 s (HLS has no sessions: no port, no counters).
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
+#[schema(as = HlsReader)]
 pub struct HlsReaderView {
+    /// The client's IP address (HLS has no sessions).
+    #[schema(value_type = String)]
     pub address: std::net::IpAddr,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
+#[schema(as = Track)]
 pub struct TrackView {
+    /// `video` or `audio`.
     pub kind: &'static str,
+    #[schema(example = "h264")]
     pub codec: String,
     pub clock_rate: u32,
     pub channels: u16,
@@ -255,111 +219,38 @@ pub struct TrackView {
     pub height: Option<u32>,
 }
 
-/// A source's state in words, its last error and how often it reconnected.
-pub struct SourceReport {
-    pub state: &'static str,
-    pub source_state: String,
-    pub last_error: Option<String>,
-    pub reconnects: u64,
-}
-
-impl SourceReport {
-    pub fn of(stream: &Stream) -> SourceReport {
-        let (state, mut last_error) = match stream.state() {
-            SourceState::Running => ("running", None),
-            SourceState::Failed(message) => ("failed", Some(message)),
-        };
-        let (source_state, reconnects) = if let Some(rtsp) = stream.rtsp_status() {
-            last_error = last_error.or(rtsp.last_error);
-            (rtsp.state.to_string(), rtsp.sessions.saturating_sub(1))
-        } else if let Some(whep) = stream.whep_status() {
-            last_error = last_error.or(whep.last_error);
-            let state = whep.state.to_string();
-            let reconnects = whep
-                .sessions_opened
-                .saturating_sub(1)
-                .saturating_sub(whep.rotations);
-            (state, reconnects)
-        } else {
-            (state.to_owned(), 0)
-        };
-        SourceReport {
-            state,
-            source_state,
-            last_error,
-            reconnects,
-        }
-    }
-}
-
-/// One bitrate measurement point per stream, for [`StreamView::bitrate_bps`].
-#[derive(Clone, Copy)]
-struct BitrateSample {
-    at: Instant,
-    bytes: u64,
-    bps: Option<u64>,
-}
-
-impl AppState {
-    fn bitrate(&self, name: &str, bytes: u64) -> Option<u64> {
-        let now = Instant::now();
-        let mut samples = self.bitrates.lock().unwrap_or_else(PoisonError::into_inner);
-        let sample = samples.entry(name.to_owned()).or_insert(BitrateSample {
-            at: now,
-            bytes,
-            bps: None,
-        });
-        let elapsed = now.duration_since(sample.at).as_secs_f64();
-        if bytes < sample.bytes {
-            // A replaced stream: start over.
-            *sample = BitrateSample {
-                at: now,
-                bytes,
-                bps: None,
-            };
-        } else if elapsed >= 1.0 {
-            let bps = (bytes - sample.bytes) as f64 * 8.0 / elapsed;
-            *sample = BitrateSample {
-                at: now,
-                bytes,
-                bps: Some(bps as u64),
-            };
-        }
-        sample.bps
-    }
-
-    fn view(&self, name: &str, stream: &Stream) -> StreamView {
-        let stats = stream.hub.stats();
-        let report = SourceReport::of(stream);
-        let hls_viewers = self.hls_viewers.of(name);
-        StreamView {
-            name: name.to_owned(),
-            source: stream.source.to_string(),
-            state: report.state,
-            source_state: report.source_state,
-            last_error: report.last_error,
-            reconnects: report.reconnects,
-            tracks: stream.hub.tracks().iter().map(track_view).collect(),
-            frames: stats.frames,
-            packets: stats.packets,
-            bytes: stats.bytes,
-            bitrate_bps: self.bitrate(name, stats.bytes),
-            drops: stats.drops,
-            subscribers: stats.subscribers,
-            readers: ReadersView {
-                rtsp: self
-                    .rtsp_readers
-                    .list(Some(name))
-                    .into_iter()
-                    .map(RtspReaderView::from)
-                    .collect(),
-                hls: hls_viewers
-                    .iter()
-                    .map(|&address| HlsReaderView { address })
-                    .collect(),
-            },
-            hls_viewers,
-        }
+/// The view of `stream` (named `name`) as the API shows it.
+fn view(state: &AppState, name: &str, stream: &Stream) -> StreamView {
+    let stats = stream.hub.stats();
+    let report = stream.report();
+    let hls_viewers = state.hls_viewers.of(name);
+    StreamView {
+        name: name.to_owned(),
+        source: stream.config.source.to_string(),
+        state: report.health.as_str(),
+        source_state: report.source_state,
+        last_error: report.last_error,
+        reconnects: report.reconnects,
+        tracks: stream.hub.tracks().iter().map(track_view).collect(),
+        frames: stats.frames,
+        packets: stats.packets,
+        bytes: stats.bytes,
+        bitrate_bps: state.bitrates.sample(name, stats.bytes),
+        drops: stats.drops,
+        subscribers: stats.subscribers,
+        readers: ReadersView {
+            rtsp: state
+                .rtsp_readers
+                .list(Some(name))
+                .into_iter()
+                .map(RtspReaderView::from)
+                .collect(),
+            hls: hls_viewers
+                .iter()
+                .map(|&address| HlsReaderView { address })
+                .collect(),
+        },
+        hls_viewers,
     }
 }
 
@@ -377,30 +268,85 @@ fn track_view(track: &streamgate_rtp::TrackInfo) -> TrackView {
     }
 }
 
-async fn list_streams(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let views: Vec<StreamView> = state
+/// Every stream.
+#[utoipa::path(get, path = "/api/streams", tag = "api",
+    responses((status = OK, description = "Every stream", body = StreamList), (status = UNAUTHORIZED, description = "Missing or wrong bearer token", body = ErrorBody)))]
+async fn list_streams(State(state): State<AppState>) -> Json<StreamList> {
+    let streams = state
+        .streams
         .read()
         .iter()
-        .map(|(name, stream)| state.view(name.as_str(), stream))
+        .map(|(name, stream)| view(&state, name.as_str(), stream))
         .collect();
-    Json(serde_json::json!({ "streams": views }))
+    Json(StreamList { streams })
 }
 
+/// One stream.
+#[utoipa::path(get, path = "/api/streams/{name}", tag = "api", params(StreamPath),
+    responses((status = OK, description = "The stream", body = StreamView), (status = UNAUTHORIZED, description = "Missing or wrong bearer token", body = ErrorBody),
+              (status = NOT_FOUND, description = "No stream of that name", body = ErrorBody)))]
 async fn get_stream(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Path(StreamPath { name }): Path<StreamPath>,
 ) -> Result<Json<StreamView>, AppError> {
-    let streams = state.read();
+    let streams = state.streams.read();
     let stream = streams.get(&name).ok_or(AppError::NotFound(name.clone()))?;
-    Ok(Json(state.view(&name, stream)))
+    Ok(Json(view(&state, &name, stream)))
 }
 
-/// `PUT /api/streams/NAME`: the body is the stream's table, exactly as under
-/// `[streams.NAME]` in the config file (TOML) or the same keys as a JSON object.
-/// It is checked like the file, then the stream starts (replacing one of that name).
+/// The `{name}` of `/api/streams/{name}`.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct StreamPath {
+    /// 1–64 ASCII letters, digits, `_` or `-`.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    name: String,
+}
+
+/// A `[streams.NAME]` table as JSON, for the document: `source` and every key the
+/// config takes (which ones a stream may set depends on its source's kind).
+enum StreamTable {}
+
+impl utoipa::PartialSchema for StreamTable {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
+        let source = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .examples(["rtsp://user:pass@192.0.2.1/stream1"]);
+        let table = crate::config::stream_keys()
+            .filter(|key| *key != "source")
+            .fold(ObjectBuilder::new(), |table, key| {
+                table.property(key, Schema::default())
+            })
+            .property("source", source)
+            .required("source")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .description(Some(
+                "The keys of a [streams.NAME] table of gateway.toml (see the README), checked the same way.",
+            ));
+        Schema::Object(table.build()).into()
+    }
+}
+
+impl ToSchema for StreamTable {}
+
+/// Add or replace a stream.
+///
+/// The body is the stream's table, exactly as under `[streams.NAME]` in the
+/// config file (TOML) or the same keys as a JSON object. It is checked like the
+/// file, then the stream starts (replacing one of that name).
+#[utoipa::path(put, path = "/api/streams/{name}", tag = "api", params(StreamPath),
+    request_body(description = "The stream's table, as under `[streams.NAME]` in gateway.toml",
+        content((String = "application/toml", example = "source = \"pcap:captures/cam.pcap\"\n"),
+                (StreamTable = "application/json"))),
+    responses((status = OK, description = "Replaced", body = StreamView),
+              (status = CREATED, description = "Added", body = StreamView),
+              (status = BAD_REQUEST, description = "The table fails the config file's checks", body = ErrorBody), (status = UNAUTHORIZED, description = "Missing or wrong bearer token", body = ErrorBody),
+              (status = PAYLOAD_TOO_LARGE, description = "Body over 64 KiB"),
+              (status = UNSUPPORTED_MEDIA_TYPE, description = "Neither TOML nor JSON", body = ErrorBody)))]
 async fn put_stream(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Path(StreamPath { name }): Path<StreamPath>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<StreamView>), AppError> {
@@ -424,13 +370,12 @@ async fn put_stream(
     let name = StreamName::try_from(name).map_err(AppError::BadRequest)?;
     let config = parse_stream_table(&name, &table)?;
     let base = state.base.clone();
-    let planned =
-        tokio::task::spawn_blocking(move || streams::plan_stream(&name, &config, &base, &mut None))
-            .await
-            .map_err(|e| AppError::Internal(e.to_string()))?
-            .map_err(|e| AppError::BadRequest(e.to_string()))?;
+    let planned = tokio::task::spawn_blocking(move || streams::plan_stream(&name, &config, &base))
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?
+        .map_err(|e| AppError::BadRequest(e.to_string()))?;
     let name = planned.name.clone();
-    let replaced = state.write().insert(planned);
+    let replaced = state.streams.write().insert(planned);
     state.hls_viewers.forget(name.as_str());
     let status = match replaced {
         Some(old) => {
@@ -443,30 +388,31 @@ async fn put_stream(
             StatusCode::CREATED
         }
     };
-    let streams = state.read();
+    let streams = state.streams.read();
     let stream = streams
         .get(name.as_str())
         .ok_or_else(|| AppError::NotFound(name.to_string()))?;
-    Ok((status, Json(state.view(name.as_str(), stream))))
+    Ok((status, Json(view(&state, name.as_str(), stream))))
 }
 
-/// `DELETE /api/streams/NAME`: stops the source and closes the Hub, which ends
-/// every reader's session.
+/// Stop and remove a stream; its readers are disconnected.
+///
+/// Stops the source and closes the Hub, which ends every reader's session.
+#[utoipa::path(delete, path = "/api/streams/{name}", tag = "api", params(StreamPath),
+    responses((status = NO_CONTENT, description = "Removed"), (status = UNAUTHORIZED, description = "Missing or wrong bearer token", body = ErrorBody),
+              (status = NOT_FOUND, description = "No stream of that name", body = ErrorBody)))]
 async fn delete_stream(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Path(StreamPath { name }): Path<StreamPath>,
 ) -> Result<StatusCode, AppError> {
     let stream = state
+        .streams
         .write()
         .remove(&name)
         .ok_or(AppError::NotFound(name.clone()))?;
     state.hls_viewers.forget(&name);
     state.rtsp_readers.forget(&name);
-    state
-        .bitrates
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .remove(&name);
+    state.bitrates.forget(&name);
     stream.stop().await;
     tracing::info!(stream = %name, "stream removed through the API");
     Ok(StatusCode::NO_CONTENT)
@@ -486,10 +432,7 @@ fn json_to_toml(body: &[u8]) -> Result<String, AppError> {
 
 /// Checks a stream's table the way the config file is checked; errors give the
 /// line in the body.
-fn parse_stream_table(
-    name: &StreamName,
-    table: &str,
-) -> Result<crate::config::StreamConfig, AppError> {
+fn parse_stream_table(name: &StreamName, table: &str) -> Result<StreamConfig, AppError> {
     // A body holding `[rtsp]` or `[streams.other]` would otherwise configure those.
     let parsed: toml::Table = table
         .parse()
@@ -532,7 +475,7 @@ mod tests {
     fn stream_tables_are_checked_like_the_file() {
         let name = StreamName::try_from("cam".to_owned()).unwrap();
         let ok = parse_stream_table(&name, "source = \"demo\"\n").unwrap();
-        assert_eq!(ok.source, crate::config::Source::Demo);
+        assert_eq!(ok.source.label(), "demo");
         let cases = [
             (
                 "sorce = \"demo\"\n",
@@ -566,7 +509,8 @@ mod tests {
         let toml = json_to_toml(br#"{"source": "rtsp://u:p@cam/s", "transport": "udp"}"#).unwrap();
         let name = StreamName::try_from("cam".to_owned()).unwrap();
         let config = parse_stream_table(&name, &toml).unwrap();
-        assert!(matches!(config.source, crate::config::Source::Rtsp(_)));
+        assert_eq!(config.source.label(), "rtsp://");
+        assert_eq!(format!("{:?}", config.options), "[\"transport\"]");
         assert!(json_to_toml(b"[1]").is_err());
         assert!(json_to_toml(b"{").is_err());
     }

@@ -5,29 +5,37 @@
 
 use axum::extract::State;
 use axum::response::Html;
-use axum::routing::get;
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::api::{AppState, SourceReport};
+use super::state::AppState;
 
-const PAGE: &str = include_str!("dashboard/index.html");
+const PAGE: &str = include_str!("dashboard.html");
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/", get(dashboard))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(dashboard))
 }
 
+/// The dashboard page.
+#[utoipa::path(get, path = "/", tag = "dashboard", security(()),
+    responses((status = OK, description = "HTML", content_type = "text/html")))]
 async fn dashboard(State(state): State<AppState>) -> Html<String> {
-    let streams = state.read();
+    let streams = state.streams.read();
     let mut cards = String::new();
     let mut first = None;
     for (name, stream) in streams.iter() {
         // Names are letters, digits, '_' and '-' (StreamName), safe in HTML and URLs.
         let name = name.as_str();
         first.get_or_insert_with(|| name.to_owned());
-        let report = SourceReport::of(stream);
+        let report = stream.report();
         let error = report
             .last_error
-            .map(|e| format!("<div class=\"error\">{}</div>", html_escape(&e)))
+            .map(|e| {
+                format!(
+                    "<div class=\"error\">{}</div>",
+                    html_escape::encode_safe(&e)
+                )
+            })
             .unwrap_or_default();
         cards.push_str(&format!(
             r#"<section class="stream" data-name="{name}" data-state="{state}">
@@ -37,12 +45,12 @@ async fn dashboard(State(state): State<AppState>) -> Html<String> {
 <video muted autoplay playsinline controls></video>
 </section>
 "#,
-            state = report.state,
+            state = report.health.as_str(),
             // Replays have no client state beyond running/failed.
-            source_state = if report.source_state == report.state {
+            source_state = if report.source_state == report.health.as_str() {
                 String::new()
             } else {
-                html_escape(&report.source_state)
+                html_escape::encode_safe(&report.source_state).into_owned()
             },
         ));
     }
@@ -59,19 +67,4 @@ async fn dashboard(State(state): State<AppState>) -> Html<String> {
             .replace("{{HLS_JS}}", &hls_js)
             .replace("{{RTSP_PORT}}", &state.rtsp_port.to_string()),
     )
-}
-
-fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }

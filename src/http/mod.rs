@@ -1,0 +1,80 @@
+//! The HTTP app on `[http] listen`: the management API (`/api/*`), `/healthz`,
+//! `/metrics`, the dashboard at `/` and the HLS routes, in one axum [`Router`]
+//! built by [`app`] so tests drive it with `tower::ServiceExt::oneshot`.
+//!
+//! This layer reads the registry (`crate::streams`) and the sources' reports;
+//! nothing below it knows HTTP. Every route of this module's own is registered
+//! with its `#[utoipa::path]` through `utoipa_axum`, so `/api/openapi.json`
+//! documents exactly what is served; the HLS routes are `streamgate-hls`'s.
+
+mod api;
+mod dashboard;
+mod hls_viewers;
+mod metrics;
+mod state;
+
+use axum::{middleware, Extension, Router};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use hls_viewers::HlsViewers;
+pub use state::AppState;
+
+/// The document's fixed parts; the paths come from the routes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "streamgate API",
+        description = "Manage and inspect streamgate's streams. When `[http] api_token` (or STREAMGATE_API_TOKEN) is set, every /api/* request needs `Authorization: Bearer TOKEN`. Errors are JSON: {\"error\": \"message\"}."
+    ),
+    security(("bearer" = [])),
+    modifiers(&BearerScheme)
+)]
+struct ApiDoc;
+
+/// Declares the `bearer` security scheme the document's `security` names.
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let scheme =
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", scheme);
+    }
+}
+
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()),
+    responses((status = OK, description = "ok", body = String)))]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// The whole HTTP app on `[http] listen`.
+pub fn app(state: AppState, hls: streamgate_hls::HlsConfig) -> Router {
+    let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(api::router(&state))
+        .routes(routes!(healthz))
+        .merge(metrics::router(&state))
+        .merge(dashboard::router())
+        .split_for_parts();
+    let document = document.to_json().expect("the OpenAPI document serializes");
+    let lookup = {
+        let streams = state.streams.clone();
+        move |name: &str| streams.hub(name)
+    };
+    router
+        .layer(Extension(api::Document(document.into())))
+        .with_state(state.clone())
+        .merge(
+            streamgate_hls::router(lookup, hls).layer(middleware::from_fn_with_state(
+                state.hls_viewers.clone(),
+                hls_viewers::track,
+            )),
+        )
+}

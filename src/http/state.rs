@@ -1,0 +1,90 @@
+//! What the HTTP handlers share: the registry, the API's settings and what the
+//! outputs record about their readers (RTSP sessions, HLS viewers).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use streamgate_rtsp::server::Readers;
+
+use super::hls_viewers::HlsViewers;
+use crate::config::Config;
+use crate::streams::SharedStreams;
+use streamgate_redact::Secret;
+
+/// What the HTTP handlers share; cheap to clone (every field is shared).
+#[derive(Clone)]
+pub struct AppState {
+    pub streams: SharedStreams,
+    /// Directory relative `pcap:` paths in API requests are resolved against
+    /// (the config file's, as for the file's own streams).
+    pub base: PathBuf,
+    /// Required as `Authorization: Bearer` on `/api/*` when set.
+    pub api_token: Option<Secret>,
+    /// Port of the RTSP server, for the URLs the dashboard shows.
+    pub rtsp_port: u16,
+    pub bitrates: Bitrates,
+    pub hls_viewers: HlsViewers,
+    /// The RTSP server's playing sessions (the binary passes the server's).
+    pub rtsp_readers: Readers,
+}
+
+impl AppState {
+    pub fn new(config: &Config, streams: SharedStreams, base: PathBuf) -> AppState {
+        AppState {
+            streams,
+            base,
+            api_token: config.http.api_token.clone(),
+            rtsp_port: config.rtsp.listen.port(),
+            bitrates: Bitrates::default(),
+            hls_viewers: HlsViewers::default(),
+            rtsp_readers: Readers::default(),
+        }
+    }
+}
+
+/// Per stream, the ingest byte count at the previous look and the rate measured
+/// then: the API's `bitrate_bps`.
+#[derive(Clone, Default)]
+pub struct Bitrates(Arc<Mutex<HashMap<String, BitrateSample>>>);
+
+#[derive(Clone, Copy)]
+struct BitrateSample {
+    at: Instant,
+    bytes: u64,
+    bps: Option<u64>,
+}
+
+impl Bitrates {
+    /// The stream's rate over the time since the previous look at least a second
+    /// ago, given its byte count now; none before there are two such looks.
+    pub fn sample(&self, name: &str, bytes: u64) -> Option<u64> {
+        let now = Instant::now();
+        let mut samples = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let fresh = BitrateSample {
+            at: now,
+            bytes,
+            bps: None,
+        };
+        let sample = samples.entry(name.to_owned()).or_insert(fresh);
+        let elapsed = now.duration_since(sample.at).as_secs_f64();
+        if bytes < sample.bytes {
+            // A replaced stream: start over.
+            *sample = fresh;
+        } else if elapsed >= 1.0 {
+            let bps = (bytes - sample.bytes) as f64 * 8.0 / elapsed;
+            *sample = BitrateSample {
+                bps: Some(bps as u64),
+                ..fresh
+            };
+        }
+        sample.bps
+    }
+
+    /// Forgets a removed stream.
+    pub fn forget(&self, name: &str) {
+        let mut samples = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        samples.remove(name);
+    }
+}

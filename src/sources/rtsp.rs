@@ -1,0 +1,117 @@
+//! `source = "rtsp://…"` (and `rtsps://`, recognised but not supported yet): an
+//! RTSP camera pulled by `streamgate-rtsp`'s client, with the keys `transport`,
+//! `always_on` and `idle_grace`.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde::Deserialize;
+use streamgate_pipeline::Hub;
+use streamgate_rtsp::client::{RtspSource, SourceConfig, TransportMode};
+
+use super::kind::{
+    Feed, Form, Location, OptionError, Options, RunningSource, SourceKind, SourceReport,
+};
+use streamgate_redact::RedactedUrl;
+
+pub struct Rtsp;
+
+/// `transport = "tcp" | "udp" | "auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+struct RtspTransport(TransportMode);
+
+impl TryFrom<String> for RtspTransport {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse().map(RtspTransport).map_err(|e| e.to_string())
+    }
+}
+
+#[derive(Deserialize)]
+struct RtspOptions {
+    transport: Option<RtspTransport>,
+    always_on: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    idle_grace: Option<Duration>,
+}
+
+impl SourceKind for Rtsp {
+    fn form(&self) -> Form {
+        Form::Url(&["rtsp", "rtsps"])
+    }
+
+    fn keys(&self) -> &'static [&'static str] {
+        &["transport", "always_on", "idle_grace"]
+    }
+
+    fn check(&self, options: &Options) -> Result<(), OptionError> {
+        options.typed::<RtspOptions>().map(drop)
+    }
+
+    fn plan(
+        &self,
+        location: &Location,
+        options: &Options,
+        _: &Path,
+    ) -> Result<Box<dyn Feed>, String> {
+        let Location::Url(url) = location else {
+            return Err(format!("rtsp:// source without a URL: {location:?}"));
+        };
+        let options: RtspOptions = options.typed().map_err(|e| e.message)?;
+        Ok(Box::new(RtspFeed {
+            url: url.clone(),
+            options,
+        }))
+    }
+}
+
+struct RtspFeed {
+    url: url::Url,
+    options: RtspOptions,
+}
+
+impl Feed for RtspFeed {
+    fn start(self: Box<Self>, hub: Hub) -> Result<Box<dyn RunningSource>, String> {
+        let RtspFeed { url, options } = *self;
+        let mut config = SourceConfig::new(url.as_str());
+        if let Some(RtspTransport(transport)) = options.transport {
+            config.transport = transport;
+        }
+        config.always_on = options.always_on.unwrap_or(false);
+        config.idle_grace = options
+            .idle_grace
+            .unwrap_or(SourceConfig::DEFAULT_IDLE_GRACE);
+        tracing::info!(
+            stream = %hub.name(),
+            source = %RedactedUrl(&url),
+            transport = %config.transport,
+            always_on = config.always_on,
+            "starting RTSP camera source"
+        );
+        let source = RtspSource::spawn(hub, config)
+            .map_err(|e| format!("RTSP source {}: {e}", RedactedUrl(&url)))?;
+        Ok(Box::new(source))
+    }
+}
+
+impl RunningSource for RtspSource {
+    fn report(&self) -> SourceReport {
+        let status = self.status();
+        let reconnects = status.sessions.saturating_sub(1);
+        SourceReport::of_client(
+            status.state,
+            status.last_error,
+            reconnects,
+            "RTSP session failed",
+        )
+    }
+
+    fn stop(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        // retina TEARDOWNs the session.
+        Box::pin(RtspSource::stop(*self))
+    }
+}
