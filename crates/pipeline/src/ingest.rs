@@ -51,7 +51,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
-use crate::hub::Hub;
+use crate::hub::{same_layout, Hub};
 use streamgate_rtp::codec::nal::{NalSyntax, ParameterSet};
 use streamgate_rtp::codec::{self, AccessUnit, DepacketizeError, Depacketizer};
 use streamgate_rtp::rtcp::{ntp_from_system_time, SenderReport};
@@ -323,6 +323,24 @@ impl StreamIngest {
     pub fn source_restarted(&mut self) {
         for track in &mut self.tracks {
             track.restart();
+        }
+    }
+
+    /// The ingest for a source's new session: `previous` carries on (consumers stay
+    /// subscribed, time runs forward: [`source_restarted`](Self::source_restarted))
+    /// when the session's tracks have the same layout; otherwise the stream starts
+    /// over with a new ingest for the new tracks.
+    pub fn for_session(
+        previous: Option<StreamIngest>,
+        hub: &Hub,
+        tracks: &[TrackInfo],
+    ) -> StreamIngest {
+        match previous {
+            Some(mut ingest) if same_layout(&ingest.hub.tracks(), tracks) => {
+                ingest.source_restarted();
+                ingest
+            }
+            _ => StreamIngest::new(hub.clone(), tracks.to_vec()),
         }
     }
 
