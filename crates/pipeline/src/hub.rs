@@ -250,15 +250,7 @@ impl Hub {
     /// (a new source with other codecs), the GOP cache no longer applies.
     pub fn set_tracks(&self, tracks: Vec<TrackInfo>) {
         let has_video = tracks.iter().any(|t| t.kind() == MediaKind::Video);
-        let same_layout = {
-            let old = self.inner.tracks.borrow();
-            old.len() == tracks.len()
-                && old
-                    .iter()
-                    .zip(&tracks)
-                    .all(|(a, b)| a.id == b.id && a.codec == b.codec)
-        };
-        if !same_layout {
+        if !same_layout(&self.inner.tracks.borrow(), &tracks) {
             self.fanout().gop.clear();
         }
         self.inner.has_video.store(has_video, Ordering::Relaxed);
@@ -535,6 +527,19 @@ impl std::fmt::Debug for Subscription {
             .field("dropped", &self.dropped)
             .finish()
     }
+}
+
+/// Same tracks in the same order: ids, codecs, clocks and channels. A new source
+/// session with the same layout continues the stream (its ingest carries on, the GOP
+/// cache still applies). Ids count because packets, frames and outputs address
+/// tracks by id: an ingest cannot route a session whose ids differ (`push_rtp` finds
+/// tracks by id). Parameter sets and payload types may differ: parameter sets come
+/// in band, and the ingest writes its own payload types.
+pub(crate) fn same_layout(current: &[TrackInfo], new: &[TrackInfo]) -> bool {
+    current.len() == new.len()
+        && current.iter().zip(new).all(|(a, b)| {
+            (a.id, a.codec, a.clock_rate, a.channels) == (b.id, b.codec, b.clock_rate, b.channels)
+        })
 }
 
 #[cfg(test)]
@@ -968,5 +973,27 @@ mod tests {
             .expect("ready before the timeout");
         assert_eq!(tracks[0].params, params);
         assert_eq!(hub.tracks()[0].params, params);
+    }
+
+    #[test]
+    fn a_layout_is_ids_codecs_clocks_and_channels_not_parameters() {
+        let layout = [
+            track(TrackId(0), Codec::H264),
+            track(TrackId(1), Codec::Opus),
+        ];
+        let mut with_params = layout.clone();
+        with_params[0].params.sps = Some(Bytes::from_static(&[0x67]));
+        with_params[1].payload_type = 97;
+        assert!(same_layout(&layout, &with_params));
+        let mut other_ids = layout.clone();
+        other_ids[1].id = TrackId(2);
+        assert!(
+            !same_layout(&layout, &other_ids),
+            "packets are routed by id"
+        );
+        let mut other_clock = layout.clone();
+        other_clock[1].clock_rate = 16_000;
+        assert!(!same_layout(&layout, &other_clock));
+        assert!(!same_layout(&layout, &layout[..1]));
     }
 }

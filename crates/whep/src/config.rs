@@ -5,6 +5,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use streamgate_pipeline::supervisor::Rotation;
 pub(crate) use streamgate_redact::redact_url;
 use streamgate_redact::{redact_unparsed, Secret};
 use url::Url;
@@ -107,11 +108,14 @@ impl WhepConfig {
         }
     }
 
-    /// When the next session must be opened: `rotation_lead` before `max_session`, but never
-    /// earlier than half the session (a short cap must still leave time to stream).
-    pub fn rotate_after(&self) -> Option<Duration> {
-        self.max_session
-            .map(|max| max.saturating_sub(self.rotation_lead).max(max / 2))
+    /// The session cap sessions are rotated before, if any: the next one opens
+    /// `rotation_lead` before `max_session`, never before half of it
+    /// ([`Rotation::rotate_after`]).
+    pub fn rotation(&self) -> Option<Rotation> {
+        self.max_session.map(|max_session| Rotation {
+            max_session,
+            lead: self.rotation_lead,
+        })
     }
 }
 
@@ -179,12 +183,13 @@ mod tests {
     #[test]
     fn rotation_leaves_time_to_stream() {
         let mut config = WhepConfig::new(Url::parse("http://h/").unwrap());
-        assert_eq!(config.rotate_after(), None);
+        let rotate_after = |config: &WhepConfig| config.rotation().map(|r| r.rotate_after());
+        assert_eq!(rotate_after(&config), None);
         config.max_session = Some(Duration::from_secs(60));
-        assert_eq!(config.rotate_after(), Some(Duration::from_secs(50)));
+        assert_eq!(rotate_after(&config), Some(Duration::from_secs(50)));
         config.max_session = Some(Duration::from_secs(30));
-        assert_eq!(config.rotate_after(), Some(Duration::from_secs(20)));
+        assert_eq!(rotate_after(&config), Some(Duration::from_secs(20)));
         config.max_session = Some(Duration::from_secs(6));
-        assert_eq!(config.rotate_after(), Some(Duration::from_secs(3)));
+        assert_eq!(rotate_after(&config), Some(Duration::from_secs(3)));
     }
 }

@@ -4,7 +4,8 @@
 //! that readers never notice the caps.
 //!
 //! ```text
-//! WhepSource ─ Runner (source.rs): session chain, rotation, backoff, status
+//! WhepSource ─ Runner (source.rs): carries out the pipeline's Supervisor (on demand,
+//!                 │  backoff, rotation timing); switch points, ICE restart grace, status
 //!                 └─ Session (session.rs): POST offer → 201 + answer → ICE/DTLS … DELETE
 //!                       ├─ WhepClient (signal.rs): HTTP, redirects, Retry-After, Link ice-server
 //!                       ├─ trickle task (trickle.rs): late local candidates → PATCH sdpfrag

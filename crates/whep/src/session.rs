@@ -3,7 +3,7 @@
 //! (Ring) counts open sessions against the user.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use streamgate_rtp::sdp::{parse_tracks, SdpError};
 use streamgate_rtp::{MediaKind, TrackId, TrackInfo};
@@ -55,8 +55,6 @@ pub struct Session {
     pub tracks: Vec<TrackInfo>,
     pub peer: Peer,
     pub rtp: mpsc::Receiver<Received>,
-    /// When opening began (the server's session cap runs from about then).
-    pub opened: Instant,
     /// ICE servers the server announced (`Link` headers), for the next session.
     pub ice_servers: Vec<IceServer>,
     /// The server announced trickle ICE by PATCH (`Accept-Patch`), for the next session.
@@ -73,8 +71,6 @@ impl Session {
         config: &WhepConfig,
         ice_servers: &[IceServer],
     ) -> Result<Session, SessionError> {
-        // The server's cap runs from its POST: count from before the offer to be safe.
-        let started = Instant::now();
         let bind = SocketAddr::new(config.bind_ip, 0);
         let gathering = match config.trickle {
             TrickleMode::On => Gathering::Trickle,
@@ -126,7 +122,6 @@ impl Session {
                 tracks,
                 peer,
                 rtp,
-                opened: started,
                 ice_servers,
                 accepts_trickle,
                 ice_task,

@@ -1,23 +1,24 @@
 //! The WHEP source: keeps one stream flowing into the Hub from a chain of WHEP sessions.
 //!
-//! Rotation is make-before-break: before the active session reaches `max_session` (or as
-//! soon as it looks unwell, or the server ends it) the next session is opened; its
-//! packets are dropped until the first one that starts a keyframe, and there the source
-//! switches: [`StreamIngest::source_restarted`] keeps the output timeline running
-//! forward, and the old session is DELETEd in the background. Failures (HTTP errors,
-//! ICE/DTLS failure, no media) go through the stepped [`Backoff`].
+//! When to open and close sessions (on demand, idle grace, backoff, no-media stall,
+//! rotation before `max_session`) is the pipeline's [`Supervisor`]; this task carries
+//! it out with WHEP and WebRTC and adds what is WHEP's own. Rotation is
+//! make-before-break: the next session's packets are dropped (and keyframes
+//! requested) until the first one that starts a keyframe, and there the source
+//! switches: [`StreamIngest::for_session`] keeps the output timeline running forward,
+//! and the old session is DELETEd in the background. A session whose connection
+//! drops is given an ICE restart first when its server takes PATCHes
+//! ([`ICE_RESTART_GRACE`]), and replaced at once otherwise.
 
 use std::time::{Duration, Instant};
 
-use streamgate_pipeline::Backoff;
-use streamgate_pipeline::Hub;
-use streamgate_pipeline::SourceState;
-use streamgate_pipeline::StreamIngest;
+use streamgate_pipeline::supervisor::{Output, SessionId, Supervisor, SupervisorConfig, Why};
+use streamgate_pipeline::{Hub, SourceState, StreamIngest};
 use streamgate_rtp::codec::starts_keyframe;
 use streamgate_rtp::packet::RtpPacket;
 use streamgate_rtp::{MediaKind, TrackInfo};
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::{JoinError, JoinHandle, JoinSet};
 use webrtc::peer_connection::RTCPeerConnectionState;
 
 use crate::config::{redact_url, IceServer, TrickleMode, WhepConfig};
@@ -28,8 +29,6 @@ use crate::status::WhepStatus;
 
 /// Most often a keyframe is requested from a session we wait to switch to.
 const SWITCH_PLI_INTERVAL: Duration = Duration::from_secs(1);
-/// Wait before retrying to open the next session while the active one still streams.
-const ROTATION_RETRY: Duration = Duration::from_secs(1);
 /// How long an ICE restart may take before the next session is opened instead.
 const ICE_RESTART_GRACE: Duration = Duration::from_secs(2);
 
@@ -41,6 +40,8 @@ pub enum WhepError {
     Session(#[from] SessionError),
     #[error("no media from the WHEP session for {0:?}")]
     NoMedia(Duration),
+    #[error("the WHEP session ended before it could take over the stream")]
+    EndedBeforeSwitch,
     #[error("opening a WHEP session panicked")]
     Panicked,
 }
@@ -71,6 +72,15 @@ impl WhepSource {
         )?;
         let (status_tx, status) = watch::channel(WhepStatus::default());
         let (stop, stop_rx) = watch::channel(false);
+        let supervisor = Supervisor::new(
+            SupervisorConfig {
+                always_on: config.always_on,
+                idle_grace: config.idle_grace,
+                stall_timeout: config.no_media_timeout,
+                rotation: config.rotation(),
+            },
+            Instant::now(),
+        );
         let runner = Runner {
             ice_servers: config.ice_servers.clone(),
             server_trickles: false,
@@ -79,10 +89,14 @@ impl WhepSource {
             subscribers: hub.watch_subscribers(),
             hub,
             ingest: None,
-            backoff: Backoff::new(),
+            supervisor,
             status: status_tx,
             stop: stop_rx,
             closing: JoinSet::new(),
+            opening: None,
+            active: None,
+            next: None,
+            error: None,
         };
         Ok(WhepSource {
             status,
@@ -114,14 +128,39 @@ impl Drop for WhepSource {
     }
 }
 
-enum Ended {
-    Stopped,
-    /// Nobody watched for the idle grace period (on-demand sources).
-    Idle,
-    Failed(WhepError),
+/// A session being opened; `next`: it is to take over at its switch point.
+struct Opening {
+    id: SessionId,
+    next: bool,
+    task: JoinHandle<Result<Session, SessionError>>,
 }
 
-type Opening = JoinHandle<Result<Session, SessionError>>;
+/// An open session.
+struct Live {
+    id: SessionId,
+    session: Session,
+}
+
+/// An open session waiting for its switch point.
+struct Next {
+    id: SessionId,
+    session: Session,
+    /// Its latest sender report per track, handed to the ingest at the switch so it
+    /// can align the new session's tracks as they re-anchor.
+    reports: Vec<Received>,
+    last_pli: Option<Instant>,
+}
+
+/// What woke the task.
+enum Event {
+    Stop,
+    Subscribers(usize),
+    Active(SessionEvent),
+    Next(SessionEvent),
+    Opened(Result<Result<Session, SessionError>, JoinError>),
+    KeyframeRequested,
+    Tick,
+}
 
 struct Runner {
     config: WhepConfig,
@@ -132,88 +171,140 @@ struct Runner {
     ice_servers: Vec<IceServer>,
     /// The server's last session announced trickle ICE by PATCH (for [`TrickleMode::Auto`]).
     server_trickles: bool,
-    backoff: Backoff,
+    supervisor: Supervisor,
     status: watch::Sender<WhepStatus>,
     /// The Hub's subscriber count, for on-demand start and idle stop.
     subscribers: watch::Receiver<usize>,
     stop: watch::Receiver<bool>,
     /// Sessions being DELETEd in the background.
     closing: JoinSet<()>,
+    opening: Option<Opening>,
+    /// The session media comes from.
+    active: Option<Live>,
+    next: Option<Next>,
+    /// A failure not yet shown: it goes out with the state it leads to, in one
+    /// status update.
+    error: Option<String>,
 }
 
 impl Runner {
     async fn run(mut self) {
+        let count = *self.subscribers.borrow_and_update();
+        self.supervisor.subscribers(Instant::now(), count);
+        let hub = self.hub.clone();
+        let mut stop = self.stop.clone();
         loop {
-            if !self.config.always_on && !self.until_watched().await {
+            let wake = self.carry_out();
+            if self.supervisor.state() == SourceState::Stopped {
                 break;
             }
-            self.set_state(SourceState::Connecting);
-            let opening = self.spawn_open();
-            let outcome = match self.until_stopped(opening).await {
-                None => Ended::Stopped,
-                Some(Ok(session)) => self.stream(session).await,
-                Some(Err(error)) => Ended::Failed(error),
+            let event = tokio::select! {
+                () = stopped(&mut stop) => Event::Stop,
+                changed = self.subscribers.changed() => match changed {
+                    Ok(()) => Event::Subscribers(*self.subscribers.borrow_and_update()),
+                    Err(_) => Event::Stop,
+                },
+                event = next_event(self.active.as_mut().map(|a| &mut a.session)) => Event::Active(event),
+                event = next_event(self.next.as_mut().map(|n| &mut n.session)) => Event::Next(event),
+                result = join(self.opening.as_mut().map(|o| &mut o.task)) => Event::Opened(result),
+                () = hub.keyframe_requested() => Event::KeyframeRequested,
+                () = sleep_until(wake) => Event::Tick,
             };
-            let error = match outcome {
-                Ended::Stopped => break,
-                Ended::Idle => {
-                    self.backoff.on_session_closed();
-                    tracing::info!(stream = %self.hub.name(), "nobody watching: WHEP session closed");
-                    continue;
+            let now = Instant::now();
+            match event {
+                Event::Stop => self.supervisor.stop(now),
+                Event::Subscribers(count) => self.supervisor.subscribers(now, count),
+                Event::Active(event) => self.active_session_event(now, event),
+                Event::Next(event) => self.next_session_event(now, event),
+                Event::Opened(result) => self.opened(now, result),
+                Event::KeyframeRequested => {
+                    if let Some(active) = &self.active {
+                        active.session.peer.request_keyframe();
+                    }
                 }
-                Ended::Failed(error) => error,
-            };
-            let delay = self.backoff.on_failure(error.retry_after());
-            tracing::warn!(stream = %self.hub.name(), %error, retry_in = ?delay, "WHEP source failed");
-            self.status.send_modify(|s| {
-                s.last_error = Some(error.to_string());
-                s.failures += 1;
-                s.session = None;
-                s.state = SourceState::Retrying { retry_in: delay };
-            });
-            let mut stop = self.stop.clone();
-            if tokio::time::timeout(delay, stopped(&mut stop))
-                .await
-                .is_ok()
-            {
-                break;
+                Event::Tick => self.supervisor.tick(now),
             }
         }
         while self.closing.join_next().await.is_some() {}
-        self.set_state(SourceState::Stopped);
         tracing::info!(stream = %self.hub.name(), "WHEP source stopped");
     }
 
-    /// Waits (state `Idle`) until the Hub has a subscriber; false when stopped first.
-    async fn until_watched(&mut self) -> bool {
-        if *self.subscribers.borrow_and_update() == 0 {
-            self.status.send_modify(|s| {
-                s.state = SourceState::Idle;
-                s.session = None;
-            });
-        }
-        let mut stop = self.stop.clone();
-        tokio::select! {
-            watched = self.subscribers.wait_for(|n| *n > 0) => watched.is_ok(),
-            _ = stopped(&mut stop) => false,
-        }
-    }
-
-    /// Waits for a session being opened; on stop, lets it finish and DELETEs it.
-    async fn until_stopped(&mut self, mut opening: Opening) -> Option<Result<Session, WhepError>> {
-        let mut stop = self.stop.clone();
-        tokio::select! {
-            result = &mut opening => Some(self.opened(result)),
-            _ = stopped(&mut stop) => {
-                if let Ok(Ok(session)) = opening.await {
-                    session.close(&self.client).await;
+    /// Does what the supervisor asks; returns when to wake it next.
+    fn carry_out(&mut self) -> Option<Instant> {
+        loop {
+            match self.supervisor.poll_output() {
+                Output::Connect { id, next } => {
+                    if next {
+                        tracing::debug!(stream = %self.hub.name(), "opening the next WHEP session");
+                    }
+                    let task = self.spawn_open();
+                    self.opening = Some(Opening { id, next, task });
                 }
-                None
+                Output::Disconnect { id, why } => self.disconnect(id, why),
+                Output::Status(state) => self.show(state),
+                Output::Stalled { id } => {
+                    let error = WhepError::NoMedia(self.config.no_media_timeout);
+                    self.failed(Instant::now(), id, error);
+                }
+                Output::WaitUntil(at) => {
+                    if self.error.is_some() {
+                        self.show(self.supervisor.state());
+                    }
+                    return at;
+                }
             }
         }
     }
 
-    fn spawn_open(&self) -> Opening {
+    fn disconnect(&mut self, id: SessionId, why: Why) {
+        if why == Why::Idle {
+            tracing::info!(stream = %self.hub.name(), "nobody watching: WHEP session closed");
+        }
+        if let Some(active) = self.active.take_if(|a| a.id == id) {
+            self.close_in_background(active.session);
+        } else if let Some(next) = self.next.take_if(|n| n.id == id) {
+            self.close_in_background(next.session);
+        } else if let Some(opening) = self.opening.take_if(|o| o.id == id) {
+            let client = self.client.clone();
+            self.closing.spawn(async move {
+                if let Ok(Ok(session)) = opening.task.await {
+                    session.close(&client).await;
+                }
+            });
+        }
+    }
+
+    /// Shows the supervisor's state, with the failure that led to it if any.
+    fn show(&mut self, state: SourceState) {
+        let error = self.error.take();
+        self.status.send_modify(|s| {
+            s.state = state;
+            if matches!(
+                state,
+                SourceState::Idle | SourceState::Retrying { .. } | SourceState::Stopped
+            ) {
+                s.session = None;
+            }
+            if let Some(error) = error {
+                s.last_error = Some(error);
+                s.failures += 1;
+            }
+        });
+    }
+
+    /// Reports a failed session to the supervisor (and, with its state, the status).
+    fn failed(&mut self, now: Instant, id: SessionId, error: WhepError) {
+        self.error = Some(error.to_string());
+        self.supervisor.failed(now, id, error.retry_after());
+        match self.supervisor.state().retry_in() {
+            Some(retry_in) => {
+                tracing::warn!(stream = %self.hub.name(), %error, ?retry_in, "WHEP source failed")
+            }
+            None => tracing::warn!(stream = %self.hub.name(), %error, "WHEP session failed"),
+        }
+    }
+
+    fn spawn_open(&self) -> JoinHandle<Result<Session, SessionError>> {
         let (client, mut config, ice_servers) = (
             self.client.clone(),
             self.config.clone(),
@@ -225,12 +316,17 @@ impl Runner {
         tokio::spawn(async move { Session::open(&client, &config, &ice_servers).await })
     }
 
-    /// Books a finished opening: counts it and learns the ICE servers it announced.
-    fn opened(
-        &mut self,
-        result: Result<Result<Session, SessionError>, tokio::task::JoinError>,
-    ) -> Result<Session, WhepError> {
-        let session = result.map_err(|_| WhepError::Panicked)??;
+    /// Books a finished opening: counts it, learns the ICE servers it announced, and
+    /// streams from it (or, if it is a next session, waits for its switch point).
+    fn opened(&mut self, now: Instant, result: Result<Result<Session, SessionError>, JoinError>) {
+        let Some(Opening { id, next, .. }) = self.opening.take() else {
+            return;
+        };
+        let session = match result {
+            Ok(Ok(session)) => session,
+            Ok(Err(error)) => return self.failed(now, id, error.into()),
+            Err(_) => return self.failed(now, id, WhepError::Panicked),
+        };
         self.server_trickles = session.accepts_trickle;
         for server in &session.ice_servers {
             if !self.ice_servers.contains(server) {
@@ -239,188 +335,114 @@ impl Runner {
         }
         self.status.send_modify(|s| s.sessions_opened += 1);
         tracing::info!(stream = %self.hub.name(), session = %redact_url(&session.url), "WHEP session connected");
-        Ok(session)
-    }
-
-    /// Streams from `first` and its successors until they fail or the source stops.
-    async fn stream(&mut self, first: Session) -> Ended {
-        self.adopt(&first);
-        let mut active = Some(first);
-        let mut next: Option<Session> = None;
-        let mut opening: Option<Opening> = None;
-        let mut rotate_at = self.rotation_deadline(active.as_ref());
-        let mut last_media = Instant::now();
-        let mut last_switch_pli: Option<Instant> = None;
-        // The next session's latest sender report per track, handed to the ingest at
-        // the switch so it can align the new session's tracks as they re-anchor.
-        let mut next_reports: Vec<Received> = Vec::new();
-        let mut stop = self.stop.clone();
-        let mut subscribers = self.subscribers.clone();
-        let mut idle_since = (*subscribers.borrow_and_update() == 0).then(Instant::now);
-        let hub = self.hub.clone();
-        let outcome = loop {
-            let idle_at = idle_since
-                .filter(|_| !self.config.always_on)
-                .map(|t| t + self.config.idle_grace);
-            let rotation_due = rotate_at.filter(|_| opening.is_none() && next.is_none());
-            let no_media_at = last_media + self.config.no_media_timeout;
-            tokio::select! {
-                _ = stopped(&mut stop) => break Ended::Stopped,
-                _ = subscribers.changed() => {
-                    let watched = *subscribers.borrow_and_update() > 0;
-                    idle_since = if watched { None } else { idle_since.or(Some(Instant::now())) };
-                }
-                _ = sleep_until(idle_at) => break Ended::Idle,
-                event = next_event(active.as_mut()) => match event {
-                    SessionEvent::Media(received) => {
-                        let now = Instant::now();
-                        if matches!(received, Received::Rtp { .. }) {
-                            last_media = now;
-                            self.backoff.on_media(now);
-                        }
-                        if let Some(session) = active.as_ref() {
-                            let tracks = session.tracks.clone();
-                            self.push(&tracks, received, now);
-                        }
-                    }
-                    SessionEvent::State(state) => {
-                        if is_over(state) {
-                            tracing::info!(stream = %self.hub.name(), %state, "WHEP session ended");
-                            if let Some(old) = active.take() {
-                                self.close_in_background(old);
-                            }
-                        }
-                        // A server that takes PATCHes gets an ICE restart first (the session's
-                        // ICE task); the next session opens only if that has not helped soon.
-                        let restarting = !is_over(state)
-                            && active.as_ref().is_some_and(|s| s.accepts_trickle);
-                        if state == RTCPeerConnectionState::Connected {
-                            rotate_at = self.rotation_deadline(active.as_ref());
-                        } else if restarting {
-                            let grace = Instant::now() + ICE_RESTART_GRACE;
-                            rotate_at = Some(rotate_at.map_or(grace, |at| at.min(grace)));
-                        } else if opening.is_none() && next.is_none() {
-                            opening = Some(self.spawn_open());
-                        }
-                    }
-                },
-                event = next_event(next.as_mut()) => {
-                    let now = Instant::now();
-                    let received = match event {
-                        SessionEvent::Media(received) => received,
-                        SessionEvent::State(state) => {
-                            if is_over(state) {
-                                tracing::info!(stream = %self.hub.name(), %state, "next WHEP session ended before the switch");
-                                if let Some(failed) = next.take() {
-                                    self.close_in_background(failed);
-                                }
-                                rotate_at = Some(now + ROTATION_RETRY);
-                            }
-                            continue;
-                        }
-                    };
-                    let Some(candidate) = next.as_ref() else { continue };
-                    if matches!(received, Received::SenderReport { .. }) {
-                        next_reports.retain(|r| r.kind() != received.kind());
-                        next_reports.push(received);
-                        continue;
-                    }
-                    if !is_switch_point(candidate, &received) {
-                        if last_switch_pli.is_none_or(|at| now.duration_since(at) >= SWITCH_PLI_INTERVAL)
-                            && candidate.peer.request_keyframe()
-                        {
-                            last_switch_pli = Some(now);
-                        }
-                        continue;
-                    }
-                    let Some(new) = next.take() else { continue };
-                    if let Some(old) = active.replace(new) {
-                        self.close_in_background(old);
-                    }
-                    let Some(session) = active.as_ref() else { continue };
-                    self.adopt(session);
-                    let tracks = session.tracks.clone();
-                    rotate_at = self.rotation_deadline(Some(session));
-                    let url = redact_url(&session.url);
-                    tracing::info!(stream = %self.hub.name(), session = %url, "switched to the next WHEP session");
-                    self.status.send_modify(|s| {
-                        s.rotations += 1;
-                        s.session = Some(url);
-                        s.state = SourceState::Playing;
-                    });
-                    last_media = now;
-                    last_switch_pli = None;
-                    for report in std::mem::take(&mut next_reports) {
-                        self.push(&tracks, report, now);
-                    }
-                    self.push(&tracks, received, now);
-                }
-                result = join(opening.as_mut()) => {
-                    opening = None;
-                    match self.opened(result) {
-                        Ok(session) => {
-                            next_reports.clear();
-                            next = Some(session);
-                        }
-                        Err(error) if active.is_some() => {
-                            tracing::warn!(stream = %self.hub.name(), %error, "opening the next WHEP session failed");
-                            self.status.send_modify(|s| {
-                                s.last_error = Some(error.to_string());
-                                s.failures += 1;
-                            });
-                            rotate_at = Some(Instant::now() + ROTATION_RETRY);
-                        }
-                        Err(error) => break Ended::Failed(error),
-                    }
-                }
-                _ = sleep_until(rotation_due) => {
-                    tracing::debug!(stream = %self.hub.name(), "opening the next WHEP session (rotation)");
-                    self.set_state(SourceState::Rotating);
-                    opening = Some(self.spawn_open());
-                }
-                _ = hub.keyframe_requested() => {
-                    if let Some(session) = active.as_ref() {
-                        session.peer.request_keyframe();
-                    }
-                }
-                _ = tokio::time::sleep_until(no_media_at.into()) => {
-                    break Ended::Failed(WhepError::NoMedia(self.config.no_media_timeout));
-                }
-            }
-        };
-        for session in [active, next].into_iter().flatten() {
-            self.close_in_background(session);
-        }
-        if let Some(opening) = opening {
-            let client = self.client.clone();
-            self.closing.spawn(async move {
-                if let Ok(Ok(session)) = opening.await {
-                    session.close(&client).await;
-                }
+        if next {
+            self.next = Some(Next {
+                id,
+                session,
+                reports: Vec::new(),
+                last_pli: None,
             });
+        } else {
+            self.adopt(&session);
+            self.active = Some(Live { id, session });
         }
-        outcome
+        self.supervisor.opened(now, id);
     }
 
-    /// When the next session must be opened for `session`, if sessions are capped.
-    fn rotation_deadline(&self, session: Option<&Session>) -> Option<Instant> {
-        Some(session?.opened + self.config.rotate_after()?)
-    }
-
-    /// Makes the ingest match `session`'s tracks: the same layout continues the
-    /// timeline (a source restart), a different one starts over with new tracks.
-    fn adopt(&mut self, session: &Session) {
-        match &mut self.ingest {
-            Some(ingest) if same_layout(&ingest.hub().tracks(), &session.tracks) => {
-                ingest.source_restarted()
+    fn active_session_event(&mut self, now: Instant, event: SessionEvent) {
+        let Some(Live { id, session }) = &self.active else {
+            return;
+        };
+        let id = *id;
+        match event {
+            SessionEvent::Media(received) => {
+                if matches!(received, Received::Rtp { .. }) {
+                    self.supervisor.media(now, id);
+                }
+                let tracks = session.tracks.clone();
+                self.push(&tracks, received, now);
             }
-            _ => self.ingest = Some(StreamIngest::new(self.hub.clone(), session.tracks.clone())),
+            SessionEvent::State(state) if is_over(state) => {
+                tracing::info!(stream = %self.hub.name(), %state, "WHEP session ended");
+                self.supervisor.ended(now, id);
+            }
+            SessionEvent::State(RTCPeerConnectionState::Connected) => {
+                self.supervisor.recovered(now, id)
+            }
+            // A server that takes PATCHes gets an ICE restart first (the session's ICE
+            // task); the next session opens only if that has not helped soon.
+            SessionEvent::State(_) if session.accepts_trickle => {
+                self.supervisor.unwell(now, id, ICE_RESTART_GRACE)
+            }
+            SessionEvent::State(_) => self.supervisor.unwell(now, id, Duration::ZERO),
         }
+    }
+
+    /// Media from the next session is held back until its switch point.
+    fn next_session_event(&mut self, now: Instant, event: SessionEvent) {
+        let Some(next) = self.next.as_mut() else {
+            return;
+        };
+        let id = next.id;
+        let received = match event {
+            SessionEvent::Media(received) => received,
+            SessionEvent::State(state) if is_over(state) => {
+                tracing::info!(stream = %self.hub.name(), %state, "next WHEP session ended before the switch");
+                // With nothing streaming, it was the stream's last hope: a failure.
+                return match self.active {
+                    Some(_) => self.supervisor.ended(now, id),
+                    None => self.failed(now, id, WhepError::EndedBeforeSwitch),
+                };
+            }
+            SessionEvent::State(_) => return,
+        };
+        if matches!(received, Received::SenderReport { .. }) {
+            next.reports.retain(|r| r.kind() != received.kind());
+            next.reports.push(received);
+            return;
+        }
+        if !is_switch_point(&next.session, &received) {
+            if next
+                .last_pli
+                .is_none_or(|at| now.duration_since(at) >= SWITCH_PLI_INTERVAL)
+                && next.session.peer.request_keyframe()
+            {
+                next.last_pli = Some(now);
+            }
+            return;
+        }
+        // The supervisor closes the session it replaces (and shows Playing).
+        self.supervisor.switched(now, id);
+        self.carry_out();
+        let Some(Next {
+            id,
+            session,
+            reports,
+            ..
+        }) = self.next.take()
+        else {
+            return;
+        };
+        self.adopt(&session);
+        tracing::info!(stream = %self.hub.name(), session = %redact_url(&session.url), "switched to the next WHEP session");
+        self.status.send_modify(|s| s.rotations += 1);
+        let tracks = session.tracks.clone();
+        self.active = Some(Live { id, session });
+        for report in reports {
+            self.push(&tracks, report, now);
+        }
+        self.push(&tracks, received, now);
+    }
+
+    /// Makes the ingest match `session`'s tracks and shows it as the source's session.
+    fn adopt(&mut self, session: &Session) {
+        self.ingest = Some(StreamIngest::for_session(
+            self.ingest.take(),
+            &self.hub,
+            &session.tracks,
+        ));
         let url = redact_url(&session.url);
-        self.status.send_modify(|s| {
-            s.session = Some(url);
-            s.state = SourceState::Playing;
-        });
+        self.status.send_modify(|s| s.session = Some(url));
     }
 
     fn push(&mut self, tracks: &[TrackInfo], received: Received, now: Instant) {
@@ -451,10 +473,6 @@ impl Runner {
         self.closing
             .spawn(async move { session.close(&client).await });
     }
-
-    fn set_state(&self, state: SourceState) {
-        self.status.send_modify(|s| s.state = state);
-    }
 }
 
 /// The new session's packet where the switch happens: a keyframe start when the
@@ -471,13 +489,6 @@ fn is_switch_point(session: &Session, received: &Received) -> bool {
             .is_ok_and(|p| starts_keyframe(video.codec, p.payload_slice())),
         _ => false,
     }
-}
-
-fn same_layout(current: &[TrackInfo], next: &[TrackInfo]) -> bool {
-    current.len() == next.len()
-        && current.iter().zip(next).all(|(a, b)| {
-            (a.id, a.codec, a.clock_rate, a.channels) == (b.id, b.codec, b.clock_rate, b.channels)
-        })
 }
 
 async fn stopped(stop: &mut watch::Receiver<bool>) {
@@ -512,8 +523,8 @@ async fn next_event(session: Option<&mut Session>) -> SessionEvent {
 }
 
 async fn join(
-    opening: Option<&mut Opening>,
-) -> Result<Result<Session, SessionError>, tokio::task::JoinError> {
+    opening: Option<&mut JoinHandle<Result<Session, SessionError>>>,
+) -> Result<Result<Session, SessionError>, JoinError> {
     match opening {
         Some(opening) => opening.await,
         None => std::future::pending().await,

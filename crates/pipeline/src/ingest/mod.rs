@@ -59,7 +59,7 @@ use self::output_headers::OutputHeaders;
 use self::parameter_sets::with_parameter_sets;
 use self::restart_gate::RestartGate;
 use self::sender_reports::Report;
-use crate::hub::Hub;
+use crate::hub::{same_layout, Hub};
 use crate::rate_limited_log::RateLimitedLog;
 
 #[non_exhaustive]
@@ -279,6 +279,24 @@ impl StreamIngest {
     pub fn source_restarted(&mut self) {
         for track in &mut self.tracks {
             track.restart();
+        }
+    }
+
+    /// The ingest for a source's new session: `previous` carries on (consumers stay
+    /// subscribed, time runs forward: [`source_restarted`](Self::source_restarted))
+    /// when the session's tracks have the same layout; otherwise the stream starts
+    /// over with a new ingest for the new tracks.
+    pub fn for_session(
+        previous: Option<StreamIngest>,
+        hub: &Hub,
+        tracks: &[TrackInfo],
+    ) -> StreamIngest {
+        match previous {
+            Some(mut ingest) if same_layout(&ingest.hub.tracks(), tracks) => {
+                ingest.source_restarted();
+                ingest
+            }
+            _ => StreamIngest::new(hub.clone(), tracks.to_vec()),
         }
     }
 

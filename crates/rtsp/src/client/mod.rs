@@ -41,15 +41,19 @@
 //!
 //! # Lifecycle ([`RtspSource`])
 //!
-//! On demand (default): connect when the Hub's subscriber count goes above zero,
-//! disconnect after [`SourceConfig::idle_grace`] with none. `always_on` stays
-//! connected. Connection failures, EOF, retina read/keep-alive errors, steps that
-//! take longer than `connect_timeout`, and `stall_timeout` without a packet all
-//! lead to a reconnect after a stepped [`Backoff`] (1 s ×5, 5 s ×5, 10 s ×10,
-//! then 60 s), reset by a session that played for a minute. Transport `auto` tries UDP
-//! and falls back to TCP for good when UDP fails or brings no packet.
+//! The pipeline's [`Supervisor`] decides when to connect and disconnect; the source
+//! task only carries that out with retina. On demand (default): connect when the
+//! Hub's subscriber count goes above zero, disconnect after
+//! [`SourceConfig::idle_grace`] with none. `always_on` stays connected. Connection
+//! failures, EOF, retina read/keep-alive errors, steps that take longer than
+//! `connect_timeout`, and `stall_timeout` without a packet all lead to a reconnect
+//! after a stepped [`Backoff`] (1 s ×5, 5 s ×5, 10 s ×10, then 60 s), reset by a
+//! session that played for a minute. Transport `auto` tries UDP and falls back to
+//! TCP for good when UDP fails or brings no packet (at once, not counted as a
+//! failure: that is RTSP's own, so it stays here).
 //!
 //! [`Backoff`]: streamgate_pipeline::Backoff
+//! [`Supervisor`]: streamgate_pipeline::Supervisor
 
 mod camera_url;
 mod config;

@@ -1,14 +1,16 @@
-//! The source task: connects when consumers arrive (or always), feeds the camera's
-//! packets and sender reports into the stream's ingest, reconnects with backoff, disconnects when idle.
+//! The source task: a thin loop around the [`Supervisor`] (on demand, idle grace,
+//! backoff, stall) that opens camera sessions when it asks, feeds their packets and
+//! sender reports into the stream's ingest, and reports what happens back to it.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
-use streamgate_pipeline::{Backoff, Hub, RateLimitedLog, StreamIngest};
-use streamgate_rtp::TrackInfo;
+use streamgate_pipeline::supervisor::{Output, SessionId, Supervisor, SupervisorConfig, Why};
+use streamgate_pipeline::{Hub, RateLimitedLog, StreamIngest};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::{sleep_until, Instant};
 
 use super::session::{CameraSession, SessionEvent, SessionTransport};
 use super::{CameraUrl, SourceConfig, SourceError, SourceState, SourceStatus, TransportMode};
@@ -24,15 +26,27 @@ impl RtspSource {
     pub fn spawn(hub: Hub, config: SourceConfig) -> Result<RtspSource, SourceError> {
         let url = CameraUrl::parse(&config.url)?;
         let status = Arc::new(watch::Sender::new(SourceStatus::new(url.to_string())));
+        let supervisor = Supervisor::new(
+            SupervisorConfig {
+                always_on: config.always_on,
+                idle_grace: config.idle_grace,
+                stall_timeout: config.stall_timeout,
+                rotation: None,
+            },
+            Instant::now(),
+        );
         let runner = Runner {
             subscribers: hub.watch_subscribers(),
             hub,
             config,
             url,
             status: status.clone(),
-            backoff: Backoff::default(),
+            supervisor,
             ingest: None,
             udp_failed: false,
+            opening: None,
+            playing: None,
+            error: None,
         };
         let task = tokio::spawn(runner.run());
         Ok(RtspSource { status, task })
@@ -62,14 +76,30 @@ impl Drop for RtspSource {
     }
 }
 
-/// Why a playing session ended.
-enum SessionEnd {
-    /// No consumer for the idle grace period.
-    Idle,
-    Failed {
-        error: SourceError,
-        received_packets: bool,
-    },
+type Connecting = Pin<Box<dyn Future<Output = Result<CameraSession, SourceError>> + Send>>;
+
+/// A session the supervisor asked for, being set up.
+struct Opening {
+    id: SessionId,
+    transport: SessionTransport,
+    connect: Connecting,
+}
+
+/// A session in PLAY.
+struct Playing {
+    id: SessionId,
+    transport: SessionTransport,
+    session: CameraSession,
+    received_packets: bool,
+    bad_packets: RateLimitedLog,
+}
+
+/// What woke the task.
+enum Event {
+    Subscribers(Option<usize>),
+    Opened(Result<CameraSession, SourceError>),
+    Session(Result<Option<SessionEvent>, SourceError>),
+    Tick,
 }
 
 struct Runner {
@@ -78,165 +108,222 @@ struct Runner {
     config: SourceConfig,
     url: CameraUrl,
     status: Arc<watch::Sender<SourceStatus>>,
-    backoff: Backoff,
+    supervisor: Supervisor,
     /// Kept across sessions so timestamps run on through reconnects.
     ingest: Option<StreamIngest>,
     /// `auto` transport: UDP did not work with this camera, use TCP.
     udp_failed: bool,
+    /// RTSP has one session at a time: being opened, or playing.
+    opening: Option<Opening>,
+    playing: Option<Playing>,
+    /// A failure not yet shown: it goes out with the state it leads to, in one
+    /// status update, so no observer sees the error beside a stale state.
+    error: Option<String>,
 }
 
 impl Runner {
     async fn run(mut self) {
+        let count = *self.subscribers.borrow_and_update();
+        self.supervisor.subscribers(Instant::now(), count);
         loop {
-            if !self.config.always_on {
-                self.status.send_modify(|s| s.state = SourceState::Idle);
-                if self.subscribers.wait_for(|&n| n > 0).await.is_err() {
-                    return;
+            let wake = self.carry_out();
+            let event = tokio::select! {
+                changed = self.subscribers.changed() => {
+                    Event::Subscribers(changed.ok().map(|()| *self.subscribers.borrow_and_update()))
                 }
+                result = connect(self.opening.as_mut()) => Event::Opened(result),
+                event = next_event(self.playing.as_mut(), &self.url) => Event::Session(event),
+                () = sleep_until(wake) => Event::Tick,
+            };
+            let now = Instant::now();
+            match event {
+                // The Hub is gone: nothing to feed.
+                Event::Subscribers(None) => return,
+                Event::Subscribers(Some(count)) => self.supervisor.subscribers(now, count),
+                Event::Opened(result) => self.opened(now, result),
+                Event::Session(event) => self.session_event(now, event),
+                Event::Tick => self.supervisor.tick(now),
             }
-            let transport = self.transport();
-            self.status.send_modify(|s| {
-                s.state = SourceState::Connecting;
-                s.transport = Some(match transport {
-                    SessionTransport::Tcp => TransportMode::Tcp,
-                    SessionTransport::Udp => TransportMode::Udp,
-                });
-            });
-            tracing::debug!(stream = %self.hub.name(), url = %self.url, ?transport, "connecting to camera");
-            let end =
-                match CameraSession::connect(&self.url, transport, self.config.connect_timeout)
-                    .await
-                {
-                    Ok(session) => self.play(session).await,
-                    Err(error) => SessionEnd::Failed {
-                        error,
-                        received_packets: false,
-                    },
-                };
-            match end {
-                SessionEnd::Idle => {
-                    self.backoff.on_session_closed();
-                    tracing::info!(stream = %self.hub.name(), url = %self.url, "no consumers: disconnected from camera");
-                }
-                SessionEnd::Failed {
-                    error,
-                    received_packets,
-                } => {
-                    if self.config.transport == TransportMode::Auto
-                        && transport == SessionTransport::Udp
-                        && !received_packets
-                    {
-                        tracing::warn!(stream = %self.hub.name(), url = %self.url, %error, "UDP failed: using TCP");
-                        self.record_error(&error, |s| s.state = SourceState::Connecting);
-                        self.udp_failed = true;
+        }
+    }
+
+    /// Does what the supervisor asks; returns when to wake it next.
+    fn carry_out(&mut self) -> Option<Instant> {
+        loop {
+            match self.supervisor.poll_output() {
+                // RTSP sessions have no cap and never end but by failing, so the
+                // supervisor never asks for a `next` one.
+                Output::Connect { id, .. } => self.connect(id),
+                Output::Disconnect { id, why } => self.disconnect(id, why),
+                Output::Status(state) => self.show(state),
+                Output::Stalled { id } => {
+                    let Some(playing) = self.playing.as_ref().filter(|p| p.id == id) else {
                         continue;
+                    };
+                    let (transport, received) = (playing.transport, playing.received_packets);
+                    let error = SourceError::Stalled(self.config.stall_timeout);
+                    self.failed(Instant::now(), id, transport, received, error);
+                }
+                Output::WaitUntil(at) => {
+                    if self.error.is_some() {
+                        self.show(self.supervisor.state());
                     }
-                    let delay = self.backoff.on_failure(None);
-                    let failures = self.backoff.failures();
-                    tracing::warn!(stream = %self.hub.name(), url = %self.url, %error, failures, retry_in = ?delay, "camera session failed");
-                    self.record_error(&error, |s| {
-                        s.state = SourceState::Retrying { retry_in: delay };
-                        s.consecutive_failures = failures;
-                    });
-                    tokio::time::sleep(delay).await;
+                    return at;
                 }
             }
         }
     }
 
-    fn transport(&self) -> SessionTransport {
-        match self.config.transport {
+    fn connect(&mut self, id: SessionId) {
+        let transport = match self.config.transport {
             TransportMode::Tcp => SessionTransport::Tcp,
             TransportMode::Udp => SessionTransport::Udp,
             TransportMode::Auto if self.udp_failed => SessionTransport::Tcp,
             TransportMode::Auto => SessionTransport::Udp,
-        }
-    }
-
-    /// Records a failed session together with the state it leaves the source in,
-    /// in one status update, so no observer sees the error beside a stale state.
-    fn record_error(&self, error: &SourceError, next: impl FnOnce(&mut SourceStatus)) {
-        let message = error.to_string();
-        self.status.send_modify(|s| {
-            s.last_error = Some(message);
-            s.last_error_at = Some(SystemTime::now());
-            next(s);
-        });
-    }
-
-    /// Feeds the session's packets to the ingest until it fails or goes idle.
-    async fn play(&mut self, mut session: CameraSession) -> SessionEnd {
-        let ingest = match self.ingest.take() {
-            Some(mut ingest) if same_layout(&ingest.hub().tracks(), session.tracks()) => {
-                ingest.source_restarted();
-                ingest
-            }
-            _ => StreamIngest::new(self.hub.clone(), session.tracks().to_vec()),
         };
-        let ingest = self.ingest.insert(ingest);
-        tracing::info!(stream = %self.hub.name(), url = %self.url, tracks = session.tracks().len(), "camera session playing");
         self.status.send_modify(|s| {
-            s.state = SourceState::Playing;
-            s.sessions += 1;
+            s.transport = Some(match transport {
+                SessionTransport::Tcp => TransportMode::Tcp,
+                SessionTransport::Udp => TransportMode::Udp,
+            });
         });
+        tracing::debug!(stream = %self.hub.name(), url = %self.url, ?transport, "connecting to camera");
+        let (url, timeout) = (self.url.clone(), self.config.connect_timeout);
+        self.opening = Some(Opening {
+            id,
+            transport,
+            connect: Box::pin(
+                async move { CameraSession::connect(&url, transport, timeout).await },
+            ),
+        });
+    }
 
-        let mut first_packet: Option<Instant> = None;
-        let mut last_packet = Instant::now();
-        let mut idle_since =
-            (!self.config.always_on && *self.subscribers.borrow() == 0).then(Instant::now);
-        let mut bad_packets = RateLimitedLog::default();
-        let (stream, url) = (self.hub.name().to_owned(), &self.url);
-        loop {
-            let idle_deadline = idle_since.map(|t| t + self.config.idle_grace);
-            tokio::select! {
-                changed = self.subscribers.changed(), if !self.config.always_on => {
-                    if changed.is_err() {
-                        return SessionEnd::Idle;
-                    }
-                    let consumers = *self.subscribers.borrow_and_update();
-                    idle_since = if consumers == 0 { idle_since.or(Some(Instant::now())) } else { None };
-                }
-                _ = sleep_until(idle_deadline.unwrap_or_else(Instant::now)), if idle_deadline.is_some() => {
-                    return SessionEnd::Idle;
-                }
-                _ = sleep_until(last_packet + self.config.stall_timeout) => {
-                    let error = SourceError::Stalled(self.config.stall_timeout);
-                    return SessionEnd::Failed { error, received_packets: first_packet.is_some() };
-                }
-                event = session.next(|text| url.redact(text)) => match event {
-                    Ok(Some(SessionEvent::Rtp(track, packet))) => {
-                        let now = Instant::now();
-                        last_packet = now;
-                        first_packet.get_or_insert(now);
-                        self.backoff.on_media(now.into_std());
-                        // Bad packets are counted and logged (rate-limited) by the ingest itself.
-                        let _ = ingest.push_rtp(track, packet, now.into_std());
-                    }
-                    Ok(Some(SessionEvent::SenderReport(track, report))) => {
-                        ingest.on_sender_report(track, &report, Instant::now().into_std());
-                    }
-                    Ok(Some(SessionEvent::BadPacket(track, reason))) => {
-                        if let Some(suppressed) = bad_packets.occurred(Instant::now().into_std()) {
-                            tracing::warn!(stream, track = track.0, reason, suppressed, "unreadable packet from camera");
-                        }
-                    }
-                    Ok(None) => {
-                        return SessionEnd::Failed { error: SourceError::Closed, received_packets: first_packet.is_some() };
-                    }
-                    Err(error) => {
-                        return SessionEnd::Failed { error, received_packets: first_packet.is_some() };
-                    }
-                },
-            }
+    fn disconnect(&mut self, id: SessionId, why: Why) {
+        // Dropping a retina session sends TEARDOWN in the background.
+        self.opening.take_if(|o| o.id == id);
+        if self.playing.take_if(|p| p.id == id).is_some() && why == Why::Idle {
+            tracing::info!(stream = %self.hub.name(), url = %self.url, "no consumers: disconnected from camera");
         }
+    }
+
+    fn show(&mut self, state: SourceState) {
+        let error = self.error.take();
+        let failures = self.supervisor.failures();
+        self.status.send_modify(|s| {
+            s.state = state;
+            s.consecutive_failures = failures;
+            if let Some(message) = error {
+                s.last_error = Some(message);
+                s.last_error_at = Some(SystemTime::now());
+            }
+        });
+    }
+
+    fn opened(&mut self, now: Instant, result: Result<CameraSession, SourceError>) {
+        let Some(Opening { id, transport, .. }) = self.opening.take() else {
+            return;
+        };
+        let session = match result {
+            Ok(session) => session,
+            Err(error) => return self.failed(now, id, transport, false, error),
+        };
+        let ingest = StreamIngest::for_session(self.ingest.take(), &self.hub, session.tracks());
+        self.ingest = Some(ingest);
+        tracing::info!(stream = %self.hub.name(), url = %self.url, tracks = session.tracks().len(), "camera session playing");
+        self.status.send_modify(|s| s.sessions += 1);
+        self.playing = Some(Playing {
+            id,
+            transport,
+            session,
+            received_packets: false,
+            bad_packets: RateLimitedLog::default(),
+        });
+        self.supervisor.opened(now, id);
+    }
+
+    fn session_event(&mut self, now: Instant, event: Result<Option<SessionEvent>, SourceError>) {
+        let (Some(playing), Some(ingest)) = (self.playing.as_mut(), self.ingest.as_mut()) else {
+            return;
+        };
+        let error = match event {
+            Ok(Some(SessionEvent::Rtp(track, packet))) => {
+                playing.received_packets = true;
+                self.supervisor.media(now, playing.id);
+                // Bad packets are counted and logged (rate-limited) by the ingest itself.
+                let _ = ingest.push_rtp(track, packet, now);
+                return;
+            }
+            Ok(Some(SessionEvent::SenderReport(track, report))) => {
+                return ingest.on_sender_report(track, &report, now);
+            }
+            Ok(Some(SessionEvent::BadPacket(track, reason))) => {
+                if let Some(suppressed) = playing.bad_packets.occurred(now) {
+                    let stream = self.hub.name();
+                    tracing::warn!(
+                        stream,
+                        track = track.0,
+                        reason,
+                        suppressed,
+                        "unreadable packet from camera"
+                    );
+                }
+                return;
+            }
+            Ok(None) => SourceError::Closed,
+            Err(error) => error,
+        };
+        let (id, transport, received) = (playing.id, playing.transport, playing.received_packets);
+        self.failed(now, id, transport, received, error);
+    }
+
+    /// Reports a failed session: `auto` gives up on UDP at once when it brought no
+    /// packet; anything else backs off.
+    fn failed(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        transport: SessionTransport,
+        received_packets: bool,
+        error: SourceError,
+    ) {
+        self.error = Some(error.to_string());
+        if self.config.transport == TransportMode::Auto
+            && transport == SessionTransport::Udp
+            && !received_packets
+        {
+            tracing::warn!(stream = %self.hub.name(), url = %self.url, %error, "UDP failed: using TCP");
+            self.udp_failed = true;
+            return self.supervisor.retry_now(now, id);
+        }
+        self.supervisor.failed(now, id, None);
+        let (failures, retry_in) = (
+            self.supervisor.failures(),
+            self.supervisor.state().retry_in(),
+        );
+        tracing::warn!(stream = %self.hub.name(), url = %self.url, %error, failures, ?retry_in, "camera session failed");
     }
 }
 
-/// Same tracks in the same order (codec, clock, channels): the hub's consumers can
-/// carry on. Parameter sets may differ; they are taken from the stream in band.
-fn same_layout(current: &[TrackInfo], new: &[TrackInfo]) -> bool {
-    current.len() == new.len()
-        && current.iter().zip(new).all(|(a, b)| {
-            (a.codec, a.clock_rate, a.channels) == (b.codec, b.clock_rate, b.channels)
-        })
+async fn connect(opening: Option<&mut Opening>) -> Result<CameraSession, SourceError> {
+    match opening {
+        Some(opening) => opening.connect.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_event(
+    playing: Option<&mut Playing>,
+    url: &CameraUrl,
+) -> Result<Option<SessionEvent>, SourceError> {
+    match playing {
+        Some(playing) => playing.session.next(|text| url.redact(text)).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
