@@ -1,7 +1,7 @@
 //! Stream ingest: turns a source's RTP packets into [`Frame`]s on the [`Hub`].
 //!
 //! Per track: reorder buffer → depacketizer → in-band parameter sets → timeline →
-//! `Frame`. The output RTP headers are written here, once per packet, so that
+//! decode order (B-frames' DTS, [`DecodeOrder`]) → `Frame`. The output RTP headers are written here, once per packet, so that
 //! every output forwards the same bytes: a random SSRC per track that stays for
 //! the stream's life, a continuous sequence number per track, the continuous
 //! timestamp (`pts` truncated to 32 bits) and the track's output payload type.
@@ -52,6 +52,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 
 use crate::hub::Hub;
+use streamgate_rtp::codec::decode_order::DecodeOrder;
 use streamgate_rtp::codec::nal::{NalSyntax, ParameterSet};
 use streamgate_rtp::codec::{self, AccessUnit, DepacketizeError, Depacketizer};
 use streamgate_rtp::rtcp::{ntp_from_system_time, SenderReport};
@@ -118,6 +119,7 @@ struct TrackIngest {
     /// `Err` when the track cannot be depacketized (reported on every packet).
     depacketizer: Result<Depacketizer, DepacketizeError>,
     timeline: Timeline,
+    decode_order: DecodeOrder,
     source_ssrc: Option<u32>,
     output_ssrc: u32,
     next_output_sequence: u16,
@@ -158,6 +160,7 @@ impl TrackIngest {
             reorder: ReorderBuffer::new(ReorderConfig::default()),
             depacketizer,
             timeline: Timeline::new(info.clock_rate).start_after(time_already_used),
+            decode_order: DecodeOrder::new(info.codec, info.clock_rate),
             source_ssrc: None,
             output_ssrc: rand::random(),
             next_output_sequence: rand::random(),
@@ -424,6 +427,7 @@ impl StreamIngest {
         }
         let state = &mut self.tracks[index];
         let pts = mapped.pts;
+        let dts = state.decode_order.dts(&state.info.params, pts);
         let timestamp = pts as u32;
         let clock_rate = state.timeline.clock_rate();
         let wallclock = offset(origin.1, i64::try_from(pts).unwrap_or(i64::MAX), clock_rate);
@@ -462,7 +466,7 @@ impl StreamIngest {
             track: state.info.id,
             kind,
             pts,
-            dts: pts,
+            dts,
             wallclock,
             keyframe,
             discontinuity,

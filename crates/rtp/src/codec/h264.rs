@@ -6,7 +6,7 @@
 //! fields (chroma format, scaling lists, VUI) that are easy to get subtly wrong.
 
 use bytes::Bytes;
-use h264_reader::nal::sps::SeqParameterSet;
+use h264_reader::nal::sps::{PicOrderCntType, SeqParameterSet};
 use h264_reader::rbsp::{decode_nal, BitReader};
 
 use super::nal::{NalDepacketizer, NalSyntax, ParameterSet};
@@ -62,11 +62,31 @@ impl NalSyntax for Syntax {
     }
 
     fn sps_dimensions(sps: &[u8]) -> Option<(u32, u32)> {
-        // decode_nal skips the NAL header byte and removes emulation prevention.
-        let rbsp = decode_nal(sps).ok()?;
-        let sps = SeqParameterSet::from_bits(BitReader::new(&*rbsp)).ok()?;
-        sps.pixel_dimensions().ok()
+        parse_sps(sps)?.pixel_dimensions().ok()
     }
+
+    /// The VUI's `max_num_reorder_frames`; none with `pic_order_cnt_type` 2
+    /// (output order is decode order). Otherwise the SPS does not say: the spec's
+    /// inferred default (the whole DPB) would delay decode times for the many
+    /// High-profile cameras that send no B-frames, so it is measured instead.
+    fn sps_reorder_depth(sps: &[u8]) -> Option<u32> {
+        let sps = parse_sps(sps)?;
+        let restrictions = sps
+            .vui_parameters
+            .as_ref()
+            .and_then(|vui| vui.bitstream_restrictions.as_ref());
+        match (restrictions, &sps.pic_order_cnt) {
+            (Some(r), _) => Some(r.max_num_reorder_frames),
+            (None, PicOrderCntType::TypeTwo) => Some(0),
+            (None, _) => None,
+        }
+    }
+}
+
+fn parse_sps(sps: &[u8]) -> Option<SeqParameterSet> {
+    // decode_nal skips the NAL header byte and removes emulation prevention.
+    let rbsp = decode_nal(sps).ok()?;
+    SeqParameterSet::from_bits(BitReader::new(&*rbsp)).ok()
 }
 
 /// The `profile-level-id` fmtp value (profile_idc, constraint flags, level_idc)
