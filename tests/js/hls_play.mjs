@@ -1,7 +1,9 @@
 // Plays an HLS player page in headless Chromium (Debian's, driven by playwright-core)
 // and prints one JSON line: playback progress, picture size, hls.js fatal errors,
 // latency samples (wall clock minus the playhead's program-date-time) and the highest
-// discontinuity number (`cc`) of a fragment that played.
+// discontinuity number (`cc`) of a fragment that played, and the video frames the
+// element got (`framesPlayed`, decoded or dropped) over `mediaSecondsPlayed` of media
+// time since playback started.
 // Usage: node tests/js/hls_play.mjs URL [seconds-to-play] [timeout-seconds]
 import { launchChromium } from "./browser.mjs";
 
@@ -38,10 +40,18 @@ try {
         latency: date ? (Date.now() - date.getTime()) / 1000 : null,
         hlsLatency: window.hls ? window.hls.latency : null,
         playedCc: window.playedCc || 0,
+        frames: video.getVideoPlaybackQuality().totalVideoFrames,
       };
     });
     Object.assign(result, { currentTime: state.currentTime, videoWidth: state.videoWidth, videoHeight: state.videoHeight, fatalErrors: state.fatalErrors, playedCc: state.playedCc });
-    if (state.currentTime > 0 && startedAt === null) startedAt = Date.now();
+    if (state.currentTime > 0 && startedAt === null) {
+      startedAt = Date.now();
+      result.firstPlayed = { time: state.currentTime, frames: state.frames };
+    }
+    if (result.firstPlayed) {
+      result.framesPlayed = state.frames - result.firstPlayed.frames;
+      result.mediaSecondsPlayed = state.currentTime - result.firstPlayed.time;
+    }
     if (state.latency !== null && state.currentTime > 1) result.latencies.push(state.latency);
     result.hlsLatency = state.hlsLatency;
     if (state.fatalErrors.length > 0 || state.currentTime >= Number(playSeconds)) break;
