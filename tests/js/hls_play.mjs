@@ -4,10 +4,13 @@
 // discontinuity number (`cc`) of a fragment that played, and the video frames the
 // element got (`framesPlayed`, decoded or dropped) over `mediaSecondsPlayed` of media
 // time since playback started.
-// Usage: node tests/js/hls_play.mjs URL [seconds-to-play] [timeout-seconds]
+// Usage: node tests/js/hls_play.mjs URL [seconds-to-play] [timeout-seconds] [position|played]
+// It stops once the playhead reaches seconds-to-play (`position`, the default) or once
+// that much media played since playback started (`played`: where hls.js starts a live
+// stream depends on how long the stream has run).
 import { launchChromium } from "./browser.mjs";
 
-const [url, playSeconds = "10", timeoutSeconds = "60"] = process.argv.slice(2);
+const [url, playSeconds = "10", timeoutSeconds = "60", until = "position"] = process.argv.slice(2);
 if (!url) {
   console.error("usage: hls_play.mjs URL [seconds] [timeout]");
   process.exit(2);
@@ -54,7 +57,8 @@ try {
     }
     if (state.latency !== null && state.currentTime > 1) result.latencies.push(state.latency);
     result.hlsLatency = state.hlsLatency;
-    if (state.fatalErrors.length > 0 || state.currentTime >= Number(playSeconds)) break;
+    const reached = until === "played" ? result.mediaSecondsPlayed || 0 : state.currentTime;
+    if (state.fatalErrors.length > 0 || reached >= Number(playSeconds)) break;
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
   result.playedWallSeconds = startedAt === null ? 0 : (Date.now() - startedAt) / 1000;

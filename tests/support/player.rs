@@ -10,8 +10,19 @@ pub fn play(url: &str, seconds: u32) -> String {
     report(start_player(url, seconds))
 }
 
-/// Starts tests/js/hls_play.mjs playing `url` until `seconds` of it played (60 s at most).
+/// Runs tests/js/hls_play.mjs until `seconds` of media played from wherever
+/// hls.js started; returns its JSON report.
+pub fn play_from_start(url: &str, seconds: u32) -> String {
+    report(spawn_player(url, seconds, "played"))
+}
+
+/// Starts tests/js/hls_play.mjs playing `url` until the playhead reaches `seconds` (60 s at most).
 pub fn start_player(url: &str, seconds: u32) -> Child {
+    spawn_player(url, seconds, "position")
+}
+
+/// `until`: what `seconds` counts, see tests/js/hls_play.mjs.
+fn spawn_player(url: &str, seconds: u32, until: &str) -> Child {
     peer("chromium");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/hls_play.mjs");
     Command::new(peer("node"))
@@ -19,6 +30,7 @@ pub fn start_player(url: &str, seconds: u32) -> Child {
         .arg(url)
         .arg(seconds.to_string())
         .arg("60")
+        .arg(until)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -427,7 +427,7 @@ impl StreamIngest {
         }
         let state = &mut self.tracks[index];
         let pts = mapped.pts;
-        let dts = state.decode_order.dts(&state.info.params, pts);
+        let dts = state.decode_order.dts(&unit.units, &state.info.params, pts);
         let timestamp = pts as u32;
         let clock_rate = state.timeline.clock_rate();
         let wallclock = offset(origin.1, i64::try_from(pts).unwrap_or(i64::MAX), clock_rate);

@@ -16,19 +16,29 @@
 //! presentation time itself.
 //!
 //! `N` comes from the SPS when it says (H.264 VUI `max_num_reorder_frames`,
-//! `pic_order_cnt_type` 2; H.265 `sps_max_num_reorder_pics`) and is otherwise
-//! measured: a frame preceded by more later-presented frames than `N` raises
-//! it. Until `N + 1` frames were seen, and when `N` grows, the rule has no
-//! answer above the previous decode time; decode time then advances by
-//! [`MIN_STEP_SECS`], small enough to stay before the next pictures'
-//! presentation times. A measured depth is learnt only at the first frame that
-//! needs it, so that one frame (and the few after it) may get a decode time
-//! after its presentation time: fMP4 writes that as a negative composition
-//! offset, and decode time still never goes back.
+//! `pic_order_cnt_type` 2; H.265 `sps_max_num_reorder_pics`, always there).
+//! Many H.264 cameras declare nothing; the spec's default then (the whole DPB)
+//! would hold decode times back for the many that send no B-frames, so `N`
+//! starts at 0 and is learnt:
+//! - announced by picture order counts: a frame decoded ahead of pictures
+//!   presented before it leaves a hole in the count, so the B-frames to come
+//!   are known before the first of them arrives ([`Holes`]);
+//! - measured from presentation times, as a safety net: a frame preceded by
+//!   more later-presented frames than `N` raises it. Learnt only at the frame
+//!   that needs it, so that frame (and the few after it) may get a decode time
+//!   after its presentation time: fMP4 writes that as a negative composition
+//!   offset, and decode time still never goes back.
 //!
-//! Like MediaMTX's `DTSExtractor`, but keyed on presentation times rather than
-//! picture order counts: the timeline's continuous timestamps already give the
-//! order, and no slice header needs parsing.
+//! Until `N + 1` frames were seen, and when `N` grows, the rule has no answer
+//! above the previous decode time; decode time then advances by
+//! [`MIN_STEP_SECS`], small enough to stay before the next pictures'
+//! presentation times. The first frame keeps its presentation time, so decode
+//! time also continues after an earlier ingest's on the same Hub.
+//!
+//! MediaMTX's `DTSExtractor` (mediacommon) works from picture order counts
+//! alone, interpolating between frames; here the timeline's continuous
+//! presentation times give the order and the spacing, and the counts only
+//! announce reordering. Forwarded RTP keeps the presentation times.
 
 use bytes::Bytes;
 
@@ -49,10 +59,16 @@ pub const MIN_STEP_SECS: f64 = 0.001;
 pub struct DecodeOrder {
     codec: Codec,
     step: u64,
-    /// The SPS `depth` was read from (`None` until one is known).
+    /// The SPS the depths below were read for (`None` until one is known).
     sps: Option<Bytes>,
-    /// Reorder depth `N` in use.
-    depth: usize,
+    /// The depth the SPS declares.
+    declared: Option<usize>,
+    /// The deepest reordering the presentation times showed.
+    measured: usize,
+    /// The deepest reordering the picture order counts announced.
+    announced: usize,
+    /// H.264 picture order, read while the SPS declares nothing.
+    holes: Option<Holes>,
     /// The largest presentation times seen, largest first (at most `MAX_REORDER + 1`).
     latest: Vec<u64>,
     last_dts: Option<u64>,
@@ -65,7 +81,10 @@ impl DecodeOrder {
             codec,
             step: ((f64::from(clock_rate) * MIN_STEP_SECS) as u64).max(1),
             sps: None,
-            depth: 0,
+            declared: None,
+            measured: 0,
+            announced: 0,
+            holes: None,
             latest: Vec::with_capacity(MAX_REORDER + 1),
             last_dts: None,
         }
@@ -73,29 +92,43 @@ impl DecodeOrder {
 
     /// The reorder depth in use.
     pub fn depth(&self) -> usize {
-        self.depth
+        self.declared
+            .unwrap_or(0)
+            .max(self.measured)
+            .max(self.announced)
     }
 
-    /// The decode time of the next frame in decode order, presented at `pts`
-    /// (track clock). `params` holds the SPS in use (from the SDP or in band).
-    pub fn dts(&mut self, params: &CodecParams, pts: u64) -> u64 {
+    /// The decode time of the next frame in decode order, made of `units` and
+    /// presented at `pts` (track clock). `params` holds the SPS in use (from the
+    /// SDP or in band).
+    pub fn dts(&mut self, units: &[Bytes], params: &CodecParams, pts: u64) -> u64 {
         if !matches!(self.codec, Codec::H264 | Codec::H265) {
             return pts;
         }
         self.read_sps(params);
+        if let Some(holes) = &mut self.holes {
+            match holes.ahead_of_a_hole(units) {
+                Some(ahead) => self.announced = self.announced.max(ahead),
+                None => {
+                    tracing::debug!(codec = ?self.codec, "picture order counts do not follow the expected spacing; reordering is measured from timestamps only");
+                    self.holes = None;
+                    self.announced = 0;
+                }
+            }
+        }
         let later = self.latest.iter().take_while(|&&p| p > pts).count();
         if later > MAX_REORDER {
             // Time stepped back further than any reordering: start the rule over.
             self.latest.clear();
-        } else if later > self.depth {
-            tracing::debug!(codec = ?self.codec, depth = later, "B-frames reorder deeper than the SPS says; decode times follow the measured depth");
-            self.depth = later;
+        } else if later > self.depth() {
+            tracing::debug!(codec = ?self.codec, depth = later, "B-frames reorder deeper than announced; decode times follow the measured depth");
+            self.measured = later;
         }
         let at = self.latest.partition_point(|&p| p > pts);
         self.latest.insert(at, pts);
         self.latest.truncate(MAX_REORDER + 1);
 
-        let by_rule = self.latest.get(self.depth).copied();
+        let by_rule = self.latest.get(self.depth()).copied();
         let dts = match self.last_dts {
             None => pts,
             Some(last) => match by_rule {
@@ -107,24 +140,110 @@ impl DecodeOrder {
         dts
     }
 
-    /// Takes the depth a new SPS declares (a measured depth stays when it says nothing).
+    /// Takes what a new SPS says; a depth measured or announced under an SPS
+    /// that declares none stays.
     fn read_sps(&mut self, params: &CodecParams) {
-        if params.sps.is_none() || params.sps == self.sps {
+        let Some(sps) = params
+            .sps
+            .as_ref()
+            .filter(|&sps| self.sps.as_ref() != Some(sps))
+        else {
             return;
-        }
-        self.sps = params.sps.clone();
-        let declared = self.sps.as_deref().and_then(|sps| match self.codec {
+        };
+        self.sps = Some(sps.clone());
+        self.declared = match self.codec {
             Codec::H264 => h264::Syntax::sps_reorder_depth(sps),
             _ => h265::Syntax::sps_reorder_depth(sps),
-        });
-        if let Some(declared) = declared {
-            self.depth = usize::try_from(declared).map_or(MAX_REORDER, |d| d.min(MAX_REORDER));
+        }
+        .map(|d| usize::try_from(d).map_or(MAX_REORDER, |d| d.min(MAX_REORDER)));
+        self.holes = None;
+        if self.declared.is_some() {
+            self.measured = 0;
+            self.announced = 0;
+        } else if self.codec == Codec::H264 {
+            self.holes = h264::PocSyntax::of_sps(sps).map(Holes::new);
         }
     }
 }
 
+/// Tracks which pictures of an H.264 GOP were decoded, by picture order count,
+/// so that a frame decoded ahead of pictures presented before it (a hole in the
+/// order) announces the B-frames to come before the first of them arrives:
+/// without that, the frame decoded first would already have a decode time
+/// later than theirs.
+///
+/// Encoders count 2 per frame (1 once an odd count is seen). A hole that stays
+/// open longer than any reordering means the assumed spacing is wrong (an
+/// encoder that counts 4 per frame, or skips): the counts are then ignored.
+#[derive(Debug, Clone)]
+struct Holes {
+    syntax: h264::PocSyntax,
+    per_frame: i64,
+    /// `pic_order_cnt_lsb` and the unwrapped count of the previous frame.
+    previous: Option<(u32, i64)>,
+    /// Every picture up to this count was decoded.
+    complete_to: i64,
+    /// Counts of decoded pictures past a hole.
+    ahead: Vec<i64>,
+}
+
+impl Holes {
+    fn new(syntax: h264::PocSyntax) -> Holes {
+        Holes {
+            syntax,
+            per_frame: 2,
+            previous: None,
+            complete_to: 0,
+            ahead: Vec::new(),
+        }
+    }
+
+    /// How many decoded pictures are ahead of a hole once this access unit is
+    /// counted (frames that precede the hole's picture in decode order and
+    /// follow it in presentation order). `None`: give up (see the type docs).
+    fn ahead_of_a_hole(&mut self, units: &[Bytes]) -> Option<usize> {
+        let Some((idr, lsb)) = self.syntax.picture_order(units) else {
+            return Some(self.ahead.len());
+        };
+        let count = match self.previous {
+            Some((previous_lsb, previous)) if !idr => {
+                let max = self.syntax.max_poc_lsb();
+                let diff = lsb.wrapping_sub(previous_lsb) & (max - 1);
+                let diff = if diff >= max / 2 {
+                    i64::from(diff) - i64::from(max)
+                } else {
+                    i64::from(diff)
+                };
+                previous + diff
+            }
+            // An IDR (or the first frame seen) starts the count over.
+            _ => {
+                self.complete_to = 0;
+                self.ahead.clear();
+                0
+            }
+        };
+        self.previous = Some((lsb, count));
+        if count % 2 != 0 {
+            self.per_frame = 1;
+        }
+        if count > self.complete_to && !self.ahead.contains(&count) {
+            self.ahead.push(count);
+        }
+        while let Some(at) = self
+            .ahead
+            .iter()
+            .position(|&c| c == self.complete_to + self.per_frame)
+        {
+            self.ahead.swap_remove(at);
+            self.complete_to += self.per_frame;
+        }
+        (self.ahead.len() <= MAX_REORDER).then_some(self.ahead.len())
+    }
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::testing::H264_SPS;
 
@@ -147,7 +266,7 @@ mod tests {
     }
 
     fn run(order: &mut DecodeOrder, params: &CodecParams, pts: &[u64]) -> Vec<u64> {
-        pts.iter().map(|&p| order.dts(params, p)).collect()
+        pts.iter().map(|&p| order.dts(&[], params, p)).collect()
     }
 
     fn assert_monotonic(dts: &[u64]) {
@@ -212,6 +331,104 @@ mod tests {
             h264::Syntax::sps_reorder_depth(&X264_BFRAMES_SPS[..6]),
             None
         );
+    }
+
+    /// An H.264 SPS that declares no reordering (the x264 B-frame capture's, its
+    /// VUI bitstream_restriction removed), as many cameras send.
+    pub(crate) fn undeclared_sps() -> (Bytes, h264_reader::nal::sps::SeqParameterSet) {
+        use h264_reader::nal::sps::SeqParameterSet;
+        use h264_reader::nal::{NalHeader, WritableNal};
+        use h264_reader::rbsp::{decode_nal, BitReader};
+        let rbsp = decode_nal(X264_BFRAMES_SPS).unwrap();
+        let mut sps = SeqParameterSet::from_bits(BitReader::new(&*rbsp)).unwrap();
+        sps.vui_parameters.as_mut().unwrap().bitstream_restrictions = None;
+        let nal = sps.to_vec_with_header(NalHeader::new(0x67).unwrap());
+        (Bytes::from(nal), sps)
+    }
+
+    /// A slice NAL unit up to `pic_order_cnt_lsb` (`poc`), for `sps`.
+    fn slice(sps: &h264_reader::nal::sps::SeqParameterSet, idr: bool, poc: u64) -> Bytes {
+        use h264_reader::nal::sps::PicOrderCntType;
+        use h264_reader::rbsp::{BitWrite, BitWriter, ByteWriter};
+        let PicOrderCntType::TypeZero {
+            log2_max_pic_order_cnt_lsb_minus4,
+        } = sps.pic_order_cnt
+        else {
+            panic!("x264 codes pic_order_cnt_lsb")
+        };
+        let bits = u32::from(log2_max_pic_order_cnt_lsb_minus4) + 4;
+        let mut out = vec![if idr { 0x65 } else { 0x41 }];
+        {
+            let mut w = BitWriter::new(ByteWriter::new(&mut out));
+            w.write_ue(0).unwrap(); // first_mb_in_slice
+            w.write_ue(if idr { 7 } else { 1 }).unwrap(); // slice_type I / B
+            w.write_ue(0).unwrap(); // pic_parameter_set_id
+            w.write_var(u32::from(sps.log2_max_frame_num()), 0u32)
+                .unwrap();
+            if idr {
+                w.write_ue(0).unwrap(); // idr_pic_id
+            }
+            w.write_var(bits, (poc % (1 << bits)) as u32).unwrap();
+            w.write_rbsp_trailing_bits().unwrap();
+        }
+        Bytes::from(out)
+    }
+
+    /// Runs frames given as display positions in decode order, `gop` frames per
+    /// GOP, their slices counting `per_frame` per position.
+    fn run_with_slices(
+        positions: &[u64],
+        gop: u64,
+        per_frame: u64,
+    ) -> (DecodeOrder, Vec<u64>, Vec<u64>) {
+        let (sps_nal, sps) = undeclared_sps();
+        let params = params(Some(&sps_nal));
+        let mut order = DecodeOrder::new(Codec::H264, 90_000);
+        let pts = pts_of(positions, 1_000);
+        let dts = positions
+            .iter()
+            .zip(&pts)
+            .map(|(&p, &t)| {
+                let unit = slice(&sps, p % gop == 0, (p % gop) * per_frame);
+                order.dts(&[unit], &params, t)
+            })
+            .collect();
+        (order, pts, dts)
+    }
+
+    #[test]
+    fn picture_order_announces_b_frames_the_sps_does_not_declare() {
+        assert_eq!(h264::Syntax::sps_reorder_depth(&undeclared_sps().0), None);
+        // I0 P3 B1 B2 …: the P-frame's count shows two pictures still to come.
+        let (order, pts, dts) = run_with_slices(&ibbp(3, 49, 2), 49, 2);
+        assert_eq!(order.depth(), 1);
+        assert_monotonic(&dts);
+        assert_not_after_pts(&pts, &dts);
+        // Counting 1 per frame (odd counts) works too.
+        let (order, pts, dts) = run_with_slices(&ibbp(3, 49, 2), 49, 1);
+        assert_eq!(order.depth(), 1);
+        assert_monotonic(&dts);
+        assert_not_after_pts(&pts, &dts);
+        // A B-pyramid (I0 P4 B2 b1 b3) is two deep.
+        let mut positions = vec![0];
+        for r in (4..48).step_by(4) {
+            positions.extend([r, r - 2, r - 3, r - 1]);
+        }
+        let (order, pts, dts) = run_with_slices(&positions, 48, 2);
+        assert_eq!(order.depth(), 2);
+        assert_monotonic(&dts);
+        assert_not_after_pts(&pts, &dts);
+    }
+
+    #[test]
+    fn counts_that_leave_holes_open_are_given_up() {
+        // I/P only, counting 4 per frame: every frame seems to leave a hole.
+        let positions: Vec<u64> = (0..60).collect();
+        let (order, pts, dts) = run_with_slices(&positions, 60, 4);
+        assert_eq!(order.depth(), 0);
+        assert_monotonic(&dts);
+        assert_not_after_pts(&pts, &dts);
+        assert_eq!(dts[30..], pts[30..], "back to dts = pts");
     }
 
     #[test]
