@@ -1,10 +1,11 @@
 //! Stream ingest: turns a source's RTP packets into [`Frame`]s on the [`Hub`].
 //!
 //! Per track: reorder buffer → depacketizer → in-band parameter sets → timeline →
-//! decode order (B-frames' DTS, [`DecodeOrder`]) → `Frame`. The output RTP headers are written here, once per packet, so that
-//! every output forwards the same bytes: a random SSRC per track that stays for
-//! the stream's life, a continuous sequence number per track, the continuous
-//! timestamp (`pts` truncated to 32 bits) and the track's output payload type.
+//! decode order (B-frames' DTS, [`DecodeOrder`]) → `Frame`. The output RTP
+//! headers are written here, once per packet, so that every output forwards the
+//! same bytes: a random SSRC per track that stays for the stream's life, a
+//! continuous sequence number per track, the continuous timestamp (`pts`
+//! truncated to 32 bits) and the track's output payload type.
 //! Payloads stay slices of the received buffers.
 //!
 //! After packet loss the frame in progress is dropped (with any of its packets

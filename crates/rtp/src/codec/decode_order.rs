@@ -243,9 +243,9 @@ impl Holes {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::testing::H264_SPS;
+    use crate::testing::{without_declared_reordering, H264_BFRAMES_SPS, H264_SPS};
 
     /// 25 fps at 90 kHz.
     const FRAME: u64 = 3600;
@@ -301,12 +301,6 @@ pub(crate) mod tests {
         out
     }
 
-    /// The SPS of `fixtures/ffmpeg_h264_bframes` (x264 High, `-bf 2`): its VUI
-    /// says 2 reorder frames.
-    const X264_BFRAMES_SPS: &[u8] = &[
-        0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03,
-        0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x83, 0x19, 0x60,
-    ];
     /// The SPS of `fixtures/ffmpeg_h265_bframes` (x265 Main, 3 B-frames in a
     /// pyramid): `sps_max_num_reorder_pics` 2.
     const X265_BFRAMES_SPS: &[u8] = &[
@@ -317,7 +311,7 @@ pub(crate) mod tests {
 
     #[test]
     fn reorder_depth_is_read_from_the_sps() {
-        assert_eq!(h264::Syntax::sps_reorder_depth(X264_BFRAMES_SPS), Some(2));
+        assert_eq!(h264::Syntax::sps_reorder_depth(H264_BFRAMES_SPS), Some(2));
         assert_eq!(h264::Syntax::sps_reorder_depth(H264_SPS), Some(0));
         assert_eq!(h265::Syntax::sps_reorder_depth(X265_BFRAMES_SPS), Some(2));
         for len in 0..24 {
@@ -328,22 +322,19 @@ pub(crate) mod tests {
             );
         }
         assert_eq!(
-            h264::Syntax::sps_reorder_depth(&X264_BFRAMES_SPS[..6]),
+            h264::Syntax::sps_reorder_depth(&H264_BFRAMES_SPS[..6]),
             None
         );
     }
 
-    /// An H.264 SPS that declares no reordering (the x264 B-frame capture's, its
-    /// VUI bitstream_restriction removed), as many cameras send.
-    pub(crate) fn undeclared_sps() -> (Bytes, h264_reader::nal::sps::SeqParameterSet) {
+    /// The x264 B-frame capture's SPS declaring no reordering, and parsed.
+    fn undeclared_sps() -> (Bytes, h264_reader::nal::sps::SeqParameterSet) {
         use h264_reader::nal::sps::SeqParameterSet;
-        use h264_reader::nal::{NalHeader, WritableNal};
         use h264_reader::rbsp::{decode_nal, BitReader};
-        let rbsp = decode_nal(X264_BFRAMES_SPS).unwrap();
-        let mut sps = SeqParameterSet::from_bits(BitReader::new(&*rbsp)).unwrap();
-        sps.vui_parameters.as_mut().unwrap().bitstream_restrictions = None;
-        let nal = sps.to_vec_with_header(NalHeader::new(0x67).unwrap());
-        (Bytes::from(nal), sps)
+        let nal = without_declared_reordering(H264_BFRAMES_SPS);
+        let rbsp = decode_nal(&nal).unwrap();
+        let sps = SeqParameterSet::from_bits(BitReader::new(&*rbsp)).unwrap();
+        (nal, sps)
     }
 
     /// A slice NAL unit up to `pic_order_cnt_lsb` (`poc`), for `sps`.
@@ -458,7 +449,7 @@ pub(crate) mod tests {
     fn declared_depth_gives_rising_dts_never_after_pts() {
         let pts = pts_of(&ibbp(4, 50, 2), 77_777);
         let mut order = DecodeOrder::new(Codec::H264, 90_000);
-        let dts = run(&mut order, &params(Some(X264_BFRAMES_SPS)), &pts);
+        let dts = run(&mut order, &params(Some(H264_BFRAMES_SPS)), &pts);
         assert_eq!(order.depth(), 2);
         assert_monotonic(&dts);
         assert_not_after_pts(&pts, &dts);
@@ -518,7 +509,7 @@ pub(crate) mod tests {
     fn a_new_sps_declaring_less_reordering_moves_dts_up_to_pts() {
         let pts = pts_of(&ibbp(1, 20, 2), 0);
         let mut order = DecodeOrder::new(Codec::H264, 90_000);
-        run(&mut order, &params(Some(X264_BFRAMES_SPS)), &pts);
+        run(&mut order, &params(Some(H264_BFRAMES_SPS)), &pts);
         let later: Vec<u64> = (20..30).map(|n| n * FRAME).collect();
         let dts = run(&mut order, &params(Some(H264_SPS)), &later);
         assert_eq!(order.depth(), 0);
