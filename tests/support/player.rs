@@ -5,26 +5,35 @@ use std::process::{Child, Command, Stdio};
 
 use super::{peer, Gateway};
 
-/// Runs tests/js/hls_play.mjs against `url`; returns its JSON report.
+/// What the player's seconds count (tests/js/hls_play.mjs's last argument).
+#[derive(Debug, Clone, Copy)]
+pub enum Until {
+    /// The playhead reaches them.
+    Position,
+    /// That much media played from wherever hls.js started: a live stream's start
+    /// position depends on how long it ran before the browser came up.
+    Played,
+}
+
+/// Runs tests/js/hls_play.mjs against `url` until the playhead reaches `seconds`;
+/// returns its JSON report.
 pub fn play(url: &str, seconds: u32) -> String {
-    report(start_player(url, seconds))
+    report(start_player(url, seconds, Until::Position))
 }
 
-/// Runs tests/js/hls_play.mjs until `seconds` of media played from wherever
-/// hls.js started; returns its JSON report.
+/// Runs tests/js/hls_play.mjs until `seconds` of media played; returns its report.
 pub fn play_from_start(url: &str, seconds: u32) -> String {
-    report(spawn_player(url, seconds, "played"))
+    report(start_player(url, seconds, Until::Played))
 }
 
-/// Starts tests/js/hls_play.mjs playing `url` until the playhead reaches `seconds` (60 s at most).
-pub fn start_player(url: &str, seconds: u32) -> Child {
-    spawn_player(url, seconds, "position")
-}
-
-/// `until`: what `seconds` counts, see tests/js/hls_play.mjs.
-fn spawn_player(url: &str, seconds: u32, until: &str) -> Child {
+/// Starts tests/js/hls_play.mjs playing `url` for `seconds` (60 s at most).
+pub fn start_player(url: &str, seconds: u32, until: Until) -> Child {
     peer("chromium");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/hls_play.mjs");
+    let until = match until {
+        Until::Position => "position",
+        Until::Played => "played",
+    };
     Command::new(peer("node"))
         .arg(script)
         .arg(url)
