@@ -26,7 +26,8 @@ pub fn play_from_start(url: &str, seconds: u32) -> String {
     report(start_player(url, seconds, Until::Played))
 }
 
-/// Starts tests/js/hls_play.mjs playing `url` for `seconds` (60 s at most).
+/// Starts tests/js/hls_play.mjs playing `url` for `seconds` (80 s at most: a busy
+/// machine starts Chromium slowly).
 pub fn start_player(url: &str, seconds: u32, until: Until) -> Child {
     peer("chromium");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/hls_play.mjs");
@@ -38,7 +39,7 @@ pub fn start_player(url: &str, seconds: u32, until: Until) -> Child {
         .arg(script)
         .arg(url)
         .arg(seconds.to_string())
-        .arg("60")
+        .arg("80")
         .arg(until)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::piped())
