@@ -3,81 +3,8 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
-
-use support::{fixture, peer, sample, Gateway};
-
-/// Runs tests/js/hls_play.mjs against `url`; returns its JSON report.
-fn play(url: &str, seconds: u32) -> String {
-    report(start_player(url, seconds))
-}
-
-/// Starts tests/js/hls_play.mjs playing `url` until `seconds` of it played (60 s at most).
-fn start_player(url: &str, seconds: u32) -> Child {
-    peer("chromium");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/hls_play.mjs");
-    Command::new(peer("node"))
-        .arg(script)
-        .arg(url)
-        .arg(seconds.to_string())
-        .arg("60")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run node")
-}
-
-/// The player's JSON report, once it is done.
-fn report(player: Child) -> String {
-    let output = player.wait_with_output().expect("wait for node");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "hls_play.mjs failed: {}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout.lines().last().unwrap_or_default().to_owned()
-}
-
-/// A number field of the flat JSON report.
-fn number(report: &str, key: &str) -> f64 {
-    let at = report
-        .find(&format!("\"{key}\":"))
-        .unwrap_or_else(|| panic!("{key} missing in {report}"))
-        + key.len()
-        + 3;
-    let end = report[at..].find([',', '}']).unwrap() + at;
-    report[at..end]
-        .parse()
-        .unwrap_or_else(|_| panic!("{key} is not a number in {report}"))
-}
-
-fn list<'a>(report: &'a str, key: &str) -> &'a str {
-    let at = report
-        .find(&format!("\"{key}\":["))
-        .unwrap_or_else(|| panic!("{key} missing in {report}"))
-        + key.len()
-        + 4;
-    let end = report[at..].find(']').unwrap() + at;
-    &report[at..end]
-}
-
-/// Prints the player's report and checks it played `seconds` without a fatal error.
-fn assert_played(report: &str, seconds: f64, gateway: &Gateway) {
-    println!("chromium report: {report}");
-    assert_eq!(
-        list(report, "fatalErrors"),
-        "",
-        "hls.js fatal errors: {report}\n{}",
-        gateway.log()
-    );
-    assert!(
-        number(report, "currentTime") >= seconds,
-        "playback did not advance {seconds} s: {report}\n{}",
-        gateway.log()
-    );
-}
+use support::player::{assert_played, list, number, play, report, start_player, Until};
+use support::{fixture, sample, Gateway};
 
 #[test]
 fn chromium_plays_the_player_page_at_low_latency() {
@@ -116,7 +43,9 @@ fn chromium_keeps_playing_when_the_stream_is_replaced() {
         "",
     );
     gateway.wait_ok("/hls/cam/stream.m3u8");
-    let player = start_player(&gateway.http_url("/hls/cam/"), 20);
+    // 20 s played from hls.js's start, wherever that is: the new source's
+    // segments come a few seconds after the replacement.
+    let player = start_player(&gateway.http_url("/hls/cam/"), 20, Until::Played);
     // Replaced once the player has fetched media (a few parts' worth of bytes).
     let hls_bytes = "streamgate_output_bytes_total{stream=\"cam\",protocol=\"hls\"}";
     gateway.wait_for(

@@ -5,13 +5,15 @@
 //! loss. Seeds come from the bundled captures (`fuzz/seed_depack.py`).
 //!
 //! Checks: no panic; every access unit stays within the caps and has no empty
-//! unit; and packetizing each access unit then depacketizing it again gives the
-//! same units, timestamp and keyframe flag.
+//! unit; packetizing each access unit then depacketizing it again gives the
+//! same units, timestamp and keyframe flag; and the decode times derived from
+//! them (with the in-band parameter sets, timestamps as presentation times) rise.
 
 use bytes::Bytes;
+use streamgate_rtp::codec::decode_order::DecodeOrder;
 use streamgate_rtp::codec::{
-    AccessUnit, Depacketizer, Packetizer, MAX_ACCESS_UNIT_BYTES, MAX_PACKETS_PER_ACCESS_UNIT,
-    MAX_UNITS_PER_ACCESS_UNIT,
+    update_params, AccessUnit, Depacketizer, Packetizer, MAX_ACCESS_UNIT_BYTES,
+    MAX_PACKETS_PER_ACCESS_UNIT, MAX_UNITS_PER_ACCESS_UNIT,
 };
 use streamgate_rtp::testing;
 use streamgate_rtp::{Codec, RtpPacket, TrackInfo};
@@ -37,6 +39,9 @@ pub fn track(codec: Codec, clock_rate: u32, channels: u16) -> TrackInfo {
 /// valid unit (the NAL header length for video), `mtu` the round trip's MTU.
 pub fn run(track: &TrackInfo, data: &[u8], min_unit: usize, mtu: usize) {
     let mut depacketizer = Depacketizer::new(track).expect("track is valid");
+    let mut params = track.params.clone();
+    let mut decode_order = DecodeOrder::new(track.codec, track.clock_rate);
+    let mut last_dts = None;
     let mut rest = data;
     while let [high, low, tail @ ..] = rest {
         let len = usize::from(u16::from_be_bytes([*high, *low])).min(tail.len());
@@ -53,6 +58,10 @@ pub fn run(track: &TrackInfo, data: &[u8], min_unit: usize, mtu: usize) {
         while let Some(au) = depacketizer.pull() {
             check(&au, min_unit);
             round_trip(track, &au, mtu);
+            update_params(track.codec, &au.units, &mut params);
+            let dts = decode_order.dts(&au.units, &params, u64::from(au.rtp_timestamp));
+            assert!(last_dts.is_none_or(|last| dts > last), "decode time went back");
+            last_dts = Some(dts);
         }
     }
 }

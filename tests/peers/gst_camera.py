@@ -182,7 +182,12 @@ class Pacer(threading.Thread):
             if self.stop.is_set():
                 return
             out = buf.copy()
-            out.pts = pts
+            # Paced in decode order; B-frames keep their presentation offset (PTS - DTS),
+            # so the RTP timestamps step back as a real camera's do.
+            reorder = 0
+            if buf.pts != Gst.CLOCK_TIME_NONE and buf.dts != Gst.CLOCK_TIME_NONE:
+                reorder = buf.pts - buf.dts
+            out.pts = pts + reorder
             out.dts = pts
             out.duration = dur
             if self.appsrcs[i].push_buffer(out) != Gst.FlowReturn.OK:

@@ -1,10 +1,12 @@
 //! Harness shared by the end-to-end tests: the real `streamgate` binary on free
 //! ports with a temp config, peers found on PATH (a missing peer fails the test,
 //! never skips), peers run bounded in time, ffmpeg output helpers and a minimal
-//! blocking HTTP/1.1 client. The RTSP camera-source harness is in [`camera`].
+//! blocking HTTP/1.1 client. The RTSP camera-source harness is in [`camera`], the
+//! Chromium HLS player in [`player`].
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod camera;
+pub mod player;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

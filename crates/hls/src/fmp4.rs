@@ -424,4 +424,39 @@ mod tests {
         assert_eq!(&bytes[audio_at..audio_at + 2], &[0xaa, 0xbb]);
         assert_eq!(bytes.len(), audio_at + 2);
     }
+
+    #[test]
+    fn composition_offsets_are_signed_in_a_version_1_trun() {
+        let samples: Vec<Sample> = [3000, 9000, 0, -3000]
+            .into_iter()
+            .enumerate()
+            .map(|(n, cts)| Sample {
+                dts: 3000 * n as u64,
+                duration: 3000,
+                composition_offset: cts,
+                keyframe: n == 0,
+                units: vec![Bytes::from_static(&[0x41, 1])],
+                video: true,
+            })
+            .collect();
+        let bytes = fragment(
+            1,
+            &[TrackRun {
+                track_index: 0,
+                samples: &samples,
+            }],
+        )
+        .unwrap();
+        let at = bytes.windows(4).position(|w| w == b"trun").unwrap();
+        assert_eq!(bytes[at + 4], 1, "trun version 1: signed offsets");
+        let mut cursor = std::io::Cursor::new(bytes.as_ref());
+        let Any::Moof(moof) = Any::decode(&mut cursor).unwrap() else {
+            panic!("no moof")
+        };
+        let TrunSamples::Explicit(entries) = &moof.traf[0].trun[0].samples else {
+            panic!("explicit samples")
+        };
+        let cts: Vec<Option<i64>> = entries.iter().map(|e| e.cts).collect();
+        assert_eq!(cts, [Some(3000), Some(9000), Some(0), Some(-3000)]);
+    }
 }

@@ -209,6 +209,11 @@ fn secs_to_ticks(d: Duration, scale: u32) -> u64 {
     (d.as_secs_f64() * scale as f64).round() as u64
 }
 
+/// Presentation minus decode time (non-zero with B-frames), as `trun` writes it.
+fn composition_offset(frame: &Frame) -> i32 {
+    i32::try_from(frame.pts as i64 - frame.dts as i64).unwrap_or(0)
+}
+
 fn signed_secs_between(later: SystemTime, earlier: SystemTime) -> f64 {
     match later.duration_since(earlier) {
         Ok(d) => d.as_secs_f64(),
@@ -346,10 +351,9 @@ impl Segmenter {
             return Ok(false);
         }
         track.complete_pending(dts);
-        let composition_offset = i32::try_from(frame.pts as i64 - frame.dts as i64).unwrap_or(0);
         let pending = PendingFrame {
             dts,
-            composition_offset,
+            composition_offset: composition_offset(frame),
             keyframe: frame.keyframe,
             units,
         };
@@ -392,11 +396,22 @@ impl Segmenter {
             .collect();
         lead.pending = Some(PendingFrame {
             dts: 0,
-            composition_offset: i32::try_from(frame.pts as i64 - frame.dts as i64).unwrap_or(0),
+            composition_offset: composition_offset(frame),
             keyframe: true,
             units,
         });
-        self.origin_wallclock = Some(frame.wallclock);
+        // Output time 0 is this frame's decode time, which is before its
+        // presentation (its wall clock) when B-frames reorder: the other tracks
+        // are placed on the same line, so they keep in step with the pictures.
+        let reorder = Duration::from_secs_f64(
+            f64::from(composition_offset(frame).max(0)) / f64::from(lead.info.clock_rate.max(1)),
+        );
+        self.origin_wallclock = Some(
+            frame
+                .wallclock
+                .checked_sub(reorder)
+                .unwrap_or(frame.wallclock),
+        );
         self.pdt_anchor = (frame.wallclock, 0);
         self.open_segment(0, self.config.follows.is_some());
     }
@@ -630,6 +645,10 @@ pub(crate) mod tests {
         pub audio_frames: u64,
         pub start: SystemTime,
         pub discontinuity_at_video_frame: Option<u64>,
+        /// B-frames: video in decode order I0 P3 B1 B2 P6 B4 B5 … (a GOP of 3k + 1
+        /// frames keeps each GOP closed), presented one frame after decoding
+        /// (reorder depth 1).
+        pub b_frames: bool,
     }
 
     impl Synthetic {
@@ -640,6 +659,18 @@ pub(crate) mod tests {
                 audio_frames: 0,
                 start: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
                 discontinuity_at_video_frame: None,
+                b_frames: false,
+            }
+        }
+
+        /// Where video frame `n` (decode order) is presented, in frames.
+        fn display_position(&self, n: u64) -> u64 {
+            let m = n % self.gop;
+            match m {
+                _ if !self.b_frames => n,
+                0 => n + 1,
+                m if (m - 1) % 3 == 0 => n + 3,
+                _ => n,
             }
         }
 
@@ -661,12 +692,13 @@ pub(crate) mod tests {
                     } else {
                         &[0x41, 0x9a, 0x02]
                     };
+                    let shown = self.display_position(n);
                     out.push(Frame {
                         track: TrackId(0),
                         kind: MediaKind::Video,
-                        pts: 1_000_000 + n * 3000,
+                        pts: 1_000_000 + shown * 3000,
                         dts: 1_000_000 + n * 3000,
-                        wallclock: self.start + Duration::from_millis(video_ms),
+                        wallclock: self.start + Duration::from_millis(shown * 1000 / 30),
                         keyframe,
                         discontinuity: self.discontinuity_at_video_frame == Some(n),
                         units: vec![Bytes::from_static(&[0x09, 0xf0]), Bytes::from_static(nal)],
@@ -852,6 +884,96 @@ pub(crate) mod tests {
         feed(&mut next, &new_source.next_seconds(10));
         assert!(next.segments().iter().all(|s| !s.discontinuity));
         assert_eq!(next.discontinuity_sequence(), 2);
+    }
+
+    /// A track run: (base media decode time, [(duration, composition offset, sync)]).
+    type Run = (u64, Vec<(u32, i64, bool)>);
+
+    /// Each track run in a part.
+    fn runs(part: &Part) -> Vec<Run> {
+        use mp4_atom::{Any, DecodeMaybe, TrunSamples};
+        let mut cursor = std::io::Cursor::new(part.data.as_ref());
+        let Ok(Some(Any::Moof(moof))) = Any::decode_maybe(&mut cursor) else {
+            panic!("part starts with a moof")
+        };
+        moof.traf
+            .iter()
+            .map(|traf| {
+                let TrunSamples::Explicit(entries) = &traf.trun[0].samples else {
+                    panic!("explicit samples")
+                };
+                let samples = entries
+                    .iter()
+                    .map(|e| {
+                        let flags = e.flags.unwrap_or_default();
+                        (
+                            e.duration.unwrap_or_default(),
+                            e.cts.unwrap_or_default(),
+                            flags & 0x0001_0000 == 0,
+                        )
+                    })
+                    .collect();
+                (
+                    traf.tfdt.as_ref().map_or(0, |t| t.base_media_decode_time),
+                    samples,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn b_frames_get_composition_offsets_and_decode_time_durations() {
+        let mut segmenter = Segmenter::new(SegmenterConfig::default(), &tracks()).unwrap();
+        let mut source = Synthetic::new(31);
+        source.b_frames = true;
+        feed(&mut segmenter, &source.next_seconds(9));
+        let segments = segmenter.segments();
+        assert!(segments.len() >= 3, "{}", segments.len());
+        let mut next_dts = 0;
+        let mut offsets = Vec::new();
+        for segment in segments {
+            // Cut at every second keyframe (62 frames), timed by decode time.
+            assert!(
+                (segment.duration - 62.0 / 30.0).abs() < 1e-9,
+                "{}",
+                segment.duration
+            );
+            assert!(segment.parts[0].independent);
+            let mut duration = 0.0;
+            for part in &segment.parts {
+                duration += part.duration;
+                let runs = runs(part);
+                let (base, samples) = &runs[0];
+                assert_eq!(*base, next_dts, "tfdt is the decode time");
+                next_dts += samples.iter().map(|s| u64::from(s.0)).sum::<u64>();
+                assert!(
+                    samples.iter().all(|s| s.0 == 3000),
+                    "durations are decode-time steps"
+                );
+                offsets.extend(samples.iter().map(|s| (s.1, s.2)));
+            }
+            assert!((duration - segment.duration).abs() < 1e-9);
+        }
+        // I: one frame, P: three frames, B: none, as the source says.
+        let expected: Vec<(i64, bool)> = (0..offsets.len() as u64)
+            .map(|n| {
+                (
+                    source.display_position(n) as i64 * 3000 - n as i64 * 3000,
+                    n % 31 == 0,
+                )
+            })
+            .collect();
+        assert_eq!(offsets, expected);
+
+        // Audio is placed on the pictures' presentation line: the first picture,
+        // captured at 33 ms, is presented at 1/30 s (its composition offset), so
+        // the audio captured at 0 ms starts 33 ms before it.
+        let first = &runs(&segments[0].parts[0]);
+        let audio_start = first[1].0 as f64 / 48_000.0;
+        assert!(
+            (audio_start - (1.0 / 30.0 - 0.033)).abs() < 1e-4,
+            "{audio_start}"
+        );
     }
 
     #[test]

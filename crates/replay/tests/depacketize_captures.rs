@@ -5,8 +5,9 @@ use std::path::Path;
 
 use bytes::Bytes;
 use streamgate_replay::Capture;
+use streamgate_rtp::codec::decode_order::DecodeOrder;
 use streamgate_rtp::codec::{update_params, AccessUnit, Depacketizer};
-use streamgate_rtp::testing::{depacketize_all, round_trip};
+use streamgate_rtp::testing::{depacketize_all, round_trip, without_declared_reordering};
 use streamgate_rtp::{Codec, CodecParams, RtpPacket, TrackInfo};
 
 /// 10 s at 25 fps, an IDR every 50 frames.
@@ -159,4 +160,66 @@ fn h265_capture() {
     assert_eq!(aus.iter().filter(|au| au.keyframe).count(), VIDEO_KEYFRAMES);
     assert_eq!(packets_in(&aus), packets);
     assert_round_trip(&video, &aus);
+}
+
+/// Decode times of a capture's access units (RTP timestamps as presentation
+/// times), checked to rise and never pass the presentation times; returns both
+/// and the reorder depth used.
+fn decode_times(
+    aus: &[AccessUnit],
+    params: &CodecParams,
+    codec: Codec,
+) -> (Vec<u64>, Vec<u64>, usize) {
+    let first = aus[0].rtp_timestamp;
+    let pts: Vec<u64> = aus
+        .iter()
+        .map(|au| u64::from(au.rtp_timestamp.wrapping_sub(first)) + 90_000)
+        .collect();
+    let mut order = DecodeOrder::new(codec, 90_000);
+    let dts: Vec<u64> = aus
+        .iter()
+        .zip(&pts)
+        .map(|(au, &p)| order.dts(&au.units, params, p))
+        .collect();
+    assert!(dts.windows(2).all(|w| w[1] > w[0]), "{codec:?}: {dts:?}");
+    assert!(pts.iter().zip(&dts).all(|(p, d)| d <= p), "{codec:?}");
+    (pts, dts, order.depth())
+}
+
+/// The B-frame captures: RTP timestamps step back at every B-frame, and the
+/// derived decode times rise, never pass the presentation times, and run the
+/// SPS's reorder depth (2) behind them.
+#[test]
+fn b_frame_captures_get_decode_times() {
+    for (name, codec) in [
+        ("ffmpeg_h264_bframes", Codec::H264),
+        ("ffmpeg_h265_bframes", Codec::H265),
+    ] {
+        let capture = load(name);
+        let (video, aus, _) = access_units(&capture, codec);
+        assert_eq!(aus.len(), VIDEO_FRAMES, "{name}");
+        assert_eq!(distinct_timestamps(&aus), VIDEO_FRAMES, "{name}");
+        let (pts, dts, depth) = decode_times(&aus, &video.params, codec);
+        let steps_back = pts.windows(2).filter(|w| w[1] < w[0]).count();
+        assert!(
+            steps_back >= VIDEO_FRAMES / 4,
+            "{name}: {steps_back} B-frame steps"
+        );
+        assert_eq!(depth, 2, "{name}");
+        let mut sorted = pts.clone();
+        sorted.sort_unstable();
+        assert_eq!(dts[3..], sorted[1..VIDEO_FRAMES - 2], "{name}");
+    }
+}
+
+/// The x264 capture as if its SPS declared no reordering: the slices' picture
+/// order announces the B-frames (I P B B: one deep) before they come.
+#[test]
+fn b_frame_capture_without_declared_reordering() {
+    let capture = load("ffmpeg_h264_bframes");
+    let (mut video, aus, _) = access_units(&capture, Codec::H264);
+    let sps = video.params.sps.as_deref().expect("SDP has the SPS");
+    video.params.sps = Some(without_declared_reordering(sps));
+    let (_, _, depth) = decode_times(&aus, &video.params, Codec::H264);
+    assert_eq!(depth, 1);
 }

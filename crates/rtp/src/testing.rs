@@ -20,6 +20,28 @@ pub const H264_SPS: &[u8] = &[
 /// The PPS beside [`H264_SPS`].
 pub const H264_PPS: &[u8] = &[0x68, 0xce, 0x3c, 0x80];
 
+/// The SPS of `fixtures/ffmpeg_h264_bframes` (x264 High, `-bf 2`): its VUI
+/// declares 2 reorder frames.
+pub const H264_BFRAMES_SPS: &[u8] = &[
+    0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
+    0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x83, 0x19, 0x60,
+];
+
+/// An H.264 SPS NAL unit (header included) with its VUI's bitstream_restriction
+/// removed, so that it declares no reordering, as many cameras' do.
+pub fn without_declared_reordering(sps: &[u8]) -> Bytes {
+    use h264_reader::nal::sps::SeqParameterSet;
+    use h264_reader::nal::{NalHeader, WritableNal};
+    use h264_reader::rbsp::{decode_nal, BitReader};
+    let rbsp = decode_nal(sps).expect("test SPS unescapes");
+    let mut parsed = SeqParameterSet::from_bits(BitReader::new(&*rbsp)).expect("test SPS parses");
+    if let Some(vui) = parsed.vui_parameters.as_mut() {
+        vui.bitstream_restrictions = None;
+    }
+    let header = NalHeader::new(sps[0]).expect("test SPS has a NAL header");
+    Bytes::from(parsed.to_vec_with_header(header))
+}
+
 /// Track 0 of `codec` with payload type 96 and no codec parameters (so H.264,
 /// H.265 and AAC tracks are not ready until parameters arrive).
 pub fn track(codec: Codec, clock_rate: u32, channels: u16) -> TrackInfo {

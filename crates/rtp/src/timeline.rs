@@ -257,6 +257,30 @@ mod tests {
     }
 
     #[test]
+    fn b_frames_stepping_back_keep_the_sources_spacing() {
+        // Decode order I0 P3 B1 B2 P6 B4 B5 …, one frame arriving every 40 ms, with
+        // the RTP clock wrapping in the middle: every backward step is the
+        // source's own timing, not a jump.
+        let origin = Instant::now();
+        let mut tl = Timeline::new(RATE);
+        let first_rtp = u32::MAX - 20 * 3600;
+        let positions = (0..60u32).map(|n| match n {
+            0 => 0,
+            n if (n - 1) % 3 == 0 => n + 2,
+            n => n - 1,
+        });
+        let mut offset = None;
+        for (n, position) in positions.enumerate() {
+            let rtp = first_rtp.wrapping_add(position * 3600);
+            let now = origin + ms(40 * n as u64);
+            let mapped = tl.map(rtp, now, origin);
+            assert!(!mapped.reanchored, "frame {n}");
+            let shift = mapped.pts as i64 - i64::from(position) * 3600;
+            assert_eq!(*offset.get_or_insert(shift), shift, "frame {n}");
+        }
+    }
+
+    #[test]
     fn first_output_is_wall_time_since_stream_origin() {
         let origin = Instant::now();
         let mut video = Timeline::new(90_000);

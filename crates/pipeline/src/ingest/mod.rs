@@ -1,10 +1,15 @@
 //! Stream ingest: turns a source's RTP packets into [`Frame`]s on the [`Hub`].
 //!
 //! Per track: reorder buffer → depacketizer → in-band parameter sets → timeline →
-//! `Frame`. The output RTP headers are written here, once per packet, so that
-//! every output forwards the same bytes: a random SSRC per track that stays for
-//! the stream's life, a continuous sequence number per track, the continuous
-//! timestamp (`pts` truncated to 32 bits) and the track's output payload type.
+//! decode order (B-frames' DTS, [`DecodeOrder`]) → `Frame`. This module dispatches
+//! packets through the reorder buffer and depacketizer and publishes frames; each
+//! other concern has its own module:
+//! - `output_headers`: the output RTP header of every packet, written once so
+//!   every output forwards the same bytes;
+//! - `parameter_sets`: SPS/PPS (VPS) put in front of keyframes that lack them;
+//! - `restart_gate`: video held back after a source restart until its keyframe;
+//! - `sender_reports`: where the source's RTCP sender reports place each track.
+//!
 //! Payloads stay slices of the received buffers.
 //!
 //! After packet loss the frame in progress is dropped (with any of its packets
@@ -49,6 +54,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use streamgate_rtp::codec::decode_order::DecodeOrder;
 use streamgate_rtp::codec::nal::is_delimiter;
 use streamgate_rtp::codec::{self, AccessUnit, DepacketizeError, Depacketizer};
 use streamgate_rtp::rtcp::SenderReport;
@@ -111,6 +117,7 @@ struct TrackIngest {
     /// `Err` when the track cannot be depacketized (reported on every packet).
     depacketizer: Result<Depacketizer, DepacketizeError>,
     timeline: Timeline,
+    decode_order: DecodeOrder,
     source_ssrc: Option<u32>,
     output: OutputHeaders,
     /// The source's latest RTCP sender report in this session.
@@ -131,6 +138,7 @@ impl TrackIngest {
             reorder: ReorderBuffer::new(ReorderConfig::default()),
             depacketizer,
             timeline: Timeline::new(info.clock_rate).start_after(time_already_used),
+            decode_order: DecodeOrder::new(info.codec, info.clock_rate),
             source_ssrc: None,
             output: OutputHeaders::new(info.payload_type),
             sender_report: None,
@@ -398,6 +406,7 @@ impl StreamIngest {
         }
         let state = &mut self.tracks[index];
         let pts = mapped.pts;
+        let dts = state.decode_order.dts(&unit.units, &state.info.params, pts);
         let timestamp = pts as u32;
         let clock_rate = state.timeline.clock_rate();
         let wallclock = offset(origin.1, i64::try_from(pts).unwrap_or(i64::MAX), clock_rate);
@@ -444,7 +453,7 @@ impl StreamIngest {
             track: state.info.id,
             kind,
             pts,
-            dts: pts,
+            dts,
             wallclock,
             keyframe,
             discontinuity,

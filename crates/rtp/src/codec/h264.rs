@@ -6,15 +6,17 @@
 //! fields (chroma format, scaling lists, VUI) that are easy to get subtly wrong.
 
 use bytes::Bytes;
-use h264_reader::nal::sps::SeqParameterSet;
+use h264_reader::nal::sps::{FrameMbsFlags, PicOrderCntType, SeqParameterSet};
 use h264_reader::rbsp::{decode_nal, BitReader};
 
+use super::bits::{self, unescape_rbsp};
 use super::nal::{NalDepacketizer, NalSyntax, ParameterSet};
 use crate::track::Codec;
 
 /// H.264 depacketizer (see [`super::nal`]).
 pub type Depacketizer = NalDepacketizer<Syntax>;
 
+const NON_IDR: u8 = 1;
 const IDR: u8 = 5;
 const SPS: u8 = 7;
 const PPS: u8 = 8;
@@ -62,11 +64,93 @@ impl NalSyntax for Syntax {
     }
 
     fn sps_dimensions(sps: &[u8]) -> Option<(u32, u32)> {
-        // decode_nal skips the NAL header byte and removes emulation prevention.
-        let rbsp = decode_nal(sps).ok()?;
-        let sps = SeqParameterSet::from_bits(BitReader::new(&*rbsp)).ok()?;
-        sps.pixel_dimensions().ok()
+        parse_sps(sps)?.pixel_dimensions().ok()
     }
+
+    /// The VUI's `max_num_reorder_frames`; none with `pic_order_cnt_type` 2
+    /// (output order is decode order). Otherwise the SPS does not say: the spec's
+    /// inferred default (the whole DPB) would delay decode times for the many
+    /// High-profile cameras that send no B-frames, so it is measured instead.
+    fn sps_reorder_depth(sps: &[u8]) -> Option<u32> {
+        let sps = parse_sps(sps)?;
+        let restrictions = sps
+            .vui_parameters
+            .as_ref()
+            .and_then(|vui| vui.bitstream_restrictions.as_ref());
+        match (restrictions, &sps.pic_order_cnt) {
+            (Some(r), _) => Some(r.max_num_reorder_frames),
+            (None, PicOrderCntType::TypeTwo) => Some(0),
+            (None, _) => None,
+        }
+    }
+}
+
+/// What reading a slice header's `pic_order_cnt_lsb` takes from the SPS.
+///
+/// Only that much of the slice header is read, with the crate's bit reader:
+/// h264-reader's `SliceHeader` parses the whole header (and needs the PPS and
+/// the whole unescaped slice), where picture order is in its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PocSyntax {
+    log2_max_frame_num: u32,
+    colour_plane: bool,
+    log2_max_poc_lsb: u32,
+}
+
+impl PocSyntax {
+    /// `None` unless frames code their order as `pic_order_cnt_lsb`
+    /// (`pic_order_cnt_type` 0, no field pictures).
+    pub fn of_sps(sps: &[u8]) -> Option<PocSyntax> {
+        let sps = parse_sps(sps)?;
+        let PicOrderCntType::TypeZero {
+            log2_max_pic_order_cnt_lsb_minus4,
+        } = sps.pic_order_cnt
+        else {
+            return None;
+        };
+        if sps.frame_mbs_flags != FrameMbsFlags::Frames {
+            return None;
+        }
+        Some(PocSyntax {
+            log2_max_frame_num: u32::from(sps.log2_max_frame_num()),
+            colour_plane: sps.chroma_info.separate_colour_plane_flag,
+            log2_max_poc_lsb: u32::from(log2_max_pic_order_cnt_lsb_minus4) + 4,
+        })
+    }
+
+    /// `pic_order_cnt_lsb` wraps at this.
+    pub fn max_poc_lsb(&self) -> u32 {
+        1 << self.log2_max_poc_lsb
+    }
+
+    /// Whether an access unit is an IDR, and its `pic_order_cnt_lsb`, from its
+    /// first slice (`None` without a slice that parses).
+    pub fn picture_order(&self, units: &[Bytes]) -> Option<(bool, u32)> {
+        let slice = units
+            .iter()
+            .find(|u| matches!(u.first().map(|h| h & 0x1f), Some(NON_IDR | IDR)))?;
+        let idr = slice[0] & 0x1f == IDR;
+        // The fields up to pic_order_cnt_lsb take at most 20 bytes.
+        let head = unescape_rbsp(slice.get(1..slice.len().min(32))?);
+        let mut r = bits::BitReader::new(&head);
+        r.read_ue()?; // first_mb_in_slice
+        r.read_ue()?; // slice_type
+        r.read_ue()?; // pic_parameter_set_id
+        if self.colour_plane {
+            r.skip_bits(2)?; // colour_plane_id
+        }
+        r.skip_bits(self.log2_max_frame_num as usize)?; // frame_num
+        if idr {
+            r.read_ue()?; // idr_pic_id
+        }
+        Some((idr, r.read_bits(self.log2_max_poc_lsb)?))
+    }
+}
+
+fn parse_sps(sps: &[u8]) -> Option<SeqParameterSet> {
+    // decode_nal skips the NAL header byte and removes emulation prevention.
+    let rbsp = decode_nal(sps).ok()?;
+    SeqParameterSet::from_bits(BitReader::new(&*rbsp)).ok()
 }
 
 /// The `profile-level-id` fmtp value (profile_idc, constraint flags, level_idc)

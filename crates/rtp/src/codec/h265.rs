@@ -71,19 +71,40 @@ impl NalSyntax for Syntax {
     }
 
     fn sps_dimensions(sps: &[u8]) -> Option<(u32, u32)> {
-        sps_dimensions(sps)
+        let rbsp = unescape_rbsp(sps);
+        read_sps_dimensions(&mut BitReader::new(rbsp.get(2..)?)).map(|(size, _)| size)
+    }
+
+    /// `sps_max_num_reorder_pics` of the highest sub-layer (always present).
+    fn sps_reorder_depth(sps: &[u8]) -> Option<u32> {
+        let rbsp = unescape_rbsp(sps);
+        let mut r = BitReader::new(rbsp.get(2..)?);
+        let (_, max_sub_layers_minus1) = read_sps_dimensions(&mut r)?;
+        r.read_ue()?; // bit_depth_luma_minus8
+        r.read_ue()?; // bit_depth_chroma_minus8
+        r.read_ue()?; // log2_max_pic_order_cnt_lsb_minus4
+        let first = if r.read_bit()? {
+            0
+        } else {
+            max_sub_layers_minus1
+        };
+        let mut reorder = 0;
+        for _ in first..=max_sub_layers_minus1 {
+            r.read_ue()?; // sps_max_dec_pic_buffering_minus1
+            reorder = r.read_ue()?;
+            r.read_ue()?; // sps_max_latency_increase_plus1
+        }
+        Some(reorder)
     }
 }
 
-/// Reads the SPS up to the conformance window (H.265 §7.3.2.2) and returns the
-/// cropped picture size.
-fn sps_dimensions(sps: &[u8]) -> Option<(u32, u32)> {
-    let rbsp = unescape_rbsp(sps);
-    let mut r = BitReader::new(rbsp.get(2..)?);
+/// Reads the SPS (after its NAL header) up to the conformance window (H.265
+/// §7.3.2.2): the cropped picture size and `sps_max_sub_layers_minus1`.
+fn read_sps_dimensions(r: &mut BitReader<'_>) -> Option<((u32, u32), usize)> {
     r.skip_bits(4)?; // sps_video_parameter_set_id
     let max_sub_layers_minus1 = r.read_bits(3)? as usize;
     r.skip_bits(1)?; // sps_temporal_id_nesting_flag
-    skip_profile_tier_level(&mut r, max_sub_layers_minus1)?;
+    skip_profile_tier_level(r, max_sub_layers_minus1)?;
     r.read_ue()?; // sps_seq_parameter_set_id
     let chroma_format_idc = r.read_ue()?;
     if chroma_format_idc == 3 {
@@ -104,7 +125,8 @@ fn sps_dimensions(sps: &[u8]) -> Option<(u32, u32)> {
         crop_x = left.checked_add(right)?.checked_mul(sub_width)?;
         crop_y = top.checked_add(bottom)?.checked_mul(sub_height)?;
     }
-    Some((width.checked_sub(crop_x)?, height.checked_sub(crop_y)?))
+    let size = (width.checked_sub(crop_x)?, height.checked_sub(crop_y)?);
+    Some((size, max_sub_layers_minus1))
 }
 
 /// `profile_tier_level(1, sps_max_sub_layers_minus1)` (H.265 §7.3.3).
@@ -305,9 +327,13 @@ mod tests {
             sps.windows(3).any(|x| x == [0, 0, 3]),
             "test SPS exercises unescaping"
         );
-        assert_eq!(sps_dimensions(&sps), Some((1920, 1080)));
+        assert_eq!(Syntax::sps_dimensions(&sps), Some((1920, 1080)));
         for len in 0..sps.len() - 2 {
-            assert_eq!(sps_dimensions(&sps[..len]), None, "truncated at {len}");
+            assert_eq!(
+                Syntax::sps_dimensions(&sps[..len]),
+                None,
+                "truncated at {len}"
+            );
         }
     }
 

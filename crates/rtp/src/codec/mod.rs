@@ -12,6 +12,7 @@
 
 pub mod aac;
 mod bits;
+pub mod decode_order;
 pub mod g711;
 pub mod h264;
 pub mod h265;

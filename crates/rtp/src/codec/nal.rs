@@ -51,6 +51,9 @@ pub trait NalSyntax {
     fn parameter_set(nal_type: u8) -> Option<ParameterSet>;
     /// Cropped picture size from an SPS NAL unit (header included).
     fn sps_dimensions(sps: &[u8]) -> Option<(u32, u32)>;
+    /// Most frames that may precede a frame in decode order and follow it in
+    /// presentation order, when the SPS says (see [`super::decode_order`]).
+    fn sps_reorder_depth(sps: &[u8]) -> Option<u32>;
 }
 
 /// The access unit being assembled from packets sharing one timestamp.
