@@ -55,49 +55,41 @@ fn copy_video(url: &str, input_options: &[&str], dir: &TempDir, name: &str) -> S
     out
 }
 
+/// ffprobe's `entries` of the first video stream of `path`, one CSV line each;
+/// `decode_errors_fail`: any message on stderr fails the test.
+fn ffprobe_video_csv(path: &str, entries: &str, decode_errors_fail: bool) -> Vec<String> {
+    let args = [
+        "-v",
+        "error",
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        entries,
+        "-of",
+        "csv=p=0",
+        path,
+    ];
+    let (ok, stdout, stderr) = run_peer("ffprobe", &args);
+    assert!(
+        ok && !(decode_errors_fail && !stderr.trim().is_empty()),
+        "ffprobe {path}:\n{stderr}"
+    );
+    stdout.lines().map(str::to_owned).collect()
+}
+
 /// Picture types in presentation order (ffprobe decodes `path`), e.g. "IBBPBBP…";
 /// fails on any decoding error.
 fn picture_types(path: &str) -> String {
-    let (ok, stdout, stderr) = run_peer(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "frame=pict_type",
-            "-of",
-            "csv=p=0",
-            path,
-        ],
-    );
-    assert!(ok && stderr.trim().is_empty(), "ffprobe {path}:\n{stderr}");
-    stdout
-        .lines()
+    ffprobe_video_csv(path, "frame=pict_type", true)
+        .iter()
         .filter_map(|l| l.split(',').next()?.trim().chars().next())
         .collect()
 }
 
 /// `(pts, dts)` of every video packet of `path`.
 fn packet_times(path: &str) -> Vec<(i64, i64)> {
-    let (ok, stdout, stderr) = run_peer(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts,dts",
-            "-of",
-            "csv=p=0",
-            path,
-        ],
-    );
-    assert!(ok, "ffprobe {path}:\n{stderr}");
-    stdout
-        .lines()
+    ffprobe_video_csv(path, "packet=pts,dts", false)
+        .iter()
         .filter_map(|l| {
             let (pts, dts) = l.split_once(',')?;
             Some((pts.trim().parse().ok()?, dts.trim().parse().ok()?))

@@ -134,6 +134,27 @@ pub trait Feed: Send {
     fn start(self: Box<Self>, hub: Hub) -> Result<Box<dyn RunningSource>, String>;
 }
 
+/// A planned URL source (`rtsp://`, `whep://`, …): the URL and the kind's typed
+/// options. Each URL kind implements [`Feed`] for its own options type.
+pub struct UrlFeed<O> {
+    pub url: url::Url,
+    pub options: O,
+}
+
+impl<O: DeserializeOwned> UrlFeed<O> {
+    /// The plan of a [`Form::Url`] kind: its URL and options, checked.
+    pub fn plan(location: &Location, options: &Options) -> Result<Self, String> {
+        let Location::Url(url) = location else {
+            return Err(format!("a URL source without a URL: {location:?}"));
+        };
+        let options = options.typed().map_err(|e| e.message)?;
+        Ok(UrlFeed {
+            url: url.clone(),
+            options,
+        })
+    }
+}
+
 /// A started source.
 pub trait RunningSource: Send + Sync {
     /// Its health, client state, last error and reconnects, read now.

@@ -12,7 +12,7 @@ use streamgate_pipeline::Hub;
 use streamgate_rtsp::client::{RtspSource, SourceConfig, TransportMode};
 
 use super::kind::{
-    Feed, Form, Location, OptionError, Options, RunningSource, SourceKind, SourceReport,
+    Feed, Form, Location, OptionError, Options, RunningSource, SourceKind, SourceReport, UrlFeed,
 };
 use streamgate_redact::RedactedUrl;
 
@@ -58,25 +58,13 @@ impl SourceKind for Rtsp {
         options: &Options,
         _: &Path,
     ) -> Result<Box<dyn Feed>, String> {
-        let Location::Url(url) = location else {
-            return Err(format!("rtsp:// source without a URL: {location:?}"));
-        };
-        let options: RtspOptions = options.typed().map_err(|e| e.message)?;
-        Ok(Box::new(RtspFeed {
-            url: url.clone(),
-            options,
-        }))
+        Ok(Box::new(UrlFeed::<RtspOptions>::plan(location, options)?))
     }
 }
 
-struct RtspFeed {
-    url: url::Url,
-    options: RtspOptions,
-}
-
-impl Feed for RtspFeed {
+impl Feed for UrlFeed<RtspOptions> {
     fn start(self: Box<Self>, hub: Hub) -> Result<Box<dyn RunningSource>, String> {
-        let RtspFeed { url, options } = *self;
+        let UrlFeed { url, options } = *self;
         let mut config = SourceConfig::new(url.as_str());
         if let Some(RtspTransport(transport)) = options.transport {
             config.transport = transport;

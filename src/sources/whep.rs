@@ -12,7 +12,7 @@ use streamgate_pipeline::Hub;
 use streamgate_whep::{endpoint_url, TrickleMode, WhepConfig, WhepSource};
 
 use super::kind::{
-    Feed, Form, Location, OptionError, Options, RunningSource, SourceKind, SourceReport,
+    Feed, Form, Location, OptionError, Options, RunningSource, SourceKind, SourceReport, UrlFeed,
 };
 use streamgate_redact::{RedactedUrl, Secret};
 
@@ -77,25 +77,13 @@ impl SourceKind for Whep {
         options: &Options,
         _: &Path,
     ) -> Result<Box<dyn Feed>, String> {
-        let Location::Url(url) = location else {
-            return Err(format!("whep:// source without a URL: {location:?}"));
-        };
-        let options: WhepOptions = options.typed().map_err(|e| e.message)?;
-        Ok(Box::new(WhepFeed {
-            url: url.clone(),
-            options,
-        }))
+        Ok(Box::new(UrlFeed::<WhepOptions>::plan(location, options)?))
     }
 }
 
-struct WhepFeed {
-    url: url::Url,
-    options: WhepOptions,
-}
-
-impl Feed for WhepFeed {
+impl Feed for UrlFeed<WhepOptions> {
     fn start(self: Box<Self>, hub: Hub) -> Result<Box<dyn RunningSource>, String> {
-        let WhepFeed { url, options } = *self;
+        let UrlFeed { url, options } = *self;
         let endpoint = endpoint_url(url.as_str()).map_err(|e| e.to_string())?;
         let mut config = WhepConfig::new(endpoint);
         config.bearer_token = options.bearer_token;
