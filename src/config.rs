@@ -482,7 +482,8 @@ mod tests {
             !shown.contains("hunter2") && !shown.contains("sekrit"),
             "{shown}"
         );
-        assert!(shown.contains("rtsp://admin:***@192.0.2.1/s"), "{shown}");
+        assert!(shown.contains("rtsp://***@192.0.2.1/s"), "{shown}");
+        assert!(shown.contains("wheps://h/whep?token=***"), "{shown}");
 
         let err = parse("[streams.cam]\nsource = \"ftp://admin:hunter2@host/x\"\n")
             .unwrap_err()

@@ -335,7 +335,7 @@ async fn secrets_never_appear_in_api_answers() {
             assert!(!shown.contains(secret), "{secret} shown in {shown}");
         }
     }
-    assert_eq!(view["source"], "rtsp://admin:***@127.0.0.1:9/live?***");
+    assert_eq!(view["source"], "rtsp://***@127.0.0.1:9/live?token=***");
 }
 
 /// The document lists exactly the routes the app serves: its paths are these, and

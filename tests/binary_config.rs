@@ -257,7 +257,7 @@ fn unsupported_sources_are_reported_without_secrets_and_sigterm_stops() {
         .iter()
         .find(|l| l.contains("stream=cam") && l.contains("not supported"));
     assert!(
-        unsupported.is_some_and(|l| l.contains("rtsps://admin:***@127.0.0.1:9/live")),
+        unsupported.is_some_and(|l| l.contains("rtsps://***@127.0.0.1:9/live")),
         "{log:?}"
     );
     assert!(
