@@ -244,9 +244,11 @@ async fn camera_restart_keeps_consumers_and_timestamps_increasing() {
     let decoder = tokio::task::spawn_blocking(move || ffmpeg_decode(&url, "tcp", 16, &[], &[]));
 
     let frames_before = recv_frames(&mut subscription, 100).await;
+    // A failure recorded before the kill (a stall on a busy machine) is not this one.
+    let earlier = source.status();
     camera.kill();
     let failed = wait_status(&source, "failure after the camera died", |s| {
-        s.last_error.is_some()
+        s.last_error.is_some() && s.last_error_at != earlier.last_error_at
     })
     .await;
     assert!(
@@ -257,8 +259,8 @@ async fn camera_restart_keeps_consumers_and_timestamps_increasing() {
         "{failed:?}"
     );
     camera.restart();
-    wait_status(&source, "second session", |s| {
-        s.sessions >= 2 && is_playing(s)
+    wait_status(&source, "next session", |s| {
+        s.sessions > earlier.sessions && is_playing(s)
     })
     .await;
     let frames_after = recv_frames(&mut subscription, 100).await;
