@@ -10,7 +10,7 @@ use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use streamgate_replay::Capture;
 use streamgate_rtp::codec::{Depacketizer, Packetizer};
-use streamgate_rtp::{Codec, RtpPacket, TrackInfo};
+use streamgate_rtp::{Codec, RtpPacket, Ssrc, TrackInfo};
 
 /// Output MTU the packetize benchmark uses (as the RTSP restream does).
 const MTU: usize = 1200;
@@ -61,7 +61,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(depacketize_all(&track, black_box(&packets))))
     });
 
-    let mut packetizer = Packetizer::new(&track, 1, MTU);
+    let mut packetizer = Packetizer::new(&track, Ssrc::new(1), MTU);
     let output_packets: usize = access_units
         .iter()
         .map(|(ts, units)| packetizer.packetize(*ts, units).expect("packetizes").len())

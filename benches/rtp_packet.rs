@@ -7,17 +7,17 @@ use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use streamgate_rtp::packet::{one_byte_extension, ExtensionElement, RtpPacketBuilder};
 use streamgate_rtp::rtcp::{self, RtcpPacket, Sdes, SenderReport};
-use streamgate_rtp::RtpPacket;
+use streamgate_rtp::{PayloadType, RtpPacket, Ssrc};
 
 /// A typical H.264 FU-A packet under a 1500-byte MTU.
 const VIDEO_PAYLOAD_LEN: usize = 1188;
 
 fn video_packet() -> Bytes {
     let builder = RtpPacketBuilder {
-        payload_type: 96,
+        payload_type: PayloadType::new(96).unwrap(),
         sequence_number: 1000,
         timestamp: 90_000,
-        ssrc: 0x1234_5678,
+        ssrc: Ssrc::new(0x1234_5678),
         payload: Bytes::from(vec![0x5c; VIDEO_PAYLOAD_LEN]),
         ..Default::default()
     };
@@ -36,7 +36,7 @@ fn packet_with_extension() -> Bytes {
         },
     ];
     let builder = RtpPacketBuilder {
-        payload_type: 111,
+        payload_type: PayloadType::new(111).unwrap(),
         csrcs: vec![1, 2],
         extension: Some(one_byte_extension(&elements).expect("valid elements")),
         payload: Bytes::from(vec![0x11; 160]),
@@ -48,7 +48,7 @@ fn packet_with_extension() -> Bytes {
 fn sr_with_sdes() -> Bytes {
     let mut out = bytes::BytesMut::new();
     let sr = SenderReport {
-        ssrc: 1,
+        ssrc: Ssrc::new(1),
         ntp_time: rtcp::ntp_from_system_time(std::time::SystemTime::now()),
         rtp_time: 90_000,
         packet_count: 100,
@@ -56,7 +56,8 @@ fn sr_with_sdes() -> Bytes {
         reports: vec![],
     };
     RtcpPacket::SenderReport(sr).write_to(&mut out);
-    RtcpPacket::SourceDescription(Sdes::cname(1, "streamgate-bench-cname")).write_to(&mut out);
+    RtcpPacket::SourceDescription(Sdes::cname(Ssrc::new(1), "streamgate-bench-cname"))
+        .write_to(&mut out);
     out.freeze()
 }
 

@@ -16,7 +16,7 @@ use streamgate_rtp::codec::{
     MAX_PACKETS_PER_ACCESS_UNIT, MAX_UNITS_PER_ACCESS_UNIT,
 };
 use streamgate_rtp::testing;
-use streamgate_rtp::{Codec, RtpPacket, TrackInfo};
+use streamgate_rtp::{Codec, RtpPacket, Ssrc, TrackInfo};
 
 /// A track of `codec`; AAC gets an AudioSpecificConfig (LC, 48 kHz, stereo),
 /// MP4A-LATM the RFC 6416 example StreamMuxConfig (LC, 16 kHz, mono, one frame
@@ -75,7 +75,7 @@ fn check(au: &AccessUnit, min_unit: usize) {
 }
 
 fn round_trip(track: &TrackInfo, au: &AccessUnit, mtu: usize) {
-    let out = Packetizer::new(track, 1, mtu)
+    let out = Packetizer::new(track, Ssrc::new(1), mtu)
         .packetize(au.rtp_timestamp, &au.units)
         .expect("a depacketized access unit packetizes");
     let mut depacketizer = Depacketizer::new(track).expect("track is valid");

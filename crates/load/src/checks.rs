@@ -203,6 +203,7 @@ mod tests {
     use bytes::Bytes;
     use streamgate_rtp::packet::RtpPacketBuilder;
     use streamgate_rtp::sdp;
+    use streamgate_rtp::{PayloadType, Ssrc};
 
     const SDP: &[u8] = b"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=t\r\nt=0 0\r\n\
         m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
@@ -214,10 +215,10 @@ mod tests {
 
     fn packet(seq: u16, ts: u32, nal_header: u8) -> RtpPacket {
         let raw = RtpPacketBuilder {
-            payload_type: 96,
+            payload_type: PayloadType::new(96).unwrap(),
             sequence_number: seq,
             timestamp: ts,
-            ssrc: 1,
+            ssrc: Ssrc::new(1),
             marker: true,
             payload: Bytes::from(vec![nal_header, 0x88, 1, 2]),
             ..Default::default()
@@ -279,7 +280,7 @@ mod tests {
         let mut check = video();
         let captured = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         check.on_sender_report(&SenderReport {
-            ssrc: 1,
+            ssrc: Ssrc::new(1),
             ntp_time: streamgate_rtp::rtcp::ntp_from_system_time(captured),
             rtp_time: 90_000,
             packet_count: 0,

@@ -18,7 +18,7 @@ use retina::client::{
 };
 use serde::Serialize;
 use streamgate_rtp::rtcp::{parse_compound, RtcpPacket};
-use streamgate_rtp::{sdp, MediaKind, RtpPacket};
+use streamgate_rtp::{sdp, MediaKind, PayloadType, RtpPacket};
 use tokio::time::Instant;
 
 use crate::checks::{FirstFrame, TrackCheck};
@@ -148,15 +148,15 @@ async fn read_session(
         ReaderTransport::Udp => Transport::Udp(Default::default()),
     };
     // Our SDP reading keeps usable media in order: pair them with retina's streams.
-    let streams: Vec<(String, u8)> = session
+    let streams: Vec<(String, Option<PayloadType>)> = session
         .streams()
         .iter()
-        .map(|s| (s.media().to_owned(), s.rtp_payload_type()))
+        .map(|s| (s.media().to_owned(), PayloadType::new(s.rtp_payload_type())))
         .collect();
     let mut pending = tracks.next();
     for (i, (media, payload_type)) in streams.into_iter().enumerate() {
         let matches = pending.as_ref().is_some_and(|t| {
-            t.info.payload_type == payload_type
+            Some(t.info.payload_type) == payload_type
                 && matches!(
                     (t.info.kind(), media.as_str()),
                     (MediaKind::Video, "video") | (MediaKind::Audio, "audio")

@@ -551,7 +551,7 @@ mod tests {
 
     use super::*;
     use streamgate_rtp::Codec;
-    use streamgate_rtp::OutPacket;
+    use streamgate_rtp::{OutPacket, PayloadType, Ssrc};
 
     const VIDEO: TrackId = TrackId(0);
     const AUDIO: TrackId = TrackId(1);
@@ -562,7 +562,7 @@ mod tests {
             codec,
             clock_rate: codec.fixed_clock_rate().unwrap_or(48_000),
             channels: 1,
-            payload_type: 96 + id.0 as u8,
+            payload_type: PayloadType::new(96 + id.0 as u8).unwrap(),
             params: CodecParams::default(),
         }
     }
@@ -594,11 +594,11 @@ mod tests {
             keyframe,
             discontinuity: false,
             packets: vec![OutPacket::new(
-                96,
+                PayloadType::new(96).unwrap(),
                 true,
                 pts as u16,
                 pts as u32,
-                1,
+                Ssrc::new(1),
                 payload.clone(),
             )],
             units: vec![payload],
@@ -983,7 +983,7 @@ mod tests {
         ];
         let mut with_params = layout.clone();
         with_params[0].params.sps = Some(Bytes::from_static(&[0x67]));
-        with_params[1].payload_type = 97;
+        with_params[1].payload_type = PayloadType::new(97).unwrap();
         assert!(same_layout(&layout, &with_params));
         let mut other_ids = layout.clone();
         other_ids[1].id = TrackId(2);

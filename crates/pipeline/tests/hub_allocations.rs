@@ -9,7 +9,9 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use streamgate_pipeline::{Hub, HubConfig, Subscription};
-use streamgate_rtp::{Codec, CodecParams, Frame, MediaKind, OutPacket, TrackId, TrackInfo};
+use streamgate_rtp::{
+    Codec, CodecParams, Frame, MediaKind, OutPacket, PayloadType, Ssrc, TrackId, TrackInfo,
+};
 
 struct CountingAllocator;
 
@@ -46,7 +48,7 @@ fn fan_out_to_100_subscribers_copies_no_payload() {
         codec: Codec::H264,
         clock_rate: 90_000,
         channels: 1,
-        payload_type: 96,
+        payload_type: PayloadType::new(96).unwrap(),
         params: CodecParams::default(),
     }]);
     let mut subscribers: Vec<Subscription> = (0..SUBSCRIBERS).map(|_| hub.subscribe()).collect();
@@ -63,11 +65,11 @@ fn fan_out_to_100_subscribers_copies_no_payload() {
                 keyframe: i % 25 == 0,
                 discontinuity: false,
                 packets: vec![OutPacket::new(
-                    96,
+                    PayloadType::new(96).unwrap(),
                     true,
                     i as u16,
                     i as u32 * 3000,
-                    7,
+                    Ssrc::new(7),
                     payload.clone(),
                 )],
                 units: vec![payload],

@@ -32,8 +32,8 @@ use streamgate_pipeline::StreamIngest;
 use streamgate_rtp::rtcp::{self, RtcpPacket, SenderReport};
 use streamgate_rtp::sdp::{self, SdpTrack};
 use streamgate_rtp::RtpPacket;
-use streamgate_rtp::TrackId;
 use streamgate_rtp::MAX_JUMP;
+use streamgate_rtp::{PayloadType, Ssrc, TrackId};
 
 /// Largest capture file loaded (it is held in memory while the stream lives).
 pub const MAX_CAPTURE_BYTES: u64 = 256 * 1024 * 1024;
@@ -400,7 +400,7 @@ fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, ReplayError> {
 /// Decides which track a datagram belongs to.
 enum Router {
     ByPort(HashMap<u16, TrackId>),
-    ByPayloadType(HashMap<u8, TrackId>),
+    ByPayloadType(HashMap<PayloadType, TrackId>),
 }
 
 impl Router {
@@ -409,7 +409,7 @@ impl Router {
         if ports.len() == tracks.len() && !ports.contains_key(&0) {
             return Ok(Router::ByPort(ports));
         }
-        let payload_types: HashMap<u8, TrackId> = tracks
+        let payload_types: HashMap<PayloadType, TrackId> = tracks
             .iter()
             .map(|t| (t.info.payload_type, t.info.id))
             .collect();
@@ -534,7 +534,7 @@ impl Collector<'_> {
     /// rtcp-mux and captures routed by payload type work alike, and other
     /// sessions' RTCP in the capture is ignored.
     fn routed_sender_reports(&mut self) -> Vec<(Duration, TrackId, SenderReport)> {
-        let tracks_by_ssrc: HashMap<u32, TrackId> = self
+        let tracks_by_ssrc: HashMap<Ssrc, TrackId> = self
             .packets
             .iter()
             .map(|(_, track, packet)| (packet.ssrc(), *track))

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
+use crate::ids::{PayloadType, Ssrc};
 use crate::track::{MediaKind, TrackId};
 
 /// Size of the fixed RTP header every output packet is given.
@@ -29,19 +30,19 @@ pub struct OutPacket {
 impl OutPacket {
     /// Builds a version-2 header with no padding, extension or CSRCs.
     pub fn new(
-        payload_type: u8,
+        payload_type: PayloadType,
         marker: bool,
         sequence: u16,
         timestamp: u32,
-        ssrc: u32,
+        ssrc: Ssrc,
         payload: Bytes,
     ) -> Self {
         let mut header = [0u8; RTP_HEADER_LEN];
         header[0] = 0x80;
-        header[1] = (payload_type & 0x7f) | if marker { 0x80 } else { 0 };
+        header[1] = payload_type.get() | if marker { 0x80 } else { 0 };
         header[2..4].copy_from_slice(&sequence.to_be_bytes());
         header[4..8].copy_from_slice(&timestamp.to_be_bytes());
-        header[8..12].copy_from_slice(&ssrc.to_be_bytes());
+        header[8..12].copy_from_slice(&ssrc.get().to_be_bytes());
         OutPacket { header, payload }
     }
 
@@ -58,21 +59,21 @@ impl OutPacket {
         ])
     }
 
-    pub fn ssrc(&self) -> u32 {
-        u32::from_be_bytes([
+    pub fn ssrc(&self) -> Ssrc {
+        Ssrc::new(u32::from_be_bytes([
             self.header[8],
             self.header[9],
             self.header[10],
             self.header[11],
-        ])
+        ]))
     }
 
     pub fn marker(&self) -> bool {
         self.header[1] & 0x80 != 0
     }
 
-    pub fn payload_type(&self) -> u8 {
-        self.header[1] & 0x7f
+    pub fn payload_type(&self) -> PayloadType {
+        PayloadType::from_header_byte(self.header[1])
     }
 
     /// Length on the wire (header + payload).

@@ -17,6 +17,7 @@
 
 pub mod codec;
 mod frame;
+mod ids;
 pub mod packet;
 mod reorder;
 pub mod rtcp;
@@ -27,6 +28,7 @@ mod timeline;
 mod track;
 
 pub use frame::{Frame, OutPacket, RTP_HEADER_LEN};
+pub use ids::{PayloadType, Ssrc};
 pub use packet::{RtpPacket, RtpPacketBuilder};
 pub use reorder::{Pushed, Released, ReorderBuffer, ReorderConfig};
 pub use timeline::{AnchorHint, Mapped, Timeline, MAX_JUMP};

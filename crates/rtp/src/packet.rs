@@ -12,6 +12,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::ids::{PayloadType, Ssrc};
+
 /// Length of the fixed part of every RTP header.
 const FIXED_HEADER_LEN: usize = 12;
 /// The most CSRCs a header can list (4-bit count).
@@ -153,8 +155,8 @@ impl RtpPacket {
         self.raw[1] & 0x80 != 0
     }
 
-    pub fn payload_type(&self) -> u8 {
-        self.raw[1] & 0x7f
+    pub fn payload_type(&self) -> PayloadType {
+        PayloadType::from_header_byte(self.raw[1])
     }
 
     pub fn sequence_number(&self) -> u16 {
@@ -165,8 +167,13 @@ impl RtpPacket {
         u32::from_be_bytes([self.raw[4], self.raw[5], self.raw[6], self.raw[7]])
     }
 
-    pub fn ssrc(&self) -> u32 {
-        u32::from_be_bytes([self.raw[8], self.raw[9], self.raw[10], self.raw[11]])
+    pub fn ssrc(&self) -> Ssrc {
+        Ssrc::new(u32::from_be_bytes([
+            self.raw[8],
+            self.raw[9],
+            self.raw[10],
+            self.raw[11],
+        ]))
     }
 
     /// Contributing sources, in header order.
@@ -338,11 +345,11 @@ pub fn two_byte_extension(elements: &[ExtensionElement<'_>]) -> Result<(u16, Byt
 /// packetizers that need more than [`crate::OutPacket`]'s fixed header.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RtpPacketBuilder {
-    pub payload_type: u8,
+    pub payload_type: PayloadType,
     pub marker: bool,
     pub sequence_number: u16,
     pub timestamp: u32,
-    pub ssrc: u32,
+    pub ssrc: Ssrc,
     pub csrcs: Vec<u32>,
     /// `(profile, data)`; data is zero-padded to a 32-bit boundary, which
     /// RFC 8285 readers skip as padding bytes.
@@ -378,10 +385,10 @@ impl RtpPacketBuilder {
         let extension_bit = if self.extension.is_some() { 0x10 } else { 0 };
         // TooManyCsrcs was checked above, so the count fits in four bits.
         out.put_u8(0x80 | padding_bit | extension_bit | self.csrcs.len() as u8);
-        out.put_u8((self.payload_type & 0x7f) | if self.marker { 0x80 } else { 0 });
+        out.put_u8(self.payload_type.get() | if self.marker { 0x80 } else { 0 });
         out.put_u16(self.sequence_number);
         out.put_u32(self.timestamp);
-        out.put_u32(self.ssrc);
+        out.put_u32(self.ssrc.get());
         for &csrc in &self.csrcs {
             out.put_u32(csrc);
         }
@@ -406,11 +413,11 @@ mod tests {
 
     fn basic() -> RtpPacketBuilder {
         RtpPacketBuilder {
-            payload_type: 96,
+            payload_type: PayloadType::new(96).unwrap(),
             marker: true,
             sequence_number: 0xfffe,
             timestamp: 0x1234_5678,
-            ssrc: 0xdead_beef,
+            ssrc: Ssrc::new(0xdead_beef),
             payload: Bytes::from_static(b"hello"),
             ..Default::default()
         }
@@ -421,10 +428,10 @@ mod tests {
         let raw = basic().build().unwrap();
         let pkt = RtpPacket::parse(raw.clone()).unwrap();
         assert!(pkt.marker());
-        assert_eq!(pkt.payload_type(), 96);
+        assert_eq!(pkt.payload_type().get(), 96);
         assert_eq!(pkt.sequence_number(), 0xfffe);
         assert_eq!(pkt.timestamp(), 0x1234_5678);
-        assert_eq!(pkt.ssrc(), 0xdead_beef);
+        assert_eq!(pkt.ssrc().get(), 0xdead_beef);
         assert_eq!(pkt.csrcs().count(), 0);
         assert!(pkt.extension().is_none());
         assert_eq!(pkt.padding_len(), 0);

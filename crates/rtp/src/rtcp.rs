@@ -14,6 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, BytesMut};
 
+use crate::ids::Ssrc;
+
 const VERSION: u8 = 2;
 const HEADER_LEN: usize = 4;
 /// The 5-bit count field (report blocks, SDES chunks, BYE sources).
@@ -78,18 +80,18 @@ pub enum RtcpPacket {
     Goodbye(Goodbye),
     /// Picture Loss Indication: the receiver wants a keyframe.
     Pli {
-        sender_ssrc: u32,
-        media_ssrc: u32,
+        sender_ssrc: Ssrc,
+        media_ssrc: Ssrc,
     },
     /// Full Intra Request: `(media ssrc, command sequence number)` per entry.
     Fir {
-        sender_ssrc: u32,
-        entries: Vec<(u32, u8)>,
+        sender_ssrc: Ssrc,
+        entries: Vec<(Ssrc, u8)>,
     },
     /// Generic NACK with its PID/BLP pairs expanded to the lost sequence numbers.
     Nack {
-        sender_ssrc: u32,
-        media_ssrc: u32,
+        sender_ssrc: Ssrc,
+        media_ssrc: Ssrc,
         lost: Vec<u16>,
     },
     /// Any other type (APP, XR, REMB, transport-cc, …), kept verbatim without padding.
@@ -103,7 +105,7 @@ pub enum RtcpPacket {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SenderReport {
-    pub ssrc: u32,
+    pub ssrc: Ssrc,
     /// 64-bit NTP timestamp (see [`ntp_from_system_time`]).
     pub ntp_time: u64,
     /// The same instant on the RTP clock of this source.
@@ -115,14 +117,14 @@ pub struct SenderReport {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReceiverReport {
-    pub ssrc: u32,
+    pub ssrc: Ssrc,
     pub reports: Vec<ReportBlock>,
 }
 
 /// Reception statistics about one source (RFC 3550 6.4.1).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReportBlock {
-    pub ssrc: u32,
+    pub ssrc: Ssrc,
     pub fraction_lost: u8,
     /// A signed 24-bit field on the wire; written clamped to its range.
     pub cumulative_lost: i32,
@@ -141,7 +143,7 @@ pub struct Sdes {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SdesChunk {
-    pub ssrc: u32,
+    pub ssrc: Ssrc,
     pub items: Vec<SdesItem>,
 }
 
@@ -156,7 +158,7 @@ pub struct SdesItem {
 
 impl Sdes {
     /// The SDES a sender puts in every compound packet: its CNAME.
-    pub fn cname(ssrc: u32, cname: &str) -> Sdes {
+    pub fn cname(ssrc: Ssrc, cname: &str) -> Sdes {
         let item = SdesItem {
             kind: SDES_CNAME,
             value: cname.as_bytes().to_vec(),
@@ -172,7 +174,7 @@ impl Sdes {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Goodbye {
-    pub sources: Vec<u32>,
+    pub sources: Vec<Ssrc>,
     /// Empty when no reason was given; at most 255 bytes are written.
     pub reason: Vec<u8>,
 }
@@ -239,7 +241,7 @@ fn parse_packet(
     let count_usize = usize::from(count);
     Ok(match (packet_type, count) {
         (TYPE_SR, _) => RtcpPacket::SenderReport(SenderReport {
-            ssrc: r.u32()?,
+            ssrc: r.ssrc()?,
             ntp_time: (u64::from(r.u32()?) << 32) | u64::from(r.u32()?),
             rtp_time: r.u32()?,
             packet_count: r.u32()?,
@@ -247,7 +249,7 @@ fn parse_packet(
             reports: r.report_blocks(count_usize)?,
         }),
         (TYPE_RR, _) => RtcpPacket::ReceiverReport(ReceiverReport {
-            ssrc: r.u32()?,
+            ssrc: r.ssrc()?,
             reports: r.report_blocks(count_usize)?,
         }),
         (TYPE_SDES, _) => {
@@ -258,7 +260,7 @@ fn parse_packet(
         }
         (TYPE_BYE, _) => {
             let sources = (0..count_usize)
-                .map(|_| r.u32())
+                .map(|_| r.ssrc())
                 .collect::<Result<_, _>>()?;
             let reason = if r.is_empty() {
                 Vec::new()
@@ -269,15 +271,15 @@ fn parse_packet(
             RtcpPacket::Goodbye(Goodbye { sources, reason })
         }
         (TYPE_PSFB, FMT_PLI) => RtcpPacket::Pli {
-            sender_ssrc: r.u32()?,
-            media_ssrc: r.u32()?,
+            sender_ssrc: r.ssrc()?,
+            media_ssrc: r.ssrc()?,
         },
         (TYPE_PSFB, FMT_FIR) => {
-            let sender_ssrc = r.u32()?;
+            let sender_ssrc = r.ssrc()?;
             r.u32()?; // media source SSRC: unused by FIR (RFC 5104 4.3.1.2)
             let mut entries = Vec::new();
             while !r.is_empty() {
-                let ssrc = r.u32()?;
+                let ssrc = r.ssrc()?;
                 let sequence = r.u8()?;
                 r.take(3)?; // reserved
                 entries.push((ssrc, sequence));
@@ -288,8 +290,8 @@ fn parse_packet(
             }
         }
         (TYPE_RTPFB, FMT_NACK) => {
-            let sender_ssrc = r.u32()?;
-            let media_ssrc = r.u32()?;
+            let sender_ssrc = r.ssrc()?;
+            let media_ssrc = r.ssrc()?;
             let mut lost = Vec::new();
             while !r.is_empty() {
                 let pid = r.u16()?;
@@ -356,10 +358,14 @@ impl<'a> BodyReader<'a> {
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
+    fn ssrc(&mut self) -> Result<Ssrc, RtcpError> {
+        self.u32().map(Ssrc::new)
+    }
+
     fn report_blocks(&mut self, count: usize) -> Result<Vec<ReportBlock>, RtcpError> {
         (0..count)
             .map(|_| {
-                let ssrc = self.u32()?;
+                let ssrc = self.ssrc()?;
                 let lost = self.u32()?;
                 Ok(ReportBlock {
                     ssrc,
@@ -376,7 +382,7 @@ impl<'a> BodyReader<'a> {
     }
 
     fn sdes_chunk(&mut self) -> Result<SdesChunk, RtcpError> {
-        let ssrc = self.u32()?;
+        let ssrc = self.ssrc()?;
         let mut items = Vec::new();
         loop {
             let kind = self.u8()?;
@@ -405,7 +411,7 @@ impl RtcpPacket {
                 let mut blocks = sr.reports.chunks(MAX_COUNT);
                 let first = blocks.next().unwrap_or_default();
                 write_packet(out, first.len() as u8, TYPE_SR, |out| {
-                    out.put_u32(sr.ssrc);
+                    out.put_u32(sr.ssrc.get());
                     out.put_u64(sr.ntp_time);
                     out.put_u32(sr.rtp_time);
                     out.put_u32(sr.packet_count);
@@ -435,14 +441,14 @@ impl RtcpPacket {
                 }
             }
             RtcpPacket::Goodbye(bye) => {
-                let mut groups: Vec<&[u32]> = bye.sources.chunks(MAX_COUNT).collect();
+                let mut groups: Vec<&[Ssrc]> = bye.sources.chunks(MAX_COUNT).collect();
                 if groups.is_empty() {
                     groups.push(&[]);
                 }
                 let last = groups.len() - 1;
                 for (i, sources) in groups.into_iter().enumerate() {
                     write_packet(out, sources.len() as u8, TYPE_BYE, |out| {
-                        sources.iter().for_each(|&s| out.put_u32(s));
+                        sources.iter().for_each(|s| out.put_u32(s.get()));
                         if i == last && !bye.reason.is_empty() {
                             let reason = &bye.reason[..bye.reason.len().min(255)];
                             out.put_u8(reason.len() as u8);
@@ -456,17 +462,17 @@ impl RtcpPacket {
                 sender_ssrc,
                 media_ssrc,
             } => write_packet(out, FMT_PLI, TYPE_PSFB, |out| {
-                out.put_u32(*sender_ssrc);
-                out.put_u32(*media_ssrc);
+                out.put_u32(sender_ssrc.get());
+                out.put_u32(media_ssrc.get());
             }),
             RtcpPacket::Fir {
                 sender_ssrc,
                 entries,
             } => write_packet(out, FMT_FIR, TYPE_PSFB, |out| {
-                out.put_u32(*sender_ssrc);
+                out.put_u32(sender_ssrc.get());
                 out.put_u32(0);
                 for &(ssrc, sequence) in entries {
-                    out.put_u32(ssrc);
+                    out.put_u32(ssrc.get());
                     out.put_u8(sequence);
                     out.put_bytes(0, 3);
                 }
@@ -476,8 +482,8 @@ impl RtcpPacket {
                 media_ssrc,
                 lost,
             } => write_packet(out, FMT_NACK, TYPE_RTPFB, |out| {
-                out.put_u32(*sender_ssrc);
-                out.put_u32(*media_ssrc);
+                out.put_u32(sender_ssrc.get());
+                out.put_u32(media_ssrc.get());
                 for (pid, blp) in nack_entries(lost) {
                     out.put_u16(pid);
                     out.put_u16(blp);
@@ -515,16 +521,16 @@ fn nack_entries(lost: &[u16]) -> Vec<(u16, u16)> {
     entries
 }
 
-fn write_receiver_report(out: &mut BytesMut, ssrc: u32, blocks: &[ReportBlock]) {
+fn write_receiver_report(out: &mut BytesMut, ssrc: Ssrc, blocks: &[ReportBlock]) {
     write_packet(out, blocks.len() as u8, TYPE_RR, |out| {
-        out.put_u32(ssrc);
+        out.put_u32(ssrc.get());
         put_report_blocks(out, blocks);
     });
 }
 
 fn put_report_blocks(out: &mut BytesMut, blocks: &[ReportBlock]) {
     for b in blocks {
-        out.put_u32(b.ssrc);
+        out.put_u32(b.ssrc.get());
         let lost = b.cumulative_lost.clamp(-0x80_0000, 0x7f_ffff) as u32 & 0xff_ffff;
         out.put_u32((u32::from(b.fraction_lost) << 24) | lost);
         out.put_u32(b.highest_sequence);
@@ -536,7 +542,7 @@ fn put_report_blocks(out: &mut BytesMut, blocks: &[ReportBlock]) {
 
 fn put_sdes_chunk(out: &mut BytesMut, chunk: &SdesChunk) {
     let start = out.len();
-    out.put_u32(chunk.ssrc);
+    out.put_u32(chunk.ssrc.get());
     for item in chunk.items.iter().filter(|i| i.kind != 0) {
         let value = &item.value[..item.value.len().min(255)];
         out.put_u8(item.kind);
@@ -632,7 +638,7 @@ mod tests {
 
     fn block(ssrc: u32, cumulative_lost: i32) -> ReportBlock {
         ReportBlock {
-            ssrc,
+            ssrc: Ssrc::new(ssrc),
             fraction_lost: 12,
             cumulative_lost,
             highest_sequence: 0x0001_fffe,
@@ -644,7 +650,7 @@ mod tests {
 
     fn sender_report(reports: Vec<ReportBlock>) -> SenderReport {
         SenderReport {
-            ssrc: 0x1111_2222,
+            ssrc: Ssrc::new(0x1111_2222),
             ntp_time: 0xe8a1_0000_8000_0000,
             rtp_time: 90_000,
             packet_count: 42,
@@ -673,36 +679,36 @@ mod tests {
             block(2, 0x7f_ffff),
         ]))]);
         round_trip(&[RtcpPacket::ReceiverReport(ReceiverReport {
-            ssrc: 7,
+            ssrc: Ssrc::new(7),
             reports: vec![],
         })]);
         round_trip(&[RtcpPacket::ReceiverReport(ReceiverReport {
-            ssrc: 7,
+            ssrc: Ssrc::new(7),
             reports: vec![block(3, -0x80_0000)],
         })]);
         round_trip(&[RtcpPacket::SourceDescription(Sdes::cname(
-            5,
+            Ssrc::new(5),
             "streamgate@example",
         ))]);
         round_trip(&[RtcpPacket::Goodbye(Goodbye {
-            sources: vec![1, 2],
+            sources: vec![Ssrc::new(1), Ssrc::new(2)],
             reason: b"shutdown".to_vec(),
         })]);
         round_trip(&[RtcpPacket::Goodbye(Goodbye {
-            sources: vec![3],
+            sources: vec![Ssrc::new(3)],
             reason: vec![],
         })]);
         round_trip(&[RtcpPacket::Pli {
-            sender_ssrc: 1,
-            media_ssrc: 2,
+            sender_ssrc: Ssrc::new(1),
+            media_ssrc: Ssrc::new(2),
         }]);
         round_trip(&[RtcpPacket::Fir {
-            sender_ssrc: 1,
-            entries: vec![(2, 7), (3, 255)],
+            sender_ssrc: Ssrc::new(1),
+            entries: vec![(Ssrc::new(2), 7), (Ssrc::new(3), 255)],
         }]);
         round_trip(&[RtcpPacket::Nack {
-            sender_ssrc: 1,
-            media_ssrc: 2,
+            sender_ssrc: Ssrc::new(1),
+            media_ssrc: Ssrc::new(2),
             lost: vec![100, 101, 116, 117, 5, 5, 65535, 0],
         }]);
         round_trip(&[RtcpPacket::Unknown {
@@ -725,7 +731,7 @@ mod tests {
             RtcpPacket::SourceDescription(Sdes {
                 chunks: vec![
                     SdesChunk {
-                        ssrc: 0x1111_2222,
+                        ssrc: Ssrc::new(0x1111_2222),
                         items: vec![
                             SdesItem {
                                 kind: SDES_CNAME,
@@ -738,7 +744,7 @@ mod tests {
                         ],
                     },
                     SdesChunk {
-                        ssrc: 3,
+                        ssrc: Ssrc::new(3),
                         items: vec![],
                     },
                 ],
@@ -758,7 +764,7 @@ mod tests {
             0xa9, 0xfb, 0x97, 0xe5, 0xc7, 0xbb, 0x00, 0x00, 0x00, 0xfd, 0x00, 0x03, 0x10, 0x2a,
         ];
         let sr = SenderReport {
-            ssrc: 0x95c8_3206,
+            ssrc: Ssrc::new(0x95c8_3206),
             ntp_time: 0xeeb2_61ee_f2f1_a9fb,
             rtp_time: 0x97e5_c7bb,
             packet_count: 253,
@@ -784,8 +790,8 @@ mod tests {
         assert_eq!(
             packets,
             [RtcpPacket::Pli {
-                sender_ssrc: 1,
-                media_ssrc: 0x1234_5678
+                sender_ssrc: Ssrc::new(1),
+                media_ssrc: Ssrc::new(0x1234_5678)
             }]
         );
     }
@@ -819,8 +825,8 @@ mod tests {
         assert_eq!(
             packets,
             [RtcpPacket::Nack {
-                sender_ssrc: 1,
-                media_ssrc: 2,
+                sender_ssrc: Ssrc::new(1),
+                media_ssrc: Ssrc::new(2),
                 lost: lost.clone()
             }]
         );
@@ -845,7 +851,7 @@ mod tests {
         };
         round_trip(&[
             RtcpPacket::ReceiverReport(ReceiverReport {
-                ssrc: 1,
+                ssrc: Ssrc::new(1),
                 reports: vec![],
             }),
             remb,
@@ -866,12 +872,12 @@ mod tests {
         assert_eq!(
             parsed[1],
             RtcpPacket::ReceiverReport(ReceiverReport {
-                ssrc: 0x1111_2222,
+                ssrc: Ssrc::new(0x1111_2222),
                 reports: blocks[31..].to_vec()
             })
         );
 
-        let sources: Vec<u32> = (0..33).collect();
+        let sources: Vec<Ssrc> = (0..33).map(Ssrc::new).collect();
         let wire = write_all(&[RtcpPacket::Goodbye(Goodbye {
             sources: sources.clone(),
             reason: b"bye".to_vec(),
@@ -892,8 +898,8 @@ mod tests {
     #[test]
     fn padding_is_stripped_and_checked() {
         let mut wire = write_all(&[RtcpPacket::Pli {
-            sender_ssrc: 1,
-            media_ssrc: 2,
+            sender_ssrc: Ssrc::new(1),
+            media_ssrc: Ssrc::new(2),
         }])
         .to_vec();
         wire[0] |= 0x20;
@@ -902,8 +908,8 @@ mod tests {
         assert_eq!(
             parse_compound(&wire).unwrap(),
             [RtcpPacket::Pli {
-                sender_ssrc: 1,
-                media_ssrc: 2
+                sender_ssrc: Ssrc::new(1),
+                media_ssrc: Ssrc::new(2)
             }]
         );
         let last = wire.len() - 1;
@@ -936,7 +942,7 @@ mod tests {
     fn malformed_input_is_an_error() {
         let good = write_all(&[
             RtcpPacket::SenderReport(sender_report(vec![block(1, 0)])),
-            RtcpPacket::SourceDescription(Sdes::cname(1, "a")),
+            RtcpPacket::SourceDescription(Sdes::cname(Ssrc::new(1), "a")),
         ]);
         assert_eq!(parse_compound(&[]), Err(RtcpError::Empty));
         // Every truncation but the one right after the SR is rejected, never a panic.

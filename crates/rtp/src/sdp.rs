@@ -16,6 +16,7 @@ use bytes::Bytes;
 use sdp_types::{Fmtp, Media, RtpMap, Session};
 
 use crate::codec::{self, h264, latm};
+use crate::ids::PayloadType;
 use crate::track::{Codec, CodecParams, TrackId, TrackInfo};
 
 /// Largest SDP accepted: real descriptions are a few KiB, WebRTC offers ~10 KiB.
@@ -57,7 +58,7 @@ pub enum SdpError {
     #[error("SDP media #{media} (payload type {payload_type}): bad a={attribute}: {reason}")]
     BadAttribute {
         media: usize,
-        payload_type: u8,
+        payload_type: PayloadType,
         attribute: &'static str,
         reason: String,
     },
@@ -193,7 +194,7 @@ fn usable_format(
     for pt in media
         .fmt
         .split_ascii_whitespace()
-        .filter_map(|f| f.parse::<u8>().ok())
+        .filter_map(|f| f.parse::<u8>().ok().and_then(PayloadType::new))
     {
         let bad = |attribute, reason: String| SdpError::BadAttribute {
             media: media_index,
@@ -204,14 +205,14 @@ fn usable_format(
         let rtpmap = media
             .attributes_typed::<RtpMap>()
             .filter_map(Result::ok)
-            .find(|m| m.payload_type == pt);
+            .find(|m| m.payload_type == pt.get());
         let fmtp = media
             .attributes_typed::<Fmtp>()
             .filter_map(Result::ok)
-            .find(|f| f.fmt == pt);
+            .find(|f| f.fmt == pt.get());
         let params = FmtpParams(fmtp.as_ref());
-        let Some(described) =
-            describe(pt, rtpmap.as_ref(), &params).map_err(|(attr, reason)| bad(attr, reason))?
+        let Some(described) = describe(pt.get(), rtpmap.as_ref(), &params)
+            .map_err(|(attr, reason)| bad(attr, reason))?
         else {
             continue;
         };
@@ -364,7 +365,7 @@ fn video_track(codec: Codec, clock_rate: u32, parameter_sets: &[Bytes]) -> Track
         codec,
         clock_rate,
         channels: 1,
-        payload_type: 0,
+        payload_type: PayloadType::default(),
         params,
     }
 }
@@ -375,7 +376,7 @@ fn audio_track(codec: Codec, clock_rate: u32, channels: u16) -> TrackInfo {
         codec,
         clock_rate,
         channels,
-        payload_type: 0,
+        payload_type: PayloadType::default(),
         params: CodecParams::default(),
     }
 }
@@ -462,7 +463,7 @@ mod tests {
                 video.info.id,
                 video.info.codec,
                 video.info.clock_rate,
-                video.info.payload_type
+                video.info.payload_type.get()
             ),
             (TrackId(0), Codec::H264, 90_000, 96)
         );
@@ -490,7 +491,7 @@ mod tests {
             (TrackId(1), Codec::Aac, 48_000, 2)
         );
         assert_eq!(audio.port, 5006);
-        assert_eq!(audio.info.payload_type, 97);
+        assert_eq!(audio.info.payload_type.get(), 97);
         assert_eq!(
             audio.info.params.audio_config.as_deref(),
             Some(&[0x11, 0x90, 0x56, 0xe5, 0x00][..])
@@ -509,7 +510,7 @@ mod tests {
                 opus.codec,
                 opus.clock_rate,
                 opus.channels,
-                opus.payload_type
+                opus.payload_type.get()
             ),
             (Codec::Opus, 48_000, 2, 97)
         );
@@ -640,7 +641,7 @@ mod tests {
                 audio.codec,
                 audio.clock_rate,
                 audio.channels,
-                audio.payload_type
+                audio.payload_type.get()
             ),
             (Codec::AacLatm, 16_000, 1, 97)
         );
@@ -695,7 +696,7 @@ mod tests {
                     t.info.id,
                     t.info.codec,
                     t.info.clock_rate,
-                    t.info.payload_type,
+                    t.info.payload_type.get(),
                 )
             })
             .collect();
@@ -727,7 +728,7 @@ mod tests {
                 (
                     t.info.id,
                     t.info.codec,
-                    t.info.payload_type,
+                    t.info.payload_type.get(),
                     t.control.as_deref(),
                 )
             })
@@ -753,7 +754,7 @@ mod tests {
              m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n",
         );
         let tracks = one(&sdp).unwrap();
-        assert_eq!(tracks[0].info.payload_type, 102);
+        assert_eq!(tracks[0].info.payload_type.get(), 102);
         assert_eq!(
             (tracks[1].info.codec, tracks[1].info.channels),
             (Codec::Opus, 1)

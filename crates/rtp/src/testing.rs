@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use crate::codec::{AccessUnit, DepacketizeError, Depacketizer, Packetizer};
 use crate::frame::{Frame, OutPacket};
+use crate::ids::{PayloadType, Ssrc};
 use crate::packet::{RtpPacket, RtpPacketBuilder};
 use crate::track::{Codec, CodecParams, MediaKind, TrackId, TrackInfo};
 
@@ -50,7 +51,7 @@ pub fn track(codec: Codec, clock_rate: u32, channels: u16) -> TrackInfo {
         codec,
         clock_rate,
         channels,
-        payload_type: 96,
+        payload_type: PayloadType::new(96).unwrap(),
         params: CodecParams::default(),
     }
 }
@@ -73,7 +74,7 @@ pub fn h264_track() -> TrackInfo {
 pub fn opus_track() -> TrackInfo {
     TrackInfo {
         id: TrackId(1),
-        payload_type: 111,
+        payload_type: PayloadType::new(111).unwrap(),
         ..track(Codec::Opus, 48_000, 2)
     }
 }
@@ -96,7 +97,14 @@ pub fn video_frame(n: u64, payload: &Bytes, packets: usize, gop: u64) -> Frame {
         packets: (0..packets)
             .map(|i| {
                 let seq = first_seq.wrapping_add(i as u64) as u16;
-                OutPacket::new(96, i + 1 == packets, seq, ticks as u32, 7, payload.clone())
+                OutPacket::new(
+                    PayloadType::new(96).unwrap(),
+                    i + 1 == packets,
+                    seq,
+                    ticks as u32,
+                    Ssrc::new(7),
+                    payload.clone(),
+                )
             })
             .collect(),
     }
@@ -107,11 +115,11 @@ pub fn video_frame(n: u64, payload: &Bytes, packets: usize, gop: u64) -> Frame {
 
 pub fn rtp(seq: u16, ts: u32, marker: bool, payload: &[u8]) -> RtpPacket {
     let raw = RtpPacketBuilder {
-        payload_type: 96,
+        payload_type: PayloadType::new(96).unwrap(),
         marker,
         sequence_number: seq,
         timestamp: ts,
-        ssrc: 1,
+        ssrc: Ssrc::new(1),
         payload: Bytes::copy_from_slice(payload),
         ..Default::default()
     }
@@ -152,7 +160,7 @@ pub fn round_trip(
     mtu: usize,
     input: &[(u32, Vec<Bytes>)],
 ) -> Vec<(u32, Vec<Bytes>)> {
-    let mut packetizer = Packetizer::new(track, 7, mtu);
+    let mut packetizer = Packetizer::new(track, Ssrc::new(7), mtu);
     let mut packets = Vec::new();
     for (ts, units) in input {
         for out in packetizer.packetize(*ts, units).expect("packetizes") {

@@ -6,6 +6,8 @@
 
 use bytes::Bytes;
 
+use crate::ids::PayloadType;
+
 /// Index of a track within its stream (0-based, stable for the stream's life).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TrackId(pub usize);
@@ -85,7 +87,7 @@ pub struct TrackInfo {
     /// Audio channel count (1 when unknown or for video).
     pub channels: u16,
     /// Payload type of the packets this stream's frames carry (`Frame::packets`).
-    pub payload_type: u8,
+    pub payload_type: PayloadType,
     pub params: CodecParams,
 }
 

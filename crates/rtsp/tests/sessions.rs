@@ -7,7 +7,7 @@ use std::io::Read;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use streamgate_rtp::TrackId;
+use streamgate_rtp::{PayloadType, Ssrc, TrackId};
 use streamgate_rtsp::server::ServerConfig;
 
 use common::{exchange, h264_track, read_interleaved, session_id};
@@ -115,11 +115,11 @@ async fn play_starts_at_the_cached_keyframe_that_rtp_info_announces() {
         discontinuity: false,
         units: vec![Bytes::from_static(b"slice")],
         packets: vec![OutPacket::new(
-            96,
+            PayloadType::new(96).unwrap(),
             true,
             1000 + n,
             90_000 + u32::from(n) * 3600,
-            5,
+            Ssrc::new(5),
             Bytes::from_static(b"slice"),
         )],
     };
@@ -184,11 +184,11 @@ async fn closing_the_stream_sends_rtcp_bye_then_closes_the_connection() {
         discontinuity: false,
         units: vec![Bytes::from_static(b"slice")],
         packets: vec![OutPacket::new(
-            96,
+            PayloadType::new(96).unwrap(),
             true,
             1,
             0,
-            5,
+            Ssrc::new(5),
             Bytes::from_static(b"slice"),
         )],
     });
@@ -256,11 +256,11 @@ async fn few_readers_get_audio_without_waiting_for_video() {
         discontinuity: false,
         units: vec![Bytes::from_static(b"opus")],
         packets: vec![OutPacket::new(
-            111,
+            PayloadType::new(111).unwrap(),
             true,
             n,
             u32::from(n) * 960,
-            9,
+            Ssrc::new(9),
             Bytes::from_static(b"opus"),
         )],
     };

@@ -70,7 +70,7 @@ impl Interceptor for SenderReportForwarder {
 /// The pipeline's view of a webrtc-rs sender report.
 pub fn to_pipeline(report: &SenderReport) -> streamgate_rtp::rtcp::SenderReport {
     streamgate_rtp::rtcp::SenderReport {
-        ssrc: report.ssrc,
+        ssrc: streamgate_rtp::Ssrc::new(report.ssrc),
         ntp_time: report.ntp_time,
         rtp_time: report.rtp_time,
         packet_count: report.packet_count,

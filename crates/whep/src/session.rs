@@ -224,7 +224,7 @@ mod tests {
         let tracks = answer_tracks(ANSWER.as_bytes()).unwrap();
         assert_eq!(tracks.len(), 2);
         assert_eq!(
-            (tracks[0].id, tracks[0].codec, tracks[0].payload_type),
+            (tracks[0].id, tracks[0].codec, tracks[0].payload_type.get()),
             (TrackId(0), Codec::H264, 102)
         );
         assert_eq!(

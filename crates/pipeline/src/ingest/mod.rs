@@ -58,7 +58,7 @@ use streamgate_rtp::codec::decode_order::DecodeOrder;
 use streamgate_rtp::codec::nal::is_delimiter;
 use streamgate_rtp::codec::{self, AccessUnit, DepacketizeError, Depacketizer};
 use streamgate_rtp::rtcp::SenderReport;
-use streamgate_rtp::{AnchorHint, Frame, MediaKind, RtpPacket, Timeline, TrackId, TrackInfo};
+use streamgate_rtp::{AnchorHint, Frame, MediaKind, RtpPacket, Ssrc, Timeline, TrackId, TrackInfo};
 use streamgate_rtp::{Pushed, Released, ReorderBuffer, ReorderConfig};
 
 use self::output_headers::OutputHeaders;
@@ -118,7 +118,7 @@ struct TrackIngest {
     depacketizer: Result<Depacketizer, DepacketizeError>,
     timeline: Timeline,
     decode_order: DecodeOrder,
-    source_ssrc: Option<u32>,
+    source_ssrc: Option<Ssrc>,
     output: OutputHeaders,
     /// The source's latest RTCP sender report in this session.
     sender_report: Option<Report>,

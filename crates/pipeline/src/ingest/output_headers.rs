@@ -4,22 +4,22 @@
 //! type; the timestamp is the continuous `pts` truncated to 32 bits.
 
 use bytes::Bytes;
-use streamgate_rtp::OutPacket;
+use streamgate_rtp::{OutPacket, PayloadType, Ssrc};
 
 /// One track's output identity, kept across source restarts.
 #[derive(Debug)]
 pub(super) struct OutputHeaders {
-    payload_type: u8,
-    ssrc: u32,
+    payload_type: PayloadType,
+    ssrc: Ssrc,
     next_sequence: u16,
 }
 
 impl OutputHeaders {
     /// A random SSRC and first sequence number (RFC 3550 §5.1).
-    pub(super) fn new(payload_type: u8) -> OutputHeaders {
+    pub(super) fn new(payload_type: PayloadType) -> OutputHeaders {
         OutputHeaders {
             payload_type,
-            ssrc: rand::random(),
+            ssrc: Ssrc::new(rand::random()),
             next_sequence: rand::random(),
         }
     }

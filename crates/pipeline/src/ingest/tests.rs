@@ -7,12 +7,12 @@ use base64::Engine;
 use super::*;
 use crate::hub::{HubConfig, Subscription};
 use bytes::Bytes;
-use streamgate_rtp::{Codec, CodecParams, OutPacket, RtpPacketBuilder};
+use streamgate_rtp::{Codec, CodecParams, OutPacket, PayloadType, RtpPacketBuilder, Ssrc};
 
 const VIDEO: TrackId = TrackId(0);
 const AUDIO: TrackId = TrackId(1);
-const SOURCE_SSRC: u32 = 0x1111_1111;
-const AUDIO_SSRC: u32 = 0x3333;
+const SOURCE_SSRC: Ssrc = Ssrc::new(0x1111_1111);
+const AUDIO_SSRC: Ssrc = Ssrc::new(0x3333);
 
 /// The fixture capture's SPS/PPS (1280x720 constrained baseline).
 fn sdp_params() -> CodecParams {
@@ -33,7 +33,7 @@ fn tracks() -> Vec<TrackInfo> {
             codec: Codec::H264,
             clock_rate: 90_000,
             channels: 1,
-            payload_type: 100,
+            payload_type: PayloadType::new(100).unwrap(),
             params: sdp_params(),
         },
         TrackInfo {
@@ -41,7 +41,7 @@ fn tracks() -> Vec<TrackInfo> {
             codec: Codec::Opus,
             clock_rate: 48_000,
             channels: 2,
-            payload_type: 101,
+            payload_type: PayloadType::new(101).unwrap(),
             params: CodecParams::default(),
         },
     ]
@@ -57,9 +57,9 @@ fn setup() -> (StreamIngest, Subscription, Instant) {
     )
 }
 
-fn packet(ssrc: u32, seq: u16, ts: u32, marker: bool, payload: Vec<u8>) -> RtpPacket {
+fn packet(ssrc: Ssrc, seq: u16, ts: u32, marker: bool, payload: Vec<u8>) -> RtpPacket {
     let raw = RtpPacketBuilder {
-        payload_type: 96,
+        payload_type: PayloadType::new(96).unwrap(),
         marker,
         sequence_number: seq,
         timestamp: ts,
@@ -77,7 +77,7 @@ fn idr(seq: u16, ts: u32) -> Vec<RtpPacket> {
     idr_from(SOURCE_SSRC, seq, ts)
 }
 
-fn idr_from(ssrc: u32, seq: u16, ts: u32) -> Vec<RtpPacket> {
+fn idr_from(ssrc: Ssrc, seq: u16, ts: u32) -> Vec<RtpPacket> {
     vec![
         packet(ssrc, seq, ts, false, vec![0x7c, 0x85, 1, 2, 3]),
         packet(
@@ -101,7 +101,7 @@ fn idr_nal() -> Bytes {
     Bytes::from_static(&[0x65, 1, 2, 3, 4, 5, 6, 7, 8, 9])
 }
 
-fn p_frame(ssrc: u32, seq: u16, ts: u32) -> RtpPacket {
+fn p_frame(ssrc: Ssrc, seq: u16, ts: u32) -> RtpPacket {
     packet(ssrc, seq, ts, true, vec![0x41, 0x9a, seq as u8])
 }
 
@@ -156,7 +156,11 @@ fn keyframe_gets_parameter_sets_and_one_rewritten_header_per_packet() {
     for (i, out) in all.iter().enumerate() {
         assert_eq!(out.ssrc(), ssrc);
         assert_ne!(out.ssrc(), SOURCE_SSRC);
-        assert_eq!(out.payload_type(), 100, "the track's output payload type");
+        assert_eq!(
+            out.payload_type().get(),
+            100,
+            "the track's output payload type"
+        );
         assert_eq!(out.sequence(), first_seq.wrapping_add(i as u16));
     }
     assert!(key.packets.iter().all(|p| p.timestamp() == key.pts as u32));
@@ -336,7 +340,11 @@ fn new_source_ssrc_is_a_restart() {
     push_all(&mut ingest, idr(100, 5_000_000), now);
     let restart = now + Duration::from_secs(1);
     // New SSRC, numbering and timestamps that would otherwise look like loss and a jump.
-    push_all(&mut ingest, idr_from(0x2222_2222, 40_000, 77), restart);
+    push_all(
+        &mut ingest,
+        idr_from(Ssrc::new(0x2222_2222), 40_000, 77),
+        restart,
+    );
     let frames = received(&mut sub);
     assert_eq!(frames.len(), 2);
     assert!(!frames[1].discontinuity);
@@ -416,8 +424,8 @@ fn new_source_ssrc_waits_for_its_keyframe() {
     let (mut ingest, mut sub, now) = setup();
     push_all(&mut ingest, idr(100, 5_000_000), now);
     let restart = now + Duration::from_secs(1);
-    let mut packets = vec![p_frame(0x2222_2222, 40_000, 77)];
-    packets.extend(idr_from(0x2222_2222, 40_001, 3_077));
+    let mut packets = vec![p_frame(Ssrc::new(0x2222_2222), 40_000, 77)];
+    packets.extend(idr_from(Ssrc::new(0x2222_2222), 40_001, 3_077));
     push_all(&mut ingest, packets, restart);
     let frames = received(&mut sub);
     assert_eq!(
@@ -718,7 +726,11 @@ fn random_input_never_panics_and_stays_bounded() {
             // Mostly plausible NAL/FU headers so the depacketizers go deep.
             *first = [0x7c, 0x78, 0x65, 0x41, 0x67, *first][(roll % 6) as usize];
         }
-        let ssrc = if roll % 997 == 0 { next() } else { SOURCE_SSRC };
+        let ssrc = if roll % 997 == 0 {
+            Ssrc::new(next())
+        } else {
+            SOURCE_SSRC
+        };
         let track = if roll % 3 == 0 { AUDIO } else { VIDEO };
         let packet = packet(ssrc, seq, next() % 4 * 3000, roll % 2 == 0, payload);
         let _ = ingest.push_rtp(track, packet, now + Duration::from_millis(i));
@@ -740,7 +752,13 @@ fn audio_frames_are_keyframes_with_their_own_numbering() {
     hub.set_tracks(vec![tracks().remove(1)]);
     let mut sub = hub.subscribe();
     for i in 0..3u16 {
-        let p = packet(0x4444, 50 + i, 960 * u32::from(i), true, vec![0xfc, 1, 2]);
+        let p = packet(
+            Ssrc::new(0x4444),
+            50 + i,
+            960 * u32::from(i),
+            true,
+            vec![0xfc, 1, 2],
+        );
         ingest
             .push_rtp(AUDIO, p, now + Duration::from_millis(20 * u64::from(i)))
             .expect("opus");
@@ -757,5 +775,7 @@ fn audio_frames_are_keyframes_with_their_own_numbering() {
             .collect::<Vec<_>>(),
         vec![0, 960, 1920]
     );
-    assert!(frames.iter().all(|f| f.packets[0].payload_type() == 101));
+    assert!(frames
+        .iter()
+        .all(|f| f.packets[0].payload_type().get() == 101));
 }

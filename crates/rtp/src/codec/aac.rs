@@ -364,6 +364,7 @@ fn fragment(unit: &Bytes, budget: usize, timestamp_offset: u32, out: &mut Vec<Pa
 mod tests {
     use super::*;
     use crate::codec::{Depacketizer as AnyDepacketizer, Packetizer};
+    use crate::ids::Ssrc;
     use crate::testing::{bytes, depacketize_all, round_trip, rtp};
 
     /// The AAC fixture's config: AAC-LC, 48 kHz, stereo.
@@ -558,7 +559,7 @@ mod tests {
                 "mtu {mtu}"
             );
         }
-        let packets = Packetizer::new(&track, 1, 1200)
+        let packets = Packetizer::new(&track, Ssrc::new(1), 1200)
             .packetize(0, &frames)
             .unwrap();
         assert!(
@@ -570,12 +571,12 @@ mod tests {
 
     #[test]
     fn packetizer_rejects_frames_a_13_bit_size_cannot_describe() {
-        let mut packetizer = Packetizer::new(&aac_track(None, 48_000), 1, 1200);
+        let mut packetizer = Packetizer::new(&aac_track(None, 48_000), Ssrc::new(1), 1200);
         assert!(packetizer
             .packetize(0, &[Bytes::from(vec![0; 8192])])
             .is_err());
         assert!(packetizer.packetize(0, &[Bytes::new()]).is_err());
-        assert!(Packetizer::new(&aac_track(None, 48_000), 1, 16)
+        assert!(Packetizer::new(&aac_track(None, 48_000), Ssrc::new(1), 16)
             .packetize(0, &[bytes(&[1])])
             .is_err());
     }

@@ -99,6 +99,7 @@ pub(super) fn packetize(
 mod tests {
     use super::*;
     use crate::codec::{Depacketizer as AnyDepacketizer, Packetizer};
+    use crate::ids::Ssrc;
     use crate::testing::{depacketize_all, round_trip, rtp, track};
 
     #[test]
@@ -138,14 +139,14 @@ mod tests {
         ));
         assert_eq!(aus.len(), 1);
         assert!(AnyDepacketizer::new(&track(Codec::Pcmu, 8_000, 0)).is_err());
-        let mut packetizer = Packetizer::new(&track(Codec::Pcmu, 8_000, 2), 1, 13);
+        let mut packetizer = Packetizer::new(&track(Codec::Pcmu, 8_000, 2), Ssrc::new(1), 13);
         assert!(
             packetizer
                 .packetize(0, &[Bytes::from_static(&[1, 2])])
                 .is_err(),
             "MTU below one sample"
         );
-        let mut packetizer = Packetizer::new(&track(Codec::Pcmu, 8_000, 2), 1, 100);
+        let mut packetizer = Packetizer::new(&track(Codec::Pcmu, 8_000, 2), Ssrc::new(1), 100);
         assert!(packetizer
             .packetize(0, &[Bytes::from_static(&[1, 2, 3])])
             .is_err());

@@ -171,6 +171,7 @@ mod tests {
         update_params, DepacketizeError, Depacketizer as AnyDepacketizer, Packetizer,
     };
     use crate::codec::{MAX_ACCESS_UNIT_BYTES, MAX_UNITS_PER_ACCESS_UNIT};
+    use crate::ids::Ssrc;
     use crate::testing::{bytes, depacketize_all, round_trip, rtp, track};
     use crate::track::CodecParams;
 
@@ -479,7 +480,7 @@ mod tests {
 
     #[test]
     fn packetizer_aggregates_parameter_sets_fragments_large_nals_and_marks_the_last() {
-        let mut packetizer = Packetizer::new(&track(Codec::H264, 90_000, 1), 42, 200);
+        let mut packetizer = Packetizer::new(&track(Codec::H264, 90_000, 1), Ssrc::new(42), 200);
         let packets = packetizer
             .packetize(90, &[bytes(FIXTURE_SPS), bytes(FIXTURE_PPS), idr(1000)])
             .unwrap();
@@ -492,10 +493,10 @@ mod tests {
         assert!(sequences.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
         assert!(packets
             .iter()
-            .all(|p| p.timestamp() == 90 && p.ssrc() == 42 && p.len() <= 200));
+            .all(|p| p.timestamp() == 90 && p.ssrc() == Ssrc::new(42) && p.len() <= 200));
 
-        let too_small =
-            Packetizer::new(&track(Codec::H264, 90_000, 1), 42, 14).packetize(0, &[idr(100)]);
+        let too_small = Packetizer::new(&track(Codec::H264, 90_000, 1), Ssrc::new(42), 14)
+            .packetize(0, &[idr(100)]);
         assert!(too_small.is_err());
     }
 

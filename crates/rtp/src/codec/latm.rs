@@ -474,6 +474,7 @@ pub(super) fn packetize(
 mod tests {
     use super::*;
     use crate::codec::{Depacketizer as AnyDepacketizer, Packetizer};
+    use crate::ids::Ssrc;
     use crate::testing::{bytes, depacketize_all, round_trip, rtp};
 
     /// The RFC 6416 / camera example: AAC-LC, 16 kHz, mono, one frame per element.
@@ -752,7 +753,7 @@ mod tests {
     #[test]
     fn packetizer_rejects_what_an_element_cannot_hold() {
         let track = latm_track(&with_subframes(MONO_16K, 1), 16_000);
-        let mut packetizer = Packetizer::new(&track, 1, 1200);
+        let mut packetizer = Packetizer::new(&track, Ssrc::new(1), 1200);
         assert!(matches!(
             packetizer.packetize(0, &[bytes(&[1])]),
             Err(PacketizeError::FrameCount { multiple: 2, .. })
@@ -765,7 +766,7 @@ mod tests {
             packetizer.packetize(0, &[Bytes::from(vec![1; MAX_ELEMENT_BYTES]), bytes(&[1])]),
             Err(PacketizeError::UnitTooLarge { .. })
         ));
-        assert!(Packetizer::new(&track, 1, 12)
+        assert!(Packetizer::new(&track, Ssrc::new(1), 12)
             .packetize(0, &[bytes(&[1]), bytes(&[2])])
             .is_err());
     }

@@ -29,6 +29,7 @@ use std::fmt;
 use bytes::Bytes;
 
 use crate::frame::{OutPacket, RTP_HEADER_LEN};
+use crate::ids::{PayloadType, Ssrc};
 use crate::packet::RtpPacket;
 use crate::track::{Codec, CodecParams, TrackInfo};
 
@@ -250,8 +251,8 @@ struct Payload {
 #[derive(Debug)]
 pub struct Packetizer {
     codec: Codec,
-    payload_type: u8,
-    ssrc: u32,
+    payload_type: PayloadType,
+    ssrc: Ssrc,
     mtu: usize,
     next_sequence: u16,
     channels: u16,
@@ -263,7 +264,7 @@ pub struct Packetizer {
 
 impl Packetizer {
     /// Starts at a random sequence number (RFC 3550 §5.1).
-    pub fn new(track: &TrackInfo, ssrc: u32, mtu: usize) -> Packetizer {
+    pub fn new(track: &TrackInfo, ssrc: Ssrc, mtu: usize) -> Packetizer {
         Packetizer {
             codec: track.codec,
             payload_type: track.payload_type,

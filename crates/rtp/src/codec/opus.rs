@@ -65,6 +65,7 @@ pub(super) fn packetize(units: &[Bytes], budget: usize) -> Result<Vec<Payload>, 
 mod tests {
     use super::*;
     use crate::codec::{Depacketizer as AnyDepacketizer, Packetizer};
+    use crate::ids::Ssrc;
     use crate::testing::{bytes, depacketize_all, round_trip, rtp, track};
 
     #[test]
@@ -89,7 +90,7 @@ mod tests {
             .map(|i| (u32::from(i) * 960, vec![bytes(&[0xfc, i])]))
             .collect();
         assert_eq!(round_trip(&track, 1200, &input), input);
-        let mut packetizer = Packetizer::new(&track, 1, 100);
+        let mut packetizer = Packetizer::new(&track, Ssrc::new(1), 100);
         assert!(packetizer
             .packetize(0, &[Bytes::from(vec![0; 89])])
             .is_err());

@@ -13,7 +13,7 @@ use retina::client::{PacketItem, Playing, Session, SessionOptions, SetupOptions}
 use streamgate_rtp::packet::RtpPacket;
 use streamgate_rtp::rtcp::{self, RtcpPacket, SenderReport};
 use streamgate_rtp::sdp::{self, SdpTrack};
-use streamgate_rtp::{MediaKind, TrackId, TrackInfo};
+use streamgate_rtp::{MediaKind, PayloadType, TrackId, TrackInfo};
 
 use super::{CameraUrl, SourceError};
 
@@ -185,7 +185,7 @@ async fn bounded<T>(
 /// the same order): the next unmatched track with the same media kind and payload
 /// type is the stream's.
 fn match_streams(streams: &[retina::client::Stream], tracks: &[SdpTrack]) -> Vec<Option<TrackId>> {
-    let described: Vec<(Option<MediaKind>, u8)> = streams
+    let described: Vec<(Option<MediaKind>, Option<PayloadType>)> = streams
         .iter()
         .map(|s| {
             let kind = match s.media() {
@@ -193,14 +193,14 @@ fn match_streams(streams: &[retina::client::Stream], tracks: &[SdpTrack]) -> Vec
                 "audio" => Some(MediaKind::Audio),
                 _ => None,
             };
-            (kind, s.rtp_payload_type())
+            (kind, PayloadType::new(s.rtp_payload_type()))
         })
         .collect();
     match_in_order(&described, tracks)
 }
 
 fn match_in_order(
-    streams: &[(Option<MediaKind>, u8)],
+    streams: &[(Option<MediaKind>, Option<PayloadType>)],
     tracks: &[SdpTrack],
 ) -> Vec<Option<TrackId>> {
     let mut pending = tracks.iter().peekable();
@@ -208,7 +208,7 @@ fn match_in_order(
         .iter()
         .map(|&(kind, payload_type)| {
             let next = pending.peek()?;
-            if Some(next.info.kind()) == kind && next.info.payload_type == payload_type {
+            if Some(next.info.kind()) == kind && Some(next.info.payload_type) == payload_type {
                 pending.next().map(|t| t.info.id)
             } else {
                 None
@@ -232,10 +232,10 @@ mod tests {
         let tracks = sdp::parse_tracks(SDP).unwrap();
         assert_eq!(tracks.len(), 2, "{tracks:?}");
         let streams = [
-            (Some(MediaKind::Video), 96),
-            (None, 107),
-            (Some(MediaKind::Audio), 100),
-            (Some(MediaKind::Audio), 0),
+            (Some(MediaKind::Video), PayloadType::new(96)),
+            (None, PayloadType::new(107)),
+            (Some(MediaKind::Audio), PayloadType::new(100)),
+            (Some(MediaKind::Audio), PayloadType::new(0)),
         ];
         assert_eq!(
             match_in_order(&streams, &tracks),

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use streamgate_rtp::RTP_HEADER_LEN;
-use streamgate_rtp::{Frame, MediaKind, OutPacket};
+use streamgate_rtp::{Frame, MediaKind, OutPacket, Ssrc};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// Most slices handed to one `writev` (Linux's IOV_MAX is 1024).
@@ -43,7 +43,7 @@ pub const AUDIO_BATCHING_FROM_READERS: usize = 100;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TrackOutput {
     pub channel: u8,
-    pub ssrc: u32,
+    pub ssrc: Ssrc,
 }
 
 /// The `$`-prefix and RTP header of one packet, as sent to one session.
@@ -57,7 +57,7 @@ pub fn packet_head(
     head[1] = out.channel;
     head[2..4].copy_from_slice(&len.to_be_bytes());
     head[4..].copy_from_slice(&packet.header);
-    head[12..16].copy_from_slice(&out.ssrc.to_be_bytes());
+    head[12..16].copy_from_slice(&out.ssrc.get().to_be_bytes());
     Some(head)
 }
 
@@ -220,7 +220,7 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(
 mod tests {
     use super::*;
     use std::time::SystemTime;
-    use streamgate_rtp::{MediaKind, TrackId};
+    use streamgate_rtp::{MediaKind, PayloadType, TrackId};
 
     fn frame(payloads: &[&'static [u8]]) -> Arc<Frame> {
         frame_of(MediaKind::Video, payloads)
@@ -241,11 +241,11 @@ mod tests {
                 .enumerate()
                 .map(|(i, p)| {
                     OutPacket::new(
-                        96,
+                        PayloadType::new(96).unwrap(),
                         i + 1 == payloads.len(),
                         100 + i as u16,
                         9000,
-                        1,
+                        Ssrc::new(1),
                         Bytes::from_static(p),
                     )
                 })
@@ -288,7 +288,7 @@ mod tests {
             frame(&[b"abc", b"defg"]),
             TrackOutput {
                 channel: 2,
-                ssrc: 0xdeadbeef,
+                ssrc: Ssrc::new(0xdeadbeef),
             },
         );
         batch.push_rtcp(3, Bytes::from_static(&[0x80, 200, 0, 0]));
@@ -318,7 +318,7 @@ mod tests {
     fn audio_alone_waits_for_video_at_most_the_hold() {
         let out = TrackOutput {
             channel: 2,
-            ssrc: 1,
+            ssrc: Ssrc::new(1),
         };
         let now = Instant::now();
         let mut batch = Batch::new();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use streamgate_rtp::rtcp::{ntp_from_system_time, Goodbye, RtcpPacket, Sdes, SenderReport};
-use streamgate_rtp::Frame;
+use streamgate_rtp::{Frame, Ssrc};
 
 /// RFC 3550 suggests ~5 s between reports for a low-rate session.
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(5);
@@ -18,7 +18,7 @@ pub const REPORT_INTERVAL: Duration = Duration::from_secs(5);
 /// Counts what one session sent on one track and decides when to report.
 #[derive(Debug, Clone)]
 pub struct SenderReports {
-    ssrc: u32,
+    ssrc: Ssrc,
     packet_count: u32,
     octet_count: u32,
     last_mapping: Option<(SystemTime, u32)>,
@@ -26,7 +26,7 @@ pub struct SenderReports {
 }
 
 impl SenderReports {
-    pub fn new(ssrc: u32) -> Self {
+    pub fn new(ssrc: Ssrc) -> Self {
         SenderReports {
             ssrc,
             packet_count: 0,
@@ -103,7 +103,7 @@ impl SenderReports {
 mod tests {
     use super::*;
     use streamgate_rtp::rtcp::parse_compound;
-    use streamgate_rtp::{MediaKind, OutPacket, TrackId};
+    use streamgate_rtp::{MediaKind, OutPacket, PayloadType, Ssrc, TrackId};
 
     fn frame(rtp_ts: u32, wallclock: SystemTime, packets: usize) -> Frame {
         Frame {
@@ -118,11 +118,11 @@ mod tests {
             packets: (0..packets)
                 .map(|i| {
                     OutPacket::new(
-                        96,
+                        PayloadType::new(96).unwrap(),
                         false,
                         i as u16,
                         rtp_ts,
-                        1,
+                        Ssrc::new(1),
                         bytes::Bytes::from_static(b"0123456789"),
                     )
                 })
@@ -134,7 +134,7 @@ mod tests {
     fn first_frame_reports_then_every_interval() {
         let start = Instant::now();
         let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let mut reports = SenderReports::new(0x1234);
+        let mut reports = SenderReports::new(Ssrc::new(0x1234));
         let first = reports
             .on_frame(&frame(9000, wall, 2), start)
             .expect("report before the first packet");
@@ -144,7 +144,7 @@ mod tests {
         };
         assert_eq!(
             (sr.ssrc, sr.rtp_time, sr.packet_count, sr.octet_count),
-            (0x1234, 9000, 0, 0)
+            (Ssrc::new(0x1234), 9000, 0, 0)
         );
         assert_eq!(sr.ntp_time, ntp_from_system_time(wall));
         assert!(matches!(parsed[1], RtcpPacket::SourceDescription(_)));
@@ -175,7 +175,7 @@ mod tests {
     #[test]
     fn first_report_then_interval() {
         let start = Instant::now();
-        let mut reports = SenderReports::new(7);
+        let mut reports = SenderReports::new(Ssrc::new(7));
         let f = frame(100, SystemTime::now(), 1);
         assert!(reports.first_report(&f, start).is_some());
         assert!(
@@ -187,7 +187,7 @@ mod tests {
 
     #[test]
     fn frames_without_packets_are_not_counted() {
-        let mut reports = SenderReports::new(1);
+        let mut reports = SenderReports::new(Ssrc::new(1));
         assert!(reports
             .on_frame(&frame(0, SystemTime::now(), 0), Instant::now())
             .is_none());

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use rand::Rng;
 use rtsp_types::{headers, Method, Request, Version};
 use streamgate_pipeline::Subscription;
-use streamgate_rtp::{Frame, TrackInfo};
+use streamgate_rtp::{Frame, Ssrc, TrackInfo};
 use tokio::sync::watch;
 
 use super::auth::{Authenticator, Credentials};
@@ -150,7 +150,7 @@ impl Player {
 #[derive(Debug)]
 struct SetupTrack {
     transport: TransportRequest,
-    ssrc: u32,
+    ssrc: Ssrc,
     udp: Option<Arc<UdpTrack>>,
 }
 
@@ -413,7 +413,7 @@ impl ConnectionState {
             TransportRequest::Interleaved { .. } => None,
         };
         let server_ports = udp.as_ref().and_then(|u| u.server_ports().ok());
-        let ssrc = rand::rng().random::<u32>();
+        let ssrc = Ssrc::new(rand::rng().random::<u32>());
         let session = self.session.get_or_insert_with(|| Session {
             id: format!("{:016X}", rand::rng().random::<u64>()),
             stream: target.stream.clone(),

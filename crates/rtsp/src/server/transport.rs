@@ -6,6 +6,7 @@
 
 use rtsp_types::headers::{RtpLowerTransport, RtpProfile, Transport, Transports};
 use rtsp_types::Request;
+use streamgate_rtp::Ssrc;
 
 /// The delivery a client asked for in SETUP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,13 +83,13 @@ fn choose(transport: &Transport, next_channel: u8) -> Option<TransportRequest> {
 }
 
 /// The Transport header value of the SETUP reply.
-pub fn reply(chosen: TransportRequest, server_ports: Option<(u16, u16)>, ssrc: u32) -> String {
+pub fn reply(chosen: TransportRequest, server_ports: Option<(u16, u16)>, ssrc: Ssrc) -> String {
     match chosen {
         TransportRequest::Interleaved {
             rtp_channel,
             rtcp_channel,
         } => {
-            format!("RTP/AVP/TCP;unicast;interleaved={rtp_channel}-{rtcp_channel};ssrc={ssrc:08X};mode=\"PLAY\"")
+            format!("RTP/AVP/TCP;unicast;interleaved={rtp_channel}-{rtcp_channel};ssrc={ssrc};mode=\"PLAY\"")
         }
         TransportRequest::Udp {
             rtp_port,
@@ -96,7 +97,7 @@ pub fn reply(chosen: TransportRequest, server_ports: Option<(u16, u16)>, ssrc: u
         } => {
             let (server_rtp, server_rtcp) = server_ports.unwrap_or((0, 0));
             format!(
-                "RTP/AVP;unicast;client_port={rtp_port}-{rtcp_port};server_port={server_rtp}-{server_rtcp};ssrc={ssrc:08X};mode=\"PLAY\""
+                "RTP/AVP;unicast;client_port={rtp_port}-{rtcp_port};server_port={server_rtp}-{server_rtcp};ssrc={ssrc};mode=\"PLAY\""
             )
         }
     }
@@ -184,14 +185,14 @@ mod tests {
             rtcp_channel: 1,
         };
         assert_eq!(
-            reply(tcp, None, 0xab),
+            reply(tcp, None, Ssrc::new(0xab)),
             "RTP/AVP/TCP;unicast;interleaved=0-1;ssrc=000000AB;mode=\"PLAY\""
         );
         let udp = TransportRequest::Udp {
             rtp_port: 5000,
             rtcp_port: 5001,
         };
-        assert!(reply(udp, Some((7000, 7001)), 1)
+        assert!(reply(udp, Some((7000, 7001)), Ssrc::new(1))
             .contains("client_port=5000-5001;server_port=7000-7001;ssrc=00000001"));
     }
 }

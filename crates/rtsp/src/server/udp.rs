@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
-use streamgate_rtp::OutPacket;
 use streamgate_rtp::RTP_HEADER_LEN;
+use streamgate_rtp::{OutPacket, Ssrc};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
@@ -161,12 +161,12 @@ impl UdpTrack {
     /// Sends RTP packets (a frame's) with their SSRC rewritten to this
     /// session's, one datagram each, in as few `sendmmsg` calls as the kernel
     /// allows. Err (nothing more sent) after [`SEND_WAIT`] without room.
-    pub async fn send_rtp(&self, packets: &[OutPacket], ssrc: u32) -> io::Result<()> {
+    pub async fn send_rtp(&self, packets: &[OutPacket], ssrc: Ssrc) -> io::Result<()> {
         let headers: Vec<[u8; RTP_HEADER_LEN]> = packets
             .iter()
             .map(|packet| {
                 let mut header = packet.header;
-                header[8..12].copy_from_slice(&ssrc.to_be_bytes());
+                header[8..12].copy_from_slice(&ssrc.get().to_be_bytes());
                 header
             })
             .collect();
@@ -274,6 +274,7 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use std::net::Ipv4Addr;
+    use streamgate_rtp::PayloadType;
 
     #[tokio::test]
     async fn sends_rtp_and_counts_rtcp_as_activity() {
@@ -300,9 +301,16 @@ mod tests {
         assert_eq!(server_rtp % 2, 0);
         assert_eq!(server_rtcp, server_rtp + 1);
 
-        let packet = OutPacket::new(96, true, 7, 1234, 1, Bytes::from_static(b"payload"));
+        let packet = OutPacket::new(
+            PayloadType::new(96).unwrap(),
+            true,
+            7,
+            1234,
+            Ssrc::new(1),
+            Bytes::from_static(b"payload"),
+        );
         track
-            .send_rtp(std::slice::from_ref(&packet), 0xabcdef01)
+            .send_rtp(std::slice::from_ref(&packet), Ssrc::new(0xabcdef01))
             .await
             .unwrap();
         let mut buf = [0u8; 64];
@@ -352,10 +360,20 @@ mod tests {
         let packets: Vec<OutPacket> = (0..count)
             .map(|i| {
                 let payload = Bytes::from(vec![i as u8; 100 + i % 7]);
-                OutPacket::new(96, i + 1 == count, i as u16, 90_000, 1, payload)
+                OutPacket::new(
+                    PayloadType::new(96).unwrap(),
+                    i + 1 == count,
+                    i as u16,
+                    90_000,
+                    Ssrc::new(1),
+                    payload,
+                )
             })
             .collect();
-        track.send_rtp(&packets, 0x0102_0304).await.unwrap();
+        track
+            .send_rtp(&packets, Ssrc::new(0x0102_0304))
+            .await
+            .unwrap();
         let mut buf = [0u8; 2048];
         for (i, packet) in packets.iter().enumerate() {
             let n = client.recv(&mut buf).await.unwrap();
@@ -378,16 +396,25 @@ mod tests {
         drop(gone);
         let payload = Bytes::from(vec![0u8; 1200]);
         let frame: Vec<OutPacket> = (0..64)
-            .map(|i| OutPacket::new(96, i == 63, i, 0, 1, payload.clone()))
+            .map(|i| {
+                OutPacket::new(
+                    PayloadType::new(96).unwrap(),
+                    i == 63,
+                    i,
+                    0,
+                    Ssrc::new(1),
+                    payload.clone(),
+                )
+            })
             .collect();
         let bounded = std::time::Duration::from_secs(20);
         for _ in 0..50 {
-            tokio::time::timeout(bounded, to_stalled.send_rtp(&frame, 1))
+            tokio::time::timeout(bounded, to_stalled.send_rtp(&frame, Ssrc::new(1)))
                 .await
                 .expect("send to a stalled reader returns")
                 .unwrap();
             // Sends to a closed port may report ECONNREFUSED; they must not hang.
-            let _ = tokio::time::timeout(bounded, to_gone.send_rtp(&frame, 1))
+            let _ = tokio::time::timeout(bounded, to_gone.send_rtp(&frame, Ssrc::new(1)))
                 .await
                 .expect("send to a departed reader returns");
         }
