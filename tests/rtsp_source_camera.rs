@@ -6,11 +6,11 @@
 
 mod support;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::process::Command;
 use std::time::Duration;
 
-use streamgate_rtp::{Codec, MediaKind};
+use streamgate_rtp::{Codec, MediaKind, TrackId};
 use streamgate_rtsp::client::{RtspSource, SourceState};
 use support::camera::*;
 use support::{decoded_frames, error_lines, ffmpeg_decode, peer, run, text, PEER_DEADLINE};
@@ -63,9 +63,9 @@ async fn pull_and_restream(pull: Pull) {
     // Frames of both tracks, video starting at a keyframe (GOP cache), time running forward.
     let mut subscription = hub.subscribe();
     let mut seen = HashSet::new();
-    let mut last_dts = [None::<u64>; 2];
+    let mut last_dts: HashMap<TrackId, u64> = HashMap::new();
     let mut first = true;
-    while seen.len() < 2 || last_dts.iter().any(Option::is_none) {
+    while seen.len() < 2 || last_dts.len() < 2 {
         let frame = tokio::time::timeout(WAIT, subscription.recv())
             .await
             .expect("no frame")
@@ -81,13 +81,12 @@ async fn pull_and_restream(pull: Pull) {
             !frame.packets.is_empty() || frame.kind == MediaKind::Audio,
             "video frame without packets"
         );
-        let slot = &mut last_dts[frame.track.0];
+        let previous = last_dts.insert(frame.track, frame.dts);
         assert!(
-            slot.is_none_or(|previous| frame.dts > previous),
+            previous.is_none_or(|previous| frame.dts > previous),
             "dts went backwards on track {}",
-            frame.track.0
+            frame.track
         );
-        *slot = Some(frame.dts);
         seen.insert(frame.kind);
     }
     drop(subscription);

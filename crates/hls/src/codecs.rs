@@ -89,7 +89,7 @@ fn required(
     name: &'static str,
 ) -> Result<Bytes, MuxError> {
     field.cloned().ok_or(MuxError::MissingParameter {
-        track: track.id.0,
+        track: track.id,
         name,
     })
 }
@@ -98,7 +98,7 @@ pub(crate) fn h264_sps(track: &TrackInfo) -> Result<Bytes, MuxError> {
     let sps = required(track, track.params.sps.as_ref(), "SPS")?;
     if sps.len() < 4 {
         return Err(MuxError::BadParameter {
-            track: track.id.0,
+            track: track.id,
             name: "SPS",
         });
     }
@@ -108,7 +108,7 @@ pub(crate) fn h264_sps(track: &TrackInfo) -> Result<Bytes, MuxError> {
 pub(crate) fn hevc_profile(track: &TrackInfo) -> Result<HevcProfile, MuxError> {
     let sps = required(track, track.params.sps.as_ref(), "SPS")?;
     HevcProfile::from_sps(&sps).ok_or(MuxError::BadParameter {
-        track: track.id.0,
+        track: track.id,
         name: "SPS",
     })
 }
@@ -121,7 +121,7 @@ pub(crate) fn aac_config(track: &TrackInfo) -> Result<Bytes, MuxError> {
     )?;
     if config.len() < 2 {
         return Err(MuxError::BadParameter {
-            track: track.id.0,
+            track: track.id,
             name: "AudioSpecificConfig",
         });
     }

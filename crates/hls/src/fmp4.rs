@@ -30,7 +30,8 @@ fn encode_err(err: mp4_atom::Error) -> MuxError {
     MuxError::Encode(err.to_string())
 }
 
-fn sample_entry(track: &TrackInfo) -> Result<SampleEntry, MuxError> {
+/// `index` is the track's position in the init segment, which numbers it (`track_id`).
+fn sample_entry(index: usize, track: &TrackInfo) -> Result<SampleEntry, MuxError> {
     let width = track.params.width.unwrap_or(0).min(u16::MAX as u32) as u16;
     let height = track.params.height.unwrap_or(0).min(u16::MAX as u32) as u16;
     let visual = Visual {
@@ -50,7 +51,7 @@ fn sample_entry(track: &TrackInfo) -> Result<SampleEntry, MuxError> {
         field
             .clone()
             .ok_or(MuxError::MissingParameter {
-                track: track.id.0,
+                track: track.id,
                 name,
             })
             .map(|b| b.to_vec())
@@ -105,7 +106,7 @@ fn sample_entry(track: &TrackInfo) -> Result<SampleEntry, MuxError> {
         Codec::Aac | Codec::AacLatm => {
             let config = aac_config(track)?;
             let mut esds = Esds::default();
-            esds.es_desc.es_id = track_id(track.id.0) as u16;
+            esds.es_desc.es_id = track_id(index) as u16;
             esds.es_desc.dec_config.object_type_indication = 0x40; // MPEG-4 audio
             esds.es_desc.dec_config.stream_type = 5; // audio stream
             esds.es_desc.dec_config.dec_specific = Some(mp4_atom::esds::DecoderSpecific {
@@ -149,7 +150,7 @@ fn trak(index: usize, track: &TrackInfo) -> Result<Trak, MuxError> {
     let video = track.codec.kind() == streamgate_rtp::MediaKind::Video;
     let stbl = Stbl {
         stsd: Stsd {
-            codecs: vec![sample_entry(track)?],
+            codecs: vec![sample_entry(index, track)?],
         },
         stco: Some(Stco::default()),
         ..Default::default()

@@ -29,16 +29,16 @@ pub use config::{HlsConfig, HlsConfigError};
 pub use http::router;
 pub use muxer::HubLookup;
 
-use streamgate_rtp::Codec;
+use streamgate_rtp::{Codec, TrackId};
 
 /// Why a stream cannot be muxed.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum MuxError {
     #[error("track {track}: no {name} yet")]
-    MissingParameter { track: usize, name: &'static str },
+    MissingParameter { track: TrackId, name: &'static str },
     #[error("track {track}: malformed {name}")]
-    BadParameter { track: usize, name: &'static str },
+    BadParameter { track: TrackId, name: &'static str },
     #[error("codec {0:?} cannot be carried in fMP4 HLS")]
     UnsupportedCodec(Codec),
     #[error("the stream has no track HLS can carry")]

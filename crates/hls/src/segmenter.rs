@@ -694,7 +694,7 @@ pub(crate) mod tests {
                     };
                     let shown = self.display_position(n);
                     out.push(Frame {
-                        track: TrackId(0),
+                        track: TrackId::new(0),
                         kind: MediaKind::Video,
                         pts: 1_000_000 + shown * 3000,
                         dts: 1_000_000 + n * 3000,
@@ -708,7 +708,7 @@ pub(crate) mod tests {
                 } else {
                     let n = self.audio_frames;
                     out.push(Frame {
-                        track: TrackId(1),
+                        track: TrackId::new(1),
                         kind: MediaKind::Audio,
                         pts: 77_777 + n * 960,
                         dts: 77_777 + n * 960,
@@ -803,7 +803,7 @@ pub(crate) mod tests {
         let mut frames = source.next_seconds(9);
         let late_audio = frames
             .iter()
-            .position(|f| f.track.0 == 1 && f.pts > 77_777 + 110 * 960)
+            .position(|f| f.track == TrackId::new(1) && f.pts > 77_777 + 110 * 960)
             .unwrap();
         frames[late_audio].discontinuity = true;
         feed(&mut segmenter, &frames);
@@ -984,7 +984,7 @@ pub(crate) mod tests {
         // Start mid-GOP: skip the first 10 video frames.
         let late: Vec<Frame> = frames
             .into_iter()
-            .skip_while(|f| f.track.0 == 1 || f.pts < 1_000_000 + 10 * 3000)
+            .skip_while(|f| f.track == TrackId::new(1) || f.pts < 1_000_000 + 10 * 3000)
             .collect();
         feed(&mut segmenter, &late);
         assert!(segmenter.stats().dropped_frames > 0);

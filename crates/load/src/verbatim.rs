@@ -98,7 +98,7 @@ pub async fn run(capture: Arc<Capture>, hub: Hub) {
     loop {
         for (offset, track, packet) in &capture.packets {
             tokio::time::sleep_until(pass_start + *offset).await;
-            if let Some(track) = tracks.get_mut(track.0) {
+            if let Some(track) = tracks.iter_mut().find(|t| t.info.id == *track) {
                 for frame in track.push(packet, pass) {
                     hub.publish(frame);
                 }

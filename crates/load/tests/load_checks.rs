@@ -56,7 +56,11 @@ fn corrupted_capture(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let mut video_index = 0;
     let mut packets = Vec::new();
     for (offset, track, packet) in &capture.packets {
-        let info = &capture.tracks[track.0];
+        let info = capture
+            .tracks
+            .iter()
+            .find(|t| t.info.id == *track)
+            .expect("packet of a described track");
         let mut raw = packet.raw().to_vec();
         if info.info.kind() == MediaKind::Video {
             let index = video_index;

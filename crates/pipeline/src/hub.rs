@@ -553,8 +553,8 @@ mod tests {
     use streamgate_rtp::Codec;
     use streamgate_rtp::{OutPacket, PayloadType, Ssrc};
 
-    const VIDEO: TrackId = TrackId(0);
-    const AUDIO: TrackId = TrackId(1);
+    const VIDEO: TrackId = TrackId::new(0);
+    const AUDIO: TrackId = TrackId::new(1);
 
     fn track(id: TrackId, codec: Codec) -> TrackInfo {
         TrackInfo {
@@ -562,7 +562,7 @@ mod tests {
             codec,
             clock_rate: codec.fixed_clock_rate().unwrap_or(48_000),
             channels: 1,
-            payload_type: PayloadType::new(96 + id.0 as u8).unwrap(),
+            payload_type: PayloadType::new(96 + id.get() as u8).unwrap(),
             params: CodecParams::default(),
         }
     }
@@ -573,7 +573,7 @@ mod tests {
             codecs
                 .iter()
                 .enumerate()
-                .map(|(i, c)| track(TrackId(i), *c))
+                .map(|(i, c)| track(TrackId::new(i), *c))
                 .collect(),
         );
         hub
@@ -818,7 +818,7 @@ mod tests {
         );
         let mut sub = hub.subscribe();
         for pts in 0..10 {
-            hub.publish(frame(TrackId(0), pts, true, Bytes::from_static(b"a")));
+            hub.publish(frame(TrackId::new(0), pts, true, Bytes::from_static(b"a")));
         }
         assert_eq!(pts_of(&drain(&mut sub)), vec![6, 7, 8, 9]);
         assert_eq!(sub.dropped(), 6);
@@ -978,15 +978,15 @@ mod tests {
     #[test]
     fn a_layout_is_ids_codecs_clocks_and_channels_not_parameters() {
         let layout = [
-            track(TrackId(0), Codec::H264),
-            track(TrackId(1), Codec::Opus),
+            track(TrackId::new(0), Codec::H264),
+            track(TrackId::new(1), Codec::Opus),
         ];
         let mut with_params = layout.clone();
         with_params[0].params.sps = Some(Bytes::from_static(&[0x67]));
         with_params[1].payload_type = PayloadType::new(97).unwrap();
         assert!(same_layout(&layout, &with_params));
         let mut other_ids = layout.clone();
-        other_ids[1].id = TrackId(2);
+        other_ids[1].id = TrackId::new(2);
         assert!(
             !same_layout(&layout, &other_ids),
             "packets are routed by id"

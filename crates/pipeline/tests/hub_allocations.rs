@@ -44,7 +44,7 @@ const PAYLOAD: usize = 64 * 1024;
 fn fan_out_to_100_subscribers_copies_no_payload() {
     let hub = Hub::new("alloc", HubConfig::default());
     hub.set_tracks(vec![TrackInfo {
-        id: TrackId(0),
+        id: TrackId::new(0),
         codec: Codec::H264,
         clock_rate: 90_000,
         channels: 1,
@@ -57,7 +57,7 @@ fn fan_out_to_100_subscribers_copies_no_payload() {
         .map(|i| {
             let payload = Bytes::from(vec![i as u8; PAYLOAD]);
             Frame {
-                track: TrackId(0),
+                track: TrackId::new(0),
                 kind: MediaKind::Video,
                 pts: i as u64 * 3000,
                 dts: i as u64 * 3000,

@@ -265,12 +265,12 @@ pub async fn run(
             while let Some((_, report_track, report)) =
                 sender_reports.next_if(|(at, _, _)| at <= offset)
             {
-                if let Some(shift) = shifts.get(report_track.0) {
+                if let Some(shift) = shifts.get(report_track) {
                     let now = tokio::time::Instant::now().into_std();
                     ingest.on_sender_report(*report_track, &shift.apply_report(report, pass), now);
                 }
             }
-            let Some(packet) = shifts.get(track.0).map(|s| s.apply(packet, pass)) else {
+            let Some(packet) = shifts.get(track).map(|s| s.apply(packet, pass)) else {
                 continue;
             };
             // The ingest counts and rate-limits its own error logs.
@@ -323,8 +323,8 @@ struct PassShift {
 }
 
 impl PassShift {
-    /// One per track, indexed by `TrackId`.
-    fn for_capture(capture: &Capture, pass_length: Duration) -> Vec<PassShift> {
+    /// One per track, by id.
+    fn for_capture(capture: &Capture, pass_length: Duration) -> HashMap<TrackId, PassShift> {
         capture
             .tracks
             .iter()
@@ -338,13 +338,14 @@ impl PassShift {
                 let last = sequences.last().unwrap_or(first);
                 let ticks =
                     pass_length.as_nanos() * u128::from(track.info.clock_rate) / 1_000_000_000;
-                PassShift {
+                let shift = PassShift {
                     // RTP timestamps are modulo 2^32: truncation is the intent.
                     timestamp: ticks as u32,
                     sequence: last.wrapping_sub(first).wrapping_add(1),
                     // NTP times are modulo 2^64 too.
                     ntp: ((pass_length.as_nanos() << 32) / 1_000_000_000) as u64,
-                }
+                };
+                (track.info.id, shift)
             })
             .collect()
     }
@@ -951,8 +952,8 @@ mod tests {
         let capture = parse_with(pcap, sdp.as_bytes()).unwrap();
         assert_eq!(
             (
-                capture.packet_count(TrackId(0)),
-                capture.packet_count(TrackId(1))
+                capture.packet_count(TrackId::new(0)),
+                capture.packet_count(TrackId::new(1))
             ),
             (482, 78)
         );
@@ -1087,7 +1088,7 @@ mod tests {
         let reported: Vec<_> = capture
             .sender_reports
             .iter()
-            .map(|(_, track, _)| track.0)
+            .map(|(_, track, _)| track.get())
             .collect();
         // ffmpeg sends one SR per track before its first packet, then every 5 s.
         assert_eq!(reported, [0, 1, 0, 1], "sender reports per track");

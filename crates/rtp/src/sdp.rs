@@ -79,7 +79,7 @@ pub fn parse_tracks(sdp: &[u8]) -> Result<Vec<SdpTrack>, SdpError> {
         if !matches!(media.media.as_str(), "video" | "audio") {
             continue;
         }
-        let Some(info) = usable_format(media, media_index, TrackId(tracks.len()))? else {
+        let Some(info) = usable_format(media, media_index, TrackId::new(tracks.len()))? else {
             tracing::debug!(media = media_index, fmt = %media.fmt, "skipping SDP media: no supported codec");
             continue;
         };
@@ -361,7 +361,7 @@ fn video_track(codec: Codec, clock_rate: u32, parameter_sets: &[Bytes]) -> Track
     let mut params = CodecParams::default();
     codec::update_params(codec, parameter_sets, &mut params);
     TrackInfo {
-        id: TrackId(0),
+        id: TrackId::new(0),
         codec,
         clock_rate,
         channels: 1,
@@ -372,7 +372,7 @@ fn video_track(codec: Codec, clock_rate: u32, parameter_sets: &[Bytes]) -> Track
 
 fn audio_track(codec: Codec, clock_rate: u32, channels: u16) -> TrackInfo {
     TrackInfo {
-        id: TrackId(0),
+        id: TrackId::new(0),
         codec,
         clock_rate,
         channels,
@@ -465,7 +465,7 @@ mod tests {
                 video.info.clock_rate,
                 video.info.payload_type.get()
             ),
-            (TrackId(0), Codec::H264, 90_000, 96)
+            (TrackId::new(0), Codec::H264, 90_000, 96)
         );
         assert_eq!(video.port, 5004);
         assert_eq!(video.control, None);
@@ -488,7 +488,7 @@ mod tests {
                 audio.info.clock_rate,
                 audio.info.channels
             ),
-            (TrackId(1), Codec::Aac, 48_000, 2)
+            (TrackId::new(1), Codec::Aac, 48_000, 2)
         );
         assert_eq!(audio.port, 5006);
         assert_eq!(audio.info.payload_type.get(), 97);
@@ -703,8 +703,8 @@ mod tests {
         assert_eq!(
             got,
             [
-                (TrackId(0), Codec::Pcmu, 8000, 0),
-                (TrackId(1), Codec::Pcma, 8000, 8)
+                (TrackId::new(0), Codec::Pcmu, 8000, 0),
+                (TrackId::new(1), Codec::Pcma, 8000, 8)
             ]
         );
         assert_eq!(rtpmap(&tracks[0].info), "0 PCMU/8000");
@@ -736,8 +736,8 @@ mod tests {
         assert_eq!(
             got,
             [
-                (TrackId(0), Codec::Pcmu, 0, None),
-                (TrackId(1), Codec::H264, 99, Some("rtsp://cam/track9"))
+                (TrackId::new(0), Codec::Pcmu, 0, None),
+                (TrackId::new(1), Codec::H264, 99, Some("rtsp://cam/track9"))
             ]
         );
         assert!(

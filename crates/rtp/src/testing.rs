@@ -47,7 +47,7 @@ pub fn without_declared_reordering(sps: &[u8]) -> Bytes {
 /// H.265 and AAC tracks are not ready until parameters arrive).
 pub fn track(codec: Codec, clock_rate: u32, channels: u16) -> TrackInfo {
     TrackInfo {
-        id: TrackId(0),
+        id: TrackId::new(0),
         codec,
         clock_rate,
         channels,
@@ -73,7 +73,7 @@ pub fn h264_track() -> TrackInfo {
 /// Track 1: Opus stereo at 48 kHz, payload type 111.
 pub fn opus_track() -> TrackInfo {
     TrackInfo {
-        id: TrackId(1),
+        id: TrackId::new(1),
         payload_type: PayloadType::new(111).unwrap(),
         ..track(Codec::Opus, 48_000, 2)
     }
@@ -86,7 +86,7 @@ pub fn video_frame(n: u64, payload: &Bytes, packets: usize, gop: u64) -> Frame {
     let ticks = n * 3600;
     let first_seq = n.wrapping_mul(packets as u64);
     Frame {
-        track: TrackId(0),
+        track: TrackId::new(0),
         kind: MediaKind::Video,
         pts: ticks,
         dts: ticks,

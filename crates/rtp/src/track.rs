@@ -4,13 +4,33 @@
 //! Sources fill these from SDP and update them when parameter sets arrive in band;
 //! outputs read them to write SDP (RTSP DESCRIBE) or init segments (HLS).
 
+use std::fmt;
+
 use bytes::Bytes;
 
 use crate::ids::PayloadType;
 
-/// Index of a track within its stream (0-based, stable for the stream's life).
+/// Names a track within its stream, stable for the stream's life. Not a
+/// position: sources number their tracks as they like (an SDP's order, a
+/// WebRTC `mid`), so tracks are looked up by id, never indexed by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TrackId(pub usize);
+pub struct TrackId(usize);
+
+impl TrackId {
+    pub const fn new(id: usize) -> TrackId {
+        TrackId(id)
+    }
+
+    pub const fn get(self) -> usize {
+        self.0
+    }
+}
+
+impl fmt::Display for TrackId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
 
 /// Video or audio: outputs order and sync tracks by kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -41,7 +41,7 @@ async fn describe_waits_for_parameter_sets_and_gives_up_with_503() {
     };
     let waiting = describe("late");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    late.update_params(TrackId(0), h264_track(true).params);
+    late.update_params(TrackId::new(0), h264_track(true).params);
     let answer = waiting.await.expect("describe late");
     assert!(answer.starts_with("RTSP/1.0 200 OK"), "{answer}");
     assert!(
@@ -106,7 +106,7 @@ async fn play_starts_at_the_cached_keyframe_that_rtp_info_announces() {
 
     let hub = common::hub("cam", true);
     let frame = |n: u16, keyframe: bool| Frame {
-        track: TrackId(0),
+        track: TrackId::new(0),
         kind: MediaKind::Video,
         pts: u64::from(n) * 3600,
         dts: u64::from(n) * 3600,
@@ -175,7 +175,7 @@ async fn closing_the_stream_sends_rtcp_bye_then_closes_the_connection() {
 
     let hub = common::hub("cam", true);
     hub.publish(Frame {
-        track: TrackId(0),
+        track: TrackId::new(0),
         kind: MediaKind::Video,
         pts: 0,
         dts: 0,
@@ -247,7 +247,7 @@ async fn few_readers_get_audio_without_waiting_for_video() {
     use streamgate_rtp::{Frame, MediaKind, OutPacket};
 
     let audio_frame = |n: u16| Frame {
-        track: TrackId(1),
+        track: TrackId::new(1),
         kind: MediaKind::Audio,
         pts: u64::from(n) * 960,
         dts: u64::from(n) * 960,

@@ -196,7 +196,7 @@ fn answer_tracks(answer: &[u8]) -> Result<Vec<TrackInfo>, SessionError> {
     for sdp_track in parse_tracks(answer)? {
         if sdp_track.port != 0 && !tracks.iter().any(|t| t.kind() == sdp_track.info.kind()) {
             tracks.push(TrackInfo {
-                id: TrackId(tracks.len()),
+                id: TrackId::new(tracks.len()),
                 ..sdp_track.info
             });
         }
@@ -225,11 +225,11 @@ mod tests {
         assert_eq!(tracks.len(), 2);
         assert_eq!(
             (tracks[0].id, tracks[0].codec, tracks[0].payload_type.get()),
-            (TrackId(0), Codec::H264, 102)
+            (TrackId::new(0), Codec::H264, 102)
         );
         assert_eq!(
             (tracks[1].id, tracks[1].codec, tracks[1].clock_rate),
-            (TrackId(1), Codec::Opus, 48_000)
+            (TrackId::new(1), Codec::Opus, 48_000)
         );
     }
 

@@ -71,9 +71,9 @@ use crate::rate_limited_log::RateLimitedLog;
 #[non_exhaustive]
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
 pub enum IngestError {
-    #[error("stream {stream}: packet for unknown track {}", track.0)]
+    #[error("stream {stream}: packet for unknown track {track}")]
     UnknownTrack { stream: String, track: TrackId },
-    #[error("stream {stream} track {}: {source}", track.0)]
+    #[error("stream {stream} track {track}: {source}")]
     Depacketize {
         stream: String,
         track: TrackId,
@@ -191,7 +191,7 @@ impl StreamIngest {
             .collect();
         for track in &tracks {
             if let Err(error) = &track.depacketizer {
-                tracing::warn!(stream = %hub.name(), track = track.info.id.0, %error, "track will be ignored");
+                tracing::warn!(stream = %hub.name(), track = track.info.id.get(), %error, "track will be ignored");
             }
         }
         let origin = hub.origin();
@@ -233,7 +233,7 @@ impl StreamIngest {
         self.stats.packets += 1;
         let state = &mut self.tracks[index];
         if state.source_ssrc.is_some_and(|ssrc| ssrc != packet.ssrc()) {
-            tracing::info!(stream = %self.hub.name(), track = track.0, "source SSRC changed: treating as a restart");
+            tracing::info!(stream = %self.hub.name(), track = track.get(), "source SSRC changed: treating as a restart");
             state.restart();
         }
         state.source_ssrc = Some(packet.ssrc());
@@ -311,7 +311,7 @@ impl StreamIngest {
     fn on_loss(&mut self, index: usize, count: u64) {
         self.stats.lost_packets = self.stats.lost_packets.saturating_add(count);
         let state = &mut self.tracks[index];
-        tracing::debug!(stream = %self.hub.name(), track = state.info.id.0, count, "RTP packets lost");
+        tracing::debug!(stream = %self.hub.name(), track = state.info.id.get(), count, "RTP packets lost");
         // The packets before the gap belong to a frame that is now incomplete;
         // if the gap did not end it, its remaining packets share its timestamp.
         let damaged = state
@@ -399,7 +399,7 @@ impl StreamIngest {
             .timeline
             .map_aligned(unit.rtp_timestamp, now, origin.0, hint);
         if mapped.reanchored {
-            tracing::debug!(stream = %self.hub.name(), track = info.id.0, pts = mapped.pts, "timeline re-anchored");
+            tracing::debug!(stream = %self.hub.name(), track = info.id.get(), pts = mapped.pts, "timeline re-anchored");
         }
         if !state.in_step && state.sender_report.is_some() {
             self.put_tracks_in_step();

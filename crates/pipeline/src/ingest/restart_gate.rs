@@ -30,7 +30,7 @@ impl StreamIngest {
             RestartGate::AwaitingKeyframe { requested } => {
                 self.stats.dropped_frames += 1;
                 if !requested {
-                    tracing::debug!(stream = %self.hub.name(), track = state.info.id.0, "source restarted mid-GOP: dropping video until its first keyframe");
+                    tracing::debug!(stream = %self.hub.name(), track = state.info.id.get(), "source restarted mid-GOP: dropping video until its first keyframe");
                     state.restart_gate = RestartGate::AwaitingKeyframe { requested: true };
                     self.hub.request_keyframe();
                 }

@@ -51,7 +51,7 @@ impl StreamIngest {
             let behind = latest - offset;
             let ticks = behind * i128::from(track.timeline.clock_rate()) / NANOS;
             if trusted && ticks > 0 {
-                tracing::debug!(stream = %self.hub.name(), track = track.info.id.0, behind_ms = behind / 1_000_000, "delaying track to keep the source's audio/video offset");
+                tracing::debug!(stream = %self.hub.name(), track = track.info.id.get(), behind_ms = behind / 1_000_000, "delaying track to keep the source's audio/video offset");
                 track.timeline.delay(u64::try_from(ticks).unwrap_or(0));
             }
         }

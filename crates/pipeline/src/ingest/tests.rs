@@ -9,8 +9,8 @@ use crate::hub::{HubConfig, Subscription};
 use bytes::Bytes;
 use streamgate_rtp::{Codec, CodecParams, OutPacket, PayloadType, RtpPacketBuilder, Ssrc};
 
-const VIDEO: TrackId = TrackId(0);
-const AUDIO: TrackId = TrackId(1);
+const VIDEO: TrackId = TrackId::new(0);
+const AUDIO: TrackId = TrackId::new(1);
 const SOURCE_SSRC: Ssrc = Ssrc::new(0x1111_1111);
 const AUDIO_SSRC: Ssrc = Ssrc::new(0x3333);
 
@@ -685,13 +685,10 @@ fn in_band_sps_change_updates_the_hub_and_marks_a_discontinuity() {
 #[test]
 fn bad_input_is_an_error_and_the_stream_goes_on() {
     let (mut ingest, mut sub, now) = setup();
-    let unknown = ingest.push_rtp(TrackId(9), p_frame(SOURCE_SSRC, 1, 0), now);
+    let unknown = ingest.push_rtp(TrackId::new(9), p_frame(SOURCE_SSRC, 1, 0), now);
     assert!(matches!(
         unknown,
-        Err(IngestError::UnknownTrack {
-            track: TrackId(9),
-            ..
-        })
+        Err(IngestError::UnknownTrack { track, .. }) if track == TrackId::new(9)
     ));
     let truncated = ingest.push_rtp(VIDEO, packet(SOURCE_SSRC, 1, 0, true, vec![0x7c]), now);
     assert!(
@@ -778,4 +775,55 @@ fn audio_frames_are_keyframes_with_their_own_numbering() {
     assert!(frames
         .iter()
         .all(|f| f.packets[0].payload_type().get() == 101));
+}
+
+/// Track ids name tracks, they are not positions: a source numbers its tracks
+/// as it likes (an SDP's `a=mid`, an ordinal), and the ingest and the Hub find
+/// them by id.
+#[test]
+fn track_ids_need_not_be_positions() {
+    let (video, audio) = (TrackId::new(7), TrackId::new(3));
+    let mut tracks = tracks();
+    tracks[0].id = video;
+    tracks[1].id = audio;
+    let hub = Hub::new("cam", HubConfig::default());
+    let mut sub = hub.subscribe();
+    let mut ingest = StreamIngest::new(hub.clone(), tracks);
+    let now = Instant::now();
+    for p in idr(10, 1000) {
+        ingest.push_rtp(video, p, now).expect("video packet");
+    }
+    let opus = packet(AUDIO_SSRC, 1, 960, true, vec![0xfc, 1, 2]);
+    ingest.push_rtp(audio, opus, now).expect("audio packet");
+    let at_position = ingest.push_rtp(TrackId::new(0), p_frame(SOURCE_SSRC, 13, 4000), now);
+    assert!(
+        matches!(at_position, Err(IngestError::UnknownTrack { track, .. }) if track == TrackId::new(0)),
+        "a position is not a track id: {at_position:?}"
+    );
+
+    let frames = received(&mut sub);
+    let got: Vec<(TrackId, MediaKind, u8)> = frames
+        .iter()
+        .map(|f| (f.track, f.kind, f.packets[0].payload_type().get()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (video, MediaKind::Video, 100),
+            (audio, MediaKind::Audio, 101)
+        ]
+    );
+
+    let params = CodecParams {
+        width: Some(640),
+        ..CodecParams::default()
+    };
+    hub.update_params(audio, params.clone());
+    let described = hub.tracks();
+    assert_eq!((described[1].id, &described[1].params), (audio, &params));
+    assert_eq!(
+        described[0].params,
+        sdp_params(),
+        "the other track is untouched"
+    );
 }

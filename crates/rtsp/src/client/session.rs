@@ -239,7 +239,7 @@ mod tests {
         ];
         assert_eq!(
             match_in_order(&streams, &tracks),
-            vec![Some(TrackId(0)), None, None, Some(TrackId(1))]
+            vec![Some(TrackId::new(0)), None, None, Some(TrackId::new(1))]
         );
     }
 }

@@ -261,7 +261,7 @@ impl Runner {
                     let stream = self.hub.name();
                     tracing::warn!(
                         stream,
-                        track = track.0,
+                        track = track.get(),
                         reason,
                         suppressed,
                         "unreadable packet from camera"

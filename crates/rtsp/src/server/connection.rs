@@ -104,7 +104,7 @@ pub(crate) async fn serve(
                 let mut sent_udp = Sent::default();
                 while let Some(frame) = next.take() {
                     video_expected |= frame.kind == MediaKind::Video
-                        && matches!(playing.tracks.get(frame.track.0), Some(Some(_)));
+                        && playing.tracks.contains_key(&frame.track);
                     match deliver(playing, frame, &mut batch).await {
                         Ok(sent) => sent_udp.add(sent),
                         // Not fatal: a UDP client that went away times out instead.
@@ -162,7 +162,7 @@ async fn handle_input(
         }
         if let Some(mut started) = reply.play {
             for (track, report) in started.first_reports(Instant::now()) {
-                let Some(Some(delivery)) = started.tracks.get(track) else {
+                let Some(delivery) = started.tracks.get(&track) else {
                     continue;
                 };
                 match &delivery.udp {
@@ -201,7 +201,7 @@ async fn deliver(
     frame: Arc<streamgate_rtp::Frame>,
     batch: &mut Batch,
 ) -> std::io::Result<Sent> {
-    let Some(Some(track)) = player.tracks.get_mut(frame.track.0) else {
+    let Some(track) = player.tracks.get_mut(&frame.track) else {
         return Ok(Sent::default());
     };
     if frame.packets.is_empty() {
@@ -238,7 +238,7 @@ async fn deliver(
 /// Queues (TCP) or sends (UDP) an RTCP BYE on every track of a session whose
 /// stream closed; UDP failures are not worth reporting as the session ends.
 async fn say_goodbye(player: &Player, batch: &mut Batch) {
-    for track in player.tracks.iter().flatten() {
+    for track in player.tracks.values() {
         let bye = track.reports.goodbye();
         match &track.udp {
             None => batch.push_rtcp(track.rtcp_channel, bye),

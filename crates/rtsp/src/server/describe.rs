@@ -8,16 +8,20 @@
 //! LATM `StreamMuxConfig` of forwarded MP4A-LATM packets, …).
 
 use sdp_types::{AddrType, Attribute, Connection, Media, NetType, Origin, Session, Time};
-use streamgate_rtp::{sdp, MediaKind, TrackInfo};
+use streamgate_rtp::{sdp, MediaKind, TrackId, TrackInfo};
 
 /// The relative control URL of a track (`Content-Base` + this = the SETUP URL).
 pub fn track_control(track: &TrackInfo) -> String {
-    format!("trackID={}", track.id.0)
+    format!("trackID={}", track.id)
 }
 
-/// Parses the track index from the last path segment of a SETUP URL.
-pub fn track_from_control(segment: &str) -> Option<usize> {
-    segment.strip_prefix("trackID=")?.parse().ok()
+/// Parses the track id from the last path segment of a SETUP URL.
+pub fn track_from_control(segment: &str) -> Option<TrackId> {
+    segment
+        .strip_prefix("trackID=")?
+        .parse()
+        .ok()
+        .map(TrackId::new)
 }
 
 /// The SDP describing `tracks` of stream `name`.
@@ -164,7 +168,7 @@ mod tests {
     #[test]
     fn control_round_trips() {
         for t in tracks() {
-            assert_eq!(track_from_control(&track_control(&t)), Some(t.id.0));
+            assert_eq!(track_from_control(&track_control(&t)), Some(t.id));
         }
         assert_eq!(track_from_control("trackID=x"), None);
         assert_eq!(track_from_control("stream"), None);

@@ -228,7 +228,7 @@ mod tests {
 
     fn frame_of(kind: MediaKind, payloads: &[&'static [u8]]) -> Arc<Frame> {
         Arc::new(Frame {
-            track: TrackId(0),
+            track: TrackId::new(0),
             kind,
             pts: 0,
             dts: 0,

@@ -107,7 +107,7 @@ mod tests {
 
     fn frame(rtp_ts: u32, wallclock: SystemTime, packets: usize) -> Frame {
         Frame {
-            track: TrackId(0),
+            track: TrackId::new(0),
             kind: MediaKind::Video,
             pts: u64::from(rtp_ts),
             dts: u64::from(rtp_ts),

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use rand::Rng;
 use rtsp_types::{headers, Method, Request, Version};
 use streamgate_pipeline::Subscription;
-use streamgate_rtp::{Frame, Ssrc, TrackInfo};
+use streamgate_rtp::{Frame, Ssrc, TrackId, TrackInfo};
 use tokio::sync::watch;
 
 use super::auth::{Authenticator, Credentials};
@@ -71,8 +71,8 @@ pub struct Player {
     pub subscription: Subscription,
     /// Frames taken from the subscription to fill RTP-Info, sent first.
     pub pending: VecDeque<Arc<Frame>>,
-    /// Indexed by track id; `None` for tracks the client did not set up.
-    pub tracks: Vec<Option<TrackDelivery>>,
+    /// The tracks the client set up, by id.
+    pub tracks: BTreeMap<TrackId, TrackDelivery>,
     /// Lists the session among the server's readers while it plays.
     pub reader: ReaderGuard,
     /// The stream's subscriber count, read again only when it changes.
@@ -84,7 +84,7 @@ impl Player {
     fn new(
         subscription: Subscription,
         pending: VecDeque<Arc<Frame>>,
-        tracks: Vec<Option<TrackDelivery>>,
+        tracks: BTreeMap<TrackId, TrackDelivery>,
         reader: ReaderGuard,
     ) -> Player {
         let subscribers = subscription.hub().watch_subscribers();
@@ -123,17 +123,16 @@ impl Player {
     /// about now, so the report is stamped with its sending time as RFC 3550 asks,
     /// and a reader (another gateway) can tell the older frames that follow are
     /// a backlog, not live.
-    pub fn first_reports(&mut self, now: Instant) -> Vec<(usize, Bytes)> {
+    pub fn first_reports(&mut self, now: Instant) -> Vec<(TrackId, Bytes)> {
         let mut reports = Vec::new();
-        for (index, delivery) in self.tracks.iter_mut().enumerate() {
-            let Some(delivery) = delivery else { continue };
+        for (&id, delivery) in &mut self.tracks {
             let newest = self
                 .pending
                 .iter()
-                .rfind(|f| f.track.0 == index && !f.packets.is_empty());
+                .rfind(|f| f.track == id && !f.packets.is_empty());
             if let Some(report) = newest.and_then(|frame| delivery.reports.first_report(frame, now))
             {
-                reports.push((index, report));
+                reports.push((id, report));
             }
         }
         reports
@@ -160,7 +159,7 @@ struct Session {
     stream: String,
     entry: StreamEntry,
     base: String,
-    tracks: BTreeMap<usize, SetupTrack>,
+    tracks: BTreeMap<TrackId, SetupTrack>,
 }
 
 /// Per-connection protocol state.
@@ -362,9 +361,9 @@ impl ConnectionState {
         let Some(tracks) = entry.hub.wait_ready(self.config.describe_timeout).await else {
             return status(Status::ServiceUnavailable);
         };
-        let track = match (target.track, tracks.len()) {
-            (Some(t), _) if t < tracks.len() => t,
-            (None, 1) => 0,
+        let track = match (target.track, &tracks[..]) {
+            (Some(id), _) if tracks.iter().any(|t| t.id == id) => id,
+            (None, [only]) => only.id,
             _ => return status(Status::NotFound),
         };
         let next_channel = self
@@ -453,11 +452,11 @@ impl ConnectionState {
         let tracks_info = session.entry.hub.tracks();
         let pending = first_frames(&mut subscription, &session.tracks).await;
         let rtp_info = rtp_info(&session.base, &tracks_info, &session.tracks, &pending);
-        let tracks = (0..tracks_info
-            .len()
-            .max(session.tracks.keys().max().map_or(0, |m| m + 1)))
-            .map(|i| {
-                session.tracks.get(&i).map(|t| TrackDelivery {
+        let tracks = session
+            .tracks
+            .iter()
+            .map(|(&id, t)| {
+                let delivery = TrackDelivery {
                     output: TrackOutput {
                         channel: interleaved_rtp(t.transport).unwrap_or(0),
                         ssrc: t.ssrc,
@@ -465,7 +464,8 @@ impl ConnectionState {
                     rtcp_channel: interleaved_rtcp(t.transport).unwrap_or(1),
                     udp: t.udp.clone(),
                     reports: SenderReports::new(t.ssrc),
-                })
+                };
+                (id, delivery)
             })
             .collect();
         let transport = if session.tracks.values().any(|t| t.udp.is_some()) {
@@ -508,7 +508,7 @@ fn interleaved_rtcp(t: TransportRequest) -> Option<u8> {
 /// track starts, and are sent first.
 async fn first_frames(
     subscription: &mut Subscription,
-    setup: &BTreeMap<usize, SetupTrack>,
+    setup: &BTreeMap<TrackId, SetupTrack>,
 ) -> VecDeque<Arc<Frame>> {
     let mut pending = VecDeque::new();
     let deadline = tokio::time::Instant::now() + RTP_INFO_WAIT;
@@ -516,7 +516,7 @@ async fn first_frames(
         setup.keys().all(|t| {
             pending
                 .iter()
-                .any(|f| f.track.0 == *t && !f.packets.is_empty())
+                .any(|f| f.track == *t && !f.packets.is_empty())
         })
     };
     while let Ok(Some(frame)) = subscription.try_recv() {
@@ -535,16 +535,16 @@ async fn first_frames(
 fn rtp_info(
     base: &str,
     tracks: &[TrackInfo],
-    setup: &BTreeMap<usize, SetupTrack>,
+    setup: &BTreeMap<TrackId, SetupTrack>,
     pending: &VecDeque<Arc<Frame>>,
 ) -> String {
     setup
         .keys()
         .filter_map(|&t| {
-            let info = tracks.get(t)?;
+            let info = tracks.iter().find(|info| info.id == t)?;
             let first = pending
                 .iter()
-                .filter(|f| f.track.0 == t)
+                .filter(|f| f.track == t)
                 .find_map(|f| f.packets.first())?;
             Some(format!(
                 "url={base}{};seq={};rtptime={}",

@@ -3,6 +3,7 @@
 //! password in the URL is never echoed.
 
 use rtsp_types::Url;
+use streamgate_rtp::TrackId;
 
 use super::describe::track_from_control;
 
@@ -10,7 +11,7 @@ use super::describe::track_from_control;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub stream: String,
-    pub track: Option<usize>,
+    pub track: Option<TrackId>,
 }
 
 impl Target {
@@ -61,10 +62,13 @@ mod tests {
         };
         assert_eq!(target("rtsp://h:8554/cam"), t("cam", None));
         assert_eq!(target("rtsp://h:8554/cam/"), t("cam", None));
-        assert_eq!(target("rtsp://h/cam/trackID=1"), t("cam", Some(1)));
+        assert_eq!(
+            target("rtsp://h/cam/trackID=1"),
+            t("cam", Some(TrackId::new(1)))
+        );
         assert_eq!(
             target("rtsp://h/site/cam/trackID=0?x=1"),
-            t("site/cam", Some(0))
+            t("site/cam", Some(TrackId::new(0)))
         );
         assert_eq!(target("rtsp://h/site/cam"), t("site/cam", None));
         assert_eq!(target("rtsp://h/"), None);
