@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use streamgate_pipeline::Hub;
-use streamgate_whep::{endpoint_url, TrickleMode, WhepConfig, WhepSource};
+use streamgate_whep::{endpoint_url, BearerToken, TrickleMode, WhepConfig, WhepSource};
 
 use super::kind::{
     Feed, Form, Location, OptionError, Options, RunningSource, SourceKind, SourceReport, UrlFeed,
@@ -86,7 +86,7 @@ impl Feed for UrlFeed<WhepOptions> {
         let UrlFeed { url, options } = *self;
         let endpoint = endpoint_url(url.as_str()).map_err(|e| e.to_string())?;
         let mut config = WhepConfig::new(endpoint);
-        config.bearer_token = options.bearer_token;
+        config.bearer_token = options.bearer_token.map(BearerToken::Fixed);
         config.max_session = options.max_session;
         if let Some(ip) = options.webrtc_bind {
             config.bind_ip = ip;

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use streamgate_pipeline::supervisor::Rotation;
@@ -55,12 +56,39 @@ pub enum TrickleMode {
     Off,
 }
 
+/// Where the `Authorization: Bearer` token of a source's WHEP requests comes from.
+#[derive(Clone)]
+pub enum BearerToken {
+    /// The same token on every request (`bearer_token` in the config).
+    Fixed(Secret),
+    /// Asked for before every request: an OAuth access token that is refreshed
+    /// while the source runs (Ring's Partner API).
+    Provided(Arc<dyn TokenProvider>),
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BearerToken::Fixed(_) => f.write_str("BearerToken::Fixed(***)"),
+            BearerToken::Provided(_) => f.write_str("BearerToken::Provided"),
+        }
+    }
+}
+
+/// A token that changes over time (see [`BearerToken::Provided`]).
+#[async_trait::async_trait]
+pub trait TokenProvider: Send + Sync {
+    /// The token to send now. The error (which names no secret) fails the request
+    /// and shows in the source's status, e.g. "the Ring account needs re-linking".
+    async fn token(&self) -> Result<Secret, String>;
+}
+
 /// Configuration of one WHEP source.
 #[derive(Debug, Clone)]
 pub struct WhepConfig {
     /// The WHEP endpoint (http or https; see [`endpoint_url`]).
     pub endpoint: Url,
-    pub bearer_token: Option<Secret>,
+    pub bearer_token: Option<BearerToken>,
     /// Sessions are rotated (make-before-break) before they reach this age: set it to the
     /// server's cap (Ring: 30 s battery, 60 s wired). `None`: keep a session until it ends.
     pub max_session: Option<Duration>,

@@ -41,7 +41,7 @@ pub mod source;
 pub mod status;
 pub mod trickle;
 
-pub use config::{endpoint_url, IceServer, TrickleMode, WhepConfig};
+pub use config::{endpoint_url, BearerToken, IceServer, TokenProvider, TrickleMode, WhepConfig};
 pub use source::{WhepError, WhepSource};
 pub use status::WhepStatus;
 pub use streamgate_pipeline::SourceState;

@@ -16,7 +16,7 @@ use url::Url;
 
 use streamgate_redact::Secret;
 
-use crate::config::{redact_url, IceServer};
+use crate::config::{redact_url, BearerToken, IceServer};
 
 /// Most redirects followed for one request.
 const MAX_REDIRECTS: usize = 5;
@@ -57,6 +57,8 @@ pub enum SignalError {
     BadLocation { status: u16 },
     #[error("WHEP answer is larger than {MAX_BODY} bytes")]
     BodyTooLarge,
+    #[error("no bearer token for the WHEP request: {0}")]
+    Token(String),
 }
 
 impl SignalError {
@@ -94,14 +96,14 @@ pub struct Created {
 #[derive(Debug, Clone)]
 pub struct WhepClient {
     http: reqwest::Client,
-    token: Option<Secret>,
+    token: Option<BearerToken>,
     token_origin: Option<url::Origin>,
 }
 
 impl WhepClient {
     pub fn new(
         endpoint: &Url,
-        token: Option<Secret>,
+        token: Option<BearerToken>,
         timeout: Duration,
     ) -> Result<Self, SignalError> {
         let http = reqwest::Client::builder()
@@ -121,11 +123,10 @@ impl WhepClient {
     pub async fn post_offer(&self, endpoint: &Url, offer: &str) -> Result<Created, SignalError> {
         let mut url = endpoint.clone();
         for _ in 0..=MAX_REDIRECTS {
-            let request = self
-                .authorize(self.http.post(url.clone()), &url)
-                .header(CONTENT_TYPE, "application/sdp")
-                .body(offer.to_owned());
+            let (request, sent) = self.authorize(self.http.post(url.clone()), &url).await?;
             let response = request
+                .header(CONTENT_TYPE, "application/sdp")
+                .body(offer.to_owned())
                 .send()
                 .await
                 .map_err(|e| transport_error("POST", &url, e))?;
@@ -141,7 +142,7 @@ impl WhepClient {
             let headers = response.headers().clone();
             let body = read_capped(response, "POST", &url).await?;
             if status != StatusCode::CREATED {
-                return Err(self.status_error("POST", status, &headers, &body));
+                return Err(status_error("POST", status, &headers, &body, sent.as_ref()));
             }
             let session_url =
                 location(&headers, &url).ok_or(SignalError::BadLocation { status: 201 })?;
@@ -183,10 +184,10 @@ impl WhepClient {
         if_match: Option<&str>,
         fragment: String,
     ) -> Result<(String, Option<String>), SignalError> {
-        let mut request = self
+        let (request, sent) = self
             .authorize(self.http.patch(session_url.clone()), session_url)
-            .header(CONTENT_TYPE, SDPFRAG)
-            .body(fragment);
+            .await?;
+        let mut request = request.header(CONTENT_TYPE, SDPFRAG).body(fragment);
         if let Some(tag) = if_match {
             request = request.header(IF_MATCH, tag);
         }
@@ -198,7 +199,7 @@ impl WhepClient {
         let headers = response.headers().clone();
         let body = read_capped(response, "PATCH", session_url).await?;
         if !status.is_success() {
-            return Err(self.status_error("PATCH", status, &headers, &body));
+            return Err(status_error("PATCH", status, &headers, &body, sent.as_ref()));
         }
         Ok((
             String::from_utf8_lossy(&body).into_owned(),
@@ -208,8 +209,10 @@ impl WhepClient {
 
     /// Ends a session. A 404 counts as done (the server already forgot it).
     pub async fn delete(&self, session_url: &Url) -> Result<(), SignalError> {
-        let response = self
+        let (request, sent) = self
             .authorize(self.http.delete(session_url.clone()), session_url)
+            .await?;
+        let response = request
             .send()
             .await
             .map_err(|e| transport_error("DELETE", session_url, e))?;
@@ -219,51 +222,90 @@ impl WhepClient {
         }
         let headers = response.headers().clone();
         let body = read_capped(response, "DELETE", session_url).await?;
-        Err(self.status_error("DELETE", status, &headers, &body))
+        Err(status_error("DELETE", status, &headers, &body, sent.as_ref()))
     }
 
-    fn authorize(&self, request: reqwest::RequestBuilder, url: &Url) -> reqwest::RequestBuilder {
-        match (&self.token, &self.token_origin) {
-            (Some(token), Some(origin)) if url.origin() == *origin => {
-                request.header(AUTHORIZATION, format!("Bearer {}", token.expose()))
-            }
-            _ => request,
-        }
-    }
-
-    fn status_error(
+    /// Adds the bearer token when `url` is the endpoint's origin; returns the token
+    /// sent, so that a server echoing it cannot leak it into an error.
+    async fn authorize(
         &self,
-        method: &'static str,
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> SignalError {
-        let mut reason: String = String::from_utf8_lossy(body)
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(MAX_REASON)
-            .collect();
-        if let Some(token) = &self.token {
-            // A server that echoes the request must not leak the token into our status.
-            let secret = token.expose();
-            if !secret.is_empty() {
-                reason = reason.replace(secret, "***");
-            }
-        }
-        if reason.trim().is_empty() {
-            reason = status
-                .canonical_reason()
-                .unwrap_or("no reason given")
-                .to_owned();
-        }
-        SignalError::Status {
-            method,
-            status: status.as_u16(),
-            reason,
-            retry_after: header_str(headers, RETRY_AFTER.as_str())
-                .and_then(|value| parse_retry_after(value, SystemTime::now())),
+        request: reqwest::RequestBuilder,
+        url: &Url,
+    ) -> Result<(reqwest::RequestBuilder, Option<Secret>), SignalError> {
+        let token = match (&self.token, &self.token_origin) {
+            (Some(token), Some(origin)) if url.origin() == *origin => match token {
+                BearerToken::Fixed(secret) => secret.clone(),
+                BearerToken::Provided(provider) => {
+                    provider.token().await.map_err(SignalError::Token)?
+                }
+            },
+            _ => return Ok((request, None)),
+        };
+        let request = request.header(AUTHORIZATION, format!("Bearer {}", token.expose()));
+        Ok((request, Some(token)))
+    }
+}
+
+/// A non-success answer as an error; `sent` is the token the request carried.
+fn status_error(
+    method: &'static str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    sent: Option<&Secret>,
+) -> SignalError {
+    let mut reason = error_reason(body);
+    if let Some(token) = sent {
+        // A server that echoes the request must not leak the token into our status.
+        let secret = token.expose();
+        if !secret.is_empty() {
+            reason = reason.replace(secret, "***");
         }
     }
+    if reason.trim().is_empty() {
+        reason = status
+            .canonical_reason()
+            .unwrap_or("no reason given")
+            .to_owned();
+    }
+    SignalError::Status {
+        method,
+        status: status.as_u16(),
+        reason,
+        retry_after: header_str(headers, RETRY_AFTER.as_str())
+            .and_then(|value| parse_retry_after(value, SystemTime::now())),
+    }
+}
+
+/// An error body as one line: a JSON:API `errors[]` document (Ring's) as its
+/// titles and details ("Device is currently offline"), anything else as its text.
+fn error_reason(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Document {
+        errors: Vec<ErrorObject>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorObject {
+        title: Option<String>,
+        detail: Option<String>,
+    }
+    let text = match serde_json::from_slice::<Document>(body) {
+        Ok(document) if !document.errors.is_empty() => document
+            .errors
+            .into_iter()
+            .map(|error| match (error.title, error.detail) {
+                (Some(title), Some(detail)) if title != detail => format!("{title}: {detail}"),
+                (Some(text), _) | (None, Some(text)) => text,
+                (None, None) => String::new(),
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        _ => String::from_utf8_lossy(body).into_owned(),
+    };
+    text.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_REASON)
+        .collect()
 }
 
 fn transport_error(method: &'static str, url: &Url, error: reqwest::Error) -> SignalError {
@@ -396,6 +438,19 @@ fn split_outside_quotes(value: &str, separator: char) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_api_errors_read_as_their_titles() {
+        let offline = br#"{"errors":[{"status":"503","title":"Service Unavailable","detail":"Device is currently offline"}]}"#;
+        assert_eq!(
+            error_reason(offline),
+            "Service Unavailable: Device is currently offline"
+        );
+        let same = br#"{"errors":[{"title":"Rate Limit Exceeded","detail":"Rate Limit Exceeded"},{"detail":"again"}]}"#;
+        assert_eq!(error_reason(same), "Rate Limit Exceeded; again");
+        assert_eq!(error_reason(b"plain\ntext"), "plaintext");
+        assert_eq!(error_reason(br#"{"errors":[]}"#), r#"{"errors":[]}"#);
+    }
 
     #[test]
     fn parses_ice_server_links() {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{config, wait_status, WhepServer};
 use streamgate_pipeline::{Hub, HubConfig};
 use streamgate_redact::Secret;
-use streamgate_whep::WhepSource;
+use streamgate_whep::{BearerToken, WhepSource};
 
 const TOKEN: &str = "tok-3f9a1c7e5b2d4a60";
 
@@ -40,7 +40,7 @@ async fn bearer_token_is_sent_and_never_logged() {
 
     let server = WhepServer::start(&["--token", TOKEN]);
     let mut good = config(&server, "/whep/live");
-    good.bearer_token = Some(Secret::new(TOKEN));
+    good.bearer_token = Some(BearerToken::Fixed(Secret::new(TOKEN)));
     assert!(!format!("{good:?}").contains(TOKEN));
     let hub = Hub::new("whep-token", HubConfig::default());
     let mut frames = hub.subscribe();
@@ -54,7 +54,7 @@ async fn bearer_token_is_sent_and_never_logged() {
     source.stop().await;
 
     let mut wrong = config(&server, "/whep/live");
-    wrong.bearer_token = Some(Secret::new("not-the-token"));
+    wrong.bearer_token = Some(BearerToken::Fixed(Secret::new("not-the-token")));
     wrong.always_on = true;
     let refused =
         WhepSource::start(wrong, Hub::new("whep-token-wrong", HubConfig::default())).unwrap();
