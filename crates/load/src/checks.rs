@@ -4,8 +4,8 @@
 //! - loss: RTP sequence numbers extended to 64 bits (`ExtSeqNo`, from the
 //!   first number seen on); every number between the first and the highest seen
 //!   that never arrived is lost, and one sent before the first is not expected;
-//! - monotonic time: RTP timestamps, extended to 64 bits the same nearer-way-round
-//!   rule, must never step back;
+//! - monotonic time: RTP timestamps, extended to 64 bits by the same nearer-way
+//!   round rule, must never step back;
 //! - decodable start: the first access unit of a video track must be a keyframe
 //!   whose parameter sets are known (from the SDP or in band);
 //! - latency: a frame's capture time from the latest RTCP sender report's
