@@ -7,7 +7,7 @@ use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use streamgate_rtp::packet::{one_byte_extension, ExtensionElement, RtpPacketBuilder};
 use streamgate_rtp::rtcp::{self, RtcpPacket, Sdes, SenderReport};
-use streamgate_rtp::{PayloadType, RtpPacket, Ssrc};
+use streamgate_rtp::{PayloadType, RtpPacket, SeqNo, Ssrc};
 
 /// A typical H.264 FU-A packet under a 1500-byte MTU.
 const VIDEO_PAYLOAD_LEN: usize = 1188;
@@ -15,7 +15,7 @@ const VIDEO_PAYLOAD_LEN: usize = 1188;
 fn video_packet() -> Bytes {
     let builder = RtpPacketBuilder {
         payload_type: PayloadType::new(96).unwrap(),
-        sequence_number: 1000,
+        sequence_number: SeqNo::new(1000),
         timestamp: 90_000,
         ssrc: Ssrc::new(0x1234_5678),
         payload: Bytes::from(vec![0x5c; VIDEO_PAYLOAD_LEN]),

@@ -1,9 +1,11 @@
 //! What one reader checks on one track, fed packet by packet (sans-IO: the
 //! arrival time is an input, so the checks are unit-tested without sockets).
 //!
-//! - loss: RTP sequence numbers extended to 64 bits; every number between the
-//!   first and the highest seen that never arrived is lost;
-//! - monotonic time: RTP timestamps extended the same way must never step back;
+//! - loss: RTP sequence numbers extended to 64 bits (`ExtSeqNo`, from the
+//!   first number seen on); every number between the first and the highest seen
+//!   that never arrived is lost, and one sent before the first is not expected;
+//! - monotonic time: RTP timestamps, extended to 64 bits by the same nearer-way
+//!   round rule, must never step back;
 //! - decodable start: the first access unit of a video track must be a keyframe
 //!   whose parameter sets are known (from the SDP or in band);
 //! - latency: a frame's capture time from the latest RTCP sender report's
@@ -15,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use streamgate_rtp::codec::{self, Depacketizer};
 use streamgate_rtp::rtcp::{system_time_from_ntp, SenderReport};
-use streamgate_rtp::{MediaKind, RtpPacket, TrackInfo};
+use streamgate_rtp::{ExtSeqNo, MediaKind, RtpPacket, TrackInfo};
 
 /// Latency samples kept per track (one per frame: ~4 minutes at 25 fps, more
 /// than any bounded run needs).
@@ -35,9 +37,10 @@ pub struct TrackCheck {
     info: TrackInfo,
     /// Video only, until the first access unit came out.
     depacketizer: Option<Depacketizer>,
-    first_sequence: Option<i64>,
-    last_sequence: i64,
-    highest_sequence: i64,
+    first_sequence: Option<ExtSeqNo>,
+    /// The reference the next sequence number is extended from.
+    last_sequence: ExtSeqNo,
+    highest_sequence: ExtSeqNo,
     last_timestamp: Option<i64>,
     sender_report: Option<(SystemTime, i64)>,
     joined: Option<SystemTime>,
@@ -53,10 +56,10 @@ pub struct TrackCheck {
     pub latency_ms: Vec<f64>,
 }
 
-/// `value` (16 or 32 bits wide) extended next to `previous`: the nearer way round.
-fn extend(previous: i64, value: u32, bits: u32) -> i64 {
-    let modulus = 1i64 << bits;
-    let delta = (i64::from(value) - previous).rem_euclid(modulus);
+/// An RTP timestamp extended next to `previous`: the nearer way round.
+fn extend_timestamp(previous: i64, timestamp: u32) -> i64 {
+    let modulus = 1i64 << 32;
+    let delta = (i64::from(timestamp) - previous).rem_euclid(modulus);
     if delta >= modulus / 2 {
         previous + delta - modulus
     } else {
@@ -74,8 +77,8 @@ impl TrackCheck {
             info,
             depacketizer,
             first_sequence: None,
-            last_sequence: 0,
-            highest_sequence: 0,
+            last_sequence: ExtSeqNo::new(0),
+            highest_sequence: ExtSeqNo::new(0),
             last_timestamp: None,
             sender_report: None,
             joined: None,
@@ -95,7 +98,7 @@ impl TrackCheck {
     /// Packets that should have arrived (first to highest sequence number).
     pub fn expected(&self) -> u64 {
         match self.first_sequence {
-            Some(first) => u64::try_from(self.highest_sequence - first + 1).unwrap_or(0),
+            Some(first) => self.highest_sequence - first + 1,
             None => 0,
         }
     }
@@ -107,21 +110,21 @@ impl TrackCheck {
     pub fn on_rtp(&mut self, packet: RtpPacket, wire_len: usize, now: SystemTime) {
         self.received += 1;
         self.bytes += wire_len as u64;
-        let sequence = u32::from(packet.sequence_number());
-        match self.first_sequence {
-            None => {
-                self.first_sequence = Some(i64::from(sequence));
-                self.last_sequence = i64::from(sequence);
-                self.highest_sequence = i64::from(sequence);
-            }
-            Some(_) => {
-                self.last_sequence = extend(self.last_sequence, sequence, 16);
-                self.highest_sequence = self.highest_sequence.max(self.last_sequence);
-            }
+        let sequence = packet.sequence_number();
+        if self.first_sequence.is_none() {
+            let first = ExtSeqNo::from(sequence);
+            self.first_sequence = Some(first);
+            self.last_sequence = first;
+            self.highest_sequence = first;
+        } else if let Ok(extended) = self.last_sequence.extend(sequence) {
+            self.last_sequence = extended;
+            self.highest_sequence = self.highest_sequence.max(extended);
         }
+        // else: sent before the first packet (reordered at the start), so it
+        // was never expected; the numbering goes on from the last one.
         let timestamp = match self.last_timestamp {
             None => i64::from(packet.timestamp()),
-            Some(last) => extend(last, packet.timestamp(), 32),
+            Some(last) => extend_timestamp(last, packet.timestamp()),
         };
         let new_frame = self.last_timestamp != Some(timestamp);
         if matches!(self.last_timestamp, Some(last) if timestamp < last) {
@@ -141,7 +144,7 @@ impl TrackCheck {
 
     pub fn on_sender_report(&mut self, report: &SenderReport) {
         let rtp = match self.last_timestamp {
-            Some(last) => extend(last, report.rtp_time, 32),
+            Some(last) => extend_timestamp(last, report.rtp_time),
             None => i64::from(report.rtp_time),
         };
         self.sender_report = Some((system_time_from_ntp(report.ntp_time), rtp));
@@ -203,7 +206,7 @@ mod tests {
     use bytes::Bytes;
     use streamgate_rtp::packet::RtpPacketBuilder;
     use streamgate_rtp::sdp;
-    use streamgate_rtp::{PayloadType, Ssrc};
+    use streamgate_rtp::{PayloadType, SeqNo, Ssrc};
 
     const SDP: &[u8] = b"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=t\r\nt=0 0\r\n\
         m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
@@ -216,7 +219,7 @@ mod tests {
     fn packet(seq: u16, ts: u32, nal_header: u8) -> RtpPacket {
         let raw = RtpPacketBuilder {
             payload_type: PayloadType::new(96).unwrap(),
-            sequence_number: seq,
+            sequence_number: SeqNo::new(seq),
             timestamp: ts,
             ssrc: Ssrc::new(1),
             marker: true,
@@ -240,6 +243,21 @@ mod tests {
             check.backward_timestamps, 1,
             "seq 0 carries ts 0 < ts of 65534"
         );
+    }
+
+    #[test]
+    fn a_packet_sent_before_the_first_is_not_expected() {
+        let mut check = video();
+        let now = SystemTime::now();
+        // 65 534 comes two before 0: reordered ahead of it, it predates the first.
+        for seq in [5u16, 65_534, 6, 7] {
+            check.on_rtp(packet(seq, 0, 0x65), 16, now);
+        }
+        assert_eq!(check.received, 4);
+        assert_eq!(check.expected(), 3, "5 to 7, not from 65534 on");
+        // And goes on from 7: 9 is two further (8 lost).
+        check.on_rtp(packet(9, 0, 0x65), 16, now);
+        assert_eq!(check.expected(), 5);
     }
 
     #[test]

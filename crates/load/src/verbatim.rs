@@ -30,7 +30,7 @@ impl TrackReplay {
             .iter()
             .filter(|(_, id, _)| *id == info.id)
             .map(|(_, _, p)| p.sequence_number());
-        let first = sequences.next().unwrap_or(0);
+        let first = sequences.next().unwrap_or_default();
         let last = sequences.last().unwrap_or(first);
         let ticks = pass_length.as_nanos() * u128::from(info.clock_rate) / 1_000_000_000;
         TrackReplay {

@@ -551,7 +551,7 @@ mod tests {
 
     use super::*;
     use streamgate_rtp::Codec;
-    use streamgate_rtp::{OutPacket, PayloadType, Ssrc};
+    use streamgate_rtp::{OutPacket, PayloadType, SeqNo, Ssrc};
 
     const VIDEO: TrackId = TrackId::new(0);
     const AUDIO: TrackId = TrackId::new(1);
@@ -596,7 +596,7 @@ mod tests {
             packets: vec![OutPacket::new(
                 PayloadType::new(96).unwrap(),
                 true,
-                pts as u16,
+                SeqNo::new(pts as u16),
                 pts as u32,
                 Ssrc::new(1),
                 payload.clone(),

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use streamgate_pipeline::{Hub, HubConfig, Subscription};
 use streamgate_rtp::{
-    Codec, CodecParams, Frame, MediaKind, OutPacket, PayloadType, Ssrc, TrackId, TrackInfo,
+    Codec, CodecParams, Frame, MediaKind, OutPacket, PayloadType, SeqNo, Ssrc, TrackId, TrackInfo,
 };
 
 struct CountingAllocator;
@@ -67,7 +67,7 @@ fn fan_out_to_100_subscribers_copies_no_payload() {
                 packets: vec![OutPacket::new(
                     PayloadType::new(96).unwrap(),
                     true,
-                    i as u16,
+                    SeqNo::new(i as u16),
                     i as u32 * 3000,
                     Ssrc::new(7),
                     payload.clone(),

@@ -334,7 +334,7 @@ impl PassShift {
                     .iter()
                     .filter(|(_, id, _)| *id == track.info.id)
                     .map(|(_, _, p)| p.sequence_number());
-                let first = sequences.next().unwrap_or(0);
+                let first = sequences.next().unwrap_or_default();
                 let last = sequences.last().unwrap_or(first);
                 let ticks =
                     pass_length.as_nanos() * u128::from(track.info.clock_rate) / 1_000_000_000;
@@ -375,7 +375,7 @@ impl PassShift {
         let timestamp = packet
             .timestamp()
             .wrapping_add(self.timestamp.wrapping_mul(pass));
-        raw[2..4].copy_from_slice(&sequence.to_be_bytes());
+        raw[2..4].copy_from_slice(&sequence.get().to_be_bytes());
         raw[4..8].copy_from_slice(&timestamp.to_be_bytes());
         // Only fixed-header fields changed, so the packet stays valid.
         RtpPacket::parse(raw.freeze()).unwrap_or_else(|_| packet.clone())
@@ -680,6 +680,7 @@ mod tests {
 
     use super::*;
     use streamgate_pipeline::HubConfig;
+    use streamgate_rtp::SeqNo;
     use streamgate_rtp::{Codec, MediaKind};
 
     fn fixture(name: &str) -> PathBuf {
@@ -731,7 +732,7 @@ mod tests {
             );
             // Every packet of a track carries that track's payload type, in sequence.
             for track in &capture.tracks {
-                let seqs: Vec<u16> = capture
+                let seqs: Vec<SeqNo> = capture
                     .packets
                     .iter()
                     .filter(|(_, t, _)| *t == track.info.id)
@@ -741,7 +742,7 @@ mod tests {
                     })
                     .collect();
                 assert!(
-                    seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+                    seqs.windows(2).all(|w| w[1] == w[0].next()),
                     "{name}: sequence gap"
                 );
             }
@@ -1036,12 +1037,12 @@ mod tests {
             );
         }
         // Output RTP headers continue too: sequence numbers never restart.
-        let seqs: Vec<u16> = video
+        let seqs: Vec<SeqNo> = video
             .iter()
             .flat_map(|f| f.packets.iter().map(|p| p.sequence()))
             .collect();
         assert!(
-            seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+            seqs.windows(2).all(|w| w[1] == w[0].next()),
             "output sequence numbers jump"
         );
         // A pass is ~10 s: the third pass's first picture is ~20 s after the first's.

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use crate::ids::{PayloadType, Ssrc};
+use crate::ids::{PayloadType, SeqNo, Ssrc};
 use crate::track::{MediaKind, TrackId};
 
 /// Size of the fixed RTP header every output packet is given.
@@ -32,7 +32,7 @@ impl OutPacket {
     pub fn new(
         payload_type: PayloadType,
         marker: bool,
-        sequence: u16,
+        sequence: SeqNo,
         timestamp: u32,
         ssrc: Ssrc,
         payload: Bytes,
@@ -40,14 +40,14 @@ impl OutPacket {
         let mut header = [0u8; RTP_HEADER_LEN];
         header[0] = 0x80;
         header[1] = payload_type.get() | if marker { 0x80 } else { 0 };
-        header[2..4].copy_from_slice(&sequence.to_be_bytes());
+        header[2..4].copy_from_slice(&sequence.get().to_be_bytes());
         header[4..8].copy_from_slice(&timestamp.to_be_bytes());
         header[8..12].copy_from_slice(&ssrc.get().to_be_bytes());
         OutPacket { header, payload }
     }
 
-    pub fn sequence(&self) -> u16 {
-        u16::from_be_bytes([self.header[2], self.header[3]])
+    pub fn sequence(&self) -> SeqNo {
+        SeqNo::new(u16::from_be_bytes([self.header[2], self.header[3]]))
     }
 
     pub fn timestamp(&self) -> u32 {

@@ -28,7 +28,7 @@ mod timeline;
 mod track;
 
 pub use frame::{Frame, OutPacket, RTP_HEADER_LEN};
-pub use ids::{PayloadType, Ssrc};
+pub use ids::{Before, ExtSeqNo, PayloadType, SeqNo, Ssrc};
 pub use packet::{RtpPacket, RtpPacketBuilder};
 pub use reorder::{Pushed, Released, ReorderBuffer, ReorderConfig};
 pub use timeline::{AnchorHint, Mapped, Timeline, MAX_JUMP};

@@ -12,7 +12,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::ids::{PayloadType, Ssrc};
+use crate::ids::{PayloadType, SeqNo, Ssrc};
 
 /// Length of the fixed part of every RTP header.
 const FIXED_HEADER_LEN: usize = 12;
@@ -36,7 +36,7 @@ pub enum RtpError {
     BadVersion { version: u8 },
     #[error("RTP packet seq {sequence_number}: {csrc_count} CSRCs need {needed} header bytes, packet has {len}")]
     CsrcsTruncated {
-        sequence_number: u16,
+        sequence_number: SeqNo,
         csrc_count: usize,
         needed: usize,
         len: usize,
@@ -45,13 +45,13 @@ pub enum RtpError {
         "RTP packet seq {sequence_number}: header extension needs {needed} bytes, packet has {len}"
     )]
     ExtensionTruncated {
-        sequence_number: u16,
+        sequence_number: SeqNo,
         needed: usize,
         len: usize,
     },
     #[error("RTP packet seq {sequence_number}: padding count {padding} is invalid for {available} bytes after the header")]
     BadPadding {
-        sequence_number: u16,
+        sequence_number: SeqNo,
         padding: usize,
         available: usize,
     },
@@ -93,7 +93,7 @@ impl RtpPacket {
         let has_padding = raw[0] & 0x20 != 0;
         let has_extension = raw[0] & 0x10 != 0;
         let csrc_count = usize::from(raw[0] & 0x0f);
-        let sequence_number = u16::from_be_bytes([raw[2], raw[3]]);
+        let sequence_number = SeqNo::new(u16::from_be_bytes([raw[2], raw[3]]));
 
         // Bounded by 12 + 15 * 4 + 4 + 65535 * 4: no overflow on any target.
         let csrc_end = FIXED_HEADER_LEN + csrc_count * 4;
@@ -159,8 +159,8 @@ impl RtpPacket {
         PayloadType::from_header_byte(self.raw[1])
     }
 
-    pub fn sequence_number(&self) -> u16 {
-        u16::from_be_bytes([self.raw[2], self.raw[3]])
+    pub fn sequence_number(&self) -> SeqNo {
+        SeqNo::new(u16::from_be_bytes([self.raw[2], self.raw[3]]))
     }
 
     pub fn timestamp(&self) -> u32 {
@@ -347,7 +347,7 @@ pub fn two_byte_extension(elements: &[ExtensionElement<'_>]) -> Result<(u16, Byt
 pub struct RtpPacketBuilder {
     pub payload_type: PayloadType,
     pub marker: bool,
-    pub sequence_number: u16,
+    pub sequence_number: SeqNo,
     pub timestamp: u32,
     pub ssrc: Ssrc,
     pub csrcs: Vec<u32>,
@@ -386,7 +386,7 @@ impl RtpPacketBuilder {
         // TooManyCsrcs was checked above, so the count fits in four bits.
         out.put_u8(0x80 | padding_bit | extension_bit | self.csrcs.len() as u8);
         out.put_u8(self.payload_type.get() | if self.marker { 0x80 } else { 0 });
-        out.put_u16(self.sequence_number);
+        out.put_u16(self.sequence_number.get());
         out.put_u32(self.timestamp);
         out.put_u32(self.ssrc.get());
         for &csrc in &self.csrcs {
@@ -415,7 +415,7 @@ mod tests {
         RtpPacketBuilder {
             payload_type: PayloadType::new(96).unwrap(),
             marker: true,
-            sequence_number: 0xfffe,
+            sequence_number: SeqNo::new(0xfffe),
             timestamp: 0x1234_5678,
             ssrc: Ssrc::new(0xdead_beef),
             payload: Bytes::from_static(b"hello"),
@@ -429,7 +429,7 @@ mod tests {
         let pkt = RtpPacket::parse(raw.clone()).unwrap();
         assert!(pkt.marker());
         assert_eq!(pkt.payload_type().get(), 96);
-        assert_eq!(pkt.sequence_number(), 0xfffe);
+        assert_eq!(pkt.sequence_number(), SeqNo::new(0xfffe));
         assert_eq!(pkt.timestamp(), 0x1234_5678);
         assert_eq!(pkt.ssrc().get(), 0xdead_beef);
         assert_eq!(pkt.csrcs().count(), 0);
@@ -498,7 +498,7 @@ mod tests {
         assert_eq!(
             err,
             RtpError::BadPadding {
-                sequence_number: 0xfffe,
+                sequence_number: SeqNo::new(0xfffe),
                 padding: 8,
                 available: 7
             }
@@ -695,7 +695,7 @@ mod tests {
         assert_eq!(
             err,
             RtpError::ExtensionTruncated {
-                sequence_number: 0xfffe,
+                sequence_number: SeqNo::new(0xfffe),
                 needed: 16 + 0xffff * 4,
                 len: 25
             }

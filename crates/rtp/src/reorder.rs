@@ -1,8 +1,8 @@
 //! A small reorder buffer with loss detection, keyed by RTP sequence number.
 //!
 //! Sans-IO: the caller passes arrival time with every packet and asks for
-//! released items. Sequence numbers are extended to 64 bits so wraparound at
-//! 65535 is invisible. Packets come out in order; a missing packet is declared
+//! released items. Sequence numbers are extended ([`ExtSeqNo`]) so wraparound
+//! at 65535 is invisible. Packets come out in order; a missing packet is declared
 //! lost when the window is full or when the packet after the gap has waited
 //! `max_wait`. Duplicates and packets older than what was already released are
 //! dropped. A jump further than [`MAX_DROPOUT`] ahead or [`MAX_MISORDER`] behind
@@ -11,6 +11,8 @@
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+use crate::ids::{Before, ExtSeqNo, SeqNo};
 
 /// A packet this far ahead of the expected one starts a new numbering.
 pub const MAX_DROPOUT: u64 = 3000;
@@ -54,12 +56,12 @@ pub enum Pushed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Released<T> {
     Packet {
-        seq: u64,
+        seq: ExtSeqNo,
         item: T,
     },
-    /// `count` consecutive packets starting at extended `first` never arrived.
+    /// `count` consecutive packets starting at `first` never arrived.
     Lost {
-        first: u64,
+        first: ExtSeqNo,
         count: u64,
     },
     /// The source restarted its numbering: what follows belongs to a new session.
@@ -71,13 +73,13 @@ pub enum Released<T> {
 pub struct ReorderBuffer<T> {
     config: ReorderConfig,
     /// Extended sequence number of `held[0]`; `None` before the first packet.
-    next: Option<u64>,
+    next: Option<ExtSeqNo>,
     /// Highest extended sequence number seen, the reference for extending.
-    highest: u64,
+    highest: ExtSeqNo,
     held: VecDeque<Option<(T, Instant)>>,
     ready: VecDeque<Released<T>>,
-    /// A far-away packet waiting for confirmation: (raw seq, item, arrival).
-    probation: Option<(u16, T, Instant)>,
+    /// A far-away packet waiting for confirmation: (seq, item, arrival).
+    probation: Option<(SeqNo, T, Instant)>,
 }
 
 impl<T> ReorderBuffer<T> {
@@ -86,7 +88,7 @@ impl<T> ReorderBuffer<T> {
         ReorderBuffer {
             config: ReorderConfig { window, ..config },
             next: None,
-            highest: 0,
+            highest: ExtSeqNo::new(0),
             held: VecDeque::with_capacity(window),
             ready: VecDeque::new(),
             probation: None,
@@ -96,7 +98,7 @@ impl<T> ReorderBuffer<T> {
     /// Forgets everything (new source session).
     pub fn reset(&mut self) {
         self.next = None;
-        self.highest = 0;
+        self.highest = ExtSeqNo::new(0);
         self.held.clear();
         self.ready.clear();
         self.probation = None;
@@ -107,28 +109,28 @@ impl<T> ReorderBuffer<T> {
         self.held.iter().filter(|slot| slot.is_some()).count()
     }
 
-    pub fn push(&mut self, seq: u16, item: T, now: Instant) -> Pushed {
+    pub fn push(&mut self, seq: SeqNo, item: T, now: Instant) -> Pushed {
         let Some(next) = self.next else {
             self.start(seq, item, now);
             return Pushed::Accepted;
         };
-        let extended = extend(self.highest, seq);
-        if extended < next as i64 {
-            let behind = (next as i64).saturating_sub(extended);
-            return if behind > MAX_MISORDER as i64 {
-                self.probation(seq, item, now)
-            } else {
-                Pushed::Late
-            };
-        }
-        let extended = extended as u64;
+        let extended = match self.highest.extend(seq) {
+            Ok(extended) if extended >= next => extended,
+            Ok(extended) => return self.behind(next - extended, seq, item, now),
+            // Older than the first packet of this numbering (a restart just
+            // below it, or a reordered packet right at the start).
+            Err(Before { by }) => {
+                return self.behind(next.get() + u64::from(by), seq, item, now);
+            }
+        };
         let offset = extended - next;
         if offset > MAX_DROPOUT {
             return self.probation(seq, item, now);
         }
         self.probation = None;
-        if offset >= self.config.window as u64 {
-            self.advance_to(extended + 1 - self.config.window as u64);
+        let window = self.config.window as u64;
+        if offset >= window {
+            self.advance_to(next + (offset + 1 - window));
         }
         let index = (extended - self.next.unwrap_or(extended)) as usize;
         if self.held.len() <= index {
@@ -161,16 +163,26 @@ impl<T> ReorderBuffer<T> {
             .next()
     }
 
-    fn start(&mut self, seq: u16, item: T, now: Instant) {
-        self.next = Some(u64::from(seq));
-        self.highest = u64::from(seq);
+    fn start(&mut self, seq: SeqNo, item: T, now: Instant) {
+        self.next = Some(ExtSeqNo::from(seq));
+        self.highest = ExtSeqNo::from(seq);
         self.held.push_back(Some((item, now)));
         self.release_in_order();
     }
 
-    fn probation(&mut self, seq: u16, item: T, now: Instant) -> Pushed {
+    /// A packet `behind` numbers before the release point: late, or a restart
+    /// to lower numbers when that is further back than reordering explains.
+    fn behind(&mut self, behind: u64, seq: SeqNo, item: T, now: Instant) -> Pushed {
+        if behind > MAX_MISORDER {
+            self.probation(seq, item, now)
+        } else {
+            Pushed::Late
+        }
+    }
+
+    fn probation(&mut self, seq: SeqNo, item: T, now: Instant) -> Pushed {
         match self.probation.take() {
-            Some((previous, first_item, first_arrival)) if previous.wrapping_add(1) == seq => {
+            Some((previous, first_item, first_arrival)) if previous.next() == seq => {
                 self.flush();
                 self.ready.push_back(Released::Restarted);
                 self.next = None;
@@ -195,7 +207,7 @@ impl<T> ReorderBuffer<T> {
 
     /// Moves the window so it starts at `target`: held packets before it are
     /// released, missing ones reported lost.
-    fn advance_to(&mut self, target: u64) {
+    fn advance_to(&mut self, target: ExtSeqNo) {
         let Some(mut next) = self.next else { return };
         while next < target {
             match self.held.pop_front() {
@@ -212,7 +224,7 @@ impl<T> ReorderBuffer<T> {
         self.next = Some(next);
     }
 
-    fn report_lost(&mut self, first: u64, count: u64) {
+    fn report_lost(&mut self, first: ExtSeqNo, count: u64) {
         if let Some(Released::Lost {
             first: previous,
             count: previous_count,
@@ -251,13 +263,6 @@ impl<T> ReorderBuffer<T> {
     }
 }
 
-/// Extends a 16-bit sequence number to the value closest to `reference` (may be
-/// negative when a restart lands just below the first number seen).
-fn extend(reference: u64, seq: u16) -> i64 {
-    let delta = i64::from(seq.wrapping_sub(reference as u16) as i16);
-    (reference as i64).saturating_add(delta)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,7 +281,7 @@ mod tests {
     fn packets(seqs: &[u16]) -> Vec<Released<u16>> {
         seqs.iter()
             .map(|&s| Released::Packet {
-                seq: u64::from(s),
+                seq: ExtSeqNo::from(SeqNo::new(s)),
                 item: s,
             })
             .collect()
@@ -287,7 +292,7 @@ mod tests {
         let now = Instant::now();
         let mut buf = buffer();
         for seq in 10..20 {
-            assert_eq!(buf.push(seq, seq, now), Pushed::Accepted);
+            assert_eq!(buf.push(SeqNo::new(seq), seq, now), Pushed::Accepted);
         }
         assert_eq!(drain(&mut buf, now), packets(&(10..20).collect::<Vec<_>>()));
     }
@@ -297,7 +302,7 @@ mod tests {
         let now = Instant::now();
         let mut buf = buffer();
         for seq in [1, 3, 2, 4, 6, 5] {
-            buf.push(seq, seq, now);
+            buf.push(SeqNo::new(seq), seq, now);
         }
         assert_eq!(drain(&mut buf, now), packets(&[1, 2, 3, 4, 5, 6]));
     }
@@ -306,8 +311,8 @@ mod tests {
     fn gap_is_held_until_max_wait_then_reported_lost() {
         let now = Instant::now();
         let mut buf = buffer();
-        buf.push(1, 1, now);
-        buf.push(3, 3, now + Duration::from_millis(10));
+        buf.push(SeqNo::new(1), 1, now);
+        buf.push(SeqNo::new(3), 3, now + Duration::from_millis(10));
         assert_eq!(
             drain(&mut buf, now + Duration::from_millis(59)),
             packets(&[1])
@@ -318,13 +323,19 @@ mod tests {
         assert_eq!(
             later,
             vec![
-                Released::Lost { first: 2, count: 1 },
-                Released::Packet { seq: 3, item: 3 }
+                Released::Lost {
+                    first: ExtSeqNo::new(2),
+                    count: 1
+                },
+                Released::Packet {
+                    seq: ExtSeqNo::new(3),
+                    item: 3
+                }
             ]
         );
         // The lost packet arriving afterwards is too late.
         assert_eq!(
-            buf.push(2, 2, now + Duration::from_millis(70)),
+            buf.push(SeqNo::new(2), 2, now + Duration::from_millis(70)),
             Pushed::Late
         );
     }
@@ -333,12 +344,15 @@ mod tests {
     fn full_window_declares_the_gap_lost() {
         let now = Instant::now();
         let mut buf = buffer();
-        buf.push(0, 0, now);
+        buf.push(SeqNo::new(0), 0, now);
         for seq in 3..12 {
-            buf.push(seq, seq, now);
+            buf.push(SeqNo::new(seq), seq, now);
         }
         let mut expected = packets(&[0]);
-        expected.push(Released::Lost { first: 1, count: 2 });
+        expected.push(Released::Lost {
+            first: ExtSeqNo::new(1),
+            count: 2,
+        });
         expected.extend(packets(&(3..12).collect::<Vec<_>>()));
         assert_eq!(drain(&mut buf, now), expected);
     }
@@ -347,11 +361,11 @@ mod tests {
     fn duplicates_are_dropped() {
         let now = Instant::now();
         let mut buf = buffer();
-        buf.push(5, 5, now);
-        buf.push(7, 7, now);
-        assert_eq!(buf.push(7, 7, now), Pushed::Duplicate);
-        assert_eq!(buf.push(5, 5, now), Pushed::Late);
-        buf.push(6, 6, now);
+        buf.push(SeqNo::new(5), 5, now);
+        buf.push(SeqNo::new(7), 7, now);
+        assert_eq!(buf.push(SeqNo::new(7), 7, now), Pushed::Duplicate);
+        assert_eq!(buf.push(SeqNo::new(5), 5, now), Pushed::Late);
+        buf.push(SeqNo::new(6), 6, now);
         assert_eq!(drain(&mut buf, now), packets(&[5, 6, 7]));
     }
 
@@ -360,12 +374,12 @@ mod tests {
         let now = Instant::now();
         let mut buf = buffer();
         for seq in [65533, 65535, 65534, 1, 0, 2] {
-            assert_eq!(buf.push(seq, seq, now), Pushed::Accepted);
+            assert_eq!(buf.push(SeqNo::new(seq), seq, now), Pushed::Accepted);
         }
         let released: Vec<(u64, u16)> = drain(&mut buf, now)
             .into_iter()
             .filter_map(|r| match r {
-                Released::Packet { seq, item } => Some((seq, item)),
+                Released::Packet { seq, item } => Some((seq.get(), item)),
                 _ => None,
             })
             .collect();
@@ -386,32 +400,32 @@ mod tests {
     fn restart_jump_resets_after_confirmation() {
         let now = Instant::now();
         let mut buf = buffer();
-        buf.push(100, 100, now);
-        buf.push(102, 102, now);
-        assert_eq!(buf.push(40_000, 40_000, now), Pushed::Probation);
-        assert_eq!(buf.push(40_001, 40_001, now), Pushed::Accepted);
+        buf.push(SeqNo::new(100), 100, now);
+        buf.push(SeqNo::new(102), 102, now);
+        assert_eq!(buf.push(SeqNo::new(40_000), 40_000, now), Pushed::Probation);
+        assert_eq!(buf.push(SeqNo::new(40_001), 40_001, now), Pushed::Accepted);
         assert_eq!(
             drain(&mut buf, now),
             vec![
                 Released::Packet {
-                    seq: 100,
+                    seq: ExtSeqNo::new(100),
                     item: 100
                 },
                 Released::Lost {
-                    first: 101,
+                    first: ExtSeqNo::new(101),
                     count: 1
                 },
                 Released::Packet {
-                    seq: 102,
+                    seq: ExtSeqNo::new(102),
                     item: 102
                 },
                 Released::Restarted,
                 Released::Packet {
-                    seq: 40_000,
+                    seq: ExtSeqNo::new(40_000),
                     item: 40_000
                 },
                 Released::Packet {
-                    seq: 40_001,
+                    seq: ExtSeqNo::new(40_001),
                     item: 40_001
                 },
             ]
@@ -422,9 +436,9 @@ mod tests {
     fn a_single_stray_packet_does_not_reset() {
         let now = Instant::now();
         let mut buf = buffer();
-        buf.push(100, 100, now);
-        assert_eq!(buf.push(9_000, 9_000, now), Pushed::Probation);
-        assert_eq!(buf.push(101, 101, now), Pushed::Accepted);
+        buf.push(SeqNo::new(100), 100, now);
+        assert_eq!(buf.push(SeqNo::new(9_000), 9_000, now), Pushed::Probation);
+        assert_eq!(buf.push(SeqNo::new(101), 101, now), Pushed::Accepted);
         assert_eq!(drain(&mut buf, now), packets(&[100, 101]));
     }
 
@@ -432,28 +446,89 @@ mod tests {
     fn restart_to_lower_numbers_is_detected() {
         let now = Instant::now();
         let mut buf = buffer();
-        buf.push(30_000, 1, now);
-        buf.push(20_000, 2, now);
-        buf.push(20_001, 3, now);
+        buf.push(SeqNo::new(30_000), 1, now);
+        buf.push(SeqNo::new(20_000), 2, now);
+        buf.push(SeqNo::new(20_001), 3, now);
         let items: Vec<Released<u16>> = drain(&mut buf, now);
         assert_eq!(
             items,
             vec![
                 Released::Packet {
-                    seq: 30_000,
+                    seq: ExtSeqNo::new(30_000),
                     item: 1
                 },
                 Released::Restarted,
                 Released::Packet {
-                    seq: 20_000,
+                    seq: ExtSeqNo::new(20_000),
                     item: 2
                 },
                 Released::Packet {
-                    seq: 20_001,
+                    seq: ExtSeqNo::new(20_001),
                     item: 3
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_packet_older_than_the_first_is_late_or_a_restart() {
+        let now = Instant::now();
+        // 65534 is two before 0, and 0 is five before the first packet (5):
+        // seven behind it, eight behind the release point. Reordering: late.
+        let mut buf = buffer();
+        buf.push(SeqNo::new(5), 5, now);
+        assert_eq!(buf.push(SeqNo::new(65_534), 65_534, now), Pushed::Late);
+        assert_eq!(buf.push(SeqNo::new(0), 0, now), Pushed::Late);
+        assert_eq!(buf.push(SeqNo::new(6), 6, now), Pushed::Accepted);
+        assert_eq!(drain(&mut buf, now), packets(&[5, 6]));
+        // 40 000 is closer below 5 than above it, far past reordering: a
+        // restart once the next number confirms it.
+        let mut buf = buffer();
+        buf.push(SeqNo::new(5), 5, now);
+        assert_eq!(buf.push(SeqNo::new(40_000), 40_000, now), Pushed::Probation);
+        assert_eq!(buf.push(SeqNo::new(40_001), 40_001, now), Pushed::Accepted);
+        let mut expected = packets(&[5]);
+        expected.push(Released::Restarted);
+        expected.extend(packets(&[40_000, 40_001]));
+        assert_eq!(drain(&mut buf, now), expected);
+        // The restarted numbering extends from its own first packet.
+        assert_eq!(buf.push(SeqNo::new(39_990), 39_990, now), Pushed::Late);
+    }
+
+    #[test]
+    fn extension_carries_on_over_several_wraps() {
+        // Every fourth number from 65 000 on, three times round the 16 bits: the
+        // three between each pair are lost, and the numbering never restarts.
+        const PUSHED: u64 = 3 * 65_536 / 4;
+        let now = Instant::now();
+        let later = now + Duration::from_secs(1);
+        let mut buf = buffer();
+        let mut seq = SeqNo::new(65_000);
+        let mut released = Vec::new();
+        for _ in 0..PUSHED {
+            assert_eq!(buf.push(seq, seq.get(), now), Pushed::Accepted);
+            released.extend(drain(&mut buf, later));
+            seq = seq.wrapping_add(4);
+        }
+        let last = ExtSeqNo::new(65_000 + 4 * (PUSHED - 1));
+        assert_eq!(last.get() >> 16, 3, "three wraps");
+        assert_eq!(
+            released.last(),
+            Some(&Released::Packet {
+                seq: last,
+                item: last.seq().get(),
+            })
+        );
+        let lost: u64 = released
+            .iter()
+            .map(|r| match r {
+                Released::Lost { count, .. } => *count,
+                Released::Packet { .. } => 0,
+                Released::Restarted => panic!("restarted"),
+            })
+            .sum();
+        assert_eq!(lost, 3 * (PUSHED - 1));
+        assert_eq!(released.len() as u64, 2 * PUSHED - 1);
     }
 
     #[test]
@@ -471,7 +546,7 @@ mod tests {
                 roll => roll as u16 % 12,
             };
             seq = seq.wrapping_add(step).wrapping_sub(4);
-            buf.push(seq, seq, now);
+            buf.push(SeqNo::new(seq), seq, now);
             assert!(buf.held.len() <= 8, "held {} slots", buf.held.len());
             while buf.pop(now).is_some() {}
         }

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, BytesMut};
 
-use crate::ids::Ssrc;
+use crate::ids::{SeqNo, Ssrc};
 
 const VERSION: u8 = 2;
 const HEADER_LEN: usize = 4;
@@ -92,7 +92,7 @@ pub enum RtcpPacket {
     Nack {
         sender_ssrc: Ssrc,
         media_ssrc: Ssrc,
-        lost: Vec<u16>,
+        lost: Vec<SeqNo>,
     },
     /// Any other type (APP, XR, REMB, transport-cc, …), kept verbatim without padding.
     /// `count` is the header's 5-bit count/FMT field.
@@ -294,7 +294,7 @@ fn parse_packet(
             let media_ssrc = r.ssrc()?;
             let mut lost = Vec::new();
             while !r.is_empty() {
-                let pid = r.u16()?;
+                let pid = SeqNo::new(r.u16()?);
                 let blp = r.u16()?;
                 lost.push(pid);
                 let following = (0..16u16)
@@ -485,7 +485,7 @@ impl RtcpPacket {
                 out.put_u32(sender_ssrc.get());
                 out.put_u32(media_ssrc.get());
                 for (pid, blp) in nack_entries(lost) {
-                    out.put_u16(pid);
+                    out.put_u16(pid.get());
                     out.put_u16(blp);
                 }
             }),
@@ -503,12 +503,12 @@ impl RtcpPacket {
 /// Groups lost sequence numbers into PID/BLP pairs. A number joins the current
 /// pair when it is 1..=16 after the PID and after the pair's previous number, so
 /// expanding the pairs gives back exactly `lost`, in order.
-fn nack_entries(lost: &[u16]) -> Vec<(u16, u16)> {
-    let mut entries: Vec<(u16, u16)> = Vec::new();
+fn nack_entries(lost: &[SeqNo]) -> Vec<(SeqNo, u16)> {
+    let mut entries: Vec<(SeqNo, u16)> = Vec::new();
     let mut last_offset = 0;
     for &seq in lost {
         if let Some((pid, blp)) = entries.last_mut() {
-            let offset = seq.wrapping_sub(*pid);
+            let offset = seq.diff(*pid);
             if offset > last_offset && offset <= 16 {
                 *blp |= 1 << (offset - 1);
                 last_offset = offset;
@@ -636,6 +636,10 @@ pub fn system_time_from_ntp(ntp: u64) -> SystemTime {
 mod tests {
     use super::*;
 
+    fn seqs(numbers: &[u16]) -> Vec<SeqNo> {
+        numbers.iter().copied().map(SeqNo::new).collect()
+    }
+
     fn block(ssrc: u32, cumulative_lost: i32) -> ReportBlock {
         ReportBlock {
             ssrc: Ssrc::new(ssrc),
@@ -709,7 +713,7 @@ mod tests {
         round_trip(&[RtcpPacket::Nack {
             sender_ssrc: Ssrc::new(1),
             media_ssrc: Ssrc::new(2),
-            lost: vec![100, 101, 116, 117, 5, 5, 65535, 0],
+            lost: seqs(&[100, 101, 116, 117, 5, 5, 65535, 0]),
         }]);
         round_trip(&[RtcpPacket::Unknown {
             packet_type: 204,
@@ -821,7 +825,7 @@ mod tests {
             1, // PID 65535, BLP bit 0 wraps to 0
         ];
         let packets = parse_compound(&wire).unwrap();
-        let lost = vec![100, 101, 103, 116, 65535, 0];
+        let lost = seqs(&[100, 101, 103, 116, 65535, 0]);
         assert_eq!(
             packets,
             [RtcpPacket::Nack {
@@ -832,7 +836,10 @@ mod tests {
         );
         assert_eq!(
             nack_entries(&lost),
-            [(100, 0b1000_0000_0000_0101), (65535, 1)]
+            [
+                (SeqNo::new(100), 0b1000_0000_0000_0101),
+                (SeqNo::new(65535), 1)
+            ]
         );
     }
 

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::codec::{AccessUnit, DepacketizeError, Depacketizer, Packetizer};
 use crate::frame::{Frame, OutPacket};
-use crate::ids::{PayloadType, Ssrc};
+use crate::ids::{PayloadType, SeqNo, Ssrc};
 use crate::packet::{RtpPacket, RtpPacketBuilder};
 use crate::track::{Codec, CodecParams, MediaKind, TrackId, TrackInfo};
 
@@ -96,7 +96,7 @@ pub fn video_frame(n: u64, payload: &Bytes, packets: usize, gop: u64) -> Frame {
         units: vec![payload.clone()],
         packets: (0..packets)
             .map(|i| {
-                let seq = first_seq.wrapping_add(i as u64) as u16;
+                let seq = SeqNo::new(first_seq.wrapping_add(i as u64) as u16);
                 OutPacket::new(
                     PayloadType::new(96).unwrap(),
                     i + 1 == packets,
@@ -117,7 +117,7 @@ pub fn rtp(seq: u16, ts: u32, marker: bool, payload: &[u8]) -> RtpPacket {
     let raw = RtpPacketBuilder {
         payload_type: PayloadType::new(96).unwrap(),
         marker,
-        sequence_number: seq,
+        sequence_number: SeqNo::new(seq),
         timestamp: ts,
         ssrc: Ssrc::new(1),
         payload: Bytes::copy_from_slice(payload),
@@ -204,7 +204,7 @@ mod tests {
         let payload = Bytes::from(vec![0x41; 100]);
         let frame = video_frame(3, &payload, 4, 3);
         assert!(frame.keyframe);
-        let seqs: Vec<u16> = frame.packets.iter().map(|p| p.sequence()).collect();
+        let seqs: Vec<u16> = frame.packets.iter().map(|p| p.sequence().get()).collect();
         assert_eq!(seqs, [12, 13, 14, 15]);
         let markers: Vec<bool> = frame.packets.iter().map(|p| p.marker()).collect();
         assert_eq!(markers, [false, false, false, true]);

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use streamgate_rtp::{PayloadType, Ssrc, TrackId};
+use streamgate_rtp::{PayloadType, SeqNo, Ssrc, TrackId};
 use streamgate_rtsp::server::ServerConfig;
 
 use common::{exchange, h264_track, read_interleaved, session_id};
@@ -117,7 +117,7 @@ async fn play_starts_at_the_cached_keyframe_that_rtp_info_announces() {
         packets: vec![OutPacket::new(
             PayloadType::new(96).unwrap(),
             true,
-            1000 + n,
+            SeqNo::new(1000 + n),
             90_000 + u32::from(n) * 3600,
             Ssrc::new(5),
             Bytes::from_static(b"slice"),
@@ -186,7 +186,7 @@ async fn closing_the_stream_sends_rtcp_bye_then_closes_the_connection() {
         packets: vec![OutPacket::new(
             PayloadType::new(96).unwrap(),
             true,
-            1,
+            SeqNo::new(1),
             0,
             Ssrc::new(5),
             Bytes::from_static(b"slice"),
@@ -258,7 +258,7 @@ async fn few_readers_get_audio_without_waiting_for_video() {
         packets: vec![OutPacket::new(
             PayloadType::new(111).unwrap(),
             true,
-            n,
+            SeqNo::new(n),
             u32::from(n) * 960,
             Ssrc::new(9),
             Bytes::from_static(b"opus"),

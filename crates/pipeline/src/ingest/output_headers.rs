@@ -4,14 +4,14 @@
 //! type; the timestamp is the continuous `pts` truncated to 32 bits.
 
 use bytes::Bytes;
-use streamgate_rtp::{OutPacket, PayloadType, Ssrc};
+use streamgate_rtp::{OutPacket, PayloadType, SeqNo, Ssrc};
 
 /// One track's output identity, kept across source restarts.
 #[derive(Debug)]
 pub(super) struct OutputHeaders {
     payload_type: PayloadType,
     ssrc: Ssrc,
-    next_sequence: u16,
+    next_sequence: SeqNo,
 }
 
 impl OutputHeaders {
@@ -20,14 +20,14 @@ impl OutputHeaders {
         OutputHeaders {
             payload_type,
             ssrc: Ssrc::new(rand::random()),
-            next_sequence: rand::random(),
+            next_sequence: SeqNo::new(rand::random()),
         }
     }
 
     /// The next output packet of the track, carrying `payload`.
     pub(super) fn packet(&mut self, marker: bool, timestamp: u32, payload: Bytes) -> OutPacket {
         let sequence = self.next_sequence;
-        self.next_sequence = sequence.wrapping_add(1);
+        self.next_sequence = sequence.next();
         OutPacket::new(
             self.payload_type,
             marker,

@@ -7,7 +7,7 @@ use base64::Engine;
 use super::*;
 use crate::hub::{HubConfig, Subscription};
 use bytes::Bytes;
-use streamgate_rtp::{Codec, CodecParams, OutPacket, PayloadType, RtpPacketBuilder, Ssrc};
+use streamgate_rtp::{Codec, CodecParams, OutPacket, PayloadType, RtpPacketBuilder, SeqNo, Ssrc};
 
 const VIDEO: TrackId = TrackId::new(0);
 const AUDIO: TrackId = TrackId::new(1);
@@ -61,7 +61,7 @@ fn packet(ssrc: Ssrc, seq: u16, ts: u32, marker: bool, payload: Vec<u8>) -> RtpP
     let raw = RtpPacketBuilder {
         payload_type: PayloadType::new(96).unwrap(),
         marker,
-        sequence_number: seq,
+        sequence_number: SeqNo::new(seq),
         timestamp: ts,
         ssrc,
         payload: Bytes::from(payload),
@@ -249,7 +249,7 @@ fn loss_drops_the_frame_and_requests_a_keyframe() {
         "the damaged frame's tail was dropped, not fed in"
     );
     assert_eq!(ingest.hub().stats().keyframe_requests, 1);
-    let seqs: Vec<u16> = frames
+    let seqs: Vec<SeqNo> = frames
         .iter()
         .flat_map(|f| &f.packets)
         .map(OutPacket::sequence)
@@ -288,7 +288,7 @@ fn source_restart_keeps_output_running_forward() {
     assert_eq!(after.packets[0].ssrc(), before.packets[0].ssrc());
     assert_eq!(
         after.packets[0].sequence(),
-        before.packets[0].sequence().wrapping_add(1)
+        before.packets[0].sequence().next()
     );
 }
 
@@ -407,14 +407,14 @@ fn source_restart_drops_p_frames_until_the_new_sessions_keyframe() {
     );
     assert_eq!(ingest.stats().dropped_frames, 2);
     assert_eq!(ingest.hub().stats().keyframe_requests, 1, "requested once");
-    let seqs: Vec<u16> = frames
+    let seqs: Vec<SeqNo> = frames
         .iter()
         .filter(|f| f.kind == MediaKind::Video)
         .flat_map(|f| &f.packets)
         .map(OutPacket::sequence)
         .collect();
     assert!(
-        seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        seqs.windows(2).all(|w| w[1] == w[0].next()),
         "dropped frames leave no hole in the output numbering: {seqs:?}"
     );
 }

@@ -171,7 +171,7 @@ mod tests {
         update_params, DepacketizeError, Depacketizer as AnyDepacketizer, Packetizer,
     };
     use crate::codec::{MAX_ACCESS_UNIT_BYTES, MAX_UNITS_PER_ACCESS_UNIT};
-    use crate::ids::Ssrc;
+    use crate::ids::{SeqNo, Ssrc};
     use crate::testing::{bytes, depacketize_all, round_trip, rtp, track};
     use crate::track::CodecParams;
 
@@ -489,8 +489,8 @@ mod tests {
         let markers: Vec<bool> = packets.iter().map(|p| p.marker()).collect();
         assert_eq!(markers.iter().filter(|&&m| m).count(), 1);
         assert!(packets.last().unwrap().marker());
-        let sequences: Vec<u16> = packets.iter().map(|p| p.sequence()).collect();
-        assert!(sequences.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
+        let sequences: Vec<SeqNo> = packets.iter().map(|p| p.sequence()).collect();
+        assert!(sequences.windows(2).all(|w| w[1] == w[0].next()));
         assert!(packets
             .iter()
             .all(|p| p.timestamp() == 90 && p.ssrc() == Ssrc::new(42) && p.len() <= 200));

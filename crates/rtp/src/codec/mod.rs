@@ -29,7 +29,7 @@ use std::fmt;
 use bytes::Bytes;
 
 use crate::frame::{OutPacket, RTP_HEADER_LEN};
-use crate::ids::{PayloadType, Ssrc};
+use crate::ids::{PayloadType, SeqNo, Ssrc};
 use crate::packet::RtpPacket;
 use crate::track::{Codec, CodecParams, TrackInfo};
 
@@ -60,7 +60,7 @@ pub struct AccessUnit {
 /// Identifies the packet an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PacketRef {
-    pub sequence_number: u16,
+    pub sequence_number: SeqNo,
     pub timestamp: u32,
 }
 
@@ -254,7 +254,7 @@ pub struct Packetizer {
     payload_type: PayloadType,
     ssrc: Ssrc,
     mtu: usize,
-    next_sequence: u16,
+    next_sequence: SeqNo,
     channels: u16,
     /// RTP clock ticks per AAC frame (see [`aac::samples_per_frame`]).
     aac_frame_ticks: u32,
@@ -270,7 +270,7 @@ impl Packetizer {
             payload_type: track.payload_type,
             ssrc,
             mtu,
-            next_sequence: rand::random(),
+            next_sequence: SeqNo::new(rand::random()),
             channels: track.channels.max(1),
             aac_frame_ticks: aac::samples_per_frame(track),
             latm_frames_per_element: latm::frames_per_element(track),
@@ -302,7 +302,7 @@ impl Packetizer {
             .into_iter()
             .map(|p| {
                 let sequence = self.next_sequence;
-                self.next_sequence = sequence.wrapping_add(1);
+                self.next_sequence = sequence.next();
                 OutPacket::new(
                     self.payload_type,
                     p.marker,

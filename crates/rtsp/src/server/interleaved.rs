@@ -220,7 +220,7 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(
 mod tests {
     use super::*;
     use std::time::SystemTime;
-    use streamgate_rtp::{MediaKind, PayloadType, TrackId};
+    use streamgate_rtp::{MediaKind, PayloadType, SeqNo, TrackId};
 
     fn frame(payloads: &[&'static [u8]]) -> Arc<Frame> {
         frame_of(MediaKind::Video, payloads)
@@ -243,7 +243,7 @@ mod tests {
                     OutPacket::new(
                         PayloadType::new(96).unwrap(),
                         i + 1 == payloads.len(),
-                        100 + i as u16,
+                        SeqNo::new(100 + i as u16),
                         9000,
                         Ssrc::new(1),
                         Bytes::from_static(p),

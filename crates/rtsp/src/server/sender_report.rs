@@ -103,7 +103,7 @@ impl SenderReports {
 mod tests {
     use super::*;
     use streamgate_rtp::rtcp::parse_compound;
-    use streamgate_rtp::{MediaKind, OutPacket, PayloadType, Ssrc, TrackId};
+    use streamgate_rtp::{MediaKind, OutPacket, PayloadType, SeqNo, Ssrc, TrackId};
 
     fn frame(rtp_ts: u32, wallclock: SystemTime, packets: usize) -> Frame {
         Frame {
@@ -120,7 +120,7 @@ mod tests {
                     OutPacket::new(
                         PayloadType::new(96).unwrap(),
                         false,
-                        i as u16,
+                        SeqNo::new(i as u16),
                         rtp_ts,
                         Ssrc::new(1),
                         bytes::Bytes::from_static(b"0123456789"),

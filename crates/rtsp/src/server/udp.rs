@@ -274,7 +274,7 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use std::net::Ipv4Addr;
-    use streamgate_rtp::PayloadType;
+    use streamgate_rtp::{PayloadType, SeqNo};
 
     #[tokio::test]
     async fn sends_rtp_and_counts_rtcp_as_activity() {
@@ -304,7 +304,7 @@ mod tests {
         let packet = OutPacket::new(
             PayloadType::new(96).unwrap(),
             true,
-            7,
+            SeqNo::new(7),
             1234,
             Ssrc::new(1),
             Bytes::from_static(b"payload"),
@@ -363,7 +363,7 @@ mod tests {
                 OutPacket::new(
                     PayloadType::new(96).unwrap(),
                     i + 1 == count,
-                    i as u16,
+                    SeqNo::new(i as u16),
                     90_000,
                     Ssrc::new(1),
                     payload,
@@ -400,7 +400,7 @@ mod tests {
                 OutPacket::new(
                     PayloadType::new(96).unwrap(),
                     i == 63,
-                    i,
+                    SeqNo::new(i),
                     0,
                     Ssrc::new(1),
                     payload.clone(),
