@@ -566,13 +566,13 @@ async fn integration_post(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let account = authorized(&shared, &headers)?;
+    shared.state().counters.app_integration_posts += 1;
     let request: IntegrationPost = json_body(&headers, &body)?;
     let nonce = request
         .nonce
         .filter(|n| !n.is_empty())
         .ok_or_else(|| missing_fields("nonce is required"))?;
     let mut state = shared.state();
-    state.counters.app_integration_posts += 1;
     if !state.nonce_matches(shared.config.hmac_key.expose().as_bytes(), &account, &nonce) {
         return Err(ApiError::jsonapi(
             StatusCode::BAD_REQUEST,
@@ -598,6 +598,7 @@ async fn integration_patch(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let account = authorized(&shared, &headers)?;
+    shared.state().counters.app_integration_patches += 1;
     let request: IntegrationPatch = json_body(&headers, &body)?;
     if request.account_identifier.is_none() && request.status.is_none() {
         return Err(missing_fields("account_identifier or status is required"));
@@ -608,7 +609,6 @@ async fn integration_patch(
         }
     }
     let mut state = shared.state();
-    state.counters.app_integration_patches += 1;
     let integration = state
         .integrations
         .get_mut(&account)
