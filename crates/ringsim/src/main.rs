@@ -34,11 +34,11 @@ enum Command {
     Link {
         /// The running simulator's base URL.
         #[arg(long, default_value = "http://127.0.0.1:8780")]
-        sim: Url,
+        sim: String,
         #[arg(long)]
-        token_exchange: Url,
+        token_exchange: String,
         #[arg(long)]
-        account_link: Url,
+        account_link: String,
         /// The simulated account to link (default: the first).
         #[arg(long)]
         account: Option<String>,
@@ -61,6 +61,11 @@ async fn main() -> ExitCode {
             account_link,
             account,
         } => {
+            let urls = [&sim, &token_exchange, &account_link].map(|u| Url::parse(u));
+            let [Ok(sim), Ok(token_exchange), Ok(account_link)] = urls else {
+                eprintln!("streamgate-ringsim link: --sim, --token-exchange and --account-link must be URLs");
+                return ExitCode::FAILURE;
+            };
             let client = reqwest::Client::new();
             match streamgate_ringsim::link::link(
                 &client,

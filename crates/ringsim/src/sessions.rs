@@ -127,7 +127,7 @@ mod tests {
         assert!(sessions.end(&a, Ended::Cap).is_some());
         // A DELETE racing the cap finds the session gone and counts nothing.
         assert!(sessions.end(&a, Ended::Deleted).is_none());
-        assert_eq!(sessions.on_device("d2"), [b.clone()]);
+        assert_eq!(sessions.on_device("d2"), vec![b.clone()]);
         assert!(sessions.end(&b, Ended::Deleted).is_some());
         assert_eq!(
             sessions.stats(),
