@@ -1,0 +1,222 @@
+//! streamgate-ringsim: a local simulator of Ring's Partner API, so streamgate's
+//! Ring support can be tried and tested without a Ring account. It follows
+//! `RING_API.md` (Ring's documented surface), not the convenience of our client.
+//!
+//! # What is simulated
+//!
+//! - **OAuth** at `POST /oauth/token` (form-encoded): `authorization_code`
+//!   (`client_id`, `client_secret`, `code`; codes live [`SimConfig::code_ttl`],
+//!   60 s, and are spent by any exchange attempt) and `refresh_token` (rotating:
+//!   each refresh returns a new refresh token and the old one stops working).
+//!   Responses `{access_token, refresh_token, scope, expires_in, token_type}`;
+//!   errors `{"error":"invalid_grant"|"invalid_request"|"unsupported_grant_type",
+//!   "error_description"}` (400) and `invalid_client` (401).
+//! - **Users**: `GET /v1/users/me` (403 on a bad token, as Ring documents; the
+//!   other API routes answer 401).
+//! - **Devices**: `GET /v1/devices[?include=status,capabilities,location,configurations]`
+//!   (JSON:API `data[]`, `relationships` with `data` identifiers and `links.related`,
+//!   `included[]` for what was asked, each related document once), `GET
+//!   /v1/devices/{id}` and `/{id}/status|capabilities|location|configurations`.
+//!   Every document carries `meta.time`; responses are labelled `application/json`.
+//! - **Linking**: `POST /v1/accounts/me/app-integrations` `{account_identifier?,
+//!   nonce}` → `{"status":"awaiting"}` (the nonce must be one of the account's
+//!   recent links, recomputed as `base64url_nopad(HMAC-SHA256(hmac_key,
+//!   "<time_ms>:<account_id>"))`; 400 Invalid Nonce / Missing Required Fields),
+//!   then `PATCH` `{account_identifier?, status?}` → `{account_identifier, status,
+//!   updated_at}` (404 before the POST). Plain JSON bodies, JSON:API errors.
+//! - **Live view (WHEP)**: `POST /v1/devices/{id}/media/streaming/whep/sessions`
+//!   with an `application/sdp` offer (non-trickle) → `201`, the answer (every
+//!   candidate inline) and `Location: /v1/devices/{id}/media/streaming/whep/sessions/{session}`;
+//!   `DELETE` that path ends it. An offer without H.264 High (`profile-level-id
+//!   64xxxx`) gets 500, as Ring was seen to answer. The answer is H.264
+//!   `profile-level-id=64001f;packetization-mode=1`, plus Opus `sendonly` when the
+//!   offer has a `recvonly` `opus/48000/2` and [`SimConfig::audio`] is on. Media
+//!   is the bundled capture `fixtures/ffmpeg_h264_opus.pcap` (720p H.264 + Opus)
+//!   replayed in a loop into one Hub per device; each session forwards the Hub's
+//!   packets from its cached keyframe on. The simulator closes the peer connection
+//!   at the device's cap (30 s battery, 60 s wired, configurable). ICE binds to
+//!   [`SimConfig::media_ip`] (loopback by default, loopback candidates included).
+//! - **Faults**: device offline (WHEP POST → 503 "Device is currently offline",
+//!   status `online: false`, open sessions end), 429 `Rate Limit Exceeded` with
+//!   `Retry-After` above [`SimConfig::rate_limit`] requests in any sliding second
+//!   per client id (every allowed API response carries `X-RateLimit-Limit` and
+//!   `X-RateLimit-Remaining`), and expiring every refresh token at once.
+//!
+//! Every body is capped ([`MAX_BODY`]) and bad input gets a JSON error, never a
+//! panic. The client secret, HMAC key, codes and tokens are never logged.
+//!
+//! # [guess] choices (shapes Ring leaves open)
+//!
+//! - Related document types and ids: `device-status` (`<device>.status`, from
+//!   Ring's status page), `device-capabilities` (`<device>.capabilities`),
+//!   `locations` (`ava1.ring.location.<slug>`, attribute `name`),
+//!   `device-configurations` (`ava1.ring.device.configurations.<suffix>`, from
+//!   Ring's configurations page).
+//! - **Power source** is shown in the capabilities document:
+//!   `included[type=device-capabilities].attributes.power_source` =
+//!   `"battery"` | `"wired"` (also at `GET /v1/devices/{id}/capabilities`).
+//! - The Token Exchange URL receives `POST` with `Content-Type: application/json`
+//!   and body `{"code": "<authorization code>"}`; any 2xx counts as delivered.
+//! - The Account Link URL gets `time` (ms since the epoch) and `nonce` appended to
+//!   its query.
+//! - Token errors use the OAuth shape; `invalid_grant` for unknown, spent,
+//!   expired or rotated codes and refresh tokens.
+//! - PATCH app-integrations accepts only `status: "completed"`.
+//!
+//! # Simulator controls (`/sim/*`, no auth, not part of Ring's API)
+//!
+//! | route | effect |
+//! | --- | --- |
+//! | `GET /sim/stats` | [`Stats`] as JSON: requests per path, the peak requests in any one second per client id, 429s sent, code exchanges, token refreshes, WHEP sessions (opened, active, closed at cap, deleted, peer gone, dropped), app-integration calls |
+//! | `POST /sim/links` `{"account"?}` | a new link: `{account_id, code, time, nonce}` (the `link` subcommand uses it) |
+//! | `GET /sim/link?token_exchange=URL&account_link=URL[&account=ID]` | the link flow for a browser: delivers a code, then `303` to the Account Link URL |
+//! | `POST /sim/devices/{id}/offline`, `…/online` | the offline fault |
+//! | `PUT /sim/rate-limit` `{"per_second": N}` | the rate limit (0: none) |
+//! | `POST /sim/expire-refresh-tokens` | every refresh token expires (next refresh: `invalid_grant`) |
+//! | `POST /sim/devices[?account=ID]` `{id, name, power?, session_cap?, offline?, location?}` | adds a device |
+//! | `DELETE /sim/devices/{id}` | removes a device |
+//!
+//! The same controls are methods of [`Simulator`] for in-process tests.
+
+mod auth;
+mod config;
+mod documents;
+mod http;
+mod limit;
+pub mod link;
+mod nonce;
+mod sessions;
+mod state;
+mod whep;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use url::Url;
+
+pub use config::{AccountConfig, DeviceConfig, PowerSource, SimConfig, SAMPLE_ACCOUNT};
+pub use http::MAX_BODY;
+pub use link::LinkError;
+pub use nonce::nonce;
+pub use sessions::SessionStats;
+pub use state::{AddDeviceError, LinkOffer, Stats};
+
+/// A running simulator: its HTTP server and simulated cameras.
+pub struct Simulator {
+    addr: SocketAddr,
+    shared: Arc<state::Shared>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<io::Result<()>>,
+}
+
+impl Simulator {
+    /// Binds `listen` (port 0 picks one) and serves the simulated API.
+    pub async fn start(config: SimConfig, listen: SocketAddr) -> io::Result<Simulator> {
+        let media = whep::Media::new()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(io::Error::other)?;
+        let shared = Arc::new(state::Shared::new(config, media, http));
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let (shutdown, mut stopping) = tokio::sync::watch::channel(false);
+        let app = http::router(Arc::clone(&shared));
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopping.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        tracing::info!(%addr, "Ring simulator listening");
+        Ok(Simulator {
+            addr,
+            shared,
+            shutdown,
+            server,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The API base (`http://addr`); API paths are under `/v1`.
+    pub fn api_url(&self) -> Url {
+        base_url(self.addr)
+    }
+
+    /// The token endpoint (`http://addr/oauth/token`).
+    pub fn token_url(&self) -> Url {
+        let mut url = base_url(self.addr);
+        url.set_path("/oauth/token");
+        url
+    }
+
+    /// The configuration it was started with.
+    pub fn config(&self) -> &SimConfig {
+        &self.shared.config
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// Makes a link as Ring does when a user adds the partner app: a code for the
+    /// Token Exchange URL and the Account Link URL's `time` and `nonce`. None when
+    /// the account is unknown (None: the first account).
+    pub fn issue_link(&self, account: Option<&str>) -> Option<LinkOffer> {
+        self.shared.issue_link(account)
+    }
+
+    /// Takes a device offline or back online; false if there is no such device.
+    pub fn set_online(&self, device: &str, online: bool) -> bool {
+        self.shared.set_online(device, online)
+    }
+
+    /// Requests per second allowed per client id (0: no limit).
+    pub fn set_rate_limit(&self, per_second: u32) {
+        self.shared.state().limiter.limit = per_second;
+    }
+
+    /// Every refresh token expires now.
+    pub fn expire_refresh_tokens(&self) {
+        self.shared
+            .state()
+            .auth
+            .expire_refresh_tokens(std::time::Instant::now());
+    }
+
+    pub fn add_device(
+        &self,
+        account: Option<&str>,
+        device: DeviceConfig,
+    ) -> Result<(), AddDeviceError> {
+        self.shared.add_device(account, device)
+    }
+
+    pub fn remove_device(&self, device: &str) -> bool {
+        self.shared.remove_device(device)
+    }
+
+    /// Stops serving: open WHEP sessions end, in-flight requests finish, the
+    /// cameras stop.
+    pub async fn stop(self) {
+        self.shared.stop_all_sessions();
+        self.shutdown.send_replace(true);
+        match self.server.await {
+            Ok(Err(error)) => tracing::warn!(%error, "Ring simulator server failed"),
+            Err(error) => tracing::warn!(%error, "Ring simulator server task failed"),
+            Ok(Ok(())) => {}
+        }
+        self.shared.media.stop();
+    }
+}
+
+fn base_url(addr: SocketAddr) -> Url {
+    // A socket address always makes a valid http URL.
+    Url::parse(&format!("http://{addr}")).unwrap_or_else(|_| unreachable!())
+}
