@@ -447,3 +447,6 @@ impl RingClient {
         self.inner.http.send(&request).await
     }
 }
+
+#[cfg(test)]
+mod tests;
