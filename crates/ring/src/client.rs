@@ -171,37 +171,36 @@ impl RingClient {
         account: &AccountId,
         nonce: &str,
     ) -> Result<Account, RingError> {
-        let token = self.access_token(account).await?;
         let url = self.api(&["accounts", "me", "app-integrations"]);
         let identifier = Some(account.as_str());
         let post = IntegrationRequest {
             account_identifier: identifier,
             nonce,
         };
-        let body = self
-            .send_json(
+        let answer = self
+            .call(
+                account,
                 "POST /v1/accounts/me/app-integrations",
                 Method::POST,
                 &url,
-                &token,
-                &post,
+                Some(json_body(&post)?),
             )
             .await?;
-        tracing::debug!(account = %account, status = ?body.status, "app integration posted");
+        tracing::debug!(account = %account, status = ?integration_status(&answer), "app integration posted");
         let patch = IntegrationUpdate {
             account_identifier: identifier,
             status: "completed",
         };
-        let body = self
-            .send_json(
+        let answer = self
+            .call(
+                account,
                 "PATCH /v1/accounts/me/app-integrations",
                 Method::PATCH,
                 &url,
-                &token,
-                &patch,
+                Some(json_body(&patch)?),
             )
             .await?;
-        tracing::debug!(account = %account, status = ?body.status, "app integration completed");
+        tracing::debug!(account = %account, status = ?integration_status(&answer), "app integration completed");
         if !self.inner.store.mark_linked(account, SystemTime::now())? {
             return Err(RingError::UnknownAccount(account.clone()));
         }
@@ -213,30 +212,6 @@ impl RingClient {
             .ok_or_else(|| RingError::UnknownAccount(account.clone()))
     }
 
-    async fn send_json<T: serde::Serialize>(
-        &self,
-        what: &'static str,
-        method: Method,
-        url: &Url,
-        token: &Secret,
-        body: &T,
-    ) -> Result<IntegrationStatus, RingError> {
-        let json = serde_json::to_vec(body)
-            .map_err(|e| RingError::Malformed(format!("{what}: request body: {e}")))?;
-        let answer = self
-            .send(Request {
-                what,
-                method,
-                url: url.clone(),
-                bearer: Some(token),
-                body: Body::Json(json),
-            })
-            .await?
-            .into_api_body()?;
-        // The answer's shape is only a copy of the docs: an empty or odd body is fine.
-        Ok(serde_json::from_slice(&answer).unwrap_or_default())
-    }
-
     /// The account's devices, with status, capabilities, location and configurations.
     pub async fn devices(&self, account: &AccountId) -> Result<Vec<Device>, RingError> {
         let mut url = self.api(&["devices"]);
@@ -244,17 +219,9 @@ impl RingClient {
             .append_pair("include", DEVICES_INCLUDE);
         let mut found = Vec::new();
         for _ in 0..MAX_DEVICE_PAGES {
-            let token = self.access_token(account).await?;
             let body = self
-                .send(Request {
-                    what: "GET /v1/devices",
-                    method: Method::GET,
-                    url: url.clone(),
-                    bearer: Some(&token),
-                    body: Body::Empty,
-                })
-                .await?
-                .into_api_body()?;
+                .call(account, "GET /v1/devices", Method::GET, &url, None)
+                .await?;
             let page = devices::parse_devices(account, &body)?;
             let empty = page.devices.is_empty();
             found.extend(page.devices);
@@ -272,14 +239,74 @@ impl RingClient {
         Ok(found)
     }
 
+    /// One device (`GET /v1/devices/{id}`, with the same includes as the list).
+    pub async fn device(
+        &self,
+        account: &AccountId,
+        device: &DeviceId,
+    ) -> Result<Device, RingError> {
+        let mut url = self.api(&["devices", device.as_str()]);
+        url.query_pairs_mut()
+            .append_pair("include", DEVICES_INCLUDE);
+        let body = self
+            .call(account, "GET /v1/devices/{id}", Method::GET, &url, None)
+            .await?;
+        devices::parse_device(account, &body)
+    }
+
+    /// One API call with the account's token; a 401 (token revoked or expired early)
+    /// refreshes the token once and tries again. The body of a 2xx answer, else the
+    /// API error.
+    async fn call(
+        &self,
+        account: &AccountId,
+        what: &'static str,
+        method: Method,
+        url: &Url,
+        json: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, RingError> {
+        let mut token = self.access_token(account).await?;
+        let mut refreshed = false;
+        loop {
+            let answer = self
+                .send(Request {
+                    what,
+                    method: method.clone(),
+                    url: url.clone(),
+                    bearer: Some(&token),
+                    body: json.clone().map_or(Body::Empty, Body::Json),
+                })
+                .await?;
+            if answer.status == 401 && !refreshed {
+                refreshed = true;
+                tracing::debug!(account = %account, call = what, "401: refreshing the access token");
+                token = self.token(account, Some(&token)).await?;
+                continue;
+            }
+            return answer.into_api_body();
+        }
+    }
+
     /// A valid access token: refreshed when within `refresh_before` of expiry, one
     /// refresh in flight per account (the others wait and take its token); the rotated
     /// pair is committed to the store before the new token is returned to anyone. A
     /// refused (`invalid_grant`) or expired refresh token marks the account
     /// NeedsRelinking. When a refresh fails otherwise, a still-valid token is used.
     pub async fn access_token(&self, account: &AccountId) -> Result<Secret, RingError> {
+        self.token(account, None).await
+    }
+
+    /// [`Self::access_token`], refreshing in any case if the stored token is `refused`
+    /// (Ring answered 401 to it).
+    async fn token(
+        &self,
+        account: &AccountId,
+        refused: Option<&Secret>,
+    ) -> Result<Secret, RingError> {
+        let refresh_before = self.inner.config.refresh_before;
         let seen = self.usable_tokens(account)?;
-        if seen.action(SystemTime::now(), self.inner.config.refresh_before) == TokenAction::Use {
+        let was_refused = refused == Some(&seen.access_token);
+        if !was_refused && seen.action(SystemTime::now(), refresh_before) == TokenAction::Use {
             return Ok(seen.access_token);
         }
         let lock = self.refresh_lock(account);
@@ -290,16 +317,27 @@ impl RingClient {
             // Refreshed by the caller we waited for.
             return Ok(current.access_token);
         }
-        match current.action(now, self.inner.config.refresh_before) {
+        let action = match current.action(now, refresh_before) {
+            TokenAction::Use if was_refused => TokenAction::Refresh,
+            action => action,
+        };
+        match action {
             TokenAction::Use => Ok(current.access_token),
-            TokenAction::Relink => {
+            _ if now >= current.refresh_expires_at => {
                 Err(self.needs_relinking(account, "the refresh token has expired"))
             }
-            TokenAction::Refresh => self.refresh(account, current).await,
+            _ => self.refresh(account, current, !was_refused).await,
         }
     }
 
-    async fn refresh(&self, account: &AccountId, current: TokenSet) -> Result<Secret, RingError> {
+    /// Refreshes `current`; when that fails for another reason than `invalid_grant`
+    /// and `fall_back` allows, the still-valid current token is used.
+    async fn refresh(
+        &self,
+        account: &AccountId,
+        current: TokenSet,
+        fall_back: bool,
+    ) -> Result<Secret, RingError> {
         let config = &self.inner.config;
         let form = oauth::refresh_token_form(config, &current.refresh_token);
         let result = match self
@@ -329,7 +367,7 @@ impl RingClient {
             Err(error) if error.is_invalid_grant() => {
                 Err(self.needs_relinking(account, "Ring refused the refresh token (invalid_grant)"))
             }
-            Err(error) if current.access_valid_at(SystemTime::now()) => {
+            Err(error) if fall_back && current.access_valid_at(SystemTime::now()) => {
                 tracing::warn!(account = %account, %error, "Ring token refresh failed; the current token is still valid");
                 Ok(current.access_token)
             }
@@ -446,6 +484,18 @@ impl RingClient {
     async fn send(&self, request: Request<'_>) -> Result<Answer, RingError> {
         self.inner.http.send(&request).await
     }
+}
+
+fn json_body<T: serde::Serialize>(body: &T) -> Result<Vec<u8>, RingError> {
+    serde_json::to_vec(body).map_err(|e| RingError::Malformed(format!("request body: {e}")))
+}
+
+/// The `status` of an app-integrations answer; its shape is only a copy of the docs,
+/// so an empty or odd body is no error.
+fn integration_status(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<IntegrationStatus>(body)
+        .ok()
+        .and_then(|answer| answer.status)
 }
 
 #[cfg(test)]

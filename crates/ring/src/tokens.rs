@@ -51,21 +51,24 @@ impl TokenSet {
         }
     }
 
-    /// Whether the access token can still be sent at `now`.
+    /// Whether the access token can still be sent at `now`: not in its last
+    /// [`EXPIRY_MARGIN`] (or last quarter, for a token that lives under 2 min).
     pub fn access_valid_at(&self, now: SystemTime) -> bool {
-        now + EXPIRY_MARGIN < self.access_expires_at
+        now + EXPIRY_MARGIN.min(self.life() / 4) < self.access_expires_at
+    }
+
+    fn life(&self) -> Duration {
+        self.access_expires_at
+            .duration_since(self.updated_at)
+            .unwrap_or_default()
     }
 
     /// When a refresh becomes due: `refresh_before` ahead of expiry, but no earlier
     /// than half-way through the token's life, so a short-lived token (a test
     /// server's) is not refreshed on every use.
     pub fn refresh_due_at(&self, refresh_before: Duration) -> SystemTime {
-        let life = self
-            .access_expires_at
-            .duration_since(self.updated_at)
-            .unwrap_or_default();
         self.access_expires_at
-            .checked_sub(refresh_before.min(life / 2))
+            .checked_sub(refresh_before.min(self.life() / 2))
             .unwrap_or(self.updated_at)
     }
 
@@ -135,5 +138,15 @@ mod tests {
         assert_eq!(tokens.action(at(1_029), ten_min), TokenAction::Use);
         assert_eq!(tokens.action(at(1_030), ten_min), TokenAction::Refresh);
         assert!(tokens.access_valid_at(at(1_029)));
+        assert!(tokens.access_valid_at(at(1_044)));
+        assert!(!tokens.access_valid_at(at(1_045)));
+
+        // A simulator's 2 s token: refreshed after 1 s, sent until 0.5 s before expiry.
+        let tokens = issued_at(1_000, 2);
+        let ms = |m: u64| UNIX_EPOCH + Duration::from_millis(m);
+        assert_eq!(tokens.action(ms(1_000_999), ten_min), TokenAction::Use);
+        assert_eq!(tokens.action(ms(1_001_000), ten_min), TokenAction::Refresh);
+        assert!(tokens.access_valid_at(ms(1_001_499)));
+        assert!(!tokens.access_valid_at(ms(1_001_500)));
     }
 }

@@ -187,6 +187,20 @@ async fn devices(State(fake): State<Shared>, headers: HeaderMap) -> Response {
     }
 }
 
+async fn device(
+    State(fake): State<Shared>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&fake.lock().unwrap(), &headers) {
+        return jsonapi_error(401, "Unauthorized");
+    }
+    json_answer(
+        200,
+        json!({"data": {"type": "devices", "id": id, "attributes": {"name": "One"}}}).to_string(),
+    )
+}
+
 async fn integrations(
     State(fake): State<Shared>,
     method: axum::http::Method,
@@ -228,6 +242,7 @@ async fn harness(configure: impl FnOnce(&mut RingConfig)) -> Harness {
         .route("/oauth/token", post(token))
         .route("/v1/users/me", get(users_me))
         .route("/v1/devices", get(devices))
+        .route("/v1/devices/{id}", get(device))
         .route(
             "/v1/accounts/me/app-integrations",
             post(integrations).patch(integrations),
@@ -624,4 +639,62 @@ async fn urls_are_built_under_the_api_base_with_escaped_ids() {
         RingClient::new(bad, Store::open(&h._dir.path().join("bad.sqlite")).unwrap()),
         Err(RingError::Config(_))
     ));
+}
+
+#[tokio::test]
+async fn a_401_refreshes_the_token_once_and_tries_again() {
+    let h = harness(|_| {}).await;
+    let account = h.exchanged().await;
+    let revoke = || {
+        let store = h.client.store();
+        let mut tokens = store.tokens(&account).unwrap().unwrap();
+        tokens.access_token = Secret::new("revoked-but-not-expired");
+        store.replace_tokens(&account, &tokens).unwrap();
+    };
+    revoke();
+    let devices = h.client.devices(&account).await.unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(h.fake.lock().unwrap().refreshes, 1);
+    assert_eq!(
+        h.client.access_token(&account).await.unwrap().expose(),
+        "ACCESS-TOKEN-2"
+    );
+    let one = h
+        .client
+        .device(&account, &DeviceId::new("ava1.ring.device.front-door"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (one.id.as_str(), one.name.as_str()),
+        ("ava1.ring.device.front-door", "One")
+    );
+
+    // Still refused after the refresh: the 401 is reported, not retried forever.
+    revoke();
+    h.fake.lock().unwrap().token_answer = Some((
+        200,
+        json!({"access_token": "ACCESS-TOKEN-unknown", "refresh_token": "REFRESH-TOKEN-u",
+               "expires_in": 14400})
+        .to_string(),
+    ));
+    let error = h
+        .client
+        .device(&account, &DeviceId::new("ava1.ring.device.front-door"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.status(), Some(401), "{error}");
+    no_secrets(&error);
+    assert_eq!(
+        h.fake.lock().unwrap().refreshes,
+        1,
+        "the forced refresh was a scripted answer"
+    );
+
+    // Refused again, its refresh token unknown to Ring: the user must link again.
+    let error = h
+        .client
+        .device(&account, &DeviceId::new("ava1.ring.device.front-door"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, RingError::NeedsRelinking { .. }), "{error}");
 }
