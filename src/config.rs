@@ -39,6 +39,8 @@ pub struct Config {
     /// `[hls]`: low-latency HLS segmenting (see `streamgate_hls::HlsConfig`).
     #[serde(default)]
     pub hls: streamgate_hls::HlsConfig,
+    /// `[ring]`: the Ring Partner API (account linking, discovery, live view).
+    pub ring: Option<RingSettings>,
     /// `[streams.NAME]` tables: the stream registry.
     #[serde(default)]
     pub streams: BTreeMap<StreamName, StreamConfig>,
@@ -108,6 +110,118 @@ pub const RTSP_PASSWORD_ENV: &str = "STREAMGATE_RTSP_PASSWORD";
 fn default_http_listen() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([0, 0, 0, 0], 8080))
 }
+
+/// `[ring]`: the partner app's credentials from the Ring developer portal, where
+/// the API is, and which devices become streams.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RingSettings {
+    pub client_id: String,
+    /// Environment override: [`RING_CLIENT_SECRET_ENV`].
+    pub client_secret: Option<Secret>,
+    /// Signs account-link nonces and webhooks. Environment override: [`RING_HMAC_KEY_ENV`].
+    pub hmac_key: Option<Secret>,
+    /// The API base (Ring's, its Playground's or a local `streamgate-ringsim`).
+    #[serde(default = "default_ring_api_url")]
+    pub api_url: url::Url,
+    #[serde(default = "default_ring_token_url")]
+    pub token_url: url::Url,
+    /// The SQLite file of accounts and tokens (default: `streamgate.db` beside
+    /// the config file; relative paths are against the config file's directory).
+    pub database: Option<PathBuf>,
+    /// Which devices of the linked accounts become `ring-<name>` streams.
+    #[serde(default)]
+    pub devices: RingDevices,
+    /// How often the linked accounts' devices are listed again.
+    #[serde(default = "default_rediscover", with = "humantime_serde")]
+    pub rediscover: std::time::Duration,
+    /// Session caps Ring documents (30 s battery, 60 s wired) and the one used
+    /// when a device's data does not say how it is powered (a guess: the shorter).
+    #[serde(default = "default_battery_session", with = "humantime_serde")]
+    pub battery_session: std::time::Duration,
+    #[serde(default = "default_wired_session", with = "humantime_serde")]
+    pub wired_session: std::time::Duration,
+    #[serde(default = "default_battery_session", with = "humantime_serde")]
+    pub unknown_session: std::time::Duration,
+    /// Local IP the WebRTC sockets of Ring sessions bind to (default: every
+    /// interface but loopback).
+    pub webrtc_bind: Option<std::net::IpAddr>,
+    /// Client-side cap on API requests per second of the client id (Ring's limit is 100).
+    #[serde(default = "default_ring_rate")]
+    pub max_requests_per_second: u32,
+    /// How long a refresh token lives (Ring documents ~30 days and returns no
+    /// expiry: a guess, so configurable).
+    #[serde(default = "default_refresh_token_life", with = "humantime_serde")]
+    pub refresh_token_life: std::time::Duration,
+}
+
+/// `devices = "all" | "none" | ["device id or name", …]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "DevicesSetting")]
+pub enum RingDevices {
+    /// Every device of every linked account (the default).
+    #[default]
+    All,
+    /// No discovered streams: only `source = "ring:<id>"` streams.
+    None,
+    /// These devices, by id or by name.
+    Listed(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DevicesSetting {
+    Word(String),
+    List(Vec<String>),
+}
+
+impl TryFrom<DevicesSetting> for RingDevices {
+    type Error = String;
+
+    fn try_from(setting: DevicesSetting) -> Result<Self, Self::Error> {
+        match setting {
+            DevicesSetting::Word(word) if word == "all" => Ok(RingDevices::All),
+            DevicesSetting::Word(word) if word == "none" => Ok(RingDevices::None),
+            DevicesSetting::Word(word) => Err(format!(
+                "expected \"all\", \"none\" or a list of device ids or names, not {word:?}"
+            )),
+            DevicesSetting::List(list) => Ok(RingDevices::Listed(list)),
+        }
+    }
+}
+
+fn default_ring_api_url() -> url::Url {
+    url::Url::parse("https://api.amazonvision.com").expect("a valid URL")
+}
+
+fn default_ring_token_url() -> url::Url {
+    url::Url::parse("https://oauth.ring.com/oauth/token").expect("a valid URL")
+}
+
+fn default_rediscover() -> std::time::Duration {
+    std::time::Duration::from_secs(300)
+}
+
+fn default_battery_session() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
+}
+
+fn default_wired_session() -> std::time::Duration {
+    std::time::Duration::from_secs(60)
+}
+
+fn default_ring_rate() -> u32 {
+    90
+}
+
+fn default_refresh_token_life() -> std::time::Duration {
+    std::time::Duration::from_secs(30 * 24 * 3600)
+}
+
+/// Environment variable that overrides `[ring] client_secret`.
+pub const RING_CLIENT_SECRET_ENV: &str = "STREAMGATE_RING_CLIENT_SECRET";
+/// Environment variable that overrides `[ring] hmac_key`.
+pub const RING_HMAC_KEY_ENV: &str = "STREAMGATE_RING_HMAC_KEY";
 
 /// One `[streams.NAME]` table. `PartialEq` tells a reload which streams changed.
 #[derive(Debug, Clone, PartialEq)]
@@ -272,6 +386,14 @@ impl Config {
         }
         if let Some(password) = var(RTSP_PASSWORD_ENV).filter(|p| !p.is_empty()) {
             self.rtsp.password = Some(Secret::new(password));
+        }
+        if let Some(ring) = &mut self.ring {
+            if let Some(secret) = var(RING_CLIENT_SECRET_ENV).filter(|s| !s.is_empty()) {
+                ring.client_secret = Some(Secret::new(secret));
+            }
+            if let Some(key) = var(RING_HMAC_KEY_ENV).filter(|k| !k.is_empty()) {
+                ring.hmac_key = Some(Secret::new(key));
+            }
         }
     }
 

@@ -4,7 +4,8 @@
 //! Layers, each using only those below it (`scripts/check-import-cycles` keeps
 //! it so):
 //! - `http`: the HTTP app (API, metrics, dashboard, HLS viewers);
-//! - `reload`: applying a changed config to the running registry;
+//! - `ring`: Ring discovery, turning linked accounts' devices into streams;
+//! - `reload`: applying a changed config (or discovered streams) to the registry;
 //! - `streams`: the registry of running streams, each a Hub and its source;
 //! - `config`: the TOML file's shape and checks;
 //! - `sources`: one module per kind of source, behind one shape;
@@ -12,5 +13,6 @@
 pub mod config;
 pub mod http;
 pub mod reload;
+pub mod ring;
 pub mod sources;
 pub mod streams;

@@ -14,8 +14,11 @@ use tracing_subscriber::EnvFilter;
 
 use std::sync::Arc;
 
-use streamgate::config::{self, Config};
+use streamgate::config::{self, Config, RingSettings};
 use streamgate::http::{self, AppState};
+use streamgate::reload::Desired;
+use streamgate::ring::{DiscoveryContext, RingDiscovery};
+use streamgate::sources::{RingLink, RingSessions, Services};
 use streamgate::streams::{self, SharedStreams, Streams};
 use streamgate_redact::Secret;
 use streamgate_rtsp::server::Readers;
@@ -80,6 +83,13 @@ enum StartError {
         listen: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("[ring]: `{key}` is not set (set it in the file or in {env})")]
+    RingSetting {
+        key: &'static str,
+        env: &'static str,
+    },
+    #[error("[ring]: {0}")]
+    Ring(String),
 }
 
 /// Loads `path` and everything its streams need; the directory of `path` is
@@ -108,24 +118,41 @@ fn serve(path: &Path) -> Result<(), StartError> {
         let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signal)?;
         let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signal)?;
         let mut hangup = signal(SignalKind::hangup()).map_err(StartError::Signal)?;
-        let streams = SharedStreams::new(Streams::start(planned));
+        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+        let ring = config
+            .ring
+            .as_ref()
+            .map(|settings| ring_link(settings, &base))
+            .transpose()?;
+        let services = Services { ring: ring.clone() };
+        let streams = SharedStreams::new(Streams::start(planned, services));
+        let desired = Desired::new(&config);
+        let discovery = ring.zip(config.ring.as_ref()).map(|(link, settings)| {
+            let context = DiscoveryContext {
+                streams: streams.clone(),
+                desired: desired.clone(),
+                base: base.clone(),
+                devices: settings.devices.clone(),
+                every: settings.rediscover,
+            };
+            RingDiscovery::start(link, context)
+        });
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let (rtsp, rtsp_readers) = start_rtsp(&config, &streams, stopping.clone()).await?;
-        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
-        let http = start_http(&config, &streams, rtsp_readers, base.clone(), stopping).await?;
+        let http = start_http(&config, &streams, rtsp_readers, discovery, base.clone(), stopping).await?;
         tracing::info!(config = %path.display(), streams = streams.read().iter().count(), "streamgate running");
         let reason = loop {
             tokio::select! {
                 _ = interrupt.recv() => break "SIGINT",
                 _ = terminate.recv() => break "SIGTERM",
-                _ = hangup.recv() => reload_streams(path, &base, &streams).await,
+                _ = hangup.recv() => reload_streams(path, &base, &streams, &desired).await,
             }
         };
         tracing::info!("{reason}: shutting down");
         // New connections stop now. Closing the streams ends what is in flight:
         // RTSP readers get SR+BYE on every track, blocking HLS requests return.
         stop.send_replace(true);
-        let streams = std::mem::replace(&mut *streams.write(), Streams::start(Vec::new()));
+        let streams = streams.write().take();
         streams.shutdown().await;
         // The RTSP server waits for its connections itself, within SHUTDOWN_DRAIN.
         let _ = rtsp.await;
@@ -139,9 +166,49 @@ fn serve(path: &Path) -> Result<(), StartError> {
     })
 }
 
+/// The Ring Partner API client of `[ring]`, with its store (relative to `base`).
+fn ring_link(settings: &RingSettings, base: &Path) -> Result<RingLink, StartError> {
+    use streamgate_ring::{RingClient, RingConfig, Store};
+    let client_secret = settings
+        .client_secret
+        .clone()
+        .ok_or(StartError::RingSetting {
+            key: "client_secret",
+            env: config::RING_CLIENT_SECRET_ENV,
+        })?;
+    let hmac_key = settings.hmac_key.clone().ok_or(StartError::RingSetting {
+        key: "hmac_key",
+        env: config::RING_HMAC_KEY_ENV,
+    })?;
+    let mut ring = RingConfig::new(settings.client_id.clone(), client_secret, hmac_key);
+    ring.api_url = settings.api_url.clone();
+    ring.token_url = settings.token_url.clone();
+    ring.max_requests_per_second = settings.max_requests_per_second;
+    ring.refresh_token_life = settings.refresh_token_life;
+    let database = base.join(
+        settings
+            .database
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("streamgate.db")),
+    );
+    let store = Store::open(&database)
+        .map_err(|e| StartError::Ring(format!("{}: {e}", database.display())))?;
+    let client = RingClient::new(ring, store).map_err(|e| StartError::Ring(e.to_string()))?;
+    tracing::info!(api = %settings.api_url, database = %database.display(), accounts = client.accounts().len(), "Ring Partner API client ready");
+    Ok(RingLink::new(
+        client,
+        RingSessions {
+            battery: settings.battery_session,
+            wired: settings.wired_session,
+            unknown: settings.unknown_session,
+            webrtc_bind: settings.webrtc_bind,
+        },
+    ))
+}
+
 /// SIGHUP: re-reads the config file and applies its `[streams]`; a bad file is
 /// logged and the running streams are kept.
-async fn reload_streams(path: &Path, base: &Path, streams: &SharedStreams) {
+async fn reload_streams(path: &Path, base: &Path, streams: &SharedStreams, desired: &Desired) {
     tracing::info!(config = %path.display(), "SIGHUP: reloading streams");
     let config = match Config::load(path) {
         Ok(config) => config,
@@ -150,7 +217,7 @@ async fn reload_streams(path: &Path, base: &Path, streams: &SharedStreams) {
             return;
         }
     };
-    match streamgate::reload::apply(streams, &config, base).await {
+    match desired.set_configured(streams, &config, base).await {
         Ok(summary) => tracing::info!(
             added = ?summary.added,
             changed = ?summary.changed,
@@ -217,6 +284,7 @@ async fn start_http(
     config: &Config,
     streams: &SharedStreams,
     rtsp_readers: Readers,
+    ring: Option<RingDiscovery>,
     base: PathBuf,
     stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, StartError> {
@@ -227,6 +295,7 @@ async fn start_http(
     tracing::info!(%listen, "HTTP server listening (dashboard at /, API at /api/, HLS at /hls/NAME/)");
     let mut state = AppState::new(config, streams.clone(), base);
     state.rtsp_readers = rtsp_readers;
+    state.ring = ring;
     let app = http::app(state, config.hls.clone());
     Ok(tokio::spawn(async move {
         // Client addresses reach the handlers (HLS viewers in the API).

@@ -13,7 +13,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use streamgate_pipeline::{Hub, HubConfig};
 
 use crate::config::{Config, StreamConfig, StreamName};
-use crate::sources::{Failed, Feed, RunningSource, SourceReport};
+use crate::sources::{Failed, Feed, RunningSource, Services, SourceReport};
 
 /// A stream that failed its checks; the message names the stream.
 #[derive(thiserror::Error, Debug)]
@@ -71,9 +71,9 @@ pub struct Stream {
 impl Stream {
     /// Creates the stream's Hub and starts its source. Must be called inside a
     /// tokio runtime.
-    fn start(PlannedStream { name, config, feed }: PlannedStream) -> Stream {
+    fn start(PlannedStream { name, config, feed }: PlannedStream, services: &Services) -> Stream {
         let hub = Hub::new(name.as_str(), HubConfig::default());
-        let source = feed.start(hub.clone()).unwrap_or_else(|message| {
+        let source = feed.start(hub.clone(), services).unwrap_or_else(|message| {
             tracing::error!(stream = %name, "{message}");
             Box::new(Failed(message))
         });
@@ -97,27 +97,29 @@ impl Stream {
     }
 }
 
-/// All configured streams, by name.
+/// All running streams, by name, and the services their sources start with.
 pub struct Streams {
     streams: BTreeMap<StreamName, Stream>,
+    services: Services,
 }
 
 impl Streams {
     /// Creates each stream's Hub and starts its source. Must be called inside a
     /// tokio runtime.
-    pub fn start(planned: Vec<PlannedStream>) -> Streams {
+    pub fn start(planned: Vec<PlannedStream>, services: Services) -> Streams {
         let streams = planned
             .into_iter()
-            .map(|planned| (planned.name.clone(), Stream::start(planned)))
+            .map(|planned| (planned.name.clone(), Stream::start(planned, &services)))
             .collect();
-        Streams { streams }
+        Streams { streams, services }
     }
 
     /// Starts `planned` under its name; returns the stream it replaces, for the
     /// caller to [`Stream::stop`].
     pub fn insert(&mut self, planned: PlannedStream) -> Option<Stream> {
-        self.streams
-            .insert(planned.name.clone(), Stream::start(planned))
+        let name = planned.name.clone();
+        let stream = Stream::start(planned, &self.services);
+        self.streams.insert(name, stream)
     }
 
     /// Takes a stream out of the registry (outputs stop finding it); the caller
@@ -136,6 +138,15 @@ impl Streams {
 
     pub fn iter(&self) -> impl Iterator<Item = (&StreamName, &Stream)> {
         self.streams.iter()
+    }
+
+    /// Takes every stream out (the registry keeps its services), for the caller
+    /// to [`Streams::shutdown`].
+    pub fn take(&mut self) -> Streams {
+        Streams {
+            streams: std::mem::take(&mut self.streams),
+            services: self.services.clone(),
+        }
     }
 
     /// Stops every source and closes every Hub (subscribers see the end).

@@ -27,7 +27,7 @@ fn fixtures() -> PathBuf {
 fn gateway(toml: &str) -> (Router, SharedStreams) {
     let config = Config::parse(toml, Path::new("test.toml")).expect("config");
     let planned = streams::plan(&config, &fixtures()).expect("plan");
-    let streams = SharedStreams::new(Streams::start(planned));
+    let streams = SharedStreams::new(Streams::start(planned, Default::default()));
     let state = AppState::new(&config, streams.clone(), fixtures());
     (http::app(state, config.hls.clone()), streams)
 }

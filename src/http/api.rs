@@ -77,7 +77,7 @@ impl IntoResponse for AppError {
     }
 }
 
-async fn require_token(
+pub(super) async fn require_token(
     State(state): State<AppState>,
     request: Request,
     next: Next,
@@ -103,7 +103,7 @@ pub struct ErrorBody {
 }
 
 /// Compares without an early exit, so response time does not leak the token's prefix.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

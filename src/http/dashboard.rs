@@ -1,7 +1,9 @@
 //! `GET /`: the dashboard. One card per stream with its state, its RTSP and HLS
 //! URLs (copy buttons) and a live hls.js player. The page is rendered on the
 //! server from the registry so it needs no API token; the player script is the
-//! hls.js copy the HLS routes already serve, so the page works offline.
+//! hls.js copy the HLS routes already serve, so the page works offline. With
+//! `[ring]` configured, a section lists the Ring accounts, their state
+//! (`needs_relinking` among them) and an unlink button each.
 
 use axum::extract::State;
 use axum::response::Html;
@@ -64,7 +66,37 @@ async fn dashboard(State(state): State<AppState>) -> Html<String> {
     });
     Html(
         PAGE.replace("{{STREAMS}}", &cards)
+            .replace("{{RING}}", &ring_accounts(&state))
             .replace("{{HLS_JS}}", &hls_js)
             .replace("{{RTSP_PORT}}", &state.rtsp_port.to_string()),
     )
+}
+
+/// The Ring accounts section (empty without `[ring]`).
+fn ring_accounts(state: &AppState) -> String {
+    let Some(ring) = &state.ring else {
+        return String::new();
+    };
+    let accounts = ring.link.client.accounts();
+    let mut rows = String::new();
+    for account in &accounts {
+        let id = html_escape::encode_double_quoted_attribute(account.id.as_str());
+        let path: String =
+            url::form_urlencoded::byte_serialize(account.id.as_str().as_bytes()).collect();
+        rows.push_str(&format!(
+            r#"<li class="ring-account" data-id="{id}" data-state="{state}">{name} <span class="state-{state}">{state}</span>{error}
+<form method="post" action="/ring/accounts/{path}/unlink" style="display:inline"><button type="submit">unlink</button></form></li>
+"#,
+            name = html_escape::encode_text(&account.name),
+            state = account.state.as_str(),
+            error = account.last_error.as_deref().map_or_else(String::new, |e| format!(
+                " <span class=\"error\">{}</span>",
+                html_escape::encode_text(e)
+            )),
+        ));
+    }
+    if rows.is_empty() {
+        rows.push_str("<li>No Ring account is linked: link one from the Ring app (Account Link URL <code>/ring/link</code>).</li>");
+    }
+    format!("<section class=\"ring\"><h2>Ring accounts</h2><ul>{rows}</ul></section>")
 }

@@ -11,6 +11,7 @@ mod api;
 mod dashboard;
 mod hls_viewers;
 mod metrics;
+mod ring;
 mod state;
 
 use axum::{middleware, Extension, Router};
@@ -20,6 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use hls_viewers::HlsViewers;
+pub use ring::SignIns;
 pub use state::AppState;
 
 /// The document's fixed parts; the paths come from the routes.
@@ -62,6 +64,7 @@ pub fn app(state: AppState, hls: streamgate_hls::HlsConfig) -> Router {
         .routes(routes!(healthz))
         .merge(metrics::router(&state))
         .merge(dashboard::router())
+        .merge(ring::router(&state))
         .split_for_parts();
     let document = document.to_json().expect("the OpenAPI document serializes");
     let lookup = {

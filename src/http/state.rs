@@ -9,7 +9,9 @@ use std::time::Instant;
 use streamgate_rtsp::server::Readers;
 
 use super::hls_viewers::HlsViewers;
+use super::ring::SignIns;
 use crate::config::Config;
+use crate::ring::RingDiscovery;
 use crate::streams::SharedStreams;
 use streamgate_redact::Secret;
 
@@ -28,6 +30,10 @@ pub struct AppState {
     pub hls_viewers: HlsViewers,
     /// The RTSP server's playing sessions (the binary passes the server's).
     pub rtsp_readers: Readers,
+    /// Ring discovery and its client, when `[ring]` is configured (the binary passes it).
+    pub ring: Option<RingDiscovery>,
+    /// Browsers signed in on the Ring link pages.
+    pub sign_ins: SignIns,
 }
 
 impl AppState {
@@ -40,6 +46,8 @@ impl AppState {
             bitrates: Bitrates::default(),
             hls_viewers: HlsViewers::default(),
             rtsp_readers: Readers::default(),
+            ring: None,
+            sign_ins: SignIns::default(),
         }
     }
 }

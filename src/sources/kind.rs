@@ -13,6 +13,8 @@ use serde::de::DeserializeOwned;
 use streamgate_pipeline::Hub;
 use streamgate_pipeline::SourceState as ClientState;
 
+use super::Services;
+
 /// One kind of source (a replayed capture, an RTSP camera, a WHEP endpoint, ...).
 /// Implementations are unit structs listed once in `sources::KINDS`.
 pub trait SourceKind: Sync {
@@ -129,9 +131,14 @@ impl Options {
 
 /// A planned source, ready to start.
 pub trait Feed: Send {
-    /// Starts feeding `hub`; must be called inside a tokio runtime. The error is
-    /// a message for the stream's health (no secrets in it).
-    fn start(self: Box<Self>, hub: Hub) -> Result<Box<dyn RunningSource>, String>;
+    /// Starts feeding `hub`, with the binary's `services` at hand; must be called
+    /// inside a tokio runtime. The error is a message for the stream's health (no
+    /// secrets in it).
+    fn start(
+        self: Box<Self>,
+        hub: Hub,
+        services: &Services,
+    ) -> Result<Box<dyn RunningSource>, String>;
 }
 
 /// A planned URL source (`rtsp://`, `whep://`, …): the URL and the kind's typed

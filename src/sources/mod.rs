@@ -4,13 +4,15 @@
 //! config's key checks, the registry, the API, metrics) goes through [`Source`]
 //! and the [`RunningSource`] a kind starts, with no per-kind code.
 //!
-//! The shape also fits the kinds planned next: a Ring device is a URL kind whose
-//! plan resolves the device and whose running source is the WHEP client; an
-//! RTSP or WHIP publisher's start registers the stream's path with its server
-//! and reports `idle` until a publisher pushes; a relay pulls from a peer.
+//! Kinds that need a service the binary runs once (the Ring Partner API client)
+//! get it from [`Services`] when they start. The shape also fits the kinds
+//! planned next: an RTSP or WHIP publisher's start registers the stream's path
+//! with its server and reports `idle` until a publisher pushes; a relay pulls
+//! from a peer.
 
 mod kind;
 mod replay;
+mod ring;
 mod rtsp;
 mod whep;
 
@@ -21,11 +23,27 @@ pub use kind::{
     Failed, Feed, Form, Location, OptionError, Options, RunningSource, SourceKind, SourceReport,
     StreamHealth,
 };
+pub use ring::{
+    stream_name_for as ring_stream_name, RingLink, RingSessions, PREFIX as RING_PREFIX,
+};
 
 use streamgate_redact::{redact_unparsed, RedactedUrl};
 
 /// Every source kind the gateway knows, in the order messages list them.
-static KINDS: &[&dyn SourceKind] = &[&replay::Demo, &replay::Pcap, &rtsp::Rtsp, &whep::Whep];
+static KINDS: &[&dyn SourceKind] = &[
+    &replay::Demo,
+    &replay::Pcap,
+    &rtsp::Rtsp,
+    &whep::Whep,
+    &ring::Ring,
+];
+
+/// What sources may use besides their Hub: services the binary runs once.
+#[derive(Clone, Default)]
+pub struct Services {
+    /// The Ring Partner API client and the devices discovery found (`[ring]`).
+    pub ring: Option<RingLink>,
+}
 
 /// Every kind's own keys, in [`KINDS`] order.
 pub fn keys() -> impl Iterator<Item = &'static str> {
@@ -59,13 +77,22 @@ impl Source {
     pub fn check(&self, options: &Options) -> Result<(), OptionError> {
         let own = self.kind().keys();
         if let Some((key, at)) = options.keys().find(|(key, _)| !own.contains(key)) {
-            let message = match KINDS.iter().find(|kind| kind.keys().contains(&key)) {
-                Some(owner) => format!(
+            let owners: Vec<&dyn SourceKind> = KINDS
+                .iter()
+                .copied()
+                .filter(|kind| kind.keys().contains(&key))
+                .collect();
+            let message = match owners.as_slice() {
+                [] => format!("`{key}` is not used by {} sources", self.label()),
+                [owner] => format!(
                     "{} only used by {} sources",
                     keys_phrase(owner.keys()),
                     owner.form().label()
                 ),
-                None => format!("`{key}` is not used by {} sources", self.label()),
+                several => {
+                    let labels: Vec<String> = several.iter().map(|k| k.form().label()).collect();
+                    format!("`{key}` is only used by {} sources", labels.join(" and "))
+                }
             };
             return Err(OptionError { at, message });
         }
@@ -193,7 +220,7 @@ mod tests {
         assert_eq!(source("WHEPS://h/w").label(), "whep://");
         let error = Source::try_from("cam".to_owned()).unwrap_err();
         assert!(
-            error.ends_with(r#"expected "demo", "pcap:PATH", "rtsp://…", "rtsps://…", "whep://…" or "wheps://…""#),
+            error.ends_with(r#"expected "demo", "pcap:PATH", "rtsp://…", "rtsps://…", "whep://…", "wheps://…" or "ring:PATH""#),
             "{error}"
         );
     }
@@ -212,6 +239,16 @@ mod tests {
             error.message,
             "`bearer_token`, `max_session`, `webrtc_bind` and `trickle` are only used by whep:// sources"
         );
+        let error = source("pcap:x")
+            .check(&options("max_session = \"30s\""))
+            .unwrap_err();
+        assert_eq!(
+            error.message,
+            "`max_session` is only used by whep:// and ring: sources"
+        );
+        assert!(source("ring:ava1.ring.device.x")
+            .check(&options("max_session = \"30s\""))
+            .is_ok());
         let error = source("rtsp://cam/x")
             .check(&options("transport = \"carrier-pigeon\""))
             .unwrap_err();

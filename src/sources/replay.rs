@@ -16,6 +16,7 @@ use super::kind::{
     Feed, Form, Location, OptionError, Options, RunningSource, SourceKind, SourceReport,
     StreamHealth,
 };
+use super::Services;
 
 /// `source = "demo"`.
 pub struct Demo;
@@ -99,7 +100,7 @@ impl SourceKind for Pcap {
 struct Replay(Arc<Capture>);
 
 impl Feed for Replay {
-    fn start(self: Box<Self>, hub: Hub) -> Result<Box<dyn RunningSource>, String> {
+    fn start(self: Box<Self>, hub: Hub, _: &Services) -> Result<Box<dyn RunningSource>, String> {
         let Replay(capture) = *self;
         tracing::info!(stream = %hub.name(), tracks = capture.tracks.len(), "starting replay source");
         let failure = Arc::new(Mutex::new(None));

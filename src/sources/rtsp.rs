@@ -14,6 +14,7 @@ use streamgate_rtsp::client::{RtspSource, SourceConfig, TransportMode};
 use super::kind::{
     Feed, Form, Location, OptionError, Options, RunningSource, SourceKind, SourceReport, UrlFeed,
 };
+use super::Services;
 use streamgate_redact::RedactedUrl;
 
 pub struct Rtsp;
@@ -63,7 +64,7 @@ impl SourceKind for Rtsp {
 }
 
 impl Feed for UrlFeed<RtspOptions> {
-    fn start(self: Box<Self>, hub: Hub) -> Result<Box<dyn RunningSource>, String> {
+    fn start(self: Box<Self>, hub: Hub, _: &Services) -> Result<Box<dyn RunningSource>, String> {
         let UrlFeed { url, options } = *self;
         let mut config = SourceConfig::new(url.as_str());
         if let Some(RtspTransport(transport)) = options.transport {

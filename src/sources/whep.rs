@@ -14,6 +14,7 @@ use streamgate_whep::{endpoint_url, BearerToken, TrickleMode, WhepConfig, WhepSo
 use super::kind::{
     Feed, Form, Location, OptionError, Options, RunningSource, SourceKind, SourceReport, UrlFeed,
 };
+use super::Services;
 use streamgate_redact::{RedactedUrl, Secret};
 
 pub struct Whep;
@@ -82,7 +83,7 @@ impl SourceKind for Whep {
 }
 
 impl Feed for UrlFeed<WhepOptions> {
-    fn start(self: Box<Self>, hub: Hub) -> Result<Box<dyn RunningSource>, String> {
+    fn start(self: Box<Self>, hub: Hub, _: &Services) -> Result<Box<dyn RunningSource>, String> {
         let UrlFeed { url, options } = *self;
         let endpoint = endpoint_url(url.as_str()).map_err(|e| e.to_string())?;
         let mut config = WhepConfig::new(endpoint);

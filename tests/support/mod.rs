@@ -2,11 +2,12 @@
 //! ports with a temp config, peers found on PATH (a missing peer fails the test,
 //! never skips), peers run bounded in time, ffmpeg output helpers and a minimal
 //! blocking HTTP/1.1 client. The RTSP camera-source harness is in [`camera`], the
-//! Chromium HLS player in [`player`].
+//! Chromium HLS player in [`player`], the Ring simulator and linking in [`ring`].
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod camera;
 pub mod player;
+pub mod ring;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

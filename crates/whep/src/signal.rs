@@ -199,7 +199,13 @@ impl WhepClient {
         let headers = response.headers().clone();
         let body = read_capped(response, "PATCH", session_url).await?;
         if !status.is_success() {
-            return Err(status_error("PATCH", status, &headers, &body, sent.as_ref()));
+            return Err(status_error(
+                "PATCH",
+                status,
+                &headers,
+                &body,
+                sent.as_ref(),
+            ));
         }
         Ok((
             String::from_utf8_lossy(&body).into_owned(),
@@ -222,7 +228,13 @@ impl WhepClient {
         }
         let headers = response.headers().clone();
         let body = read_capped(response, "DELETE", session_url).await?;
-        Err(status_error("DELETE", status, &headers, &body, sent.as_ref()))
+        Err(status_error(
+            "DELETE",
+            status,
+            &headers,
+            &body,
+            sent.as_ref(),
+        ))
     }
 
     /// Adds the bearer token when `url` is the endpoint's origin; returns the token
