@@ -7,11 +7,7 @@ mod support;
 #[path = "../crates/whep/tests/common/mod.rs"]
 mod whep_common;
 
-use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
-
-use support::{error_lines, peer, run, text, Gateway};
+use support::{decode_av, Decoded, Gateway};
 use whep_common::WhepServer;
 
 /// The test media (fixtures/ffmpeg_h264_opus.txt): 25 fps video, 20 ms Opus frames.
@@ -25,73 +21,12 @@ fn whep_stream(server: &WhepServer, options: &str) -> String {
     )
 }
 
-/// Reads `seconds` of `url` with ffmpeg, decoding every video and audio frame into
-/// `framecrc` lists (one line per decoded frame, pts passed through); returns
-/// (video pts, audio frame count, ffmpeg's error lines).
-fn decode(url: &str, seconds: u32, dir: &Path) -> (Vec<i64>, usize, Vec<String>) {
-    let (video_list, audio_list) = (dir.join("video.crc"), dir.join("audio.crc"));
-    let output = run(
-        Command::new(peer("ffmpeg"))
-            .args([
-                "-nostdin",
-                "-v",
-                "error",
-                "-rtsp_transport",
-                "tcp",
-                "-timeout",
-                "5000000",
-            ])
-            .args(["-t", &seconds.to_string(), "-i", url])
-            .args([
-                "-map",
-                "0:v",
-                "-fps_mode",
-                "passthrough",
-                "-enc_time_base:v",
-                "1:90000",
-                "-f",
-                "framecrc",
-            ])
-            .arg(&video_list)
-            .args(["-map", "0:a", "-f", "framecrc"])
-            .arg(&audio_list),
-        Duration::from_secs(u64::from(seconds) + 60),
-    );
-    assert!(
-        output.status.success(),
-        "ffmpeg failed: {}",
-        text(&output.stderr)
-    );
-    let frames = |path: &Path| -> Vec<Vec<String>> {
-        std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .map(|l| l.split(',').map(|f| f.trim().to_owned()).collect())
-            .collect()
-    };
-    let video_pts = frames(&video_list)
-        .iter()
-        .filter_map(|f| f.get(2)?.parse().ok())
-        .collect();
-    let audio = frames(&audio_list).len();
-    let stderr = text(&output.stderr);
-    (
-        video_pts,
-        audio,
-        error_lines(&stderr)
-            .into_iter()
-            .map(str::to_owned)
-            .collect(),
-    )
-}
-
 #[test]
 fn ffmpeg_decodes_the_whep_restream_with_audio() {
     let server = WhepServer::start(&[]);
     let gateway = Gateway::demo("", &whep_stream(&server, ""));
     let seconds = 12;
-    let (video, audio, errors) = decode(&gateway.rtsp_url("cam"), seconds, gateway.dir.path());
+    let Decoded { video, audio, errors, .. } = decode_av(&gateway.rtsp_url("cam"), seconds, gateway.dir.path());
     assert!(
         errors.is_empty(),
         "ffmpeg decode errors: {errors:?}\ngateway log:\n{}",
@@ -126,7 +61,7 @@ fn rotating_sessions_are_one_continuous_restream() {
     let server = WhepServer::start(&["--max-session", "20"]);
     let gateway = Gateway::demo("", &whep_stream(&server, "max_session = \"20s\""));
     let seconds = 70;
-    let (video, audio, errors) = decode(&gateway.rtsp_url("cam"), seconds, gateway.dir.path());
+    let Decoded { video, audio, errors, .. } = decode_av(&gateway.rtsp_url("cam"), seconds, gateway.dir.path());
     let sessions = server.count("event", "session-created");
     let log = gateway.log();
     assert!(errors.is_empty(), "ffmpeg decode errors: {errors:?}");

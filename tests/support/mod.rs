@@ -548,6 +548,56 @@ pub fn decoded_frames(stdout: &str) -> u64 {
     progress_number(stdout, "frame")
 }
 
+/// What ffmpeg decoded of a stream: per video frame its dts and pts (in 1/90000 s,
+/// as passed through), the audio frame count, and its error lines.
+pub struct Decoded {
+    pub video_dts: Vec<i64>,
+    pub video: Vec<i64>,
+    pub audio: usize,
+    pub errors: Vec<String>,
+}
+
+/// Reads `seconds` of `url` (RTSP over TCP) with ffmpeg, decoding every video and
+/// audio frame into `framecrc` lists in `dir` (one line per decoded frame,
+/// timestamps passed through). The stream must have audio.
+pub fn decode_av(url: &str, seconds: u32, dir: &Path) -> Decoded {
+    let (video_list, audio_list) = (dir.join("video.crc"), dir.join("audio.crc"));
+    let output = run(
+        Command::new(peer("ffmpeg"))
+            .args(["-nostdin", "-v", "error", "-rtsp_transport", "tcp"])
+            .args(["-timeout", "5000000"])
+            .args(["-t", &seconds.to_string(), "-i", url])
+            .args(["-map", "0:v", "-fps_mode", "passthrough"])
+            .args(["-enc_time_base:v", "1:90000", "-f", "framecrc"])
+            .arg(&video_list)
+            .args(["-map", "0:a", "-f", "framecrc"])
+            .arg(&audio_list),
+        Duration::from_secs(u64::from(seconds) + 60),
+    );
+    assert!(
+        output.status.success(),
+        "ffmpeg failed: {}",
+        text(&output.stderr)
+    );
+    // framecrc lines: stream, dts, pts, duration, size, crc.
+    let frames = |path: &Path| -> Vec<Vec<i64>> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split(',').filter_map(|f| f.trim().parse().ok()).collect())
+            .collect()
+    };
+    let video = frames(&video_list);
+    let stderr = text(&output.stderr);
+    Decoded {
+        video_dts: video.iter().filter_map(|f| f.get(1).copied()).collect(),
+        video: video.iter().filter_map(|f| f.get(2).copied()).collect(),
+        audio: frames(&audio_list).len(),
+        errors: error_lines(&stderr).into_iter().map(str::to_owned).collect(),
+    }
+}
+
 /// ffmpeg stderr lines at error level that matter (ffmpeg prints nothing else with `-v error`).
 pub fn error_lines(stderr: &str) -> Vec<&str> {
     stderr.lines().filter(|l| !l.trim().is_empty()).collect()
