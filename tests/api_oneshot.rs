@@ -368,10 +368,17 @@ async fn openapi_document_lists_every_route() {
     let served: &[(&str, &[&str])] = &[
         ("/", &["get"]),
         ("/api/openapi.json", &["get"]),
+        ("/api/ring/accounts", &["get"]),
+        ("/api/ring/accounts/{id}", &["delete"]),
+        ("/api/ring/discover", &["post"]),
         ("/api/streams", &["get"]),
         ("/api/streams/{name}", &["delete", "get", "put"]),
         ("/healthz", &["get"]),
         ("/metrics", &["get"]),
+        ("/ring/accounts/{id}/unlink", &["post"]),
+        ("/ring/link", &["get"]),
+        ("/ring/sign-in", &["get", "post"]),
+        ("/ring/token-exchange", &["post"]),
     ];
     let mut sorted: Vec<(String, Vec<String>)> = documented.clone();
     for (_, methods) in &mut sorted {
@@ -389,7 +396,7 @@ async fn openapi_document_lists_every_route() {
         .collect();
     assert_eq!(sorted, expected, "documented routes");
     for (path, methods) in &documented {
-        let uri = path.replace("{name}", "nope");
+        let uri = path.replace("{name}", "nope").replace("{id}", "nope");
         for method in [
             Method::GET,
             Method::PUT,

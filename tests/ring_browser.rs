@@ -19,7 +19,8 @@ fn chromium_signs_in_and_links_a_ring_account() {
     peer("chromium");
     let sim = Sim::start("");
     // The API token is set through the environment, as a deployment would.
-    let gateway = Gateway::start_with_env(&sim.ring_section(""), &[("STREAMGATE_API_TOKEN", TOKEN)]);
+    let gateway =
+        Gateway::start_with_env(&sim.ring_section(""), &[("STREAMGATE_API_TOKEN", TOKEN)]);
     let start = format!(
         "{}sim/link?token_exchange={}&account_link={}",
         sim.get().api_url(),
@@ -28,7 +29,10 @@ fn chromium_signs_in_and_links_a_ring_account() {
     );
     let output = run(
         Command::new(peer("node"))
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/ring_link.mjs"))
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/js/ring_link.mjs"
+            ))
             .args([start.as_str(), TOKEN, "90"])
             .current_dir(env!("CARGO_MANIFEST_DIR")),
         std::time::Duration::from_secs(150),
@@ -45,9 +49,16 @@ fn chromium_signs_in_and_links_a_ring_account() {
     println!("ring link report: {report}");
     assert_eq!(report["error"], Value::Null, "{report}");
     assert_eq!(report["signInShown"], true, "{report}");
-    assert_eq!(report["title"], "Ring account linked", "{report}\n{}", gateway.log());
+    assert_eq!(
+        report["title"],
+        "Ring account linked",
+        "{report}\n{}",
+        gateway.log()
+    );
     assert!(
-        report["text"].as_str().is_some_and(|t| t.contains("Sam Simulator")),
+        report["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Sam Simulator")),
         "{report}"
     );
 

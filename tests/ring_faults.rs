@@ -60,7 +60,11 @@ fn a_linked_account_survives_a_restart_and_plays_without_relinking() {
         "the Ring streams after a restart",
     );
     assert_plays(&gateway, "ring-front-door");
-    assert_eq!(sim.stats().code_exchanges, exchanges, "no new link was needed");
+    assert_eq!(
+        sim.stats().code_exchanges,
+        exchanges,
+        "no new link was needed"
+    );
 }
 
 #[test]
@@ -95,7 +99,9 @@ fn an_expired_refresh_token_turns_the_account_to_needs_relinking() {
     let (status, page) = gateway.request("GET", "/", None);
     assert_eq!(status, 200);
     assert!(
-        page.contains(&format!("data-id=\"{ACCOUNT}\" data-state=\"needs_relinking\"")),
+        page.contains(&format!(
+            "data-id=\"{ACCOUNT}\" data-state=\"needs_relinking\""
+        )),
         "{page}"
     );
 }

@@ -26,7 +26,12 @@ fn ffmpeg_decodes_the_whep_restream_with_audio() {
     let server = WhepServer::start(&[]);
     let gateway = Gateway::demo("", &whep_stream(&server, ""));
     let seconds = 12;
-    let Decoded { video, audio, errors, .. } = decode_av(&gateway.rtsp_url("cam"), seconds, gateway.dir.path());
+    let Decoded {
+        video,
+        audio,
+        errors,
+        ..
+    } = decode_av(&gateway.rtsp_url("cam"), seconds, gateway.dir.path());
     assert!(
         errors.is_empty(),
         "ffmpeg decode errors: {errors:?}\ngateway log:\n{}",
@@ -61,7 +66,12 @@ fn rotating_sessions_are_one_continuous_restream() {
     let server = WhepServer::start(&["--max-session", "20"]);
     let gateway = Gateway::demo("", &whep_stream(&server, "max_session = \"20s\""));
     let seconds = 70;
-    let Decoded { video, audio, errors, .. } = decode_av(&gateway.rtsp_url("cam"), seconds, gateway.dir.path());
+    let Decoded {
+        video,
+        audio,
+        errors,
+        ..
+    } = decode_av(&gateway.rtsp_url("cam"), seconds, gateway.dir.path());
     let sessions = server.count("event", "session-created");
     let log = gateway.log();
     assert!(errors.is_empty(), "ffmpeg decode errors: {errors:?}");

@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 use super::state::AppState;
 use crate::config::{Config, ConfigError, StreamConfig, StreamName};
 use crate::streams::{self, Stream};
-use streamgate_redact::Secret;
+use streamgate_redact::{constant_time_eq, Secret};
 
 /// Largest `PUT /api/streams/NAME` body: a stream's table is a few lines.
 const MAX_STREAM_BODY: usize = 64 * 1024;
@@ -100,11 +100,6 @@ pub(super) async fn require_token(
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {
     pub error: String,
-}
-
-/// Compares without an early exit, so response time does not leak the token's prefix.
-pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The generated OpenAPI document, added to the app after the routes are collected.

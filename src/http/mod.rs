@@ -21,8 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use hls_viewers::HlsViewers;
-pub use ring::SignIns;
-pub use state::AppState;
+pub use state::{AppState, SignIns};
 
 /// The document's fixed parts; the paths come from the routes.
 #[derive(OpenApi)]

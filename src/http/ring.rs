@@ -17,9 +17,7 @@
 //! The App Homepage URL is the dashboard (`/`); the Webhook URL comes with the
 //! events issue.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -28,14 +26,14 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Form, Json};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use streamgate_redact::Secret;
+use streamgate_redact::{constant_time_eq, Secret};
 use streamgate_ring::{Account, AccountId, PowerSource};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::api::{constant_time_eq, require_token, AppError, ErrorBody};
-use super::state::AppState;
+use super::api::{require_token, AppError, ErrorBody};
+use super::state::{AppState, SESSION_LIFE};
 use crate::ring::RingDiscovery;
 use crate::sources::RING_PREFIX;
 
@@ -43,49 +41,8 @@ use crate::sources::RING_PREFIX;
 const MAX_FORM_BODY: usize = 16 * 1024;
 /// The sign-in cookie's name.
 const SESSION_COOKIE: &str = "streamgate_session";
-/// How long a browser stays signed in.
-const SESSION_LIFE: Duration = Duration::from_secs(12 * 3600);
-/// Most signed-in browsers kept; the oldest is signed out beyond it.
-const MAX_SESSIONS: usize = 1024;
 /// Longest a link page waits for the new account's devices.
 const LINK_DISCOVERY_WAIT: Duration = Duration::from_secs(30);
-
-/// Browsers signed in with the API token: random session ids and when they signed in.
-#[derive(Clone, Default)]
-pub struct SignIns(Arc<Mutex<HashMap<String, Instant>>>);
-
-impl SignIns {
-    fn create(&self) -> String {
-        let id = random_id();
-        let mut sessions = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        sessions.retain(|_, since| now.duration_since(*since) < SESSION_LIFE);
-        if sessions.len() >= MAX_SESSIONS {
-            if let Some(oldest) = sessions
-                .iter()
-                .min_by_key(|(_, s)| **s)
-                .map(|(k, _)| k.clone())
-            {
-                sessions.remove(&oldest);
-            }
-        }
-        sessions.insert(id.clone(), now);
-        id
-    }
-
-    fn contains(&self, id: &str) -> bool {
-        let sessions = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        sessions.iter().any(|(known, since)| {
-            constant_time_eq(known.as_bytes(), id.as_bytes()) && since.elapsed() < SESSION_LIFE
-        })
-    }
-}
-
-fn random_id() -> String {
-    use base64::Engine;
-    let bytes: [u8; 24] = rand::random();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
 
 /// The routes; the `/api/ring/*` ones behind the API token.
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
@@ -229,12 +186,9 @@ async fn link(
         let target = format!("/ring/sign-in?next={}", urlencoding(next));
         return Redirect::to(&target).into_response();
     }
-    let Ok(ring) = ring(&state) else {
-        return page(
-            StatusCode::NOT_FOUND,
-            "Ring is not configured",
-            "<p>Add a [ring] section to the configuration.</p>",
-        );
+    let ring = match ring(&state) {
+        Ok(ring) => ring,
+        Err(error) => return error.into_response(),
     };
     let (Some(time), Some(nonce)) = (query.time, query.nonce) else {
         return page(

@@ -4,16 +4,15 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use streamgate_rtsp::server::Readers;
 
 use super::hls_viewers::HlsViewers;
-use super::ring::SignIns;
 use crate::config::Config;
 use crate::ring::RingDiscovery;
 use crate::streams::SharedStreams;
-use streamgate_redact::Secret;
+use streamgate_redact::{constant_time_eq, Secret};
 
 /// What the HTTP handlers share; cheap to clone (every field is shared).
 #[derive(Clone)]
@@ -95,4 +94,46 @@ impl Bitrates {
         let mut samples = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         samples.remove(name);
     }
+}
+
+/// How long a browser stays signed in.
+pub const SESSION_LIFE: Duration = Duration::from_secs(12 * 3600);
+/// Most signed-in browsers kept; the oldest is signed out beyond it.
+const MAX_SESSIONS: usize = 1024;
+
+/// Browsers signed in with the API token: random session ids and when they signed in.
+#[derive(Clone, Default)]
+pub struct SignIns(Arc<Mutex<HashMap<String, Instant>>>);
+
+impl SignIns {
+    pub fn create(&self) -> String {
+        let id = random_id();
+        let mut sessions = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        sessions.retain(|_, since| now.duration_since(*since) < SESSION_LIFE);
+        if sessions.len() >= MAX_SESSIONS {
+            if let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, s)| **s)
+                .map(|(k, _)| k.clone())
+            {
+                sessions.remove(&oldest);
+            }
+        }
+        sessions.insert(id.clone(), now);
+        id
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        let sessions = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        sessions.iter().any(|(known, since)| {
+            constant_time_eq(known.as_bytes(), id.as_bytes()) && since.elapsed() < SESSION_LIFE
+        })
+    }
+}
+
+fn random_id() -> String {
+    use base64::Engine;
+    let bytes: [u8; 24] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }

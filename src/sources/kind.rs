@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use streamgate_pipeline::Hub;
 use streamgate_pipeline::SourceState as ClientState;
 
-use super::Services;
+use super::ring_link::RingLink;
 
 /// One kind of source (a replayed capture, an RTSP camera, a WHEP endpoint, ...).
 /// Implementations are unit structs listed once in `sources::KINDS`.
@@ -127,6 +127,13 @@ impl Options {
             message: error.message().trim().to_owned(),
         })
     }
+}
+
+/// What sources may use besides their Hub: services the binary runs once.
+#[derive(Clone, Default)]
+pub struct Services {
+    /// The Ring Partner API client and the devices discovery found (`[ring]`).
+    pub ring: Option<RingLink>,
 }
 
 /// A planned source, ready to start.

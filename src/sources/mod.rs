@@ -13,6 +13,7 @@
 mod kind;
 mod replay;
 mod ring;
+mod ring_link;
 mod rtsp;
 mod whep;
 
@@ -20,12 +21,11 @@ use std::fmt;
 use std::path::Path;
 
 pub use kind::{
-    Failed, Feed, Form, Location, OptionError, Options, RunningSource, SourceKind, SourceReport,
-    StreamHealth,
+    Failed, Feed, Form, Location, OptionError, Options, RunningSource, Services, SourceKind,
+    SourceReport, StreamHealth,
 };
-pub use ring::{
-    stream_name_for as ring_stream_name, RingLink, RingSessions, PREFIX as RING_PREFIX,
-};
+pub use ring::{stream_name_for as ring_stream_name, PREFIX as RING_PREFIX};
+pub use ring_link::{RingLink, RingSessions};
 
 use streamgate_redact::{redact_unparsed, RedactedUrl};
 
@@ -37,13 +37,6 @@ static KINDS: &[&dyn SourceKind] = &[
     &whep::Whep,
     &ring::Ring,
 ];
-
-/// What sources may use besides their Hub: services the binary runs once.
-#[derive(Clone, Default)]
-pub struct Services {
-    /// The Ring Partner API client and the devices discovery found (`[ring]`).
-    pub ring: Option<RingLink>,
-}
 
 /// Every kind's own keys, in [`KINDS`] order.
 pub fn keys() -> impl Iterator<Item = &'static str> {

@@ -13,10 +13,9 @@ use streamgate_replay::Capture;
 use tokio::task::JoinHandle;
 
 use super::kind::{
-    Feed, Form, Location, OptionError, Options, RunningSource, SourceKind, SourceReport,
+    Feed, Form, Location, OptionError, Options, RunningSource, Services, SourceKind, SourceReport,
     StreamHealth,
 };
-use super::Services;
 
 /// `source = "demo"`.
 pub struct Demo;

@@ -13,7 +13,6 @@
 //! that discovery keeps up to date; until a linked account has the device, the
 //! stream reports that it waits for it.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::path::Path;
@@ -24,16 +23,16 @@ use std::time::Duration;
 use serde::Deserialize;
 use streamgate_pipeline::Hub;
 use streamgate_redact::Secret;
-use streamgate_ring::{AccountId, AccountState, Device, DeviceId, PowerSource, RingClient};
+use streamgate_ring::{AccountId, AccountState, DeviceId, RingClient};
 use streamgate_whep::{BearerToken, TokenProvider, TrickleMode, WhepConfig, WhepSource};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::kind::{
-    Feed, Form, Location, OptionError, Options, RunningSource, SourceKind, SourceReport,
+    Feed, Form, Location, OptionError, Options, RunningSource, Services, SourceKind, SourceReport,
     StreamHealth,
 };
-use super::Services;
+use super::ring_link::RingLink;
 
 pub struct Ring;
 
@@ -85,65 +84,6 @@ impl SourceKind for Ring {
     }
 }
 
-/// Session caps and WebRTC settings every Ring stream shares (`[ring]`).
-#[derive(Debug, Clone)]
-pub struct RingSessions {
-    /// Cap of a battery device (Ring documents 30 s).
-    pub battery: Duration,
-    /// Cap of a wired device (Ring documents 60 s).
-    pub wired: Duration,
-    /// Cap when the device data does not say how the device is powered: the
-    /// shorter one, as rotating early costs nothing.
-    pub unknown: Duration,
-    pub webrtc_bind: Option<IpAddr>,
-}
-
-/// What the Ring sources share: the Partner API client and the devices that
-/// discovery last saw in each linked account.
-#[derive(Clone)]
-pub struct RingLink {
-    pub client: RingClient,
-    pub sessions: RingSessions,
-    devices: Arc<watch::Sender<BTreeMap<DeviceId, Device>>>,
-}
-
-impl RingLink {
-    pub fn new(client: RingClient, sessions: RingSessions) -> RingLink {
-        RingLink {
-            client,
-            sessions,
-            devices: Arc::new(watch::Sender::new(BTreeMap::new())),
-        }
-    }
-
-    /// Replaces the devices known for `account` with `devices`.
-    pub fn set_devices(&self, account: &AccountId, devices: Vec<Device>) {
-        self.devices.send_modify(|known| {
-            known.retain(|_, device| device.account != *account);
-            known.extend(devices.into_iter().map(|d| (d.id.clone(), d)));
-        });
-    }
-
-    /// Forgets the devices of an account that is gone (unlinked).
-    pub fn forget_account(&self, account: &AccountId) {
-        self.set_devices(account, Vec::new());
-    }
-
-    /// Every known device, by id.
-    pub fn devices(&self) -> Vec<Device> {
-        self.devices.borrow().values().cloned().collect()
-    }
-
-    /// The cap of `device`'s sessions: the stream's own setting, else its power source's.
-    fn max_session(&self, device: &Device, configured: Option<Duration>) -> Duration {
-        configured.unwrap_or(match device.power {
-            Some(PowerSource::Battery) => self.sessions.battery,
-            Some(PowerSource::Wired) => self.sessions.wired,
-            None => self.sessions.unknown,
-        })
-    }
-}
-
 /// A planned Ring stream.
 struct RingFeed {
     device: DeviceId,
@@ -186,7 +126,7 @@ async fn run(
     live: Arc<Mutex<Option<Live>>>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut devices = link.devices.subscribe();
+    let mut devices = link.watch_devices();
     let device = loop {
         if let Some(device) = devices.borrow_and_update().get(&feed.device).cloned() {
             break device;

@@ -12,9 +12,9 @@ use streamgate_pipeline::Hub;
 use streamgate_rtsp::client::{RtspSource, SourceConfig, TransportMode};
 
 use super::kind::{
-    Feed, Form, Location, OptionError, Options, RunningSource, SourceKind, SourceReport, UrlFeed,
+    Feed, Form, Location, OptionError, Options, RunningSource, Services, SourceKind, SourceReport,
+    UrlFeed,
 };
-use super::Services;
 use streamgate_redact::RedactedUrl;
 
 pub struct Rtsp;

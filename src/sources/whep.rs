@@ -12,9 +12,9 @@ use streamgate_pipeline::Hub;
 use streamgate_whep::{endpoint_url, BearerToken, TrickleMode, WhepConfig, WhepSource};
 
 use super::kind::{
-    Feed, Form, Location, OptionError, Options, RunningSource, SourceKind, SourceReport, UrlFeed,
+    Feed, Form, Location, OptionError, Options, RunningSource, Services, SourceKind, SourceReport,
+    UrlFeed,
 };
-use super::Services;
 use streamgate_redact::{RedactedUrl, Secret};
 
 pub struct Whep;

@@ -594,7 +594,10 @@ pub fn decode_av(url: &str, seconds: u32, dir: &Path) -> Decoded {
         video_dts: video.iter().filter_map(|f| f.get(1).copied()).collect(),
         video: video.iter().filter_map(|f| f.get(2).copied()).collect(),
         audio: frames(&audio_list).len(),
-        errors: error_lines(&stderr).into_iter().map(str::to_owned).collect(),
+        errors: error_lines(&stderr)
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
     }
 }
 

@@ -148,6 +148,17 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Whether `given` is the secret, compared in constant time.
+    pub fn matches(&self, given: &[u8]) -> bool {
+        constant_time_eq(self.0.as_bytes(), given)
+    }
+}
+
+/// Compares without an early exit, so the time taken does not tell how much of
+/// a guessed secret (token, password, session id) was right.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl fmt::Debug for Secret {
@@ -165,6 +176,15 @@ impl fmt::Display for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_match_only_themselves() {
+        let secret = Secret::new("s3cr3t");
+        assert!(secret.matches(b"s3cr3t"));
+        assert!(!secret.matches(b"s3cr3"));
+        assert!(!secret.matches(b"s3cr3T"));
+        assert!(!secret.matches(b""));
+    }
 
     fn shown(url: &str) -> String {
         redact_url(&Url::parse(url).unwrap())

@@ -10,6 +10,7 @@ use base64::Engine;
 use md5::Md5;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use streamgate_redact::constant_time_eq;
 
 const REALM: &str = "streamgate";
 
@@ -172,10 +173,6 @@ fn verify_basic(expected: &Credentials, token: &str) -> bool {
     };
     let want = format!("{}:{}", expected.username, expected.password);
     constant_time_eq(&decoded, want.as_bytes())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Splits `k=v, k="quoted, v"` auth parameters (RFC 7235 §2.1).
