@@ -475,7 +475,7 @@ impl Answered {
                     version: 2,
                     marker: packet.header[1] & 0x80 != 0,
                     payload_type: outgoing.payload_type,
-                    sequence_number: packet.sequence(),
+                    sequence_number: packet.sequence().get(),
                     timestamp: packet.timestamp(),
                     ssrc: outgoing.ssrc,
                     ..Default::default()
