@@ -67,12 +67,67 @@ pub(crate) struct Lifetimes {
     pub refresh: Duration,
 }
 
+/// An issued access or refresh token. `rotated_from` is the refresh token whose
+/// rotation made it: that token stays in its grace until this pair is first used.
+struct Issued {
+    grant: Grant,
+    rotated_from: Option<String>,
+}
+
+/// A rotated refresh token in its grace: its own grant (its life still counts)
+/// and the pair that replaced it, revoked if the grace is used.
+struct Rotated {
+    grant: Grant,
+    access_token: String,
+    refresh_token: String,
+}
+
+/// A successful refresh.
+pub(crate) struct Refreshed {
+    pub pair: TokenPair,
+    /// The presented token had already been rotated and was still in its grace
+    /// (the answer to its first refresh was presumably lost).
+    pub grace: bool,
+}
+
+/// What an access token presented on an API call turned out to be.
+pub(crate) struct Presented {
+    pub client_id: String,
+    /// Past its life (the request is refused, but the client is known).
+    pub expired: bool,
+}
+
 /// Codes and tokens. Not `Debug`: its keys are secrets.
 pub(crate) struct Auth {
     pub lifetimes: Lifetimes,
     codes: HashMap<String, Grant>,
-    access: HashMap<String, Grant>,
-    refresh: HashMap<String, Grant>,
+    access: HashMap<String, Issued>,
+    refresh: HashMap<String, Issued>,
+    /// Rotated refresh tokens in their grace, by token.
+    rotated: HashMap<String, Rotated>,
+}
+
+/// Something with an end of life, so a full table can drop what ends soonest.
+trait Expiring {
+    fn expires(&self) -> Instant;
+}
+
+impl Expiring for Grant {
+    fn expires(&self) -> Instant {
+        self.expires
+    }
+}
+
+impl Expiring for Issued {
+    fn expires(&self) -> Instant {
+        self.grant.expires
+    }
+}
+
+impl Expiring for Rotated {
+    fn expires(&self) -> Instant {
+        self.grant.expires
+    }
 }
 
 /// 32 random bytes, base64url: an opaque token with a readable prefix.
@@ -85,24 +140,34 @@ fn random_token(prefix: &str) -> String {
     )
 }
 
-/// Inserts `grant` under a fresh token, first dropping expired entries (and the
-/// soonest-expiring ones when the table is full).
-fn insert(table: &mut HashMap<String, Grant>, prefix: &str, grant: Grant, now: Instant) -> String {
+/// Makes room for one more entry: drops expired entries (and the soonest-expiring
+/// ones) when the table is full.
+fn make_room<V: Expiring>(table: &mut HashMap<String, V>, now: Instant) {
     if table.len() >= MAX_ENTRIES {
-        table.retain(|_, g| g.expires > now);
+        table.retain(|_, v| v.expires() > now);
     }
     while table.len() >= MAX_ENTRIES {
         let Some(soonest) = table
             .iter()
-            .min_by_key(|(_, g)| g.expires)
+            .min_by_key(|(_, v)| v.expires())
             .map(|(k, _)| k.clone())
         else {
             break;
         };
         table.remove(&soonest);
     }
+}
+
+/// Inserts `value` under a fresh token.
+fn insert<V: Expiring>(
+    table: &mut HashMap<String, V>,
+    prefix: &str,
+    value: V,
+    now: Instant,
+) -> String {
+    make_room(table, now);
     let token = random_token(prefix);
-    table.insert(token.clone(), grant);
+    table.insert(token.clone(), value);
     token
 }
 
@@ -113,6 +178,7 @@ impl Auth {
             codes: HashMap::new(),
             access: HashMap::new(),
             refresh: HashMap::new(),
+            rotated: HashMap::new(),
         }
     }
 
@@ -140,41 +206,90 @@ impl Auth {
         if grant.client_id != client_id {
             return Err(GrantError::WrongClient);
         }
-        Ok(self.issue_pair(&grant.account, client_id, now))
+        Ok(self.issue_pair(&grant.account, client_id, None, now))
     }
 
-    /// `grant_type=refresh_token`: rotates, so the presented token stops working.
+    /// `grant_type=refresh_token`: rotates. The presented token keeps a grace
+    /// until the new pair is first used; refreshing with it meanwhile revokes
+    /// that unused pair and issues a fresh one in its place.
     pub fn refresh(
         &mut self,
         client_id: &str,
         refresh_token: &str,
         now: Instant,
-    ) -> Result<TokenPair, GrantError> {
-        let grant = self
-            .refresh
+    ) -> Result<Refreshed, GrantError> {
+        if let Some(issued) = self.refresh.get(refresh_token) {
+            if issued.grant.client_id != client_id {
+                return Err(GrantError::WrongClient);
+            }
+            let issued = self
+                .refresh
+                .remove(refresh_token)
+                .ok_or(GrantError::UnknownRefreshToken)?;
+            if issued.grant.expires <= now {
+                return Err(GrantError::ExpiredRefreshToken);
+            }
+            // Using this token is the first use of its pair: its predecessor's grace ends.
+            if let Some(previous) = issued.rotated_from {
+                self.rotated.remove(&previous);
+            }
+            let pair = self.rotate(refresh_token, issued.grant, now);
+            return Ok(Refreshed { pair, grace: false });
+        }
+        let rotated = self
+            .rotated
             .get(refresh_token)
             .ok_or(GrantError::UnknownRefreshToken)?;
-        if grant.client_id != client_id {
+        if rotated.grant.client_id != client_id {
             return Err(GrantError::WrongClient);
         }
-        let grant = self
-            .refresh
+        let rotated = self
+            .rotated
             .remove(refresh_token)
             .ok_or(GrantError::UnknownRefreshToken)?;
-        if grant.expires <= now {
+        if rotated.grant.expires <= now {
             return Err(GrantError::ExpiredRefreshToken);
         }
-        Ok(self.issue_pair(&grant.account, client_id, now))
+        // The pair it was rotated to was never used: it is superseded.
+        self.access.remove(&rotated.access_token);
+        self.refresh.remove(&rotated.refresh_token);
+        let pair = self.rotate(refresh_token, rotated.grant, now);
+        Ok(Refreshed { pair, grace: true })
     }
 
-    fn issue_pair(&mut self, account: &str, client_id: &str, now: Instant) -> TokenPair {
-        let grant = |life: Duration| Grant {
-            account: account.to_owned(),
-            client_id: client_id.to_owned(),
-            expires: now + life,
+    /// Issues the pair that replaces `old` (a refresh token) and keeps `old` in
+    /// its grace until that pair is used.
+    fn rotate(&mut self, old: &str, grant: Grant, now: Instant) -> TokenPair {
+        let pair = self.issue_pair(&grant.account, &grant.client_id, Some(old), now);
+        make_room(&mut self.rotated, now);
+        self.rotated.insert(
+            old.to_owned(),
+            Rotated {
+                grant,
+                access_token: pair.access_token.clone(),
+                refresh_token: pair.refresh_token.clone(),
+            },
+        );
+        pair
+    }
+
+    fn issue_pair(
+        &mut self,
+        account: &str,
+        client_id: &str,
+        rotated_from: Option<&str>,
+        now: Instant,
+    ) -> TokenPair {
+        let issued = |life: Duration| Issued {
+            grant: Grant {
+                account: account.to_owned(),
+                client_id: client_id.to_owned(),
+                expires: now + life,
+            },
+            rotated_from: rotated_from.map(str::to_owned),
         };
-        let access = grant(self.lifetimes.access);
-        let refresh = grant(self.lifetimes.refresh);
+        let access = issued(self.lifetimes.access);
+        let refresh = issued(self.lifetimes.refresh);
         TokenPair {
             access_token: insert(&mut self.access, "sim-at-", access, now),
             refresh_token: insert(&mut self.refresh, "sim-rt-", refresh, now),
@@ -186,12 +301,31 @@ impl Auth {
     pub fn authorize(&self, access_token: &str, now: Instant) -> Option<&Grant> {
         self.access
             .get(access_token)
+            .map(|issued| &issued.grant)
             .filter(|grant| grant.expires > now)
     }
 
-    /// Every refresh token expires at once (the next refresh gets `invalid_grant`).
+    /// Notes an access token presented on an API call, live or expired: its
+    /// client, whether it is past its life, and (its pair now being in use) the
+    /// end of the grace of the refresh token it replaced. None if unknown.
+    pub fn present(&mut self, access_token: &str, now: Instant) -> Option<Presented> {
+        let issued = self.access.get_mut(access_token)?;
+        let presented = Presented {
+            client_id: issued.grant.client_id.clone(),
+            expired: issued.grant.expires <= now,
+        };
+        if let Some(previous) = issued.rotated_from.take() {
+            self.rotated.remove(&previous);
+        }
+        Some(presented)
+    }
+
+    /// Every refresh token expires at once (the next refresh gets `invalid_grant`),
+    /// rotated ones in their grace included.
     pub fn expire_refresh_tokens(&mut self, now: Instant) {
-        for grant in self.refresh.values_mut() {
+        let live = self.refresh.values_mut().map(|issued| &mut issued.grant);
+        let rotated = self.rotated.values_mut().map(|rotated| &mut rotated.grant);
+        for grant in live.chain(rotated) {
             grant.expires = grant.expires.min(now);
         }
     }
@@ -246,17 +380,29 @@ mod tests {
         );
     }
 
+    fn linked(auth: &mut Auth, now: Instant) -> TokenPair {
+        let code = auth.issue_code(ACCOUNT, CLIENT, now);
+        auth.exchange_code(CLIENT, &code, now).ok().unwrap()
+    }
+
+    fn refreshed(auth: &mut Auth, token: &str, now: Instant) -> Refreshed {
+        auth.refresh(CLIENT, token, now).ok().unwrap()
+    }
+
     #[test]
     fn refresh_rotates_and_access_tokens_expire() {
         let t0 = Instant::now();
         let mut auth = auth();
-        let code = auth.issue_code(ACCOUNT, CLIENT, t0);
-        let first = auth.exchange_code(CLIENT, &code, t0).ok().unwrap();
+        let first = linked(&mut auth, t0);
         let t1 = t0 + Duration::from_secs(150);
         assert!(auth.authorize(&first.access_token, t1).is_none());
-        let second = auth.refresh(CLIENT, &first.refresh_token, t1).ok().unwrap();
+        let second = refreshed(&mut auth, &first.refresh_token, t1);
+        assert!(!second.grace);
+        let second = second.pair;
         assert_ne!(second.refresh_token, first.refresh_token);
         assert!(auth.authorize(&second.access_token, t1).is_some());
+        // Once the new pair is used, the rotated token is refused.
+        assert!(auth.present(&second.access_token, t1).is_some());
         assert_eq!(
             auth.refresh(CLIENT, &first.refresh_token, t1).err(),
             Some(GrantError::UnknownRefreshToken)
@@ -271,6 +417,94 @@ mod tests {
             auth.refresh(CLIENT, &second.refresh_token, t2).err(),
             Some(GrantError::ExpiredRefreshToken)
         );
+    }
+
+    #[test]
+    fn a_rotated_token_has_a_grace_until_its_new_access_token_is_used() {
+        let t0 = Instant::now();
+        let mut auth = auth();
+        let first = linked(&mut auth, t0);
+        let lost = refreshed(&mut auth, &first.refresh_token, t0).pair;
+        // The answer was lost: the old token still refreshes, and the unused
+        // pair it had been rotated to is revoked in favour of a fresh one.
+        let t1 = t0 + Duration::from_secs(10);
+        let again = refreshed(&mut auth, &first.refresh_token, t1);
+        assert!(again.grace);
+        let again = again.pair;
+        assert_ne!(again.refresh_token, lost.refresh_token);
+        assert!(auth.authorize(&lost.access_token, t1).is_none());
+        assert!(auth.present(&lost.access_token, t1).is_none());
+        assert_eq!(
+            auth.refresh(CLIENT, &lost.refresh_token, t1).err(),
+            Some(GrantError::UnknownRefreshToken)
+        );
+        // Not for another client.
+        assert_eq!(
+            auth.refresh("other", &first.refresh_token, t1).err(),
+            Some(GrantError::WrongClient)
+        );
+        // The revoked pair's failed use did not end the grace; the new access
+        // token's first use does (even after it expired: the client stored it).
+        let t2 = t1 + Duration::from_secs(150);
+        let presented = auth.present(&again.access_token, t2).unwrap();
+        assert_eq!(presented.client_id, CLIENT);
+        assert!(presented.expired);
+        assert_eq!(
+            auth.refresh(CLIENT, &first.refresh_token, t2).err(),
+            Some(GrantError::UnknownRefreshToken)
+        );
+        // The pair in use carries on.
+        assert!(!refreshed(&mut auth, &again.refresh_token, t2).grace);
+    }
+
+    #[test]
+    fn a_rotated_token_has_a_grace_until_its_new_refresh_token_is_used() {
+        let t0 = Instant::now();
+        let mut auth = auth();
+        let first = linked(&mut auth, t0);
+        let second = refreshed(&mut auth, &first.refresh_token, t0).pair;
+        let third = refreshed(&mut auth, &second.refresh_token, t0).pair;
+        assert_eq!(
+            auth.refresh(CLIENT, &first.refresh_token, t0).err(),
+            Some(GrantError::UnknownRefreshToken)
+        );
+        // The second token is now the one in its grace.
+        let fourth = refreshed(&mut auth, &second.refresh_token, t0);
+        assert!(fourth.grace);
+        assert!(auth.authorize(&third.access_token, t0).is_none());
+        assert!(auth.authorize(&fourth.pair.access_token, t0).is_some());
+    }
+
+    #[test]
+    fn the_grace_ends_with_the_old_tokens_life() {
+        let t0 = Instant::now();
+        let mut auth = auth();
+        let first = linked(&mut auth, t0);
+        refreshed(&mut auth, &first.refresh_token, t0);
+        assert_eq!(
+            auth.refresh(CLIENT, &first.refresh_token, t0 + Duration::from_secs(1000))
+                .err(),
+            Some(GrantError::ExpiredRefreshToken)
+        );
+
+        let first = linked(&mut auth, t0);
+        refreshed(&mut auth, &first.refresh_token, t0);
+        auth.expire_refresh_tokens(t0);
+        assert_eq!(
+            auth.refresh(CLIENT, &first.refresh_token, t0).err(),
+            Some(GrantError::ExpiredRefreshToken)
+        );
+    }
+
+    #[test]
+    fn presenting_tells_live_from_expired_and_unknown() {
+        let t0 = Instant::now();
+        let mut auth = auth();
+        let pair = linked(&mut auth, t0);
+        assert!(!auth.present(&pair.access_token, t0).unwrap().expired);
+        let late = t0 + Duration::from_secs(100);
+        assert!(auth.present(&pair.access_token, late).unwrap().expired);
+        assert!(auth.present("sim-at-nope", t0).is_none());
     }
 
     #[test]

@@ -26,6 +26,11 @@ pub struct SimConfig {
     /// How long an authorization code may wait for its exchange (Ring: 1 minute).
     #[serde(with = "humantime_serde")]
     pub code_ttl: Duration,
+    /// How long the token endpoint holds every answer after deciding (and
+    /// recording) it, so a client killed meanwhile loses the answer (0: none;
+    /// at most a day).
+    #[serde(with = "humantime_serde")]
+    pub token_delay: Duration,
     /// Requests per second allowed per client id (Ring: 100); 0 allows any rate.
     pub rate_limit: u32,
     /// Whether WHEP answers grant audio (Opus) to offers that ask for it.
@@ -124,6 +129,7 @@ impl Default for SimConfig {
             access_token_ttl: Duration::from_secs(14_400),
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             code_ttl: Duration::from_secs(60),
+            token_delay: Duration::ZERO,
             rate_limit: 100,
             audio: true,
             battery_session_cap: Duration::from_secs(30),
@@ -179,6 +185,7 @@ mod tests {
     fn empty_file_is_the_sample_account() {
         let config = SimConfig::from_toml("").unwrap();
         assert_eq!(config.client_id, "sim-client");
+        assert_eq!(config.token_delay, Duration::ZERO);
         assert_eq!(config.accounts[0].id, SAMPLE_ACCOUNT);
         let caps: Vec<_> = config.accounts[0]
             .devices
@@ -192,10 +199,11 @@ mod tests {
     #[test]
     fn toml_overrides_and_rejects_unknown_keys() {
         let config = SimConfig::from_toml(
-            "access_token_ttl = \"2s\"\nrate_limit = 5\n[[accounts]]\nid = \"ava1.ring.account.x\"\n[[accounts.devices]]\nid = \"ava1.ring.device.y\"\nname = \"Y\"\npower = \"wired\"\n",
+            "access_token_ttl = \"2s\"\ntoken_delay = \"250ms\"\nrate_limit = 5\n[[accounts]]\nid = \"ava1.ring.account.x\"\n[[accounts.devices]]\nid = \"ava1.ring.device.y\"\nname = \"Y\"\npower = \"wired\"\n",
         )
         .unwrap();
         assert_eq!(config.access_token_ttl, Duration::from_secs(2));
+        assert_eq!(config.token_delay, Duration::from_millis(250));
         assert_eq!(config.rate_limit, 5);
         assert_eq!(config.accounts[0].devices[0].power, PowerSource::Wired);
         assert!(SimConfig::from_toml("client_sekret = \"x\"").is_err());

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, Request, State};
@@ -20,7 +20,7 @@ use url::Url;
 use crate::auth::secret_matches;
 use crate::config::DeviceConfig;
 use crate::documents::{self, INCLUDES};
-use crate::limit::Decision;
+use crate::limit::{Decision, Surface};
 use crate::sessions::Ended;
 use crate::state::{AddDeviceError, Shared, MAX_DEVICES};
 use crate::whep::{self, StreamEnd, WhepError};
@@ -109,6 +109,8 @@ pub(crate) fn router(shared: AppState) -> Router {
         .route("/sim/devices/{id}/online", post(sim_online))
         .route("/sim/rate-limit", put(sim_rate_limit))
         .route("/sim/expire-refresh-tokens", post(sim_expire))
+        .route("/sim/token-delay", put(sim_token_delay))
+        .route("/sim/storm", post(sim_storm))
         .layer(middleware::from_fn(cap_body));
     sim.merge(api).with_state(shared)
 }
@@ -143,8 +145,9 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// The API's gate: body cap, request count, rate limit per client id, and the
-/// `X-RateLimit-*` headers.
+/// The API's gate: body cap, request count, rate limit (and storm) per client
+/// id, the `X-RateLimit-*` headers, and the use of access tokens (expired ones
+/// counted; a rotated pair's first use ends its predecessor's grace).
 async fn gate(State(shared): State<AppState>, request: Request, next: Next) -> Response {
     let (parts, bytes) = match buffered(request).await {
         Ok(buffered) => buffered,
@@ -152,11 +155,15 @@ async fn gate(State(shared): State<AppState>, request: Request, next: Next) -> R
     };
     let now = Instant::now();
     let configured = shared.config.client_id.as_str();
+    let path = parts.uri.path();
+    let surface = if path == "/oauth/token" {
+        Surface::Token
+    } else {
+        Surface::Api
+    };
     let (decision, limit) = {
         let mut state = shared.state();
-        let by_token = bearer(&parts.headers)
-            .and_then(|token| state.auth.authorize(token, now))
-            .map(|grant| grant.client_id == configured);
+        let presented = bearer(&parts.headers).and_then(|token| state.auth.present(token, now));
         let by_form = || {
             serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
                 .ok()
@@ -166,37 +173,43 @@ async fn gate(State(shared): State<AppState>, request: Request, next: Next) -> R
                         .any(|(k, v)| k == "client_id" && v == configured)
                 })
         };
-        let client =
-            if by_token.unwrap_or(false) || (parts.uri.path() == "/oauth/token" && by_form()) {
-                configured
-            } else {
-                UNAUTHENTICATED
-            };
-        state.counters.count_path(parts.uri.path());
-        let decision = state.limiter.check(client, now);
+        let client = match &presented {
+            Some(presented) => presented.client_id.clone(),
+            None if surface == Surface::Token && by_form() => configured.to_owned(),
+            None => UNAUTHENTICATED.to_owned(),
+        };
+        if surface == Surface::Api && presented.is_some_and(|p| p.expired) {
+            state.counters.requests_with_expired_token += 1;
+        }
+        state.counters.count_path(path);
+        let decision = state.limiter.check(&client, surface, now);
         if matches!(decision, Decision::Refuse { .. }) {
             state.counters.rate_limited += 1;
         }
         (decision, state.limiter.limit)
     };
     match decision {
-        Decision::Refuse { retry_after } => {
-            let mut error = ApiError::jsonapi(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Rate Limit Exceeded",
-                format!("more than {limit} requests per second"),
-            );
+        Decision::Refuse { retry_after, storm } => {
+            let detail = if storm {
+                "the API is refusing requests for now (simulated storm)".to_owned()
+            } else {
+                format!("more than {limit} requests per second")
+            };
+            let mut error =
+                ApiError::jsonapi(StatusCode::TOO_MANY_REQUESTS, "Rate Limit Exceeded", detail);
             error.headers = vec![
                 (header::RETRY_AFTER, retry_after.to_string()),
-                (
-                    HeaderName::from_static("x-ratelimit-limit"),
-                    limit.to_string(),
-                ),
                 (
                     HeaderName::from_static("x-ratelimit-remaining"),
                     "0".to_owned(),
                 ),
             ];
+            if limit > 0 {
+                error.headers.push((
+                    HeaderName::from_static("x-ratelimit-limit"),
+                    limit.to_string(),
+                ));
+            }
             error.into_response()
         }
         Decision::Allow { remaining } => {
@@ -252,20 +265,55 @@ struct TokenForm {
     refresh_token: Option<String>,
 }
 
-/// `POST /oauth/token`.
-async fn token(
-    State(shared): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+/// Counts a token request from arrival until its answer is handed over (or the
+/// client goes away and the request is dropped).
+struct TokenInFlight(AppState);
+
+impl TokenInFlight {
+    fn enter(shared: &AppState) -> TokenInFlight {
+        let mut state = shared.state();
+        state.counters.token_requests += 1;
+        state.counters.token_requests_in_flight += 1;
+        TokenInFlight(Arc::clone(shared))
+    }
+}
+
+impl Drop for TokenInFlight {
+    fn drop(&mut self) {
+        let mut state = self.0.state();
+        state.counters.token_requests_in_flight =
+            state.counters.token_requests_in_flight.saturating_sub(1);
+    }
+}
+
+/// Longest token delay (`/sim/token-delay`, `token_delay`).
+const MAX_TOKEN_DELAY: Duration = Duration::from_secs(24 * 3600);
+
+/// `POST /oauth/token`: decides (and records) the grant, then holds the answer
+/// for the token delay, so a client that dies meanwhile loses it.
+async fn token(State(shared): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let _in_flight = TokenInFlight::enter(&shared);
+    let answer = decide_token(&shared, &headers, &body);
+    let delay = shared.state().token_delay.min(MAX_TOKEN_DELAY);
+    if !delay.is_zero() {
+        let mut stopping = shared.shutdown.subscribe();
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = stopping.wait_for(|stop| *stop) => {}
+        }
+    }
+    answer.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn decide_token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
     let invalid =
         |description| ApiError::oauth(StatusCode::BAD_REQUEST, "invalid_request", description);
-    if !content_type_is(&headers, "application/x-www-form-urlencoded") {
+    if !content_type_is(headers, "application/x-www-form-urlencoded") {
         return Err(invalid(
             "the body must be application/x-www-form-urlencoded",
         ));
     }
-    let form: TokenForm = serde_urlencoded::from_bytes(&body)
+    let form: TokenForm = serde_urlencoded::from_bytes(body)
         .map_err(|_| invalid("the form body cannot be parsed"))?;
     let config = &shared.config;
     let client_ok = form.client_id.as_deref() == Some(config.client_id.as_str())
@@ -299,8 +347,11 @@ async fn token(
                     .as_deref()
                     .ok_or_else(|| invalid("refresh_token is missing"))?;
                 let result = state.auth.refresh(&config.client_id, token, now);
-                state.counters.token_refreshes += u64::from(result.is_ok());
-                result
+                if let Ok(refreshed) = &result {
+                    state.counters.token_refreshes += 1;
+                    state.counters.refresh_token_grace_uses += u64::from(refreshed.grace);
+                }
+                result.map(|refreshed| refreshed.pair)
             }
             Some(_) => {
                 return Err(ApiError::oauth(
@@ -792,4 +843,56 @@ async fn sim_rate_limit(
 async fn sim_expire(State(shared): State<AppState>) -> StatusCode {
     shared.state().auth.expire_refresh_tokens(Instant::now());
     StatusCode::OK
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenDelay {
+    millis: u64,
+}
+
+/// `PUT /sim/token-delay` `{"millis": N}` (0: none; at most a day).
+async fn sim_token_delay(
+    State(shared): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let request: TokenDelay = json_body(&headers, &body)?;
+    let delay = Duration::from_millis(request.millis);
+    if delay > MAX_TOKEN_DELAY {
+        return Err(ApiError::bad_request("millis is at most 86400000 (a day)"));
+    }
+    shared.state().token_delay = delay;
+    Ok(StatusCode::OK)
+}
+
+/// Longest storm, and longest `Retry-After` a storm may give.
+pub(crate) const MAX_STORM_SECONDS: u64 = 24 * 3600;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StormRequest {
+    seconds: u64,
+    retry_after: u64,
+}
+
+/// `POST /sim/storm` `{"seconds": S, "retry_after": R}`: every `/v1` request gets
+/// 429 with `Retry-After: R` for S seconds from now (S = 0 ends a storm).
+async fn sim_storm(
+    State(shared): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let request: StormRequest = json_body(&headers, &body)?;
+    if request.seconds > MAX_STORM_SECONDS || request.retry_after > MAX_STORM_SECONDS {
+        return Err(ApiError::bad_request(format!(
+            "seconds and retry_after are at most {MAX_STORM_SECONDS}"
+        )));
+    }
+    shared.state().limiter.storm(
+        Instant::now(),
+        Duration::from_secs(request.seconds),
+        request.retry_after,
+    );
+    Ok(StatusCode::OK)
 }

@@ -7,7 +7,8 @@
 //! - **OAuth** at `POST /oauth/token` (form-encoded): `authorization_code`
 //!   (`client_id`, `client_secret`, `code`; codes live [`SimConfig::code_ttl`],
 //!   60 s, and are spent by any exchange attempt) and `refresh_token` (rotating:
-//!   each refresh returns a new refresh token and the old one stops working).
+//!   each refresh returns a new refresh token; the old one stops working once
+//!   the new pair is used, see the grace below).
 //!   Responses `{access_token, refresh_token, scope, expires_in, token_type}`;
 //!   errors `{"error":"invalid_grant"|"invalid_request"|"unsupported_grant_type",
 //!   "error_description"}` (400) and `invalid_client` (401).
@@ -40,7 +41,17 @@
 //!   status `online: false`, open sessions end), 429 `Rate Limit Exceeded` with
 //!   `Retry-After` above [`SimConfig::rate_limit`] requests in any sliding second
 //!   per client id (every allowed API response carries `X-RateLimit-Limit` and
-//!   `X-RateLimit-Remaining`), and expiring every refresh token at once.
+//!   `X-RateLimit-Remaining`), expiring every refresh token at once, a **token
+//!   delay** (the token endpoint decides and records the grant, then holds the
+//!   answer [`SimConfig::token_delay`], so a client killed meanwhile loses it),
+//!   and a **429 storm** (every `/v1` request refused for a while, whatever the
+//!   rate).
+//! - **Judging clients**: `/sim/stats` counts, per client id, `/v1` requests that
+//!   came before the `Retry-After` of the last 429 that client got had passed
+//!   (storm and rate limit alike), and `/v1` requests made with an access token
+//!   past its life. Requests are attributed to the client id of their access
+//!   token (expired ones included); the token endpoint's to the form's
+//!   `client_id`; anything else to `unauthenticated`.
 //!
 //! Every body is capped ([`MAX_BODY`]) and bad input gets a JSON error, never a
 //! panic. The client secret, HMAC key, codes and tokens are never logged.
@@ -62,17 +73,33 @@
 //! - Token errors use the OAuth shape; `invalid_grant` for unknown, spent,
 //!   expired or rotated codes and refresh tokens.
 //! - PATCH app-integrations accepts only `status: "completed"`.
+//! - **Refresh-token grace.** Ring documents rotation but not what happens to a
+//!   client that dies before storing the answer. As OAuth servers commonly do
+//!   (RFC 6819 5.2.2.3; the OAuth 2.0 security BCP lets rotation keep a grace),
+//!   a rotated refresh token keeps working until the new pair is first used:
+//!   the new access token on any request, or the new refresh token at the token
+//!   endpoint. From then on it gets `invalid_grant`. Refreshing with it during
+//!   the grace revokes the unused pair it was rotated to and returns a **fresh
+//!   pair** that supersedes it (full `expires_in`; counted in
+//!   `refresh_token_grace_uses`). The grace ends at the latest with the old
+//!   token's own life, and "expire all refresh tokens" ends it too. A client
+//!   that stores each new pair before using it never notices.
+//! - `Retry-After` is judged on `/v1` only. The token endpoint is Ring's other
+//!   host (`oauth.ring.com`): storms leave it alone, and its 429s (same rate
+//!   limit) neither set nor check a client's wait.
 //!
 //! # Simulator controls (`/sim/*`, no auth, not part of Ring's API)
 //!
 //! | route | effect |
 //! | --- | --- |
-//! | `GET /sim/stats` | [`Stats`] as JSON: requests per path, the peak requests in any one second per client id, 429s sent, code exchanges, token refreshes, WHEP sessions (opened, active, closed at cap, deleted, peer gone, dropped), app-integration calls |
+//! | `GET /sim/stats` | [`Stats`] as JSON: requests per path, the peak requests in any one second per client id, 429s sent, `Retry-After` violations per client id, requests with an expired access token, token requests (total, in flight), code exchanges, token refreshes (and grace uses), WHEP sessions (opened, active, closed at cap, deleted, peer gone, dropped), app-integration calls |
 //! | `POST /sim/links` `{"account"?}` | a new link: `{account_id, code, time, nonce}` (the `link` subcommand uses it) |
 //! | `GET /sim/link?token_exchange=URL&account_link=URL[&account=ID]` | the link flow for a browser: delivers a code, then `303` to the Account Link URL |
 //! | `POST /sim/devices/{id}/offline`, `…/online` | the offline fault |
 //! | `PUT /sim/rate-limit` `{"per_second": N}` | the rate limit (0: none) |
 //! | `POST /sim/expire-refresh-tokens` | every refresh token expires (next refresh: `invalid_grant`) |
+//! | `PUT /sim/token-delay` `{"millis": N}` | the token endpoint holds every answer N ms after deciding it (0: none; at most a day) |
+//! | `POST /sim/storm` `{"seconds": S, "retry_after": R}` | for S seconds from now every `/v1` request gets 429 `Rate Limit Exceeded` with `Retry-After: R` (S = 0 ends a storm; both at most 86400) |
 //! | `POST /sim/devices[?account=ID]` `{id, name, power?, session_cap?, offline?, location?}` | adds a device |
 //! | `DELETE /sim/devices/{id}` | removes a device |
 //!
@@ -106,7 +133,6 @@ pub use state::{AddDeviceError, LinkOffer, Stats};
 pub struct Simulator {
     addr: SocketAddr,
     shared: Arc<state::Shared>,
-    shutdown: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<io::Result<()>>,
 }
 
@@ -122,7 +148,7 @@ impl Simulator {
         let shared = Arc::new(state::Shared::new(config, media, http));
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let (shutdown, mut stopping) = tokio::sync::watch::channel(false);
+        let mut stopping = shared.shutdown.subscribe();
         let app = http::router(Arc::clone(&shared));
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -135,7 +161,6 @@ impl Simulator {
         Ok(Simulator {
             addr,
             shared,
-            shutdown,
             server,
         })
     }
@@ -190,6 +215,23 @@ impl Simulator {
             .expire_refresh_tokens(std::time::Instant::now());
     }
 
+    /// How long the token endpoint holds each answer after deciding it (capped
+    /// at a day).
+    pub fn set_token_delay(&self, delay: std::time::Duration) {
+        self.shared.state().token_delay = delay;
+    }
+
+    /// Every `/v1` request gets 429 with `Retry-After: retry_after` (seconds) for
+    /// `length` from now; a zero `length` ends a storm. Both are capped at a day.
+    pub fn storm(&self, length: std::time::Duration, retry_after: u64) {
+        let cap = http::MAX_STORM_SECONDS;
+        self.shared.state().limiter.storm(
+            std::time::Instant::now(),
+            length.min(std::time::Duration::from_secs(cap)),
+            retry_after.min(cap),
+        );
+    }
+
     pub fn add_device(
         &self,
         account: Option<&str>,
@@ -206,7 +248,7 @@ impl Simulator {
     /// cameras stop.
     pub async fn stop(self) {
         self.shared.stop_all_sessions();
-        self.shutdown.send_replace(true);
+        self.shared.shutdown.send_replace(true);
         match self.server.await {
             Ok(Err(error)) => tracing::warn!(%error, "Ring simulator server failed"),
             Err(error) => tracing::warn!(%error, "Ring simulator server task failed"),

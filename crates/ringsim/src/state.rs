@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -29,12 +29,25 @@ pub struct Stats {
     pub requests: BTreeMap<String, u64>,
     /// The most requests seen within any one second, per client id (refused ones included).
     pub peak_requests_per_second: BTreeMap<String, usize>,
-    /// 429 responses sent.
+    /// 429 responses sent (rate limit and storm).
     pub rate_limited: u64,
+    /// Per client id, `/v1` requests that arrived before the `Retry-After` of
+    /// the last 429 it was given had passed.
+    pub retry_after_violations: BTreeMap<String, u64>,
+    /// `/v1` requests carrying an access token past its life (a client that
+    /// refreshes ahead of expiry never causes one).
+    pub requests_with_expired_token: u64,
+    /// Requests the token endpoint handled (whatever the answer).
+    pub token_requests: u64,
+    /// Token requests received and not yet answered (held by the token delay).
+    pub token_requests_in_flight: u64,
     /// Successful `authorization_code` grants.
     pub code_exchanges: u64,
-    /// Successful `refresh_token` grants.
+    /// Successful `refresh_token` grants (grace refreshes included).
     pub token_refreshes: u64,
+    /// Refreshes with a rotated refresh token still in its grace (the client
+    /// had lost the answer that rotated it).
+    pub refresh_token_grace_uses: u64,
     pub whep_sessions: SessionStats,
     pub app_integration_posts: u64,
     pub app_integration_patches: u64,
@@ -61,8 +74,12 @@ pub(crate) struct Integration {
 pub(crate) struct Counters {
     pub requests: BTreeMap<String, u64>,
     pub rate_limited: u64,
+    pub requests_with_expired_token: u64,
+    pub token_requests: u64,
+    pub token_requests_in_flight: u64,
     pub code_exchanges: u64,
     pub token_refreshes: u64,
+    pub refresh_token_grace_uses: u64,
     pub app_integration_posts: u64,
     pub app_integration_patches: u64,
 }
@@ -83,6 +100,8 @@ pub(crate) struct State {
     pub limiter: RateLimiter,
     pub sessions: Sessions,
     pub counters: Counters,
+    /// How long the token endpoint holds each answer after deciding it.
+    pub token_delay: Duration,
     pub accounts: Vec<AccountConfig>,
     pub offline: HashSet<String>,
     pub integrations: HashMap<String, Integration>,
@@ -134,6 +153,8 @@ pub(crate) struct Shared {
     pub session_stops: Mutex<HashMap<String, watch::Sender<bool>>>,
     /// Posts link codes to partners' Token Exchange URLs (`/sim/link`).
     pub http: reqwest::Client,
+    /// Raised by `Simulator::stop`: held token answers go out at once.
+    pub shutdown: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -154,6 +175,7 @@ impl Shared {
             limiter: RateLimiter::new(config.rate_limit),
             sessions: Sessions::default(),
             counters: Counters::default(),
+            token_delay: config.token_delay,
             accounts: config.accounts.clone(),
             offline,
             integrations: HashMap::new(),
@@ -165,6 +187,7 @@ impl Shared {
             media,
             session_stops: Mutex::new(HashMap::new()),
             http,
+            shutdown: watch::channel(false).0,
         }
     }
 
@@ -180,8 +203,13 @@ impl Shared {
             requests: c.requests.clone(),
             peak_requests_per_second: state.limiter.peaks(),
             rate_limited: c.rate_limited,
+            retry_after_violations: state.limiter.retry_after_violations(),
+            requests_with_expired_token: c.requests_with_expired_token,
+            token_requests: c.token_requests,
+            token_requests_in_flight: c.token_requests_in_flight,
             code_exchanges: c.code_exchanges,
             token_refreshes: c.token_refreshes,
+            refresh_token_grace_uses: c.refresh_token_grace_uses,
             whep_sessions: state.sessions.stats(),
             app_integration_posts: c.app_integration_posts,
             app_integration_patches: c.app_integration_patches,

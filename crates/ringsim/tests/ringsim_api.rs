@@ -55,16 +55,12 @@ async fn token_flow_codes_refresh_rotation_and_expiry() {
         (400, Some("invalid_grant"))
     );
 
-    // Refresh rotates: a new refresh token, and the old one is refused.
+    // Refresh rotates: a new refresh token, and once the new pair is used the
+    // old one is refused.
     let old = first["refresh_token"].as_str().unwrap();
     let (status, second) = refresh(&sim, old).await;
     assert_eq!(status, 200, "{second}");
     assert_ne!(second["refresh_token"], first["refresh_token"]);
-    let (status, body) = refresh(&sim, old).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
     let (status, _, _) = get(
         &sim,
         "/v1/users/me",
@@ -72,6 +68,11 @@ async fn token_flow_codes_refresh_rotation_and_expiry() {
     )
     .await;
     assert_eq!(status, 200);
+    let (status, body) = refresh(&sim, old).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
 
     // Expired refresh tokens: invalid_grant (the user must link again).
     sim.expire_refresh_tokens();
