@@ -95,7 +95,9 @@ pub(crate) async fn serve(
         let deadline = reader.poll_timeout();
         if deadline != request_timer_at {
             if let Some(at) = deadline {
-                request_timer.as_mut().reset(tokio::time::Instant::from_std(at));
+                request_timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::from_std(at));
             }
             request_timer_at = deadline;
         }
@@ -435,4 +437,3 @@ async fn write(
 fn last_activity(state: &ConnectionState) -> Instant {
     state.epoch + Duration::from_millis(state.activity.load(Ordering::Relaxed))
 }
-

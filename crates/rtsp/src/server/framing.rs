@@ -153,8 +153,7 @@ impl RequestReader {
 
     /// When the pending message's time is up; `None` when no message is pending.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.pending_since
-            .map(|since| since + self.request_timeout)
+        self.pending_since.map(|since| since + self.request_timeout)
     }
 
     /// Err once a message has been pending for the request timeout at `now`.
@@ -345,7 +344,9 @@ mod tests {
         let mut reader = RequestReader::new();
         let mut result = Ok(());
         let line = format!("X-Filler: {}\r\n", "a".repeat(1000));
-        reader.push(b"OPTIONS rtsp://h/s RTSP/1.0\r\n", now()).unwrap();
+        reader
+            .push(b"OPTIONS rtsp://h/s RTSP/1.0\r\n", now())
+            .unwrap();
         for _ in 0..40 {
             result = reader
                 .push(line.as_bytes(), now())
@@ -382,14 +383,37 @@ mod tests {
     #[test]
     fn lying_lengths_are_refused_as_soon_as_the_head_is_in() {
         let cases: [(&[&str], FramingError); 8] = [
-            (&[" 99999999999"], FramingError::BodyTooLarge { declared: 99_999_999_999 }),
+            (
+                &[" 99999999999"],
+                FramingError::BodyTooLarge {
+                    declared: 99_999_999_999,
+                },
+            ),
             (&[" 16384"], FramingError::BodyTooLarge { declared: 16384 }),
-            (&[" 123456789012345678901234567890"], FramingError::BodyTooLarge { declared: u64::MAX }),
-            (&[" -5"], FramingError::BadContentLength("\"-5\" is not a length".into())),
-            (&[" +5"], FramingError::BadContentLength("\"+5\" is not a length".into())),
-            (&[" 12abc"], FramingError::BadContentLength("\"12abc\" is not a length".into())),
-            (&[""], FramingError::BadContentLength("\"\" is not a length".into())),
-            (&[" 4", "5"], FramingError::BadContentLength("given twice, as 4 and \"5\"".into())),
+            (
+                &[" 123456789012345678901234567890"],
+                FramingError::BodyTooLarge { declared: u64::MAX },
+            ),
+            (
+                &[" -5"],
+                FramingError::BadContentLength("\"-5\" is not a length".into()),
+            ),
+            (
+                &[" +5"],
+                FramingError::BadContentLength("\"+5\" is not a length".into()),
+            ),
+            (
+                &[" 12abc"],
+                FramingError::BadContentLength("\"12abc\" is not a length".into()),
+            ),
+            (
+                &[""],
+                FramingError::BadContentLength("\"\" is not a length".into()),
+            ),
+            (
+                &[" 4", "5"],
+                FramingError::BadContentLength("given twice, as 4 and \"5\"".into()),
+            ),
         ];
         for (lengths, expected) in cases {
             let mut reader = RequestReader::new();
@@ -439,8 +463,14 @@ mod tests {
         let mut reader = RequestReader::with_request_timeout(timeout);
         assert_eq!(reader.poll_timeout(), None);
         reader.push(b"\r\n", at(0)).unwrap();
-        assert_eq!(reader.poll_timeout(), None, "keep-alive CRLF starts nothing");
-        reader.push(b"OPTIONS rtsp://h/s RTSP/1.0\r\n", at(1)).unwrap();
+        assert_eq!(
+            reader.poll_timeout(),
+            None,
+            "keep-alive CRLF starts nothing"
+        );
+        reader
+            .push(b"OPTIONS rtsp://h/s RTSP/1.0\r\n", at(1))
+            .unwrap();
         assert_eq!(reader.poll_timeout(), Some(at(11)));
         // Trickling bytes does not move the deadline.
         reader.push(b"CSeq: 1\r\n", at(9)).unwrap();
@@ -448,7 +478,9 @@ mod tests {
         assert_eq!(reader.poll_timeout(), Some(at(11)));
         assert_eq!(reader.handle_timeout(at(10)), Ok(()));
         // Completed in time, with the start of the next one pipelined behind it.
-        reader.push(b"\r\nOPTIONS rtsp://h/s RTSP/1.0\r\n", at(10)).unwrap();
+        reader
+            .push(b"\r\nOPTIONS rtsp://h/s RTSP/1.0\r\n", at(10))
+            .unwrap();
         assert_eq!(next_request(&mut reader).method(), &Method::Options);
         assert!(matches!(reader.next_message(), Ok(None)));
         assert_eq!(reader.poll_timeout(), Some(at(20)));

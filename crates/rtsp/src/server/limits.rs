@@ -242,7 +242,11 @@ mod tests {
         assert_eq!(admission.open(), 0);
         assert!(admission.per_client.is_empty(), "no entry left behind");
         admission.release(b);
-        assert_eq!(admission.open(), 0, "releasing what was never admitted is a no-op");
+        assert_eq!(
+            admission.open(),
+            0,
+            "releasing what was never admitted is a no-op"
+        );
     }
 
     #[test]
@@ -252,7 +256,11 @@ mod tests {
         assert_eq!(counters.hit(Limited::UnknownChannel, t0), Some(0));
         assert_eq!(counters.hit(Limited::UnknownChannel, t0), None);
         assert_eq!(counters.hit(Limited::UnknownChannel, t0), None);
-        assert_eq!(counters.hit(Limited::BodyTooLarge, t0), Some(0), "own limiter");
+        assert_eq!(
+            counters.hit(Limited::BodyTooLarge, t0),
+            Some(0),
+            "own limiter"
+        );
         assert_eq!(
             counters.hit(Limited::UnknownChannel, t0 + Duration::from_secs(1)),
             Some(2)
