@@ -43,7 +43,8 @@ pub enum Limited {
 }
 
 impl Limited {
-    const ALL: [Limited; 7] = [
+    /// Every kind, in the order of [`LimitCounts::all`].
+    pub const ALL: [Limited; 7] = [
         Limited::UnknownChannel,
         Limited::BodyTooLarge,
         Limited::BadContentLength,
@@ -55,6 +56,19 @@ impl Limited {
 
     fn index(self) -> usize {
         self as usize
+    }
+
+    /// A short stable name, e.g. for a metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limited::UnknownChannel => "unknown_channel",
+            Limited::BodyTooLarge => "body_too_large",
+            Limited::BadContentLength => "bad_content_length",
+            Limited::RequestTimeout => "request_timeout",
+            Limited::BadRequest => "bad_request",
+            Limited::RefusedPerClient => "max_connections_per_client",
+            Limited::RefusedTotal => "max_connections",
+        }
     }
 }
 
@@ -90,6 +104,11 @@ impl LimitCounts {
             Limited::RefusedPerClient => self.refused_per_client,
             Limited::RefusedTotal => self.refused_total,
         }
+    }
+
+    /// Every kind with its count (for a labelled counter family).
+    pub fn all(&self) -> [(Limited, u64); Limited::ALL.len()] {
+        Limited::ALL.map(|kind| (kind, self.get(kind)))
     }
 }
 
@@ -272,5 +291,10 @@ mod tests {
         for kind in Limited::ALL {
             assert_eq!(Limited::ALL[kind.index()], kind);
         }
+        let names: Vec<_> = counts.all().iter().map(|(k, n)| (k.name(), *n)).collect();
+        assert_eq!(names[0], ("unknown_channel", 4));
+        assert_eq!(names[1], ("body_too_large", 1));
+        let unique: std::collections::HashSet<_> = names.iter().map(|(name, _)| name).collect();
+        assert_eq!(unique.len(), Limited::ALL.len());
     }
 }
