@@ -58,6 +58,14 @@ pub struct RtspConfig {
     /// Server ports for UDP readers' RTP/RTCP pairs, e.g. `"8000-8099"` (default: ephemeral).
     #[serde(default, deserialize_with = "udp_port_range")]
     pub udp_ports: Option<streamgate_rtsp::server::udp::UdpPortRange>,
+    /// A request not complete this long after its first byte is answered 408 (slowloris).
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: std::time::Duration,
+    /// Connections beyond these (in total; from one client address) are answered 503.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: std::num::NonZeroUsize,
+    #[serde(default = "default_max_connections_per_client")]
+    pub max_connections_per_client: std::num::NonZeroUsize,
 }
 
 impl Default for RtspConfig {
@@ -67,8 +75,25 @@ impl Default for RtspConfig {
             username: None,
             password: None,
             udp_ports: None,
+            request_timeout: default_request_timeout(),
+            max_connections: default_max_connections(),
+            max_connections_per_client: default_max_connections_per_client(),
         }
     }
+}
+
+fn default_request_timeout() -> std::time::Duration {
+    streamgate_rtsp::server::framing::DEFAULT_REQUEST_TIMEOUT
+}
+
+fn default_max_connections() -> std::num::NonZeroUsize {
+    let max = streamgate_rtsp::server::limits::DEFAULT_MAX_CONNECTIONS;
+    std::num::NonZeroUsize::new(max).unwrap_or(std::num::NonZeroUsize::MIN)
+}
+
+fn default_max_connections_per_client() -> std::num::NonZeroUsize {
+    let max = streamgate_rtsp::server::limits::DEFAULT_MAX_CONNECTIONS_PER_CLIENT;
+    std::num::NonZeroUsize::new(max).unwrap_or(std::num::NonZeroUsize::MIN)
 }
 
 fn udp_port_range<'de, D: serde::Deserializer<'de>>(
@@ -423,6 +448,12 @@ impl Config {
                 "[rtsp]: set both `username` and `password`, or neither".into(),
             ));
         }
+        if config.rtsp.request_timeout.is_zero() {
+            return Err(invalid(
+                0,
+                "[rtsp]: `request_timeout` must be more than 0s".into(),
+            ));
+        }
         for (name, stream) in &config.streams {
             if stream.rtsp_username.is_some() != stream.rtsp_password.is_some() {
                 return Err(invalid(
@@ -537,6 +568,16 @@ mod tests {
                 "odd udp_ports start",
                 "[rtsp]\nudp_ports = \"8001-8099\"\n",
                 "gw.toml:2:13: UDP port range \"8001-8099\" must be",
+            ),
+            (
+                "zero rtsp request_timeout",
+                "[rtsp]\nrequest_timeout = \"0s\"\n",
+                "gw.toml:1:1: [rtsp]: `request_timeout` must be more than 0s",
+            ),
+            (
+                "zero rtsp max_connections_per_client",
+                "[rtsp]\nmax_connections_per_client = 0\n",
+                "gw.toml:2:30: invalid value: integer `0`",
             ),
             (
                 "sdp on demo",

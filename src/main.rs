@@ -250,6 +250,9 @@ async fn start_rtsp(
         listen: config.rtsp.listen,
         credentials: credentials(&config.rtsp.username, &config.rtsp.password),
         udp_ports: config.rtsp.udp_ports,
+        request_timeout: config.rtsp.request_timeout,
+        max_connections: config.rtsp.max_connections.get(),
+        max_connections_per_client: config.rtsp.max_connections_per_client.get(),
         ..ServerConfig::default()
     };
     let streams = streams.clone();

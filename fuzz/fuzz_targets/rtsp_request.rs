@@ -18,13 +18,14 @@ fuzz_target!(|data: &[u8]| {
     };
     let chunk = usize::from(chunk).max(1);
     let mut reader = RequestReader::new();
+    let now = std::time::Instant::now();
     let auth = Authenticator::new();
     let expected = Credentials {
         username: "u".into(),
         password: "p".into(),
     };
     for piece in input.chunks(chunk) {
-        if reader.push(piece).is_err() {
+        if reader.push(piece, now).is_err() {
             return;
         }
         assert!(reader.buffered() <= 2 * MAX_REQUEST_LEN.max(MAX_INTERLEAVED_LEN));

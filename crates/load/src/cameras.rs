@@ -74,6 +74,8 @@ pub async fn run(args: CamerasArgs) -> Result<CamerasSummary, Box<dyn std::error
     let server = RtspServer::bind(
         ServerConfig {
             listen: args.listen,
+            // Load runs read every camera from one machine.
+            max_connections_per_client: usize::MAX,
             ..ServerConfig::default()
         },
         Arc::new(directory),

@@ -2,6 +2,12 @@
 //! playing writes the session's frames (interleaved on this connection or over
 //! UDP). Nothing here is shared with other readers, so a stalled client only
 //! stalls its own task, and the write timeout then cuts it off.
+//!
+//! A request the framing refuses (malformed, lying about its length, or not
+//! complete within the request timeout) is answered with its status and the
+//! connection closed; interleaved frames on channels no SETUP gave out are
+//! counted and dropped. Both are counted server-wide ([`super::limits`]) and
+//! logged at most once a second per kind.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,15 +16,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use rtsp_types::Version;
+use rtsp_types::{headers, Version};
 use streamgate_rtp::MediaKind;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 
-use super::framing::{Incoming, RequestReader};
+use super::framing::{FramingError, Incoming, RequestReader, MAX_REQUEST_LEN};
 use super::interleaved::Batch;
+use super::limits::{Limited, Refusal};
 use super::response::{Response, Status};
 use super::session::{ConnectionState, Player};
 use super::{ServerConfig, StreamDirectory};
@@ -29,6 +35,12 @@ const MAX_PACKETS_PER_WRITE: usize = 256;
 const MAX_BYTES_PER_WRITE: usize = 512 * 1024;
 /// Read buffer for requests (they are small; the framing layer caps the total).
 const READ_CHUNK: usize = 4096;
+/// After a refusal, how long the connection reads (and drops) what the client
+/// still sends before it closes, and how much at most: closing a socket with
+/// unread input resets the connection, and the reset may reach the client
+/// before it has read the answer.
+const LINGER: Duration = Duration::from_millis(500);
+const LINGER_BYTES: usize = 256 * 1024;
 
 /// Why a connection ended (for the log).
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +49,8 @@ enum End {
     ClientClosed,
     #[error("no request, keep-alive or RTCP within the session timeout")]
     Idle,
-    #[error("bad request: {0}")]
-    BadRequest(super::framing::FramingError),
+    #[error("request refused: {0}")]
+    Refused(FramingError),
     #[error("write failed: {0}")]
     WriteFailed(std::io::Error),
     #[error("client stopped reading (write timeout)")]
@@ -60,7 +72,7 @@ pub(crate) async fn serve(
     };
     let (mut read_half, mut write_half) = stream.into_split();
     let mut state = ConnectionState::new(Arc::clone(&config), directory, peer, local_ip);
-    let mut reader = RequestReader::new();
+    let mut reader = RequestReader::with_request_timeout(config.request_timeout);
     let mut player: Option<Player> = None;
     let mut batch = Batch::new();
     let mut buf = vec![0u8; READ_CHUNK];
@@ -72,23 +84,50 @@ pub(crate) async fn serve(
     // per loop turn (per frame) costs a lock on the runtime's timer wheel.
     let idle = tokio::time::sleep(config.session_timeout);
     tokio::pin!(idle);
+    // The pending request's deadline (slowloris); armed while a message is
+    // incomplete, re-armed only when the framing's deadline changes.
+    let request_timer = tokio::time::sleep(config.request_timeout);
+    tokio::pin!(request_timer);
+    let mut request_timer_at: Option<Instant> = None;
+    let mut unknown_channel_frames = 0u64;
 
     let end = loop {
+        let deadline = reader.poll_timeout();
+        if deadline != request_timer_at {
+            if let Some(at) = deadline {
+                request_timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::from_std(at));
+            }
+            request_timer_at = deadline;
+        }
         tokio::select! {
             read = read_half.read(&mut buf) => {
                 let n = match read {
                     Ok(0) | Err(_) => break End::ClientClosed,
                     Ok(n) => n,
                 };
-                last_request = Instant::now();
-                if let Err(e) = handle_input(&buf[..n], &mut reader, &mut state, &mut player, &mut batch).await {
-                    let response = Response::new(Status::BadRequest, Version::V1_0, None).header("Connection", "close");
-                    batch.push_raw(response.to_bytes());
-                    let _ = write(&mut batch, &mut write_half, config.write_timeout).await;
-                    break End::BadRequest(e);
+                let now = Instant::now();
+                last_request = now;
+                let unknown_before = unknown_channel_frames;
+                let handled = handle_input(&buf[..n], now, &mut reader, &mut state, &mut player, &mut batch, &mut unknown_channel_frames).await;
+                for _ in unknown_before..unknown_channel_frames {
+                    if let Some(left_out) = config.readers.limit_hit(Limited::UnknownChannel, now) {
+                        tracing::info!(stream = ?state.stream(), %peer, left_out, "RTSP interleaved frame on a channel that was never set up: dropped");
+                    }
+                }
+                if let Err(e) = handled {
+                    break refuse_request(e, &config, peer, &state, &mut batch, &mut write_half, &mut read_half).await;
                 }
                 if let Err(end) = write(&mut batch, &mut write_half, config.write_timeout).await {
                     break end;
+                }
+            }
+            _ = &mut request_timer, if request_timer_at.is_some() => {
+                // Re-armed at the top of the loop if the message is still pending.
+                request_timer_at = None;
+                if let Err(e) = reader.handle_timeout(Instant::now()) {
+                    break refuse_request(e, &config, peer, &state, &mut batch, &mut write_half, &mut read_half).await;
                 }
             }
             frame = next_frame(&mut player) => {
@@ -137,22 +176,136 @@ pub(crate) async fn serve(
             }
         }
     };
-    tracing::info!(stream = ?state.stream(), %peer, reason = %end, "RTSP connection ended");
+    if let End::Refused(_) = end {
+        // Counted and logged (rate-limited) when it was refused.
+        tracing::debug!(stream = ?state.stream(), %peer, reason = %end, unknown_channel_frames, "RTSP connection ended");
+    } else {
+        tracing::info!(stream = ?state.stream(), %peer, reason = %end, unknown_channel_frames, "RTSP connection ended");
+    }
 }
 
-/// Parses and answers everything complete in `input`; Err means 400 and close.
+/// Answers a request the framing refused with its status (400, 408 or 413),
+/// counts and logs it (rate-limited), and closes the connection.
+async fn refuse_request(
+    error: FramingError,
+    config: &ServerConfig,
+    peer: SocketAddr,
+    state: &ConnectionState,
+    batch: &mut Batch,
+    write_half: &mut OwnedWriteHalf,
+    read_half: &mut (impl AsyncRead + Unpin),
+) -> End {
+    let stream = state.stream();
+    let status = error.status();
+    let kind = match &error {
+        FramingError::BodyTooLarge { .. } => Limited::BodyTooLarge,
+        FramingError::BadContentLength(_) => Limited::BadContentLength,
+        FramingError::Timeout(_) => Limited::RequestTimeout,
+        _ => Limited::BadRequest,
+    };
+    if let Some(left_out) = config.readers.limit_hit(kind, Instant::now()) {
+        let code = status.code();
+        match kind {
+            Limited::BodyTooLarge => tracing::warn!(
+                ?stream, %peer, left_out, cap = MAX_REQUEST_LEN,
+                "RTSP request refused ({code}): {error}; connection closed"
+            ),
+            Limited::RequestTimeout => tracing::warn!(
+                ?stream, %peer, left_out,
+                "RTSP request refused ({code}): {error} ([rtsp] request_timeout); connection closed"
+            ),
+            _ => tracing::warn!(
+                ?stream, %peer, left_out,
+                "RTSP request refused ({code}): {error}; connection closed"
+            ),
+        }
+    }
+    let response = Response::new(status, Version::V1_0, None).header("Connection", "close");
+    batch.push_raw(response.to_bytes());
+    if write(batch, write_half, config.write_timeout).await.is_ok() {
+        linger(read_half, write_half).await;
+    }
+    End::Refused(error)
+}
+
+/// Closes our side, then reads and drops what the client still sends, for at
+/// most [`LINGER`] and [`LINGER_BYTES`], so the answer just written is not lost
+/// to a reset (see [`LINGER`]).
+async fn linger(read: &mut (impl AsyncRead + Unpin), write: &mut (impl AsyncWrite + Unpin)) {
+    let _ = write.shutdown().await;
+    let until = tokio::time::Instant::now() + LINGER;
+    let mut buf = [0u8; 4096];
+    let mut drained = 0;
+    while drained < LINGER_BYTES {
+        match tokio::time::timeout_at(until, read.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => break,
+        }
+    }
+}
+
+/// A connection over a cap: waits (up to the request timeout) for the first
+/// request, answers it 503 and closes; closes at once when nothing complete
+/// arrives in time.
+pub(crate) async fn refuse_connection(stream: TcpStream, refusal: Refusal, wait: Duration) {
+    let (mut read_half, mut write_half) = stream.into_split();
+    let mut reader = RequestReader::with_request_timeout(wait);
+    let until = tokio::time::Instant::now() + wait;
+    let mut buf = [0u8; 1024];
+    let cseq = loop {
+        let n = match tokio::time::timeout_at(until, read_half.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return,
+        };
+        if reader.push(&buf[..n], Instant::now()).is_err() {
+            return;
+        }
+        match reader.next_message() {
+            Ok(Some(Incoming::Request(request))) => {
+                break request
+                    .header(&headers::CSEQ)
+                    .map(|v| v.as_str().trim().to_string())
+            }
+            Ok(_) => continue,
+            Err(_) => return,
+        }
+    };
+    let reason = match refusal {
+        Refusal::PerClient { .. } => "too many connections from this address",
+        _ => "too many connections",
+    };
+    let response = Response::new(Status::ServiceUnavailable, Version::V1_0, cseq.as_deref())
+        .header("Connection", "close")
+        .body("text/plain", format!("{reason}\r\n"))
+        .to_bytes();
+    let written = tokio::time::timeout_at(until, write_half.write_all(&response)).await;
+    if matches!(written, Ok(Ok(()))) {
+        linger(&mut read_half, &mut write_half).await;
+    }
+}
+
+/// Parses and answers everything complete in `input` (received at `now`),
+/// counting interleaved frames on channels that were never set up in
+/// `unknown_channel_frames`; Err means answer its status and close.
 async fn handle_input(
     input: &[u8],
+    now: Instant,
     reader: &mut RequestReader,
     state: &mut ConnectionState,
     player: &mut Option<Player>,
     batch: &mut Batch,
-) -> Result<(), super::framing::FramingError> {
-    reader.push(input)?;
+    unknown_channel_frames: &mut u64,
+) -> Result<(), FramingError> {
+    reader.push(input, now)?;
     while let Some(incoming) = reader.next_message()? {
-        let Incoming::Request(request) = incoming else {
+        let request = match incoming {
+            Incoming::Request(request) => request,
             // Interleaved RTCP receiver reports: the read itself counted as activity.
-            continue;
+            Incoming::Interleaved { channel, .. } if state.has_channel(channel) => continue,
+            Incoming::Interleaved { .. } => {
+                *unknown_channel_frames += 1;
+                continue;
+            }
         };
         tracing::debug!(method = ?request.method(), "RTSP request");
         let reply = state.handle(&request).await;
@@ -283,11 +436,4 @@ async fn write(
 
 fn last_activity(state: &ConnectionState) -> Instant {
     state.epoch + Duration::from_millis(state.activity.load(Ordering::Relaxed))
-}
-
-/// Bytes of a response, for callers outside a session (connection limit).
-pub(crate) fn service_unavailable() -> Bytes {
-    Response::new(Status::ServiceUnavailable, Version::V1_0, None)
-        .header("Connection", "close")
-        .to_bytes()
 }

@@ -1,14 +1,34 @@
 //! Splits the bytes a client sends on its RTSP connection into requests and
-//! interleaved (`$`) data frames, with a cap on how much it will buffer.
+//! interleaved (`$`) data frames, with a cap on how much it will buffer and a
+//! deadline for each message to be complete.
 //!
 //! Sans-IO: the connection task feeds whatever it read with [`RequestReader::push`]
-//! and pulls complete messages with [`RequestReader::next_message`]. Parsing is done by
-//! `rtsp-types` (the RTSP 1.0/2.0 message parser gst-plugins-rs uses: requests,
-//! responses and interleaved data in one nom parser), so no hand-rolled header
-//! parser sits on the network path.
+//! (with the time it was read), pulls complete messages with
+//! [`RequestReader::next_message`], and asks [`RequestReader::poll_timeout`] when
+//! to call [`RequestReader::handle_timeout`]. Parsing is done by `rtsp-types`
+//! (the RTSP 1.0/2.0 message parser gst-plugins-rs uses: requests, responses and
+//! interleaved data in one nom parser), so no hand-rolled header parser sits on
+//! the network path. The one exception is a scan of a complete head's
+//! `Content-Length` lines ([`declared_length`]), because `rtsp-types` trusts
+//! the first one it sees and then waits for that many bytes: the scan refuses a
+//! length over the cap (413) and a negative, non-numeric or conflicting one
+//! (400) as soon as the head is in, instead of waiting for a body that may
+//! never come.
+//!
+//! Limits, and the status each is answered with ([`FramingError::status`]):
+//! - a head over [`MAX_REQUEST_LEN`] (or buffered input past twice the cap): 400;
+//! - a declared body that would take the request over [`MAX_REQUEST_LEN`]: 413;
+//! - a `Content-Length` that is not a length: 400;
+//! - a message (request or interleaved frame) not complete within the request
+//!   timeout of its first byte (slowloris): 408. Time between messages is not
+//!   counted here: that is the session timeout's business.
+
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use rtsp_types::{Message, ParseError, Request};
+
+use super::response::Status;
 
 /// Largest request (head + body) a client may send. RTSP requests from players
 /// are a few hundred bytes; 16 KiB leaves room for long URLs and auth headers.
@@ -16,6 +36,12 @@ pub const MAX_REQUEST_LEN: usize = 16 * 1024;
 
 /// An interleaved frame is `$`, channel, 16-bit length and at most 65535 bytes.
 pub const MAX_INTERLEAVED_LEN: usize = 4 + u16::MAX as usize;
+
+/// How long a message may take from its first byte to its last, by default.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest `Content-Length` value quoted back in an error (they echo client input).
+const QUOTED_VALUE_LEN: usize = 24;
 
 /// One message from the client.
 #[derive(Debug)]
@@ -28,22 +54,58 @@ pub enum Incoming {
     },
 }
 
-/// Why the connection must answer 400 and close.
+/// Why the connection must answer [`FramingError::status`] and close.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FramingError {
     #[error("request larger than {MAX_REQUEST_LEN} bytes")]
     TooLarge,
+    /// The head is in and declares a body that takes the request over the cap.
+    #[error("Content-Length {declared} takes the request over the {MAX_REQUEST_LEN}-byte cap")]
+    BodyTooLarge {
+        /// The declared length (`u64::MAX` when it does not even fit).
+        declared: u64,
+    },
+    /// Negative, non-numeric, empty or conflicting `Content-Length` headers.
+    #[error("Content-Length {0}")]
+    BadContentLength(String),
+    #[error("request not complete within {0:?} of its first byte")]
+    Timeout(Duration),
     #[error("malformed RTSP message")]
     Malformed,
     #[error("client sent an RTSP response, not a request")]
     UnexpectedResponse,
 }
 
+impl FramingError {
+    /// The status the connection answers with before it closes.
+    pub fn status(&self) -> Status {
+        match self {
+            FramingError::BodyTooLarge { .. } => Status::RequestEntityTooLarge,
+            FramingError::Timeout(_) => Status::RequestTimeout,
+            _ => Status::BadRequest,
+        }
+    }
+}
+
 /// Accumulates received bytes and yields complete messages.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RequestReader {
     buf: BytesMut,
+    request_timeout: Duration,
+    /// When the first byte of the message now pending arrived; `None` between
+    /// messages.
+    pending_since: Option<Instant>,
+    /// When the last bytes arrived (the start of a pipelined message left over).
+    last_push: Option<Instant>,
+    /// The pending message's head has been in and its lengths checked.
+    head_checked: bool,
+}
+
+impl Default for RequestReader {
+    fn default() -> Self {
+        RequestReader::with_request_timeout(DEFAULT_REQUEST_TIMEOUT)
+    }
 }
 
 impl RequestReader {
@@ -51,9 +113,20 @@ impl RequestReader {
         RequestReader::default()
     }
 
-    /// Appends received bytes; refuses (without buffering) once the pending
-    /// message would exceed its cap.
-    pub fn push(&mut self, data: &[u8]) -> Result<(), FramingError> {
+    /// A reader whose messages must be complete within `request_timeout` of their first byte.
+    pub fn with_request_timeout(request_timeout: Duration) -> Self {
+        RequestReader {
+            buf: BytesMut::new(),
+            request_timeout,
+            pending_since: None,
+            last_push: None,
+            head_checked: false,
+        }
+    }
+
+    /// Appends bytes received at `now`; refuses (without buffering) once the
+    /// pending message would exceed its cap.
+    pub fn push(&mut self, data: &[u8], now: Instant) -> Result<(), FramingError> {
         let cap = if self.buf.first().or(data.first()) == Some(&b'$') {
             MAX_INTERLEAVED_LEN
         } else {
@@ -65,6 +138,11 @@ impl RequestReader {
             return Err(FramingError::TooLarge);
         }
         self.buf.extend_from_slice(data);
+        self.last_push = Some(now);
+        self.skip_blank_lines();
+        if self.pending_since.is_none() && !self.buf.is_empty() {
+            self.pending_since = Some(now);
+        }
         Ok(())
     }
 
@@ -73,24 +151,69 @@ impl RequestReader {
         self.buf.len()
     }
 
+    /// When the pending message's time is up; `None` when no message is pending.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.pending_since.map(|since| since + self.request_timeout)
+    }
+
+    /// Err once a message has been pending for the request timeout at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), FramingError> {
+        match self.poll_timeout() {
+            Some(deadline) if now >= deadline => Err(FramingError::Timeout(self.request_timeout)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Clients may send stray CRLFs between messages (keep-alive pings).
+    fn skip_blank_lines(&mut self) {
+        let blank = self
+            .buf
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .count();
+        self.buf.advance(blank);
+    }
+
+    /// Drops a returned message's bytes; what follows is a new message, pending
+    /// since the bytes that brought it (at the latest).
+    fn consume(&mut self, len: usize) {
+        self.buf.advance(len);
+        self.head_checked = false;
+        self.skip_blank_lines();
+        self.pending_since = if self.buf.is_empty() {
+            None
+        } else {
+            self.last_push
+        };
+    }
+
     /// The next complete message, `Ok(None)` when more bytes are needed.
     pub fn next_message(&mut self) -> Result<Option<Incoming>, FramingError> {
-        // Clients may send stray CRLFs between messages (keep-alive pings).
-        while matches!(self.buf.first(), Some(b'\r' | b'\n')) {
-            self.buf.advance(1);
-        }
+        self.skip_blank_lines();
         if self.buf.is_empty() {
             return Ok(None);
         }
         if self.buf[0] == b'$' {
-            return self.next_interleaved();
+            return Ok(self.next_interleaved());
+        }
+        if !self.head_checked {
+            if let Some(head_len) = head_len(&self.buf) {
+                if head_len > MAX_REQUEST_LEN {
+                    return Err(FramingError::TooLarge);
+                }
+                let body = declared_length(&self.buf[..head_len])?;
+                if body > (MAX_REQUEST_LEN - head_len) as u64 {
+                    return Err(FramingError::BodyTooLarge { declared: body });
+                }
+                self.head_checked = true;
+            }
         }
         match Message::<Vec<u8>>::parse(&self.buf[..]) {
             Ok((Message::Request(request), consumed)) => {
                 if consumed > MAX_REQUEST_LEN {
                     return Err(FramingError::TooLarge);
                 }
-                self.buf.advance(consumed);
+                self.consume(consumed);
                 Ok(Some(Incoming::Request(Box::new(request))))
             }
             Ok((Message::Response(_), _)) => Err(FramingError::UnexpectedResponse),
@@ -104,25 +227,78 @@ impl RequestReader {
         }
     }
 
-    fn next_interleaved(&mut self) -> Result<Option<Incoming>, FramingError> {
+    fn next_interleaved(&mut self) -> Option<Incoming> {
         if self.buf.len() < 4 {
-            return Ok(None);
+            return None;
         }
         let channel = self.buf[1];
         let len = usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
         let total = 4 + len;
         if self.buf.len() < total {
-            return Ok(None);
+            return None;
         }
-        self.buf.advance(total);
-        Ok(Some(Incoming::Interleaved { channel, len }))
+        self.consume(total);
+        Some(Incoming::Interleaved { channel, len })
     }
+}
+
+/// Length of the head (request line, headers and the blank line) once it is in.
+fn head_len(buf: &[u8]) -> Option<usize> {
+    buf.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| at + 4)
+}
+
+/// The body length a complete head declares: 0 without `Content-Length`; Err
+/// for a value that is not a decimal length or for several that differ. A
+/// value too long for `u64` is `u64::MAX` (over any cap, so answered 413).
+pub fn declared_length(head: &[u8]) -> Result<u64, FramingError> {
+    let mut declared: Option<u64> = None;
+    // Skip the request line; header names are tokens, so a name never spans lines.
+    for line in head.split(|&b| b == b'\n').skip(1) {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        if !line[..colon].eq_ignore_ascii_case(b"content-length") {
+            continue;
+        }
+        let value = line[colon + 1..].trim_ascii();
+        let quoted = || {
+            let text = String::from_utf8_lossy(value);
+            let short: String = text.chars().take(QUOTED_VALUE_LEN).collect();
+            format!("{short:?}")
+        };
+        if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+            return Err(FramingError::BadContentLength(format!(
+                "{} is not a length",
+                quoted()
+            )));
+        }
+        let length = value.iter().try_fold(0u64, |n, &d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        });
+        let length = length.unwrap_or(u64::MAX);
+        match declared {
+            Some(earlier) if earlier != length => {
+                return Err(FramingError::BadContentLength(format!(
+                    "given twice, as {earlier} and {}",
+                    quoted()
+                )));
+            }
+            _ => declared = Some(length),
+        }
+    }
+    Ok(declared.unwrap_or(0))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use rtsp_types::Method;
+
+    fn now() -> Instant {
+        Instant::now()
+    }
 
     fn next_request(reader: &mut RequestReader) -> Request<Vec<u8>> {
         match reader.next_message() {
@@ -138,7 +314,7 @@ mod tests {
         input.extend_from_slice(&[b'$', 1, 0, 3, 9, 9, 9]);
         input.extend_from_slice(b"GET_PARAMETER rtsp://h/s RTSP/1.0\r\nCSeq: 2\r\n\r\n");
         for chunk in input.chunks(5) {
-            reader.push(chunk).unwrap();
+            reader.push(chunk, now()).unwrap();
         }
         assert_eq!(next_request(&mut reader).method(), &Method::Options);
         assert!(matches!(
@@ -153,10 +329,13 @@ mod tests {
     fn waits_for_the_body() {
         let mut reader = RequestReader::new();
         reader
-            .push(b"SET_PARAMETER rtsp://h/s RTSP/1.0\r\nCSeq: 3\r\nContent-Length: 4\r\n\r\nab")
+            .push(
+                b"SET_PARAMETER rtsp://h/s RTSP/1.0\r\nCSeq: 3\r\nContent-Length: 4\r\n\r\nab",
+                now(),
+            )
             .unwrap();
         assert!(matches!(reader.next_message(), Ok(None)));
-        reader.push(b"cd").unwrap();
+        reader.push(b"cd", now()).unwrap();
         assert_eq!(next_request(&mut reader).body(), b"abcd");
     }
 
@@ -165,10 +344,12 @@ mod tests {
         let mut reader = RequestReader::new();
         let mut result = Ok(());
         let line = format!("X-Filler: {}\r\n", "a".repeat(1000));
-        reader.push(b"OPTIONS rtsp://h/s RTSP/1.0\r\n").unwrap();
+        reader
+            .push(b"OPTIONS rtsp://h/s RTSP/1.0\r\n", now())
+            .unwrap();
         for _ in 0..40 {
             result = reader
-                .push(line.as_bytes())
+                .push(line.as_bytes(), now())
                 .and_then(|()| reader.next_message().map(|_| ()));
             if result.is_err() {
                 break;
@@ -180,10 +361,146 @@ mod tests {
     #[test]
     fn a_response_is_not_a_request() {
         let mut reader = RequestReader::new();
-        reader.push(b"RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n").unwrap();
+        reader
+            .push(b"RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n", now())
+            .unwrap();
         assert!(matches!(
             reader.next_message(),
             Err(FramingError::UnexpectedResponse)
         ));
+    }
+
+    fn head_with(lengths: &[&str]) -> Vec<u8> {
+        let mut head = b"SET_PARAMETER rtsp://h/s RTSP/1.0\r\nCSeq: 4\r\n".to_vec();
+        for length in lengths {
+            head.extend_from_slice(format!("Content-Length:{length}\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        head
+    }
+
+    /// The head alone decides: no body byte has to arrive for the answer.
+    #[test]
+    fn lying_lengths_are_refused_as_soon_as_the_head_is_in() {
+        let cases: [(&[&str], FramingError); 8] = [
+            (
+                &[" 99999999999"],
+                FramingError::BodyTooLarge {
+                    declared: 99_999_999_999,
+                },
+            ),
+            (&[" 16384"], FramingError::BodyTooLarge { declared: 16384 }),
+            (
+                &[" 123456789012345678901234567890"],
+                FramingError::BodyTooLarge { declared: u64::MAX },
+            ),
+            (
+                &[" -5"],
+                FramingError::BadContentLength("\"-5\" is not a length".into()),
+            ),
+            (
+                &[" +5"],
+                FramingError::BadContentLength("\"+5\" is not a length".into()),
+            ),
+            (
+                &[" 12abc"],
+                FramingError::BadContentLength("\"12abc\" is not a length".into()),
+            ),
+            (
+                &[""],
+                FramingError::BadContentLength("\"\" is not a length".into()),
+            ),
+            (
+                &[" 4", "5"],
+                FramingError::BadContentLength("given twice, as 4 and \"5\"".into()),
+            ),
+        ];
+        for (lengths, expected) in cases {
+            let mut reader = RequestReader::new();
+            let head = head_with(lengths);
+            // Fed in pieces: nothing is decided before the blank line.
+            let (start, end) = head.split_at(head.len() - 2);
+            reader.push(start, now()).unwrap();
+            assert!(matches!(reader.next_message(), Ok(None)), "{lengths:?}");
+            reader.push(end, now()).unwrap();
+            let status = expected.status();
+            assert_eq!(reader.next_message().unwrap_err(), expected, "{lengths:?}");
+            let want = match expected {
+                FramingError::BodyTooLarge { .. } => 413,
+                _ => 400,
+            };
+            assert_eq!(status.code(), want);
+        }
+    }
+
+    #[test]
+    fn repeated_equal_lengths_and_any_case_are_accepted() {
+        let mut reader = RequestReader::new();
+        let mut input = head_with(&[" 2", "2"]);
+        input.extend_from_slice(b"ok");
+        input.extend_from_slice(b"GET_PARAMETER rtsp://h/s RTSP/1.0\r\ncontent-LENGTH: 0\r\n\r\n");
+        reader.push(&input, now()).unwrap();
+        assert_eq!(next_request(&mut reader).body(), b"ok");
+        assert_eq!(next_request(&mut reader).method(), &Method::GetParameter);
+        // The largest body that still fits.
+        let head = head_with(&[" 0"]);
+        let fits = MAX_REQUEST_LEN - head.len();
+        let head = head_with(&[&format!(" {fits}")]);
+        let fits = MAX_REQUEST_LEN - head.len();
+        let mut input = head_with(&[&format!(" {fits}")]);
+        input.resize(MAX_REQUEST_LEN, b'x');
+        reader.push(&input, now()).unwrap();
+        assert_eq!(next_request(&mut reader).body().len(), fits);
+    }
+
+    /// Each message has the request timeout from its first byte; the time
+    /// between messages (and stray CRLFs there) does not count.
+    #[test]
+    fn a_message_must_be_complete_within_the_request_timeout() {
+        let timeout = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut reader = RequestReader::with_request_timeout(timeout);
+        assert_eq!(reader.poll_timeout(), None);
+        reader.push(b"\r\n", at(0)).unwrap();
+        assert_eq!(
+            reader.poll_timeout(),
+            None,
+            "keep-alive CRLF starts nothing"
+        );
+        reader
+            .push(b"OPTIONS rtsp://h/s RTSP/1.0\r\n", at(1))
+            .unwrap();
+        assert_eq!(reader.poll_timeout(), Some(at(11)));
+        // Trickling bytes does not move the deadline.
+        reader.push(b"CSeq: 1\r\n", at(9)).unwrap();
+        assert!(matches!(reader.next_message(), Ok(None)));
+        assert_eq!(reader.poll_timeout(), Some(at(11)));
+        assert_eq!(reader.handle_timeout(at(10)), Ok(()));
+        // Completed in time, with the start of the next one pipelined behind it.
+        reader
+            .push(b"\r\nOPTIONS rtsp://h/s RTSP/1.0\r\n", at(10))
+            .unwrap();
+        assert_eq!(next_request(&mut reader).method(), &Method::Options);
+        assert!(matches!(reader.next_message(), Ok(None)));
+        assert_eq!(reader.poll_timeout(), Some(at(20)));
+        assert_eq!(
+            reader.handle_timeout(at(20)),
+            Err(FramingError::Timeout(timeout))
+        );
+        assert_eq!(FramingError::Timeout(timeout).status().code(), 408);
+
+        // An interleaved frame is held to the same deadline.
+        let mut reader = RequestReader::with_request_timeout(timeout);
+        reader.push(&[b'$', 1, 0, 8, 1, 2], at(0)).unwrap();
+        assert!(matches!(reader.next_message(), Ok(None)));
+        assert!(reader.handle_timeout(at(10)).is_err());
+        reader.push(&[3, 4, 5, 6, 7, 8], at(5)).unwrap();
+        assert!(matches!(
+            reader.next_message(),
+            Ok(Some(Incoming::Interleaved { channel: 1, len: 8 }))
+        ));
+        assert_eq!(reader.poll_timeout(), None, "nothing pending after it");
+        assert_eq!(reader.handle_timeout(at(100)), Ok(()));
     }
 }

@@ -3,7 +3,10 @@
 //!
 //! Layout (one concept per module; the protocol pieces are sans-IO and unit
 //! tested, the I/O is two thin layers):
-//! - [`framing`]: bytes → requests / interleaved frames, with size caps;
+//! - [`framing`]: bytes → requests / interleaved frames, with size caps and a
+//!   deadline per request;
+//! - [`limits`]: connection caps (per client address, in total) and the
+//!   server-wide counts of every limit clients ran into;
 //! - [`auth`]: Basic and Digest (MD5, SHA-256) checks and challenges;
 //! - [`transport`], [`target`], [`describe`]: Transport negotiation, URL → stream
 //!   and track, the SDP answer;
@@ -22,6 +25,7 @@ mod connection;
 pub mod describe;
 pub mod framing;
 pub mod interleaved;
+pub mod limits;
 pub mod readers;
 pub mod response;
 pub mod sender_report;
@@ -31,17 +35,23 @@ pub mod transport;
 pub mod udp;
 
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use streamgate_pipeline::Hub;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 pub use auth::Credentials;
+pub use limits::{LimitCounts, Limited};
 pub use readers::{OutputTotals, ReaderInfo, ReaderTransport, Readers};
+
+use limits::Admission;
+
+/// Connections over a cap that are read at once for the request to answer 503;
+/// beyond these, such connections are closed without an answer.
+const REFUSING_AT_ONCE: usize = 64;
 
 /// Server settings (the binary's `[rtsp]` section).
 #[derive(Debug, Clone)]
@@ -55,8 +65,14 @@ pub struct ServerConfig {
     pub describe_timeout: Duration,
     /// A reader whose socket accepts nothing for this long is cut off.
     pub write_timeout: Duration,
+    /// A request (head and body; or an interleaved frame) not complete this
+    /// long after its first byte is answered 408 and its connection closed.
+    pub request_timeout: Duration,
     /// Connections beyond this are answered 503 and closed.
     pub max_connections: usize,
+    /// Connections from one client address beyond this are answered 503 and
+    /// closed (IPv4-mapped IPv6 addresses count as their IPv4 address).
+    pub max_connections_per_client: usize,
     /// Server RTP/RTCP ports for UDP readers (so a firewall or container port
     /// mapping can let them through); `None`: ephemeral ports.
     pub udp_ports: Option<udp::UdpPortRange>,
@@ -72,7 +88,9 @@ impl Default for ServerConfig {
             session_timeout: Duration::from_secs(60),
             describe_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
-            max_connections: 1024,
+            request_timeout: framing::DEFAULT_REQUEST_TIMEOUT,
+            max_connections: limits::DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_client: limits::DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
             udp_ports: None,
             readers: Readers::default(),
         }
@@ -155,8 +173,17 @@ impl RtspServer {
     /// the open connections to end. A connection ends once its stream closes,
     /// after it has sent its readers SR+BYE on every track: so a caller that
     /// closes the streams and then resolves `stop` gets a graceful shutdown.
+    ///
+    /// A connection over `max_connections_per_client` or `max_connections` is
+    /// answered 503 on its first request and closed; the open ones go on.
     pub async fn run_until(self, stop: impl Future<Output = ()>, drain: Duration) {
-        let slots = Arc::new(Semaphore::new(self.config.max_connections));
+        let admission = Arc::new(Mutex::new(Admission::new(
+            self.config.max_connections,
+            self.config.max_connections_per_client,
+        )));
+        let (open_tx, mut open_rx) = watch::channel(0usize);
+        let open_tx = Arc::new(open_tx);
+        let refusing = Arc::new(Semaphore::new(REFUSING_AT_ONCE));
         tracing::info!(addr = ?self.listener.local_addr().ok(), "RTSP server listening");
         tokio::pin!(stop);
         loop {
@@ -164,7 +191,7 @@ impl RtspServer {
                 () = &mut stop => break,
                 accepted = self.listener.accept() => accepted,
             };
-            let (mut stream, peer) = match accepted {
+            let (stream, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -173,11 +200,33 @@ impl RtspServer {
                     continue;
                 }
             };
-            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                tokio::spawn(async move {
-                    let _ = stream.write_all(&connection::service_unavailable()).await;
-                });
+            let admitted = {
+                let mut admission = lock(&admission);
+                let admitted = admission.admit(peer.ip());
+                if admitted.is_ok() {
+                    open_tx.send_replace(admission.open());
+                }
+                admitted
+            };
+            if let Err(refusal) = admitted {
+                let now = Instant::now();
+                if let Some(left_out) = self.config.readers.limit_hit(refusal.kind(), now) {
+                    tracing::warn!(%peer, left_out, "RTSP connection refused (503): {refusal}");
+                }
+                // Bounded: a flood of refused connections is closed unanswered.
+                if let Ok(permit) = Arc::clone(&refusing).try_acquire_owned() {
+                    let wait = self.config.request_timeout;
+                    tokio::spawn(async move {
+                        connection::refuse_connection(stream, refusal, wait).await;
+                        drop(permit);
+                    });
+                }
                 continue;
+            }
+            let slot = Slot {
+                admission: Arc::clone(&admission),
+                client: peer.ip(),
+                open: Arc::clone(&open_tx),
             };
             let config = Arc::clone(&self.config);
             let directory = Arc::clone(&self.directory);
@@ -187,16 +236,33 @@ impl RtspServer {
             });
         }
         drop(self.listener);
-        // Every slot back means every connection task has finished.
-        let every_slot = u32::try_from(self.config.max_connections).unwrap_or(u32::MAX);
-        if tokio::time::timeout(drain, slots.acquire_many(every_slot))
+        if tokio::time::timeout(drain, open_rx.wait_for(|open| *open == 0))
             .await
             .is_err()
         {
             tracing::warn!(
-                open = self.config.max_connections - slots.available_permits(),
+                open = *open_rx.borrow(),
                 "RTSP connections still open after {drain:?}: cut off"
             );
         }
+    }
+}
+
+fn lock(admission: &Mutex<Admission>) -> std::sync::MutexGuard<'_, Admission> {
+    admission.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One admitted connection; dropping it counts the connection out.
+struct Slot {
+    admission: Arc<Mutex<Admission>>,
+    client: IpAddr,
+    open: Arc<watch::Sender<usize>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut admission = lock(&self.admission);
+        admission.release(self.client);
+        self.open.send_replace(admission.open());
     }
 }

@@ -1,5 +1,7 @@
 //! Who is reading over RTSP now, and how much each got: the API lists the
 //! readers with their addresses, `/metrics` sums their counters per stream.
+//! The same registry carries the server-wide counts of the limits clients ran
+//! into ([`Readers::limit_counts`], see [`super::limits`]).
 //!
 //! A session registers at PLAY and holds a [`ReaderGuard`]; the guard's `Drop`
 //! removes it (PAUSE, TEARDOWN, a closed or cut-off connection alike) and folds
@@ -11,7 +13,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
+
+use super::limits::{LimitCounters, LimitCounts, Limited};
 
 /// How a reader receives RTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,14 +73,35 @@ struct Registry {
     ended: HashMap<String, OutputTotals>,
 }
 
-/// The RTSP server's reader registry; clones share it (one in the
+#[derive(Debug, Default)]
+struct Shared {
+    registry: Mutex<Registry>,
+    limits: LimitCounters,
+}
+
+/// The RTSP server's reader registry and counters; clones share it (one in the
 /// `ServerConfig`, one in the HTTP API).
 #[derive(Debug, Clone, Default)]
-pub struct Readers(Arc<Mutex<Registry>>);
+pub struct Readers(Arc<Shared>);
 
 impl Readers {
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.0
+            .registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How often clients ran into each limit since the server started (all
+    /// connections together; they only grow).
+    pub fn limit_counts(&self) -> LimitCounts {
+        self.0.limits.counts()
+    }
+
+    /// Counts one occurrence of `kind`; `Some(left_out)` when a log line about
+    /// it is due (see [`LimitCounters::hit`]).
+    pub(crate) fn limit_hit(&self, kind: Limited, now: Instant) -> Option<u64> {
+        self.0.limits.hit(kind, now)
     }
 
     /// Records a reader that started playing; it stays listed while the guard lives.

@@ -204,6 +204,17 @@ impl ConnectionState {
         self.session.as_ref().map(|s| s.stream.as_str())
     }
 
+    /// Whether a SETUP of this connection gave out interleaved `channel` (for
+    /// a track's RTP or RTCP): frames on other channels are dropped and counted.
+    pub fn has_channel(&self, channel: u8) -> bool {
+        self.session.as_ref().is_some_and(|session| {
+            session.tracks.values().any(|t| {
+                interleaved_rtp(t.transport) == Some(channel)
+                    || interleaved_rtcp(t.transport) == Some(channel)
+            })
+        })
+    }
+
     pub async fn handle(&mut self, request: &Request<Vec<u8>>) -> Reply {
         let version = match request.version() {
             Version::V2_0 => Version::V2_0,
