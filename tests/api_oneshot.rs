@@ -521,6 +521,7 @@ async fn metrics_count_per_stream_and_process() {
         ("streamgate_output_bytes", "counter", "Bytes sent to the stream's readers, by output protocol (HLS: playlists and media answered)."),
         ("streamgate_readers", "gauge", "Readers of the stream now, by output protocol (RTSP: playing sessions; HLS: viewers of the last 10 s)."),
         ("streamgate_hls_viewers", "gauge", "Client addresses that fetched the stream's HLS playlists or media in the last 10 s."),
+        ("streamgate_rtsp_refused", "counter", "RTSP input refused by the server's limits, by reason: lying lengths, slow requests, frames on channels never set up, connections over the caps."),
         ("streamgate_source_reconnects", "counter", "Times the source connected again after its first session."),
         ("streamgate_source_up", "gauge", "1 while the source runs, 0 while it has failed; `state` is the source client's own state."),
         ("process_resident_memory_bytes", "gauge", "Resident memory size in bytes."),

@@ -301,4 +301,16 @@ fn rtsp_limits_are_answered_and_close_while_a_reader_plays() {
     ] {
         assert!(log.contains(line), "no {line:?} in the log:\n{log}");
     }
+    // And counted in /metrics, by reason.
+    let (status, metrics) = gateway.request("GET", "/metrics", None);
+    assert_eq!(status, 200);
+    for (reason, at_least) in [
+        ("body_too_large", 2.0),
+        ("bad_content_length", 3.0),
+        ("max_connections_per_client", 1.0),
+    ] {
+        let key = format!("streamgate_rtsp_refused_total{{reason=\"{reason}\"}}");
+        let value = support::sample(&metrics, &key).unwrap_or_default();
+        assert!(value >= at_least, "{key} = {value}:\n{metrics}");
+    }
 }

@@ -247,6 +247,16 @@ impl Collector for StreamCollector {
         )?;
         family(
             &mut encoder,
+            "streamgate_rtsp_refused",
+            "RTSP input refused by the server's limits, by reason: lying lengths, slow requests, frames on channels never set up, connections over the caps.",
+            MetricType::Counter,
+            rtsp_readers
+                .limit_counts()
+                .all()
+                .map(|(kind, count)| ([("reason", Escaped(kind.name()))], ConstCounter::new(count))),
+        )?;
+        family(
+            &mut encoder,
             "streamgate_source_reconnects",
             "Times the source connected again after its first session.",
             MetricType::Counter,
