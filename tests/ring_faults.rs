@@ -1,14 +1,17 @@
 //! Ring accounts and devices when things go wrong, against the simulator: a
 //! restart keeps the linked account (SQLite store), an expired refresh token
 //! turns the account to "needs re-linking" (in the API, the dashboard and its
-//! streams), and a device that goes offline reports it and plays again when it
-//! comes back.
+//! streams), a device that goes offline reports it and plays again when it
+//! comes back, a kill -9 in the middle of a token refresh loses no token, and
+//! under a 429 storm the client waits out `Retry-After` and never goes over
+//! Ring's rate.
 
 mod support;
 
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use support::ring::{self, Sim, ACCOUNT};
+use support::ring::{self, Sim, ACCOUNT, CLIENT_ID};
 use support::{ffprobe_streams, peer, signal, text, Gateway, TempDir};
 
 /// `GET /api/streams/NAME` as JSON.
@@ -49,7 +52,7 @@ fn a_linked_account_survives_a_restart_and_plays_without_relinking() {
     ring::link_sample_account(&sim, &gateway);
     signal(gateway.pid(), "-TERM");
     while gateway.is_running() {
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(50));
     }
     let exchanges = sim.stats().code_exchanges;
 
@@ -156,4 +159,101 @@ fn a_device_that_goes_offline_reports_it_and_plays_again_when_back() {
         let _ = reader.wait();
     }
     assert_plays(&gateway, name);
+}
+
+#[test]
+fn a_kill_during_a_token_refresh_loses_no_token() {
+    // Access tokens live 6 s: discovery every half second refreshes them half-way.
+    let sim = Sim::start("access_token_ttl = \"6s\"");
+    let store = TempDir::new("ring-store");
+    let section = sim.ring_section(&format!(
+        "database = \"{}\"\nrediscover = \"500ms\"",
+        store.path().join("ring.db").display()
+    ));
+    let gateway = Gateway::start(&section);
+    ring::link_sample_account(&sim, &gateway);
+    // Ring records the next refresh and holds its answer: the gateway dies waiting.
+    sim.get().set_token_delay(Duration::from_secs(30));
+    gateway.wait_for(
+        || sim.stats().token_requests_in_flight >= 1,
+        "a token refresh in flight",
+    );
+    signal(gateway.pid(), "-KILL");
+    drop(gateway);
+    sim.get().set_token_delay(Duration::ZERO);
+
+    // The store still has the pair it had before the refresh: the rotated-out
+    // refresh token is still good until its successor is used (which never
+    // happened), so the restarted gateway refreshes with it and plays.
+    let gateway = Gateway::start(&section);
+    gateway.wait_for(
+        || sim.stats().refresh_token_grace_uses >= 1,
+        "a refresh with the stored token",
+    );
+    assert_eq!(account_state(&gateway), "linked");
+    gateway.wait_for(
+        || ring::ring_streams(&gateway).len() == 3,
+        "the Ring streams",
+    );
+    assert_plays(&gateway, "ring-front-door");
+    let refreshes = sim.stats().token_refreshes;
+    gateway.wait_for(
+        || sim.stats().token_refreshes > refreshes + 1,
+        "refreshes with the new tokens",
+    );
+    assert_eq!(account_state(&gateway), "linked");
+}
+
+#[test]
+fn under_a_429_storm_the_client_waits_out_retry_after_and_stays_below_rings_rate() {
+    // Ring allows 8 requests a second here; the gateway keeps to 5 while
+    // discovery asks for a pass every 100 ms.
+    let sim = Sim::start("rate_limit = 8");
+    let gateway =
+        Gateway::start(&sim.ring_section("rediscover = \"100ms\"\nmax_requests_per_second = 5"));
+    ring::link_sample_account(&sim, &gateway);
+    let listed = || {
+        sim.stats()
+            .requests
+            .get("/v1/devices")
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = listed();
+    gateway.wait_for(|| listed() >= before + 10, "discovery passes");
+
+    let storm = Duration::from_secs(4);
+    let storm_ends = Instant::now() + storm;
+    sim.get().storm(storm, 2);
+    gateway.wait_for(|| sim.stats().rate_limited >= 1, "the storm's 429s");
+    gateway.wait_for(|| Instant::now() > storm_ends, "the storm to end");
+    let (after_storm, refused) = (listed(), sim.stats().rate_limited);
+    gateway.wait_for(
+        || listed() >= after_storm + 10,
+        "discovery passes after the storm",
+    );
+
+    let stats = sim.stats();
+    assert_eq!(
+        stats
+            .retry_after_violations
+            .get(CLIENT_ID)
+            .copied()
+            .unwrap_or(0),
+        0,
+        "requests before Retry-After had passed: {stats:?}"
+    );
+    let peak = stats
+        .peak_requests_per_second
+        .get(CLIENT_ID)
+        .copied()
+        .unwrap_or(0);
+    assert!(peak <= 8, "{peak} requests in one second: {stats:?}");
+    assert_eq!(
+        stats.rate_limited, refused,
+        "429s after the storm: {stats:?}"
+    );
+    // Discovery kept its devices through the storm.
+    assert_eq!(ring::ring_streams(&gateway).len(), 3);
+    assert_eq!(account_state(&gateway), "linked");
 }

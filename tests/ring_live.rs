@@ -63,6 +63,6 @@ fn hls_js_plays_a_ring_stream() {
     let sim = Sim::start("");
     let gateway = Gateway::start(&sim.ring_section(""));
     ring::link_sample_account(&sim, &gateway);
-    let report = play(&gateway.http_url("/hls/ring-driveway/"), 15);
+    let report = play(&gateway.http_url("/hls/ring-front-door/"), 15);
     assert_played(&report, 12.0, &gateway);
 }

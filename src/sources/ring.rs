@@ -157,7 +157,8 @@ async fn run(
     }
 }
 
-/// The account's access token, refreshed by the client as it nears expiry.
+/// The account's access token, refreshed by the client as it nears expiry; each
+/// WHEP request waits for the client's rate limiter, as the client's own calls do.
 struct AccountToken {
     client: RingClient,
     account: AccountId,
@@ -167,7 +168,7 @@ struct AccountToken {
 impl TokenProvider for AccountToken {
     async fn token(&self) -> Result<Secret, String> {
         self.client
-            .access_token(&self.account)
+            .token_for_request(&self.account)
             .await
             .map_err(|e| e.to_string())
     }

@@ -296,6 +296,15 @@ impl RingClient {
         self.token(account, None).await
     }
 
+    /// The token for a request the caller sends itself (the WHEP client's POST and
+    /// DELETE of a live view): it waits for the shared rate limiter first, so those
+    /// requests count toward the client id's rate and wait out a `Retry-After`
+    /// another call was given.
+    pub async fn token_for_request(&self, account: &AccountId) -> Result<Secret, RingError> {
+        self.inner.http.admit().await;
+        self.access_token(account).await
+    }
+
     /// [`Self::access_token`], refreshing in any case if the stored token is `refused`
     /// (Ring answered 401 to it).
     async fn token(

@@ -103,7 +103,7 @@ impl Http {
         let idempotent = matches!(request.method, Method::GET | Method::DELETE);
         let mut retries = 0;
         loop {
-            self.wait_for_limiter().await;
+            self.admit().await;
             let result = self.try_once(request).await;
             let (wait, rate_limited) = match &result {
                 Ok(tried) if tried.answer.status == 429 => {
@@ -152,7 +152,9 @@ impl Http {
         self.retry_base.saturating_mul(1 << retries.min(16))
     }
 
-    async fn wait_for_limiter(&self) {
+    /// Waits until the shared limiter lets one more request go (and any hold after
+    /// a 429 has passed).
+    pub async fn admit(&self) {
         let mut delayed = false;
         loop {
             let verdict = lock(&self.limiter).try_acquire(Instant::now());
