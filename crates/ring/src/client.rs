@@ -507,5 +507,7 @@ fn integration_status(body: &[u8]) -> Option<String> {
         .and_then(|answer| answer.status)
 }
 
+mod media;
+
 #[cfg(test)]
 mod tests;

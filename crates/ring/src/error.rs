@@ -50,6 +50,9 @@ pub enum RingError {
     /// An answer that is not what the docs describe: what was wrong, not the body.
     #[error("malformed answer: {0}")]
     Malformed(String),
+    /// A media request refused before it was sent (Ring's limits, checked here).
+    #[error("invalid media request: {0}")]
+    InvalidMediaRequest(#[from] crate::media::MediaRequestError),
     #[error("token store: {0}")]
     Store(#[from] StoreError),
     #[error("unknown Ring account {0}")]

@@ -39,6 +39,8 @@ pub(crate) struct Request<'a> {
 pub(crate) struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
+    /// The answer's headers (`Location` of a media redirect, `X-Media-*`).
+    pub headers: HeaderMap,
 }
 
 impl Answer {
@@ -96,6 +98,33 @@ impl Http {
 
     pub fn stats(&self) -> LimiterStats {
         *lock(&self.stats)
+    }
+
+    /// The HTTP client itself, for the media downloads that stream their body or
+    /// follow a pre-signed URL (`client/media.rs`); call [`Http::admit`] first for
+    /// requests to the API.
+    pub fn reqwest(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub fn max_retries(&self) -> u32 {
+        self.max_retries
+    }
+
+    /// The wait before retry number `retries` + 1 when Ring gave no `Retry-After`.
+    pub fn retry_wait(&self, retries: u32, retry_after: Option<Duration>) -> Duration {
+        retry_after
+            .unwrap_or_else(|| self.backoff(retries))
+            .min(self.max_retry_wait)
+    }
+
+    /// Counts a retry made outside [`Http::send`].
+    pub fn count_retry(&self) {
+        lock(&self.stats).retries += 1;
     }
 
     /// Sends `request`, retrying as the module docs say.
@@ -195,9 +224,14 @@ impl Http {
             .map_err(|e| self.transport(request.what, e))?;
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers(), SystemTime::now());
+        let headers = response.headers().clone();
         let body = self.read_capped(request.what, response).await?;
         Ok(Tried {
-            answer: Answer { status, body },
+            answer: Answer {
+                status,
+                body,
+                headers,
+            },
             retry_after,
         })
     }
@@ -246,7 +280,7 @@ impl Http {
 
 /// reqwest's message and its causes, without the URL (ours carry no secret, but the
 /// error should name the call, not the address).
-fn transport_detail(error: reqwest::Error) -> String {
+pub(crate) fn transport_detail(error: reqwest::Error) -> String {
     let error = error.without_url();
     let mut detail = error.to_string();
     let mut source = std::error::Error::source(&error);
@@ -267,7 +301,7 @@ fn is_offline(answer: &Answer) -> bool {
 }
 
 /// `Retry-After` as delta-seconds or an HTTP-date (RFC 9110 §10.2.3).
-fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     match value.parse::<u64>() {
         Ok(seconds) => Some(Duration::from_secs(seconds)),

@@ -40,6 +40,7 @@ pub mod ids;
 pub mod jsonapi;
 pub mod limiter;
 pub mod linking;
+pub mod media;
 pub mod oauth;
 pub mod store;
 pub mod tokens;
