@@ -97,6 +97,7 @@ pub(crate) fn router(shared: AppState) -> Router {
             "/v1/accounts/me/app-integrations",
             post(integration_post).patch(integration_patch),
         )
+        .merge(crate::media::api_routes())
         .fallback(|| async { ApiError::not_found("no such resource") })
         .layer(middleware::from_fn_with_state(Arc::clone(&shared), gate));
     let sim = Router::new()
@@ -111,6 +112,7 @@ pub(crate) fn router(shared: AppState) -> Router {
         .route("/sim/expire-refresh-tokens", post(sim_expire))
         .route("/sim/token-delay", put(sim_token_delay))
         .route("/sim/storm", post(sim_storm))
+        .merge(crate::media::sim_routes())
         .layer(middleware::from_fn(cap_body));
     sim.merge(api).with_state(shared)
 }
@@ -227,7 +229,7 @@ async fn gate(State(shared): State<AppState>, request: Request, next: Next) -> R
 }
 
 /// The account behind the request's bearer token.
-fn account_of(shared: &Shared, headers: &HeaderMap) -> Option<String> {
+pub(crate) fn account_of(shared: &Shared, headers: &HeaderMap) -> Option<String> {
     let token = bearer(headers)?;
     let state = shared.state();
     state

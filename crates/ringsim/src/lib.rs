@@ -37,6 +37,14 @@
 //!   packets from its cached keyframe on. The simulator closes the peer connection
 //!   at the device's cap (30 s battery, 60 s wired, configurable). ICE binds to
 //!   [`SimConfig::media_ip`] (loopback by default, loopback candidates included).
+//! - **Media and history** (`media.rs`, which documents the fixtures and the
+//!   simulator's notion of "recorded"): snapshots `POST
+//!   /v1/devices/{id}/media/image/download` → `303` to a pre-signed
+//!   `/sim/media/images/…?sig=…` that refuses any Authorization header (400);
+//!   clips `POST /v1/devices/{id}/media/video/download` → 200 / 206 partial
+//!   (`X-Media-Timestamp`, `X-Media-Length`) / 416, an optional 301, `Range`;
+//!   `GET /v1/history/devices/{id}/events` pages (`page[key]`); `GET
+//!   /v1/accounts/me/subscriptions` (`page[cursor]`, 25 a page, 422 fault).
 //! - **Faults**: device offline (WHEP POST → 503 "Device is currently offline",
 //!   status `online: false`, open sessions end), 429 `Rate Limit Exceeded` with
 //!   `Retry-After` above [`SimConfig::rate_limit`] requests in any sliding second
@@ -102,6 +110,14 @@
 //! | `POST /sim/storm` `{"seconds": S, "retry_after": R}` | for S seconds from now every `/v1` request gets 429 `Rate Limit Exceeded` with `Retry-After: R` (S = 0 ends a storm; both at most 86400) |
 //! | `POST /sim/devices[?account=ID]` `{id, name, power?, session_cap?, offline?, location?}` | adds a device |
 //! | `DELETE /sim/devices/{id}` | removes a device |
+//! | `POST /sim/devices/{id}/recordings` `{start, end}` (ms) | marks a time range recorded (clips and snapshots come from recorded time) |
+//! | `POST /sim/devices/{id}/history` `[{event_type, start, end}]` | adds history events |
+//! | `PUT /sim/history-page-size` `{"size": N}` | history items per page (10) |
+//! | `PUT /sim/devices/{id}/not-ready` `{"count": N}` | the next N snapshot requests get 425 RECORDING_NOT_READY |
+//! | `PUT /sim/accounts/{id}/subscriptions` `{subscriptions: [{sub_type, status?, plan_id?, devices}], fail?}` | the account's subscriptions (default: one paid, active, every device); `fail`: 422 |
+//! | `POST /sim/cut-next-clip` | the next clip body is cut halfway |
+//! | `PUT /sim/clip-redirect` `{"on": bool}` | clip requests answer 301 |
+//! | `GET /sim/media/stats` | media counters ([`MediaStats`]) |
 //!
 //! The same controls are methods of [`Simulator`] for in-process tests.
 
@@ -111,6 +127,7 @@ mod documents;
 mod http;
 mod limit;
 pub mod link;
+mod media;
 mod nonce;
 mod sessions;
 mod state;
@@ -125,6 +142,7 @@ use url::Url;
 pub use config::{AccountConfig, DeviceConfig, PowerSource, SimConfig, SAMPLE_ACCOUNT};
 pub use http::MAX_BODY;
 pub use link::LinkError;
+pub use media::{HistoryEventConfig, MediaStats, SubscriptionConfig};
 pub use nonce::nonce;
 pub use sessions::SessionStats;
 pub use state::{AddDeviceError, LinkOffer, Stats};

@@ -155,6 +155,8 @@ pub(crate) struct Shared {
     pub http: reqwest::Client,
     /// Raised by `Simulator::stop`: held token answers go out at once.
     pub shutdown: watch::Sender<bool>,
+    /// Recordings, history, subscriptions and pre-signed URLs (`media.rs`).
+    pub media_books: crate::media::MediaState,
 }
 
 impl Shared {
@@ -188,6 +190,7 @@ impl Shared {
             session_stops: Mutex::new(HashMap::new()),
             http,
             shutdown: watch::channel(false).0,
+            media_books: Default::default(),
         }
     }
 
