@@ -171,6 +171,24 @@ pub struct RingSettings {
     /// Local IP the WebRTC sockets of Ring sessions bind to (default: every
     /// interface but loopback).
     pub webrtc_bind: Option<std::net::IpAddr>,
+    /// How long `GET /api/streams/NAME/snapshot.jpg` of a Ring stream serves the
+    /// image it fetched before asking Ring again.
+    #[serde(default = "default_snapshot_cache", with = "humantime_serde")]
+    pub snapshot_cache: std::time::Duration,
+    /// How far back a snapshot may be ("the latest image in the last …").
+    #[serde(default = "default_snapshot_window", with = "humantime_serde")]
+    pub snapshot_window: std::time::Duration,
+    /// Where downloaded clips go (default: `clips` beside the config file).
+    pub clips_dir: Option<PathBuf>,
+    /// Clips older than this are deleted.
+    #[serde(default = "default_clips_max_age", with = "humantime_serde")]
+    pub clips_max_age: std::time::Duration,
+    /// The oldest clips are deleted while the folder holds more than this.
+    #[serde(default = "default_clips_max_bytes")]
+    pub clips_max_bytes: u64,
+    /// Pages of a device's event history read per request at most.
+    #[serde(default = "default_history_max_pages")]
+    pub history_max_pages: usize,
     /// Client-side cap on API requests per second of the client id (Ring's limit is 100).
     #[serde(default = "default_ring_rate")]
     pub max_requests_per_second: u32,
@@ -233,6 +251,26 @@ fn default_battery_session() -> std::time::Duration {
 
 fn default_wired_session() -> std::time::Duration {
     std::time::Duration::from_secs(60)
+}
+
+fn default_snapshot_cache() -> std::time::Duration {
+    std::time::Duration::from_secs(10)
+}
+
+fn default_snapshot_window() -> std::time::Duration {
+    std::time::Duration::from_secs(5 * 60)
+}
+
+fn default_clips_max_age() -> std::time::Duration {
+    std::time::Duration::from_secs(7 * 24 * 3600)
+}
+
+fn default_clips_max_bytes() -> u64 {
+    1 << 30
+}
+
+fn default_history_max_pages() -> usize {
+    20
 }
 
 fn default_ring_rate() -> u32 {

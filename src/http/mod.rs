@@ -12,6 +12,7 @@ mod dashboard;
 mod hls_viewers;
 mod metrics;
 mod ring;
+mod ring_media;
 mod state;
 
 use axum::{middleware, Extension, Router};
@@ -64,6 +65,7 @@ pub fn app(state: AppState, hls: streamgate_hls::HlsConfig) -> Router {
         .merge(metrics::router(&state))
         .merge(dashboard::router())
         .merge(ring::router(&state))
+        .merge(ring_media::router(&state))
         .split_for_parts();
     let document = document.to_json().expect("the OpenAPI document serializes");
     let lookup = {

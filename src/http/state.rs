@@ -33,11 +33,14 @@ pub struct AppState {
     pub ring: Option<RingDiscovery>,
     /// Browsers signed in on the Ring link pages.
     pub sign_ins: SignIns,
+    /// Ring snapshots cache and clip folder (`[ring]` media keys).
+    pub ring_media: super::ring_media::books::RingMedia,
 }
 
 impl AppState {
     pub fn new(config: &Config, streams: SharedStreams, base: PathBuf) -> AppState {
         AppState {
+            ring_media: super::ring_media::books::RingMedia::new(config.ring.as_ref(), &base),
             streams,
             base,
             api_token: config.http.api_token.clone(),
