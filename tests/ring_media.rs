@@ -23,11 +23,25 @@ fn json_of(status_body: (u16, String), expected: u16) -> Value {
 /// ffprobe's `entries` of `path` (`-show_entries`), as `key=value` lines.
 fn ffprobe(path: &Path, entries: &str) -> String {
     let output = run(
-        Command::new(peer("ffprobe")).args(["-v", "error", "-show_entries", entries, "-of", "default=nw=1"]).arg(path),
+        Command::new(peer("ffprobe"))
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                entries,
+                "-of",
+                "default=nw=1",
+            ])
+            .arg(path),
         Duration::from_secs(30),
     );
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(output.status.success(), "ffprobe {}: {}", path.display(), String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
     text
 }
 
@@ -39,7 +53,11 @@ fn duration_of(path: &Path) -> f64 {
 }
 
 fn post_clip(gateway: &Gateway, device: &str, body: Value) -> (u16, String) {
-    gateway.request("POST", &format!("/api/ring/devices/{device}/clips"), Some(&body.to_string()))
+    gateway.request(
+        "POST",
+        &format!("/api/ring/devices/{device}/clips"),
+        Some(&body.to_string()),
+    )
 }
 
 #[test]
@@ -55,13 +73,21 @@ fn snapshots_of_a_ring_stream_decode_at_the_requested_size_and_are_cached() {
     let first = get(gateway.http_port, path);
     assert_eq!(first.status, 200, "{}\n{}", first.text(), gateway.log());
     assert_eq!(first.header("content-type"), Some("image/jpeg"));
-    let timestamp = first.header("x-media-timestamp").expect("X-Media-Timestamp").to_owned();
+    let timestamp = first
+        .header("x-media-timestamp")
+        .expect("X-Media-Timestamp")
+        .to_owned();
     assert!(timestamp.parse::<u64>().is_ok(), "{timestamp}");
     assert_eq!(first.header("x-media-origin"), Some("snapshot"));
     let file = gateway.dir.path().join("snapshot.jpg");
     std::fs::write(&file, &first.body).unwrap();
     let probe = ffprobe(&file, "stream=codec_name,width,height");
-    assert!(probe.contains("codec_name=mjpeg") && probe.contains("width=320") && probe.contains("height=180"), "{probe}");
+    assert!(
+        probe.contains("codec_name=mjpeg")
+            && probe.contains("width=320")
+            && probe.contains("height=180"),
+        "{probe}"
+    );
 
     // Cached: the same image, no second request to Ring.
     let again = get(gateway.http_port, path);
@@ -71,7 +97,10 @@ fn snapshots_of_a_ring_stream_decode_at_the_requested_size_and_are_cached() {
 
     // 425 RECORDING_NOT_READY is retried; another size is another image.
     sim.get().set_not_ready(FRONT_DOOR, 2);
-    let big = get(gateway.http_port, "/api/streams/ring-front-door/snapshot.jpg?width=1280&height=720");
+    let big = get(
+        gateway.http_port,
+        "/api/streams/ring-front-door/snapshot.jpg?width=1280&height=720",
+    );
     assert_eq!(big.status, 200, "{}\n{}", big.text(), gateway.log());
     std::fs::write(&file, &big.body).unwrap();
     assert!(ffprobe(&file, "stream=width,height").contains("width=1280"));
@@ -82,14 +111,21 @@ fn snapshots_of_a_ring_stream_decode_at_the_requested_size_and_are_cached() {
     assert_eq!(stats.presigned_with_authorization, 0);
 
     // Limits are checked before Ring is asked; other streams are not implemented yet.
-    let (status, body) = gateway.request("GET", "/api/streams/ring-front-door/snapshot.jpg?width=4000&height=10", None);
+    let (status, body) = gateway.request(
+        "GET",
+        "/api/streams/ring-front-door/snapshot.jpg?width=4000&height=10",
+        None,
+    );
     assert_eq!(status, 400, "{body}");
     let (status, body) = gateway.request("GET", "/api/streams/demo/snapshot.jpg", None);
     assert_eq!(status, 501, "{body}");
     assert!(body.contains("not implemented"), "{body}");
     let (status, _) = gateway.request("GET", "/api/streams/nope/snapshot.jpg", None);
     assert_eq!(status, 404);
-    assert!(!gateway.log().contains("sig="), "no pre-signed URL in the log");
+    assert!(
+        !gateway.log().contains("sig="),
+        "no pre-signed URL in the log"
+    );
 }
 
 #[test]
@@ -101,10 +137,18 @@ fn clips_download_partial_clips_are_shorter_interrupted_ones_resume_and_old_ones
     let start = now_ms() - 600_000;
     sim.get().add_recording(FRONT_DOOR, start, start + 4000);
     let partial_start = start + 100_000;
-    sim.get().add_recording(FRONT_DOOR, partial_start, partial_start + 2000);
+    sim.get()
+        .add_recording(FRONT_DOOR, partial_start, partial_start + 2000);
 
     // Fully recorded: 200, a 4 s MP4.
-    let full = json_of(post_clip(&gateway, FRONT_DOOR, json!({"start": start, "duration": 4000})), 201);
+    let full = json_of(
+        post_clip(
+            &gateway,
+            FRONT_DOOR,
+            json!({"start": start, "duration": 4000}),
+        ),
+        201,
+    );
     assert_eq!(full["partial"], false, "{full}");
     let full_name = full["name"].as_str().unwrap().to_owned();
     let served = get(gateway.http_port, full["url"].as_str().unwrap());
@@ -129,11 +173,18 @@ fn clips_download_partial_clips_are_shorter_interrupted_ones_resume_and_old_ones
     .unwrap();
     assert_eq!(ranged.status, 206);
     assert_eq!(ranged.body, served.body[..100]);
-    assert_eq!(ranged.header("content-range"), Some(format!("bytes 0-99/{}", served.body.len()).as_str()));
+    assert_eq!(
+        ranged.header("content-range"),
+        Some(format!("bytes 0-99/{}", served.body.len()).as_str())
+    );
 
     // Half recorded: 206 from Ring, a clip of the length it announced.
     let partial = json_of(
-        post_clip(&gateway, FRONT_DOOR, json!({"start": humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(partial_start)).to_string(), "duration": "4s"})),
+        post_clip(
+            &gateway,
+            FRONT_DOOR,
+            json!({"start": humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(partial_start)).to_string(), "duration": "4s"}),
+        ),
         201,
     );
     assert_eq!(partial["partial"], true, "{partial}");
@@ -145,15 +196,30 @@ fn clips_download_partial_clips_are_shorter_interrupted_ones_resume_and_old_ones
     assert!((seconds - 2.0).abs() < 0.3, "{seconds} s");
 
     // Nothing recorded: 416.
-    let (status, body) = post_clip(&gateway, FRONT_DOOR, json!({"start": start + 300_000, "duration": 4000}));
+    let (status, body) = post_clip(
+        &gateway,
+        FRONT_DOOR,
+        json!({"start": start + 300_000, "duration": 4000}),
+    );
     assert_eq!(status, 416, "{body}");
     // Too long: refused before Ring is asked.
-    let (status, body) = post_clip(&gateway, FRONT_DOOR, json!({"start": start, "duration": "16m"}));
+    let (status, body) = post_clip(
+        &gateway,
+        FRONT_DOOR,
+        json!({"start": start, "duration": "16m"}),
+    );
     assert_eq!(status, 400, "{body}");
 
     // Cut halfway: resumed with a Range request, the same bytes as a whole download.
     sim.get().cut_next_clip();
-    let resumed = json_of(post_clip(&gateway, FRONT_DOOR, json!({"start": start, "duration": 3999})), 201);
+    let resumed = json_of(
+        post_clip(
+            &gateway,
+            FRONT_DOOR,
+            json!({"start": start, "duration": 3999}),
+        ),
+        201,
+    );
     assert!(resumed["resumed"].as_u64().unwrap() >= 1, "{resumed}");
     let again = get(gateway.http_port, resumed["url"].as_str().unwrap());
     let whole = std::fs::read(gateway.dir.path().join("clips").join(&full_name));
@@ -164,14 +230,41 @@ fn clips_download_partial_clips_are_shorter_interrupted_ones_resume_and_old_ones
     assert!(sim.get().media_stats().clip_range_requests >= 1);
     // ... so the list has the resumed clip and the partial one, newest first.
     let list = json_of(gateway.request("GET", "/api/ring/clips", None), 200);
-    let names: Vec<&str> = list["clips"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, [resumed["name"].as_str().unwrap(), partial["name"].as_str().unwrap()], "{list}");
-    assert_eq!(get(gateway.http_port, &format!("/api/ring/clips/{full_name}")).status, 404);
-    assert_eq!(gateway.request("GET", "/api/ring/clips/..%2Fgateway.toml", None).0, 404);
+    let names: Vec<&str> = list["clips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            resumed["name"].as_str().unwrap(),
+            partial["name"].as_str().unwrap()
+        ],
+        "{list}"
+    );
+    assert_eq!(
+        get(gateway.http_port, &format!("/api/ring/clips/{full_name}")).status,
+        404
+    );
+    assert_eq!(
+        gateway
+            .request("GET", "/api/ring/clips/..%2Fgateway.toml", None)
+            .0,
+        404
+    );
 
     // A 301 is followed.
     sim.get().set_clip_redirect(true);
-    let moved = json_of(post_clip(&gateway, FRONT_DOOR, json!({"start": start, "duration": 3998})), 201);
+    let moved = json_of(
+        post_clip(
+            &gateway,
+            FRONT_DOOR,
+            json!({"start": start, "duration": 3998}),
+        ),
+        201,
+    );
     assert_eq!(moved["partial"], false, "{moved}");
     assert!(moved["bytes"].as_u64().unwrap() > 50_000, "{moved}");
 }
@@ -197,8 +290,21 @@ fn history_pages_are_followed_to_the_end() {
     assert_eq!(history["pages"], 3, "{history}");
     assert_eq!(history["complete"], true);
     let events = history["events"].as_array().unwrap();
-    let types: Vec<&str> = events.iter().map(|e| e["event_type"].as_str().unwrap()).collect();
-    assert_eq!(types, ["motion.human", "ding", "motion.human", "ding", "motion.human"], "{history}");
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "motion.human",
+            "ding",
+            "motion.human",
+            "ding",
+            "motion.human"
+        ],
+        "{history}"
+    );
     assert_eq!(events[0]["kind"], "motion");
     assert_eq!(events[0]["subtype"], "human");
     assert!(events[0]["start"].is_string());
@@ -206,13 +312,49 @@ fn history_pages_are_followed_to_the_end() {
     // link: the paging stops there.
     sim.get().set_history_page_size(5);
     let history = json_of(gateway.request("GET", &path, None), 200);
-    assert_eq!((history["pages"].as_u64(), history["events"].as_array().unwrap().len()), (Some(2), 5), "{history}");
+    assert_eq!(
+        (
+            history["pages"].as_u64(),
+            history["events"].as_array().unwrap().len()
+        ),
+        (Some(2), 5),
+        "{history}"
+    );
     // Every type, and a device with no history.
-    let all = json_of(gateway.request("GET", &format!("/api/ring/devices/{FRONT_DOOR}/history"), None), 200);
+    let all = json_of(
+        gateway.request(
+            "GET",
+            &format!("/api/ring/devices/{FRONT_DOOR}/history"),
+            None,
+        ),
+        200,
+    );
     assert_eq!(all["events"].as_array().unwrap().len(), 7);
-    let none = json_of(gateway.request("GET", &format!("/api/ring/devices/{DRIVEWAY}/history"), None), 200);
-    assert_eq!((none["pages"].as_u64(), none["events"].as_array().unwrap().len()), (Some(1), 0));
-    assert_eq!(gateway.request("GET", "/api/ring/devices/ava1.ring.device.nope/history", None).0, 404);
+    let none = json_of(
+        gateway.request(
+            "GET",
+            &format!("/api/ring/devices/{DRIVEWAY}/history"),
+            None,
+        ),
+        200,
+    );
+    assert_eq!(
+        (
+            none["pages"].as_u64(),
+            none["events"].as_array().unwrap().len()
+        ),
+        (Some(1), 0)
+    );
+    assert_eq!(
+        gateway
+            .request(
+                "GET",
+                "/api/ring/devices/ava1.ring.device.nope/history",
+                None
+            )
+            .0,
+        404
+    );
 }
 
 #[test]
@@ -226,7 +368,10 @@ fn subscriptions_are_shown_and_uncovered_devices_flagged() {
     assert_eq!(list["subscriptions"][0]["status"], "active");
     let devices = list["devices"].as_array().unwrap();
     assert_eq!(devices.len(), 3, "{list}");
-    assert!(devices.iter().all(|d| d["subscription"] == "paid"), "{list}");
+    assert!(
+        devices.iter().all(|d| d["subscription"] == "paid"),
+        "{list}"
+    );
 
     // 25 inactive ones fill the first page; the trial covering the front door is on the second.
     let mut subscriptions: Vec<SubscriptionConfig> = (0..25)
@@ -245,9 +390,19 @@ fn subscriptions_are_shown_and_uncovered_devices_flagged() {
     });
     sim.get().set_subscriptions(ACCOUNT, subscriptions);
     let list = json_of(gateway.request("GET", &path, None), 200);
-    assert_eq!(list["subscriptions"].as_array().unwrap().len(), 26, "{list}");
+    assert_eq!(
+        list["subscriptions"].as_array().unwrap().len(),
+        26,
+        "{list}"
+    );
     let flag = |id: &str| {
-        list["devices"].as_array().unwrap().iter().find(|d| d["id"] == id).unwrap()["subscription"].clone()
+        list["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id)
+            .unwrap()["subscription"]
+            .clone()
     };
     assert_eq!(flag(FRONT_DOOR), "trial", "{list}");
     assert_eq!(flag(DRIVEWAY), "none", "{list}");
@@ -255,6 +410,18 @@ fn subscriptions_are_shown_and_uncovered_devices_flagged() {
     sim.get().fail_subscriptions(ACCOUNT, true);
     let (status, body) = gateway.request("GET", &path, None);
     assert_eq!(status, 422, "{body}");
-    assert!(body.contains("Unable to process subscription request"), "{body}");
-    assert_eq!(gateway.request("GET", "/api/ring/accounts/ava1.ring.account.nope/subscriptions", None).0, 404);
+    assert!(
+        body.contains("Unable to process subscription request"),
+        "{body}"
+    );
+    assert_eq!(
+        gateway
+            .request(
+                "GET",
+                "/api/ring/accounts/ava1.ring.account.nope/subscriptions",
+                None
+            )
+            .0,
+        404
+    );
 }

@@ -106,7 +106,12 @@ fn device(ring: &RingDiscovery, id: &str) -> Result<Device, MediaError> {
         .devices()
         .into_iter()
         .find(|d| d.id.as_str() == id)
-        .ok_or_else(|| err(StatusCode::NOT_FOUND, format!("no Ring device {id} (not discovered)")))
+        .ok_or_else(|| {
+            err(
+                StatusCode::NOT_FOUND,
+                format!("no Ring device {id} (not discovered)"),
+            )
+        })
 }
 
 fn origin_name(origin: MediaOrigin) -> &'static str {
@@ -168,7 +173,8 @@ async fn snapshot(
         _ => return Err(err(StatusCode::BAD_REQUEST, "give both width and height")),
     };
     let ring = ring(&state)?;
-    let device = device(ring, device_id).map_err(|e| MediaError(StatusCode::SERVICE_UNAVAILABLE, e.1))?;
+    let device =
+        device(ring, device_id).map_err(|e| MediaError(StatusCode::SERVICE_UNAVAILABLE, e.1))?;
     let media = &state.ring_media;
     let key = format!(
         "{name}@{}",
@@ -199,7 +205,10 @@ async fn snapshot(
                         .map_err(|e| match e.status() {
                             Some(416) => err(
                                 StatusCode::NOT_FOUND,
-                                format!("Ring has no image of {name} in the last {}", humantime::format_duration(media.settings.snapshot_window)),
+                                format!(
+                                    "Ring has no image of {name} in the last {}",
+                                    humantime::format_duration(media.settings.snapshot_window)
+                                ),
                             ),
                             _ => ring_error(e),
                         })?;
@@ -281,7 +290,12 @@ fn parse_time(value: &Value) -> Option<SystemTime> {
         Value::Number(n) => n.as_u64().map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
         Value::String(s) => humantime::parse_rfc3339_weak(s.trim().trim_end_matches('Z'))
             .ok()
-            .or_else(|| s.trim().parse::<u64>().ok().map(|ms| UNIX_EPOCH + Duration::from_millis(ms))),
+            .or_else(|| {
+                s.trim()
+                    .parse::<u64>()
+                    .ok()
+                    .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+            }),
         _ => None,
     }
 }
@@ -311,7 +325,12 @@ async fn prune(state: &AppState) {
     let settings = media.settings.clone();
     let _ = tokio::task::spawn_blocking(move || {
         let clips = list_clips(&dir);
-        for name in prune_plan(&clips, SystemTime::now(), settings.clips_max_age, settings.clips_max_bytes) {
+        for name in prune_plan(
+            &clips,
+            SystemTime::now(),
+            settings.clips_max_age,
+            settings.clips_max_bytes,
+        ) {
             match std::fs::remove_file(dir.join(&name)) {
                 Ok(()) => tracing::info!(clip = %name, "Ring clip pruned"),
                 Err(error) => tracing::warn!(clip = %name, %error, "cannot prune a Ring clip"),
@@ -339,30 +358,58 @@ async fn download_clip(
     body: Bytes,
 ) -> Result<(StatusCode, Json<DownloadedClip>), MediaError> {
     // JSON whatever the Content-Type says (curl -d sends a form type).
-    let body: ClipBody = serde_json::from_slice(&body)
-        .map_err(|e| err(StatusCode::BAD_REQUEST, format!("the body is not {{start, duration}} JSON: {e}")))?;
+    let body: ClipBody = serde_json::from_slice(&body).map_err(|e| {
+        err(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not {{start, duration}} JSON: {e}"),
+        )
+    })?;
     let ring = ring(&state)?;
     let device = device(ring, &id)?;
-    let start = parse_time(&body.start)
-        .ok_or_else(|| err(StatusCode::BAD_REQUEST, "start: an RFC 3339 time or ms since the epoch"))?;
+    let start = parse_time(&body.start).ok_or_else(|| {
+        err(
+            StatusCode::BAD_REQUEST,
+            "start: an RFC 3339 time or ms since the epoch",
+        )
+    })?;
     let duration = parse_duration(&body.duration)
         .ok_or_else(|| err(StatusCode::BAD_REQUEST, "duration: \"30s\", \"2m\" or ms"))?;
     let dir = state.ring_media.settings.clips_dir.clone();
     tokio::fs::create_dir_all(&dir).await.map_err(|e| {
         tracing::error!(dir = %dir.display(), error = %e, "cannot create the clips folder");
-        err(StatusCode::INTERNAL_SERVER_ERROR, "cannot create the clips folder")
+        err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot create the clips folder",
+        )
     })?;
-    let start_ms = start.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let start_ms = start
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
     let safe_id: String = id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    let name = format!("{}-{start_ms}-{}.mp4", safe_id.trim_start_matches('.'), duration.as_millis());
+    let name = format!(
+        "{}-{start_ms}-{}.mp4",
+        safe_id.trim_start_matches('.'),
+        duration.as_millis()
+    );
     let path: PathBuf = dir.join(&name);
     let download = ring
         .link
         .client
-        .download_clip(&device.account, &DeviceId::new(id.clone()), &ClipRequest::new(start, duration), &path)
+        .download_clip(
+            &device.account,
+            &DeviceId::new(id.clone()),
+            &ClipRequest::new(start, duration),
+            &path,
+        )
         .await
         .map_err(ring_error)?;
     tracing::info!(clip = %name, bytes = download.bytes, partial = download.partial, "Ring clip downloaded");
@@ -433,7 +480,11 @@ fn parse_range(value: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()> 
         (len.saturating_sub(n), len - 1)
     } else {
         let first: u64 = a.parse().map_err(|_| ())?;
-        let last = if b.is_empty() { len.saturating_sub(1) } else { b.parse::<u64>().map_err(|_| ())?.min(len.saturating_sub(1)) };
+        let last = if b.is_empty() {
+            len.saturating_sub(1)
+        } else {
+            b.parse::<u64>().map_err(|_| ())?.min(len.saturating_sub(1))
+        };
         if first >= len || last < first {
             return Err(());
         }
@@ -460,7 +511,10 @@ async fn serve_clip(
     let path = state.ring_media.settings.clips_dir.join(&name);
     let mut file = tokio::fs::File::open(&path).await.map_err(|_| missing())?;
     let len = file.metadata().await.map_err(|_| missing())?.len();
-    let range = parse_range(headers.get(header::RANGE).and_then(|v| v.to_str().ok()), len);
+    let range = parse_range(
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+        len,
+    );
     let (status, first, last) = match range {
         Err(()) => {
             return Ok((
@@ -485,7 +539,10 @@ async fn serve_clip(
             Ok(0) => None,
             Ok(n) => {
                 buffer.truncate(n);
-                Some((Ok::<_, std::io::Error>(Bytes::from(buffer)), (file, left - n as u64)))
+                Some((
+                    Ok::<_, std::io::Error>(Bytes::from(buffer)),
+                    (file, left - n as u64),
+                ))
             }
             Err(e) => Some((Err(e), (file, 0))),
         }
@@ -561,7 +618,12 @@ async fn history(
     let history = ring
         .link
         .client
-        .history(&device.account, &device.id, &types, state.ring_media.settings.history_max_pages)
+        .history(
+            &device.account,
+            &device.id,
+            &types,
+            state.ring_media.settings.history_max_pages,
+        )
         .await
         .map_err(ring_error)?;
     Ok(Json(HistoryView {
@@ -713,8 +775,14 @@ mod tests {
             parse_time(&Value::from("2023-11-14T22:13:20Z")),
             Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
         );
-        assert_eq!(parse_duration(&Value::from("30s")), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration(&Value::from(4000)), Some(Duration::from_secs(4)));
+        assert_eq!(
+            parse_duration(&Value::from("30s")),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_duration(&Value::from(4000)),
+            Some(Duration::from_secs(4))
+        );
         assert_eq!(parse_time(&Value::from("yesterday")), None);
     }
 }

@@ -12,7 +12,10 @@
 //!   ├─ store.rs     SQLite: accounts, tokens, webhook_deliveries (0600, WAL, FULL sync)
 //!   ├─ linking.rs   nonce = base64url(HMAC-SHA256(key, "<time>:<account>")), time window
 //!   ├─ jsonapi.rs   documents: users/me, devices, status, capabilities, location, configurations
-//!   └─ devices.rs   included sub-documents resolved through relationships, power source
+//!   ├─ devices.rs   included sub-documents resolved through relationships, power source
+//!   └─ media.rs     snapshot/clip bodies with Ring's limits, media headers, history and
+//!                   subscription pages; sent by client/media.rs (snapshot, download_clip,
+//!                   history, subscriptions)
 //! ```
 //!
 //! Choices where Ring documents nothing ([guess], each configurable or tolerant):

@@ -144,9 +144,13 @@ impl SnapshotRequest {
             }
         }
         let mut options = Map::new();
-        options.insert("format".into(), serde_json::to_value(self.format).unwrap_or_default());
+        options.insert(
+            "format".into(),
+            serde_json::to_value(self.format).unwrap_or_default(),
+        );
         if let Some(r) = self.resolution {
-            if !(1..=MAX_IMAGE_WIDTH).contains(&r.width) || !(1..=MAX_IMAGE_HEIGHT).contains(&r.height)
+            if !(1..=MAX_IMAGE_WIDTH).contains(&r.width)
+                || !(1..=MAX_IMAGE_HEIGHT).contains(&r.height)
             {
                 return Err(MediaRequestError::BadResolution(r.width, r.height));
             }
@@ -195,7 +199,10 @@ impl ClipRequest {
             return Err(MediaRequestError::BadDuration);
         }
         let mut video = Map::new();
-        video.insert("codec".into(), serde_json::to_value(self.codec).unwrap_or_default());
+        video.insert(
+            "codec".into(),
+            serde_json::to_value(self.codec).unwrap_or_default(),
+        );
         if let Some(rate) = self.frame_rate {
             if !(1..=CLIP_MAX_FRAME_RATE).contains(&rate) {
                 return Err(MediaRequestError::BadFrameRate);
@@ -203,7 +210,8 @@ impl ClipRequest {
             video.insert("frame_rate".into(), rate.into());
         }
         if let Some(r) = self.resolution {
-            if !(1..=MAX_IMAGE_WIDTH).contains(&r.width) || !(1..=MAX_IMAGE_HEIGHT).contains(&r.height)
+            if !(1..=MAX_IMAGE_WIDTH).contains(&r.width)
+                || !(1..=MAX_IMAGE_HEIGHT).contains(&r.height)
             {
                 return Err(MediaRequestError::BadResolution(r.width, r.height));
             }
@@ -292,7 +300,10 @@ pub struct HistoryEvent {
 impl HistoryEvent {
     /// `motion` for `motion.human`.
     pub fn base_type(&self) -> &str {
-        self.event_type.split('.').next().unwrap_or(&self.event_type)
+        self.event_type
+            .split('.')
+            .next()
+            .unwrap_or(&self.event_type)
     }
 
     /// `human` for `motion.human`.
@@ -433,7 +444,11 @@ pub fn parse_subscriptions_page(body: &[u8]) -> Result<Page<Subscription>, RingE
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         };
-        let sub_type = match text("sub_type").as_deref().map(str::to_ascii_lowercase).as_deref() {
+        let sub_type = match text("sub_type")
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("paid") => SubscriptionKind::Paid,
             Some("trial") => SubscriptionKind::Trial,
             _ => SubscriptionKind::Other,
@@ -512,25 +527,52 @@ mod tests {
         let day = 24 * 3600 * 1000;
         let range = |start, end| ImageSelect::LatestInRange { start, end };
         for (request, error) in [
-            (with(range(at(NOW - 181 * day), None), None), MediaRequestError::TooOld),
-            (with(range(at(NOW - day - 1), None), None), MediaRequestError::WindowTooLong),
+            (
+                with(range(at(NOW - 181 * day), None), None),
+                MediaRequestError::TooOld,
+            ),
+            (
+                with(range(at(NOW - day - 1), None), None),
+                MediaRequestError::WindowTooLong,
+            ),
             (
                 with(range(at(NOW - 10), Some(at(NOW - 20))), None),
                 MediaRequestError::EndBeforeStart,
             ),
-            (with(ImageSelect::AtTimestamp(at(NOW + 3_600_000)), None), MediaRequestError::InFuture),
             (
-                with(ImageSelect::AtTimestamp(at(NOW)), Some(Resolution { width: 1921, height: 1 })),
+                with(ImageSelect::AtTimestamp(at(NOW + 3_600_000)), None),
+                MediaRequestError::InFuture,
+            ),
+            (
+                with(
+                    ImageSelect::AtTimestamp(at(NOW)),
+                    Some(Resolution {
+                        width: 1921,
+                        height: 1,
+                    }),
+                ),
                 MediaRequestError::BadResolution(1921, 1),
             ),
             (
-                with(ImageSelect::AtTimestamp(at(NOW)), Some(Resolution { width: 1, height: 0 })),
+                with(
+                    ImageSelect::AtTimestamp(at(NOW)),
+                    Some(Resolution {
+                        width: 1,
+                        height: 0,
+                    }),
+                ),
                 MediaRequestError::BadResolution(1, 0),
             ),
         ] {
             assert_eq!(request.body(now), Err(error));
         }
-        let exactly_a_day = with(range(at(NOW - day), Some(at(NOW))), Some(Resolution { width: 1920, height: 1080 }));
+        let exactly_a_day = with(
+            range(at(NOW - day), Some(at(NOW))),
+            Some(Resolution {
+                width: 1920,
+                height: 1080,
+            }),
+        );
         assert!(exactly_a_day.body(now).is_ok());
     }
 
@@ -586,8 +628,14 @@ mod tests {
         assert_eq!(page.items[1].event_type, "ding");
         assert!(page.next.unwrap().contains("page%5Bkey%5D"));
         // No links at all [seen]; a null next; a link object.
-        assert!(parse_history_page(br#"{"data":[]}"#).unwrap().next.is_none());
-        assert!(parse_history_page(br#"{"data":[],"links":{"next":null}}"#).unwrap().next.is_none());
+        assert!(parse_history_page(br#"{"data":[]}"#)
+            .unwrap()
+            .next
+            .is_none());
+        assert!(parse_history_page(br#"{"data":[],"links":{"next":null}}"#)
+            .unwrap()
+            .next
+            .is_none());
         let object = parse_history_page(br#"{"data":[],"links":{"next":{"href":"/n"}}}"#).unwrap();
         assert_eq!(object.next.as_deref(), Some("/n"));
         assert!(parse_history_page(br#"{"data":[{"start":1}]}"#).is_err());
@@ -609,7 +657,8 @@ mod tests {
         assert!(!page.items[1].is_active());
         assert!(page.items[1].devices.is_empty());
         assert!(page.next.is_some());
-        let cursor = parse_subscriptions_page(br#"{"data":[],"meta":{"next_cursor":"a b"}}"#).unwrap();
+        let cursor =
+            parse_subscriptions_page(br#"{"data":[],"meta":{"next_cursor":"a b"}}"#).unwrap();
         assert_eq!(cursor.next.as_deref(), Some("?page%5Bcursor%5D=a+b"));
     }
 }

@@ -20,6 +20,9 @@
 //! short page none. Subscriptions: per account (default: one paid, active
 //! subscription covering every device), 25 a page with `page[cursor]`.
 
+// The helpers return a handler's error answer for `?`: built once per request.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -166,8 +169,12 @@ impl Books {
 
     pub fn add_events(&mut self, device: &str, events: Vec<HistoryEventConfig>) {
         let list = self.events.entry(device.to_owned()).or_default();
-        list.extend(events.into_iter().take(MAX_EVENTS.saturating_sub(list.len())));
-        list.sort_by(|a, b| b.start.cmp(&a.start));
+        list.extend(
+            events
+                .into_iter()
+                .take(MAX_EVENTS.saturating_sub(list.len())),
+        );
+        list.sort_by_key(|e| std::cmp::Reverse(e.start));
     }
 
     pub fn set_subscriptions(&mut self, account: &str, subscriptions: Vec<SubscriptionConfig>) {
@@ -226,8 +233,14 @@ impl Books {
 
 pub(crate) fn api_routes() -> Router<AppState> {
     Router::new()
-        .route("/v1/devices/{id}/media/image/download", post(image_download))
-        .route("/v1/devices/{id}/media/video/download", post(video_download))
+        .route(
+            "/v1/devices/{id}/media/image/download",
+            post(image_download),
+        )
+        .route(
+            "/v1/devices/{id}/media/video/download",
+            post(video_download),
+        )
         .route("/v1/history/devices/{id}/events", get(history))
         .route("/v1/accounts/me/subscriptions", get(subscriptions))
 }
@@ -235,7 +248,10 @@ pub(crate) fn api_routes() -> Router<AppState> {
 pub(crate) fn sim_routes() -> Router<AppState> {
     Router::new()
         .route("/sim/media/images/{token}", get(presigned_image))
-        .route("/sim/media/clips/{token}", get(redirected_clip).post(redirected_clip))
+        .route(
+            "/sim/media/clips/{token}",
+            get(redirected_clip).post(redirected_clip),
+        )
         .route("/sim/media/stats", get(media_stats))
         .route("/sim/devices/{id}/recordings", post(sim_recording))
         .route("/sim/devices/{id}/history", post(sim_history))
@@ -247,7 +263,13 @@ pub(crate) fn sim_routes() -> Router<AppState> {
 }
 
 /// A JSON:API error with `code`, `source.pointer` and `meta`, as the media API's are.
-fn error(status: StatusCode, title: &str, code: &str, detail: &str, pointer: Option<&str>) -> Response {
+fn error(
+    status: StatusCode,
+    title: &str,
+    code: &str,
+    detail: &str,
+    pointer: Option<&str>,
+) -> Response {
     let mut body = documents::error(status.as_u16(), title, detail, Some(code));
     body["errors"][0]["meta"] = json!({ "request_id": random_token() });
     if let Some(pointer) = pointer {
@@ -257,11 +279,23 @@ fn error(status: StatusCode, title: &str, code: &str, detail: &str, pointer: Opt
 }
 
 fn invalid(detail: &str, pointer: &str) -> Response {
-    error(StatusCode::BAD_REQUEST, "Bad Request", "INVALID_PAYLOAD", detail, Some(pointer))
+    error(
+        StatusCode::BAD_REQUEST,
+        "Bad Request",
+        "INVALID_PAYLOAD",
+        detail,
+        Some(pointer),
+    )
 }
 
 fn not_found_device() -> Response {
-    error(StatusCode::NOT_FOUND, "Not Found", "DEVICE_NOT_FOUND", "no such device on this account", None)
+    error(
+        StatusCode::NOT_FOUND,
+        "Not Found",
+        "DEVICE_NOT_FOUND",
+        "no such device on this account",
+        None,
+    )
 }
 
 fn unauthorized() -> Response {
@@ -315,10 +349,12 @@ fn json_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, Response> 
 fn ms_field(object: &serde_json::Map<String, Value>, name: &str) -> Result<Option<u64>, Response> {
     match object.get(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(value) => value
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| invalid(&format!("{name} must be ms since the epoch"), &format!("/{name}"))),
+        Some(value) => value.as_u64().map(Some).ok_or_else(|| {
+            invalid(
+                &format!("{name} must be ms since the epoch"),
+                &format!("/{name}"),
+            )
+        }),
     }
 }
 
@@ -337,7 +373,10 @@ fn resolution(value: Option<&Value>, pointer: &str) -> Result<Option<(u64, u64)>
     };
     match parsed {
         Some((w, h)) if (1..=1920).contains(&w) && (1..=1080).contains(&h) => Ok(Some((w, h))),
-        _ => Err(invalid("resolution: width 1-1920 and height 1-1080", pointer)),
+        _ => Err(invalid(
+            "resolution: width 1-1920 and height 1-1080",
+            pointer,
+        )),
     }
 }
 
@@ -360,7 +399,10 @@ async fn image_download(
     let oldest = now.saturating_sub(180 * DAY_MS);
     let check = |ms: u64, pointer: &str| -> Result<u64, Response> {
         if ms < oldest || ms > now + 60_000 {
-            Err(invalid("the time must be within the last 180 days", pointer))
+            Err(invalid(
+                "the time must be within the last 180 days",
+                pointer,
+            ))
         } else {
             Ok(ms)
         }
@@ -376,11 +418,16 @@ async fn image_download(
                 Ok(end) => end.unwrap_or(now),
                 Err(response) => return response,
             };
-            if let Err(response) = check(start, "/start_timestamp").and(check(end, "/end_timestamp")) {
+            if let Err(response) =
+                check(start, "/start_timestamp").and(check(end, "/end_timestamp"))
+            {
                 return response;
             }
             if end < start || end - start > DAY_MS {
-                return invalid("the window must end after it starts and last at most 24 h", "/end_timestamp");
+                return invalid(
+                    "the window must end after it starts and last at most 24 h",
+                    "/end_timestamp",
+                );
             }
             (start, end, true)
         }
@@ -399,7 +446,10 @@ async fn image_download(
         .and_then(|o| o.get("format"))
         .and_then(Value::as_str)
         .unwrap_or("jpeg");
-    let size = match resolution(options.and_then(|o| o.get("resolution")), "/image_options/resolution") {
+    let size = match resolution(
+        options.and_then(|o| o.get("resolution")),
+        "/image_options/resolution",
+    ) {
         Ok(size) => size,
         Err(response) => return response,
     };
@@ -427,7 +477,9 @@ async fn image_download(
             "the recording is not ready yet; try again",
             None,
         );
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return response;
     }
     let (start, end, latest) = range;
@@ -449,7 +501,13 @@ async fn image_download(
     let now_instant = Instant::now();
     books.presigned.retain(|_, p| p.expires > now_instant);
     if books.presigned.len() >= MAX_PRESIGNED {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable", "SERVER_BUSY", "too many downloads pending", None);
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable",
+            "SERVER_BUSY",
+            "too many downloads pending",
+            None,
+        );
     }
     let token = random_token();
     let sig = random_token();
@@ -537,8 +595,15 @@ async fn video_download(
     };
     let now = now_ms();
     let start = match ms_field(&object, "timestamp") {
-        Ok(Some(start)) if start >= now.saturating_sub(180 * DAY_MS) && start <= now + 60_000 => start,
-        Ok(_) => return invalid("timestamp (ms) within the last 180 days is required", "/timestamp"),
+        Ok(Some(start)) if start >= now.saturating_sub(180 * DAY_MS) && start <= now + 60_000 => {
+            start
+        }
+        Ok(_) => {
+            return invalid(
+                "timestamp (ms) within the last 180 days is required",
+                "/timestamp",
+            )
+        }
         Err(response) => return response,
     };
     let duration = match ms_field(&object, "duration") {
@@ -645,9 +710,10 @@ fn clip_answer(partial: bool, first: u64, headers: &HeaderMap, cut: bool) -> Res
         .header("x-media-timestamp", first.to_string())
         .header("x-media-length", length.to_string());
     builder = if from.is_some() {
-        builder
-            .status(StatusCode::PARTIAL_CONTENT)
-            .header(header::CONTENT_RANGE, format!("bytes {start}-{}/{total}", total - 1))
+        builder.status(StatusCode::PARTIAL_CONTENT).header(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{}/{total}", total - 1),
+        )
     } else if partial {
         builder.status(StatusCode::PARTIAL_CONTENT)
     } else {
@@ -712,10 +778,11 @@ async fn history(
     if let Err(response) = device_of(&shared, &headers, &device) {
         return response;
     }
-    let pairs: Vec<(String, String)> = match serde_urlencoded::from_str(query.as_deref().unwrap_or("")) {
-        Ok(pairs) => pairs,
-        Err(_) => return invalid("the query string cannot be parsed", "/"),
-    };
+    let pairs: Vec<(String, String)> =
+        match serde_urlencoded::from_str(query.as_deref().unwrap_or("")) {
+            Ok(pairs) => pairs,
+            Err(_) => return invalid("the query string cannot be parsed", "/"),
+        };
     let types: Vec<String> = pairs
         .iter()
         .filter(|(k, _)| k == "event_types")
@@ -735,7 +802,11 @@ async fn history(
     let matches = |event: &HistoryEventConfig| {
         types.is_empty()
             || types.iter().any(|t| {
-                event.event_type == *t || event.event_type.strip_prefix(t.as_str()).is_some_and(|rest| rest.starts_with('.'))
+                event.event_type == *t
+                    || event
+                        .event_type
+                        .strip_prefix(t.as_str())
+                        .is_some_and(|rest| rest.starts_with('.'))
             })
     };
     let page: Vec<&HistoryEventConfig> = books
@@ -812,18 +883,30 @@ async fn subscriptions(
             None,
         );
     }
-    let list = books.subscriptions.get(&account).cloned().unwrap_or_else(|| {
-        vec![SubscriptionConfig {
-            sub_type: "paid".into(),
-            status: active(),
-            plan_id: Some("protect-basic".into()),
-            devices,
-        }]
-    });
+    let list = books
+        .subscriptions
+        .get(&account)
+        .cloned()
+        .unwrap_or_else(|| {
+            vec![SubscriptionConfig {
+                sub_type: "paid".into(),
+                status: active(),
+                plan_id: Some("protect-basic".into()),
+                devices,
+            }]
+        });
     let from = match pairs.get("page[cursor]") {
-        Some(cursor) => match cursor.strip_prefix("c").and_then(|n| n.parse::<usize>().ok()) {
+        Some(cursor) => match cursor
+            .strip_prefix("c")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
             Some(n) => n,
-            None => return invalid("page[cursor] is not a cursor this API gave", "/page[cursor]"),
+            None => {
+                return invalid(
+                    "page[cursor] is not a cursor this API gave",
+                    "/page[cursor]",
+                )
+            }
         },
         None => 0,
     };
@@ -880,7 +963,10 @@ async fn sim_recording(
     Path(device): Path<String>,
     Json(body): Json<RecordingBody>,
 ) -> StatusCode {
-    shared.media_books.books().add_recording(&device, body.start, body.end);
+    shared
+        .media_books
+        .books()
+        .add_recording(&device, body.start, body.end);
     StatusCode::NO_CONTENT
 }
 
@@ -903,7 +989,10 @@ async fn sim_not_ready(
     Path(device): Path<String>,
     Json(body): Json<CountBody>,
 ) -> StatusCode {
-    shared.media_books.books().set_not_ready(&device, body.count.min(100));
+    shared
+        .media_books
+        .books()
+        .set_not_ready(&device, body.count.min(100));
     StatusCode::NO_CONTENT
 }
 
@@ -922,7 +1011,10 @@ async fn sim_subscriptions(
     Json(body): Json<SubscriptionsBody>,
 ) -> StatusCode {
     let mut books = shared.media_books.books();
-    books.set_subscriptions(&account, body.subscriptions.into_iter().take(1000).collect());
+    books.set_subscriptions(
+        &account,
+        body.subscriptions.into_iter().take(1000).collect(),
+    );
     books.fail_subscriptions(&account, body.fail);
     StatusCode::NO_CONTENT
 }
@@ -952,6 +1044,62 @@ async fn sim_clip_redirect(State(shared): State<AppState>, Json(body): Json<OnBo
     StatusCode::NO_CONTENT
 }
 
+/// The media controls for in-process tests (the same as the `/sim/*` routes).
+impl crate::Simulator {
+    /// Marks `[start_ms, end_ms)` of `device` as recorded (a live session ran).
+    pub fn add_recording(&self, device: &str, start_ms: u64, end_ms: u64) {
+        self.shared
+            .media_books
+            .books()
+            .add_recording(device, start_ms, end_ms);
+    }
+
+    /// Adds events to `device`'s history.
+    pub fn add_history(&self, device: &str, events: Vec<HistoryEventConfig>) {
+        self.shared.media_books.books().add_events(device, events);
+    }
+
+    /// History items per page (1-1000; 10 by default).
+    pub fn set_history_page_size(&self, size: usize) {
+        self.shared.media_books.books().history_page_size = size.clamp(1, 1000);
+    }
+
+    /// The account's subscriptions (instead of one paid subscription of every device).
+    pub fn set_subscriptions(&self, account: &str, subscriptions: Vec<SubscriptionConfig>) {
+        self.shared
+            .media_books
+            .books()
+            .set_subscriptions(account, subscriptions);
+    }
+
+    /// The account's subscriptions answer 422 while `fail` is set.
+    pub fn fail_subscriptions(&self, account: &str, fail: bool) {
+        self.shared
+            .media_books
+            .books()
+            .fail_subscriptions(account, fail);
+    }
+
+    /// The next `count` snapshot requests of `device` get 425 RECORDING_NOT_READY.
+    pub fn set_not_ready(&self, device: &str, count: u32) {
+        self.shared.media_books.books().set_not_ready(device, count);
+    }
+
+    /// The next clip's body is cut halfway (the connection fails mid-body).
+    pub fn cut_next_clip(&self) {
+        self.shared.media_books.books().cut_next_clip();
+    }
+
+    /// Clip requests answer 301 to a URL on the simulator that serves the clip.
+    pub fn set_clip_redirect(&self, on: bool) {
+        self.shared.media_books.books().set_clip_redirect(on);
+    }
+
+    pub fn media_stats(&self) -> MediaStats {
+        self.shared.media_books.books().stats()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -973,52 +1121,5 @@ mod tests {
     fn iso_keys_round_trip_with_millis() {
         let ms = 1_780_000_000_123;
         assert_eq!(parse_iso(&iso_ms(ms)), Some(ms));
-    }
-}
-
-/// The media controls for in-process tests (the same as the `/sim/*` routes).
-impl crate::Simulator {
-    /// Marks `[start_ms, end_ms)` of `device` as recorded (a live session ran).
-    pub fn add_recording(&self, device: &str, start_ms: u64, end_ms: u64) {
-        self.shared.media_books.books().add_recording(device, start_ms, end_ms);
-    }
-
-    /// Adds events to `device`'s history.
-    pub fn add_history(&self, device: &str, events: Vec<HistoryEventConfig>) {
-        self.shared.media_books.books().add_events(device, events);
-    }
-
-    /// History items per page (1-1000; 10 by default).
-    pub fn set_history_page_size(&self, size: usize) {
-        self.shared.media_books.books().history_page_size = size.clamp(1, 1000);
-    }
-
-    /// The account's subscriptions (instead of one paid subscription of every device).
-    pub fn set_subscriptions(&self, account: &str, subscriptions: Vec<SubscriptionConfig>) {
-        self.shared.media_books.books().set_subscriptions(account, subscriptions);
-    }
-
-    /// The account's subscriptions answer 422 while `fail` is set.
-    pub fn fail_subscriptions(&self, account: &str, fail: bool) {
-        self.shared.media_books.books().fail_subscriptions(account, fail);
-    }
-
-    /// The next `count` snapshot requests of `device` get 425 RECORDING_NOT_READY.
-    pub fn set_not_ready(&self, device: &str, count: u32) {
-        self.shared.media_books.books().set_not_ready(device, count);
-    }
-
-    /// The next clip's body is cut halfway (the connection fails mid-body).
-    pub fn cut_next_clip(&self) {
-        self.shared.media_books.books().cut_next_clip();
-    }
-
-    /// Clip requests answer 301 to a URL on the simulator that serves the clip.
-    pub fn set_clip_redirect(&self, on: bool) {
-        self.shared.media_books.books().set_clip_redirect(on);
-    }
-
-    pub fn media_stats(&self) -> MediaStats {
-        self.shared.media_books.books().stats()
     }
 }

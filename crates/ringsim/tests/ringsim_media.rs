@@ -68,9 +68,23 @@ async fn snapshots_redirect_to_a_presigned_url_that_refuses_bearer_tokens() {
     assert_eq!(&bytes[..2], &[0xff, 0xd8], "a JPEG");
     // A bad signature is refused.
     let forged = location.replace("sig=", "sig=x");
-    assert_eq!(client().get(url(&sim, &forged)).send().await.unwrap().status(), 403);
+    assert_eq!(
+        client()
+            .get(url(&sim, &forged))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
     let stats = sim.media_stats();
-    assert_eq!((stats.presigned_downloads, stats.presigned_with_authorization), (1, 1));
+    assert_eq!(
+        (
+            stats.presigned_downloads,
+            stats.presigned_with_authorization
+        ),
+        (1, 1)
+    );
 
     // A recording in range: origin recording, at the recording's end.
     sim.add_recording(FRONT_DOOR, now - 50_000, now - 40_000);
@@ -78,7 +92,10 @@ async fn snapshots_redirect_to_a_presigned_url_that_refuses_bearer_tokens() {
     let location = answer.headers()["location"].to_str().unwrap().to_owned();
     let image = client().get(url(&sim, &location)).send().await.unwrap();
     assert_eq!(image.headers()["x-media-origin"], "recording");
-    assert_eq!(image.headers()["x-media-timestamp"], (now - 40_000).to_string().as_str());
+    assert_eq!(
+        image.headers()["x-media-timestamp"],
+        (now - 40_000).to_string().as_str()
+    );
 
     // 425 while not ready, then the 303.
     sim.set_not_ready(FRONT_DOOR, 1);
@@ -92,9 +109,18 @@ async fn snapshots_redirect_to_a_presigned_url_that_refuses_bearer_tokens() {
     // Bad payloads: INVALID_PAYLOAD with a pointer; nothing in range: 416.
     for (body, pointer) in [
         (json!({"type": "sometime"}), "/type"),
-        (json!({"type": "latest_in_range", "start_timestamp": now - 200 * 86_400_000u64}), "/start_timestamp"),
-        (json!({"type": "latest_in_range", "start_timestamp": now - 90_000_000, "end_timestamp": now}), "/end_timestamp"),
-        (json!({"type": "at_timestamp", "timestamp": now, "image_options": {"resolution": "1921x10"}}), "/image_options/resolution"),
+        (
+            json!({"type": "latest_in_range", "start_timestamp": now - 200 * 86_400_000u64}),
+            "/start_timestamp",
+        ),
+        (
+            json!({"type": "latest_in_range", "start_timestamp": now - 90_000_000, "end_timestamp": now}),
+            "/end_timestamp",
+        ),
+        (
+            json!({"type": "at_timestamp", "timestamp": now, "image_options": {"resolution": "1921x10"}}),
+            "/image_options/resolution",
+        ),
     ] {
         let answer = post(&sim, IMAGE, &token, body, None).await;
         assert_eq!(answer.status(), 400);
@@ -117,7 +143,10 @@ async fn clips_are_200_206_or_416_and_resume_with_range() {
         json!({"timestamp": start, "duration": duration, "video_options": {"codec": "avc", "frame_rate": 25},
             "audio_options": {"audio_enabled": true}})
     };
-    assert_eq!(post(&sim, VIDEO, &token, clip(4000), None).await.status(), 416);
+    assert_eq!(
+        post(&sim, VIDEO, &token, clip(4000), None).await.status(),
+        416
+    );
     sim.add_recording(FRONT_DOOR, start, start + 4000);
     let full = post(&sim, VIDEO, &token, clip(4000), None).await;
     assert_eq!(full.status(), 200);
@@ -128,7 +157,10 @@ async fn clips_are_200_206_or_416_and_resume_with_range() {
     let partial = post(&sim, VIDEO, &token, clip(8000), None).await;
     assert_eq!(partial.status(), 206);
     assert_eq!(partial.headers()["x-media-length"], "2000");
-    assert_eq!(partial.headers()["x-media-timestamp"], start.to_string().as_str());
+    assert_eq!(
+        partial.headers()["x-media-timestamp"],
+        start.to_string().as_str()
+    );
     // A Range request gets the rest.
     let rest = post(&sim, VIDEO, &token, clip(4000), Some("bytes=100-")).await;
     assert_eq!(rest.status(), 206);
@@ -138,7 +170,10 @@ async fn clips_are_200_206_or_416_and_resume_with_range() {
     );
     assert_eq!(rest.bytes().await.unwrap(), full_bytes.slice(100..));
     // Limits.
-    for body in [clip(900_001), json!({"timestamp": start, "duration": 1000, "video_options": {"frame_rate": 30}})] {
+    for body in [
+        clip(900_001),
+        json!({"timestamp": start, "duration": 1000, "video_options": {"frame_rate": 30}}),
+    ] {
         assert_eq!(post(&sim, VIDEO, &token, body, None).await.status(), 400);
     }
     // A 301 to the simulator's own clip URL.
@@ -171,7 +206,8 @@ async fn history_pages_carry_the_filters_and_end_on_an_empty_page() {
         .collect();
     sim.add_history(FRONT_DOOR, events);
     sim.set_history_page_size(2);
-    let mut path = "/v1/history/devices/ava1.ring.device.front-door/events?event_types=motion,ding".to_owned();
+    let mut path =
+        "/v1/history/devices/ava1.ring.device.front-door/events?event_types=motion,ding".to_owned();
     let mut seen = Vec::new();
     let mut pages = 0;
     loop {
@@ -181,11 +217,19 @@ async fn history_pages_carry_the_filters_and_end_on_an_empty_page() {
         let data = page["data"].as_array().unwrap();
         for item in data {
             assert_eq!(item["type"], "history-events");
-            seen.push(item["attributes"]["event_type"].as_str().unwrap().to_owned());
+            seen.push(
+                item["attributes"]["event_type"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
         }
         match page["links"]["next"].as_str() {
             Some(next) if !data.is_empty() => {
-                assert!(next.contains("event_types=motion%2Cding") && next.contains("page%5Bkey%5D"), "{next}");
+                assert!(
+                    next.contains("event_types=motion%2Cding") && next.contains("page%5Bkey%5D"),
+                    "{next}"
+                );
                 path = next.to_owned();
             }
             Some(_) => break, // the empty page still has a next link
@@ -193,11 +237,25 @@ async fn history_pages_carry_the_filters_and_end_on_an_empty_page() {
         }
     }
     // 5 of 7 match (motion.* and ding), newest first, 2 a page: 2 + 2 + 1 (short: no link).
-    assert_eq!(seen, ["motion.human", "ding", "motion.human", "ding", "motion.human"]);
+    assert_eq!(
+        seen,
+        [
+            "motion.human",
+            "ding",
+            "motion.human",
+            "ding",
+            "motion.human"
+        ]
+    );
     assert_eq!(pages, 3);
     // A page that comes out exactly full is followed by an empty one with a link.
     sim.set_history_page_size(5);
-    let (_, _, first) = get(&sim, "/v1/history/devices/ava1.ring.device.front-door/events?event_types=motion,ding", &token).await;
+    let (_, _, first) = get(
+        &sim,
+        "/v1/history/devices/ava1.ring.device.front-door/events?event_types=motion,ding",
+        &token,
+    )
+    .await;
     let next = first["links"]["next"].as_str().unwrap().to_owned();
     let (_, _, empty) = get(&sim, &next, &token).await;
     assert!(empty["data"].as_array().unwrap().is_empty());
@@ -215,7 +273,13 @@ async fn subscriptions_page_by_cursor_and_can_fail() {
     assert_eq!(first["attributes"]["sub_type"], "paid");
     assert_eq!(first["attributes"]["status"], "active");
     assert!(first["attributes"]["plan_id"].is_string());
-    assert_eq!(first["relationships"]["devices"]["data"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        first["relationships"]["devices"]["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
     assert!(page["meta"]["time"].is_string());
 
     let account = "ava1.ring.account.sim-1";
@@ -238,6 +302,9 @@ async fn subscriptions_page_by_cursor_and_can_fail() {
     sim.fail_subscriptions(account, true);
     let (status, _, error) = get(&sim, "/v1/accounts/me/subscriptions", &token).await;
     assert_eq!(status, 422);
-    assert_eq!(error["errors"][0]["detail"], "Unable to process subscription request");
+    assert_eq!(
+        error["errors"][0]["detail"],
+        "Unable to process subscription request"
+    );
     sim.stop().await;
 }

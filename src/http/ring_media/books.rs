@@ -149,7 +149,12 @@ pub fn list_clips(dir: &Path) -> Vec<ClipFile> {
 
 /// Which clips to delete: those older than `max_age`, then the oldest while the
 /// rest hold more than `max_bytes` (the newest is always kept). `clips` newest first.
-pub fn prune_plan(clips: &[ClipFile], now: SystemTime, max_age: Duration, max_bytes: u64) -> Vec<String> {
+pub fn prune_plan(
+    clips: &[ClipFile],
+    now: SystemTime,
+    max_age: Duration,
+    max_bytes: u64,
+) -> Vec<String> {
     let mut delete = Vec::new();
     let mut total = 0u64;
     for (i, clip) in clips.iter().enumerate() {
@@ -169,8 +174,17 @@ mod tests {
 
     #[test]
     fn clip_names_cannot_leave_the_folder() {
-        assert!(valid_clip_name("ava1.ring.device.front-door-1700000000000-4000.mp4"));
-        for bad in ["../x.mp4", ".hidden.mp4", "a/b.mp4", "x.mp4.part", "x.txt", "a b.mp4"] {
+        assert!(valid_clip_name(
+            "ava1.ring.device.front-door-1700000000000-4000.mp4"
+        ));
+        for bad in [
+            "../x.mp4",
+            ".hidden.mp4",
+            "a/b.mp4",
+            "x.mp4.part",
+            "x.txt",
+            "a b.mp4",
+        ] {
             assert!(!valid_clip_name(bad), "{bad}");
         }
     }
@@ -183,10 +197,24 @@ mod tests {
             bytes,
             modified: now - Duration::from_secs(age),
         };
-        let clips = [clip("new", 60, 0), clip("mid", 30, 10), clip("older", 30, 20), clip("ancient", 1, 1000)];
-        assert_eq!(prune_plan(&clips, now, Duration::from_secs(100), 100), ["older", "ancient"]);
-        assert_eq!(prune_plan(&clips, now, Duration::from_secs(5000), 1000), Vec::<String>::new());
+        let clips = [
+            clip("new", 60, 0),
+            clip("mid", 30, 10),
+            clip("older", 30, 20),
+            clip("ancient", 1, 1000),
+        ];
+        assert_eq!(
+            prune_plan(&clips, now, Duration::from_secs(100), 100),
+            ["older", "ancient"]
+        );
+        assert_eq!(
+            prune_plan(&clips, now, Duration::from_secs(5000), 1000),
+            Vec::<String>::new()
+        );
         // The newest stays even when it alone is too big.
-        assert_eq!(prune_plan(&clips[..1], now, Duration::ZERO, 1), Vec::<String>::new());
+        assert_eq!(
+            prune_plan(&clips[..1], now, Duration::ZERO, 1),
+            Vec::<String>::new()
+        );
     }
 }

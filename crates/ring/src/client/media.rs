@@ -140,11 +140,13 @@ impl RingClient {
                 continue;
             }
             if answer.status == 425 && not_ready < http.max_retries() {
-                let wait = http.retry_wait(
-                    not_ready,
-                    retry_after(&answer.headers, SystemTime::now()),
+                let wait =
+                    http.retry_wait(not_ready, retry_after(&answer.headers, SystemTime::now()));
+                tracing::debug!(
+                    call = what,
+                    wait_ms = wait.as_millis() as u64,
+                    "recording not ready; retrying"
                 );
-                tracing::debug!(call = what, wait_ms = wait.as_millis() as u64, "recording not ready; retrying");
                 tokio::time::sleep(wait).await;
                 not_ready += 1;
                 http.count_retry();
@@ -240,8 +242,7 @@ impl RingClient {
                         RingError::DeviceOffline { .. }
                     ))
                 {
-                    let wait =
-                        http.retry_wait(retries, retry_after(&headers, SystemTime::now()));
+                    let wait = http.retry_wait(retries, retry_after(&headers, SystemTime::now()));
                     tokio::time::sleep(wait).await;
                     retries += 1;
                     http.count_retry();
@@ -263,7 +264,10 @@ impl RingClient {
                 written = 0;
             }
             if first.is_none() || !ranged {
-                first = Some((status == 206 && !ranged, MediaHeaders::from_headers(&headers)));
+                first = Some((
+                    status == 206 && !ranged,
+                    MediaHeaders::from_headers(&headers),
+                ));
             }
             let announced = response.content_length();
             let before = written;
@@ -359,7 +363,13 @@ impl RingClient {
                 return Ok(history);
             }
             let body = self
-                .call(account, "GET /v1/history/devices/{id}/events", Method::GET, &url, None)
+                .call(
+                    account,
+                    "GET /v1/history/devices/{id}/events",
+                    Method::GET,
+                    &url,
+                    None,
+                )
                 .await?;
             history.pages += 1;
             let page = media::parse_history_page(&body)?;
@@ -378,7 +388,13 @@ impl RingClient {
         let mut found = Vec::new();
         for _ in 0..MAX_SUBSCRIPTION_PAGES {
             let body = self
-                .call(account, "GET /v1/accounts/me/subscriptions", Method::GET, &url, None)
+                .call(
+                    account,
+                    "GET /v1/accounts/me/subscriptions",
+                    Method::GET,
+                    &url,
+                    None,
+                )
                 .await?;
             let page = media::parse_subscriptions_page(&body)?;
             let empty = page.items.is_empty();
@@ -487,7 +503,13 @@ mod tests {
             PathBuf::from("/c/a.mp4.part")
         );
         let api = Url::parse("https://api.example/").unwrap();
-        assert!(same_origin(&Url::parse("https://api.example/v1/x?y").unwrap(), &api));
-        assert!(!same_origin(&Url::parse("https://evil.example/v1").unwrap(), &api));
+        assert!(same_origin(
+            &Url::parse("https://api.example/v1/x?y").unwrap(),
+            &api
+        ));
+        assert!(!same_origin(
+            &Url::parse("https://evil.example/v1").unwrap(),
+            &api
+        ));
     }
 }
