@@ -425,3 +425,35 @@ fn subscriptions_are_shown_and_uncovered_devices_flagged() {
         404
     );
 }
+
+#[test]
+fn a_clip_covers_the_time_a_live_view_ran() {
+    let sim = Sim::start("");
+    let gateway = Gateway::start(&sim.ring_section(""));
+    ring::link_sample_account(&sim, &gateway);
+    let before = now_ms();
+    // Ring records only while a live session runs: nothing yet.
+    let (status, body) = post_clip(
+        &gateway,
+        DRIVEWAY,
+        json!({"start": before - 60_000, "duration": 30_000}),
+    );
+    assert_eq!(status, 416, "{body}");
+    // An RTSP reader (ffmpeg) starts the driveway's live view for a few seconds.
+    let decoded = support::decode_av(&gateway.rtsp_url("ring-driveway"), 3, gateway.dir.path());
+    assert!(!decoded.video_dts.is_empty(), "{}", gateway.log());
+    let clip = json_of(
+        post_clip(
+            &gateway,
+            DRIVEWAY,
+            json!({"start": before - 60_000, "duration": 120_000}),
+        ),
+        201,
+    );
+    // The session covered only part of the two minutes: a partial clip.
+    assert_eq!(clip["partial"], true, "{clip}");
+    let served = get(gateway.http_port, clip["url"].as_str().unwrap());
+    let file = gateway.dir.path().join("live.mp4");
+    std::fs::write(&file, &served.body).unwrap();
+    assert!(ffprobe(&file, "stream=codec_name").contains("codec_name=h264"));
+}

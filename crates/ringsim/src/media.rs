@@ -4,7 +4,8 @@
 //! event history pages and subscriptions.
 //!
 //! What is "recorded" is a simulator notion: Ring records nothing unless a live
-//! session ran, so a device has recorded time ranges, added with
+//! session ran, so a device's recorded time is when its WHEP sessions ran (the
+//! last 1024 ended ones, and the open ones up to now), plus ranges added with
 //! `POST /sim/devices/{id}/recordings` ([`crate::Simulator::add_recording`]). The
 //! media are fixed fixtures made by `scripts/gen-fixtures ring_media`:
 //! - snapshots: JPEGs at 320x180, 640x360 and 1280x720 (the requested size when it
@@ -205,11 +206,35 @@ impl Books {
         self.stats.clone()
     }
 
-    /// The recorded ms of `[start, end)` and where the first recorded part begins.
-    fn recorded(&self, device: &str, start: u64, end: u64) -> (u64, Option<u64>) {
+    /// The recorded ms of `[start, end)` and where the first recorded part begins;
+    /// `live`: the device's live-session ranges, recorded too.
+    fn recorded(
+        &self,
+        device: &str,
+        start: u64,
+        end: u64,
+        live: &[(u64, u64)],
+    ) -> (u64, Option<u64>) {
+        let mut ranges: Vec<(u64, u64)> = self
+            .recordings
+            .get(device)
+            .into_iter()
+            .flatten()
+            .chain(live)
+            .copied()
+            .collect();
+        ranges.sort_unstable();
+        // Merged, so overlapping ranges count once.
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+        for (a, b) in ranges {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
         let mut total = 0;
         let mut first: Option<u64> = None;
-        for &(a, b) in self.recordings.get(device).into_iter().flatten() {
+        for &(a, b) in &merged {
             let (from, to) = (a.max(start), b.min(end));
             if to > from {
                 total += to - from;
@@ -220,11 +245,18 @@ impl Books {
     }
 
     /// The latest recorded instant in `[start, end]`.
-    fn latest_recorded(&self, device: &str, start: u64, end: u64) -> Option<u64> {
+    fn latest_recorded(
+        &self,
+        device: &str,
+        start: u64,
+        end: u64,
+        live: &[(u64, u64)],
+    ) -> Option<u64> {
         self.recordings
             .get(device)
             .into_iter()
             .flatten()
+            .chain(live)
             .filter(|&&(a, b)| a <= end && b >= start)
             .map(|&(_, b)| b.min(end))
             .max()
@@ -465,6 +497,7 @@ async fn image_download(
         "png" => (SNAPSHOT_PNG, "image/png"),
         _ => return invalid("format must be jpeg or png", "/image_options/format"),
     };
+    let live = shared.state().sessions.recorded_on(&device, now);
     let mut books = shared.media_books.books();
     books.stats.snapshot_requests += 1;
     if let Some(left) = books.not_ready.get_mut(&device).filter(|n| **n > 0) {
@@ -483,7 +516,7 @@ async fn image_download(
         return response;
     }
     let (start, end, latest) = range;
-    let found = match books.latest_recorded(&device, start, end) {
+    let found = match books.latest_recorded(&device, start, end, &live) {
         Some(at) => Some((if latest { at } else { start }, "recording")),
         // A camera that is online takes a snapshot now, if now is in the range.
         None if online && latest && end + 60_000 >= now => Some((end.min(now), "snapshot")),
@@ -629,9 +662,10 @@ async fn video_download(
             return response;
         }
     }
+    let live = shared.state().sessions.recorded_on(&device, now);
     let mut books = shared.media_books.books();
     books.stats.clip_requests += 1;
-    let (recorded, first) = books.recorded(&device, start, start + duration);
+    let (recorded, first) = books.recorded(&device, start, start + duration, &live);
     let Some(first) = first.filter(|_| recorded > 0) else {
         return error(
             StatusCode::RANGE_NOT_SATISFIABLE,
@@ -1109,12 +1143,21 @@ mod tests {
         let mut books = Books::default();
         books.add_recording("d", 1000, 3000);
         books.add_recording("d", 5000, 6000);
-        assert_eq!(books.recorded("d", 0, 10_000), (3000, Some(1000)));
-        assert_eq!(books.recorded("d", 2000, 4000), (1000, Some(2000)));
-        assert_eq!(books.recorded("d", 3000, 5000), (0, None));
-        assert_eq!(books.latest_recorded("d", 0, 5500), Some(5500));
-        assert_eq!(books.latest_recorded("d", 7000, 8000), None);
-        assert_eq!(books.recorded("other", 0, 10), (0, None));
+        assert_eq!(books.recorded("d", 0, 10_000, &[]), (3000, Some(1000)));
+        assert_eq!(books.recorded("d", 2000, 4000, &[]), (1000, Some(2000)));
+        assert_eq!(books.recorded("d", 3000, 5000, &[]), (0, None));
+        assert_eq!(books.latest_recorded("d", 0, 5500, &[]), Some(5500));
+        assert_eq!(books.latest_recorded("d", 7000, 8000, &[]), None);
+        assert_eq!(books.recorded("other", 0, 10, &[]), (0, None));
+        // Live sessions are recorded time too; overlaps count once.
+        assert_eq!(
+            books.recorded("d", 0, 10_000, &[(2000, 4000)]),
+            (4000, Some(1000))
+        );
+        assert_eq!(
+            books.latest_recorded("d", 7000, 8000, &[(7000, 7500)]),
+            Some(7500)
+        );
     }
 
     #[test]

@@ -29,7 +29,12 @@ pub(crate) enum Ended {
 pub(crate) struct OpenSession {
     pub device: String,
     pub account: String,
+    /// When it opened (ms since the epoch): Ring records while a live session runs.
+    pub opened_ms: u64,
 }
+
+/// Ended sessions remembered as recorded time (the newest).
+const MAX_RECORDED: usize = 1024;
 
 /// Session counters for `/sim/stats`.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -46,6 +51,8 @@ pub struct SessionStats {
 pub(crate) struct Sessions {
     open: HashMap<String, OpenSession>,
     stats: SessionStats,
+    /// `(device, opened_ms, ended_ms)` of ended sessions, oldest first.
+    recorded: std::collections::VecDeque<(String, u64, u64)>,
 }
 
 impl Sessions {
@@ -70,6 +77,7 @@ impl Sessions {
             OpenSession {
                 device: device.to_owned(),
                 account: account.to_owned(),
+                opened_ms: epoch_ms(),
             },
         );
         self.stats.opened += 1;
@@ -83,6 +91,11 @@ impl Sessions {
     /// Ends a session; None if it had already ended (the first cause wins).
     pub fn end(&mut self, id: &str, why: Ended) -> Option<OpenSession> {
         let session = self.open.remove(id)?;
+        if self.recorded.len() >= MAX_RECORDED {
+            self.recorded.pop_front();
+        }
+        self.recorded
+            .push_back((session.device.clone(), session.opened_ms, epoch_ms()));
         match why {
             Ended::Cap => self.stats.closed_at_cap += 1,
             Ended::Deleted => self.stats.deleted += 1,
@@ -101,6 +114,21 @@ impl Sessions {
             .collect()
     }
 
+    /// The time ranges (ms) live sessions ran on `device`, an open one until `now_ms`.
+    pub fn recorded_on(&self, device: &str, now_ms: u64) -> Vec<(u64, u64)> {
+        let ended = self
+            .recorded
+            .iter()
+            .filter(|(d, _, _)| d == device)
+            .map(|&(_, start, end)| (start, end));
+        let open = self
+            .open
+            .values()
+            .filter(|s| s.device == device)
+            .map(|s| (s.opened_ms, now_ms.max(s.opened_ms)));
+        ended.chain(open).collect()
+    }
+
     pub fn stats(&self) -> SessionStats {
         SessionStats {
             active: self.open.len(),
@@ -109,9 +137,32 @@ impl Sessions {
     }
 }
 
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sessions_are_recorded_time() {
+        let mut sessions = Sessions::default();
+        let (a, _) = sessions
+            .open("d1", "acct", Duration::from_secs(30), Instant::now())
+            .unwrap();
+        let now = epoch_ms();
+        let open = sessions.recorded_on("d1", now + 5000);
+        assert_eq!(open.len(), 1);
+        assert!(open[0].1 >= now + 5000 && open[0].0 <= now);
+        sessions.end(&a, Ended::Deleted);
+        let ended = sessions.recorded_on("d1", now + 60_000);
+        assert_eq!(ended.len(), 1);
+        assert!(ended[0].1 < now + 60_000);
+        assert!(sessions.recorded_on("d2", now).is_empty());
+    }
 
     #[test]
     fn the_first_end_counts() {
