@@ -122,6 +122,14 @@ fn snapshots_of_a_ring_stream_decode_at_the_requested_size_and_are_cached() {
     assert!(body.contains("not implemented"), "{body}");
     let (status, _) = gateway.request("GET", "/api/streams/nope/snapshot.jpg", None);
     assert_eq!(status, 404);
+    // An image at a time: none was recorded then.
+    let at = format!(
+        "/api/streams/ring-front-door/snapshot.jpg?at={}",
+        now_ms() - 3_600_000
+    );
+    let (status, body) = gateway.request("GET", &at, None);
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("at that time"), "{body}");
     assert!(
         !gateway.log().contains("sig="),
         "no pre-signed URL in the log"

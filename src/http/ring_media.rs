@@ -128,6 +128,9 @@ struct SnapshotQuery {
     width: Option<u32>,
     /// 1-1080; with `width`.
     height: Option<u32>,
+    /// The image at this time (RFC 3339 or ms; within 180 days) instead of the
+    /// latest one.
+    at: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -176,9 +179,20 @@ async fn snapshot(
     let device =
         device(ring, device_id).map_err(|e| MediaError(StatusCode::SERVICE_UNAVAILABLE, e.1))?;
     let media = &state.ring_media;
+    let at = match &query.at {
+        Some(at) => Some(parse_time(&Value::from(at.as_str())).ok_or_else(|| {
+            err(
+                StatusCode::BAD_REQUEST,
+                "at: an RFC 3339 time or ms since the epoch",
+            )
+        })?),
+        None => None,
+    };
     let key = format!(
-        "{name}@{}",
-        resolution.map_or("native".to_owned(), |r| format!("{}x{}", r.width, r.height))
+        "{name}@{}@{}",
+        resolution.map_or("native".to_owned(), |r| format!("{}x{}", r.width, r.height)),
+        at.map_or("latest".to_owned(), |t| streamgate_ring::media::epoch_ms(t)
+            .to_string())
     );
     let found = match media.cached(&key, Instant::now()) {
         Some(found) => found,
@@ -190,9 +204,12 @@ async fn snapshot(
                 None => {
                     let now = SystemTime::now();
                     let request = SnapshotRequest {
-                        select: ImageSelect::LatestInRange {
-                            start: now - media.settings.snapshot_window,
-                            end: None,
+                        select: match at {
+                            Some(at) => ImageSelect::AtTimestamp(at),
+                            None => ImageSelect::LatestInRange {
+                                start: now - media.settings.snapshot_window,
+                                end: None,
+                            },
                         },
                         format: ImageFormat::Jpeg,
                         resolution,
@@ -203,6 +220,10 @@ async fn snapshot(
                         .snapshot(&device.account, &device.id, &request)
                         .await
                         .map_err(|e| match e.status() {
+                            Some(416) if at.is_some() => err(
+                                StatusCode::NOT_FOUND,
+                                format!("Ring has no image of {name} at that time"),
+                            ),
                             Some(416) => err(
                                 StatusCode::NOT_FOUND,
                                 format!(
@@ -591,6 +612,11 @@ struct HistoryView {
     pages: usize,
     /// False when `[ring] history_max_pages` stopped the paging.
     complete: bool,
+    /// When there are no events: `"none"` if no active subscription covers the
+    /// device (why Ring keeps no history), else `"paid"`/`"trial"`; absent when
+    /// there are events or the subscriptions could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subscription: Option<&'static str>,
 }
 
 /// A device's event history from Ring, newest first.
@@ -626,10 +652,22 @@ async fn history(
         )
         .await
         .map_err(ring_error)?;
+    let subscription = if history.events.is_empty() {
+        match ring.link.client.subscriptions(&device.account).await {
+            Ok(found) => Some(covering(&found, &device)),
+            Err(error) => {
+                tracing::debug!(%error, "cannot read the Ring subscriptions");
+                None
+            }
+        }
+    } else {
+        None
+    };
     Ok(Json(HistoryView {
         device: id,
         pages: history.pages,
         complete: history.complete,
+        subscription,
         events: history
             .events
             .into_iter()
@@ -675,6 +713,25 @@ struct SubscriptionList {
     devices: Vec<DeviceSubscription>,
 }
 
+/// The best active subscription covering `device`: `paid`, `trial`, `other`, or `none`.
+fn covering(found: &[streamgate_ring::media::Subscription], device: &Device) -> &'static str {
+    let best = found
+        .iter()
+        .filter(|s| s.is_active() && s.devices.iter().any(|id| id == device.id.as_str()))
+        .map(|s| s.sub_type)
+        .min_by_key(|k| match k {
+            SubscriptionKind::Paid => 0,
+            SubscriptionKind::Trial => 1,
+            _ => 2,
+        });
+    match best {
+        Some(SubscriptionKind::Paid) => "paid",
+        Some(SubscriptionKind::Trial) => "trial",
+        Some(_) => "other",
+        None => "none",
+    }
+}
+
 fn kind_name(kind: SubscriptionKind) -> &'static str {
     match kind {
         SubscriptionKind::Paid => "paid",
@@ -709,26 +766,10 @@ async fn subscriptions(
         .devices()
         .into_iter()
         .filter(|d| d.account == account)
-        .map(|d| {
-            let covering = found
-                .iter()
-                .filter(|s| s.is_active() && s.devices.iter().any(|id| id == d.id.as_str()))
-                .map(|s| s.sub_type)
-                .min_by_key(|k| match k {
-                    SubscriptionKind::Paid => 0,
-                    SubscriptionKind::Trial => 1,
-                    _ => 2,
-                });
-            DeviceSubscription {
-                subscription: match covering {
-                    Some(SubscriptionKind::Paid) => "paid",
-                    Some(SubscriptionKind::Trial) => "trial",
-                    Some(_) => "other",
-                    None => "none",
-                },
-                id: d.id.to_string(),
-                name: d.name,
-            }
+        .map(|d| DeviceSubscription {
+            subscription: covering(&found, &d),
+            id: d.id.to_string(),
+            name: d.name,
         })
         .collect();
     Ok(Json(SubscriptionList {

@@ -408,23 +408,23 @@ impl RingClient {
         Ok(found)
     }
 
-    /// `next` resolved: a bare query against `current`, anything else against the
-    /// API base; refused when it leaves the API's origin.
     fn next_page(&self, current: &Url, next: &str, what: &str) -> Result<Url, RingError> {
-        let base = &self.inner.config.api_url;
-        let resolved = if next.starts_with('?') {
-            current.join(next)
-        } else {
-            base.join(next)
-        }
-        .map_err(|_| RingError::Malformed(format!("{what}: bad links.next")))?;
-        if !same_origin(&resolved, base) {
-            return Err(RingError::Malformed(format!(
-                "{what}: links.next leaves the API's origin"
-            )));
-        }
-        Ok(resolved)
+        resolve_next(&self.inner.config.api_url, current, next)
+            .ok_or_else(|| RingError::Malformed(format!("{what}: unusable links.next")))
     }
+}
+
+/// `next` resolved: a bare query against `current`, anything else against the API
+/// base; `None` when it cannot be parsed or leaves the API's origin (the bearer
+/// token goes only to Ring).
+fn resolve_next(base: &Url, current: &Url, next: &str) -> Option<Url> {
+    let resolved = if next.starts_with('?') {
+        current.join(next)
+    } else {
+        base.join(next)
+    }
+    .ok()?;
+    same_origin(&resolved, base).then_some(resolved)
 }
 
 fn same_origin(a: &Url, b: &Url) -> bool {
@@ -495,6 +495,37 @@ async fn read_small(response: &mut reqwest::Response) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_links_are_opaque_but_stay_with_ring() {
+        let base = Url::parse("https://api.example").unwrap();
+        let current =
+            Url::parse("https://api.example/v1/history/devices/d/events?event_types=ding").unwrap();
+        let path =
+            "/v1/history/devices/d/events?event_types=ding&page%5Bkey%5D=2026-01-01T00%3A00%3A00Z";
+        assert_eq!(
+            resolve_next(&base, &current, path).unwrap().as_str(),
+            format!("https://api.example{path}")
+        );
+        assert_eq!(
+            resolve_next(
+                &base,
+                &current,
+                "https://api.example/v1/x?page%5Bcursor%5D=c25"
+            )
+            .unwrap()
+            .as_str(),
+            "https://api.example/v1/x?page%5Bcursor%5D=c25"
+        );
+        assert_eq!(
+            resolve_next(&base, &current, "?page%5Bcursor%5D=a")
+                .unwrap()
+                .as_str(),
+            "https://api.example/v1/history/devices/d/events?page%5Bcursor%5D=a"
+        );
+        assert!(resolve_next(&base, &current, "https://evil.example/v1/x").is_none());
+        assert!(resolve_next(&base, &current, "http://api.example/v1/x").is_none());
+    }
 
     #[test]
     fn part_paths_and_origins() {
