@@ -345,6 +345,9 @@ async fn prune(state: &AppState) {
     let dir = media.settings.clips_dir.clone();
     let settings = media.settings.clone();
     let _ = tokio::task::spawn_blocking(move || {
+        for part in books::stale_parts(&dir, SystemTime::now(), Duration::from_secs(3600)) {
+            let _ = std::fs::remove_file(part);
+        }
         let clips = list_clips(&dir);
         for name in prune_plan(
             &clips,
@@ -371,6 +374,7 @@ async fn prune(state: &AppState) {
     responses((status = CREATED, description = "Downloaded", body = DownloadedClip),
               (status = BAD_REQUEST, description = "Bad start or duration", body = ErrorBody),
               (status = NOT_FOUND, description = "No such device", body = ErrorBody),
+              (status = CONFLICT, description = "The same clip is being downloaded", body = ErrorBody),
               (status = RANGE_NOT_SATISFIABLE, description = "Nothing was recorded in the range (a live session must have run; a subscription may be needed)", body = ErrorBody),
               (status = BAD_GATEWAY, description = "Ring failed", body = ErrorBody)))]
 async fn download_clip(
@@ -422,6 +426,10 @@ async fn download_clip(
         duration.as_millis()
     );
     let path: PathBuf = dir.join(&name);
+    let _claimed = state
+        .ring_media
+        .start_download(&name)
+        .ok_or_else(|| err(StatusCode::CONFLICT, format!("{name} is being downloaded")))?;
     let download = ring
         .link
         .client

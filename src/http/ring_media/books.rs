@@ -41,6 +41,20 @@ pub struct RingMedia {
     fetching: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     /// One prune at a time.
     pub pruning: Arc<tokio::sync::Mutex<()>>,
+    /// Clip names being downloaded (a second request for one gets 409).
+    downloading: Arc<Mutex<std::collections::HashSet<String>>>,
+}
+
+/// Held while a clip downloads; frees its name when dropped.
+pub struct Downloading {
+    names: Arc<Mutex<std::collections::HashSet<String>>>,
+    name: String,
+}
+
+impl Drop for Downloading {
+    fn drop(&mut self) {
+        lock(&self.names).remove(&self.name);
+    }
 }
 
 /// Most cached images (streams × sizes).
@@ -75,7 +89,18 @@ impl RingMedia {
             snapshots: Arc::default(),
             fetching: Arc::default(),
             pruning: Arc::default(),
+            downloading: Arc::default(),
         }
+    }
+
+    /// Claims `name` for a download; None while another download has it.
+    pub fn start_download(&self, name: &str) -> Option<Downloading> {
+        lock(&self.downloading)
+            .insert(name.to_owned())
+            .then(|| Downloading {
+                names: self.downloading.clone(),
+                name: name.to_owned(),
+            })
     }
 
     /// The cached image for `key` if it is younger than `snapshot_cache`.
@@ -147,6 +172,24 @@ pub fn list_clips(dir: &Path) -> Vec<ClipFile> {
     clips
 }
 
+/// `.part` files (downloads cut off by a restart) older than `age`.
+pub fn stale_parts(dir: &Path, now: SystemTime, age: Duration) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".mp4.part"))
+        .filter(|entry| {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| now.duration_since(modified).unwrap_or_default() > age)
+        })
+        .map(|entry| entry.path())
+        .collect()
+}
+
 /// Which clips to delete: those older than `max_age`, then the oldest while the
 /// rest hold more than `max_bytes` (the newest is always kept). `clips` newest first.
 pub fn prune_plan(
@@ -187,6 +230,17 @@ mod tests {
         ] {
             assert!(!valid_clip_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_clip_name_is_downloaded_once_at_a_time() {
+        let media = RingMedia::new(None, Path::new("/tmp"));
+        let first = media.start_download("a.mp4").expect("free");
+        assert!(media.start_download("a.mp4").is_none());
+        assert!(media.start_download("b.mp4").is_some());
+        drop(first);
+        assert!(media.start_download("a.mp4").is_some());
+        assert_eq!(media.settings.clips_dir, Path::new("/tmp/clips"));
     }
 
     #[test]
