@@ -171,6 +171,10 @@ pub struct RingSettings {
     /// Local IP the WebRTC sockets of Ring sessions bind to (default: every
     /// interface but loopback).
     pub webrtc_bind: Option<std::net::IpAddr>,
+    /// Most discovered streams: an account with more devices gets streams for
+    /// the first ones (by id) and a warning, so a huge account cannot exhaust the gateway.
+    #[serde(default = "default_ring_max_streams")]
+    pub max_streams: usize,
     /// Client-side cap on API requests per second of the client id (Ring's limit is 100).
     #[serde(default = "default_ring_rate")]
     pub max_requests_per_second: u32,
@@ -233,6 +237,10 @@ fn default_battery_session() -> std::time::Duration {
 
 fn default_wired_session() -> std::time::Duration {
     std::time::Duration::from_secs(60)
+}
+
+fn default_ring_max_streams() -> usize {
+    256
 }
 
 fn default_ring_rate() -> u32 {
