@@ -502,6 +502,35 @@ mod tests {
         Config::parse(text, Path::new("gw.toml"))
     }
 
+    #[test]
+    fn ring_secrets_come_from_the_file_or_the_environment() {
+        let text = "[ring]\nclient_id = \"id\"\nclient_secret = \"file-secret\"\n";
+        let mut config = parse(text).unwrap();
+        let ring = config.ring.as_ref().unwrap();
+        assert_eq!(ring.client_secret.as_ref().unwrap().expose(), "file-secret");
+        assert!(ring.hmac_key.is_none());
+        assert_eq!(ring.api_url.as_str(), "https://api.amazonvision.com/");
+        assert_eq!(ring.devices, RingDevices::All);
+        config.apply_env(|name| match name {
+            RING_CLIENT_SECRET_ENV => Some("env-secret".into()),
+            RING_HMAC_KEY_ENV => Some("env-key".into()),
+            _ => None,
+        });
+        let ring = config.ring.as_ref().unwrap();
+        assert_eq!(ring.client_secret.as_ref().unwrap().expose(), "env-secret");
+        assert_eq!(ring.hmac_key.as_ref().unwrap().expose(), "env-key");
+        assert!(!format!("{config:?}").contains("env-secret"));
+        let listed = parse("[ring]\nclient_id = \"id\"\ndevices = [\"Front Door\"]\n").unwrap();
+        assert_eq!(
+            listed.ring.unwrap().devices,
+            RingDevices::Listed(vec!["Front Door".into()])
+        );
+        let error = parse("[ring]\nclient_id = \"id\"\ndevices = \"some\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("expected \"all\", \"none\""), "{error}");
+    }
+
     /// Bad configs and the `file:line:column: message` each must give.
     #[test]
     fn bad_configs_name_file_line_and_problem() {
