@@ -146,12 +146,10 @@ async fn write_frames(hub: Hub, readers: Readers, counts: Arc<[AtomicU64; 2]>) {
                     IoSlice::new(&packet.payload),
                 ]);
             }
-            match write_all_vectored(&mut reader.socket, &mut slices).await {
-                Ok(written) => {
-                    counts[1].fetch_add(written as u64, Ordering::Relaxed);
-                    kept.push(reader);
-                }
-                Err(_) => {} // the reader left
+            // A reader whose write fails has left: it is not kept.
+            if let Ok(written) = write_all_vectored(&mut reader.socket, &mut slices).await {
+                counts[1].fetch_add(written as u64, Ordering::Relaxed);
+                kept.push(reader);
             }
         }
         readers
