@@ -13,6 +13,10 @@ COPY gateway.toml /etc/streamgate/gateway.toml
 # Publish it as is (-p 8000-8099:8000-8099/udp): the ports are announced to readers.
 RUN sed -i 's/^# udp_ports = "8000-8099"$/udp_ports = "8000-8099"/' /etc/streamgate/gateway.toml \
  && grep -q '^udp_ports = "8000-8099"$' /etc/streamgate/gateway.toml
+# Ring accounts and tokens (SQLite): set `[ring] database = "/var/lib/streamgate/streamgate.db"`
+# and mount a volume there, so links survive a new container.
+RUN install -d -o streamgate -m 0700 /var/lib/streamgate
+VOLUME /var/lib/streamgate
 USER streamgate
 # RTSP (TCP, and [rtsp] udp_ports for RTP/RTCP to UDP readers), HTTP (dashboard, API, metrics, HLS).
 EXPOSE 8554/tcp 8000-8099/udp 8080/tcp

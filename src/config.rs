@@ -189,6 +189,10 @@ pub struct RingSettings {
     /// Pages of a device's event history read per request at most.
     #[serde(default = "default_history_max_pages")]
     pub history_max_pages: usize,
+    /// Most discovered streams: an account with more devices gets streams for
+    /// the first ones (by id) and a warning, so a huge account cannot exhaust the gateway.
+    #[serde(default = "default_ring_max_streams")]
+    pub max_streams: usize,
     /// Client-side cap on API requests per second of the client id (Ring's limit is 100).
     #[serde(default = "default_ring_rate")]
     pub max_requests_per_second: u32,
@@ -271,6 +275,10 @@ fn default_clips_max_bytes() -> u64 {
 
 fn default_history_max_pages() -> usize {
     20
+}
+
+fn default_ring_max_streams() -> usize {
+    256
 }
 
 fn default_ring_rate() -> u32 {
@@ -530,6 +538,35 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("gw.toml"))
+    }
+
+    #[test]
+    fn ring_secrets_come_from_the_file_or_the_environment() {
+        let text = "[ring]\nclient_id = \"id\"\nclient_secret = \"file-secret\"\n";
+        let mut config = parse(text).unwrap();
+        let ring = config.ring.as_ref().unwrap();
+        assert_eq!(ring.client_secret.as_ref().unwrap().expose(), "file-secret");
+        assert!(ring.hmac_key.is_none());
+        assert_eq!(ring.api_url.as_str(), "https://api.amazonvision.com/");
+        assert_eq!(ring.devices, RingDevices::All);
+        config.apply_env(|name| match name {
+            RING_CLIENT_SECRET_ENV => Some("env-secret".into()),
+            RING_HMAC_KEY_ENV => Some("env-key".into()),
+            _ => None,
+        });
+        let ring = config.ring.as_ref().unwrap();
+        assert_eq!(ring.client_secret.as_ref().unwrap().expose(), "env-secret");
+        assert_eq!(ring.hmac_key.as_ref().unwrap().expose(), "env-key");
+        assert!(!format!("{config:?}").contains("env-secret"));
+        let listed = parse("[ring]\nclient_id = \"id\"\ndevices = [\"Front Door\"]\n").unwrap();
+        assert_eq!(
+            listed.ring.unwrap().devices,
+            RingDevices::Listed(vec!["Front Door".into()])
+        );
+        let error = parse("[ring]\nclient_id = \"id\"\ndevices = \"some\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("expected \"all\", \"none\""), "{error}");
     }
 
     /// Bad configs and the `file:line:column: message` each must give.

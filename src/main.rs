@@ -134,6 +134,7 @@ fn serve(path: &Path) -> Result<(), StartError> {
                 base: base.clone(),
                 devices: settings.devices.clone(),
                 every: settings.rediscover,
+                max_streams: settings.max_streams,
             };
             RingDiscovery::start(link, context)
         });

@@ -36,6 +36,8 @@ pub struct DiscoveryContext {
     pub base: PathBuf,
     pub devices: RingDevices,
     pub every: Duration,
+    /// Most discovered streams (`[ring] max_streams`).
+    pub max_streams: usize,
 }
 
 impl RingDiscovery {
@@ -104,7 +106,8 @@ impl RingDiscovery {
                 self.link.forget_account(&device.account);
             }
         }
-        let wanted = discovered_streams(&self.link.devices(), &context.devices);
+        let wanted =
+            discovered_streams(&self.link.devices(), &context.devices, context.max_streams);
         match context
             .desired
             .set_discovered(&context.streams, wanted, &context.base)
@@ -121,10 +124,11 @@ impl RingDiscovery {
 
 /// The streams `selection` makes of `devices`: `ring-<slug of the name>`, with
 /// `-2`, `-3`, … for devices whose names make the same slug (in id order, so a
-/// name stays with its device from one pass to the next).
+/// name stays with its device from one pass to the next), at most `max_streams`.
 pub fn discovered_streams(
     devices: &[Device],
     selection: &RingDevices,
+    max_streams: usize,
 ) -> BTreeMap<StreamName, StreamConfig> {
     let mut selected: Vec<&Device> = devices
         .iter()
@@ -137,6 +141,13 @@ pub fn discovered_streams(
         })
         .collect();
     selected.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+    if selected.len() > max_streams {
+        tracing::warn!(
+            devices = selected.len(),
+            "more Ring devices than [ring] max_streams = {max_streams}: only the first {max_streams} (by id) become streams"
+        );
+        selected.truncate(max_streams);
+    }
     let mut streams = BTreeMap::new();
     for device in selected {
         let Ok(source) = Source::try_from(format!("{RING_PREFIX}{}", device.id)) else {
@@ -164,4 +175,59 @@ pub fn discovered_streams(
         }
     }
     streams
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use streamgate_ring::{AccountId, DeviceId};
+
+    fn device(n: usize, name: &str) -> Device {
+        Device {
+            id: DeviceId::new(format!("ava1.ring.device.{n:05}")),
+            account: AccountId::new("ava1.ring.account.a"),
+            name: name.to_owned(),
+            online: Some(true),
+            power: None,
+            video_codecs: Vec::new(),
+            location: None,
+        }
+    }
+
+    #[test]
+    fn devices_become_streams_named_after_them_without_clashes() {
+        let devices = [
+            device(2, "Front Door"),
+            device(1, "Front door"),
+            device(3, "Yard"),
+        ];
+        let all = discovered_streams(&devices, &RingDevices::All, 10);
+        let names: Vec<&str> = all.keys().map(StreamName::as_str).collect();
+        assert_eq!(names, ["ring-front-door", "ring-front-door-2", "ring-yard"]);
+        assert_eq!(
+            all[&StreamName::try_from("ring-front-door".to_owned()).unwrap()]
+                .source
+                .to_string(),
+            "ring:ava1.ring.device.00001"
+        );
+        let listed = RingDevices::Listed(vec!["Yard".into(), "ava1.ring.device.00002".into()]);
+        let names: Vec<String> = discovered_streams(&devices, &listed, 10)
+            .into_keys()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(names, ["ring-front-door", "ring-yard"]);
+        assert!(discovered_streams(&devices, &RingDevices::None, 10).is_empty());
+    }
+
+    #[test]
+    fn ten_thousand_devices_make_at_most_max_streams() {
+        let devices: Vec<Device> = (0..10_000)
+            .map(|n| device(n, &format!("Cam {n}")))
+            .collect();
+        let streams = discovered_streams(&devices, &RingDevices::All, 256);
+        assert_eq!(streams.len(), 256);
+        assert!(streams
+            .values()
+            .all(|s| *s.source.to_string() < *"ring:ava1.ring.device.00256"));
+    }
 }

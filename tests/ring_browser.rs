@@ -2,7 +2,7 @@
 //! through tests/js/ring_link.mjs) with `[http] api_token` set: the simulator's
 //! link page plays Ring, the gateway's Account Link URL sends the browser to the
 //! sign-in page, the token signs it in, and the link completes; afterwards the
-//! account's three devices are streams.
+//! account's three devices are streams, and the dashboard's unlink button removes them.
 
 mod support;
 
@@ -62,7 +62,30 @@ fn chromium_signs_in_and_links_a_ring_account() {
         "{report}"
     );
 
-    // The API needs the token; with it, the three devices are streams.
+    // The link page listed the three devices as streams.
+    for stream in ["ring-backyard", "ring-driveway", "ring-front-door"] {
+        assert!(
+            report["text"]
+                .as_str()
+                .is_some_and(|t| t.contains(&format!("stream {stream}"))),
+            "{stream}: {report}"
+        );
+    }
+    assert!(!gateway.log().contains(TOKEN), "the API token was logged");
+
+    // The dashboard listed the account as linked, and its unlink button (signed
+    // in by the same cookie) removed it and its streams.
+    assert_eq!(
+        report["dashboardAccounts"],
+        serde_json::json!([{ "id": support::ring::ACCOUNT, "state": "linked" }]),
+        "{report}"
+    );
+    assert_eq!(
+        report["dashboardAccountsAfterUnlink"],
+        serde_json::json!([]),
+        "{report}"
+    );
+    // The API needs the token; with it, no Ring stream is left.
     assert_eq!(gateway.request("GET", "/api/streams", None).0, 401);
     let (status, body) = support::http_with_headers(
         gateway.http_port,
@@ -72,14 +95,5 @@ fn chromium_signs_in_and_links_a_ring_account() {
         &format!("Authorization: Bearer {TOKEN}\r\n"),
     );
     assert_eq!(status, 200, "{body}");
-    let streams: Value = serde_json::from_str(&body).unwrap();
-    let mut names: Vec<&str> = streams["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["ring-backyard", "ring-driveway", "ring-front-door"]);
-    assert!(!gateway.log().contains(TOKEN), "the API token was logged");
+    assert!(!body.contains("ring-"), "{body}");
 }

@@ -61,6 +61,8 @@ fn linking_refuses_bad_nonces_old_times_and_replayed_codes_then_links_and_follow
         ring::ring_streams(&gateway),
         ["ring-backyard", "ring-driveway", "ring-front-door"]
     );
+    // On demand: no Ring live session runs while nobody reads.
+    assert_eq!(sim.stats().whep_sessions.opened, 0);
     let accounts = ring::accounts(&gateway);
     let account = &accounts["accounts"][0];
     assert_eq!(account["state"], "linked", "{accounts}");

@@ -1,7 +1,8 @@
 // Plays the user's browser linking a Ring account: opens START_URL (the Ring
 // simulator's link page, which delivers a code and redirects to the gateway's
 // Account Link URL), signs in on the gateway's sign-in page with TOKEN when it
-// asks, and reports where it ended. Prints one JSON line.
+// asks, and reports where it ended; then opens the dashboard, notes the Ring
+// accounts it lists and presses the first one's unlink button. Prints one JSON line.
 // Usage: node tests/js/ring_link.mjs START_URL TOKEN [timeout-seconds]
 import { launchChromium } from "./browser.mjs";
 
@@ -26,6 +27,14 @@ try {
   result.url = page.url();
   result.title = await page.title();
   result.text = await page.innerText("body");
+
+  await page.goto(new URL("/", result.url).href);
+  const accounts = () => page.$$eval(".ring-account", (items) => items.map((item) => ({ id: item.dataset.id, state: item.dataset.state })));
+  result.dashboardAccounts = await accounts();
+  if (result.dashboardAccounts.length > 0) {
+    await Promise.all([page.waitForNavigation(), page.click(".ring-account button[type=submit]")]);
+    result.dashboardAccountsAfterUnlink = await accounts();
+  }
 } catch (error) {
   result.error = String(error);
 } finally {

@@ -1,13 +1,15 @@
 //! `streamgate-load`: load tools for streamgate and its peers.
 //!
 //! - `cameras`: N virtual RTSP cameras replaying a capture (see [`cameras`]);
-//! - `read`: N checking RTSP readers in one process (see [`reader`]).
+//! - `read`: N checking RTSP readers in one process (see [`reader`]);
+//! - `floor`: the simplest server moving the same bytes, the baseline (see [`floor`]).
 //!
 //! Everything is bounded: reader counts and durations come from the command
 //! line, and only the addresses given are contacted.
 
 mod cameras;
 mod checks;
+mod floor;
 mod fmp4;
 mod hls_reader;
 mod reader;
@@ -44,6 +46,8 @@ enum Command {
     Cameras(cameras::CamerasArgs),
     /// Read RTSP URLs or HLS playlists with N concurrent readers and check what arrives.
     Read(ReadArgs),
+    /// Serve a capture with the least work a server can do (one writev per reader per frame).
+    Floor(floor::FloorArgs),
 }
 
 #[derive(clap::Args)]
@@ -100,6 +104,23 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("cameras: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Command::Floor(args) => match floor::run(args).await {
+                Ok(summary) => {
+                    if cli.json {
+                        println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
+                    } else {
+                        println!(
+                            "floor server {} wrote {} frames ({:.1} MB) to {} readers",
+                            summary.url, summary.frames, summary.bytes as f64 / 1e6, summary.readers
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("floor: {e}");
                     ExitCode::FAILURE
                 }
             },
