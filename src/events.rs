@@ -109,15 +109,21 @@ impl EventBus {
         event: &NewEvent,
     ) -> Result<Delivery, StoreError> {
         let store = self.inner.client.store();
-        let order = self.inner.publish.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(stored) = store.record_webhook_event(request_id, SystemTime::now(), event)?
-        else {
+        let order = self
+            .inner
+            .publish
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(stored) = store.record_webhook_event(request_id, SystemTime::now(), event)? else {
             return Ok(Delivery::Duplicate);
         };
         let stored = Arc::new(stored);
         let _ = self.inner.sender.send(Arc::clone(&stored));
         drop(order);
-        let key = (stored.kind.clone(), stored.device.clone().unwrap_or_default());
+        let key = (
+            stored.kind.clone(),
+            stored.device.clone().unwrap_or_default(),
+        );
         *self
             .inner
             .counts
@@ -132,7 +138,11 @@ impl EventBus {
     /// Stores one of the gateway's own events and sends it on (blocks on the disk).
     pub fn publish(&self, event: &NewEvent) -> Result<Arc<StoredEvent>, StoreError> {
         let store = self.inner.client.store();
-        let order = self.inner.publish.lock().unwrap_or_else(PoisonError::into_inner);
+        let order = self
+            .inner
+            .publish
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let stored = Arc::new(store.record_event(event)?);
         let _ = self.inner.sender.send(Arc::clone(&stored));
         drop(order);
@@ -171,14 +181,20 @@ impl EventBus {
         let settings = &self.inner.settings;
         let now = SystemTime::now();
         let store = self.inner.client.store();
-        let older = now.checked_sub(settings.max_age).unwrap_or(SystemTime::UNIX_EPOCH);
+        let older = now
+            .checked_sub(settings.max_age)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         if let Err(error) = store.prune_events(settings.keep, older) {
             tracing::warn!("pruning the event store failed: {error}");
         }
         // Request ids are kept for as long as a delivery can come back: Ring
         // retries for hours and keeps a 72 h dead-letter queue [doc-copy].
         let ids = now
-            .checked_sub(settings.webhook_max_age.max(Duration::from_secs(4 * 24 * 3600)))
+            .checked_sub(
+                settings
+                    .webhook_max_age
+                    .max(Duration::from_secs(4 * 24 * 3600)),
+            )
             .unwrap_or(SystemTime::UNIX_EPOCH);
         if let Err(error) = store.prune_webhook_deliveries(ids) {
             tracing::warn!("pruning the webhook request ids failed: {error}");

@@ -124,7 +124,11 @@ async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
             return answer(StatusCode::BAD_REQUEST, &error.to_string());
         }
     };
-    if webhooks::is_stale(webhook.time, SystemTime::now(), bus.settings().webhook_max_age) {
+    if webhooks::is_stale(
+        webhook.time,
+        SystemTime::now(),
+        bus.settings().webhook_max_age,
+    ) {
         tracing::info!(request_id = %webhook.request_id, "stale Ring webhook dropped");
         return Json(WebhookAnswer {
             status: "stale",
@@ -160,11 +164,17 @@ async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
         }
         Ok(Err(error)) => {
             tracing::error!("storing a Ring webhook failed: {error}");
-            return answer(StatusCode::SERVICE_UNAVAILABLE, "the event could not be stored");
+            return answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the event could not be stored",
+            );
         }
         Err(error) => {
             tracing::error!("storing a Ring webhook failed: {error}");
-            return answer(StatusCode::SERVICE_UNAVAILABLE, "the event could not be stored");
+            return answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the event could not be stored",
+            );
         }
     };
     if let (Event::AppIntegrationRemoved, Some(account)) = (&webhook.event, &webhook.account) {
@@ -331,7 +341,9 @@ struct Live {
 
 impl Live {
     fn wanted(&self, event: &StoredEvent) -> bool {
-        self.device.as_ref().is_none_or(|d| event.device.as_ref() == Some(d))
+        self.device
+            .as_ref()
+            .is_none_or(|d| event.device.as_ref() == Some(d))
             && self.kind.as_ref().is_none_or(|k| &event.kind == k)
     }
 

@@ -263,7 +263,12 @@ impl Collector for StreamCollector {
             rows.iter()
                 .map(|row| (stream(row), ConstCounter::new(row.report.reconnects))),
         )?;
-        let ring_events = self.0.events.as_ref().map(|bus| bus.counts()).unwrap_or_default();
+        let ring_events = self
+            .0
+            .events
+            .as_ref()
+            .map(|bus| bus.counts())
+            .unwrap_or_default();
         family(
             &mut encoder,
             "streamgate_ring_events",

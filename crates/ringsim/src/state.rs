@@ -155,6 +155,8 @@ pub(crate) struct Shared {
     pub http: reqwest::Client,
     /// Raised by `Simulator::stop`: held token answers go out at once.
     pub shutdown: watch::Sender<bool>,
+    /// The webhook sender: its URL, kept deliveries and counts.
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 impl Shared {
@@ -181,7 +183,13 @@ impl Shared {
             integrations: HashMap::new(),
             link_times: HashMap::new(),
         };
+        let webhook_url = config.webhook_url.as_deref().and_then(|url| {
+            url::Url::parse(url)
+                .inspect_err(|e| tracing::warn!("webhook_url {url:?} is not a URL: {e}"))
+                .ok()
+        });
         Shared {
+            webhooks: crate::webhooks::Webhooks::new(webhook_url),
             config,
             state: Mutex::new(state),
             media,
