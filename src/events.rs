@@ -18,14 +18,13 @@
 //! those, or the stream was removed), `account_needs_relinking`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
 use streamgate_ring::{
     AccountId, AccountState, EventFilter, NewEvent, RingClient, Secret, StoreError, StoredEvent,
 };
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::streams::SharedStreams;
 
@@ -33,6 +32,10 @@ use crate::streams::SharedStreams;
 const CHANNEL_CAPACITY: usize = 1024;
 /// Pruning runs once per this many stored events (and at start).
 pub const PRUNE_EVERY: u64 = 1000;
+/// Events waiting for the writer at most (senders wait beyond it).
+const WRITER_QUEUE: usize = 4096;
+/// Events stored in one transaction at most.
+const MAX_BATCH: usize = 512;
 /// How often the stream reports are looked at for up/down transitions.
 const STREAM_POLL: Duration = Duration::from_secs(1);
 
@@ -56,12 +59,23 @@ struct Inner {
     client: RingClient,
     settings: EventSettings,
     sender: broadcast::Sender<Arc<StoredEvent>>,
-    /// Held while storing and broadcasting, so ids go out in order.
-    publish: Mutex<()>,
+    /// To the writer thread, which stores and broadcasts in order.
+    writer: mpsc::Sender<Job>,
     /// Webhook events stored, by (type, device): `streamgate_ring_events_total`.
     counts: Mutex<BTreeMap<(String, String), u64>>,
-    stored: AtomicU64,
 }
+
+/// One event for the writer thread, and where its outcome goes.
+struct Job {
+    request_id: Option<String>,
+    event: NewEvent,
+    reply: oneshot::Sender<Result<Option<Arc<StoredEvent>>, WriteError>>,
+}
+
+/// Why an event could not be stored (the store's message; no secret in it).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct WriteError(String);
 
 /// What became of a webhook delivery.
 #[derive(Debug)]
@@ -73,17 +87,23 @@ pub enum Delivery {
 impl EventBus {
     pub fn new(client: RingClient, settings: EventSettings) -> EventBus {
         let (sender, _) = broadcast::channel(CHANNEL_CAPACITY);
+        let (writer, jobs) = mpsc::channel(WRITER_QUEUE);
         let bus = EventBus {
             inner: Arc::new(Inner {
                 client,
                 settings,
                 sender,
-                publish: Mutex::new(()),
+                writer,
                 counts: Mutex::new(BTreeMap::new()),
-                stored: AtomicU64::new(0),
             }),
         };
         bus.prune();
+        // The thread holds only a weak reference: it ends with the last bus.
+        let weak = Arc::downgrade(&bus.inner);
+        std::thread::Builder::new()
+            .name("event-writer".into())
+            .spawn(move || write_events(weak, jobs))
+            .expect("spawn the event writer thread");
         bus
     }
 
@@ -101,53 +121,42 @@ impl EventBus {
     }
 
     /// Stores a webhook's event under its request id and sends it on; a request
-    /// id seen before stores and sends nothing. Blocks on the disk (call it
-    /// from `spawn_blocking`).
-    pub fn deliver_webhook(
+    /// id seen before stores and sends nothing. Answers once the event is on disk.
+    pub async fn deliver_webhook(
         &self,
-        request_id: &str,
-        event: &NewEvent,
-    ) -> Result<Delivery, StoreError> {
-        let store = self.inner.client.store();
-        let order = self
-            .inner
-            .publish
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let Some(stored) = store.record_webhook_event(request_id, SystemTime::now(), event)? else {
-            return Ok(Delivery::Duplicate);
-        };
-        let stored = Arc::new(stored);
-        let _ = self.inner.sender.send(Arc::clone(&stored));
-        drop(order);
-        let key = (
-            stored.kind.clone(),
-            stored.device.clone().unwrap_or_default(),
-        );
-        *self
-            .inner
-            .counts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key)
-            .or_default() += 1;
-        self.stored_one();
-        Ok(Delivery::Stored(stored))
+        request_id: String,
+        event: NewEvent,
+    ) -> Result<Delivery, WriteError> {
+        let stored = self.write(Some(request_id), event).await?;
+        Ok(stored.map_or(Delivery::Duplicate, Delivery::Stored))
     }
 
-    /// Stores one of the gateway's own events and sends it on (blocks on the disk).
-    pub fn publish(&self, event: &NewEvent) -> Result<Arc<StoredEvent>, StoreError> {
-        let store = self.inner.client.store();
-        let order = self
-            .inner
-            .publish
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let stored = Arc::new(store.record_event(event)?);
-        let _ = self.inner.sender.send(Arc::clone(&stored));
-        drop(order);
-        self.stored_one();
-        Ok(stored)
+    /// Stores one of the gateway's own events and sends it on.
+    pub async fn publish(&self, event: NewEvent) -> Result<Arc<StoredEvent>, WriteError> {
+        self.write(None, event)
+            .await?
+            .ok_or(WriteError("the event was not stored".into()))
+    }
+
+    async fn write(
+        &self,
+        request_id: Option<String>,
+        event: NewEvent,
+    ) -> Result<Option<Arc<StoredEvent>>, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            request_id,
+            event,
+            reply,
+        };
+        self.inner
+            .writer
+            .send(job)
+            .await
+            .map_err(|_| WriteError("the event writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| WriteError("the event writer has stopped".into()))?
     }
 
     /// Stored events (blocks on the disk).
@@ -171,16 +180,16 @@ impl EventBus {
             .collect()
     }
 
-    fn stored_one(&self) {
-        if self.inner.stored.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
-            self.prune();
-        }
-    }
-
     fn prune(&self) {
-        let settings = &self.inner.settings;
+        self.inner.prune();
+    }
+}
+
+impl Inner {
+    fn prune(&self) {
+        let settings = &self.settings;
         let now = SystemTime::now();
-        let store = self.inner.client.store();
+        let store = self.client.store();
         let older = now
             .checked_sub(settings.max_age)
             .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -200,7 +209,9 @@ impl EventBus {
             tracing::warn!("pruning the webhook request ids failed: {error}");
         }
     }
+}
 
+impl EventBus {
     /// Ring revoked the account's tokens (`app_integration_removed`): the account
     /// needs linking again; its streams stay and say so.
     pub fn integration_removed(&self, account: &AccountId) {
@@ -223,11 +234,8 @@ impl EventBus {
     }
 
     async fn publish_async(&self, event: NewEvent) {
-        let bus = self.clone();
-        match tokio::task::spawn_blocking(move || bus.publish(&event)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => tracing::warn!("storing an event failed: {error}"),
-            Err(error) => tracing::warn!("storing an event failed: {error}"),
+        if let Err(error) = self.publish(event).await {
+            tracing::warn!("storing an event failed: {error}");
         }
     }
 
@@ -313,6 +321,66 @@ impl EventBus {
                 .into_iter()
                 .map(|account| (account.id, account.state))
                 .collect();
+        }
+    }
+}
+
+/// The writer thread: takes every waiting job (up to [`MAX_BATCH`]), stores them
+/// in one transaction (one disk sync), broadcasts the stored ones in id order,
+/// then answers each. Ends when every bus is gone.
+fn write_events(bus: Weak<Inner>, mut jobs: mpsc::Receiver<Job>) {
+    let mut written: u64 = 0;
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let Some(first) = jobs.blocking_recv() else {
+            return;
+        };
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let Some(inner) = bus.upgrade() else {
+            return;
+        };
+        let items: Vec<(Option<&str>, &NewEvent)> = batch
+            .iter()
+            .map(|job| (job.request_id.as_deref(), &job.event))
+            .collect();
+        let result = inner
+            .client
+            .store()
+            .record_events(&items, SystemTime::now());
+        drop(items);
+        match result {
+            Ok(stored) => {
+                let mut counts = inner.counts.lock().unwrap_or_else(PoisonError::into_inner);
+                for (job, stored) in batch.drain(..).zip(stored) {
+                    let stored = stored.map(Arc::new);
+                    if let Some(event) = &stored {
+                        let _ = inner.sender.send(Arc::clone(event));
+                        if job.request_id.is_some() {
+                            let key =
+                                (event.kind.clone(), event.device.clone().unwrap_or_default());
+                            *counts.entry(key).or_default() += 1;
+                        }
+                        written += 1;
+                        if written % PRUNE_EVERY == 0 {
+                            inner.prune();
+                        }
+                    }
+                    let _ = job.reply.send(Ok(stored));
+                }
+            }
+            Err(error) => {
+                tracing::error!("storing {} events failed: {error}", batch.len());
+                let error = WriteError(error.to_string());
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(error.clone()));
+                }
+            }
         }
     }
 }

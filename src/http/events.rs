@@ -148,26 +148,15 @@ async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
         subtype: webhook.event.subtype().map(str::to_owned),
         body: payload,
     };
-    let request_id = webhook.request_id.clone();
-    let storing = bus.clone();
-    let stored =
-        tokio::task::spawn_blocking(move || storing.deliver_webhook(&request_id, &event)).await;
-    let stored = match stored {
-        Ok(Ok(Delivery::Stored(stored))) => stored,
-        Ok(Ok(Delivery::Duplicate)) => {
+    let stored = match bus.deliver_webhook(webhook.request_id.clone(), event).await {
+        Ok(Delivery::Stored(stored)) => stored,
+        Ok(Delivery::Duplicate) => {
             tracing::debug!(request_id = %webhook.request_id, "duplicate Ring webhook");
             return Json(WebhookAnswer {
                 status: "duplicate",
                 id: None,
             })
             .into_response();
-        }
-        Ok(Err(error)) => {
-            tracing::error!("storing a Ring webhook failed: {error}");
-            return answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the event could not be stored",
-            );
         }
         Err(error) => {
             tracing::error!("storing a Ring webhook failed: {error}");

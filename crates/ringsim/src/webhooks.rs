@@ -119,6 +119,8 @@ struct Sent {
 
 #[derive(Default)]
 struct Inner {
+    /// The simulator's runtime (deliveries run there, whoever asks for them).
+    runtime: Option<tokio::runtime::Handle>,
     url: Option<Url>,
     stats: WebhookStats,
     sent: HashMap<String, Sent>,
@@ -134,7 +136,10 @@ pub struct Webhooks {
 impl Webhooks {
     pub fn new(url: Option<Url>) -> Webhooks {
         let webhooks = Webhooks::default();
-        webhooks.lock().url = url;
+        let mut inner = webhooks.lock();
+        inner.url = url;
+        inner.runtime = tokio::runtime::Handle::try_current().ok();
+        drop(inner);
         webhooks
     }
 
@@ -287,12 +292,16 @@ fn deliver(shared: &Arc<Shared>, url: Url, body: Bytes) {
     let scale = config.webhook_retry_scale.max(0.0);
     let http = shared.http.clone();
     let webhooks = shared.webhooks.clone();
-    {
+    let runtime = {
         let mut inner = webhooks.lock();
         inner.stats.deliveries += 1;
         inner.stats.in_flight += 1;
-    }
-    tokio::spawn(async move {
+        inner
+            .runtime
+            .clone()
+            .unwrap_or_else(tokio::runtime::Handle::current)
+    };
+    runtime.spawn(async move {
         let waits = std::iter::once(Duration::ZERO).chain(RETRY_SCHEDULE);
         let mut delivered = false;
         for wait in waits {

@@ -96,6 +96,38 @@ impl Store {
         Ok(Some(stored))
     }
 
+    /// Stores many events in one transaction (one disk sync for all): each with
+    /// its webhook request id (None for the gateway's own events). A request id
+    /// recorded before (or earlier in the batch) gives None and writes nothing.
+    /// Either the whole batch is stored or, on an error, none of it.
+    pub fn record_events(
+        &self,
+        batch: &[(Option<&str>, &NewEvent)],
+        received_at: SystemTime,
+    ) -> Result<Vec<Option<StoredEvent>>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.sqlite(e))?;
+        let mut stored = Vec::with_capacity(batch.len());
+        for (request_id, event) in batch {
+            if let Some(request_id) = request_id {
+                let fresh = tx
+                    .execute(
+                        "INSERT INTO webhook_deliveries (request_id, received_at) VALUES (?1, ?2)
+                         ON CONFLICT (request_id) DO NOTHING",
+                        params![request_id, to_millis(received_at)],
+                    )
+                    .map_err(|e| self.sqlite(e))?;
+                if fresh == 0 {
+                    stored.push(None);
+                    continue;
+                }
+            }
+            stored.push(Some(insert(&tx, event).map_err(|e| self.sqlite(e))?));
+        }
+        tx.commit().map_err(|e| self.sqlite(e))?;
+        Ok(stored)
+    }
+
     /// Stores one of the gateway's own events.
     pub fn record_event(&self, event: &NewEvent) -> Result<StoredEvent, StoreError> {
         let conn = self.conn();
@@ -257,6 +289,29 @@ mod tests {
             .unwrap();
         assert_eq!(second.id, 2);
         assert_eq!(store.last_event_id().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_batch_is_stored_in_one_transaction_once_per_request_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("ring.sqlite")).unwrap();
+        let (a, b) = (event("button_press", "d1", 1), event("stream_up", "", 2));
+        let at = UNIX_EPOCH + Duration::from_secs(5);
+        let stored = store
+            .record_events(
+                &[
+                    (Some("r1"), &a),
+                    (None, &b),
+                    (Some("r1"), &a),
+                    (Some("r2"), &a),
+                ],
+                at,
+            )
+            .unwrap();
+        let ids: Vec<Option<i64>> = stored.iter().map(|s| s.as_ref().map(|s| s.id)).collect();
+        assert_eq!(ids, [Some(1), Some(2), None, Some(3)]);
+        let again = store.record_events(&[(Some("r2"), &a)], at).unwrap();
+        assert!(again[0].is_none());
     }
 
     #[test]
