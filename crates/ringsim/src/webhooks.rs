@@ -199,9 +199,14 @@ pub(crate) fn payload(
         (account.id.clone(), account.id.clone())
     } else {
         let device = request.device.as_ref().ok_or(WebhookError::NoDevice)?;
+        // A removed device is in no account any more: then the named or first one.
         let account = accounts
             .iter()
             .find(|a| a.devices.iter().any(|d| &d.id == device))
+            .or_else(|| match &request.account {
+                Some(id) => accounts.iter().find(|a| &a.id == id),
+                None => accounts.first(),
+            })
             .ok_or(WebhookError::UnknownDevice)?;
         (account.id.clone(), device.clone())
     };
