@@ -288,6 +288,28 @@ async fn api_token_guards_the_api_only() {
     )
     .await;
     assert_eq!(put.status, StatusCode::UNAUTHORIZED);
+    // The events are behind the token (and absent without [ring]); Ring's
+    // Webhook URL is not behind it (its signature is the check).
+    let events = get(&app, "/api/events?format=json").await;
+    assert_eq!(events.status, StatusCode::UNAUTHORIZED);
+    let events = send(
+        &app,
+        Method::GET,
+        "/api/events?format=json",
+        None,
+        Some("s3cr3t-token"),
+    )
+    .await;
+    assert_eq!(events.status, StatusCode::NOT_FOUND);
+    let webhook = send(
+        &app,
+        Method::POST,
+        "/ring/webhook",
+        Some(("application/json", "{}")),
+        None,
+    )
+    .await;
+    assert_eq!(webhook.status, StatusCode::NOT_FOUND);
     for uri in ["/healthz", "/metrics", "/"] {
         assert_eq!(get(&app, uri).await.status, StatusCode::OK, "{uri}");
     }

@@ -525,7 +525,7 @@ fn a_flood_of_signed_deliveries_is_answered_and_stored_once() {
     const SECONDS: u64 = 10;
     const MAX_IN_FLIGHT: usize = 500;
     let started = Instant::now();
-    let answers: Vec<Result<(u16, String), String>> = runtime.block_on(async move {
+    let answers: Vec<Result<(u16, String, Duration), String>> = runtime.block_on(async move {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .timeout(PATIENCE)
@@ -550,10 +550,11 @@ fn a_flood_of_signed_deliveries_is_answered_and_stored_once() {
                 .body(body);
             tasks.push(tokio::spawn(async move {
                 let _permit = permit;
+                let asked = Instant::now();
                 let response = request.send().await.map_err(|e| format!("{e:?}"))?;
                 let status = response.status().as_u16();
                 let text = response.text().await.map_err(|e| e.to_string())?;
-                Ok((status, text))
+                Ok((status, text, asked.elapsed()))
             }));
         }
         let sent_in = started.elapsed();
@@ -570,16 +571,20 @@ fn a_flood_of_signed_deliveries_is_answered_and_stored_once() {
     let elapsed = started.elapsed();
     let rss_after = gateway.rss_kib();
     let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
+    let mut slowest = Duration::ZERO;
     for answer in &answers {
+        if let Ok((_, _, took)) = answer {
+            slowest = slowest.max(*took);
+        }
         let key = match answer {
-            Ok((status, text)) if text.contains("\"stored\"") => format!("{status} stored"),
-            Ok((status, text)) => format!("{status} {text}"),
+            Ok((status, text, _)) if text.contains("\"stored\"") => format!("{status} stored"),
+            Ok((status, text, _)) => format!("{status} {text}"),
             Err(error) => format!("error {error}"),
         };
         *by_status.entry(key).or_default() += 1;
     }
     eprintln!(
-        "flood: {} deliveries in {elapsed:?}, answers {by_status:?}, gateway RSS {rss_before} KiB before, {rss_after} KiB after",
+        "flood: {} deliveries in {elapsed:?}, answers {by_status:?}, slowest answer {slowest:?}, gateway RSS {rss_before} KiB before, {rss_after} KiB after",
         answers.len()
     );
     assert_eq!(
