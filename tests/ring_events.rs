@@ -2,9 +2,11 @@
 //! signs and delivers every event type to `POST /ring/webhook`, an SSE client on
 //! `GET /api/events` sees each exactly once (also after a kill -9, when the
 //! simulator redelivers them: recognised as duplicates from the store),
-//! `Last-Event-ID` replays, the history filters, bad input gets its answer, and
-//! a flood of 1,000 signed deliveries a second for 10 s is answered and stored
-//! exactly once with bounded memory.
+//! `Last-Event-ID` replays, the history filters, bad input gets its answer,
+//! `device_added`/`device_removed`/`app_integration_removed` change the streams
+//! and the account at once, a delivery the store refuses gets 503 and is stored
+//! on Ring's retry, and a flood of 1,000 signed deliveries a second for 10 s is
+//! answered and stored exactly once (and seen once over SSE) with bounded memory.
 //!
 //! No timing is pass/fail: each wait is a hang guard ([`PATIENCE`]).
 
@@ -670,4 +672,35 @@ fn device_and_integration_webhooks_change_the_streams_at_once() {
     );
     let event = &history(&gateway, "&type=account_needs_relinking")[0];
     assert_eq!(event["account"], ACCOUNT);
+}
+
+#[test]
+fn a_delivery_the_store_refuses_gets_503_and_is_stored_on_ring_s_retry() {
+    let sim = sim();
+    let store = TempDir::new("ring-events");
+    let gateway = gateway(&sim, &store, "");
+    // Another connection to the database makes every event insert fail.
+    let db = rusqlite::Connection::open(store.path().join("ring.db")).unwrap();
+    db.busy_timeout(PATIENCE).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+    )
+    .unwrap();
+    let request_id = sim
+        .get()
+        .send_webhook(&webhook("button_press", Some(FRONT_DOOR)))
+        .unwrap();
+    gateway.wait_for(
+        || sim.get().webhook_stats().answers.contains_key("503"),
+        "a 503 for the refused event",
+    );
+    assert!(history(&gateway, "").is_empty());
+    // The store works again: one of Ring's retries stores it, once.
+    db.execute_batch("DROP TRIGGER refuse;").unwrap();
+    wait_delivered(&sim, &gateway, 1);
+    let stats = sim.get().webhook_stats();
+    assert_eq!((stats.delivered, stats.answers["200"]), (1, 1), "{stats:?}");
+    let stored = history(&gateway, "");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["body"]["meta"]["request_id"], request_id.as_str());
 }
