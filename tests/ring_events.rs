@@ -304,6 +304,16 @@ fn last_event_id_replays_and_the_history_filters() {
         history(&gateway, "&type=stream_up")[0]["body"]["stream"],
         "demo"
     );
+    let (status, body) = gateway.request("DELETE", "/api/streams/demo", None);
+    assert!(status < 300, "{status} {body}");
+    gateway.wait_for(
+        || !history(&gateway, "&type=stream_down").is_empty(),
+        "a stream_down event",
+    );
+    assert_eq!(
+        history(&gateway, "&type=stream_down")[0]["body"]["stream"],
+        "demo"
+    );
 
     let front_motion = history(
         &gateway,
