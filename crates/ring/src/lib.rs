@@ -9,7 +9,7 @@
 //!   ├─ http.rs      request loop: limiter.rs (sliding 1 s window), bearer, retries, body cap
 //!   ├─ oauth.rs     token forms and answers, both error shapes
 //!   ├─ tokens.rs    when to refresh (sans-IO, time as input)
-//!   ├─ store.rs     SQLite: accounts, tokens, webhook_deliveries (0600, WAL, FULL sync)
+//!   ├─ store.rs     SQLite: accounts, tokens, webhook_deliveries, events (0600, WAL, FULL sync)
 //!   ├─ webhooks.rs  signature check (two keys, constant time) and typed events (sans-IO)
 //!   ├─ linking.rs   nonce = base64url(HMAC-SHA256(key, "<time>:<account>")), time window
 //!   ├─ jsonapi.rs   documents: users/me, devices, status, capabilities, location, configurations

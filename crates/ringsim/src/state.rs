@@ -185,7 +185,7 @@ impl Shared {
         };
         let webhook_url = config.webhook_url.as_deref().and_then(|url| {
             url::Url::parse(url)
-                .inspect_err(|e| tracing::warn!("webhook_url {url:?} is not a URL: {e}"))
+                .inspect_err(|e| tracing::warn!("webhook_url is not a URL: {e}"))
                 .ok()
         });
         Shared {
