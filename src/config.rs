@@ -200,6 +200,31 @@ pub struct RingSettings {
     /// expiry: a guess, so configurable).
     #[serde(default = "default_refresh_token_life", with = "humantime_serde")]
     pub refresh_token_life: std::time::Duration,
+    /// The key before `hmac_key` while Ring rotates it: webhooks signed with
+    /// either are accepted. Environment override: [`RING_PREVIOUS_HMAC_KEY_ENV`].
+    pub previous_hmac_key: Option<Secret>,
+    /// Webhooks whose `meta.time` is older are acknowledged and dropped (Ring
+    /// sends no timestamp header: a guess, so configurable).
+    #[serde(default = "default_webhook_max_age", with = "humantime_serde")]
+    pub webhook_max_age: std::time::Duration,
+    /// Events kept in the store at most (the oldest go first).
+    #[serde(default = "default_events_keep")]
+    pub events_keep: usize,
+    /// Events older than this are pruned from the store.
+    #[serde(default = "default_events_max_age", with = "humantime_serde")]
+    pub events_max_age: std::time::Duration,
+}
+
+fn default_webhook_max_age() -> std::time::Duration {
+    std::time::Duration::from_secs(3600)
+}
+
+fn default_events_keep() -> usize {
+    100_000
+}
+
+fn default_events_max_age() -> std::time::Duration {
+    std::time::Duration::from_secs(30 * 24 * 3600)
 }
 
 /// `devices = "all" | "none" | ["device id or name", …]`.
@@ -293,6 +318,8 @@ fn default_refresh_token_life() -> std::time::Duration {
 pub const RING_CLIENT_SECRET_ENV: &str = "STREAMGATE_RING_CLIENT_SECRET";
 /// Environment variable that overrides `[ring] hmac_key`.
 pub const RING_HMAC_KEY_ENV: &str = "STREAMGATE_RING_HMAC_KEY";
+/// Environment variable that overrides `[ring] previous_hmac_key`.
+pub const RING_PREVIOUS_HMAC_KEY_ENV: &str = "STREAMGATE_RING_PREVIOUS_HMAC_KEY";
 
 /// One `[streams.NAME]` table. `PartialEq` tells a reload which streams changed.
 #[derive(Debug, Clone, PartialEq)]
@@ -464,6 +491,9 @@ impl Config {
             }
             if let Some(key) = var(RING_HMAC_KEY_ENV).filter(|k| !k.is_empty()) {
                 ring.hmac_key = Some(Secret::new(key));
+            }
+            if let Some(key) = var(RING_PREVIOUS_HMAC_KEY_ENV).filter(|k| !k.is_empty()) {
+                ring.previous_hmac_key = Some(Secret::new(key));
             }
         }
     }

@@ -4,6 +4,7 @@
 //! Layers, each using only those below it (`scripts/check-import-cycles` keeps
 //! it so):
 //! - `http`: the HTTP app (API, metrics, dashboard, HLS viewers);
+//! - `events`: the event bus (webhook events and the gateway's own, stored, then broadcast);
 //! - `ring`: Ring discovery, turning linked accounts' devices into streams;
 //! - `reload`: applying a changed config (or discovered streams) to the registry;
 //! - `streams`: the registry of running streams, each a Hub and its source;
@@ -11,6 +12,7 @@
 //! - `sources`: one module per kind of source, behind one shape;
 
 pub mod config;
+pub mod events;
 pub mod http;
 pub mod reload;
 pub mod ring;

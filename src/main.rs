@@ -15,6 +15,7 @@ use tracing_subscriber::EnvFilter;
 use std::sync::Arc;
 
 use streamgate::config::{self, Config, RingSettings};
+use streamgate::events::{EventBus, EventSettings};
 use streamgate::http::{self, AppState};
 use streamgate::reload::Desired;
 use streamgate::ring::{DiscoveryContext, RingDiscovery};
@@ -138,9 +139,17 @@ fn serve(path: &Path) -> Result<(), StartError> {
             };
             RingDiscovery::start(link, context)
         });
+        let events = discovery
+            .as_ref()
+            .zip(config.ring.as_ref())
+            .map(|(discovery, settings)| {
+                let bus = EventBus::new(discovery.link.client.clone(), event_settings(settings));
+                bus.start_watchers(streams.clone());
+                bus
+            });
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let (rtsp, rtsp_readers) = start_rtsp(&config, &streams, stopping.clone()).await?;
-        let http = start_http(&config, &streams, rtsp_readers, discovery, base.clone(), stopping).await?;
+        let http = start_http(&config, &streams, rtsp_readers, (discovery, events), base.clone(), stopping).await?;
         tracing::info!(config = %path.display(), streams = streams.read().iter().count(), "streamgate running");
         let reason = loop {
             tokio::select! {
@@ -205,6 +214,21 @@ fn ring_link(settings: &RingSettings, base: &Path) -> Result<RingLink, StartErro
             webrtc_bind: settings.webrtc_bind,
         },
     ))
+}
+
+/// The event bus's settings of `[ring]` (the HMAC key is there: `ring_link` checked).
+fn event_settings(settings: &RingSettings) -> EventSettings {
+    let webhook_keys = [&settings.hmac_key, &settings.previous_hmac_key]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    EventSettings {
+        webhook_keys,
+        webhook_max_age: settings.webhook_max_age,
+        keep: settings.events_keep,
+        max_age: settings.events_max_age,
+    }
 }
 
 /// SIGHUP: re-reads the config file and applies its `[streams]`; a bad file is
@@ -288,7 +312,7 @@ async fn start_http(
     config: &Config,
     streams: &SharedStreams,
     rtsp_readers: Readers,
-    ring: Option<RingDiscovery>,
+    (ring, events): (Option<RingDiscovery>, Option<EventBus>),
     base: PathBuf,
     stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, StartError> {
@@ -300,6 +324,7 @@ async fn start_http(
     let mut state = AppState::new(config, streams.clone(), base);
     state.rtsp_readers = rtsp_readers;
     state.ring = ring;
+    state.events = events;
     let app = http::app(state, config.hls.clone());
     Ok(tokio::spawn(async move {
         // Client addresses reach the handlers (HLS viewers in the API).

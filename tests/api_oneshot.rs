@@ -288,6 +288,28 @@ async fn api_token_guards_the_api_only() {
     )
     .await;
     assert_eq!(put.status, StatusCode::UNAUTHORIZED);
+    // The events are behind the token (and absent without [ring]); Ring's
+    // Webhook URL is not behind it (its signature is the check).
+    let events = get(&app, "/api/events?format=json").await;
+    assert_eq!(events.status, StatusCode::UNAUTHORIZED);
+    let events = send(
+        &app,
+        Method::GET,
+        "/api/events?format=json",
+        None,
+        Some("s3cr3t-token"),
+    )
+    .await;
+    assert_eq!(events.status, StatusCode::NOT_FOUND);
+    let webhook = send(
+        &app,
+        Method::POST,
+        "/ring/webhook",
+        Some(("application/json", "{}")),
+        None,
+    )
+    .await;
+    assert_eq!(webhook.status, StatusCode::NOT_FOUND);
     for uri in ["/healthz", "/metrics", "/"] {
         assert_eq!(get(&app, uri).await.status, StatusCode::OK, "{uri}");
     }
@@ -367,6 +389,7 @@ async fn openapi_document_lists_every_route() {
         .collect();
     let served: &[(&str, &[&str])] = &[
         ("/", &["get"]),
+        ("/api/events", &["get"]),
         ("/api/openapi.json", &["get"]),
         ("/api/ring/accounts", &["get"]),
         ("/api/ring/accounts/{id}", &["delete"]),
@@ -385,6 +408,7 @@ async fn openapi_document_lists_every_route() {
         ("/ring/link", &["get"]),
         ("/ring/sign-in", &["get", "post"]),
         ("/ring/token-exchange", &["post"]),
+        ("/ring/webhook", &["post"]),
     ];
     let mut sorted: Vec<(String, Vec<String>)> = documented.clone();
     for (_, methods) in &mut sorted {
@@ -529,6 +553,7 @@ async fn metrics_count_per_stream_and_process() {
         ("streamgate_hls_viewers", "gauge", "Client addresses that fetched the stream's HLS playlists or media in the last 10 s."),
         ("streamgate_rtsp_refused", "counter", "RTSP input refused by the server's limits, by reason: lying lengths, slow requests, frames on channels never set up, connections over the caps."),
         ("streamgate_source_reconnects", "counter", "Times the source connected again after its first session."),
+        ("streamgate_ring_events", "counter", "Ring webhook events stored (duplicates and stale deliveries not counted), by event type and device (empty for account events)."),
         ("streamgate_source_up", "gauge", "1 while the source runs, 0 while it has failed; `state` is the source client's own state."),
         ("process_resident_memory_bytes", "gauge", "Resident memory size in bytes."),
         ("process_cpu_seconds", "counter", "User and system CPU time spent in seconds."),

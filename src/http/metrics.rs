@@ -7,7 +7,7 @@
 //! Per stream: the Hub's ingest counters (frames, packets, bytes), drops and
 //! readers, the source's state and reconnects; per stream and output protocol:
 //! readers and bytes sent, and packets sent over RTSP (HLS answers files, not
-//! packets). Per process: resident memory, CPU seconds and open file
+//! packets). Per Ring event type and device: webhook events stored. Per process: resident memory, CPU seconds and open file
 //! descriptors from `/proc/self`.
 
 use std::fmt::{self, Write};
@@ -262,6 +262,22 @@ impl Collector for StreamCollector {
             MetricType::Counter,
             rows.iter()
                 .map(|row| (stream(row), ConstCounter::new(row.report.reconnects))),
+        )?;
+        let ring_events = self
+            .0
+            .events
+            .as_ref()
+            .map(|bus| bus.counts())
+            .unwrap_or_default();
+        family(
+            &mut encoder,
+            "streamgate_ring_events",
+            "Ring webhook events stored (duplicates and stale deliveries not counted), by event type and device (empty for account events).",
+            MetricType::Counter,
+            ring_events.iter().map(|((kind, device), count)| {
+                let labels = [("type", Escaped(kind)), ("device", Escaped(device))];
+                (labels, ConstCounter::new(*count))
+            }),
         )?;
         family(
             &mut encoder,

@@ -9,6 +9,7 @@
 
 mod api;
 mod dashboard;
+mod events;
 mod hls_viewers;
 mod metrics;
 mod ring;
@@ -66,6 +67,7 @@ pub fn app(state: AppState, hls: streamgate_hls::HlsConfig) -> Router {
         .merge(dashboard::router())
         .merge(ring::router(&state))
         .merge(ring_media::router(&state))
+        .merge(events::router(&state))
         .split_for_parts();
     let document = document.to_json().expect("the OpenAPI document serializes");
     let lookup = {

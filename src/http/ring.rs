@@ -14,8 +14,8 @@
 //! - `GET /api/ring/accounts`, `DELETE /api/ring/accounts/{id}`,
 //!   `POST /api/ring/discover`: the same behind the API's bearer token.
 //!
-//! The App Homepage URL is the dashboard (`/`); the Webhook URL comes with the
-//! events issue.
+//! The App Homepage URL is the dashboard (`/`); the Webhook URL,
+//! `POST /ring/webhook`, is in `events.rs` with `/api/events`.
 
 use std::time::{Duration, SystemTime};
 

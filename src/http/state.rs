@@ -10,6 +10,7 @@ use streamgate_rtsp::server::Readers;
 
 use super::hls_viewers::HlsViewers;
 use crate::config::Config;
+use crate::events::EventBus;
 use crate::ring::RingDiscovery;
 use crate::streams::SharedStreams;
 use streamgate_redact::{constant_time_eq, Secret};
@@ -31,6 +32,8 @@ pub struct AppState {
     pub rtsp_readers: Readers,
     /// Ring discovery and its client, when `[ring]` is configured (the binary passes it).
     pub ring: Option<RingDiscovery>,
+    /// The event bus, with `[ring]` (the binary passes it).
+    pub events: Option<EventBus>,
     /// Browsers signed in on the Ring link pages.
     pub sign_ins: SignIns,
     /// Ring snapshots cache and clip folder (`[ring]` media keys).
@@ -49,6 +52,7 @@ impl AppState {
             hls_viewers: HlsViewers::default(),
             rtsp_readers: Readers::default(),
             ring: None,
+            events: None,
             sign_ins: SignIns::default(),
         }
     }

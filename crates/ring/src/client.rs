@@ -452,6 +452,19 @@ impl RingClient {
         Ok(removed)
     }
 
+    /// Ring revoked the account's tokens (an `app_integration_removed` webhook): it
+    /// needs linking again. False if the account is not stored.
+    pub fn revoked(&self, account: &AccountId, reason: &str) -> Result<bool, RingError> {
+        let marked = self
+            .inner
+            .store
+            .mark_needs_relinking(account, reason, SystemTime::now())?;
+        if marked {
+            self.changed();
+        }
+        Ok(marked)
+    }
+
     /// `…/v1/devices/{id}/media/streaming/whep/sessions`, the id escaped as a segment.
     pub fn whep_sessions_url(&self, device: &DeviceId) -> Url {
         self.api(&[

@@ -9,7 +9,8 @@
 //!   ├─ http.rs      request loop: limiter.rs (sliding 1 s window), bearer, retries, body cap
 //!   ├─ oauth.rs     token forms and answers, both error shapes
 //!   ├─ tokens.rs    when to refresh (sans-IO, time as input)
-//!   ├─ store.rs     SQLite: accounts, tokens, webhook_deliveries (0600, WAL, FULL sync)
+//!   ├─ store.rs     SQLite: accounts, tokens, webhook_deliveries, events (0600, WAL, FULL sync)
+//!   ├─ webhooks.rs  signature check (two keys, constant time) and typed events (sans-IO)
 //!   ├─ linking.rs   nonce = base64url(HMAC-SHA256(key, "<time>:<account>")), time window
 //!   ├─ jsonapi.rs   documents: users/me, devices, status, capabilities, location, configurations
 //!   ├─ devices.rs   included sub-documents resolved through relationships, power source
@@ -47,6 +48,7 @@ pub mod media;
 pub mod oauth;
 pub mod store;
 pub mod tokens;
+pub mod webhooks;
 
 mod client;
 
@@ -57,6 +59,6 @@ pub use error::{ApiError, RingError};
 pub use ids::{AccountId, DeviceId};
 pub use limiter::LimiterStats;
 pub use linking::LinkError;
-pub use store::{Account, AccountState, Store, StoreError};
+pub use store::{Account, AccountState, EventFilter, NewEvent, Store, StoreError, StoredEvent};
 pub use streamgate_redact::Secret;
 pub use tokens::TokenSet;

@@ -22,7 +22,10 @@ use crate::ids::AccountId;
 use crate::tokens::TokenSet;
 
 /// The schema this code writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+
+mod events;
+pub use events::{EventFilter, NewEvent, StoredEvent};
 
 const SCHEMA: &str = "
 CREATE TABLE accounts (
@@ -236,7 +239,12 @@ impl Store {
             return Ok(());
         }
         let tx = conn.transaction().map_err(|e| self.sqlite(e))?;
-        tx.execute_batch(SCHEMA)
+        // Each step takes the schema from the version before it to its own.
+        let steps: [&str; 2] = [SCHEMA, events::SCHEMA];
+        steps
+            .iter()
+            .skip(usize::try_from(version).unwrap_or(0))
+            .try_for_each(|step| tx.execute_batch(step))
             .and_then(|()| tx.pragma_update(None, "user_version", SCHEMA_VERSION))
             .and_then(|()| tx.commit())
             .map_err(|e| self.sqlite(e))

@@ -47,6 +47,15 @@ pub struct SimConfig {
     /// The scope string token responses carry.
     pub scope: String,
     pub accounts: Vec<AccountConfig>,
+    /// The partner's Webhook URL (none: webhooks are not sent until
+    /// `PUT /sim/webhook-url` sets one).
+    pub webhook_url: Option<String>,
+    /// How long a webhook POST may take before it counts as unanswered (Ring: 5 s).
+    #[serde(with = "humantime_serde")]
+    pub webhook_timeout: Duration,
+    /// Multiplies Ring's retry waits (1 s, 5 s, 30 s, 2 min, 10 min, 1 h); tests
+    /// make it small.
+    pub webhook_retry_scale: f64,
 }
 
 /// One simulated Ring user.
@@ -136,6 +145,9 @@ impl Default for SimConfig {
             wired_session_cap: Duration::from_secs(60),
             media_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             scope: "ava.v1:read".to_owned(),
+            webhook_url: None,
+            webhook_timeout: Duration::from_secs(5),
+            webhook_retry_scale: 1.0,
             accounts: vec![AccountConfig {
                 id: SAMPLE_ACCOUNT.to_owned(),
                 first_name: "Sam".to_owned(),

@@ -113,6 +113,15 @@ pub(crate) fn router(shared: AppState) -> Router {
         .route("/sim/token-delay", put(sim_token_delay))
         .route("/sim/storm", post(sim_storm))
         .merge(crate::media::sim_routes())
+        .route(
+            "/sim/webhooks",
+            post(crate::webhooks::sim_send).get(crate::webhooks::sim_stats),
+        )
+        .route(
+            "/sim/webhooks/{request_id}/redeliver",
+            post(crate::webhooks::sim_redeliver),
+        )
+        .route("/sim/webhook-url", put(crate::webhooks::sim_set_url))
         .layer(middleware::from_fn(cap_body));
     sim.merge(api).with_state(shared)
 }

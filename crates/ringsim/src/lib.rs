@@ -61,6 +61,12 @@
 //!   token (expired ones included); the token endpoint's to the form's
 //!   `client_id`; anything else to `unauthenticated`.
 //!
+//! - **Webhooks** (see the `webhooks` module): version 1.1 payloads signed
+//!   `X-Signature: sha256=<hex>` with the HMAC key, POSTed to the Webhook URL;
+//!   a 5xx, a failed connection or no answer within 5 s is retried after 1 s,
+//!   5 s, 30 s, 2 min, 10 min and 1 h (7 attempts; the waits scaled by
+//!   [`SimConfig::webhook_retry_scale`]); a 4xx is final.
+//!
 //! Every body is capped ([`MAX_BODY`]) and bad input gets a JSON error, never a
 //! panic. The client secret, HMAC key, codes and tokens are never logged.
 //!
@@ -118,6 +124,10 @@
 //! | `POST /sim/cut-next-clip` | the next clip body is cut halfway |
 //! | `PUT /sim/clip-redirect` `{"on": bool}` | clip requests answer 301 |
 //! | `GET /sim/media/stats` | media counters ([`MediaStats`]) |
+//! | `POST /sim/webhooks` `{"type", "device"?, "account"?, "sub_type"?, "subtype_in": "data"\|"attributes"?}` | signs and sends a webhook to the Webhook URL (retried on Ring's schedule): `{request_id}` |
+//! | `POST /sim/webhooks/{request_id}/redeliver` | sends a past delivery again, byte for byte |
+//! | `PUT /sim/webhook-url` `{"url": "http://…" \| null}` | the partner's Webhook URL (also `webhook_url` in the config) |
+//! | `GET /sim/webhooks` | [`WebhookStats`]: deliveries, attempts, answers by status, delivered, failed, in flight |
 //!
 //! The same controls are methods of [`Simulator`] for in-process tests.
 
@@ -131,6 +141,7 @@ mod media;
 mod nonce;
 mod sessions;
 mod state;
+mod webhooks;
 mod whep;
 
 use std::io;
@@ -146,6 +157,10 @@ pub use media::{HistoryEventConfig, MediaStats, SubscriptionConfig};
 pub use nonce::nonce;
 pub use sessions::SessionStats;
 pub use state::{AddDeviceError, LinkOffer, Stats};
+pub use webhooks::{
+    signature as webhook_signature, SubtypeIn, WebhookError, WebhookRequest, WebhookStats,
+    RETRY_SCHEDULE,
+};
 
 /// A running simulator: its HTTP server and simulated cameras.
 pub struct Simulator {
@@ -248,6 +263,25 @@ impl Simulator {
             length.min(std::time::Duration::from_secs(cap)),
             retry_after.min(cap),
         );
+    }
+
+    /// Signs and sends a webhook (retried in the background); its request id.
+    pub fn send_webhook(&self, request: &WebhookRequest) -> Result<String, WebhookError> {
+        webhooks::send(&self.shared, request)
+    }
+
+    /// Sends a past delivery again, byte for byte (a Ring retry or replay).
+    pub fn redeliver_webhook(&self, request_id: &str) -> Result<(), WebhookError> {
+        webhooks::redeliver(&self.shared, request_id)
+    }
+
+    /// The partner's Webhook URL (None: webhooks are refused).
+    pub fn set_webhook_url(&self, url: Option<Url>) {
+        self.shared.webhooks.set_url(url);
+    }
+
+    pub fn webhook_stats(&self) -> WebhookStats {
+        self.shared.webhooks.stats()
     }
 
     pub fn add_device(

@@ -157,6 +157,8 @@ pub(crate) struct Shared {
     pub shutdown: watch::Sender<bool>,
     /// Recordings, history, subscriptions and pre-signed URLs (`media.rs`).
     pub media_books: crate::media::MediaState,
+    /// The webhook sender: its URL, kept deliveries and counts.
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 impl Shared {
@@ -183,7 +185,13 @@ impl Shared {
             integrations: HashMap::new(),
             link_times: HashMap::new(),
         };
+        let webhook_url = config.webhook_url.as_deref().and_then(|url| {
+            url::Url::parse(url)
+                .inspect_err(|e| tracing::warn!("webhook_url is not a URL: {e}"))
+                .ok()
+        });
         Shared {
+            webhooks: crate::webhooks::Webhooks::new(webhook_url),
             config,
             state: Mutex::new(state),
             media,
