@@ -41,6 +41,8 @@ pub struct Config {
     pub hls: streamgate_hls::HlsConfig,
     /// `[ring]`: the Ring Partner API (account linking, discovery, live view).
     pub ring: Option<RingSettings>,
+    /// `[mqtt]`: the event bus published to an MQTT broker (needs `[ring]`).
+    pub mqtt: Option<MqttSettings>,
     /// `[streams.NAME]` tables: the stream registry.
     #[serde(default)]
     pub streams: BTreeMap<StreamName, StreamConfig>,
@@ -321,6 +323,62 @@ pub const RING_HMAC_KEY_ENV: &str = "STREAMGATE_RING_HMAC_KEY";
 /// Environment variable that overrides `[ring] previous_hmac_key`.
 pub const RING_PREVIOUS_HMAC_KEY_ENV: &str = "STREAMGATE_RING_PREVIOUS_HMAC_KEY";
 
+/// `[mqtt]`: where the event bus is published (events per device and type,
+/// stream states, availability, Home Assistant discovery).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSettings {
+    /// `mqtt://host:port` (port 1883 when left out); no credentials in it.
+    #[serde(deserialize_with = "mqtt_broker")]
+    pub broker: url::Url,
+    pub username: Option<String>,
+    /// Environment override: [`MQTT_PASSWORD_ENV`].
+    pub password: Option<Secret>,
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    #[serde(default = "default_discovery_prefix")]
+    pub discovery_prefix: String,
+    #[serde(default = "default_mqtt_client_id")]
+    pub client_id: String,
+    /// Base of the URLs published for Home Assistant (snapshots), e.g.
+    /// `http://gateway.lan:8080` (default: `http://` and `[http] listen`).
+    pub http_base: Option<url::Url>,
+}
+
+/// Environment variable that overrides `[mqtt] password`.
+pub const MQTT_PASSWORD_ENV: &str = "STREAMGATE_MQTT_PASSWORD";
+
+fn default_topic_prefix() -> String {
+    "streamgate".to_owned()
+}
+
+fn default_discovery_prefix() -> String {
+    "homeassistant".to_owned()
+}
+
+fn default_mqtt_client_id() -> String {
+    "streamgate".to_owned()
+}
+
+fn mqtt_broker<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<url::Url, D::Error> {
+    let url = url::Url::deserialize(deserializer)?;
+    if url.scheme() != "mqtt" {
+        return Err(de::Error::custom(format!(
+            "the broker is `mqtt://host:port`, not a `{}:` URL",
+            url.scheme()
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(de::Error::custom("the broker URL has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(de::Error::custom(
+            "put the broker's credentials in `username` and `password`, not in the URL",
+        ));
+    }
+    Ok(url)
+}
+
 /// One `[streams.NAME]` table. `PartialEq` tells a reload which streams changed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamConfig {
@@ -484,6 +542,11 @@ impl Config {
         }
         if let Some(password) = var(RTSP_PASSWORD_ENV).filter(|p| !p.is_empty()) {
             self.rtsp.password = Some(Secret::new(password));
+        }
+        if let Some(mqtt) = &mut self.mqtt {
+            if let Some(password) = var(MQTT_PASSWORD_ENV).filter(|p| !p.is_empty()) {
+                mqtt.password = Some(Secret::new(password));
+            }
         }
         if let Some(ring) = &mut self.ring {
             if let Some(secret) = var(RING_CLIENT_SECRET_ENV).filter(|s| !s.is_empty()) {

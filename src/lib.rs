@@ -3,6 +3,7 @@
 //!
 //! Layers, each using only those below it (`scripts/check-import-cycles` keeps
 //! it so):
+//! - `mqtt`: the event bus published to an MQTT broker (Home Assistant discovery);
 //! - `http`: the HTTP app (API, metrics, dashboard, HLS viewers);
 //! - `events`: the event bus (webhook events and the gateway's own, stored, then broadcast);
 //! - `ring`: Ring discovery, turning linked accounts' devices into streams;
@@ -14,6 +15,7 @@
 pub mod config;
 pub mod events;
 pub mod http;
+pub mod mqtt;
 pub mod reload;
 pub mod ring;
 pub mod sources;

@@ -91,6 +91,10 @@ enum StartError {
     },
     #[error("[ring]: {0}")]
     Ring(String),
+    #[error(transparent)]
+    Mqtt(#[from] streamgate::mqtt::MqttError),
+    #[error("[mqtt] needs [ring]: the event bus it publishes lives with the Ring store")]
+    MqttWithoutRing,
 }
 
 /// Loads `path` and everything its streams need; the directory of `path` is
@@ -147,6 +151,12 @@ fn serve(path: &Path) -> Result<(), StartError> {
                 bus.start_watchers(streams.clone());
                 bus
             });
+        if let Some(mqtt) = &config.mqtt {
+            let (Some(bus), Some(discovery)) = (&events, &discovery) else {
+                return Err(StartError::MqttWithoutRing);
+            };
+            streamgate::mqtt::start(mqtt, &config, bus.clone(), discovery.link.clone())?;
+        }
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let (rtsp, rtsp_readers) = start_rtsp(&config, &streams, stopping.clone()).await?;
         let http = start_http(&config, &streams, rtsp_readers, (discovery, events), base.clone(), stopping).await?;

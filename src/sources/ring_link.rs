@@ -55,7 +55,7 @@ impl RingLink {
     }
 
     /// The known devices by id, as they change.
-    pub(super) fn watch_devices(&self) -> watch::Receiver<BTreeMap<DeviceId, Device>> {
+    pub fn watch_devices(&self) -> watch::Receiver<BTreeMap<DeviceId, Device>> {
         self.devices.subscribe()
     }
 
