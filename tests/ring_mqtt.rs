@@ -1,0 +1,453 @@
+//! The event bus over MQTT, against a real mosquitto started by the test (on a
+//! free port, with a temp config) and `mosquitto_sub` as the subscriber: every
+//! webhook event the simulator delivers reaches mosquitto_sub exactly once on
+//! its device/type topic; Home Assistant discovery configs for the simulator's
+//! three devices are retained (a subscriber that comes later gets them); the
+//! availability topic is `online`, then `offline` (the last will) after a
+//! kill -9 of the gateway; a broker with a password file takes the gateway's
+//! username and password (the password from the environment), and the password
+//! is in no log line.
+//!
+//! No timing is pass/fail: each wait is a hang guard ([`PATIENCE`]).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use streamgate_ringsim::WebhookRequest;
+use support::ring::{self, Sim, DRIVEWAY, FRONT_DOOR, PATIENCE};
+use support::{free_port, peer, signal, Gateway, TempDir};
+
+/// A mosquitto broker on a free loopback port; killed on drop.
+struct Broker {
+    child: Child,
+    port: u16,
+    dir: TempDir,
+}
+
+impl Broker {
+    /// `extra` lines go into the listener's config (e.g. a password file).
+    fn start(extra: &str) -> Broker {
+        let mosquitto = peer("mosquitto");
+        let dir = TempDir::new("mosquitto");
+        let port = free_port();
+        let user = String::from_utf8(
+            Command::new(peer("id"))
+                .arg("-un")
+                .output()
+                .expect("id -un")
+                .stdout,
+        )
+        .unwrap();
+        let config = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "user {}\npersistence false\nlog_dest stderr\nlog_type all\nper_listener_settings true\n\
+                 listener {port} 127.0.0.1\n{extra}\n",
+                user.trim()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("mosquitto.log")).unwrap();
+        let child = Command::new(mosquitto)
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn mosquitto");
+        let broker = Broker { child, port, dir };
+        let deadline = Instant::now() + PATIENCE;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not listen: {}",
+                broker.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        broker
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+    }
+
+    fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One message as `mosquitto_sub -v` prints it.
+#[derive(Debug, Clone)]
+struct Message {
+    topic: String,
+    payload: String,
+}
+
+/// `mosquitto_sub -v -t 'streamgate/#' -t 'homeassistant/#'` (with `auth`
+/// arguments), its lines sent on; killed on drop.
+struct Subscriber {
+    child: Child,
+    lines: mpsc::Receiver<Message>,
+    seen: Vec<Message>,
+}
+
+impl Subscriber {
+    fn start(broker: &Broker, auth: &[&str]) -> Subscriber {
+        let mut child = Command::new(peer("mosquitto_sub"))
+            .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
+            .args(auth)
+            .args(["-v", "-t", "streamgate/#", "-t", "homeassistant/#"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn mosquitto_sub");
+        let stdout = child.stdout.take().unwrap();
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let (topic, payload) = line.split_once(' ').unwrap_or((&line, ""));
+                let message = Message {
+                    topic: topic.to_owned(),
+                    payload: payload.to_owned(),
+                };
+                if sender.send(message).is_err() {
+                    return;
+                }
+            }
+        });
+        Subscriber {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads until a message satisfies `done` (a hang guard fails the test).
+    fn until(
+        &mut self,
+        what: &str,
+        context: &dyn Fn() -> String,
+        mut done: impl FnMut(&Message) -> bool,
+    ) -> Message {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let message = self.lines.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "mosquitto_sub never got {what}; got {:#?}\n{}",
+                    self.seen.iter().map(|m| &m.topic).collect::<Vec<_>>(),
+                    context()
+                )
+            });
+            self.seen.push(message.clone());
+            if done(&message) {
+                return message;
+            }
+        }
+    }
+
+    /// The last payload seen on `topic`.
+    fn last(&self, topic: &str) -> Option<&str> {
+        self.seen
+            .iter()
+            .rev()
+            .find(|m| m.topic == topic)
+            .map(|m| m.payload.as_str())
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A gateway on `sim` publishing to `broker` (`mqtt_extra` lines in `[mqtt]`),
+/// with the demo stream too (for its state topic).
+fn gateway(sim: &Sim, store: &TempDir, broker: &Broker, mqtt_extra: &str, env: &[(&str, &str)]) -> Gateway {
+    let rest = format!(
+        "{}\n[mqtt]\nbroker = \"{}\"\n{mqtt_extra}\n\n[streams.demo]\nsource = \"demo\"\n",
+        sim.ring_section(&format!(
+            "database = \"{}\"",
+            store.path().join("ring.db").display()
+        )),
+        broker.url()
+    );
+    let gateway = Gateway::start_with_env(&rest, env);
+    let url = url::Url::parse(&gateway.http_url("/ring/webhook")).unwrap();
+    sim.get().set_webhook_url(Some(url));
+    gateway
+}
+
+fn webhook(kind: &str, device: Option<&str>) -> WebhookRequest {
+    WebhookRequest {
+        kind: kind.to_owned(),
+        device: device.map(str::to_owned),
+        ..Default::default()
+    }
+}
+
+const ALL_TYPES: [&str; 10] = [
+    "motion_detected",
+    "button_press",
+    "device_added",
+    "device_removed",
+    "device_online",
+    "device_offline",
+    "app_integration_added",
+    "subscription_activated",
+    "subscription_deactivated",
+    "app_integration_removed",
+];
+
+fn request_id(message: &Message) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(&message.payload).ok()?;
+    value["body"]["meta"]["request_id"].as_str().map(str::to_owned)
+}
+
+fn node(device: &str) -> String {
+    device.replace('.', "_")
+}
+
+/// Reads until the retained discovery of the three sample devices is in:
+/// their motion and ding sensors and snapshot images (by node id).
+fn wait_discovery(sub: &mut Subscriber, context: &dyn Fn() -> String) -> BTreeMap<String, Message> {
+    let mut configs = BTreeMap::new();
+    sub.until("discovery of three devices", context, |m| {
+        if m.topic.starts_with("homeassistant/") && m.topic.ends_with("/config") && !m.payload.is_empty() {
+            configs.insert(m.topic.clone(), m.clone());
+        }
+        let count = |kind: &str, object: &str| {
+            configs
+                .keys()
+                .filter(|t| t.starts_with(&format!("homeassistant/{kind}/")) && t.ends_with(&format!("/{object}/config")))
+                .count()
+        };
+        count("binary_sensor", "motion") == 3 && count("binary_sensor", "ding") == 3 && count("image", "snapshot") == 3
+    });
+    configs
+}
+
+fn json(message: &Message) -> serde_json::Value {
+    serde_json::from_str(&message.payload)
+        .unwrap_or_else(|e| panic!("{} is not JSON ({e}): {}", message.topic, message.payload))
+}
+
+#[test]
+fn events_reach_mosquitto_sub_once_discovery_is_retained_and_the_last_will_says_offline() {
+    let broker = Broker::start("allow_anonymous true");
+    let sim = Sim::start("webhook_retry_scale = 0.01");
+    let store = TempDir::new("ring-mqtt");
+    let mut gateway = gateway(&sim, &store, &broker, "", &[]);
+    let http_port = gateway.http_port;
+    let log_path = gateway.dir.path().join("gateway.log");
+    let broker_log = broker.dir.path().join("mosquitto.log");
+    let context = move || {
+        format!(
+            "gateway:\n{}\nmosquitto:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default(),
+            std::fs::read_to_string(&broker_log).unwrap_or_default()
+        )
+    };
+    let mut sub = Subscriber::start(&broker, &[]);
+    sub.until("streamgate/status online", &context, |m| {
+        m.topic == "streamgate/status" && m.payload == "online"
+    });
+    sub.until("the demo stream up", &context, |m| {
+        m.topic == "streamgate/streams/demo/state" && m.payload == "up"
+    });
+
+    // Linking the sample account finds its three devices: discovery for each.
+    ring::link_sample_account(&sim, &gateway);
+    let configs = wait_discovery(&mut sub, &context);
+    let front = node(FRONT_DOOR);
+    let motion = json(&configs[&format!("homeassistant/binary_sensor/{front}/motion/config")]);
+    assert_eq!(motion["device_class"], "motion");
+    assert_eq!(motion["unique_id"], format!("streamgate_{front}_motion"));
+    assert_eq!(
+        motion["state_topic"],
+        format!("streamgate/ring/{FRONT_DOOR}/motion_detected")
+    );
+    assert_eq!(motion["availability_topic"], "streamgate/status");
+    assert!(motion["off_delay"].as_u64().unwrap() > 0, "{motion}");
+    assert_eq!(motion["device"]["manufacturer"], "Ring");
+    assert_eq!(motion["device"]["identifiers"][0], FRONT_DOOR);
+    assert!(motion["device"]["name"].as_str().is_some(), "{motion}");
+    let ding = json(&configs[&format!("homeassistant/binary_sensor/{front}/ding/config")]);
+    assert_eq!(ding["device_class"], "occupancy");
+    assert_eq!(
+        ding["state_topic"],
+        format!("streamgate/ring/{FRONT_DOOR}/button_press")
+    );
+    let image = json(&configs[&format!("homeassistant/image/{front}/snapshot/config")]);
+    let url_topic = image["url_topic"].as_str().unwrap().to_owned();
+    assert_eq!(url_topic, format!("streamgate/ring/{FRONT_DOOR}/snapshot_url"));
+    let url = sub
+        .until("the snapshot URL", &context, |m| m.topic == url_topic)
+        .payload;
+    let prefix = format!("http://127.0.0.1:{http_port}/api/streams/ring-");
+    assert!(url.starts_with(&prefix) && url.ends_with("/snapshot.jpg"), "{url}");
+
+    // Every webhook event once, on its device/type topic; a marker last.
+    let mut sent: Vec<(String, String)> = Vec::new();
+    for kind in ALL_TYPES {
+        let device = (!kind.starts_with("app_integration")).then_some(FRONT_DOOR);
+        let id = sim.get().send_webhook(&webhook(kind, device)).unwrap();
+        let topic = match device {
+            Some(device) => format!("streamgate/ring/{device}/{kind}"),
+            None => format!("streamgate/gateway/{kind}"),
+        };
+        sent.push((id, topic));
+    }
+    for _ in 0..5 {
+        let id = sim
+            .get()
+            .send_webhook(&webhook("motion_detected", Some(DRIVEWAY)))
+            .unwrap();
+        sent.push((id, format!("streamgate/ring/{DRIVEWAY}/motion_detected")));
+    }
+    let marker = sim
+        .get()
+        .send_webhook(&webhook("button_press", Some(DRIVEWAY)))
+        .unwrap();
+    let start = sub.seen.len();
+    sub.until("every event and the marker", &context, |m| {
+        request_id(m).as_deref() == Some(marker.as_str())
+    });
+    // Ring may deliver out of order; wait for any the marker overtook.
+    let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let collect = |seen: &[Message], got: &mut BTreeMap<String, Vec<String>>| {
+        got.clear();
+        for m in seen {
+            if let Some(id) = request_id(m) {
+                got.entry(id).or_default().push(m.topic.clone());
+            }
+        }
+    };
+    collect(&sub.seen[start..], &mut got);
+    while sent.iter().any(|(id, _)| !got.contains_key(id)) {
+        let seen_before = sub.seen.len();
+        sub.until("the remaining events", &context, |m| request_id(m).is_some());
+        let _ = seen_before;
+        collect(&sub.seen[start..], &mut got);
+    }
+    // A second marker fences off late duplicates.
+    let fence = sim
+        .get()
+        .send_webhook(&webhook("button_press", Some(DRIVEWAY)))
+        .unwrap();
+    sub.until("the fence", &context, |m| {
+        request_id(m).as_deref() == Some(fence.as_str())
+    });
+    collect(&sub.seen[start..], &mut got);
+    for (id, topic) in &sent {
+        assert_eq!(got[id], vec![topic.clone()], "request {id} exactly once on {topic}");
+    }
+    let event = sub
+        .seen
+        .iter()
+        .find(|m| request_id(m).as_deref() == Some(sent[0].0.as_str()))
+        .unwrap();
+    let event = json(event);
+    assert_eq!(event["type"], "motion_detected");
+    assert_eq!(event["device"], FRONT_DOOR);
+    assert!(event["id"].as_i64().is_some() && event["time_ms"].as_i64().is_some(), "{event}");
+
+    // A subscriber that comes later gets the retained discovery and status.
+    let mut late = Subscriber::start(&broker, &[]);
+    let retained = wait_discovery(&mut late, &context);
+    assert_eq!(
+        retained.keys().collect::<Vec<_>>(),
+        configs.keys().collect::<Vec<_>>()
+    );
+    if late.last("streamgate/status").is_none() {
+        late.until("the retained status", &context, |m| m.topic == "streamgate/status");
+    }
+    assert_eq!(late.last("streamgate/status"), Some("online"));
+
+    // kill -9: the broker publishes the last will.
+    signal(gateway.pid(), "-KILL");
+    while gateway.is_running() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sub.until("streamgate/status offline", &context, |m| {
+        m.topic == "streamgate/status" && m.payload == "offline"
+    });
+    let mut after = Subscriber::start(&broker, &[]);
+    after.until("the retained status", &context, |m| m.topic == "streamgate/status");
+    assert_eq!(after.last("streamgate/status"), Some("offline"));
+}
+
+#[test]
+fn a_broker_with_a_password_file_takes_the_gateways_credentials() {
+    const PASSWORD: &str = "mqtt-pass-5ecret";
+    let dir = TempDir::new("mosquitto-passwd");
+    let file = dir.path().join("passwd");
+    let status = Command::new(peer("mosquitto_passwd"))
+        .arg("-c")
+        .arg("-b")
+        .arg(&file)
+        .args(["gateway", PASSWORD])
+        .status()
+        .expect("mosquitto_passwd");
+    assert!(status.success());
+    let broker = Broker::start(&format!(
+        "allow_anonymous false\npassword_file {}",
+        file.display()
+    ));
+    let sim = Sim::start("");
+    let store = TempDir::new("ring-mqtt-auth");
+    // The password comes from the environment, the file has a wrong one.
+    let gateway = gateway(
+        &sim,
+        &store,
+        &broker,
+        "username = \"gateway\"\npassword = \"wrong-in-file\"\ntopic_prefix = \"gw\"",
+        &[("STREAMGATE_MQTT_PASSWORD", PASSWORD)],
+    );
+    let log_path = gateway.dir.path().join("gateway.log");
+    let broker_log = broker.dir.path().join("mosquitto.log");
+    let context = move || {
+        format!(
+            "gateway:\n{}\nmosquitto:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default(),
+            std::fs::read_to_string(&broker_log).unwrap_or_default()
+        )
+    };
+    let mut sub = Subscriber::start(&broker, &["-u", "gateway", "-P", PASSWORD, "-t", "gw/#"]);
+    sub.until("gw/status online", &context, |m| {
+        m.topic == "gw/status" && m.payload == "online"
+    });
+
+    // Wrong credentials: refused, retried, and the password is in no log line.
+    let refused = self::gateway(
+        &sim,
+        &TempDir::new("ring-mqtt-auth-2"),
+        &broker,
+        "username = \"gateway\"\npassword = \"not-the-5ecret\"\nclient_id = \"other\"",
+        &[],
+    );
+    refused.wait_for(
+        || refused.log().contains("MQTT: no connection to the broker"),
+        "a refused connection logged",
+    );
+    for log in [gateway.log(), refused.log()] {
+        assert!(!log.contains(PASSWORD) && !log.contains("not-the-5ecret") && !log.contains("wrong-in-file"), "{log}");
+    }
+}
