@@ -186,7 +186,9 @@ async fn drive(mut eventloop: EventLoop, connected: watch::Sender<Option<u64>>) 
                 let was_connected = connected.send_replace(None).is_some();
                 if was_connected || last_warn.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
                     // rumqttc's errors name the I/O or protocol problem, never the password.
-                    tracing::warn!("MQTT: no connection to the broker ({error}); retrying in {delay:?}");
+                    tracing::warn!(
+                        "MQTT: no connection to the broker ({error}); retrying in {delay:?}"
+                    );
                     last_warn = Some(Instant::now());
                 }
                 tokio::time::sleep(delay).await;
@@ -298,11 +300,7 @@ impl Publisher {
         let prefix = &self.context.prefix;
         let payload = serde_json::to_string(event).unwrap_or_default();
         let topic = match &event.device {
-            Some(device) => format!(
-                "{prefix}/ring/{}/{}",
-                segment(device),
-                segment(&event.kind)
-            ),
+            Some(device) => format!("{prefix}/ring/{}/{}", segment(device), segment(&event.kind)),
             None => format!("{prefix}/gateway/{}", segment(&event.kind)),
         };
         let state = match event.kind.as_str() {
@@ -431,7 +429,13 @@ impl Publisher {
                 })
             };
             for (object, name, class, kind, off_delay) in [
-                ("motion", "Motion", "motion", "motion_detected", MOTION_OFF_DELAY),
+                (
+                    "motion",
+                    "Motion",
+                    "motion",
+                    "motion_detected",
+                    MOTION_OFF_DELAY,
+                ),
                 ("ding", "Ding", "occupancy", "button_press", DING_OFF_DELAY),
             ] {
                 let mut config = common(name, object);
@@ -450,10 +454,7 @@ impl Publisher {
             }
             if let Some(stream) = names.get(id) {
                 let url_topic = format!("{base}/snapshot_url");
-                let url = format!(
-                    "{}/api/streams/{stream}/snapshot.jpg",
-                    context.http_base
-                );
+                let url = format!("{}/api/streams/{stream}/snapshot.jpg", context.http_base);
                 let mut config = common("Snapshot", "snapshot");
                 config["url_topic"] = url_topic.clone().into();
                 config["content_type"] = "image/jpeg".into();
@@ -549,9 +550,26 @@ mod tests {
     #[test]
     fn broker_urls_are_checked() {
         for bad in ["http://h", "mqtt://u:p@h", "mqtt:///x"] {
-            let text = format!("broker = \"{bad}\"");
-            let error = toml::from_str::<MqttSettings>(&text).unwrap_err().to_string();
-            assert!(!error.contains("u:p"), "{error}");
+            let text = format!("[mqtt]\nbroker = \"{bad}\"\n");
+            let path = std::path::Path::new("gateway.toml");
+            let error = Config::parse(&text, path).unwrap_err().to_string();
+            assert!(
+                error.contains("gateway.toml") && !error.contains("u:p"),
+                "{error}"
+            );
         }
+    }
+
+    #[test]
+    fn the_password_comes_from_the_environment_and_is_never_shown() {
+        let text = "[mqtt]\nbroker = \"mqtt://h:1884\"\nusername = \"u\"\npassword = \"in-file\"\n";
+        let mut config = Config::parse(text, std::path::Path::new("g.toml")).unwrap();
+        config.apply_env(|name| {
+            (name == crate::config::MQTT_PASSWORD_ENV).then(|| "from-env".to_owned())
+        });
+        let mqtt = config.mqtt.as_ref().unwrap();
+        assert_eq!(mqtt.password.as_ref().unwrap().expose(), "from-env");
+        assert_eq!(mqtt.broker.port(), Some(1884));
+        assert!(!format!("{config:?}").contains("from-env"));
     }
 }

@@ -180,7 +180,13 @@ impl Drop for Subscriber {
 
 /// A gateway on `sim` publishing to `broker` (`mqtt_extra` lines in `[mqtt]`),
 /// with the demo stream too (for its state topic).
-fn gateway(sim: &Sim, store: &TempDir, broker: &Broker, mqtt_extra: &str, env: &[(&str, &str)]) -> Gateway {
+fn gateway(
+    sim: &Sim,
+    store: &TempDir,
+    broker: &Broker,
+    mqtt_extra: &str,
+    env: &[(&str, &str)],
+) -> Gateway {
     let rest = format!(
         "{}\n[mqtt]\nbroker = \"{}\"\n{mqtt_extra}\n\n[streams.demo]\nsource = \"demo\"\n",
         sim.ring_section(&format!(
@@ -218,7 +224,9 @@ const ALL_TYPES: [&str; 10] = [
 
 fn request_id(message: &Message) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(&message.payload).ok()?;
-    value["body"]["meta"]["request_id"].as_str().map(str::to_owned)
+    value["body"]["meta"]["request_id"]
+        .as_str()
+        .map(str::to_owned)
 }
 
 fn node(device: &str) -> String {
@@ -230,16 +238,24 @@ fn node(device: &str) -> String {
 fn wait_discovery(sub: &mut Subscriber, context: &dyn Fn() -> String) -> BTreeMap<String, Message> {
     let mut configs = BTreeMap::new();
     sub.until("discovery of three devices", context, |m| {
-        if m.topic.starts_with("homeassistant/") && m.topic.ends_with("/config") && !m.payload.is_empty() {
+        if m.topic.starts_with("homeassistant/")
+            && m.topic.ends_with("/config")
+            && !m.payload.is_empty()
+        {
             configs.insert(m.topic.clone(), m.clone());
         }
         let count = |kind: &str, object: &str| {
             configs
                 .keys()
-                .filter(|t| t.starts_with(&format!("homeassistant/{kind}/")) && t.ends_with(&format!("/{object}/config")))
+                .filter(|t| {
+                    t.starts_with(&format!("homeassistant/{kind}/"))
+                        && t.ends_with(&format!("/{object}/config"))
+                })
                 .count()
         };
-        count("binary_sensor", "motion") == 3 && count("binary_sensor", "ding") == 3 && count("image", "snapshot") == 3
+        count("binary_sensor", "motion") == 3
+            && count("binary_sensor", "ding") == 3
+            && count("image", "snapshot") == 3
     });
     configs
 }
@@ -297,12 +313,18 @@ fn events_reach_mosquitto_sub_once_discovery_is_retained_and_the_last_will_says_
     );
     let image = json(&configs[&format!("homeassistant/image/{front}/snapshot/config")]);
     let url_topic = image["url_topic"].as_str().unwrap().to_owned();
-    assert_eq!(url_topic, format!("streamgate/ring/{FRONT_DOOR}/snapshot_url"));
+    assert_eq!(
+        url_topic,
+        format!("streamgate/ring/{FRONT_DOOR}/snapshot_url")
+    );
     let url = sub
         .until("the snapshot URL", &context, |m| m.topic == url_topic)
         .payload;
     let prefix = format!("http://127.0.0.1:{http_port}/api/streams/ring-");
-    assert!(url.starts_with(&prefix) && url.ends_with("/snapshot.jpg"), "{url}");
+    assert!(
+        url.starts_with(&prefix) && url.ends_with("/snapshot.jpg"),
+        "{url}"
+    );
 
     // Every webhook event once, on its device/type topic; a marker last.
     let mut sent: Vec<(String, String)> = Vec::new();
@@ -343,7 +365,9 @@ fn events_reach_mosquitto_sub_once_discovery_is_retained_and_the_last_will_says_
     collect(&sub.seen[start..], &mut got);
     while sent.iter().any(|(id, _)| !got.contains_key(id)) {
         let seen_before = sub.seen.len();
-        sub.until("the remaining events", &context, |m| request_id(m).is_some());
+        sub.until("the remaining events", &context, |m| {
+            request_id(m).is_some()
+        });
         let _ = seen_before;
         collect(&sub.seen[start..], &mut got);
     }
@@ -357,7 +381,11 @@ fn events_reach_mosquitto_sub_once_discovery_is_retained_and_the_last_will_says_
     });
     collect(&sub.seen[start..], &mut got);
     for (id, topic) in &sent {
-        assert_eq!(got[id], vec![topic.clone()], "request {id} exactly once on {topic}");
+        assert_eq!(
+            got[id],
+            vec![topic.clone()],
+            "request {id} exactly once on {topic}"
+        );
     }
     let event = sub
         .seen
@@ -367,7 +395,10 @@ fn events_reach_mosquitto_sub_once_discovery_is_retained_and_the_last_will_says_
     let event = json(event);
     assert_eq!(event["type"], "motion_detected");
     assert_eq!(event["device"], FRONT_DOOR);
-    assert!(event["id"].as_i64().is_some() && event["time_ms"].as_i64().is_some(), "{event}");
+    assert!(
+        event["id"].as_i64().is_some() && event["time_ms"].as_i64().is_some(),
+        "{event}"
+    );
 
     // A subscriber that comes later gets the retained discovery and status.
     let mut late = Subscriber::start(&broker, &[]);
@@ -377,7 +408,9 @@ fn events_reach_mosquitto_sub_once_discovery_is_retained_and_the_last_will_says_
         configs.keys().collect::<Vec<_>>()
     );
     if late.last("streamgate/status").is_none() {
-        late.until("the retained status", &context, |m| m.topic == "streamgate/status");
+        late.until("the retained status", &context, |m| {
+            m.topic == "streamgate/status"
+        });
     }
     assert_eq!(late.last("streamgate/status"), Some("online"));
 
@@ -390,7 +423,9 @@ fn events_reach_mosquitto_sub_once_discovery_is_retained_and_the_last_will_says_
         m.topic == "streamgate/status" && m.payload == "offline"
     });
     let mut after = Subscriber::start(&broker, &[]);
-    after.until("the retained status", &context, |m| m.topic == "streamgate/status");
+    after.until("the retained status", &context, |m| {
+        m.topic == "streamgate/status"
+    });
     assert_eq!(after.last("streamgate/status"), Some("offline"));
 }
 
@@ -448,6 +483,11 @@ fn a_broker_with_a_password_file_takes_the_gateways_credentials() {
         "a refused connection logged",
     );
     for log in [gateway.log(), refused.log()] {
-        assert!(!log.contains(PASSWORD) && !log.contains("not-the-5ecret") && !log.contains("wrong-in-file"), "{log}");
+        assert!(
+            !log.contains(PASSWORD)
+                && !log.contains("not-the-5ecret")
+                && !log.contains("wrong-in-file"),
+            "{log}"
+        );
     }
 }
