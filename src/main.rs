@@ -147,15 +147,17 @@ fn serve(path: &Path) -> Result<(), StartError> {
             .as_ref()
             .zip(config.ring.as_ref())
             .map(|(discovery, settings)| {
-                let bus = EventBus::new(discovery.link.client.clone(), event_settings(settings));
-                bus.start_watchers(streams.clone());
-                bus
+                EventBus::new(discovery.link.client.clone(), event_settings(settings))
             });
         if let Some(mqtt) = &config.mqtt {
             let (Some(bus), Some(discovery)) = (&events, &discovery) else {
                 return Err(StartError::MqttWithoutRing);
             };
             streamgate::mqtt::start(mqtt, &config, bus.clone(), discovery.link.clone())?;
+        }
+        // After MQTT subscribed to the bus, so it sees the first stream events.
+        if let Some(bus) = &events {
+            bus.start_watchers(streams.clone());
         }
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let (rtsp, rtsp_readers) = start_rtsp(&config, &streams, stopping.clone()).await?;

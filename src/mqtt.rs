@@ -78,6 +78,8 @@ struct Context {
 }
 
 /// Starts the connection and publisher tasks (they stop with the runtime).
+/// Call it before the bus's watchers start and before webhooks are taken, so
+/// that no event is missed.
 pub fn start(
     settings: &MqttSettings,
     config: &Config,
@@ -147,7 +149,11 @@ pub fn start(
         removed: BTreeSet::new(),
         last_warn: None,
     };
-    tokio::spawn(publisher.run(bus, link, connected));
+    // Subscribed before the bus's watchers and the webhook URL start (see
+    // main.rs), so the channel has every event after `last_id`.
+    let events = bus.subscribe();
+    let last_id = bus.last_id().unwrap_or(0);
+    tokio::spawn(publisher.run((bus, events, last_id), link, connected));
     Ok(counts)
 }
 
@@ -214,17 +220,10 @@ struct Publisher {
 impl Publisher {
     async fn run(
         mut self,
-        bus: EventBus,
+        (bus, mut events, mut last_id): (EventBus, broadcast::Receiver<Arc<StoredEvent>>, i64),
         link: RingLink,
         mut connected: watch::Receiver<Option<u64>>,
     ) {
-        let mut events = bus.subscribe();
-        let reader = bus.clone();
-        let mut last_id = tokio::task::spawn_blocking(move || reader.last_id())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or(0);
         let mut devices = link.watch_devices();
         let initial: Vec<Device> = devices.borrow_and_update().values().cloned().collect();
         self.set_devices(&initial);

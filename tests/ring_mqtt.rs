@@ -121,6 +121,8 @@ impl Subscriber {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { return };
                 let (topic, payload) = line.split_once(' ').unwrap_or((&line, ""));
+                // `-v` prints an empty payload (a deleted retained message) as `(null)`.
+                let payload = if payload == "(null)" { "" } else { payload };
                 let message = Message {
                     topic: topic.to_owned(),
                     payload: payload.to_owned(),
@@ -229,15 +231,21 @@ fn request_id(message: &Message) -> Option<String> {
         .map(str::to_owned)
 }
 
+const BACKYARD: &str = "ava1.ring.device.backyard";
+
 fn node(device: &str) -> String {
     device.replace('.', "_")
 }
 
-/// Reads until the retained discovery of the three sample devices is in:
+/// Reads until the discovery of `devices` devices is in:
 /// their motion and ding sensors and snapshot images (by node id).
-fn wait_discovery(sub: &mut Subscriber, context: &dyn Fn() -> String) -> BTreeMap<String, Message> {
+fn wait_discovery(
+    sub: &mut Subscriber,
+    devices: usize,
+    context: &dyn Fn() -> String,
+) -> BTreeMap<String, Message> {
     let mut configs = BTreeMap::new();
-    sub.until("discovery of three devices", context, |m| {
+    sub.until("discovery of the devices", context, |m| {
         if m.topic.starts_with("homeassistant/")
             && m.topic.ends_with("/config")
             && !m.payload.is_empty()
@@ -253,9 +261,9 @@ fn wait_discovery(sub: &mut Subscriber, context: &dyn Fn() -> String) -> BTreeMa
                 })
                 .count()
         };
-        count("binary_sensor", "motion") == 3
-            && count("binary_sensor", "ding") == 3
-            && count("image", "snapshot") == 3
+        count("binary_sensor", "motion") == devices
+            && count("binary_sensor", "ding") == devices
+            && count("image", "snapshot") == devices
     });
     configs
 }
@@ -291,7 +299,7 @@ fn events_reach_mosquitto_sub_once_discovery_is_retained_and_the_last_will_says_
 
     // Linking the sample account finds its three devices: discovery for each.
     ring::link_sample_account(&sim, &gateway);
-    let configs = wait_discovery(&mut sub, &context);
+    let mut configs = wait_discovery(&mut sub, 3, &context);
     let front = node(FRONT_DOOR);
     let motion = json(&configs[&format!("homeassistant/binary_sensor/{front}/motion/config")]);
     assert_eq!(motion["device_class"], "motion");
@@ -325,6 +333,21 @@ fn events_reach_mosquitto_sub_once_discovery_is_retained_and_the_last_will_says_
         url.starts_with(&prefix) && url.ends_with("/snapshot.jpg"),
         "{url}"
     );
+
+    // A device removed at Ring: device_removed rediscovers at once, and its
+    // entities get empty retained configs (Home Assistant deletes them).
+    assert!(sim.get().remove_device(BACKYARD));
+    sim.get()
+        .send_webhook(&webhook("device_removed", Some(BACKYARD)))
+        .unwrap();
+    let gone = format!(
+        "homeassistant/binary_sensor/{}/motion/config",
+        node(BACKYARD)
+    );
+    sub.until("the removed device's empty config", &context, |m| {
+        m.topic == gone && m.payload.is_empty()
+    });
+    configs.retain(|topic, _| !topic.contains(&node(BACKYARD)));
 
     // Every webhook event once, on its device/type topic; a marker last.
     let mut sent: Vec<(String, String)> = Vec::new();
@@ -402,7 +425,7 @@ fn events_reach_mosquitto_sub_once_discovery_is_retained_and_the_last_will_says_
 
     // A subscriber that comes later gets the retained discovery and status.
     let mut late = Subscriber::start(&broker, &[]);
-    let retained = wait_discovery(&mut late, &context);
+    let retained = wait_discovery(&mut late, 2, &context);
     assert_eq!(
         retained.keys().collect::<Vec<_>>(),
         configs.keys().collect::<Vec<_>>()
