@@ -3,8 +3,8 @@
 //!
 //! Layers, each using only those below it (`scripts/check-import-cycles` keeps
 //! it so):
-//! - `mqtt`: the event bus published to an MQTT broker (Home Assistant discovery);
 //! - `http`: the HTTP app (API, metrics, dashboard, HLS viewers);
+//! - `mqtt`: the event bus published to an MQTT broker (Home Assistant discovery);
 //! - `events`: the event bus (webhook events and the gateway's own, stored, then broadcast);
 //! - `ring`: Ring discovery, turning linked accounts' devices into streams;
 //! - `reload`: applying a changed config (or discovered streams) to the registry;

@@ -149,11 +149,17 @@ fn serve(path: &Path) -> Result<(), StartError> {
             .map(|(discovery, settings)| {
                 EventBus::new(discovery.link.client.clone(), event_settings(settings))
             });
+        let mut mqtt_counts = None;
         if let Some(mqtt) = &config.mqtt {
             let (Some(bus), Some(discovery)) = (&events, &discovery) else {
                 return Err(StartError::MqttWithoutRing);
             };
-            streamgate::mqtt::start(mqtt, &config, bus.clone(), discovery.link.clone())?;
+            mqtt_counts = Some(streamgate::mqtt::start(
+                mqtt,
+                &config,
+                bus.clone(),
+                discovery.link.clone(),
+            )?);
         }
         // After MQTT subscribed to the bus, so it sees the first stream events.
         if let Some(bus) = &events {
@@ -161,7 +167,7 @@ fn serve(path: &Path) -> Result<(), StartError> {
         }
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let (rtsp, rtsp_readers) = start_rtsp(&config, &streams, stopping.clone()).await?;
-        let http = start_http(&config, &streams, rtsp_readers, (discovery, events), base.clone(), stopping).await?;
+        let http = start_http(&config, &streams, rtsp_readers, (discovery, events, mqtt_counts), base.clone(), stopping).await?;
         tracing::info!(config = %path.display(), streams = streams.read().iter().count(), "streamgate running");
         let reason = loop {
             tokio::select! {
@@ -324,7 +330,11 @@ async fn start_http(
     config: &Config,
     streams: &SharedStreams,
     rtsp_readers: Readers,
-    (ring, events): (Option<RingDiscovery>, Option<EventBus>),
+    (ring, events, mqtt): (
+        Option<RingDiscovery>,
+        Option<EventBus>,
+        Option<Arc<streamgate::mqtt::MqttCounts>>,
+    ),
     base: PathBuf,
     stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, StartError> {
@@ -337,6 +347,7 @@ async fn start_http(
     state.rtsp_readers = rtsp_readers;
     state.ring = ring;
     state.events = events;
+    state.mqtt = mqtt;
     let app = http::app(state, config.hls.clone());
     Ok(tokio::spawn(async move {
         // Client addresses reach the handlers (HLS viewers in the API).

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use streamgate_ringsim::WebhookRequest;
 use support::ring::{self, Sim, DRIVEWAY, FRONT_DOOR, PATIENCE};
-use support::{free_port, peer, signal, Gateway, TempDir};
+use support::{free_port, peer, sample, signal, Gateway, TempDir};
 
 /// A mosquitto broker on a free loopback port; killed on drop.
 struct Broker {
@@ -421,6 +421,18 @@ fn events_reach_mosquitto_sub_once_discovery_is_retained_and_the_last_will_says_
     assert!(
         event["id"].as_i64().is_some() && event["time_ms"].as_i64().is_some(),
         "{event}"
+    );
+
+    // /metrics counts the publishes.
+    let (status, metrics) = gateway.request("GET", "/metrics", None);
+    assert_eq!(status, 200);
+    let published = sample(
+        &metrics,
+        "streamgate_mqtt_messages_total{outcome=\"published\"}",
+    );
+    assert!(
+        published.is_some_and(|n| n >= sent.len() as f64),
+        "{metrics}"
     );
 
     // A subscriber that comes later gets the retained discovery and status.

@@ -279,6 +279,19 @@ impl Collector for StreamCollector {
                 (labels, ConstCounter::new(*count))
             }),
         )?;
+        if let Some(mqtt) = &self.0.mqtt {
+            use std::sync::atomic::Ordering::Relaxed;
+            let published = mqtt.published.load(Relaxed);
+            let dropped = mqtt.dropped.load(Relaxed);
+            family(
+                &mut encoder,
+                "streamgate_mqtt_messages",
+                "MQTT messages handed to the client (`published`) or dropped while the broker was unreachable or behind (`dropped`).",
+                MetricType::Counter,
+                [("published", published), ("dropped", dropped)]
+                    .map(|(outcome, count)| ([("outcome", Escaped(outcome))], ConstCounter::new(count))),
+            )?;
+        }
         family(
             &mut encoder,
             "streamgate_source_up",

@@ -34,6 +34,8 @@ pub struct AppState {
     pub ring: Option<RingDiscovery>,
     /// The event bus, with `[ring]` (the binary passes it).
     pub events: Option<EventBus>,
+    /// MQTT publishes and drops, with `[mqtt]` (the binary passes them).
+    pub mqtt: Option<std::sync::Arc<crate::mqtt::MqttCounts>>,
     /// Browsers signed in on the Ring link pages.
     pub sign_ins: SignIns,
     /// Ring snapshots cache and clip folder (`[ring]` media keys).
@@ -53,6 +55,7 @@ impl AppState {
             rtsp_readers: Readers::default(),
             ring: None,
             events: None,
+            mqtt: None,
             sign_ins: SignIns::default(),
         }
     }
