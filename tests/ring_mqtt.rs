@@ -6,7 +6,8 @@
 //! availability topic is `online`, then `offline` (the last will) after a
 //! kill -9 of the gateway; a broker with a password file takes the gateway's
 //! username and password (the password from the environment), and the password
-//! is in no log line.
+//! is in no log line; a broker restarted on the same port gets the retained
+//! topics again after the gateway reconnects.
 //!
 //! No timing is pass/fail: each wait is a hang guard ([`PATIENCE`]).
 
@@ -32,9 +33,13 @@ struct Broker {
 impl Broker {
     /// `extra` lines go into the listener's config (e.g. a password file).
     fn start(extra: &str) -> Broker {
+        Broker::start_on(free_port(), extra)
+    }
+
+    /// A broker on `port` (a restarted one).
+    fn start_on(port: u16, extra: &str) -> Broker {
         let mosquitto = peer("mosquitto");
         let dir = TempDir::new("mosquitto");
-        let port = free_port();
         let user = String::from_utf8(
             Command::new(peer("id"))
                 .arg("-un")
@@ -525,4 +530,38 @@ fn a_broker_with_a_password_file_takes_the_gateways_credentials() {
             "{log}"
         );
     }
+}
+
+#[test]
+fn a_restarted_broker_gets_the_retained_topics_again() {
+    let broker = Broker::start("allow_anonymous true");
+    let port = broker.port;
+    let sim = Sim::start("");
+    let store = TempDir::new("ring-mqtt-restart");
+    let gateway = gateway(&sim, &store, &broker, "", &[]);
+    let log_path = gateway.dir.path().join("gateway.log");
+    let context = move || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let mut sub = Subscriber::start(&broker, &[]);
+    sub.until("the demo stream up", &context, |m| {
+        m.topic == "streamgate/streams/demo/state" && m.payload == "up"
+    });
+    drop(sub);
+    // The broker goes (no persistence: its retained messages go with it) and
+    // comes back on the same port: the gateway reconnects and publishes again.
+    drop(broker);
+    let broker = Broker::start_on(port, "allow_anonymous true");
+    let mut sub = Subscriber::start(&broker, &[]);
+    sub.until("the demo stream up again", &context, |m| {
+        m.topic == "streamgate/streams/demo/state" && m.payload == "up"
+    });
+    if sub.last("streamgate/status").is_none() {
+        sub.until("the status again", &context, |m| {
+            m.topic == "streamgate/status"
+        });
+    }
+    assert_eq!(sub.last("streamgate/status"), Some("online"));
+    gateway.wait_for(
+        || gateway.log().contains("MQTT: no connection to the broker"),
+        "the lost connection logged",
+    );
 }
