@@ -610,6 +610,21 @@ mod tests {
         assert!(error.contains("expected \"all\", \"none\""), "{error}");
     }
 
+    #[test]
+    fn ring_on_motion_defaults_to_nothing_and_takes_start() {
+        let ring = parse("[ring]\nclient_id = \"id\"\n").unwrap().ring.unwrap();
+        assert_eq!(ring.on_motion, crate::sources::MotionAction::None);
+        assert_eq!(ring.motion_hold, std::time::Duration::from_secs(60));
+        let text = "[ring]\nclient_id = \"id\"\non_motion = \"start\"\nmotion_hold = \"2m\"\n";
+        let ring = parse(text).unwrap().ring.unwrap();
+        assert_eq!(ring.on_motion, crate::sources::MotionAction::Start);
+        assert_eq!(ring.motion_hold, std::time::Duration::from_secs(120));
+        let stream = "[streams.door]\nsource = \"ring:ava1.ring.device.x\"\non_motion = \"sometimes\"\n";
+        assert!(parse(stream).is_err(), "an unknown on_motion is refused");
+        let stream = "[streams.door]\nsource = \"demo\"\non_motion = \"start\"\n";
+        assert!(parse(stream).is_err(), "on_motion is a ring: key");
+    }
+
     /// Bad configs and the `file:line:column: message` each must give.
     #[test]
     fn bad_configs_name_file_line_and_problem() {
