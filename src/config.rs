@@ -619,7 +619,8 @@ mod tests {
         let ring = parse(text).unwrap().ring.unwrap();
         assert_eq!(ring.on_motion, crate::sources::MotionAction::Start);
         assert_eq!(ring.motion_hold, std::time::Duration::from_secs(120));
-        let stream = "[streams.door]\nsource = \"ring:ava1.ring.device.x\"\non_motion = \"sometimes\"\n";
+        let stream =
+            "[streams.door]\nsource = \"ring:ava1.ring.device.x\"\non_motion = \"sometimes\"\n";
         assert!(parse(stream).is_err(), "an unknown on_motion is refused");
         let stream = "[streams.door]\nsource = \"demo\"\non_motion = \"start\"\n";
         assert!(parse(stream).is_err(), "on_motion is a ring: key");

@@ -22,7 +22,8 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
 use streamgate_ring::{
-    AccountId, AccountState, DeviceId, EventFilter, NewEvent, RingClient, Secret, StoreError, StoredEvent,
+    AccountId, AccountState, DeviceId, EventFilter, NewEvent, RingClient, Secret, StoreError,
+    StoredEvent,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 

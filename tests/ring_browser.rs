@@ -149,7 +149,10 @@ fn chromium_sees_the_ring_section_with_snapshots_clips_and_live_events() {
     assert_eq!(report["error"], Value::Null, "{report}\n{log}");
     assert_eq!(report["pageErrors"], serde_json::json!([]), "{report}");
     assert_eq!(report["linkTitle"], "Ring account linked", "{report}");
-    assert_eq!(report["clipStatus"], 201, "the API takes the sign-in cookie: {report}\n{log}");
+    assert_eq!(
+        report["clipStatus"], 201,
+        "the API takes the sign-in cookie: {report}\n{log}"
+    );
     assert_eq!(report["ringSection"], true, "{report}");
     assert_eq!(report["signedIn"], "true", "{report}");
     assert_eq!(

@@ -74,7 +74,10 @@ fn a_motion_event_starts_the_live_view_and_a_late_reader_gets_a_keyframe_at_once
 
     // Without on_motion: the event is stored, and no session opens.
     motion(&sim, DRIVEWAY);
-    gateway.wait_for(|| stored(&gateway, DRIVEWAY) == 1, "the driveway event stored");
+    gateway.wait_for(
+        || stored(&gateway, DRIVEWAY) == 1,
+        "the driveway event stored",
+    );
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
         sim.stats().whep_sessions.opened,
@@ -93,7 +96,11 @@ fn a_motion_event_starts_the_live_view_and_a_late_reader_gets_a_keyframe_at_once
     );
     let view = stream(&gateway, "door");
     println!("motion-started: {view}");
-    assert_eq!(state(&gateway, "ring-driveway"), "idle", "only the door's device");
+    assert_eq!(
+        state(&gateway, "ring-driveway"),
+        "idle",
+        "only the door's device"
+    );
 
     // The NVR connects 2 s after the event: its first video packet is a keyframe.
     std::thread::sleep(Duration::from_secs(2).saturating_sub(event_at.elapsed()));

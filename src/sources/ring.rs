@@ -137,7 +137,10 @@ async fn run(
     mut stopped: watch::Receiver<bool>,
 ) {
     let on_motion = feed.options.on_motion.unwrap_or(link.sessions.on_motion);
-    let hold = feed.options.motion_hold.unwrap_or(link.sessions.motion_hold);
+    let hold = feed
+        .options
+        .motion_hold
+        .unwrap_or(link.sessions.motion_hold);
     // Subscribed before the device is known, so no event after the start is missed.
     let mut motion = (on_motion == MotionAction::Start).then(|| link.watch_motion());
     let mut devices = link.watch_devices();

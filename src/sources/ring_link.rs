@@ -8,8 +8,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use streamgate_ring::{AccountId, Device, DeviceId, PowerSource, RingClient};
 use serde::Deserialize;
+use streamgate_ring::{AccountId, Device, DeviceId, PowerSource, RingClient};
 use tokio::sync::{broadcast, watch};
 
 /// Motion notices buffered per Ring source before it lags (and skips some: a

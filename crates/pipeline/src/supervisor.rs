@@ -777,11 +777,17 @@ mod tests {
         let mut sim = Sim::new(on_demand());
         sim.take();
         let asked = sim.on(|s, now| s.hold_until(now, now + 60 * S));
-        assert!(matches!(asked[0], Output::Connect { next: false, .. }), "{asked:?}");
+        assert!(
+            matches!(asked[0], Output::Connect { next: false, .. }),
+            "{asked:?}"
+        );
         let id = sim.open(&asked);
         assert_eq!(sim.sup.state(), SourceState::Playing);
         let held = sim.stream(id, 60 * S);
-        assert!(disconnects(&held).is_empty(), "held with nobody watching: {held:?}");
+        assert!(
+            disconnects(&held).is_empty(),
+            "held with nobody watching: {held:?}"
+        );
         assert_eq!(sim.wait_until(), Some(70 * S), "idle grace after the hold");
         let seen = sim.stream(id, 20 * S);
         assert_eq!(disconnects(&seen), [(70 * S, Why::Idle)]);
@@ -817,10 +823,17 @@ mod tests {
         sim.stream(id, 20 * S);
         sim.on(|s, now| s.subscribers(now, 1));
         let seen = sim.stream(id, 180 * S);
-        assert!(disconnects(&seen).is_empty(), "the reader keeps it: {seen:?}");
+        assert!(
+            disconnects(&seen).is_empty(),
+            "the reader keeps it: {seen:?}"
+        );
         sim.on(|s, now| s.subscribers(now, 0));
         let seen = sim.stream(id, 20 * S);
-        assert_eq!(disconnects(&seen), [(210 * S, Why::Idle)], "grace from the reader leaving");
+        assert_eq!(
+            disconnects(&seen),
+            [(210 * S, Why::Idle)],
+            "grace from the reader leaving"
+        );
     }
 
     #[test]
@@ -847,7 +860,11 @@ mod tests {
         let id = sim.open(&asked);
         let seen = sim.stream(id, 20 * S);
         let rotations = connects(&seen);
-        assert_eq!(rotations, [(20 * S, true)], "the next session before the cap");
+        assert_eq!(
+            rotations,
+            [(20 * S, true)],
+            "the next session before the cap"
+        );
         assert!(disconnects(&seen).is_empty());
     }
 

@@ -122,7 +122,8 @@ impl WhepSource {
     /// supervisor's [`hold_until`](Supervisor::hold_until)): it connects now if
     /// idle, and a later `until` extends a hold that runs.
     pub fn hold_until(&self, until: Instant) {
-        self.hold.send_modify(|hold| *hold = Some(hold.map_or(until, |h| h.max(until))));
+        self.hold
+            .send_modify(|hold| *hold = Some(hold.map_or(until, |h| h.max(until))));
     }
 
     /// Stops the source and waits until its sessions are DELETEd.
