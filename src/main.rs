@@ -145,6 +145,7 @@ fn serve(path: &Path) -> Result<(), StartError> {
             .map(|(discovery, settings)| {
                 let bus = EventBus::new(discovery.link.client.clone(), event_settings(settings));
                 bus.start_watchers(streams.clone());
+                bus.forward_motion(discovery.link.clone());
                 bus
             });
         let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -212,6 +213,8 @@ fn ring_link(settings: &RingSettings, base: &Path) -> Result<RingLink, StartErro
             wired: settings.wired_session,
             unknown: settings.unknown_session,
             webrtc_bind: settings.webrtc_bind,
+            on_motion: settings.on_motion,
+            motion_hold: settings.motion_hold,
         },
     ))
 }
