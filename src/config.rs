@@ -173,6 +173,13 @@ pub struct RingSettings {
     /// Local IP the WebRTC sockets of Ring sessions bind to (default: every
     /// interface but loopback).
     pub webrtc_bind: Option<std::net::IpAddr>,
+    /// What a motion or ding event does to the streams of Ring devices that do
+    /// not set `on_motion` themselves (discovered ones included): `"none"` or `"start"`.
+    #[serde(default)]
+    pub on_motion: crate::sources::MotionAction,
+    /// How long a motion-started live view runs after the last event.
+    #[serde(default = "default_motion_hold", with = "humantime_serde")]
+    pub motion_hold: std::time::Duration,
     /// How long `GET /api/streams/NAME/snapshot.jpg` of a Ring stream serves the
     /// image it fetched before asking Ring again.
     #[serde(default = "default_snapshot_cache", with = "humantime_serde")]
@@ -215,6 +222,10 @@ pub struct RingSettings {
     /// Events older than this are pruned from the store.
     #[serde(default = "default_events_max_age", with = "humantime_serde")]
     pub events_max_age: std::time::Duration,
+}
+
+fn default_motion_hold() -> std::time::Duration {
+    std::time::Duration::from_secs(60)
 }
 
 fn default_webhook_max_age() -> std::time::Duration {
@@ -660,6 +671,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("expected \"all\", \"none\""), "{error}");
+    }
+
+    #[test]
+    fn ring_on_motion_defaults_to_nothing_and_takes_start() {
+        let ring = parse("[ring]\nclient_id = \"id\"\n").unwrap().ring.unwrap();
+        assert_eq!(ring.on_motion, crate::sources::MotionAction::None);
+        assert_eq!(ring.motion_hold, std::time::Duration::from_secs(60));
+        let text = "[ring]\nclient_id = \"id\"\non_motion = \"start\"\nmotion_hold = \"2m\"\n";
+        let ring = parse(text).unwrap().ring.unwrap();
+        assert_eq!(ring.on_motion, crate::sources::MotionAction::Start);
+        assert_eq!(ring.motion_hold, std::time::Duration::from_secs(120));
+        let stream =
+            "[streams.door]\nsource = \"ring:ava1.ring.device.x\"\non_motion = \"sometimes\"\n";
+        assert!(parse(stream).is_err(), "an unknown on_motion is refused");
+        let stream = "[streams.door]\nsource = \"demo\"\non_motion = \"start\"\n";
+        assert!(parse(stream).is_err(), "on_motion is a ring: key");
     }
 
     /// Bad configs and the `file:line:column: message` each must give.

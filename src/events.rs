@@ -22,10 +22,12 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
 use streamgate_ring::{
-    AccountId, AccountState, EventFilter, NewEvent, RingClient, Secret, StoreError, StoredEvent,
+    AccountId, AccountState, DeviceId, EventFilter, NewEvent, RingClient, Secret, StoreError,
+    StoredEvent,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::sources::RingLink;
 use crate::streams::SharedStreams;
 
 /// Events buffered per live reader before it lags (and re-reads the store).
@@ -231,6 +233,29 @@ impl EventBus {
     pub fn start_watchers(&self, streams: SharedStreams) {
         tokio::spawn(self.clone().watch_streams(streams));
         tokio::spawn(self.clone().watch_accounts());
+    }
+
+    /// Sends every stored `motion_detected` and `button_press` event's device on
+    /// to the Ring sources (`on_motion`) through `link`.
+    pub fn forward_motion(&self, link: RingLink) {
+        let mut events = self.subscribe();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(event) => {
+                        if let ("motion_detected" | "button_press", Some(device)) =
+                            (event.kind.as_str(), &event.device)
+                        {
+                            link.notify_motion(DeviceId::new(device.as_str()));
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                        tracing::warn!(skipped, "motion forwarding fell behind: events skipped");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
     }
 
     async fn publish_async(&self, event: NewEvent) {

@@ -162,8 +162,9 @@ fn serve(path: &Path) -> Result<(), StartError> {
             )?);
         }
         // After MQTT subscribed to the bus, so it sees the first stream events.
-        if let Some(bus) = &events {
+        if let Some((bus, discovery)) = events.as_ref().zip(discovery.as_ref()) {
             bus.start_watchers(streams.clone());
+            bus.forward_motion(discovery.link.clone());
         }
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let (rtsp, rtsp_readers) = start_rtsp(&config, &streams, stopping.clone()).await?;
@@ -230,6 +231,8 @@ fn ring_link(settings: &RingSettings, base: &Path) -> Result<RingLink, StartErro
             wired: settings.wired_session,
             unknown: settings.unknown_session,
             webrtc_bind: settings.webrtc_bind,
+            on_motion: settings.on_motion,
+            motion_hold: settings.motion_hold,
         },
     ))
 }

@@ -3,6 +3,8 @@
 //! link page plays Ring, the gateway's Account Link URL sends the browser to the
 //! sign-in page, the token signs it in, and the link completes; afterwards the
 //! account's three devices are streams, and the dashboard's unlink button removes them.
+//! The dashboard's Ring section, signed in by the same cookie, shows each
+//! device's snapshot, the clips with a player, and events live over SSE.
 
 mod support;
 
@@ -96,4 +98,95 @@ fn chromium_signs_in_and_links_a_ring_account() {
     );
     assert_eq!(status, 200, "{body}");
     assert!(!body.contains("ring-"), "{body}");
+}
+
+#[test]
+fn chromium_sees_the_ring_section_with_snapshots_clips_and_live_events() {
+    peer("chromium");
+    let sim = Sim::start("webhook_retry_scale = 0.01");
+    let gateway =
+        Gateway::start_with_env(&sim.ring_section(""), &[("STREAMGATE_API_TOKEN", TOKEN)]);
+    let url = url::Url::parse(&gateway.http_url("/ring/webhook")).unwrap();
+    sim.get().set_webhook_url(Some(url));
+    // A recording for the clip the browser downloads.
+    let clip_start = support::ring::now_ms() - 600_000;
+    sim.get()
+        .add_recording(support::ring::FRONT_DOOR, clip_start, clip_start + 4000);
+    let start = format!(
+        "{}sim/link?token_exchange={}&account_link={}",
+        sim.get().api_url(),
+        gateway.http_url("/ring/token-exchange"),
+        gateway.http_url("/ring/link")
+    );
+    let output = run(
+        Command::new(peer("node"))
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/js/ring_dashboard.mjs"
+            ))
+            .args([
+                start.as_str(),
+                TOKEN,
+                sim.get().api_url().as_str(),
+                support::ring::FRONT_DOOR,
+                &clip_start.to_string(),
+                "90",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR")),
+        std::time::Duration::from_secs(150),
+    );
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "ring_dashboard.mjs failed: {}\n{stdout}\n{}",
+        text(&output.stderr),
+        gateway.log()
+    );
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("bad report ({e}): {stdout}"));
+    println!("ring dashboard report: {report}");
+    let log = gateway.log();
+    assert_eq!(report["error"], Value::Null, "{report}\n{log}");
+    assert_eq!(report["pageErrors"], serde_json::json!([]), "{report}");
+    assert_eq!(report["linkTitle"], "Ring account linked", "{report}");
+    assert_eq!(
+        report["clipStatus"], 201,
+        "the API takes the sign-in cookie: {report}\n{log}"
+    );
+    assert_eq!(report["ringSection"], true, "{report}");
+    assert_eq!(report["signedIn"], "true", "{report}");
+    assert_eq!(
+        report["accounts"],
+        serde_json::json!([{ "id": support::ring::ACCOUNT, "state": "linked" }]),
+        "{report}"
+    );
+    let snapshots = report["snapshots"].as_array().expect("snapshots");
+    assert_eq!(snapshots.len(), 3, "one per device: {report}");
+    for snapshot in snapshots {
+        assert!(
+            snapshot["naturalWidth"].as_u64().unwrap_or(0) > 0,
+            "a snapshot did not load: {report}\n{log}"
+        );
+    }
+    assert!(
+        snapshots
+            .iter()
+            .any(|s| s["src"] == "/api/streams/ring-front-door/snapshot.jpg"),
+        "{report}"
+    );
+    let clips = report["clips"].as_array().expect("clips");
+    assert_eq!(clips.len(), 1, "{report}");
+    assert!(
+        clips[0]["duration"].as_f64().unwrap_or(0.0) > 3.0,
+        "the clip's player read its metadata: {report}"
+    );
+    assert!(
+        report["liveEvents"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|t| t == "motion_detected")),
+        "the motion event appeared live: {report}"
+    );
+    // Without the cookie or token, the API (snapshots included) still says 401.
+    let (status, _) = gateway.request("GET", "/api/streams/ring-front-door/snapshot.jpg", None);
+    assert_eq!(status, 401);
 }

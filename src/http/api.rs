@@ -77,23 +77,44 @@ impl IntoResponse for AppError {
     }
 }
 
+/// The API's one rule: with `[http] api_token` set, a request must carry it as a
+/// bearer token, or carry a browser's sign-in cookie (`/ring/sign-in`: the
+/// dashboard's snapshots, events and clips load with it). The cookie is
+/// SameSite=Lax, so other sites' scripts cannot send it with their requests.
 pub(super) async fn require_token(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Result<Response, AppError> {
-    if let Some(expected) = state.api_token.as_ref().map(Secret::expose) {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-            return Err(AppError::Unauthorized);
-        }
+    if !signed_in(&state, request.headers()) {
+        return Err(AppError::Unauthorized);
     }
     Ok(next.run(request).await)
+}
+
+/// The sign-in cookie's name.
+pub(super) const SESSION_COOKIE: &str = "streamgate_session";
+
+/// Whether the request comes from the gateway's user: no token is set, or it
+/// carries the API token, or a sign-in cookie.
+pub(super) fn signed_in(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(expected) = state.api_token.as_ref().map(Secret::expose) else {
+        return true;
+    };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if bearer.is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes())) {
+        return true;
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .any(|(name, value)| name == SESSION_COOKIE && state.sign_ins.contains(value))
 }
 
 /// The body of every API error.

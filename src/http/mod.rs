@@ -30,7 +30,7 @@ pub use state::{AppState, SignIns};
 #[openapi(
     info(
         title = "streamgate API",
-        description = "Manage and inspect streamgate's streams. When `[http] api_token` (or STREAMGATE_API_TOKEN) is set, every /api/* request needs `Authorization: Bearer TOKEN`. Errors are JSON: {\"error\": \"message\"}."
+        description = "Manage and inspect streamgate's streams. When `[http] api_token` (or STREAMGATE_API_TOKEN) is set, every /api/* request needs `Authorization: Bearer TOKEN` (or, from a browser, the sign-in cookie of /ring/sign-in). Errors are JSON: {\"error\": \"message\"}."
     ),
     security(("bearer" = [])),
     modifiers(&BearerScheme)

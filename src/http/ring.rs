@@ -32,15 +32,13 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::api::{require_token, AppError, ErrorBody};
+use super::api::{require_token, signed_in, AppError, ErrorBody, SESSION_COOKIE};
 use super::state::{AppState, SESSION_LIFE};
 use crate::ring::RingDiscovery;
 use crate::sources::RING_PREFIX;
 
 /// Largest body of the Token Exchange URL and the sign-in form.
 const MAX_FORM_BODY: usize = 16 * 1024;
-/// The sign-in cookie's name.
-const SESSION_COOKIE: &str = "streamgate_session";
 /// Longest a link page waits for the new account's devices.
 const LINK_DISCOVERY_WAIT: Duration = Duration::from_secs(30);
 
@@ -65,28 +63,6 @@ fn ring(state: &AppState) -> Result<&RingDiscovery, AppError> {
         .ring
         .as_ref()
         .ok_or_else(|| AppError::NotFound("Ring ([ring] is not configured)".into()))
-}
-
-/// Whether the request comes from the gateway's user: no token is set, or it
-/// carries the API token, or a sign-in cookie.
-fn signed_in(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(expected) = state.api_token.as_ref().map(Secret::expose) else {
-        return true;
-    };
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if bearer.is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes())) {
-        return true;
-    }
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .any(|(name, value)| name == SESSION_COOKIE && state.sign_ins.contains(value))
 }
 
 /// A small HTML page (the text is escaped here).

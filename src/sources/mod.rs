@@ -25,7 +25,7 @@ pub use kind::{
     SourceReport, StreamHealth,
 };
 pub use ring::{stream_name_for as ring_stream_name, PREFIX as RING_PREFIX};
-pub use ring_link::{RingLink, RingSessions};
+pub use ring_link::{MotionAction, RingLink, RingSessions};
 
 use streamgate_redact::{redact_unparsed, RedactedUrl};
 

@@ -1,13 +1,17 @@
 //! `source = "ring:<device id>"`: a Ring camera's live view through the Ring
 //! Partner API (`streamgate-ring`), pulled as WHEP sessions by `streamgate-whep`'s
 //! client with the linked account's current access token. Keys: `max_session`
-//! (the device's session cap, when the device data does not tell it) and
-//! `webrtc_bind`.
+//! (the device's session cap, when the device data does not tell it),
+//! `webrtc_bind`, `on_motion` and `motion_hold` (defaults: `[ring]`'s).
 //!
 //! Ring caps live sessions at 30 s on battery devices and 60 s on wired ones; the
 //! WHEP source rotates make-before-break before the cap, so readers see one
 //! continuous stream. Sessions are non-trickle (Ring takes no PATCH) and open on
-//! demand: no Ring session runs while nobody reads.
+//! demand: no Ring session runs while nobody reads, unless `on_motion = "start"`:
+//! then a `motion_detected` or `button_press` event of the device starts the live
+//! view and holds it for `motion_hold` (rotating across caps as usual) with or
+//! without readers, and each event during the hold extends it, so that an NVR
+//! connecting on the event gets the moments after it from the GOP cache.
 //!
 //! A source finds its device, and the account it belongs to, in the [`RingLink`]
 //! that discovery keeps up to date; until a linked account has the device, the
@@ -18,21 +22,21 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use streamgate_pipeline::Hub;
 use streamgate_redact::Secret;
 use streamgate_ring::{AccountId, AccountState, DeviceId, RingClient};
 use streamgate_whep::{BearerToken, TokenProvider, TrickleMode, WhepConfig, WhepSource};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use super::kind::{
     Feed, Form, Location, OptionError, Options, RunningSource, Services, SourceKind, SourceReport,
     StreamHealth,
 };
-use super::ring_link::RingLink;
+use super::ring_link::{MotionAction, RingLink};
 
 pub struct Ring;
 
@@ -46,6 +50,12 @@ struct RingOptions {
     max_session: Option<Duration>,
     /// Local IP the WebRTC sockets bind to (default: `[ring] webrtc_bind`).
     webrtc_bind: Option<IpAddr>,
+    /// `"start"`: a motion or ding event starts the live view (default: `[ring] on_motion`).
+    on_motion: Option<MotionAction>,
+    /// How long the live view runs after the last motion or ding event
+    /// (default: `[ring] motion_hold`).
+    #[serde(default, with = "humantime_serde")]
+    motion_hold: Option<Duration>,
 }
 
 impl SourceKind for Ring {
@@ -57,7 +67,7 @@ impl SourceKind for Ring {
     }
 
     fn keys(&self) -> &'static [&'static str] {
-        &["max_session", "webrtc_bind"]
+        &["max_session", "webrtc_bind", "on_motion", "motion_hold"]
     }
 
     fn check(&self, options: &Options) -> Result<(), OptionError> {
@@ -126,6 +136,13 @@ async fn run(
     live: Arc<Mutex<Option<Live>>>,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let on_motion = feed.options.on_motion.unwrap_or(link.sessions.on_motion);
+    let hold = feed
+        .options
+        .motion_hold
+        .unwrap_or(link.sessions.motion_hold);
+    // Subscribed before the device is known, so no event after the start is missed.
+    let mut motion = (on_motion == MotionAction::Start).then(|| link.watch_motion());
     let mut devices = link.watch_devices();
     let device = loop {
         if let Some(device) = devices.borrow_and_update().get(&feed.device).cloned() {
@@ -148,12 +165,38 @@ async fn run(
         config.bind_ip = ip;
     }
     tracing::info!(stream = %hub.name(), device = %device.id, name = %device.name, max_session = ?config.max_session, "starting Ring live view");
+    let name = hub.name().to_string();
     match WhepSource::start(config, hub) {
         Ok(whep) => {
             let account = device.account.clone();
             *live.lock().unwrap_or_else(PoisonError::into_inner) = Some(Live { account, whep });
         }
-        Err(error) => tracing::error!(device = %device.id, "Ring live view cannot start: {error}"),
+        Err(error) => {
+            tracing::error!(device = %device.id, "Ring live view cannot start: {error}");
+            return;
+        }
+    }
+    let Some(motion) = motion.as_mut() else {
+        return;
+    };
+    loop {
+        let seen = tokio::select! {
+            _ = stopped.wait_for(|stop| *stop) => return,
+            seen = motion.recv() => seen,
+        };
+        match seen {
+            Ok(id) if id == device.id => {
+                let until = Instant::now() + hold;
+                tracing::info!(stream = %name, device = %device.id, ?hold, "motion: live view held");
+                if let Some(live) = live.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+                    live.whep.hold_until(until);
+                }
+            }
+            Ok(_) => {}
+            // Notices were skipped: any of them may have been this device's.
+            Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
     }
 }
 

@@ -1,14 +1,31 @@
 //! What the Ring sources share, apart from the source kind itself (which
 //! `sources::kind` must not depend on): the Partner API client, the devices
-//! discovery last saw per linked account, and the session caps.
+//! discovery last saw per linked account, the session caps, and the devices'
+//! motion and ding events (sent on by the event bus, for `on_motion`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Deserialize;
 use streamgate_ring::{AccountId, Device, DeviceId, PowerSource, RingClient};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
+
+/// Motion notices buffered per Ring source before it lags (and skips some: a
+/// later notice extends the hold just the same).
+const MOTION_CHANNEL: usize = 256;
+
+/// What a motion or ding event does to its device's stream (`on_motion`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MotionAction {
+    /// Nothing: the live view runs only while someone reads (the default).
+    #[default]
+    None,
+    /// Start the live view and keep it running for `motion_hold`, readers or not.
+    Start,
+}
 
 /// Session caps and WebRTC settings every Ring stream shares (`[ring]`).
 #[derive(Debug, Clone)]
@@ -21,6 +38,9 @@ pub struct RingSessions {
     /// shorter one, as rotating early costs nothing.
     pub unknown: Duration,
     pub webrtc_bind: Option<IpAddr>,
+    /// `[ring] on_motion` and `motion_hold`: what streams that set neither do.
+    pub on_motion: MotionAction,
+    pub motion_hold: Duration,
 }
 
 /// What the Ring sources share: the Partner API client and the devices that
@@ -30,6 +50,8 @@ pub struct RingLink {
     pub client: RingClient,
     pub sessions: RingSessions,
     devices: Arc<watch::Sender<BTreeMap<DeviceId, Device>>>,
+    /// Devices that saw motion or a ding, as the events come.
+    motion: broadcast::Sender<DeviceId>,
 }
 
 impl RingLink {
@@ -38,6 +60,7 @@ impl RingLink {
             client,
             sessions,
             devices: Arc::new(watch::Sender::new(BTreeMap::new())),
+            motion: broadcast::channel(MOTION_CHANNEL).0,
         }
     }
 
@@ -47,6 +70,18 @@ impl RingLink {
             known.retain(|_, device| device.account != *account);
             known.extend(devices.into_iter().map(|d| (d.id.clone(), d)));
         });
+    }
+
+    /// `device` saw motion or a ding (the event bus calls this for every
+    /// `motion_detected` and `button_press` event it stores).
+    pub fn notify_motion(&self, device: DeviceId) {
+        // No receiver: no Ring stream runs; nothing to do.
+        let _ = self.motion.send(device);
+    }
+
+    /// The devices that see motion or a ding from now on.
+    pub(super) fn watch_motion(&self) -> broadcast::Receiver<DeviceId> {
+        self.motion.subscribe()
     }
 
     /// Forgets the devices of an account that is gone (unlinked).

@@ -9,7 +9,8 @@
 //! [`opened`](Supervisor::opened), [`failed`](Supervisor::failed),
 //! [`ended`](Supervisor::ended), [`media`](Supervisor::media),
 //! [`switched`](Supervisor::switched), [`unwell`](Supervisor::unwell) /
-//! [`recovered`](Supervisor::recovered), [`retry_now`](Supervisor::retry_now),
+//! [`recovered`](Supervisor::recovered), [`hold_until`](Supervisor::hold_until),
+//! [`retry_now`](Supervisor::retry_now),
 //! [`stop`](Supervisor::stop) and [`tick`](Supervisor::tick). Outputs come from
 //! [`poll_output`](Supervisor::poll_output) until it returns
 //! [`Output::WaitUntil`]: the next deadline, at which the task calls `tick`. Every
@@ -38,6 +39,11 @@
 //! - **On demand**: connect on the first subscriber (or at once when `always_on`);
 //!   `idle_grace` after the last one leaves every session is closed
 //!   ([`Why::Idle`]); a subscriber coming back within the grace cancels it.
+//! - **Hold** ([`hold_until`](Supervisor::hold_until)): demand that expires. An
+//!   on-demand source connects at once and stays connected (rotating as usual)
+//!   until the hold ends even with nobody watching; a later hold extends it. The
+//!   idle grace counts from the end of the hold (or from the last subscriber
+//!   leaving, whichever is later); a subscriber there when it ends keeps it.
 //! - **Backoff**: a failure with no other session to carry the stream waits the
 //!   stepped [`Backoff`] (lengthened by a `Retry-After`) in `Retrying`, then
 //!   connects if someone still watches. Media counts towards the backoff's
@@ -205,6 +211,8 @@ pub struct Supervisor {
     subscribers: usize,
     /// Since when nobody watches (on-demand sources only).
     idle_since: Option<Instant>,
+    /// Until when the source is wanted with nobody watching ([`Supervisor::hold_until`]).
+    hold: Option<Instant>,
     phase: Phase,
     next_id: u64,
     /// The state last reported, so that only changes are.
@@ -220,6 +228,7 @@ impl Supervisor {
             backoff: Backoff::new(),
             subscribers: 0,
             idle_since: None,
+            hold: None,
             phase: Phase::Idle,
             next_id: 0,
             reported: None,
@@ -256,10 +265,32 @@ impl Supervisor {
         self.input(now, |s| {
             s.subscribers = count;
             s.idle_since = (count == 0 && !s.config.always_on).then(|| s.idle_since.unwrap_or(now));
-            if matches!(s.phase, Phase::Idle) && s.wanted() {
+            if matches!(s.phase, Phase::Idle) && s.wanted(now) {
                 s.connect(now, false);
             }
         });
+    }
+
+    /// Wants the source until `until` even with nobody watching (an NVR that
+    /// connects on a motion event finds the stream already running, with its GOP
+    /// cache): connects now if idle; a later `until` than the current hold extends
+    /// it, an earlier one changes nothing. The idle grace starts when the hold ends.
+    pub fn hold_until(&mut self, now: Instant, until: Instant) {
+        self.input(now, |s| {
+            if until <= now {
+                return;
+            }
+            s.hold = Some(s.hold.map_or(until, |hold| hold.max(until)));
+            if matches!(s.phase, Phase::Idle) {
+                s.connect(now, false);
+            }
+        });
+    }
+
+    /// Until when the source is held ([`hold_until`](Supervisor::hold_until)), if
+    /// a hold is still running at `now`.
+    pub fn held_until(&self, now: Instant) -> Option<Instant> {
+        self.hold.filter(|hold| *hold > now)
     }
 
     /// The session is open. One asked for without `next` streams from now on; a
@@ -418,7 +449,7 @@ impl Supervisor {
                 }
                 Due::Retry => {
                     self.phase = Phase::Idle;
-                    if self.wanted() {
+                    if self.wanted(now) {
                         self.connect(now, false);
                     }
                 }
@@ -448,8 +479,10 @@ impl Supervisor {
         match self.phase {
             Phase::Retrying { at, .. } => [Some((at, Due::Retry)), None, None],
             Phase::Live(live) => [
-                self.idle_since
-                    .map(|since| (since + self.config.idle_grace, Due::Idle)),
+                self.idle_since.map(|since| {
+                    let since = self.hold.map_or(since, |hold| hold.max(since));
+                    (since + self.config.idle_grace, Due::Idle)
+                }),
                 live.stall_at.map(|at| (at, Due::Stall)),
                 live.rotate_at
                     .filter(|_| live.active.is_some() && live.pending.is_none())
@@ -470,8 +503,8 @@ impl Supervisor {
         }
     }
 
-    fn wanted(&self) -> bool {
-        self.config.always_on || self.subscribers > 0
+    fn wanted(&self, now: Instant) -> bool {
+        self.config.always_on || self.subscribers > 0 || self.held_until(now).is_some()
     }
 
     fn live(&mut self) -> Option<&mut Live> {
@@ -727,6 +760,120 @@ mod tests {
         Output::Status(SourceState::Retrying {
             retry_in: Duration::from_secs(secs),
         })
+    }
+
+    fn disconnects(outputs: &[(Duration, Output)]) -> Vec<(Duration, Why)> {
+        outputs
+            .iter()
+            .filter_map(|(at, o)| match o {
+                Output::Disconnect { why, .. } => Some((*at, *why)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_hold_starts_an_idle_source_and_the_grace_runs_from_its_end() {
+        let mut sim = Sim::new(on_demand());
+        sim.take();
+        let asked = sim.on(|s, now| s.hold_until(now, now + 60 * S));
+        assert!(
+            matches!(asked[0], Output::Connect { next: false, .. }),
+            "{asked:?}"
+        );
+        let id = sim.open(&asked);
+        assert_eq!(sim.sup.state(), SourceState::Playing);
+        let held = sim.stream(id, 60 * S);
+        assert!(
+            disconnects(&held).is_empty(),
+            "held with nobody watching: {held:?}"
+        );
+        assert_eq!(sim.wait_until(), Some(70 * S), "idle grace after the hold");
+        let seen = sim.stream(id, 20 * S);
+        assert_eq!(disconnects(&seen), [(70 * S, Why::Idle)]);
+        assert_eq!(sim.sup.state(), SourceState::Idle);
+        assert_eq!(sim.sup.held_until(sim.now), None);
+    }
+
+    #[test]
+    fn a_hold_during_the_hold_extends_it_and_an_earlier_one_does_not_shorten_it() {
+        let mut sim = Sim::new(on_demand());
+        sim.take();
+        let asked = sim.on(|s, now| s.hold_until(now, now + 60 * S));
+        let id = sim.open(&asked);
+        sim.stream(id, 30 * S);
+        let extended = sim.on(|s, now| s.hold_until(now, now + 60 * S));
+        assert!(
+            !extended.iter().any(|o| matches!(o, Output::Connect { .. })),
+            "an extension opens no session: {extended:?}"
+        );
+        sim.stream(id, 10 * S);
+        sim.on(|s, now| s.hold_until(now, now + S));
+        assert_eq!(sim.sup.held_until(sim.now), Some(sim.t0 + 90 * S));
+        let seen = sim.stream(id, 100 * S);
+        assert_eq!(disconnects(&seen), [(100 * S, Why::Idle)]);
+    }
+
+    #[test]
+    fn a_reader_during_the_hold_keeps_the_source_after_it() {
+        let mut sim = Sim::new(on_demand());
+        sim.take();
+        let asked = sim.on(|s, now| s.hold_until(now, now + 60 * S));
+        let id = sim.open(&asked);
+        sim.stream(id, 20 * S);
+        sim.on(|s, now| s.subscribers(now, 1));
+        let seen = sim.stream(id, 180 * S);
+        assert!(
+            disconnects(&seen).is_empty(),
+            "the reader keeps it: {seen:?}"
+        );
+        sim.on(|s, now| s.subscribers(now, 0));
+        let seen = sim.stream(id, 20 * S);
+        assert_eq!(
+            disconnects(&seen),
+            [(210 * S, Why::Idle)],
+            "grace from the reader leaving"
+        );
+    }
+
+    #[test]
+    fn a_reader_leaving_during_the_hold_closes_only_after_the_hold_and_grace() {
+        let mut sim = Sim::new(on_demand());
+        let asked = sim.on(|s, now| s.subscribers(now, 1));
+        let id = sim.open(&asked);
+        sim.stream(id, 5 * S);
+        sim.on(|s, now| s.hold_until(now, now + 60 * S));
+        sim.stream(id, 5 * S);
+        sim.on(|s, now| s.subscribers(now, 0));
+        let seen = sim.stream(id, 100 * S);
+        assert_eq!(disconnects(&seen), [(75 * S, Why::Idle)]);
+    }
+
+    #[test]
+    fn a_held_source_rotates_across_the_cap() {
+        let mut sim = Sim::new(SupervisorConfig {
+            always_on: false,
+            ..capped(30 * S)
+        });
+        sim.take();
+        let asked = sim.on(|s, now| s.hold_until(now, now + 60 * S));
+        let id = sim.open(&asked);
+        let seen = sim.stream(id, 20 * S);
+        let rotations = connects(&seen);
+        assert_eq!(
+            rotations,
+            [(20 * S, true)],
+            "the next session before the cap"
+        );
+        assert!(disconnects(&seen).is_empty());
+    }
+
+    #[test]
+    fn a_hold_that_already_ended_changes_nothing() {
+        let mut sim = Sim::new(on_demand());
+        sim.take();
+        assert!(sim.on(|s, now| s.hold_until(now, now)).is_empty());
+        assert_eq!(sim.sup.state(), SourceState::Idle);
     }
 
     #[test]

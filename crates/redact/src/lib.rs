@@ -155,6 +155,19 @@ impl Secret {
     }
 }
 
+/// An error and its causes on one line (`a: b: c`), for errors whose text is
+/// already free of secrets (e.g. reqwest's after `without_url()`).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut detail = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        detail.push_str(": ");
+        detail.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    detail
+}
+
 /// Compares without an early exit, so the time taken does not tell how much of
 /// a guessed secret (token, password, session id) was right.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -281,15 +281,7 @@ impl Http {
 /// reqwest's message and its causes, without the URL (ours carry no secret, but the
 /// error should name the call, not the address).
 pub(crate) fn transport_detail(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    let mut detail = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        detail.push_str(": ");
-        detail.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    detail
+    streamgate_redact::error_chain(&error.without_url())
 }
 
 fn is_offline(answer: &Answer) -> bool {

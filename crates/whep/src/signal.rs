@@ -328,14 +328,7 @@ fn transport_error(method: &'static str, url: &Url, error: reqwest::Error) -> Si
         };
     }
     // reqwest's message names the URL (query included): drop it, we print the redacted one.
-    let error = error.without_url();
-    let mut detail = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        detail.push_str(": ");
-        detail.push_str(&cause.to_string());
-        source = cause.source();
-    }
+    let detail = streamgate_redact::error_chain(&error.without_url());
     SignalError::Transport {
         method,
         url: redact_url(url),

@@ -59,6 +59,8 @@ impl WhepError {
 pub struct WhepSource {
     status: watch::Receiver<WhepStatus>,
     stop: watch::Sender<bool>,
+    /// The latest [`WhepSource::hold_until`].
+    hold: watch::Sender<Option<Instant>>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -72,6 +74,7 @@ impl WhepSource {
         )?;
         let (status_tx, status) = watch::channel(WhepStatus::default());
         let (stop, stop_rx) = watch::channel(false);
+        let (hold, hold_rx) = watch::channel(None);
         let supervisor = Supervisor::new(
             SupervisorConfig {
                 always_on: config.always_on,
@@ -92,6 +95,7 @@ impl WhepSource {
             supervisor,
             status: status_tx,
             stop: stop_rx,
+            hold: hold_rx,
             closing: JoinSet::new(),
             opening: None,
             active: None,
@@ -101,6 +105,7 @@ impl WhepSource {
         Ok(WhepSource {
             status,
             stop,
+            hold,
             task: Some(tokio::spawn(runner.run())),
         })
     }
@@ -111,6 +116,14 @@ impl WhepSource {
 
     pub fn watch_status(&self) -> watch::Receiver<WhepStatus> {
         self.status.clone()
+    }
+
+    /// Keeps the source streaming until `until` even with nobody reading (the
+    /// supervisor's [`hold_until`](Supervisor::hold_until)): it connects now if
+    /// idle, and a later `until` extends a hold that runs.
+    pub fn hold_until(&self, until: Instant) {
+        self.hold
+            .send_modify(|hold| *hold = Some(hold.map_or(until, |h| h.max(until))));
     }
 
     /// Stops the source and waits until its sessions are DELETEd.
@@ -155,6 +168,7 @@ struct Next {
 enum Event {
     Stop,
     Subscribers(usize),
+    Hold(Instant),
     Active(SessionEvent),
     Next(SessionEvent),
     Opened(Result<Result<Session, SessionError>, JoinError>),
@@ -176,6 +190,8 @@ struct Runner {
     /// The Hub's subscriber count, for on-demand start and idle stop.
     subscribers: watch::Receiver<usize>,
     stop: watch::Receiver<bool>,
+    /// Holds asked for by [`WhepSource::hold_until`].
+    hold: watch::Receiver<Option<Instant>>,
     /// Sessions being DELETEd in the background.
     closing: JoinSet<()>,
     opening: Option<Opening>,
@@ -204,6 +220,10 @@ impl Runner {
                     Ok(()) => Event::Subscribers(*self.subscribers.borrow_and_update()),
                     Err(_) => Event::Stop,
                 },
+                Ok(()) = self.hold.changed() => match *self.hold.borrow_and_update() {
+                    Some(until) => Event::Hold(until),
+                    None => Event::Tick,
+                },
                 event = next_event(self.active.as_mut().map(|a| &mut a.session)) => Event::Active(event),
                 event = next_event(self.next.as_mut().map(|n| &mut n.session)) => Event::Next(event),
                 result = join(self.opening.as_mut().map(|o| &mut o.task)) => Event::Opened(result),
@@ -214,6 +234,10 @@ impl Runner {
             match event {
                 Event::Stop => self.supervisor.stop(now),
                 Event::Subscribers(count) => self.supervisor.subscribers(now, count),
+                Event::Hold(until) => {
+                    tracing::info!(stream = %self.hub.name(), hold = ?until.saturating_duration_since(now), "held: streaming with or without readers");
+                    self.supervisor.hold_until(now, until);
+                }
                 Event::Active(event) => self.active_session_event(now, event),
                 Event::Next(event) => self.next_session_event(now, event),
                 Event::Opened(result) => self.opened(now, result),
