@@ -8,11 +8,9 @@
 
 mod support;
 
-use std::process::Command;
-
 use serde_json::Value;
 use support::ring::Sim;
-use support::{peer, run, text, Gateway};
+use support::{node_report, peer, Gateway};
 
 const TOKEN: &str = "browser-test-token";
 
@@ -29,26 +27,7 @@ fn chromium_signs_in_and_links_a_ring_account() {
         gateway.http_url("/ring/token-exchange"),
         gateway.http_url("/ring/link")
     );
-    let output = run(
-        Command::new(peer("node"))
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/js/ring_link.mjs"
-            ))
-            .args([start.as_str(), TOKEN, "90"])
-            .current_dir(env!("CARGO_MANIFEST_DIR")),
-        std::time::Duration::from_secs(150),
-    );
-    let stdout = text(&output.stdout);
-    assert!(
-        output.status.success(),
-        "ring_link.mjs failed: {}\n{stdout}\n{}",
-        text(&output.stderr),
-        gateway.log()
-    );
-    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("bad report ({e}): {stdout}"));
-    println!("ring link report: {report}");
+    let report = node_report("ring_link.mjs", &[start.as_str(), TOKEN, "90"], &gateway);
     assert_eq!(report["error"], Value::Null, "{report}");
     assert_eq!(report["signInShown"], true, "{report}");
     assert_eq!(
@@ -118,33 +97,18 @@ fn chromium_sees_the_ring_section_with_snapshots_clips_and_live_events() {
         gateway.http_url("/ring/token-exchange"),
         gateway.http_url("/ring/link")
     );
-    let output = run(
-        Command::new(peer("node"))
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/js/ring_dashboard.mjs"
-            ))
-            .args([
-                start.as_str(),
-                TOKEN,
-                sim.get().api_url().as_str(),
-                support::ring::FRONT_DOOR,
-                &clip_start.to_string(),
-                "90",
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR")),
-        std::time::Duration::from_secs(150),
+    let report = node_report(
+        "ring_dashboard.mjs",
+        &[
+            start.as_str(),
+            TOKEN,
+            sim.get().api_url().as_str(),
+            support::ring::FRONT_DOOR,
+            &clip_start.to_string(),
+            "90",
+        ],
+        &gateway,
     );
-    let stdout = text(&output.stdout);
-    assert!(
-        output.status.success(),
-        "ring_dashboard.mjs failed: {}\n{stdout}\n{}",
-        text(&output.stderr),
-        gateway.log()
-    );
-    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("bad report ({e}): {stdout}"));
-    println!("ring dashboard report: {report}");
     let log = gateway.log();
     assert_eq!(report["error"], Value::Null, "{report}\n{log}");
     assert_eq!(report["pageErrors"], serde_json::json!([]), "{report}");

@@ -656,3 +656,27 @@ pub fn start_reader(url: &str) -> (Child, mpsc::Receiver<u64>) {
     });
     (child, frames)
 }
+
+/// Runs `tests/js/SCRIPT` with node (headless Chromium through playwright-core)
+/// and returns the JSON report it prints last; fails the test with the script's
+/// output and the gateway's log when it fails.
+pub fn node_report(script: &str, args: &[&str], gateway: &Gateway) -> serde_json::Value {
+    let output = run(
+        Command::new(peer("node"))
+            .arg(repo_path(&format!("tests/js/{script}")))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR")),
+        Duration::from_secs(150),
+    );
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{script} failed: {}\n{stdout}\n{}",
+        text(&output.stderr),
+        gateway.log()
+    );
+    let report = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("bad report from {script} ({e}): {stdout}"));
+    println!("{script} report: {report}");
+    report
+}
