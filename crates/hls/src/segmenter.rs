@@ -701,6 +701,7 @@ pub(crate) mod tests {
                         wallclock: self.start + Duration::from_millis(shown * 1000 / 30),
                         keyframe,
                         discontinuity: self.discontinuity_at_video_frame == Some(n),
+                        random_access_skipped: false,
                         units: vec![Bytes::from_static(&[0x09, 0xf0]), Bytes::from_static(nal)],
                         packets: vec![],
                     });
@@ -715,6 +716,7 @@ pub(crate) mod tests {
                         wallclock: self.start + Duration::from_millis(audio_ms),
                         keyframe: true,
                         discontinuity: false,
+                        random_access_skipped: false,
                         units: vec![Bytes::from_static(&[0xfc, 0xff, 0xfe])],
                         packets: vec![],
                     });

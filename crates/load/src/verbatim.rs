@@ -63,6 +63,7 @@ impl TrackReplay {
                 wallclock: SystemTime::now(),
                 keyframe: unit.keyframe,
                 discontinuity: false,
+                random_access_skipped: false,
                 packets: unit
                     .packets
                     .iter()

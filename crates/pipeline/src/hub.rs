@@ -329,7 +329,18 @@ impl Hub {
         let (pending, receiver) = {
             let fanout = self.fanout();
             match &fanout.sender {
-                Some(sender) => (fanout.gop.frames.clone(), Some(sender.subscribe())),
+                // The cache starts at its keyframe, where this subscriber starts
+                // decoding: that keyframe's skipped leading pictures are left out.
+                Some(sender) => (
+                    fanout
+                        .gop
+                        .frames
+                        .iter()
+                        .filter(|frame| !frame.random_access_skipped)
+                        .cloned()
+                        .collect(),
+                    Some(sender.subscribe()),
+                ),
                 None => (VecDeque::new(), None),
             }
         };
@@ -344,6 +355,7 @@ impl Hub {
             pending,
             receiver,
             resync,
+            skipping_leading: true,
             dropped: 0,
         }
     }
@@ -416,6 +428,9 @@ pub struct Subscription {
     /// `None` once the Hub is closed and drained.
     receiver: Option<broadcast::Receiver<Arc<Frame>>>,
     resync: Resync,
+    /// Decoding started at the latest video keyframe this subscriber got:
+    /// the leading pictures that keyframe cannot decode are skipped.
+    skipping_leading: bool,
     dropped: u64,
 }
 
@@ -481,9 +496,17 @@ impl Subscription {
 
     fn admit(&mut self, frame: Arc<Frame>) -> Option<Arc<Frame>> {
         match self.resync {
-            Resync::Synced => Some(frame),
+            Resync::Synced => {
+                if frame.keyframe && frame.kind == MediaKind::Video {
+                    self.skipping_leading = false;
+                } else if self.skipping_leading && frame.random_access_skipped {
+                    return None;
+                }
+                Some(frame)
+            }
             _ if is_sync_point(&frame, self.hub.stream_has_video()) => {
                 self.resync = Resync::Synced;
+                self.skipping_leading = true;
                 Some(frame)
             }
             Resync::AfterLag => {
@@ -593,6 +616,7 @@ mod tests {
             wallclock: SystemTime::UNIX_EPOCH,
             keyframe,
             discontinuity: false,
+            random_access_skipped: false,
             packets: vec![OutPacket::new(
                 PayloadType::new(96).unwrap(),
                 true,
@@ -727,6 +751,36 @@ mod tests {
         let got = drain(&mut late);
         assert_eq!(pts_of(&got), vec![2, 3, 4, 5, 6]);
         assert!(got[0].keyframe);
+    }
+
+    /// An H.265 RASL picture: it follows a CRA and cannot be decoded from it.
+    fn leading(pts: u64) -> Frame {
+        Frame {
+            random_access_skipped: true,
+            ..video(pts, false)
+        }
+    }
+
+    #[test]
+    fn subscribers_skip_the_leading_pictures_of_the_keyframe_they_start_at() {
+        let hub = hub_with(HubConfig::default(), &[Codec::H265]);
+        let mut from_start = hub.subscribe();
+        hub.publish(video(0, true));
+        hub.publish(leading(1));
+        hub.publish(video(2, false));
+        let mut from_cache = hub.subscribe();
+        hub.publish(leading(3));
+        hub.publish(video(4, true));
+        hub.publish(leading(5));
+        hub.publish(video(6, false));
+        // Both started at the keyframe at 0: its leading pictures (1, 3) are
+        // skipped; those of the next keyframe decode, as it had the pictures before.
+        assert_eq!(pts_of(&drain(&mut from_start)), vec![0, 2, 4, 5, 6]);
+        assert_eq!(pts_of(&drain(&mut from_cache)), vec![0, 2, 4, 5, 6]);
+        assert_eq!(from_cache.dropped(), 0, "skipped pictures are not losses");
+        // One joining at the keyframe at 4 skips 5.
+        let mut late = hub.subscribe();
+        assert_eq!(pts_of(&drain(&mut late)), vec![4, 6]);
     }
 
     #[test]

@@ -64,6 +64,7 @@ fn fan_out_to_100_subscribers_copies_no_payload() {
                 wallclock: SystemTime::UNIX_EPOCH,
                 keyframe: i % 25 == 0,
                 discontinuity: false,
+                random_access_skipped: false,
                 packets: vec![OutPacket::new(
                     PayloadType::new(96).unwrap(),
                     true,

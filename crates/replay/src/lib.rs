@@ -215,6 +215,40 @@ impl Capture {
             .map_or(Duration::ZERO, |(offset, _, _)| *offset)
     }
 
+    /// How far apart two passes of a looped replay start, in arrival time and
+    /// in every track's timestamps: past the last packet's arrival and past the
+    /// latest presentation time of every track (with B-frames the last packets
+    /// sent are pictures shown before the last one), plus [`LOOP_GAP`], so the
+    /// next pass's first picture comes after every picture of this one.
+    pub fn pass_length(&self) -> Duration {
+        let presented = self
+            .tracks
+            .iter()
+            .map(|track| self.timestamp_span(track.info.id, track.info.clock_rate))
+            .max()
+            .unwrap_or(Duration::ZERO);
+        self.duration().max(presented) + LOOP_GAP
+    }
+
+    /// From the earliest to the latest RTP timestamp of `track`'s packets,
+    /// measured from its first packet (timestamps are modulo 2^32).
+    fn timestamp_span(&self, track: TrackId, clock_rate: u32) -> Duration {
+        let mut timestamps = self
+            .packets
+            .iter()
+            .filter(|(_, id, _)| *id == track)
+            .map(|(_, _, p)| p.timestamp());
+        let Some(first) = timestamps.next() else {
+            return Duration::ZERO;
+        };
+        let (earliest, latest) = timestamps.fold((0i64, 0i64), |(lo, hi), ts| {
+            let from_first = i64::from(ts.wrapping_sub(first) as i32);
+            (lo.min(from_first), hi.max(from_first))
+        });
+        let ticks = u64::try_from(latest - earliest).unwrap_or(0);
+        Duration::from_secs_f64(ticks as f64 / f64::from(clock_rate.max(1)))
+    }
+
     /// Number of packets of `track`.
     pub fn packet_count(&self, track: TrackId) -> usize {
         self.packets.iter().filter(|(_, t, _)| *t == track).count()
@@ -251,7 +285,7 @@ pub async fn run(
     }
     let mut ingest =
         StreamIngest::new(hub, capture.tracks.iter().map(|t| t.info.clone()).collect());
-    let pass_length = capture.duration() + LOOP_GAP;
+    let pass_length = capture.pass_length();
     let shifts = PassShift::for_capture(&capture, pass_length);
     let mut pass_start = tokio::time::Instant::now() + lead_in(&capture).div_f64(speed);
     let mut pass: u32 = 0;
@@ -1003,7 +1037,7 @@ mod tests {
             .0
             .saturating_duration_since(tokio::time::Instant::now().into_std());
         tokio::time::advance(behind).await;
-        let pass = capture.duration() + LOOP_GAP;
+        let pass = capture.pass_length();
         let end = tokio::time::Instant::now() + lead_in(&capture) + pass * passes - LOOP_GAP / 2;
         let replay = tokio::spawn(run(capture, hub.clone(), 1.0, true));
         let mut frames = Vec::new();
@@ -1048,7 +1082,7 @@ mod tests {
         // A pass is ~10 s: the third pass's first picture is ~20 s after the first's.
         // Each pass moves both tracks by exactly one pass length: audio and video
         // stay in step however many times the capture loops.
-        let pass = (load("ffmpeg_h264_aac").duration() + LOOP_GAP).as_secs_f64();
+        let pass = load("ffmpeg_h264_aac").pass_length().as_secs_f64();
         let audio_per_pass = audio.len() / 3;
         for k in 1..3 {
             let video_step = (video[250 * k].pts - video[0].pts) as f64 / 90_000.0;
@@ -1066,6 +1100,28 @@ mod tests {
         assert!(
             frames.iter().all(|f| !f.discontinuity),
             "a loop is not a discontinuity"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn looped_b_pyramid_shows_every_picture_of_a_pass_before_the_next() {
+        let (frames, _) = replay_frames(load("ffmpeg_h265_bframes"), 2).await;
+        let mut shown: Vec<u64> = frames.iter().map(|f| f.pts).collect();
+        assert_eq!(shown.len(), 2 * 250);
+        // Sent in decode order, the last pictures of a pass are B-frames shown
+        // before its last P-frame: the next pass must start after that P-frame.
+        let second_pass_first = shown[250];
+        assert!(
+            shown[..250].iter().all(|&pts| pts < second_pass_first),
+            "pictures of the first pass are shown after the second pass's first"
+        );
+        // In presentation order the pictures are one frame (3600 ticks) apart,
+        // the seam included.
+        shown.sort_unstable();
+        let steps: Vec<u64> = shown.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            steps.iter().all(|&step| step == 3600),
+            "presentation steps: {steps:?}"
         );
     }
 

@@ -105,6 +105,11 @@ pub struct Frame {
     pub wallclock: SystemTime,
     /// A decoder can start here (video IDR/IRAP; every audio frame).
     pub keyframe: bool,
+    /// An H.265 RASL picture: it refers to pictures before the keyframe it
+    /// follows, so a subscriber whose decoding started at that keyframe skips it
+    /// (a reader would otherwise get an undecodable picture presented before its
+    /// first one).
+    pub random_access_skipped: bool,
     /// The source's timeline really broke before this frame (e.g. its codec
     /// parameters changed); outputs such as HLS mark it.
     pub discontinuity: bool,

@@ -93,6 +93,7 @@ pub fn video_frame(n: u64, payload: &Bytes, packets: usize, gop: u64) -> Frame {
         wallclock: SystemTime::UNIX_EPOCH + Duration::from_millis(n * 40),
         keyframe: n.checked_rem(gop) == Some(0),
         discontinuity: false,
+        random_access_skipped: false,
         units: vec![payload.clone()],
         packets: (0..packets)
             .map(|i| {

@@ -113,6 +113,7 @@ async fn play_starts_at_the_cached_keyframe_that_rtp_info_announces() {
         wallclock: SystemTime::now(),
         keyframe,
         discontinuity: false,
+        random_access_skipped: false,
         units: vec![Bytes::from_static(b"slice")],
         packets: vec![OutPacket::new(
             PayloadType::new(96).unwrap(),
@@ -182,6 +183,7 @@ async fn closing_the_stream_sends_rtcp_bye_then_closes_the_connection() {
         wallclock: SystemTime::now(),
         keyframe: true,
         discontinuity: false,
+        random_access_skipped: false,
         units: vec![Bytes::from_static(b"slice")],
         packets: vec![OutPacket::new(
             PayloadType::new(96).unwrap(),
@@ -254,6 +256,7 @@ async fn few_readers_get_audio_without_waiting_for_video() {
         wallclock: SystemTime::now(),
         keyframe: true,
         discontinuity: false,
+        random_access_skipped: false,
         units: vec![Bytes::from_static(b"opus")],
         packets: vec![OutPacket::new(
             PayloadType::new(111).unwrap(),

@@ -415,6 +415,7 @@ impl StreamIngest {
         let AccessUnit {
             units,
             packets: source_packets,
+            random_access_skipped,
             ..
         } = unit;
         let (units, parameter_sets) = match kind {
@@ -457,6 +458,7 @@ impl StreamIngest {
             wallclock,
             keyframe,
             discontinuity,
+            random_access_skipped,
             units,
             packets,
         });

@@ -118,6 +118,7 @@ impl Depacketizer {
                 units: vec![data.slice(start..start + size)],
                 packets: packet.take().into_iter().collect(),
                 keyframe: true,
+                random_access_skipped: false,
             });
             start += size;
         }
@@ -173,6 +174,7 @@ impl Depacketizer {
             units: vec![unit.freeze()],
             packets: f.packets,
             keyframe: true,
+            random_access_skipped: false,
         });
         Ok(())
     }

@@ -55,6 +55,11 @@ impl NalSyntax for Syntax {
         nal_type == IDR
     }
 
+    /// H.264 starts only at IDR pictures, which no leading picture precedes.
+    fn is_random_access_skipped(_nal_type: u8) -> bool {
+        false
+    }
+
     fn parameter_set(nal_type: u8) -> Option<ParameterSet> {
         match nal_type {
             SPS => Some(ParameterSet::Sps),

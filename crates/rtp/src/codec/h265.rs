@@ -61,6 +61,12 @@ impl NalSyntax for Syntax {
         (16..=21).contains(&nal_type)
     }
 
+    /// RASL_N and RASL_R: leading pictures of a CRA (open GOP) that a decoder
+    /// starting at that CRA must drop (H.265 8.1.3, NoRaslOutputFlag).
+    fn is_random_access_skipped(nal_type: u8) -> bool {
+        matches!(nal_type, 8 | 9)
+    }
+
     fn parameter_set(nal_type: u8) -> Option<ParameterSet> {
         match nal_type {
             VPS => Some(ParameterSet::Vps),
@@ -207,6 +213,24 @@ mod tests {
         assert!(errors.is_empty());
         assert_eq!(aus[0].units, vec![nal(32, 4), nal(33, 5), cra]);
         assert!(aus[0].keyframe, "CRA is IRAP");
+    }
+
+    #[test]
+    fn rasl_pictures_are_marked_skipped_at_random_access() {
+        let mut d = depacketizer();
+        let (aus, errors) = depacketize_all(
+            &mut d,
+            [
+                rtp(0, 0, true, &nal(21, 4)), // CRA
+                rtp(1, 10, true, &nal(8, 4)), // RASL_N
+                rtp(2, 20, true, &nal(9, 4)), // RASL_R
+                rtp(3, 30, true, &nal(7, 4)), // RADL_R: decodable from the CRA
+                rtp(4, 40, true, &nal(1, 4)), // TRAIL_R
+            ],
+        );
+        assert!(errors.is_empty());
+        let skipped: Vec<bool> = aus.iter().map(|au| au.random_access_skipped).collect();
+        assert_eq!(skipped, vec![false, true, true, false, false]);
     }
 
     #[test]

@@ -364,6 +364,7 @@ impl Depacketizer {
                 units: vec![frame],
                 packets: packets.take().unwrap_or_default(),
                 keyframe: true,
+                random_access_skipped: false,
             });
         }
         Ok(())

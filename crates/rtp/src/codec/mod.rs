@@ -55,6 +55,9 @@ pub struct AccessUnit {
     pub packets: Vec<RtpPacket>,
     /// A decoder can start here: H.264 IDR, H.265 IRAP, every audio frame.
     pub keyframe: bool,
+    /// Undecodable when decoding started at the keyframe before it (an H.265
+    /// RASL picture after a CRA).
+    pub random_access_skipped: bool,
 }
 
 /// Identifies the packet an error is about.
@@ -334,5 +337,6 @@ fn single_frame_unit(pkt: RtpPacket) -> AccessUnit {
         units: vec![pkt.payload()],
         packets: vec![pkt],
         keyframe: true,
+        random_access_skipped: false,
     }
 }

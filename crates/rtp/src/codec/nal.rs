@@ -48,6 +48,9 @@ pub trait NalSyntax {
     fn is_single(nal_type: u8) -> bool;
     /// A decoder can start at an access unit holding this NAL type.
     fn is_random_access(nal_type: u8) -> bool;
+    /// A leading picture that refers to pictures before its random access
+    /// point, so it cannot be decoded when decoding starts there.
+    fn is_random_access_skipped(nal_type: u8) -> bool;
     fn parameter_set(nal_type: u8) -> Option<ParameterSet>;
     /// Cropped picture size from an SPS NAL unit (header included).
     fn sps_dimensions(sps: &[u8]) -> Option<(u32, u32)>;
@@ -185,11 +188,16 @@ impl<S: NalSyntax> NalDepacketizer<S> {
             .units
             .iter()
             .any(|u| S::is_random_access(S::nal_type(u)));
+        let random_access_skipped = partial
+            .units
+            .iter()
+            .any(|u| S::is_random_access_skipped(S::nal_type(u)));
         self.ready.push(AccessUnit {
             rtp_timestamp: partial.timestamp,
             units: partial.units,
             packets: partial.packets,
             keyframe,
+            random_access_skipped,
         });
         Ok(())
     }

@@ -235,6 +235,7 @@ mod tests {
             wallclock: SystemTime::UNIX_EPOCH,
             keyframe: true,
             discontinuity: false,
+            random_access_skipped: false,
             units: Vec::new(),
             packets: payloads
                 .iter()

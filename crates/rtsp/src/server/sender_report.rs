@@ -114,6 +114,7 @@ mod tests {
             wallclock,
             keyframe: true,
             discontinuity: false,
+            random_access_skipped: false,
             units: Vec::new(),
             packets: (0..packets)
                 .map(|i| {
