@@ -1,7 +1,8 @@
 //! Ring media and history through the gateway, against the simulator: snapshots
 //! (decoded by ffprobe at the size asked for), clips (downloaded, read by ffprobe,
 //! a 206 gives a shorter clip of the length Ring announced, an interrupted download
-//! is resumed, the folder is pruned), event history across pages, subscriptions.
+//! is resumed, the folder is pruned), event history across pages and merged
+//! with the webhook events the gateway stored, subscriptions.
 
 mod support;
 
@@ -10,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use streamgate_ringsim::{HistoryEventConfig, SubscriptionConfig};
+use streamgate_ringsim::{HistoryEventConfig, SubscriptionConfig, WebhookRequest};
 use support::ring::{self, now_ms, Sim, ACCOUNT, DRIVEWAY, FRONT_DOOR};
 use support::{get, peer, request, run, Gateway};
 
@@ -363,6 +364,91 @@ fn history_pages_are_followed_to_the_end() {
             .0,
         404
     );
+}
+
+#[test]
+fn history_merges_the_webhook_events_the_gateway_stored() {
+    let sim = Sim::start("");
+    let gateway = Gateway::start(&sim.ring_section(""));
+    ring::link_sample_account(&sim, &gateway);
+    let url = url::Url::parse(&gateway.http_url("/ring/webhook")).unwrap();
+    sim.get().set_webhook_url(Some(url));
+    let before = now_ms();
+    // Ring lists an old ding, and the motion its webhook tells of below.
+    sim.get().add_history(
+        FRONT_DOOR,
+        vec![
+            HistoryEventConfig {
+                event_type: "ding".into(),
+                start: before - 3_600_000,
+                end: before - 3_590_000,
+            },
+            HistoryEventConfig {
+                event_type: "motion.human".into(),
+                start: before,
+                end: before + 10_000,
+            },
+        ],
+    );
+    let webhook = |kind: &str, sub_type: Option<&str>| WebhookRequest {
+        kind: kind.into(),
+        device: Some(FRONT_DOOR.into()),
+        sub_type: sub_type.map(str::to_owned),
+        ..Default::default()
+    };
+    for request in [
+        webhook("motion_detected", Some("human")),
+        // Not in Ring's history (yet).
+        webhook("button_press", None),
+        // Not a history type.
+        webhook("device_online", None),
+    ] {
+        sim.get().send_webhook(&request).unwrap();
+    }
+    gateway.wait_for(
+        || {
+            let stats = sim.get().webhook_stats();
+            stats.in_flight == 0 && stats.delivered >= 3
+        },
+        "the webhooks delivered",
+    );
+    let path = format!("/api/ring/devices/{FRONT_DOOR}/history");
+    let history = json_of(gateway.request("GET", &path, None), 200);
+    let events = history["events"].as_array().unwrap();
+    let mut summary: Vec<(&str, &str, bool)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap(),
+                e["seen"].as_str().unwrap(),
+                e["event"].is_i64(),
+            )
+        })
+        .collect();
+    summary.sort_unstable();
+    assert_eq!(
+        summary,
+        [
+            ("ding", "gateway", true),
+            ("ding", "ring", false),
+            ("motion.human", "both", true),
+        ],
+        "{history}"
+    );
+    // Newest first (the times are RFC 3339 text in one format).
+    let starts: Vec<&str> = events
+        .iter()
+        .map(|e| e["start"].as_str().unwrap())
+        .collect();
+    assert!(starts.windows(2).all(|w| w[0] >= w[1]), "{history}");
+    let both = events.iter().find(|e| e["seen"] == "both").unwrap();
+    assert!(both["id"].is_string(), "Ring's id kept: {history}");
+    // The types filter applies to the stored events too.
+    let motion = json_of(
+        gateway.request("GET", &format!("{path}?types=motion"), None),
+        200,
+    );
+    assert_eq!(motion["events"].as_array().unwrap().len(), 1, "{motion}");
 }
 
 #[test]

@@ -11,7 +11,8 @@
 //!   `[ring] clips_dir`; `GET /api/ring/clips` lists, `GET /api/ring/clips/{name}`
 //!   serves with range requests. Clips are pruned by `clips_max_age` and
 //!   `clips_max_bytes` after each download and on listing.
-//! - `GET /api/ring/devices/{id}/history?types=…`: Ring's event history.
+//! - `GET /api/ring/devices/{id}/history?types=…`: Ring's event history merged
+//!   with the stored webhook events (`streamgate_ring::history`).
 //! - `GET /api/ring/accounts/{id}/subscriptions`: the account's subscriptions and,
 //!   per device, which one covers it (`"none"`: why its clips and history are empty).
 
@@ -30,10 +31,12 @@ use axum::Json;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use streamgate_ring::history::{self, MergedEvent, Seen};
 use streamgate_ring::media::{
     ClipRequest, ImageFormat, ImageSelect, MediaOrigin, Resolution, SnapshotRequest,
     SubscriptionKind,
 };
+use streamgate_ring::store::EventFilter;
 use streamgate_ring::{AccountId, Device, DeviceId, RingError};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use utoipa::ToSchema;
@@ -45,6 +48,9 @@ use super::api::{require_token, ErrorBody};
 use super::state::AppState;
 use crate::ring::RingDiscovery;
 use crate::sources::RING_PREFIX;
+
+/// Most stored events of a device merged into its history (the newest).
+const MAX_STORED_IN_HISTORY: usize = 1000;
 
 /// The routes, all behind the API token.
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
@@ -598,7 +604,15 @@ struct HistoryQuery {
 
 #[derive(Serialize, ToSchema)]
 struct HistoryEventView {
+    /// Ring's id of the event (absent for one only the gateway knows of).
     id: Option<String>,
+    /// Who knows of it: `ring`, `gateway` (its webhook came, Ring's history does
+    /// not list it yet) or `both`.
+    #[schema(value_type = String)]
+    seen: Seen,
+    /// The gateway's stored event (its `/api/events` and SSE id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<i64>,
     /// `motion`, `motion.human`, `ding`, …
     event_type: String,
     /// `motion` for `motion.human`.
@@ -609,6 +623,37 @@ struct HistoryEventView {
     start: Option<Value>,
     #[schema(value_type = Object)]
     end: Option<Value>,
+}
+
+impl From<MergedEvent> for HistoryEventView {
+    fn from(merged: MergedEvent) -> Self {
+        let (kind, subtype, seen) = (
+            merged.base_type().to_owned(),
+            merged.subtype().map(str::to_owned),
+            merged.seen(),
+        );
+        let event = merged.stored.as_ref().map(|stored| stored.id);
+        let (id, start, end) = match merged.ring {
+            Some(ring) => (ring.id, ring.start, ring.end),
+            None => (
+                None,
+                merged
+                    .time
+                    .map(|t| Value::String(humantime::format_rfc3339_millis(t).to_string())),
+                None,
+            ),
+        };
+        HistoryEventView {
+            id,
+            seen,
+            event,
+            event_type: merged.event_type,
+            kind,
+            subtype,
+            start,
+            end,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -627,10 +672,12 @@ struct HistoryView {
     subscription: Option<&'static str>,
 }
 
-/// A device's event history from Ring, newest first.
+/// A device's event history from Ring, merged with the webhook events the
+/// gateway stored for it, newest first; an event both know of shows once.
 ///
 /// Follows Ring's `links.next` until there is none, a page is empty, or
-/// `[ring] history_max_pages` pages were read.
+/// `[ring] history_max_pages` pages were read (then stored events older than the
+/// pages read are left out too).
 #[utoipa::path(get, path = "/api/ring/devices/{id}/history", tag = "ring", params(DevicePath, HistoryQuery),
     responses((status = OK, description = "The events", body = HistoryView),
               (status = NOT_FOUND, description = "No such device", body = ErrorBody),
@@ -660,7 +707,22 @@ async fn history(
         )
         .await
         .map_err(ring_error)?;
-    let subscription = if history.events.is_empty() {
+    let stored = match state.events.clone() {
+        Some(bus) => {
+            let filter = EventFilter {
+                device: Some(id.clone()),
+                limit: MAX_STORED_IN_HISTORY,
+                ..EventFilter::default()
+            };
+            tokio::task::spawn_blocking(move || bus.history(&filter))
+                .await
+                .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+                .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        }
+        None => Vec::new(),
+    };
+    let events = history::merge(history.events, history.complete, stored, &types);
+    let subscription = if events.is_empty() {
         match ring.link.client.subscriptions(&device.account).await {
             Ok(found) => Some(covering(&found, &device)),
             Err(error) => {
@@ -676,18 +738,7 @@ async fn history(
         pages: history.pages,
         complete: history.complete,
         subscription,
-        events: history
-            .events
-            .into_iter()
-            .map(|e| HistoryEventView {
-                kind: e.base_type().to_owned(),
-                subtype: e.subtype().map(str::to_owned),
-                id: e.id,
-                event_type: e.event_type,
-                start: e.start,
-                end: e.end,
-            })
-            .collect(),
+        events: events.into_iter().map(HistoryEventView::from).collect(),
     }))
 }
 

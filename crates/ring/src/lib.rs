@@ -14,9 +14,10 @@
 //!   ├─ linking.rs   nonce = base64url(HMAC-SHA256(key, "<time>:<account>")), time window
 //!   ├─ jsonapi.rs   documents: users/me, devices, status, capabilities, location, configurations
 //!   ├─ devices.rs   included sub-documents resolved through relationships, power source
-//!   └─ media.rs     snapshot/clip bodies with Ring's limits, media headers, history and
+//!   ├─ media.rs     snapshot/clip bodies with Ring's limits, media headers, history and
 //!                   subscription pages; sent by client/media.rs (snapshot, download_clip,
 //!                   history, subscriptions)
+//!   └─ history.rs   Ring's history merged with the stored webhook events (sans-IO)
 //! ```
 //!
 //! Choices where Ring documents nothing ([guess], each configurable or tolerant):
@@ -39,6 +40,7 @@
 pub mod config;
 pub mod devices;
 pub mod error;
+pub mod history;
 mod http;
 pub mod ids;
 pub mod jsonapi;

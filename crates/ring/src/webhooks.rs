@@ -350,7 +350,8 @@ pub fn parse(body: &[u8]) -> Result<Webhook, ParseError> {
     })
 }
 
-fn parse_time(value: &serde_json::Value) -> Option<SystemTime> {
+/// A time as Ring sends it: RFC 3339 text or milliseconds since the epoch.
+pub(crate) fn parse_time(value: &serde_json::Value) -> Option<SystemTime> {
     match value {
         serde_json::Value::String(text) => humantime::parse_rfc3339_weak(text).ok(),
         serde_json::Value::Number(n) => n.as_u64().map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
