@@ -228,8 +228,10 @@ fn default_motion_hold() -> std::time::Duration {
     std::time::Duration::from_secs(60)
 }
 
+/// Past Ring's last retry, about 73 min after the first attempt (RING_API.md
+/// "Webhooks"), so a gateway down that long still takes every retry.
 fn default_webhook_max_age() -> std::time::Duration {
-    std::time::Duration::from_secs(3600)
+    std::time::Duration::from_secs(2 * 3600)
 }
 
 fn default_events_keep() -> usize {

@@ -100,11 +100,15 @@ fn snapshots_of_a_ring_stream_decode_at_the_requested_size_and_are_cached() {
     sim.get().set_not_ready(FRONT_DOOR, 2);
     let big = get(
         gateway.http_port,
-        "/api/streams/ring-front-door/snapshot.jpg?width=1280&height=720",
+        "/api/streams/ring-front-door/snapshot.jpg?width=854&height=480",
     );
     assert_eq!(big.status, 200, "{}\n{}", big.text(), gateway.log());
     std::fs::write(&file, &big.body).unwrap();
-    assert!(ffprobe(&file, "stream=width,height").contains("width=1280"));
+    let probe = ffprobe(&file, "stream=width,height");
+    assert!(
+        probe.contains("width=854") && probe.contains("height=480"),
+        "{probe}"
+    );
     let stats = sim.get().media_stats();
     assert_eq!(stats.snapshots_not_ready, 2);
     assert_eq!(stats.presigned_downloads, 2);

@@ -139,6 +139,7 @@ mod limit;
 pub mod link;
 mod media;
 mod nonce;
+mod picture;
 mod sessions;
 mod state;
 mod webhooks;

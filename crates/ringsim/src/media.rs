@@ -7,9 +7,9 @@
 //! session ran, so a device's recorded time is when its WHEP sessions ran (the
 //! last 1024 ended ones, and the open ones up to now), plus ranges added with
 //! `POST /sim/devices/{id}/recordings` ([`crate::Simulator::add_recording`]). The
-//! media are fixed fixtures made by `scripts/gen-fixtures ring_media`:
-//! - snapshots: JPEGs at 320x180, 640x360 and 1280x720 (the requested size when it
-//!   is one of them, else 640x360); every PNG request gets the 320x180 PNG;
+//! snapshots are a test picture drawn at the requested size (640x360 when none is
+//! asked for; [`crate::picture`]); the clips are fixtures made by
+//! `scripts/gen-fixtures ring_media`:
 //! - clips: a range fully recorded gets the 4 s MP4 (200), a range partly recorded
 //!   the 2 s MP4 (206), whatever duration was asked; `X-Media-Length` is the served
 //!   clip's length and `X-Media-Timestamp` where the recording starts in the range.
@@ -40,14 +40,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::documents;
+use crate::picture::{self, Format};
 use crate::state::Shared;
 
 type AppState = Arc<Shared>;
 
-static SNAPSHOT_320: &[u8] = include_bytes!("../../../fixtures/media/ring_snapshot_320x180.jpg");
-static SNAPSHOT_640: &[u8] = include_bytes!("../../../fixtures/media/ring_snapshot_640x360.jpg");
-static SNAPSHOT_1280: &[u8] = include_bytes!("../../../fixtures/media/ring_snapshot_1280x720.jpg");
-static SNAPSHOT_PNG: &[u8] = include_bytes!("../../../fixtures/media/ring_snapshot_320x180.png");
 static CLIP_FULL: &[u8] = include_bytes!("../../../fixtures/media/ring_clip_4s.mp4");
 static CLIP_PARTIAL: &[u8] = include_bytes!("../../../fixtures/media/ring_clip_2s.mp4");
 /// The fixtures' lengths in ms.
@@ -108,8 +105,9 @@ pub struct MediaStats {
 
 struct Presigned {
     sig: String,
-    image: &'static [u8],
-    content_type: &'static str,
+    format: Format,
+    /// Width and height.
+    size: (u16, u16),
     timestamp: u64,
     origin: &'static str,
     expires: Instant,
@@ -485,18 +483,13 @@ async fn image_download(
         Ok(size) => size,
         Err(response) => return response,
     };
-    let (image, content_type) = match format {
-        "jpeg" | "jpg" => (
-            match size {
-                Some((320, 180)) => SNAPSHOT_320,
-                Some((1280, 720)) => SNAPSHOT_1280,
-                _ => SNAPSHOT_640,
-            },
-            "image/jpeg",
-        ),
-        "png" => (SNAPSHOT_PNG, "image/png"),
+    let format = match format {
+        "jpeg" | "jpg" => Format::Jpeg,
+        "png" => Format::Png,
         _ => return invalid("format must be jpeg or png", "/image_options/format"),
     };
+    // `resolution` keeps both within 1920 x 1080.
+    let size = size.map_or(picture::DEFAULT_SIZE, |(w, h)| (w as u16, h as u16));
     let live = shared.state().sessions.recorded_on(&device, now);
     let mut books = shared.media_books.books();
     books.stats.snapshot_requests += 1;
@@ -548,8 +541,8 @@ async fn image_download(
         token.clone(),
         Presigned {
             sig: sig.clone(),
-            image,
-            content_type,
+            format,
+            size,
             timestamp,
             origin,
             expires: now_instant + PRESIGNED_LIFE,
@@ -601,15 +594,21 @@ async fn presigned_image(
         )
             .into_response();
     };
-    let response = Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, found.content_type)
-        .header("x-media-timestamp", found.timestamp.to_string())
-        .header("x-media-origin", found.origin)
-        .body(Body::from(found.image))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    let (format, (width, height), timestamp, origin) =
+        (found.format, found.size, found.timestamp, found.origin);
     books.stats.presigned_downloads += 1;
-    response
+    drop(books);
+    let image = match picture::render(format, width, height) {
+        Ok(image) => image,
+        Err(error) => return (StatusCode::INTERNAL_SERVER_ERROR, error).into_response(),
+    };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, format.content_type())
+        .header("x-media-timestamp", timestamp.to_string())
+        .header("x-media-origin", origin)
+        .body(Body::from(image))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 /// `POST /v1/devices/{id}/media/video/download`.
