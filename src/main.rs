@@ -308,6 +308,7 @@ async fn start_rtsp(
         Some(StreamEntry {
             hub: stream.hub.clone(),
             credentials: credentials(&stream.config.rtsp_username, &stream.config.rtsp_password),
+            publish: stream.publish_point(),
         })
     };
     let server = RtspServer::bind(server_config, Arc::new(directory)).await?;

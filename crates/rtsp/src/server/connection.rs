@@ -27,12 +27,16 @@ use super::interleaved::Batch;
 use super::limits::{Limited, Refusal};
 use super::response::{Response, Status};
 use super::session::{ConnectionState, Player};
+use super::transport::TransportRequest;
+use super::record::RecordingEvent;
 use super::{ServerConfig, StreamDirectory};
 
 /// Most RTP packets gathered into one vectored write.
 const MAX_PACKETS_PER_WRITE: usize = 256;
 /// Most bytes gathered into one vectored write.
 const MAX_BYTES_PER_WRITE: usize = 512 * 1024;
+/// How often a publisher gets RTCP receiver reports.
+const RECEIVER_REPORT_INTERVAL: Duration = Duration::from_secs(2);
 /// Read buffer for requests (they are small; the framing layer caps the total).
 const READ_CHUNK: usize = 4096;
 /// After a refusal, how long the connection reads (and drops) what the client
@@ -57,6 +61,8 @@ enum End {
     WriteTimeout,
     #[error("stream closed")]
     StreamClosed,
+    #[error("another publisher took over, or the stream stopped")]
+    PublisherReplaced,
 }
 
 pub(crate) async fn serve(
@@ -90,6 +96,7 @@ pub(crate) async fn serve(
     tokio::pin!(request_timer);
     let mut request_timer_at: Option<Instant> = None;
     let mut unknown_channel_frames = 0u64;
+    let mut receiver_reports = tokio::time::interval(RECEIVER_REPORT_INTERVAL);
 
     let end = loop {
         let deadline = reader.poll_timeout();
@@ -166,6 +173,20 @@ pub(crate) async fn serve(
                     sent_udp.add(sent_tcp);
                 }
                 playing.reader.record(sent_udp.packets, sent_udp.bytes);
+            }
+            event = recording_event(&mut state) => match event {
+                RecordingEvent::Datagram(datagram) => {
+                    if let Some(recording) = state.recording.as_mut() {
+                        recording.on_datagram(datagram, Instant::now());
+                    }
+                }
+                RecordingEvent::Kicked => break End::PublisherReplaced,
+            },
+            _ = receiver_reports.tick(), if state.recording.is_some() => {
+                send_receiver_reports(&mut state, &mut batch).await;
+                if let Err(end) = write(&mut batch, &mut write_half, config.write_timeout).await {
+                    break end;
+                }
             }
             _ = &mut idle => {
                 let idle_until = last_activity(&state).max(last_request) + config.session_timeout;
@@ -300,10 +321,16 @@ async fn handle_input(
     while let Some(incoming) = reader.next_message()? {
         let request = match incoming {
             Incoming::Request(request) => request,
-            // Interleaved RTCP receiver reports: the read itself counted as activity.
-            Incoming::Interleaved { channel, .. } if state.has_channel(channel) => continue,
-            Incoming::Interleaved { .. } => {
-                *unknown_channel_frames += 1;
+            Incoming::Interleaved { channel, data } => {
+                let known = match state.recording.as_mut() {
+                    // A publisher's RTP and RTCP.
+                    Some(recording) => recording.on_interleaved(channel, data, now),
+                    // A reader's RTCP receiver reports: the read itself counted as activity.
+                    None => state.has_channel(channel),
+                };
+                if !known {
+                    *unknown_channel_frames += 1;
+                }
                 continue;
             }
         };
@@ -398,6 +425,38 @@ async fn say_goodbye(player: &Player, batch: &mut Batch) {
             Some(udp) => {
                 let _ = udp.send_rtcp(&bye).await;
             }
+        }
+    }
+}
+
+/// The next datagram of a publisher's UDP tracks, or its replacement (pending
+/// without a publisher).
+async fn recording_event(state: &mut ConnectionState) -> RecordingEvent {
+    match state.recording.as_mut() {
+        Some(recording) => recording.next_event().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Queues (TCP) or sends (UDP) a receiver report per track of a publisher.
+async fn send_receiver_reports(state: &mut ConnectionState, batch: &mut Batch) {
+    let Some(recording) = state.recording.as_mut() else {
+        return;
+    };
+    for (track, report) in recording.receiver_reports(Instant::now()) {
+        let Some(t) = recording.tracks.get(&track) else {
+            continue;
+        };
+        match (&t.udp, t.transport) {
+            (Some(udp), _) => {
+                if let Err(e) = udp.send_rtcp(&report).await {
+                    tracing::trace!(error = %e, "UDP receiver report failed");
+                }
+            }
+            (None, TransportRequest::Interleaved { rtcp_channel, .. }) => {
+                batch.push_rtcp(rtcp_channel, report)
+            }
+            (None, TransportRequest::Udp { .. }) => {}
         }
     }
 }

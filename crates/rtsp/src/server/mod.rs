@@ -12,6 +12,9 @@
 //!   and track, the SDP answer;
 //! - [`sender_report`]: RTCP SR per track and session;
 //! - [`session`]: the method handlers of one connection;
+//! - [`publish`], [`record`], [`udp_record`]: publishers (ANNOUNCE/RECORD):
+//!   the stream's one publisher and its grace, a publisher's session on a
+//!   connection, its UDP ports;
 //! - [`interleaved`], [`udp`]: writing RTP (vectored, payloads never copied);
 //! - [`readers`]: who is playing what, with per-reader packet and byte counts;
 //! - `connection`: the per-connection task; [`RtspServer`]: the accept loop.
@@ -26,13 +29,16 @@ pub mod describe;
 pub mod framing;
 pub mod interleaved;
 pub mod limits;
+pub mod publish;
 pub mod readers;
+pub mod record;
 pub mod response;
 pub mod sender_report;
 pub mod session;
 pub mod target;
 pub mod transport;
 pub mod udp;
+pub mod udp_record;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -45,6 +51,7 @@ use tokio::sync::{watch, Semaphore};
 
 pub use auth::Credentials;
 pub use limits::{LimitCounts, Limited};
+pub use publish::{PublishConfig, PublishPoint, PublishStatus};
 pub use readers::{OutputTotals, ReaderInfo, ReaderTransport, Readers};
 
 use limits::Admission;
@@ -103,6 +110,8 @@ pub struct StreamEntry {
     pub hub: Hub,
     /// Overrides the server-wide credentials for this stream.
     pub credentials: Option<Credentials>,
+    /// Set for a `source = "publish"` stream: publishers ANNOUNCE to it.
+    pub publish: Option<publish::PublishPoint>,
 }
 
 /// Looks streams up by the name in the request URL.
