@@ -45,12 +45,23 @@ fn ffmpeg_push(url: &str, transport: &str) -> Publisher {
     Publisher(child)
 }
 
-/// GStreamer `rtspclientsink` pushing the media file over `transport`.
-fn gst_push(url: &str, transport: &str) -> Publisher {
+/// GStreamer `rtspclientsink` pushing the media file (looped 6 times into
+/// `dir` first: a minute) over `transport`.
+fn gst_push(url: &str, transport: &str, dir: &std::path::Path) -> Publisher {
     peer("gst-launch-1.0");
+    let long = dir.join("minute.mkv");
+    let made = run(
+        Command::new(peer("ffmpeg"))
+            .args(["-hide_banner", "-nostdin", "-v", "error", "-stream_loop", "5", "-i"])
+            .arg(media("ffmpeg_h264_aac.mkv"))
+            .args(["-c", "copy", "-y"])
+            .arg(&long),
+        PEER_DEADLINE,
+    );
+    assert!(made.status.success(), "{}", text(&made.stderr));
     let child = Command::new(venv_python())
         .arg(support::repo_path("tests/peers/gst_publish.py"))
-        .arg(media("ffmpeg_h264_aac.mkv"))
+        .arg(&long)
         .args([url, transport])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -140,7 +151,7 @@ fn ffmpeg_pushes_over_udp_and_is_read_back_over_rtsp_and_hls() {
 #[test]
 fn gstreamer_rtspclientsink_pushes_and_is_read_back_over_rtsp_and_hls() {
     let gateway = publish_gateway("");
-    let _publisher = gst_push(&gateway.rtsp_url("pub"), "tcp");
+    let _publisher = gst_push(&gateway.rtsp_url("pub"), "tcp", gateway.dir.path());
     wait_publishing(&gateway, "pub");
     read_back(&gateway, "pub");
 }

@@ -1,6 +1,7 @@
 """Pushes a media file (H.264 + AAC in Matroska) to an RTSP server with
-GStreamer's `rtspclientsink` (ANNOUNCE/RECORD) in real time, looping, until
-killed.
+GStreamer's `rtspclientsink` (ANNOUNCE/RECORD) in real time, until its end
+or until killed (callers make a file long enough: seeking back to loop does
+not survive `rtspclientsink`).
 
 usage: gst_publish.py FILE URL tcp|udp
 """
@@ -24,8 +25,7 @@ loop = GLib.MainLoop()
 
 def on_message(_bus, message):
     if message.type == Gst.MessageType.EOS:
-        # Loop: back to the start (timestamps run on through the segment).
-        pipeline.seek_simple(Gst.Format.TIME, Gst.SeekFlags.FLUSH | Gst.SeekFlags.KEY_UNIT, 0)
+        loop.quit()
     elif message.type == Gst.MessageType.ERROR:
         error, debug = message.parse_error()
         print(f"error={error.message} ({debug})", flush=True)
@@ -40,4 +40,3 @@ try:
     loop.run()
 finally:
     pipeline.set_state(Gst.State.NULL)
-sys.exit(1)
