@@ -34,9 +34,26 @@ impl Drop for Publisher {
 fn ffmpeg_push(url: &str, transport: &str) -> Publisher {
     let file = media("ffmpeg_h264_aac.mkv");
     let child = Command::new(peer("ffmpeg"))
-        .args(["-hide_banner", "-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i"])
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-re",
+            "-stream_loop",
+            "-1",
+            "-i",
+        ])
         .arg(file)
-        .args(["-c", "copy", "-f", "rtsp", "-rtsp_transport", transport, url])
+        .args([
+            "-c",
+            "copy",
+            "-f",
+            "rtsp",
+            "-rtsp_transport",
+            transport,
+            url,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -52,7 +69,15 @@ fn gst_push(url: &str, transport: &str, dir: &std::path::Path) -> Publisher {
     let long = dir.join("minute.mkv");
     let made = run(
         Command::new(peer("ffmpeg"))
-            .args(["-hide_banner", "-nostdin", "-v", "error", "-stream_loop", "5", "-i"])
+            .args([
+                "-hide_banner",
+                "-nostdin",
+                "-v",
+                "error",
+                "-stream_loop",
+                "5",
+                "-i",
+            ])
             .arg(media("ffmpeg_h264_aac.mkv"))
             .args(["-c", "copy", "-y"])
             .arg(&long),
@@ -91,10 +116,17 @@ fn read_back(gateway: &Gateway, name: &str) {
     let url = gateway.rtsp_url(name);
     let output = ffmpeg_decode(&url, "tcp", 4, &[], &[]);
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
-    assert!(output.status.success(), "ffmpeg failed: {stderr}\n{}", gateway.log());
+    assert!(
+        output.status.success(),
+        "ffmpeg failed: {stderr}\n{}",
+        gateway.log()
+    );
     assert!(error_lines(&stderr).is_empty(), "ffmpeg errors:\n{stderr}");
     let frames = decoded_frames(&stdout);
-    assert!(frames >= 50, "ffmpeg decoded {frames} frames of 4 s over RTSP");
+    assert!(
+        frames >= 50,
+        "ffmpeg decoded {frames} frames of 4 s over RTSP"
+    );
 
     gst_reads(gateway, &url, 25);
 
@@ -103,15 +135,30 @@ fn read_back(gateway: &Gateway, name: &str) {
     let hls = gateway.http_url(&playlist);
     let output = run(
         Command::new(peer("ffmpeg"))
-            .args(["-hide_banner", "-nostdin", "-v", "error", "-i", &hls, "-t", "4"])
+            .args([
+                "-hide_banner",
+                "-nostdin",
+                "-v",
+                "error",
+                "-i",
+                &hls,
+                "-t",
+                "4",
+            ])
             .args(["-f", "null", "-", "-progress", "pipe:1"]),
         PEER_DEADLINE,
     );
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert!(output.status.success(), "ffmpeg (HLS) failed: {stderr}");
-    assert!(error_lines(&stderr).is_empty(), "ffmpeg (HLS) errors:\n{stderr}");
+    assert!(
+        error_lines(&stderr).is_empty(),
+        "ffmpeg (HLS) errors:\n{stderr}"
+    );
     let frames = decoded_frames(&stdout);
-    assert!(frames >= 50, "ffmpeg decoded {frames} frames of 4 s over HLS");
+    assert!(
+        frames >= 50,
+        "ffmpeg decoded {frames} frames of 4 s over HLS"
+    );
 
     gst_reads(gateway, &hls, 25);
 }
@@ -119,16 +166,30 @@ fn read_back(gateway: &Gateway, name: &str) {
 fn gst_reads(gateway: &Gateway, url: &str, at_least: u64) {
     let output = run_python_peer("gst_play.py", &[url, "tcp", "6"]);
     let stdout = text(&output.stdout);
-    assert!(output.status.success(), "gst_play.py failed: {}", text(&output.stderr));
-    assert!(!stdout.contains("error="), "GStreamer reading {url}:\n{stdout}\n{}", gateway.log());
+    assert!(
+        output.status.success(),
+        "gst_play.py failed: {}",
+        text(&output.stderr)
+    );
+    assert!(
+        !stdout.contains("error="),
+        "GStreamer reading {url}:\n{stdout}\n{}",
+        gateway.log()
+    );
     for kind in ["video", "audio"] {
         let decoded: u64 = progress_number(&stdout, kind);
-        assert!(decoded >= at_least, "GStreamer decoded {decoded} {kind} buffers of {url}:\n{stdout}");
+        assert!(
+            decoded >= at_least,
+            "GStreamer decoded {decoded} {kind} buffers of {url}:\n{stdout}"
+        );
     }
 }
 
 fn publish_gateway(keys: &str) -> Gateway {
-    Gateway::hls_with(&format!("[streams.pub]\nsource = \"publish\"\n{keys}\n"), "")
+    Gateway::hls_with(
+        &format!("[streams.pub]\nsource = \"publish\"\n{keys}\n"),
+        "",
+    )
 }
 
 #[test]
@@ -145,7 +206,13 @@ fn ffmpeg_pushes_over_udp_and_is_read_back_over_rtsp_and_hls() {
     let _publisher = ffmpeg_push(&gateway.rtsp_url("pub"), "udp");
     wait_publishing(&gateway, "pub");
     read_back(&gateway, "pub");
-    assert_eq!(metric(&gateway, "streamgate_publish_dropped_packets_total{stream=\"pub\",reason=\"foreign\"}"), 0.0);
+    assert_eq!(
+        metric(
+            &gateway,
+            "streamgate_publish_dropped_packets_total{stream=\"pub\",reason=\"foreign\"}"
+        ),
+        0.0
+    );
 }
 
 #[test]
@@ -168,24 +235,44 @@ fn publisher_restarted_within_the_grace_keeps_readers_with_increasing_dts() {
     let prober = std::thread::spawn(move || {
         run(
             Command::new(peer("ffprobe"))
-                .args(["-v", "error", "-rtsp_transport", "tcp", "-read_intervals", "%+16"])
+                .args([
+                    "-v",
+                    "error",
+                    "-rtsp_transport",
+                    "tcp",
+                    "-read_intervals",
+                    "%+16",
+                ])
                 .args(["-show_packets", "-show_entries", "packet=stream_index,dts"])
                 .args(["-of", "csv=p=0", &probe_url]),
             PEER_DEADLINE,
         )
     });
     gateway.wait_for(
-        || metric(&gateway, "streamgate_readers{stream=\"pub\",protocol=\"rtsp\"}") >= 1.0,
+        || {
+            metric(
+                &gateway,
+                "streamgate_readers{stream=\"pub\",protocol=\"rtsp\"}",
+            ) >= 1.0
+        },
         "ffprobe playing",
     );
     std::thread::sleep(Duration::from_secs(4));
     drop(publisher);
-    gateway.wait_for(|| api(&gateway, "pub").contains("\"source_state\":\"idle\""), "publisher gone");
+    gateway.wait_for(
+        || api(&gateway, "pub").contains("\"source_state\":\"idle\""),
+        "publisher gone",
+    );
     publisher = ffmpeg_push(&url, "tcp");
     wait_publishing(&gateway, "pub");
     let probe = prober.join().expect("ffprobe thread");
     drop(publisher);
-    assert!(probe.status.success(), "ffprobe failed: {}\n{}", text(&probe.stderr), gateway.log());
+    assert!(
+        probe.status.success(),
+        "ffprobe failed: {}\n{}",
+        text(&probe.stderr),
+        gateway.log()
+    );
     // Keep the two fields asked for: ffmpeg appends side data ("Producer
     // Reference Time") to packets that follow a sender report.
     let csv: String = text(&probe.stdout)
@@ -193,9 +280,17 @@ fn publisher_restarted_within_the_grace_keeps_readers_with_increasing_dts() {
         .map(|line| line.splitn(3, ',').take(2).collect::<Vec<_>>().join(",") + "\n")
         .collect();
     let packets = parse_packet_dts(&csv);
-    assert!(packets.len() > 300, "ffprobe got only {} packets", packets.len());
+    assert!(
+        packets.len() > 300,
+        "ffprobe got only {} packets",
+        packets.len()
+    );
     let bad = non_increasing_dts(&packets);
-    assert!(bad.is_empty(), "DTS not strictly increasing:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "DTS not strictly increasing:\n{}",
+        bad.join("\n")
+    );
     assert!(
         api(&gateway, "pub").contains("\"reconnects\":1"),
         "{}",
@@ -214,20 +309,40 @@ fn publisher_gone_past_the_grace_closes_readers() {
     let reader_url = url.clone();
     let reader = std::thread::spawn(move || ffmpeg_decode(&reader_url, "tcp", 60, &[], &[]));
     gateway.wait_for(
-        || metric(&gateway, "streamgate_readers{stream=\"pub\",protocol=\"rtsp\"}") >= 1.0,
+        || {
+            metric(
+                &gateway,
+                "streamgate_readers{stream=\"pub\",protocol=\"rtsp\"}",
+            ) >= 1.0
+        },
         "ffmpeg playing",
     );
     drop(publisher);
     let started = Instant::now();
     let output = reader.join().expect("reader thread");
-    assert!(started.elapsed() < Duration::from_secs(55), "the reader was not closed");
+    assert!(
+        started.elapsed() < Duration::from_secs(55),
+        "the reader was not closed"
+    );
     assert!(decoded_frames(&text(&output.stdout)) > 0);
-    assert!(gateway.log().contains("no publisher within the grace: readers closed"));
-    assert_eq!(metric(&gateway, "streamgate_readers{stream=\"pub\",protocol=\"rtsp\"}"), 0.0);
+    assert!(gateway
+        .log()
+        .contains("no publisher within the grace: readers closed"));
+    assert_eq!(
+        metric(
+            &gateway,
+            "streamgate_readers{stream=\"pub\",protocol=\"rtsp\"}"
+        ),
+        0.0
+    );
     let _again = ffmpeg_push(&url, "tcp");
     wait_publishing(&gateway, "pub");
     let output = ffmpeg_decode(&url, "tcp", 3, &[], &[]);
-    assert!(decoded_frames(&text(&output.stdout)) >= 25, "{}", text(&output.stderr));
+    assert!(
+        decoded_frames(&text(&output.stdout)) >= 25,
+        "{}",
+        text(&output.stderr)
+    );
 }
 
 /// A second publisher is refused (503); with `publish_replace` it takes over.
@@ -241,20 +356,48 @@ fn one_publisher_per_stream_unless_replacing() {
     wait_publishing(&gateway, "pub");
     let second = run(
         Command::new(peer("ffmpeg"))
-            .args(["-hide_banner", "-nostdin", "-v", "error", "-re", "-t", "3", "-i"])
+            .args([
+                "-hide_banner",
+                "-nostdin",
+                "-v",
+                "error",
+                "-re",
+                "-t",
+                "3",
+                "-i",
+            ])
             .arg(media("ffmpeg_h264_aac.mkv"))
-            .args(["-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp", &gateway.rtsp_url("pub")]),
+            .args([
+                "-c",
+                "copy",
+                "-f",
+                "rtsp",
+                "-rtsp_transport",
+                "tcp",
+                &gateway.rtsp_url("pub"),
+            ]),
         PEER_DEADLINE,
     );
     assert!(!second.status.success(), "a second publisher was let in");
-    assert!(text(&second.stderr).contains("503"), "{}", text(&second.stderr));
+    assert!(
+        text(&second.stderr).contains("503"),
+        "{}",
+        text(&second.stderr)
+    );
 
     let _old = ffmpeg_push(&gateway.rtsp_url("swap"), "tcp");
     wait_publishing(&gateway, "swap");
     let _new = ffmpeg_push(&gateway.rtsp_url("swap"), "tcp");
-    gateway.wait_for(|| gateway.log().contains("RTSP publisher replaced"), "replacement");
+    gateway.wait_for(
+        || gateway.log().contains("RTSP publisher replaced"),
+        "replacement",
+    );
     let output = ffmpeg_decode(&gateway.rtsp_url("swap"), "tcp", 3, &[], &[]);
-    assert!(decoded_frames(&text(&output.stdout)) >= 25, "{}", text(&output.stderr));
+    assert!(
+        decoded_frames(&text(&output.stdout)) >= 25,
+        "{}",
+        text(&output.stderr)
+    );
 }
 
 /// Publish credentials are not the read credentials: a publisher needs them
@@ -268,20 +411,52 @@ fn publishers_need_the_publish_credentials() {
     ));
     let refused = run(
         Command::new(peer("ffmpeg"))
-            .args(["-hide_banner", "-nostdin", "-v", "error", "-re", "-t", "2", "-i"])
+            .args([
+                "-hide_banner",
+                "-nostdin",
+                "-v",
+                "error",
+                "-re",
+                "-t",
+                "2",
+                "-i",
+            ])
             .arg(media("ffmpeg_h264_aac.mkv"))
             .args(["-c", "copy", "-f", "rtsp"])
             .arg(gateway.url_with_credentials("viewer", "view-pw", "pub")),
         PEER_DEADLINE,
     );
-    assert!(!refused.status.success(), "read credentials let a publisher in");
-    assert!(text(&refused.stderr).contains("401"), "{}", text(&refused.stderr));
+    assert!(
+        !refused.status.success(),
+        "read credentials let a publisher in"
+    );
+    assert!(
+        text(&refused.stderr).contains("401"),
+        "{}",
+        text(&refused.stderr)
+    );
 
-    let _publisher = ffmpeg_push(&gateway.url_with_credentials("pusher", secret, "pub"), "tcp");
+    let _publisher = ffmpeg_push(
+        &gateway.url_with_credentials("pusher", secret, "pub"),
+        "tcp",
+    );
     wait_publishing(&gateway, "pub");
-    let output = ffmpeg_decode(&gateway.url_with_credentials("viewer", "view-pw", "pub"), "tcp", 3, &[], &[]);
-    assert!(decoded_frames(&text(&output.stdout)) >= 25, "{}", text(&output.stderr));
-    assert!(!gateway.log().contains(secret), "the publish password is in the log");
+    let output = ffmpeg_decode(
+        &gateway.url_with_credentials("viewer", "view-pw", "pub"),
+        "tcp",
+        3,
+        &[],
+        &[],
+    );
+    assert!(
+        decoded_frames(&text(&output.stdout)) >= 25,
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(
+        !gateway.log().contains(secret),
+        "the publish password is in the log"
+    );
 }
 
 /// One request on a raw connection: the status code of its answer.
@@ -291,11 +466,17 @@ fn exchange(stream: &mut TcpStream, request: &str) -> u16 {
     let mut buf = [0u8; 4096];
     while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
         let n = stream.read(&mut buf).expect("read answer");
-        assert!(n > 0, "connection closed without an answer to {request:.40}");
+        assert!(
+            n > 0,
+            "connection closed without an answer to {request:.40}"
+        );
         answer.extend_from_slice(&buf[..n]);
     }
     let head = String::from_utf8_lossy(&answer).into_owned();
-    head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("{head}"))
+    head.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("{head}"))
 }
 
 fn connect(gateway: &Gateway) -> TcpStream {
@@ -327,7 +508,10 @@ fn bad_publishers_are_refused_or_dropped_and_others_unaffected() {
     let mut c = connect(&gateway);
     assert_eq!(exchange(&mut c, &announce(&url, "this is not SDP")), 400);
     let mut c = connect(&gateway);
-    let huge = format!("{SDP}{}", "a=x-padding:0123456789abcdef\r\n".repeat(1 << 15));
+    let huge = format!(
+        "{SDP}{}",
+        "a=x-padding:0123456789abcdef\r\n".repeat(1 << 15)
+    );
     assert_eq!(exchange(&mut c, &announce(&url, &huge)), 413);
     let mut c = connect(&gateway);
     assert_eq!(exchange(&mut c, &announce(&url, SDP)), 200);
@@ -339,7 +523,10 @@ fn bad_publishers_are_refused_or_dropped_and_others_unaffected() {
     drop(c);
 
     // UDP: SETUP gives server ports; a datagram from 127.0.0.2 is foreign.
-    gateway.wait_for(|| api(&gateway, "pub").contains("\"source_state\":\"idle\""), "first publisher gone");
+    gateway.wait_for(
+        || api(&gateway, "pub").contains("\"source_state\":\"idle\""),
+        "first publisher gone",
+    );
     let mut c = connect(&gateway);
     assert_eq!(exchange(&mut c, &announce(&url, SDP)), 200);
     c.write_all(
@@ -357,22 +544,39 @@ fn bad_publishers_are_refused_or_dropped_and_others_unaffected() {
         .and_then(|p| p.trim().parse::<u16>().ok())
         .unwrap_or_else(|| panic!("no server_port in {answer}"));
     let foreign = UdpSocket::bind("127.0.0.2:0").expect("bind 127.0.0.2");
-    foreign.send_to(&[0x80; 64], ("127.0.0.1", ports)).expect("send");
+    foreign
+        .send_to(&[0x80; 64], ("127.0.0.1", ports))
+        .expect("send");
     gateway.wait_for(
-        || metric(&gateway, "streamgate_publish_dropped_packets_total{stream=\"pub\",reason=\"foreign\"}") >= 1.0,
+        || {
+            metric(
+                &gateway,
+                "streamgate_publish_dropped_packets_total{stream=\"pub\",reason=\"foreign\"}",
+            ) >= 1.0
+        },
         "the foreign datagram counted",
     );
     drop(c);
 
     // TCP: frames on a channel never set up, then 50 Mbit/s of garbage RTP for 3 s.
-    gateway.wait_for(|| api(&gateway, "pub").contains("\"source_state\":\"idle\""), "UDP publisher gone");
-    let unknown_before = metric(&gateway, "streamgate_rtsp_refused_total{reason=\"unknown_channel\"}");
+    gateway.wait_for(
+        || api(&gateway, "pub").contains("\"source_state\":\"idle\""),
+        "UDP publisher gone",
+    );
+    let unknown_before = metric(
+        &gateway,
+        "streamgate_rtsp_refused_total{reason=\"unknown_channel\"}",
+    );
     let mut c = connect(&gateway);
     assert_eq!(exchange(&mut c, &announce(&url, SDP)), 200);
     let setup = format!("SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=record\r\n\r\n");
     assert_eq!(exchange(&mut c, &setup), 200);
-    c.write_all(&[b'$', 7, 0, 4, 1, 2, 3, 4]).expect("unknown channel");
-    assert_eq!(exchange(&mut c, &format!("RECORD {url} RTSP/1.0\r\nCSeq: 3\r\n\r\n")), 200);
+    c.write_all(&[b'$', 7, 0, 4, 1, 2, 3, 4])
+        .expect("unknown channel");
+    assert_eq!(
+        exchange(&mut c, &format!("RECORD {url} RTSP/1.0\r\nCSeq: 3\r\n\r\n")),
+        200
+    );
     // 64 different frames of 1400 random bytes, sent over and over.
     let mut x: u32 = 0x1234_5678;
     let frames: Vec<Vec<u8>> = (0..64)
@@ -396,17 +600,32 @@ fn bad_publishers_are_refused_or_dropped_and_others_unaffected() {
         std::thread::sleep(Duration::from_millis(10));
     }
     gateway.wait_for(
-        || metric(&gateway, "streamgate_publish_dropped_packets_total{stream=\"pub\",reason=\"bad\"}") >= 100.0,
+        || {
+            metric(
+                &gateway,
+                "streamgate_publish_dropped_packets_total{stream=\"pub\",reason=\"bad\"}",
+            ) >= 100.0
+        },
         "garbage counted",
     );
     assert!(
-        metric(&gateway, "streamgate_rtsp_refused_total{reason=\"unknown_channel\"}") > unknown_before,
+        metric(
+            &gateway,
+            "streamgate_rtsp_refused_total{reason=\"unknown_channel\"}"
+        ) > unknown_before,
         "the frame on channel 7 was not counted"
     );
 
     let output = reader.join().expect("reader");
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert!(output.status.success(), "{stderr}");
-    assert!(error_lines(&stderr).is_empty(), "the demo reader saw errors:\n{stderr}");
-    assert!(decoded_frames(&stdout) >= 150, "the demo reader decoded {}", decoded_frames(&stdout));
+    assert!(
+        error_lines(&stderr).is_empty(),
+        "the demo reader saw errors:\n{stderr}"
+    );
+    assert!(
+        decoded_frames(&stdout) >= 150,
+        "the demo reader decoded {}",
+        decoded_frames(&stdout)
+    );
 }

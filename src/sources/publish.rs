@@ -60,13 +60,14 @@ impl SourceKind for Publish {
 
     fn plan(&self, _: &Location, options: &Options, _: &Path) -> Result<Box<dyn Feed>, String> {
         let typed = options.typed::<PublishOptions>().map_err(|e| e.message)?;
-        let credentials = typed
-            .publish_username
-            .zip(typed.publish_password)
-            .map(|(username, password)| Credentials {
-                username,
-                password: password.expose().to_owned(),
-            });
+        let credentials =
+            typed
+                .publish_username
+                .zip(typed.publish_password)
+                .map(|(username, password)| Credentials {
+                    username,
+                    password: password.expose().to_owned(),
+                });
         Ok(Box::new(PublishFeed(PublishConfig {
             credentials,
             replace: typed.publish_replace.unwrap_or(false),

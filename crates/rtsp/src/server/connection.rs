@@ -25,10 +25,10 @@ use tokio::net::TcpStream;
 use super::framing::{FramingError, Incoming, RequestReader, MAX_REQUEST_LEN};
 use super::interleaved::Batch;
 use super::limits::{Limited, Refusal};
+use super::record::RecordingEvent;
 use super::response::{Response, Status};
 use super::session::{ConnectionState, Player};
 use super::transport::TransportRequest;
-use super::record::RecordingEvent;
 use super::{ServerConfig, StreamDirectory};
 
 /// Most RTP packets gathered into one vectored write.

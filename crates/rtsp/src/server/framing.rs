@@ -49,7 +49,10 @@ pub enum Incoming {
     Request(Box<Request<Vec<u8>>>),
     /// An interleaved frame: RTCP receiver reports of a reader, or a
     /// publisher's RTP and RTCP (a slice of the received bytes, not a copy).
-    Interleaved { channel: u8, data: Bytes },
+    Interleaved {
+        channel: u8,
+        data: Bytes,
+    },
 }
 
 /// Why the connection must answer [`FramingError::status`] and close.

@@ -50,7 +50,10 @@ pub struct Slot {
 /// The answer to a publisher asking for the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
-    Granted { id: u64, replaced: Option<u64> },
+    Granted {
+        id: u64,
+        replaced: Option<u64>,
+    },
     /// Another publisher holds the stream and replacing is off.
     Busy,
 }

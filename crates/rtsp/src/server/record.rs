@@ -106,7 +106,12 @@ impl Recording {
         }
     }
 
-    pub fn add_track(&mut self, id: TrackId, transport: TransportRequest, udp: Option<UdpRecordTrack>) {
+    pub fn add_track(
+        &mut self,
+        id: TrackId,
+        transport: TransportRequest,
+        udp: Option<UdpRecordTrack>,
+    ) {
         self.tracks.insert(
             id,
             RecordTrack {
@@ -210,10 +215,13 @@ impl Recording {
     fn on_rtp(&mut self, track: TrackId, data: Bytes, now: Instant) -> Result<(), String> {
         let packet = RtpPacket::parse(data).map_err(|e| e.to_string())?;
         if let Some(t) = self.tracks.get_mut(&track) {
-            t.reception.on_rtp(packet.ssrc(), packet.sequence_number().get());
+            t.reception
+                .on_rtp(packet.ssrc(), packet.sequence_number().get());
         }
         let ingest = self.publisher.ingest().ok_or("no ingest")?;
-        ingest.push_rtp(track, packet, now).map_err(|e| e.to_string())
+        ingest
+            .push_rtp(track, packet, now)
+            .map_err(|e| e.to_string())
     }
 
     fn on_rtcp(&mut self, track: TrackId, data: &[u8], now: Instant) -> Result<(), String> {
@@ -298,17 +306,16 @@ impl Reception {
     pub fn report_block(&mut self, now: Instant) -> Option<ReportBlock> {
         let ssrc = self.source?;
         let expected = u64::from(self.max_seq.wrapping_sub(self.base_seq)) + 1;
-        let lost = i64::try_from(expected).unwrap_or(i64::MAX) - i64::try_from(self.received).unwrap_or(i64::MAX);
+        let lost = i64::try_from(expected).unwrap_or(i64::MAX)
+            - i64::try_from(self.received).unwrap_or(i64::MAX);
         let expected_interval = expected.saturating_sub(self.expected_prior);
         let received_interval = self.received.saturating_sub(self.received_prior);
         self.expected_prior = expected;
         self.received_prior = self.received;
         let lost_interval = expected_interval.saturating_sub(received_interval);
-        let fraction_lost = if expected_interval == 0 {
-            0
-        } else {
-            u8::try_from((lost_interval << 8) / expected_interval).unwrap_or(u8::MAX)
-        };
+        let fraction_lost = (lost_interval << 8)
+            .checked_div(expected_interval)
+            .map_or(0, |f| u8::try_from(f).unwrap_or(u8::MAX));
         let (last_sr, delay_since_last_sr) = match self.last_sr {
             Some((middle, at)) => {
                 let delay = now.saturating_duration_since(at).as_secs_f64() * 65536.0;
@@ -351,7 +358,10 @@ mod tests {
             .expect("block");
         assert_eq!(block.ssrc, ssrc);
         assert_eq!(block.highest_sequence, (1 << 16) | 2);
-        assert_eq!(block.cumulative_lost, 0, "6 expected, 6 received (one a duplicate)");
+        assert_eq!(
+            block.cumulative_lost, 0,
+            "6 expected, 6 received (one a duplicate)"
+        );
         assert_eq!(block.last_sr, 0x5678_9abc);
         assert_eq!(block.delay_since_last_sr, 65536);
 
@@ -360,6 +370,6 @@ mod tests {
         }
         let block = reception.report_block(now).expect("block");
         assert_eq!(block.cumulative_lost, 2, "3 and 4 missing");
-        assert_eq!(block.fraction_lost, (2 << 8) / 4);
+        assert_eq!(block.fraction_lost, 128, "2 of 4 lost since the last report");
     }
 }

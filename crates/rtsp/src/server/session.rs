@@ -24,16 +24,16 @@ use tokio::sync::watch;
 
 use super::auth::{Authenticator, Credentials};
 use super::describe::{session_description, track_control};
-use super::publish::{PublishPoint, PublishRefused};
-use super::record::Recording;
-use super::udp_record::{Receiving, UdpRecordTrack};
 use super::interleaved::{TrackOutput, AUDIO_BATCHING_FROM_READERS};
+use super::publish::{PublishPoint, PublishRefused};
 use super::readers::{ReaderGuard, ReaderTransport};
+use super::record::Recording;
 use super::response::{Response, Status};
 use super::sender_report::SenderReports;
 use super::target::{content_base, Target};
 use super::transport::{self, TransportRequest};
 use super::udp::{UdpBindError, UdpTrack};
+use super::udp_record::{Receiving, UdpRecordTrack};
 use super::{ServerConfig, StreamDirectory, StreamEntry};
 
 const PUBLIC_METHODS: &str =
@@ -231,7 +231,11 @@ impl ConnectionState {
     /// Whether a SETUP of this connection gave out interleaved `channel` (for
     /// a track's RTP or RTCP): frames on other channels are dropped and counted.
     pub fn has_channel(&self, channel: u8) -> bool {
-        if self.recording.as_ref().is_some_and(|r| r.has_channel(channel)) {
+        if self
+            .recording
+            .as_ref()
+            .is_some_and(|r| r.has_channel(channel))
+        {
             return true;
         }
         self.session.as_ref().is_some_and(|session| {
@@ -543,9 +547,14 @@ impl ConnectionState {
             tracing::info!(stream = %target.stream, peer = %self.peer, %reason, "ANNOUNCE refused ({})", code.code());
             status(code).body("text/plain", format!("{reason}\r\n"))
         };
-        let content_type = request
-            .header(&headers::CONTENT_TYPE)
-            .map(|v| v.as_str().split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        let content_type = request.header(&headers::CONTENT_TYPE).map(|v| {
+            v.as_str()
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
         if content_type.as_deref() != Some("application/sdp") {
             return refuse(
                 Status::UnsupportedMediaType,
@@ -554,12 +563,19 @@ impl ConnectionState {
         }
         let tracks = match sdp::parse_tracks(request.body()) {
             Ok(tracks) if !tracks.is_empty() => tracks,
-            Ok(_) => return refuse(Status::UnsupportedMediaType, "the SDP has no track this gateway carries".into()),
+            Ok(_) => {
+                return refuse(
+                    Status::UnsupportedMediaType,
+                    "the SDP has no track this gateway carries".into(),
+                )
+            }
             Err(e) => return refuse(Status::BadRequest, format!("bad SDP: {e}")),
         };
         let publisher = match point.claim(self.peer) {
             Ok(publisher) => publisher,
-            Err(e @ PublishRefused::Busy) => return refuse(Status::ServiceUnavailable, e.to_string()),
+            Err(e @ PublishRefused::Busy) => {
+                return refuse(Status::ServiceUnavailable, e.to_string())
+            }
             Err(e) => return refuse(Status::NotFound, e.to_string()),
         };
         tracing::info!(stream = %target.stream, peer = %self.peer, tracks = tracks.len(), "RTSP publisher announced");
@@ -580,7 +596,10 @@ impl ConnectionState {
         let Some(recording) = self.recording.as_ref() else {
             return status(Status::MethodNotValidInThisState);
         };
-        let Some(track) = request.request_uri().and_then(|url| recording.track_for(url)) else {
+        let Some(track) = request
+            .request_uri()
+            .and_then(|url| recording.track_for(url))
+        else {
             return status(Status::NotFound);
         };
         let chosen = match transport::negotiate(request, recording.next_channel()) {
@@ -591,7 +610,10 @@ impl ConnectionState {
             }
         };
         let udp = match chosen {
-            TransportRequest::Udp { rtp_port, rtcp_port } => {
+            TransportRequest::Udp {
+                rtp_port,
+                rtcp_port,
+            } => {
                 let receiving = Receiving {
                     track,
                     publisher: self.peer_ip,
@@ -600,7 +622,14 @@ impl ConnectionState {
                     activity: Arc::clone(&self.activity),
                     epoch: self.epoch,
                 };
-                match UdpRecordTrack::bind(self.local_ip, self.config.udp_ports, (rtp_port, rtcp_port), receiving).await {
+                match UdpRecordTrack::bind(
+                    self.local_ip,
+                    self.config.udp_ports,
+                    (rtp_port, rtcp_port),
+                    receiving,
+                )
+                .await
+                {
                     Ok(udp) => Some(udp),
                     Err(e) => {
                         tracing::warn!(stream = %recording.stream, error = %e, "SETUP (record): cannot bind UDP ports");
@@ -620,7 +649,11 @@ impl ConnectionState {
     }
 
     /// RECORD: 455 before any SETUP.
-    fn record(&mut self, ok: impl Fn() -> Response, status: impl Fn(Status) -> Response) -> Response {
+    fn record(
+        &mut self,
+        ok: impl Fn() -> Response,
+        status: impl Fn(Status) -> Response,
+    ) -> Response {
         let Some(recording) = self.recording.as_mut() else {
             return status(Status::MethodNotValidInThisState);
         };
