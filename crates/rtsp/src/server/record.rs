@@ -370,6 +370,9 @@ mod tests {
         }
         let block = reception.report_block(now).expect("block");
         assert_eq!(block.cumulative_lost, 2, "3 and 4 missing");
-        assert_eq!(block.fraction_lost, 128, "2 of 4 lost since the last report");
+        assert_eq!(
+            block.fraction_lost, 128,
+            "2 of 4 lost since the last report"
+        );
     }
 }

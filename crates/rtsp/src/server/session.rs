@@ -269,7 +269,7 @@ impl ConnectionState {
             }
             Method::Setup => Reply::respond(self.setup(request, ok, status).await),
             Method::Announce => Reply::respond(self.announce(request, ok, status)),
-            Method::Record => Reply::respond(self.record(ok, status)),
+            Method::Record => Reply::respond(self.record(request, ok, status)),
             Method::Play => self.play(ok, status).await,
             Method::Pause => match &self.session {
                 Some(_) => Reply {
@@ -648,14 +648,22 @@ impl ConnectionState {
             .header("Transport", transport::record_reply(chosen, server_ports))
     }
 
-    /// RECORD: 455 before any SETUP.
+    /// RECORD: 455 before ANNOUNCE and SETUP (405 on a stream that takes no publisher).
     fn record(
         &mut self,
+        request: &Request<Vec<u8>>,
         ok: impl Fn() -> Response,
         status: impl Fn(Status) -> Response,
     ) -> Response {
         let Some(recording) = self.recording.as_mut() else {
-            return status(Status::MethodNotValidInThisState);
+            let stream = Target::parse(request.request_uri()).map(|t| t.stream);
+            let entry = stream.and_then(|s| self.directory.lookup(&s));
+            return match entry {
+                Some(entry) if entry.publish.is_none() => {
+                    status(Status::MethodNotAllowed).header("Allow", READ_METHODS)
+                }
+                _ => status(Status::MethodNotValidInThisState),
+            };
         };
         if !recording.record() {
             return status(Status::MethodNotValidInThisState);
