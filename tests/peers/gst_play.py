@@ -30,6 +30,9 @@ else:
     source.set_property("location", url)
     source.set_property("protocols", protocols)
     source.set_property("latency", 200)
+    if url.startswith("rtsps"):
+        # The tests' certificates are self-signed: accept them.
+        source.set_property("tls-validation-flags", 0)
 pipeline.add(source)
 
 

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use rtsp_types::{headers, Version};
 use streamgate_rtp::MediaKind;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 
 use super::framing::{FramingError, Incoming, RequestReader, MAX_REQUEST_LEN};
@@ -65,18 +64,63 @@ enum End {
     PublisherReplaced,
 }
 
-pub(crate) async fn serve(
+/// Serves a plain RTSP connection.
+pub(crate) async fn serve_tcp(
     stream: TcpStream,
     peer: SocketAddr,
     config: Arc<ServerConfig>,
     directory: Arc<dyn StreamDirectory>,
 ) {
     let _ = stream.set_nodelay(true);
-    let local_ip = match stream.local_addr() {
-        Ok(addr) => addr.ip(),
-        Err(_) => return,
+    let Ok(local) = stream.local_addr() else {
+        return;
     };
-    let (mut read_half, mut write_half) = stream.into_split();
+    let (read_half, write_half) = stream.into_split();
+    serve(read_half, write_half, peer, local.ip(), config, directory).await;
+}
+
+/// Serves an RTSPS connection once its TLS handshake completes; a handshake
+/// not done within the request timeout is dropped (it holds only its own
+/// task and connection slot until then).
+pub(crate) async fn serve_tls(
+    stream: TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    peer: SocketAddr,
+    config: Arc<ServerConfig>,
+    directory: Arc<dyn StreamDirectory>,
+) {
+    let _ = stream.set_nodelay(true);
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
+    let tls = match tokio::time::timeout(config.request_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "RTSPS handshake failed");
+            return;
+        }
+        Err(_) => {
+            if let Some(left_out) = config
+                .readers
+                .limit_hit(Limited::RequestTimeout, Instant::now())
+            {
+                tracing::warn!(%peer, left_out, "RTSPS handshake not complete within the request timeout: closed");
+            }
+            return;
+        }
+    };
+    let (read_half, write_half) = tokio::io::split(tls);
+    serve(read_half, write_half, peer, local.ip(), config, directory).await;
+}
+
+async fn serve<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    mut read_half: R,
+    mut write_half: W,
+    peer: SocketAddr,
+    local_ip: std::net::IpAddr,
+    config: Arc<ServerConfig>,
+    directory: Arc<dyn StreamDirectory>,
+) {
     let mut state = ConnectionState::new(Arc::clone(&config), directory, peer, local_ip);
     let mut reader = RequestReader::with_request_timeout(config.request_timeout);
     let mut player: Option<Player> = None;
@@ -213,7 +257,7 @@ async fn refuse_request(
     peer: SocketAddr,
     state: &ConnectionState,
     batch: &mut Batch,
-    write_half: &mut OwnedWriteHalf,
+    write_half: &mut (impl AsyncWrite + Unpin),
     read_half: &mut (impl AsyncRead + Unpin),
 ) -> End {
     let stream = state.stream();
@@ -470,7 +514,7 @@ async fn next_frame(player: &mut Option<Player>) -> Option<Arc<streamgate_rtp::F
 
 async fn write(
     batch: &mut Batch,
-    writer: &mut OwnedWriteHalf,
+    writer: &mut (impl AsyncWrite + Unpin),
     timeout: Duration,
 ) -> Result<(), End> {
     if batch.is_empty() {
