@@ -223,6 +223,23 @@ fn gstreamer_rtspclientsink_pushes_and_is_read_back_over_rtsp_and_hls() {
     read_back(&gateway, "pub");
 }
 
+#[test]
+fn gstreamer_rtspclientsink_pushes_over_udp() {
+    let gateway = publish_gateway("");
+    let _publisher = gst_push(&gateway.rtsp_url("pub"), "udp", gateway.dir.path());
+    wait_publishing(&gateway, "pub");
+    let output = ffmpeg_decode(&gateway.rtsp_url("pub"), "tcp", 4, &[], &[]);
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(
+        output.status.success(),
+        "ffmpeg failed: {stderr}\n{}",
+        gateway.log()
+    );
+    assert!(error_lines(&stderr).is_empty(), "ffmpeg errors:\n{stderr}");
+    assert!(decoded_frames(&stdout) >= 50, "{stdout}");
+    gst_reads(&gateway, &gateway.rtsp_url("pub"), 25);
+}
+
 /// ffprobe lists 16 s of packets while the publisher is killed ~4 s in and
 /// restarted: it stays connected and every track's DTS strictly increases.
 #[test]
