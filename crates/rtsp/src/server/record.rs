@@ -339,7 +339,58 @@ impl Reception {
 mod tests {
     use std::time::Duration;
 
+    use streamgate_pipeline::{Hub, HubConfig};
+    use streamgate_rtp::sdp;
+
+    use super::super::publish::PublishConfig;
     use super::*;
+
+    fn recording(controls: [&str; 2]) -> Recording {
+        let sdp = format!(
+            "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+             m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:{}\r\n\
+             m=audio 0 RTP/AVP 0\r\na=control:{}\r\n",
+            controls[0], controls[1]
+        );
+        let point = PublishPoint::new(
+            Hub::new("cam", HubConfig::default()),
+            PublishConfig {
+                credentials: None,
+                replace: false,
+                grace: Duration::from_secs(1),
+            },
+        );
+        let publisher = point.claim("127.0.0.1:5000".parse().unwrap()).unwrap();
+        let tracks = sdp::parse_tracks(sdp.as_bytes()).unwrap();
+        Recording::new("1".into(), "cam".into(), publisher, tracks, Ssrc::new(1))
+    }
+
+    #[test]
+    fn setup_urls_name_the_announced_tracks() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        // ffmpeg: `streamid=N`; GStreamer rtspclientsink: `stream=N`.
+        let ffmpeg = recording(["streamid=0", "streamid=1"]);
+        assert_eq!(
+            ffmpeg.track_for(&url("rtsp://h:8554/cam/streamid=1")),
+            Some(TrackId::new(1))
+        );
+        let gst = recording(["stream=0", "stream=1"]);
+        assert_eq!(
+            gst.track_for(&url("rtsp://h/cam/stream=0")),
+            Some(TrackId::new(0))
+        );
+        let absolute = recording(["rtsp://h/cam/v", "rtsp://h/cam/a"]);
+        assert_eq!(
+            absolute.track_for(&url("rtsp://h/cam/a")),
+            Some(TrackId::new(1))
+        );
+        assert_eq!(ffmpeg.track_for(&url("rtsp://h/cam/streamid=7")), None);
+        assert_eq!(
+            ffmpeg.track_for(&url("rtsp://h/cam")),
+            None,
+            "two tracks: which?"
+        );
+    }
 
     #[test]
     fn reports_loss_and_wraps_sequence_numbers() {

@@ -193,6 +193,34 @@ mod tests {
     }
 
     #[test]
+    fn record_replies_echo_the_publishers_transport() {
+        let tcp = TransportRequest::Interleaved {
+            rtp_channel: 2,
+            rtcp_channel: 3,
+        };
+        assert_eq!(
+            record_reply(tcp, None),
+            "RTP/AVP/TCP;unicast;interleaved=2-3;mode=\"RECORD\""
+        );
+        let udp = TransportRequest::Udp {
+            rtp_port: 5000,
+            rtcp_port: 5001,
+        };
+        assert_eq!(
+            record_reply(udp, Some((7000, 7001))),
+            "RTP/AVP;unicast;client_port=5000-5001;server_port=7000-7001;mode=\"RECORD\""
+        );
+        // ffmpeg's and GStreamer's SETUP of a publisher parse as usual.
+        assert_eq!(
+            negotiate(
+                &setup("RTP/AVP/UDP;unicast;client_port=5000-5001;mode=record"),
+                0
+            ),
+            Ok(udp)
+        );
+    }
+
+    #[test]
     fn replies() {
         let tcp = TransportRequest::Interleaved {
             rtp_channel: 0,
