@@ -153,6 +153,7 @@ fn fan_out_over(c: &mut Criterion, transport: Transport) {
             Some(StreamEntry {
                 hub: directory_hub.clone(),
                 credentials: None,
+                publish: None,
             })
         };
         let config = ServerConfig {

@@ -68,6 +68,11 @@ pub struct RtspConfig {
     pub max_connections: std::num::NonZeroUsize,
     #[serde(default = "default_max_connections_per_client")]
     pub max_connections_per_client: std::num::NonZeroUsize,
+    /// An RTSPS listener (`rtsps://HOST:PORT/NAME`) beside `listen`, with
+    /// `tls_certificate` and `tls_key` (PEM files, relative to the config file).
+    pub tls_listen: Option<std::net::SocketAddr>,
+    pub tls_certificate: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl Default for RtspConfig {
@@ -80,6 +85,9 @@ impl Default for RtspConfig {
             request_timeout: default_request_timeout(),
             max_connections: default_max_connections(),
             max_connections_per_client: default_max_connections_per_client(),
+            tls_listen: None,
+            tls_certificate: None,
+            tls_key: None,
         }
     }
 }
@@ -598,6 +606,16 @@ impl Config {
             return Err(invalid(
                 0,
                 "[rtsp]: set both `username` and `password`, or neither".into(),
+            ));
+        }
+        let tls = &config.rtsp;
+        if tls.tls_listen.is_some() != (tls.tls_certificate.is_some() && tls.tls_key.is_some())
+            || tls.tls_certificate.is_some() != tls.tls_key.is_some()
+        {
+            return Err(invalid(
+                0,
+                "[rtsp]: `tls_listen` needs `tls_certificate` and `tls_key` (and they need it)"
+                    .into(),
             ));
         }
         if config.rtsp.request_timeout.is_zero() {

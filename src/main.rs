@@ -167,7 +167,7 @@ fn serve(path: &Path) -> Result<(), StartError> {
             bus.forward_motion(discovery.link.clone());
         }
         let (stop, stopping) = tokio::sync::watch::channel(false);
-        let (rtsp, rtsp_readers) = start_rtsp(&config, &streams, stopping.clone()).await?;
+        let (rtsp, rtsp_readers) = start_rtsp(&config, &base, &streams, stopping.clone()).await?;
         let http = start_http(&config, &streams, rtsp_readers, (discovery, events, mqtt_counts), base.clone(), stopping).await?;
         tracing::info!(config = %path.display(), streams = streams.read().iter().count(), "streamgate running");
         let reason = loop {
@@ -279,9 +279,11 @@ async fn reload_streams(path: &Path, base: &Path, streams: &SharedStreams, desir
 /// or removed at runtime included); its reader registry goes to the API.
 async fn start_rtsp(
     config: &Config,
+    base: &Path,
     streams: &SharedStreams,
     stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(tokio::task::JoinHandle<()>, Readers), StartError> {
+    use streamgate_rtsp::server::tls::TlsSettings;
     use streamgate_rtsp::server::{Credentials, RtspServer, ServerConfig, StreamEntry};
     fn credentials(username: &Option<String>, password: &Option<Secret>) -> Option<Credentials> {
         username
@@ -299,6 +301,16 @@ async fn start_rtsp(
         request_timeout: config.rtsp.request_timeout,
         max_connections: config.rtsp.max_connections.get(),
         max_connections_per_client: config.rtsp.max_connections_per_client.get(),
+        tls: config
+            .rtsp
+            .tls_listen
+            .zip(config.rtsp.tls_certificate.as_ref())
+            .zip(config.rtsp.tls_key.as_ref())
+            .map(|((listen, certificate), key)| TlsSettings {
+                listen,
+                certificate: base.join(certificate),
+                key: base.join(key),
+            }),
         ..ServerConfig::default()
     };
     let streams = streams.clone();
@@ -308,6 +320,7 @@ async fn start_rtsp(
         Some(StreamEntry {
             hub: stream.hub.clone(),
             credentials: credentials(&stream.config.rtsp_username, &stream.config.rtsp_password),
+            publish: stream.publish_point(),
         })
     };
     let server = RtspServer::bind(server_config, Arc::new(directory)).await?;

@@ -95,6 +95,11 @@ impl Stream {
     pub fn report(&self) -> SourceReport {
         self.source.report()
     }
+
+    /// Where RTSP publishers push (a `source = "publish"` stream).
+    pub fn publish_point(&self) -> Option<streamgate_rtsp::server::PublishPoint> {
+        self.source.publish_point()
+    }
 }
 
 /// All running streams, by name, and the services their sources start with.

@@ -552,6 +552,7 @@ async fn metrics_count_per_stream_and_process() {
         ("streamgate_readers", "gauge", "Readers of the stream now, by output protocol (RTSP: playing sessions; HLS: viewers of the last 10 s)."),
         ("streamgate_hls_viewers", "gauge", "Client addresses that fetched the stream's HLS playlists or media in the last 10 s."),
         ("streamgate_rtsp_refused", "counter", "RTSP input refused by the server's limits, by reason: lying lengths, slow requests, frames on channels never set up, connections over the caps."),
+        ("streamgate_publish_dropped_packets", "counter", "Packets from RTSP publishers dropped, by reason: bad (does not parse or fit the announced tracks, or before RECORD), foreign (UDP from another address than the publisher's), overflow (UDP faster than the stream takes it)."),
         ("streamgate_source_reconnects", "counter", "Times the source connected again after its first session."),
         ("streamgate_ring_events", "counter", "Ring webhook events stored (duplicates and stale deliveries not counted), by event type and device (empty for account events)."),
         ("streamgate_source_up", "gauge", "1 while the source runs, 0 while it has failed; `state` is the source client's own state."),

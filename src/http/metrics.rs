@@ -24,6 +24,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use streamgate_pipeline::HubStats;
+use streamgate_rtsp::server::PublishStatus;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -128,6 +129,8 @@ struct Row {
     name: String,
     stats: HubStats,
     report: SourceReport,
+    /// `source = "publish"` streams only.
+    publish: Option<PublishStatus>,
 }
 
 /// The labels of a stream's series.
@@ -173,6 +176,7 @@ impl Collector for StreamCollector {
                 name: name.to_string(),
                 stats: stream.hub.stats(),
                 report: stream.report(),
+                publish: stream.publish_point().map(|point| point.status()),
             })
             .collect();
 
@@ -254,6 +258,25 @@ impl Collector for StreamCollector {
                 .limit_counts()
                 .all()
                 .map(|(kind, count)| ([("reason", Escaped(kind.name()))], ConstCounter::new(count))),
+        )?;
+        family(
+            &mut encoder,
+            "streamgate_publish_dropped_packets",
+            "Packets from RTSP publishers dropped, by reason: bad (does not parse or fit the announced tracks, or before RECORD), foreign (UDP from another address than the publisher's), overflow (UDP faster than the stream takes it).",
+            MetricType::Counter,
+            rows.iter().flat_map(|row| {
+                row.publish.iter().flat_map(move |p| {
+                    [
+                        ("bad", p.bad_packets),
+                        ("foreign", p.foreign_packets),
+                        ("overflow", p.overflow_packets),
+                    ]
+                    .map(|(reason, count)| {
+                        let labels = [("stream", Escaped(&row.name)), ("reason", Escaped(reason))];
+                        (labels, ConstCounter::new(count))
+                    })
+                })
+            }),
         )?;
         family(
             &mut encoder,

@@ -175,6 +175,10 @@ pub trait RunningSource: Send + Sync {
     fn report(&self) -> SourceReport;
     /// Stops it for good (network sources end their sessions: TEARDOWN, DELETE).
     fn stop(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    /// Where RTSP publishers push into the stream (`source = "publish"` only).
+    fn publish_point(&self) -> Option<streamgate_rtsp::server::PublishPoint> {
+        None
+    }
 }
 
 /// Whether a stream's source runs. Not the source client's own state

@@ -6,11 +6,12 @@
 //!
 //! Kinds that need a service the binary runs once (the Ring Partner API client)
 //! get it from [`Services`] when they start. The shape also fits the kinds
-//! planned next: an RTSP or WHIP publisher's start registers the stream's path
-//! with its server and reports `idle` until a publisher pushes; a relay pulls
-//! from a peer.
+//! planned next: a WHIP publisher, like the RTSP one (`publish`), makes a
+//! publish point its server finds through the running source and reports
+//! `idle` until a publisher pushes; a relay pulls from a peer.
 
 mod kind;
+mod publish;
 mod replay;
 mod ring;
 mod ring_link;
@@ -36,6 +37,7 @@ static KINDS: &[&dyn SourceKind] = &[
     &rtsp::Rtsp,
     &whep::Whep,
     &ring::Ring,
+    &publish::Publish,
 ];
 
 /// Every kind's own keys, in [`KINDS`] order.
@@ -213,7 +215,7 @@ mod tests {
         assert_eq!(source("WHEPS://h/w").label(), "whep://");
         let error = Source::try_from("cam".to_owned()).unwrap_err();
         assert!(
-            error.ends_with(r#"expected "demo", "pcap:PATH", "rtsp://…", "rtsps://…", "whep://…", "wheps://…" or "ring:PATH""#),
+            error.ends_with(r#"expected "demo", "pcap:PATH", "rtsp://…", "rtsps://…", "whep://…", "wheps://…", "ring:PATH" or "publish""#),
             "{error}"
         );
     }

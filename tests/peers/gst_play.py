@@ -3,6 +3,9 @@ decodebin + fakesink per stream) for a bounded time and prints how
 many decoded buffers each media kind produced and any bus errors, as
 `KIND=COUNT` and `error=MESSAGE` lines.
 
+An http(s):// URL (an HLS playlist) is played with `uridecodebin` instead
+(the transport argument is then ignored).
+
 usage: gst_play.py URL tcp|udp SECONDS
 """
 import sys
@@ -18,10 +21,18 @@ url, protocols, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
 counts = {}
 errors = []
 pipeline = Gst.Pipeline.new("play")
-source = Gst.ElementFactory.make("rtspsrc")
-source.set_property("location", url)
-source.set_property("protocols", protocols)
-source.set_property("latency", 200)
+hls = url.startswith("http")
+if hls:
+    source = Gst.ElementFactory.make("uridecodebin")
+    source.set_property("uri", url)
+else:
+    source = Gst.ElementFactory.make("rtspsrc")
+    source.set_property("location", url)
+    source.set_property("protocols", protocols)
+    source.set_property("latency", 200)
+    if url.startswith("rtsps"):
+        # The tests' certificates are self-signed: accept them.
+        source.set_property("tls-validation-flags", 0)
 pipeline.add(source)
 
 
@@ -52,7 +63,7 @@ def on_source_pad(_source, pad):
     pad.link(decodebin.get_static_pad("sink"))
 
 
-source.connect("pad-added", on_source_pad)
+source.connect("pad-added", on_decoded_pad if hls else on_source_pad)
 bus = pipeline.get_bus()
 pipeline.set_state(Gst.State.PLAYING)
 deadline = time.monotonic() + seconds

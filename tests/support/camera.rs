@@ -350,6 +350,7 @@ pub async fn restream(name: &str, hub: Hub) -> String {
         (requested == stream_name).then(|| StreamEntry {
             hub: hub.clone(),
             credentials: None,
+            publish: None,
         })
     };
     let server = RtspServer::bind(config, Arc::new(directory))

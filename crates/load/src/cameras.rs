@@ -69,6 +69,7 @@ pub async fn run(args: CamerasArgs) -> Result<CamerasSummary, Box<dyn std::error
         directory_hubs.get(index).map(|hub| StreamEntry {
             hub: hub.clone(),
             credentials: None,
+            publish: None,
         })
     };
     let server = RtspServer::bind(

@@ -396,6 +396,21 @@ impl Hub {
         fanout.gop.clear();
     }
 
+    /// Ends every current subscription (each `recv()` returns `None` once
+    /// drained) and forgets the tracks and GOP cache, but stays open: a later
+    /// source publishes to new subscribers. A publisher that left for good does
+    /// this, so its readers close (RTSP readers get an RTCP BYE).
+    pub fn end_subscriptions(&self) {
+        {
+            let mut fanout = self.fanout();
+            if fanout.sender.is_some() {
+                fanout.sender = Some(broadcast::channel(self.inner.config.queue_len).0);
+            }
+            fanout.gop.clear();
+        }
+        self.inner.tracks.send_replace(Arc::from(Vec::new()));
+    }
+
     fn stream_has_video(&self) -> bool {
         self.inner.has_video.load(Ordering::Relaxed)
     }
@@ -971,6 +986,20 @@ mod tests {
         assert!(sub.recv().await.is_none());
         assert!(hub.subscribe().recv().await.is_none());
         assert_eq!(hub.stats().frames, 1);
+    }
+
+    #[tokio::test]
+    async fn ended_subscriptions_close_but_the_hub_serves_new_ones() {
+        let hub = hub_with(HubConfig::default(), &[Codec::H264]);
+        let mut old = hub.subscribe();
+        hub.publish(video(0, true));
+        hub.end_subscriptions();
+        assert!(hub.tracks().is_empty());
+        assert_eq!(old.recv().await.map(|f| f.pts), Some(0));
+        assert!(old.recv().await.is_none());
+        let mut new = hub.subscribe();
+        hub.publish(video(1, true));
+        assert_eq!(new.recv().await.map(|f| f.pts), Some(1));
     }
 
     #[tokio::test]

@@ -26,6 +26,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (name == "demo").then(|| StreamEntry {
             hub: directory_hub.clone(),
             credentials: None,
+            publish: None,
         })
     };
     let server = RtspServer::bind(

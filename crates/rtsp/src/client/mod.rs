@@ -35,6 +35,15 @@
 //! - **Keyframe requests** cannot be passed on: RTSP has no PLI path and retina
 //!   sends no RTCP feedback. Consumers wait for the camera's next keyframe (the
 //!   Hub's GOP cache means a new consumer rarely has to).
+//! - **RTSPS (`rtsps://`) is not served by retina** and is refused with a clear
+//!   error for now. retina 0.4 has no TLS and no transport hook:
+//!   `Session::describe` dials its own `tokio::net::TcpStream`, so it cannot be
+//!   handed a rustls stream. The decided way: a minimal client of our own for
+//!   RTSPS only (DESCRIBE/SETUP interleaved/PLAY, keep-alives, Basic/Digest,
+//!   interleaved RTP/AVP inside tokio-rustls, `tls_verify`/`tls_fingerprint`
+//!   verifiers), yielding the same `SessionEvent`s so the source task and
+//!   supervisor stay as they are; contributing TLS to retina upstream would
+//!   change its connection layer for every user and is not ours to schedule.
 //! - **Secrets.** Credentials are taken out of the URL ([`CameraUrl`]) and given
 //!   to retina apart; logs and [`SourceStatus`] only ever show the redacted URL,
 //!   and error texts pass through [`CameraUrl::redact`].

@@ -19,20 +19,23 @@ use std::time::{Duration, Instant};
 use rtsp_types::{headers, Version};
 use streamgate_rtp::MediaKind;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 
 use super::framing::{FramingError, Incoming, RequestReader, MAX_REQUEST_LEN};
 use super::interleaved::Batch;
 use super::limits::{Limited, Refusal};
+use super::record::RecordingEvent;
 use super::response::{Response, Status};
 use super::session::{ConnectionState, Player};
+use super::transport::TransportRequest;
 use super::{ServerConfig, StreamDirectory};
 
 /// Most RTP packets gathered into one vectored write.
 const MAX_PACKETS_PER_WRITE: usize = 256;
 /// Most bytes gathered into one vectored write.
 const MAX_BYTES_PER_WRITE: usize = 512 * 1024;
+/// How often a publisher gets RTCP receiver reports.
+const RECEIVER_REPORT_INTERVAL: Duration = Duration::from_secs(2);
 /// Read buffer for requests (they are small; the framing layer caps the total).
 const READ_CHUNK: usize = 4096;
 /// After a refusal, how long the connection reads (and drops) what the client
@@ -57,20 +60,67 @@ enum End {
     WriteTimeout,
     #[error("stream closed")]
     StreamClosed,
+    #[error("another publisher took over, or the stream stopped")]
+    PublisherReplaced,
 }
 
-pub(crate) async fn serve(
+/// Serves a plain RTSP connection.
+pub(crate) async fn serve_tcp(
     stream: TcpStream,
     peer: SocketAddr,
     config: Arc<ServerConfig>,
     directory: Arc<dyn StreamDirectory>,
 ) {
     let _ = stream.set_nodelay(true);
-    let local_ip = match stream.local_addr() {
-        Ok(addr) => addr.ip(),
-        Err(_) => return,
+    let Ok(local) = stream.local_addr() else {
+        return;
     };
-    let (mut read_half, mut write_half) = stream.into_split();
+    let (read_half, write_half) = stream.into_split();
+    serve(read_half, write_half, peer, local.ip(), config, directory).await;
+}
+
+/// Serves an RTSPS connection once its TLS handshake completes; a handshake
+/// not done within the request timeout is dropped (it holds only its own
+/// task and connection slot until then).
+pub(crate) async fn serve_tls(
+    stream: TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    peer: SocketAddr,
+    config: Arc<ServerConfig>,
+    directory: Arc<dyn StreamDirectory>,
+) {
+    let _ = stream.set_nodelay(true);
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
+    let tls = match tokio::time::timeout(config.request_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "RTSPS handshake failed");
+            return;
+        }
+        Err(_) => {
+            if let Some(left_out) = config
+                .readers
+                .limit_hit(Limited::RequestTimeout, Instant::now())
+            {
+                tracing::warn!(%peer, left_out, "RTSPS handshake not complete within the request timeout: closed");
+            }
+            return;
+        }
+    };
+    let (read_half, write_half) = tokio::io::split(tls);
+    serve(read_half, write_half, peer, local.ip(), config, directory).await;
+}
+
+async fn serve<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    mut read_half: R,
+    mut write_half: W,
+    peer: SocketAddr,
+    local_ip: std::net::IpAddr,
+    config: Arc<ServerConfig>,
+    directory: Arc<dyn StreamDirectory>,
+) {
     let mut state = ConnectionState::new(Arc::clone(&config), directory, peer, local_ip);
     let mut reader = RequestReader::with_request_timeout(config.request_timeout);
     let mut player: Option<Player> = None;
@@ -90,6 +140,7 @@ pub(crate) async fn serve(
     tokio::pin!(request_timer);
     let mut request_timer_at: Option<Instant> = None;
     let mut unknown_channel_frames = 0u64;
+    let mut receiver_reports = tokio::time::interval(RECEIVER_REPORT_INTERVAL);
 
     let end = loop {
         let deadline = reader.poll_timeout();
@@ -167,6 +218,20 @@ pub(crate) async fn serve(
                 }
                 playing.reader.record(sent_udp.packets, sent_udp.bytes);
             }
+            event = recording_event(&mut state) => match event {
+                RecordingEvent::Datagram(datagram) => {
+                    if let Some(recording) = state.recording.as_mut() {
+                        recording.on_datagram(datagram, Instant::now());
+                    }
+                }
+                RecordingEvent::Kicked => break End::PublisherReplaced,
+            },
+            _ = receiver_reports.tick(), if state.recording.is_some() => {
+                send_receiver_reports(&mut state, &mut batch).await;
+                if let Err(end) = write(&mut batch, &mut write_half, config.write_timeout).await {
+                    break end;
+                }
+            }
             _ = &mut idle => {
                 let idle_until = last_activity(&state).max(last_request) + config.session_timeout;
                 if idle_until <= Instant::now() {
@@ -192,7 +257,7 @@ async fn refuse_request(
     peer: SocketAddr,
     state: &ConnectionState,
     batch: &mut Batch,
-    write_half: &mut OwnedWriteHalf,
+    write_half: &mut (impl AsyncWrite + Unpin),
     read_half: &mut (impl AsyncRead + Unpin),
 ) -> End {
     let stream = state.stream();
@@ -300,10 +365,16 @@ async fn handle_input(
     while let Some(incoming) = reader.next_message()? {
         let request = match incoming {
             Incoming::Request(request) => request,
-            // Interleaved RTCP receiver reports: the read itself counted as activity.
-            Incoming::Interleaved { channel, .. } if state.has_channel(channel) => continue,
-            Incoming::Interleaved { .. } => {
-                *unknown_channel_frames += 1;
+            Incoming::Interleaved { channel, data } => {
+                let known = match state.recording.as_mut() {
+                    // A publisher's RTP and RTCP.
+                    Some(recording) => recording.on_interleaved(channel, data, now),
+                    // A reader's RTCP receiver reports: the read itself counted as activity.
+                    None => state.has_channel(channel),
+                };
+                if !known {
+                    *unknown_channel_frames += 1;
+                }
                 continue;
             }
         };
@@ -402,6 +473,38 @@ async fn say_goodbye(player: &Player, batch: &mut Batch) {
     }
 }
 
+/// The next datagram of a publisher's UDP tracks, or its replacement (pending
+/// without a publisher).
+async fn recording_event(state: &mut ConnectionState) -> RecordingEvent {
+    match state.recording.as_mut() {
+        Some(recording) => recording.next_event().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Queues (TCP) or sends (UDP) a receiver report per track of a publisher.
+async fn send_receiver_reports(state: &mut ConnectionState, batch: &mut Batch) {
+    let Some(recording) = state.recording.as_mut() else {
+        return;
+    };
+    for (track, report) in recording.receiver_reports(Instant::now()) {
+        let Some(t) = recording.tracks.get(&track) else {
+            continue;
+        };
+        match (&t.udp, t.transport) {
+            (Some(udp), _) => {
+                if let Err(e) = udp.send_rtcp(&report).await {
+                    tracing::trace!(error = %e, "UDP receiver report failed");
+                }
+            }
+            (None, TransportRequest::Interleaved { rtcp_channel, .. }) => {
+                batch.push_rtcp(rtcp_channel, report)
+            }
+            (None, TransportRequest::Udp { .. }) => {}
+        }
+    }
+}
+
 async fn next_frame(player: &mut Option<Player>) -> Option<Arc<streamgate_rtp::Frame>> {
     match player {
         Some(p) => p.next_frame().await,
@@ -411,7 +514,7 @@ async fn next_frame(player: &mut Option<Player>) -> Option<Arc<streamgate_rtp::F
 
 async fn write(
     batch: &mut Batch,
-    writer: &mut OwnedWriteHalf,
+    writer: &mut (impl AsyncWrite + Unpin),
     timeout: Duration,
 ) -> Result<(), End> {
     if batch.is_empty() {

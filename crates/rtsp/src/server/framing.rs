@@ -25,7 +25,7 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use rtsp_types::{Message, ParseError, Request};
 
 use super::response::Status;
@@ -47,10 +47,11 @@ const QUOTED_VALUE_LEN: usize = 24;
 #[derive(Debug)]
 pub enum Incoming {
     Request(Box<Request<Vec<u8>>>),
-    /// An interleaved frame (RTCP receiver reports over TCP): channel and length.
+    /// An interleaved frame: RTCP receiver reports of a reader, or a
+    /// publisher's RTP and RTCP (a slice of the received bytes, not a copy).
     Interleaved {
         channel: u8,
-        len: usize,
+        data: Bytes,
     },
 }
 
@@ -237,8 +238,9 @@ impl RequestReader {
         if self.buf.len() < total {
             return None;
         }
-        self.consume(total);
-        Some(Incoming::Interleaved { channel, len })
+        let data = self.buf.split_to(total).freeze().slice(4..);
+        self.consume(0);
+        Some(Incoming::Interleaved { channel, data })
     }
 }
 
@@ -319,7 +321,7 @@ mod tests {
         assert_eq!(next_request(&mut reader).method(), &Method::Options);
         assert!(matches!(
             reader.next_message(),
-            Ok(Some(Incoming::Interleaved { channel: 1, len: 3 }))
+            Ok(Some(Incoming::Interleaved { channel: 1, data })) if data[..] == [9, 9, 9]
         ));
         assert_eq!(next_request(&mut reader).method(), &Method::GetParameter);
         assert!(matches!(reader.next_message(), Ok(None)));
@@ -498,7 +500,7 @@ mod tests {
         reader.push(&[3, 4, 5, 6, 7, 8], at(5)).unwrap();
         assert!(matches!(
             reader.next_message(),
-            Ok(Some(Incoming::Interleaved { channel: 1, len: 8 }))
+            Ok(Some(Incoming::Interleaved { channel: 1, data })) if data.len() == 8
         ));
         assert_eq!(reader.poll_timeout(), None, "nothing pending after it");
         assert_eq!(reader.handle_timeout(at(100)), Ok(()));

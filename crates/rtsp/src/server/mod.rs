@@ -12,9 +12,14 @@
 //!   and track, the SDP answer;
 //! - [`sender_report`]: RTCP SR per track and session;
 //! - [`session`]: the method handlers of one connection;
+//! - [`publish`], [`record`], [`udp_record`]: publishers (ANNOUNCE/RECORD):
+//!   the stream's one publisher and its grace, a publisher's session on a
+//!   connection, its UDP ports;
 //! - [`interleaved`], [`udp`]: writing RTP (vectored, payloads never copied);
 //! - [`readers`]: who is playing what, with per-reader packet and byte counts;
-//! - `connection`: the per-connection task; [`RtspServer`]: the accept loop.
+//! - [`tls`]: the RTSPS listener's certificate (rustls);
+//! - `connection`: the per-connection task (plain or TLS, the same code);
+//!   [`RtspServer`]: the accept loop of both listeners.
 //!
 //! Each reader is its own task reading its own Hub subscription, so a slow reader
 //! is skipped to the next keyframe by the Hub and a dead one is cut off by the
@@ -26,13 +31,17 @@ pub mod describe;
 pub mod framing;
 pub mod interleaved;
 pub mod limits;
+pub mod publish;
 pub mod readers;
+pub mod record;
 pub mod response;
 pub mod sender_report;
 pub mod session;
 pub mod target;
+pub mod tls;
 pub mod transport;
 pub mod udp;
+pub mod udp_record;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -40,11 +49,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use streamgate_pipeline::Hub;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
 
 pub use auth::Credentials;
 pub use limits::{LimitCounts, Limited};
+pub use publish::{PublishConfig, PublishPoint, PublishStatus};
 pub use readers::{OutputTotals, ReaderInfo, ReaderTransport, Readers};
 
 use limits::Admission;
@@ -78,6 +89,8 @@ pub struct ServerConfig {
     pub udp_ports: Option<udp::UdpPortRange>,
     /// Where playing sessions are listed; pass a clone to whoever reports them.
     pub readers: Readers,
+    /// An RTSPS listener beside the plain one (same streams, limits and caps).
+    pub tls: Option<tls::TlsSettings>,
 }
 
 impl Default for ServerConfig {
@@ -93,6 +106,7 @@ impl Default for ServerConfig {
             max_connections_per_client: limits::DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
             udp_ports: None,
             readers: Readers::default(),
+            tls: None,
         }
     }
 }
@@ -103,6 +117,8 @@ pub struct StreamEntry {
     pub hub: Hub,
     /// Overrides the server-wide credentials for this stream.
     pub credentials: Option<Credentials>,
+    /// Set for a `source = "publish"` stream: publishers ANNOUNCE to it.
+    pub publish: Option<publish::PublishPoint>,
 }
 
 /// Looks streams up by the name in the request URL.
@@ -127,11 +143,15 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// A bound RTSP server; [`RtspServer::run`] serves until the task is dropped.
 pub struct RtspServer {
     listener: TcpListener,
+    /// RTSPS: its listener and the TLS acceptor.
+    tls: Option<(TcpListener, TlsAcceptor)>,
     config: Arc<ServerConfig>,
     directory: Arc<dyn StreamDirectory>,
 }
@@ -148,8 +168,22 @@ impl RtspServer {
                     addr: config.listen,
                     source,
                 })?;
+        let tls = match &config.tls {
+            Some(settings) => {
+                let acceptor = tls::acceptor(settings)?;
+                let listener = TcpListener::bind(settings.listen).await.map_err(|source| {
+                    ServerError::Bind {
+                        addr: settings.listen,
+                        source,
+                    }
+                })?;
+                Some((listener, acceptor))
+            }
+            None => None,
+        };
         Ok(RtspServer {
             listener,
+            tls,
             config: Arc::new(config),
             directory,
         })
@@ -162,6 +196,11 @@ impl RtspServer {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The RTSPS listener's address, when one is configured.
+    pub fn tls_local_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.tls.as_ref().map(|(listener, _)| listener.local_addr())
     }
 
     /// Accepts connections forever, one task each.
@@ -185,11 +224,15 @@ impl RtspServer {
         let open_tx = Arc::new(open_tx);
         let refusing = Arc::new(Semaphore::new(REFUSING_AT_ONCE));
         tracing::info!(addr = ?self.listener.local_addr().ok(), "RTSP server listening");
+        if let Some((listener, _)) = &self.tls {
+            tracing::info!(addr = ?listener.local_addr().ok(), "RTSPS server listening");
+        }
         tokio::pin!(stop);
         loop {
-            let accepted = tokio::select! {
+            let (accepted, acceptor) = tokio::select! {
                 () = &mut stop => break,
-                accepted = self.listener.accept() => accepted,
+                accepted = self.listener.accept() => (accepted, None),
+                accepted = accept_tls(&self.tls) => (accepted.0, Some(accepted.1)),
             };
             let (stream, peer) = match accepted {
                 Ok(accepted) => accepted,
@@ -231,11 +274,17 @@ impl RtspServer {
             let config = Arc::clone(&self.config);
             let directory = Arc::clone(&self.directory);
             tokio::spawn(async move {
-                connection::serve(stream, peer, config, directory).await;
+                match acceptor {
+                    None => connection::serve_tcp(stream, peer, config, directory).await,
+                    Some(acceptor) => {
+                        connection::serve_tls(stream, acceptor, peer, config, directory).await
+                    }
+                }
                 drop(slot);
             });
         }
         drop(self.listener);
+        drop(self.tls);
         if tokio::time::timeout(drain, open_rx.wait_for(|open| *open == 0))
             .await
             .is_err()
@@ -245,6 +294,16 @@ impl RtspServer {
                 "RTSP connections still open after {drain:?}: cut off"
             );
         }
+    }
+}
+
+/// The next RTSPS connection (pending without a TLS listener).
+async fn accept_tls(
+    tls: &Option<(TcpListener, TlsAcceptor)>,
+) -> (std::io::Result<(TcpStream, SocketAddr)>, TlsAcceptor) {
+    match tls {
+        Some((listener, acceptor)) => (listener.accept().await, acceptor.clone()),
+        None => std::future::pending().await,
     }
 }
 

@@ -1,5 +1,8 @@
 //! The RTSP method handlers of one connection: OPTIONS, DESCRIBE, SETUP, PLAY,
-//! PAUSE, TEARDOWN, GET/SET_PARAMETER, with authentication and the `Session`.
+//! PAUSE, TEARDOWN, GET/SET_PARAMETER, with authentication and the `Session`;
+//! and for publishers (streams with a [`PublishPoint`]) ANNOUNCE, SETUP with
+//! `mode=record` and RECORD, with the stream's publish credentials, into a
+//! [`Recording`].
 //!
 //! One connection carries at most one session (what every NVR and player does);
 //! a request naming another session gets 454. The handlers await only bounded
@@ -16,22 +19,36 @@ use bytes::Bytes;
 use rand::Rng;
 use rtsp_types::{headers, Method, Request, Version};
 use streamgate_pipeline::Subscription;
-use streamgate_rtp::{Frame, Ssrc, TrackId, TrackInfo};
+use streamgate_rtp::{sdp, Frame, Ssrc, TrackId, TrackInfo};
 use tokio::sync::watch;
 
 use super::auth::{Authenticator, Credentials};
 use super::describe::{session_description, track_control};
 use super::interleaved::{TrackOutput, AUDIO_BATCHING_FROM_READERS};
+use super::publish::{PublishPoint, PublishRefused};
 use super::readers::{ReaderGuard, ReaderTransport};
+use super::record::Recording;
 use super::response::{Response, Status};
 use super::sender_report::SenderReports;
 use super::target::{content_base, Target};
 use super::transport::{self, TransportRequest};
 use super::udp::{UdpBindError, UdpTrack};
+use super::udp_record::{Receiving, UdpRecordTrack};
 use super::{ServerConfig, StreamDirectory, StreamEntry};
 
 const PUBLIC_METHODS: &str =
+    "OPTIONS, DESCRIBE, ANNOUNCE, SETUP, PLAY, PAUSE, RECORD, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
+
+/// What a stream that takes no publisher allows (the 405 to an ANNOUNCE).
+const READ_METHODS: &str =
     "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
+
+/// How a stream is used on this connection: credentials are checked per use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Publish,
+}
 
 /// How long PLAY waits for a first frame of each set-up track to fill RTP-Info.
 const RTP_INFO_WAIT: Duration = Duration::from_millis(500);
@@ -167,9 +184,11 @@ pub struct ConnectionState {
     config: Arc<ServerConfig>,
     directory: Arc<dyn StreamDirectory>,
     auth: Authenticator,
-    /// Stream this connection has proved credentials for.
-    authorized: Option<String>,
+    /// Stream and use this connection has proved credentials for.
+    authorized: Option<(String, Access)>,
     session: Option<Session>,
+    /// A publisher's session (after ANNOUNCE).
+    pub recording: Option<Recording>,
     peer: SocketAddr,
     peer_ip: IpAddr,
     local_ip: IpAddr,
@@ -191,6 +210,7 @@ impl ConnectionState {
             auth: Authenticator::new(),
             authorized: None,
             session: None,
+            recording: None,
             peer,
             peer_ip: peer.ip(),
             local_ip,
@@ -201,12 +221,23 @@ impl ConnectionState {
 
     /// The session's stream name, for logs.
     pub fn stream(&self) -> Option<&str> {
-        self.session.as_ref().map(|s| s.stream.as_str())
+        match (&self.session, &self.recording) {
+            (Some(s), _) => Some(s.stream.as_str()),
+            (None, Some(r)) => Some(r.stream.as_str()),
+            (None, None) => None,
+        }
     }
 
     /// Whether a SETUP of this connection gave out interleaved `channel` (for
     /// a track's RTP or RTCP): frames on other channels are dropped and counted.
     pub fn has_channel(&self, channel: u8) -> bool {
+        if self
+            .recording
+            .as_ref()
+            .is_some_and(|r| r.has_channel(channel))
+        {
+            return true;
+        }
         self.session.as_ref().is_some_and(|session| {
             session.tracks.values().any(|t| {
                 interleaved_rtp(t.transport) == Some(channel)
@@ -233,7 +264,12 @@ impl ConnectionState {
             Method::Options => Reply::respond(ok().header("Public", PUBLIC_METHODS)),
             Method::GetParameter | Method::SetParameter => Reply::respond(self.with_session(ok())),
             Method::Describe => Reply::respond(self.describe(request, ok, status).await),
+            Method::Setup if self.recording.is_some() => {
+                Reply::respond(self.setup_record(request, ok, status).await)
+            }
             Method::Setup => Reply::respond(self.setup(request, ok, status).await),
+            Method::Announce => Reply::respond(self.announce(request, ok, status)),
+            Method::Record => Reply::respond(self.record(request, ok, status)),
             Method::Play => self.play(ok, status).await,
             Method::Pause => match &self.session {
                 Some(_) => Reply {
@@ -246,14 +282,12 @@ impl ConnectionState {
             Method::Teardown => {
                 let response = self.with_session(ok());
                 self.session = None;
+                self.recording = None;
                 Reply {
                     response,
                     play: None,
                     stop: true,
                 }
-            }
-            Method::Announce | Method::Record => {
-                Reply::respond(status(Status::MethodNotAllowed).header("Allow", PUBLIC_METHODS))
             }
             _ => Reply::respond(status(Status::NotImplemented)),
         }
@@ -267,17 +301,20 @@ impl ConnectionState {
     ) -> Option<Response> {
         let header = request.header(&headers::SESSION)?;
         let id = header.as_str().split(';').next().unwrap_or("").trim();
-        match &self.session {
-            Some(session) if session.id == id => None,
+        match (&self.session, &self.recording) {
+            (Some(session), _) if session.id == id => None,
+            (_, Some(recording)) if recording.id == id => None,
             _ => Some(not_found),
         }
     }
 
     fn with_session(&self, response: Response) -> Response {
-        match &self.session {
-            Some(session) => response.header("Session", self.session_header(&session.id)),
-            None => response,
-        }
+        let id = match (&self.session, &self.recording) {
+            (Some(session), _) => &session.id,
+            (None, Some(recording)) => &recording.id,
+            (None, None) => return response,
+        };
+        response.header("Session", self.session_header(id))
     }
 
     fn session_header(&self, id: &str) -> String {
@@ -298,26 +335,42 @@ impl ConnectionState {
             // an anonymous client cannot probe which stream names exist.
             None => self.config.credentials.as_ref(),
         };
-        if let Some(expected) = required {
-            if self.authorized.as_deref() != Some(stream) {
+        self.check_credentials(request, stream, Access::Read, required.cloned(), status)?;
+        entry.ok_or_else(|| status(Status::NotFound))
+    }
+
+    /// 401 with challenges unless the request proves `expected` (or this
+    /// connection already did for `stream` and `access`).
+    fn check_credentials(
+        &mut self,
+        request: &Request<Vec<u8>>,
+        stream: &str,
+        access: Access,
+        expected: Option<Credentials>,
+        status: &dyn Fn(Status) -> Response,
+    ) -> Result<(), Response> {
+        if let Some(expected) = &expected {
+            let proved_before = self
+                .authorized
+                .as_ref()
+                .is_some_and(|(s, a)| s == stream && *a == access);
+            if !proved_before {
                 let method: &str = request.method().into();
                 let proved = request
                     .header(&headers::AUTHORIZATION)
                     .is_some_and(|h| self.auth.verify(expected, h.as_str(), method));
                 if !proved {
-                    tracing::info!(stream, peer = %self.peer_ip, "RTSP authentication failed or missing");
+                    tracing::info!(stream, peer = %self.peer_ip, ?access, "RTSP authentication failed or missing");
                     let mut response = status(Status::Unauthorized);
                     for challenge in self.auth.challenges() {
                         response = response.header("WWW-Authenticate", challenge);
                     }
                     return Err(response);
                 }
-                if entry.is_some() {
-                    self.authorized = Some(stream.to_string());
-                }
+                self.authorized = Some((stream.to_string(), access));
             }
         }
-        entry.ok_or_else(|| status(Status::NotFound))
+        Ok(())
     }
 
     async fn describe(
@@ -446,6 +499,177 @@ impl ConnectionState {
         );
         ok().header("Transport", transport::reply(chosen, server_ports, ssrc))
             .header("Session", session_header)
+    }
+
+    /// The stream a publisher addresses, with its credentials checked: Err is
+    /// the answer (404 unknown, 405 not a publish stream, 401).
+    fn authorize_publish(
+        &mut self,
+        request: &Request<Vec<u8>>,
+        stream: &str,
+        status: &dyn Fn(Status) -> Response,
+    ) -> Result<PublishPoint, Response> {
+        let point = self.directory.lookup(stream).and_then(|e| e.publish);
+        let expected = match &point {
+            Some(point) => point.config().credentials.clone(),
+            None => self.config.credentials.clone(),
+        };
+        self.check_credentials(request, stream, Access::Publish, expected, status)?;
+        match point {
+            Some(point) => Ok(point),
+            None if self.directory.lookup(stream).is_some() => {
+                tracing::info!(stream, peer = %self.peer, "ANNOUNCE to a stream that is not `source = \"publish\"`");
+                Err(status(Status::MethodNotAllowed).header("Allow", READ_METHODS))
+            }
+            None => Err(status(Status::NotFound)),
+        }
+    }
+
+    /// ANNOUNCE: the publisher's SDP (any codec the pipeline reads), then the
+    /// stream is its own until it leaves (or another replaces it).
+    fn announce(
+        &mut self,
+        request: &Request<Vec<u8>>,
+        ok: impl Fn() -> Response,
+        status: impl Fn(Status) -> Response,
+    ) -> Response {
+        let Some(target) = Target::parse(request.request_uri()) else {
+            return status(Status::BadRequest);
+        };
+        if self.session.is_some() || self.recording.is_some() {
+            return status(Status::MethodNotValidInThisState);
+        }
+        let point = match self.authorize_publish(request, &target.stream, &status) {
+            Ok(point) => point,
+            Err(response) => return response,
+        };
+        let refuse = |code: Status, reason: String| {
+            tracing::info!(stream = %target.stream, peer = %self.peer, %reason, "ANNOUNCE refused ({})", code.code());
+            status(code).body("text/plain", format!("{reason}\r\n"))
+        };
+        let content_type = request.header(&headers::CONTENT_TYPE).map(|v| {
+            v.as_str()
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+        if content_type.as_deref() != Some("application/sdp") {
+            return refuse(
+                Status::UnsupportedMediaType,
+                format!("ANNOUNCE needs Content-Type application/sdp, got {content_type:?}"),
+            );
+        }
+        let tracks = match sdp::parse_tracks(request.body()) {
+            Ok(tracks) if !tracks.is_empty() => tracks,
+            Ok(_) => {
+                return refuse(
+                    Status::UnsupportedMediaType,
+                    "the SDP has no track this gateway carries".into(),
+                )
+            }
+            Err(e) => return refuse(Status::BadRequest, format!("bad SDP: {e}")),
+        };
+        let publisher = match point.claim(self.peer) {
+            Ok(publisher) => publisher,
+            Err(e @ PublishRefused::Busy) => {
+                return refuse(Status::ServiceUnavailable, e.to_string())
+            }
+            Err(e) => return refuse(Status::NotFound, e.to_string()),
+        };
+        tracing::info!(stream = %target.stream, peer = %self.peer, tracks = tracks.len(), "RTSP publisher announced");
+        let id = format!("{:016X}", rand::rng().random::<u64>());
+        let ssrc = Ssrc::new(rand::rng().random::<u32>());
+        self.recording = Some(Recording::new(id, target.stream, publisher, tracks, ssrc));
+        ok()
+    }
+
+    /// SETUP of a publisher: the announced track its URL names, over TCP
+    /// interleaved or UDP (server ports that take packets only from this peer).
+    async fn setup_record(
+        &mut self,
+        request: &Request<Vec<u8>>,
+        ok: impl Fn() -> Response,
+        status: impl Fn(Status) -> Response,
+    ) -> Response {
+        let Some(recording) = self.recording.as_ref() else {
+            return status(Status::MethodNotValidInThisState);
+        };
+        let Some(track) = request
+            .request_uri()
+            .and_then(|url| recording.track_for(url))
+        else {
+            return status(Status::NotFound);
+        };
+        let chosen = match transport::negotiate(request, recording.next_channel()) {
+            Ok(chosen) => chosen,
+            Err(e) => {
+                tracing::debug!(stream = %recording.stream, error = %e, "SETUP (record): unsupported transport");
+                return status(Status::UnsupportedTransport);
+            }
+        };
+        let udp = match chosen {
+            TransportRequest::Udp {
+                rtp_port,
+                rtcp_port,
+            } => {
+                let receiving = Receiving {
+                    track,
+                    publisher: self.peer_ip,
+                    queue: recording.datagram_queue(),
+                    point: recording.point().clone(),
+                    activity: Arc::clone(&self.activity),
+                    epoch: self.epoch,
+                };
+                match UdpRecordTrack::bind(
+                    self.local_ip,
+                    self.config.udp_ports,
+                    (rtp_port, rtcp_port),
+                    receiving,
+                )
+                .await
+                {
+                    Ok(udp) => Some(udp),
+                    Err(e) => {
+                        tracing::warn!(stream = %recording.stream, error = %e, "SETUP (record): cannot bind UDP ports");
+                        return status(Status::ServiceUnavailable);
+                    }
+                }
+            }
+            TransportRequest::Interleaved { .. } => None,
+        };
+        let server_ports = udp.as_ref().map(UdpRecordTrack::server_ports);
+        let Some(recording) = self.recording.as_mut() else {
+            return status(Status::MethodNotValidInThisState);
+        };
+        recording.add_track(track, chosen, udp);
+        self.with_session(ok())
+            .header("Transport", transport::record_reply(chosen, server_ports))
+    }
+
+    /// RECORD: 455 before ANNOUNCE and SETUP (405 on a stream that takes no publisher).
+    fn record(
+        &mut self,
+        request: &Request<Vec<u8>>,
+        ok: impl Fn() -> Response,
+        status: impl Fn(Status) -> Response,
+    ) -> Response {
+        let Some(recording) = self.recording.as_mut() else {
+            let stream = Target::parse(request.request_uri()).map(|t| t.stream);
+            let entry = stream.and_then(|s| self.directory.lookup(&s));
+            return match entry {
+                Some(entry) if entry.publish.is_none() => {
+                    status(Status::MethodNotAllowed).header("Allow", READ_METHODS)
+                }
+                _ => status(Status::MethodNotValidInThisState),
+            };
+        };
+        if !recording.record() {
+            return status(Status::MethodNotValidInThisState);
+        }
+        tracing::info!(stream = %recording.stream, peer = %self.peer, "RTSP publisher recording");
+        self.with_session(ok())
     }
 
     async fn play(

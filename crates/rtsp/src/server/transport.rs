@@ -82,14 +82,28 @@ fn choose(transport: &Transport, next_channel: u8) -> Option<TransportRequest> {
     }
 }
 
-/// The Transport header value of the SETUP reply.
+/// The Transport header value of the SETUP reply of a reader.
 pub fn reply(chosen: TransportRequest, server_ports: Option<(u16, u16)>, ssrc: Ssrc) -> String {
+    with_mode(chosen, server_ports, &format!(";ssrc={ssrc}"), "PLAY")
+}
+
+/// The Transport header value of the SETUP reply of a publisher (`mode=record`).
+pub fn record_reply(chosen: TransportRequest, server_ports: Option<(u16, u16)>) -> String {
+    with_mode(chosen, server_ports, "", "RECORD")
+}
+
+fn with_mode(
+    chosen: TransportRequest,
+    server_ports: Option<(u16, u16)>,
+    ssrc: &str,
+    mode: &str,
+) -> String {
     match chosen {
         TransportRequest::Interleaved {
             rtp_channel,
             rtcp_channel,
         } => {
-            format!("RTP/AVP/TCP;unicast;interleaved={rtp_channel}-{rtcp_channel};ssrc={ssrc};mode=\"PLAY\"")
+            format!("RTP/AVP/TCP;unicast;interleaved={rtp_channel}-{rtcp_channel}{ssrc};mode=\"{mode}\"")
         }
         TransportRequest::Udp {
             rtp_port,
@@ -97,7 +111,7 @@ pub fn reply(chosen: TransportRequest, server_ports: Option<(u16, u16)>, ssrc: S
         } => {
             let (server_rtp, server_rtcp) = server_ports.unwrap_or((0, 0));
             format!(
-                "RTP/AVP;unicast;client_port={rtp_port}-{rtcp_port};server_port={server_rtp}-{server_rtcp};ssrc={ssrc};mode=\"PLAY\""
+                "RTP/AVP;unicast;client_port={rtp_port}-{rtcp_port};server_port={server_rtp}-{server_rtcp}{ssrc};mode=\"{mode}\""
             )
         }
     }
@@ -176,6 +190,34 @@ mod tests {
         );
         let no_header = Request::builder(Method::Setup, Version::V1_0).build(Vec::new());
         assert_eq!(negotiate(&no_header, 0), Err(TransportError::Missing));
+    }
+
+    #[test]
+    fn record_replies_echo_the_publishers_transport() {
+        let tcp = TransportRequest::Interleaved {
+            rtp_channel: 2,
+            rtcp_channel: 3,
+        };
+        assert_eq!(
+            record_reply(tcp, None),
+            "RTP/AVP/TCP;unicast;interleaved=2-3;mode=\"RECORD\""
+        );
+        let udp = TransportRequest::Udp {
+            rtp_port: 5000,
+            rtcp_port: 5001,
+        };
+        assert_eq!(
+            record_reply(udp, Some((7000, 7001))),
+            "RTP/AVP;unicast;client_port=5000-5001;server_port=7000-7001;mode=\"RECORD\""
+        );
+        // ffmpeg's and GStreamer's SETUP of a publisher parse as usual.
+        assert_eq!(
+            negotiate(
+                &setup("RTP/AVP/UDP;unicast;client_port=5000-5001;mode=record"),
+                0
+            ),
+            Ok(udp)
+        );
     }
 
     #[test]

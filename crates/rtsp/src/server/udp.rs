@@ -126,10 +126,7 @@ impl UdpTrack {
         activity: Arc<AtomicU64>,
         epoch: Instant,
     ) -> Result<UdpTrack, UdpBindError> {
-        let (rtp, rtcp) = match ports {
-            Some(range) => bind_pair_in(local_ip, range).await?,
-            None => bind_pair(local_ip).await?,
-        };
+        let (rtp, rtcp) = bind_ports(local_ip, ports).await?;
         let rtcp = Arc::new(rtcp);
         let reader_socket = Arc::clone(&rtcp);
         let rtcp_reader = tokio::spawn(async move {
@@ -234,6 +231,18 @@ fn send_batch<const SLICES: usize>(
         0 => Err(io::ErrorKind::WouldBlock.into()),
         count => Ok(count),
     }
+}
+
+/// An even RTP port and the next odd one for RTCP on `local_ip`, in `ports`
+/// when given (else ephemeral).
+pub(super) async fn bind_ports(
+    local_ip: IpAddr,
+    ports: Option<UdpPortRange>,
+) -> Result<(UdpSocket, UdpSocket), UdpBindError> {
+    Ok(match ports {
+        Some(range) => bind_pair_in(local_ip, range).await?,
+        None => bind_pair(local_ip).await?,
+    })
 }
 
 async fn bind_pair(local_ip: IpAddr) -> io::Result<(UdpSocket, UdpSocket)> {

@@ -35,6 +35,7 @@ pub async fn serve(hubs: Vec<Hub>, config: ServerConfig) -> (SocketAddr, JoinHan
             .map(|hub| StreamEntry {
                 hub: hub.clone(),
                 credentials: None,
+                publish: None,
             })
     };
     let config = ServerConfig {
