@@ -278,8 +278,14 @@ impl Gateway {
 }
 
 fn config_text(rtsp_port: u16, http_port: u16, rtsp_extra: &str, rest: &str) -> String {
+    // The WHEP server's UDP port: any free one, unless the test sets `[webrtc]`.
+    let webrtc = if rest.contains("[webrtc]") {
+        ""
+    } else {
+        "[webrtc]\nlisten = \"127.0.0.1:0\"\n\n"
+    };
     format!(
-        "[rtsp]\nlisten = \"127.0.0.1:{rtsp_port}\"\n{rtsp_extra}\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n{rest}"
+        "[rtsp]\nlisten = \"127.0.0.1:{rtsp_port}\"\n{rtsp_extra}\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n{webrtc}{rest}"
     )
 }
 
