@@ -33,7 +33,17 @@ pub struct WhepCounts {
     /// Datagrams the socket could not take (its buffer was full).
     pub send_drops: AtomicU64,
     pub sessions_total: AtomicU64,
-    pub per_stream: std::sync::Mutex<HashMap<String, usize>>,
+    per_stream: std::sync::Mutex<HashMap<String, usize>>,
+}
+
+impl WhepCounts {
+    /// Viewers per stream name now.
+    pub fn viewers_of(&self) -> HashMap<String, usize> {
+        self.per_stream
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 /// Why an offer got no session.

@@ -221,18 +221,51 @@ impl Collector for StreamCollector {
                 ]
             }),
         )?;
+        let webrtc_viewers = self
+            .0
+            .whep
+            .as_ref()
+            .map(|whep| whep.counts.viewers_of())
+            .unwrap_or_default();
         family(
             &mut encoder,
             "streamgate_readers",
-            "Readers of the stream now, by output protocol (RTSP: playing sessions; HLS: viewers of the last 10 s).",
+            "Readers of the stream now, by output protocol (RTSP: playing sessions; HLS: viewers of the last 10 s; WebRTC: WHEP sessions).",
             MetricType::Gauge,
             rows.iter().flat_map(|row| {
+                let webrtc = webrtc_viewers.get(&row.name).copied().unwrap_or(0);
                 [
                     (on(row, "rtsp"), ConstGauge::new(rtsp_readers.list(Some(&row.name)).len())),
                     (on(row, "hls"), ConstGauge::new(hls_viewers.of(&row.name).len())),
+                    (on(row, "webrtc"), ConstGauge::new(webrtc)),
                 ]
             }),
         )?;
+        if let Some(whep) = &self.0.whep {
+            use std::sync::atomic::Ordering::Relaxed;
+            let counts = &whep.counts;
+            family(
+                &mut encoder,
+                "streamgate_webrtc_skipped_frames",
+                "Frames WHEP viewers missed because they fell behind (each skipped to the next keyframe).",
+                MetricType::Counter,
+                [([], ConstCounter::new(counts.skipped_frames.load(Relaxed)))],
+            )?;
+            family(
+                &mut encoder,
+                "streamgate_webrtc_send_drops",
+                "WebRTC datagrams dropped because the UDP socket's send buffer was full.",
+                MetricType::Counter,
+                [([], ConstCounter::new(counts.send_drops.load(Relaxed)))],
+            )?;
+            family(
+                &mut encoder,
+                "streamgate_webrtc_sessions",
+                "WHEP sessions created.",
+                MetricType::Counter,
+                [([], ConstCounter::new(counts.sessions_total.load(Relaxed)))],
+            )?;
+        }
         family(
             &mut encoder,
             "streamgate_hls_viewers",
