@@ -330,9 +330,15 @@ pub fn request(
     let mut socket = TcpStream::connect(("127.0.0.1", port)).ok()?;
     socket.set_read_timeout(Some(timeout)).ok()?;
     let body = body.unwrap_or("");
+    // TOML (the API's) unless the caller's headers name the type.
+    let content_type = if headers.to_ascii_lowercase().contains("content-type:") {
+        ""
+    } else {
+        "Content-Type: application/toml\r\n"
+    };
     write!(
         socket,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/toml\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{content_type}{headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .ok()?;

@@ -22,6 +22,10 @@ use streamgate_rtp::{Codec, MediaKind, TrackId, TrackInfo};
 
 use crate::payloads::SharedPayloads;
 
+/// A viewer that has not connected (ICE + DTLS) this long after its offer is
+/// dropped: a POST that never follows up must not hold a session forever.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// At most one keyframe request per viewer this often reaches the source.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -62,6 +66,7 @@ pub struct Viewer {
     /// Video is held back until a keyframe: a decoder cannot start mid-GOP.
     video_started: bool,
     last_keyframe_request: Option<Instant>,
+    connect_by: Option<Instant>,
     pub(crate) deadline: Instant,
     pub(crate) events: Vec<ViewerEvent>,
     /// Frames sent and frames skipped because video had not reached a keyframe.
@@ -123,6 +128,7 @@ impl Viewer {
             tracks: Vec::new(),
             video_started: false,
             last_keyframe_request: None,
+            connect_by: Some(now + CONNECT_TIMEOUT),
             deadline: now,
             events: Vec::new(),
             frames_sent: 0,
@@ -312,7 +318,15 @@ impl Viewer {
             _ => {}
         });
         if connected {
+            self.connect_by = None;
             self.events.push(ViewerEvent::Connected);
+        }
+        if let Some(by) = self.connect_by {
+            if now >= by {
+                tracing::info!("WHEP viewer never connected: dropped");
+                self.rtc.disconnect();
+            }
+            self.deadline = self.deadline.min(by);
         }
         if keyframe {
             let due = self
