@@ -89,7 +89,17 @@ enum Command {
         id: SessionId,
         if_match: String,
         sdpfrag: String,
-        reply: oneshot::Sender<Result<(), PatchRefused>>,
+        reply: oneshot::Sender<Result<Patched, PatchRefused>>,
+    },
+}
+
+/// What a PATCH did.
+pub enum Patched {
+    Trickled,
+    /// An ICE restart: the server's sdpfrag and the session's new ETag.
+    Restarted {
+        sdpfrag: String,
+        etag: String,
     },
 }
 
@@ -140,7 +150,7 @@ impl WhepHandle {
         id: SessionId,
         if_match: String,
         sdpfrag: String,
-    ) -> Result<(), PatchRefused> {
+    ) -> Result<Patched, PatchRefused> {
         let (reply, done) = oneshot::channel();
         let command = Command::Trickle {
             stream: stream.to_owned(),
@@ -333,14 +343,20 @@ fn handle(
             sdpfrag,
             reply,
         } => {
+            // RFC 9725: `If-Match: *` asks for an ICE restart; a trickle names the ETag.
             let result = if server.stream_of(&id) != Some(stream.as_str()) {
                 Err(PatchRefused::NotFound)
-            } else if if_match != "*" && server.etag(&id) != Some(if_match.as_str()) {
+            } else if if_match == "*" {
+                server
+                    .ice_restart(Instant::now(), &id, &sdpfrag)
+                    .map(|(sdpfrag, etag)| Patched::Restarted { sdpfrag, etag })
+                    .map_err(PatchRefused::Bad)
+            } else if server.etag(&id) != Some(if_match.as_str()) {
                 Err(PatchRefused::EtagMismatch)
             } else {
                 server
                     .trickle(&id, &sdpfrag)
-                    .map(|_| ())
+                    .map(|_| Patched::Trickled)
                     .map_err(PatchRefused::Bad)
             };
             let _ = reply.send(result);

@@ -70,3 +70,27 @@ fn chromium_plays_the_demo_video_over_whep() {
     assert!(stat(&report, "keyFramesDecoded") >= 1.0, "{report}");
     assert_eq!(stat(&report, "frameWidth"), 1280.0, "{report}");
 }
+
+/// An ICE restart through PATCH (`If-Match: *`): the browser keeps decoding
+/// over the restarted connection.
+#[test]
+fn chromium_restarts_ice_through_patch_and_keeps_playing() {
+    let gateway = Gateway::demo("", "");
+    let report = node_report(
+        "whep_play.mjs",
+        &[&gateway.http_url("/whep/demo"), "10", "restart"],
+        &gateway,
+    );
+    assert_eq!(report["errors"], serde_json::json!([]), "{report}");
+    assert!(
+        report["restart"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("ok")),
+        "{report}"
+    );
+    assert!(
+        stat(&report, "framesDecoded") > stat(&report, "framesAtRestart") + 10.0,
+        "no frames after the restart: {report}"
+    );
+    assert_eq!(report["state"], "connected", "{report}");
+}

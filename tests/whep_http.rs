@@ -176,6 +176,51 @@ fn patch_trickles_with_if_match_and_delete_ends_the_session() {
     );
     assert_eq!(ok.status, 204, "{}", ok.text());
 
+    // ICE restart: `If-Match: *` with new credentials gets ours (new too) and a new ETag.
+    let restart_frag = "a=ice-ufrag:efgh\r\na=ice-pwd:zyxwvutsrqponmlkjihgfedc\r\n";
+    let restarted = call(
+        &gateway,
+        "PATCH",
+        &location,
+        &format!("{trickle}If-Match: *\r\n"),
+        Some(restart_frag),
+    );
+    assert_eq!(restarted.status, 200, "{}", restarted.text());
+    let ufrag = |sdp: &str| {
+        sdp.lines()
+            .find(|l| l.starts_with("a=ice-ufrag:"))
+            .map(str::to_owned)
+    };
+    let new_ufrag = ufrag(&restarted.text());
+    assert!(
+        new_ufrag.is_some() && new_ufrag != ufrag(&created.text()),
+        "{}",
+        restarted.text()
+    );
+    assert!(
+        restarted.text().contains("a=candidate:"),
+        "{}",
+        restarted.text()
+    );
+    let new_etag = restarted.header("etag").unwrap().to_owned();
+    assert_ne!(new_etag, etag);
+    let old = call(
+        &gateway,
+        "PATCH",
+        &location,
+        &format!("{trickle}If-Match: {etag}\r\n"),
+        Some(frag),
+    );
+    assert_eq!(old.status, 412, "the ETag before the restart");
+    let new = call(
+        &gateway,
+        "PATCH",
+        &location,
+        &format!("{trickle}If-Match: {new_etag}\r\n"),
+        Some(frag),
+    );
+    assert_eq!(new.status, 204, "{}", new.text());
+
     let other = format!("/whep/demo/{}", "0".repeat(32));
     assert_eq!(call(&gateway, "DELETE", &other, "", None).status, 404);
     assert_eq!(call(&gateway, "DELETE", &location, "", None).status, 200);

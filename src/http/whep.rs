@@ -21,7 +21,7 @@ use streamgate_redact::{constant_time_eq, Secret};
 use streamgate_webrtc::SessionId;
 
 use super::state::AppState;
-use crate::webrtc::{PatchRefused, Refused};
+use crate::webrtc::{PatchRefused, Patched, Refused};
 
 /// Largest SDP offer or sdpfrag accepted (browsers send a few KiB).
 const MAX_BODY: usize = 64 * 1024;
@@ -244,10 +244,22 @@ async fn trickle(
         .trickle(&name, id, if_match.trim().to_owned(), sdpfrag.to_owned())
         .await
     {
-        Ok(()) => {
+        Ok(Patched::Trickled) => {
             let mut headers = HeaderMap::new();
             cors(&mut headers);
             Ok((StatusCode::NO_CONTENT, headers).into_response())
+        }
+        Ok(Patched::Restarted { sdpfrag, etag }) => {
+            let mut headers = HeaderMap::new();
+            cors(&mut headers);
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/trickle-ice-sdpfrag"),
+            );
+            let etag = HeaderValue::from_str(&etag)
+                .map_err(|_| WhepError(StatusCode::INTERNAL_SERVER_ERROR, "bad ETag".into()))?;
+            headers.insert(header::ETAG, etag);
+            Ok((StatusCode::OK, headers, sdpfrag).into_response())
         }
         Err(PatchRefused::NotFound) => {
             Err(WhepError(StatusCode::NOT_FOUND, "no such session".into()))

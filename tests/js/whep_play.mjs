@@ -1,10 +1,13 @@
 // Plays a stream's WHEP player page (GET /whep/NAME) in headless Chromium and
 // reports getStats() of the inbound video and audio over `seconds`, plus the
 // time from the POST to the first decoded frame.
-// Usage: node whep_play.mjs URL SECONDS
+// With "restart", half way it restarts ICE the WHEP way (PATCH If-Match: * with the
+// new offer's credentials, the server's new ones put in the answer) and reports
+// framesDecoded at that point as `framesAtRestart`.
+// Usage: node whep_play.mjs URL SECONDS [restart]
 import { launchChromium } from "./browser.mjs";
 
-const [url, seconds] = [process.argv[2], Number(process.argv[3] || 8)];
+const [url, seconds, mode] = [process.argv[2], Number(process.argv[3] || 8), process.argv[4]];
 // Host candidates must be 127.0.0.1 (not .local names) for the loopback server.
 const browser = await launchChromium([
   "--allow-loopback-in-peer-connection",
@@ -35,8 +38,30 @@ try {
     return out;
   });
   const end = Date.now() + seconds * 1000;
+  let restartAt = mode === "restart" ? Date.now() + (seconds * 1000) / 2 : Infinity;
   let last = {};
   while (Date.now() < end) {
+    if (Date.now() >= restartAt) {
+      restartAt = Infinity;
+      report.framesAtRestart = (await stats()).framesDecoded;
+      report.restart = await page.evaluate(async () => {
+        const { pc, location } = window.whep;
+        pc.restartIce();
+        const offer = await pc.createOffer();
+        await pc.setLocalDescription(offer);
+        const line = (sdp, key) => sdp.split("\r\n").find((l) => l.startsWith(key));
+        const frag = `${line(offer.sdp, "a=ice-ufrag:")}\r\n${line(offer.sdp, "a=ice-pwd:")}\r\n`;
+        const response = await fetch(location, { method: "PATCH", body: frag,
+          headers: { "Content-Type": "application/trickle-ice-sdpfrag", "If-Match": "*" } });
+        const theirs = await response.text();
+        if (response.status !== 200) return `PATCH ${response.status}: ${theirs}`;
+        const answer = pc.currentRemoteDescription.sdp
+          .replace(/a=ice-ufrag:.*/g, line(theirs, "a=ice-ufrag:"))
+          .replace(/a=ice-pwd:.*/g, line(theirs, "a=ice-pwd:"));
+        await pc.setRemoteDescription({ type: "answer", sdp: answer });
+        return `ok ${response.headers.get("ETag")}`;
+      });
+    }
     last = await stats();
     if (report.firstFrameMs === undefined && last.framesDecoded > 0) {
       report.firstFrameMs = Math.round(last.now - last.posted);

@@ -167,6 +167,28 @@ impl WhepServer {
         Ok(added)
     }
 
+    /// An ICE restart with the browser's new credentials (from its sdpfrag):
+    /// our sdpfrag and the session's new ETag.
+    pub fn ice_restart(
+        &mut self,
+        now: Instant,
+        id: &SessionId,
+        sdpfrag: &str,
+    ) -> Result<(String, String), String> {
+        let value = |key: &str| {
+            sdpfrag
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(key))
+                .map(str::to_owned)
+                .ok_or(format!("the sdpfrag has no {key}"))
+        };
+        let (ufrag, pwd) = (value("a=ice-ufrag:")?, value("a=ice-pwd:")?);
+        let session = self.sessions.get_mut(id).ok_or("no such session")?;
+        let frag = session.viewer.ice_restart(now, &ufrag, &pwd)?;
+        session.etag = format!("\"{}\"", SessionId::random().0);
+        Ok((frag, session.etag.clone()))
+    }
+
     /// A datagram from the socket.
     pub fn receive(&mut self, now: Instant, source: SocketAddr, datagram: &[u8]) {
         let Ok(contents) = datagram.try_into() else {

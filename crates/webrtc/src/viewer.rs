@@ -67,6 +67,9 @@ pub struct Viewer {
     video_started: bool,
     last_keyframe_request: Option<Instant>,
     connect_by: Option<Instant>,
+    /// The offer as received: an ICE restart is accepted as this offer again
+    /// with the new credentials (str0m restarts ICE on changed remote creds).
+    offer: String,
     pub(crate) deadline: Instant,
     pub(crate) events: Vec<ViewerEvent>,
     /// Frames sent and frames skipped because video had not reached a keyframe.
@@ -129,6 +132,7 @@ impl Viewer {
             video_started: false,
             last_keyframe_request: None,
             connect_by: Some(now + CONNECT_TIMEOUT),
+            offer: offer_text.to_owned(),
             deadline: now,
             events: Vec::new(),
             frames_sent: 0,
@@ -256,6 +260,36 @@ impl Viewer {
         Ok(())
     }
 
+    /// An ICE restart (WHEP PATCH with `If-Match: *`): the browser's new
+    /// ufrag and password; returns the sdpfrag with ours (new too) and our
+    /// candidates.
+    pub fn ice_restart(&mut self, now: Instant, ufrag: &str, pwd: &str) -> Result<String, String> {
+        let reoffer: String = self
+            .offer
+            .lines()
+            .map(|line| {
+                if line.starts_with("a=ice-ufrag:") {
+                    format!("a=ice-ufrag:{ufrag}\r\n")
+                } else if line.starts_with("a=ice-pwd:") {
+                    format!("a=ice-pwd:{pwd}\r\n")
+                } else {
+                    format!("{}\r\n", line.trim_end())
+                }
+            })
+            .collect();
+        let offer = SdpOffer::from_sdp_string(&reoffer).map_err(|e| e.to_string())?;
+        let answer = self
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| e.to_string())?
+            .to_sdp_string();
+        self.offer = reoffer;
+        self.connect_by = Some(now + CONNECT_TIMEOUT);
+        self.deadline = now;
+        Ok(ice_fragment(&answer))
+    }
+
     /// Sends one frame of the stream: its packets with this viewer's header,
     /// sharing the payloads. `origin` maps the frame's wall clock onto `Instant`s.
     pub fn send_frame(
@@ -374,4 +408,34 @@ impl Viewer {
             }
         }
     }
+}
+
+/// The ICE part of an answer as an sdpfrag (RFC 8840): credentials and the
+/// candidates of the first (bundled) media section.
+fn ice_fragment(answer: &str) -> String {
+    let mut frag = String::new();
+    let mut seen_media = false;
+    for line in answer.lines().map(str::trim_end) {
+        if line.starts_with("m=") {
+            if seen_media {
+                break;
+            }
+            seen_media = true;
+            frag.push_str(line);
+            frag.push_str("\r\n");
+            continue;
+        }
+        let ice = [
+            "a=ice-ufrag:",
+            "a=ice-pwd:",
+            "a=candidate:",
+            "a=end-of-candidates",
+            "a=mid:",
+        ];
+        if ice.iter().any(|p| line.starts_with(p)) {
+            frag.push_str(line);
+            frag.push_str("\r\n");
+        }
+    }
+    frag
 }
