@@ -115,3 +115,52 @@ fn fifty_viewers_share_the_one_udp_port() {
         assert_eq!(viewer["delete_status"], 200, "{viewer}");
     }
 }
+
+/// A viewer that stops reading (its aiortc process SIGSTOPped, its socket
+/// buffer full) costs another viewer nothing: Chromium, playing meanwhile,
+/// loses no packet and keeps decoding.
+#[test]
+fn a_stopped_viewer_costs_the_others_no_frames() {
+    let gateway = opus_gateway();
+    let mut stopped = Command::new(venv_python())
+        .arg(repo_path("tests/peers/whep_view.py"))
+        .arg(gateway.http_url("/whep/cam"))
+        .args(["--seconds", "20"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the aiortc viewer");
+    let mut lines = BufReader::new(stopped.stdout.take().unwrap()).lines();
+    assert!(
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.starts_with("CONNECTED")),
+        "the viewer to stop never connected\n{}",
+        gateway.log()
+    );
+    support::signal(stopped.id(), "-STOP");
+    let report = support::node_report(
+        "whep_play.mjs",
+        &[&gateway.http_url("/whep/cam"), "8"],
+        &gateway,
+    );
+    support::signal(stopped.id(), "-CONT");
+    let _ = stopped.kill();
+    let _ = stopped.wait();
+    assert_eq!(report["errors"], serde_json::json!([]), "{report}");
+    assert_eq!(report["packetsLost"], 0, "{report}");
+    let history: Vec<f64> = report["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_f64())
+        .collect();
+    let half = &history[history.len() / 2..];
+    assert!(half.last() > half.first(), "decoding stalled: {history:?}");
+    let (_, metrics) = gateway.request("GET", "/metrics", None);
+    println!(
+        "skipped frames {:?}, send drops {:?}",
+        sample(&metrics, "streamgate_webrtc_skipped_frames_total"),
+        sample(&metrics, "streamgate_webrtc_send_drops_total")
+    );
+}
