@@ -244,27 +244,14 @@ impl Collector for StreamCollector {
         if let Some(whep) = &self.0.whep {
             use std::sync::atomic::Ordering::Relaxed;
             let counts = &whep.counts;
-            family(
-                &mut encoder,
-                "streamgate_webrtc_skipped_frames",
-                "Frames WHEP viewers missed because they fell behind (each skipped to the next keyframe).",
-                MetricType::Counter,
-                [([], ConstCounter::new(counts.skipped_frames.load(Relaxed)))],
-            )?;
-            family(
-                &mut encoder,
-                "streamgate_webrtc_send_drops",
-                "WebRTC datagrams dropped because the UDP socket's send buffer was full.",
-                MetricType::Counter,
-                [([], ConstCounter::new(counts.send_drops.load(Relaxed)))],
-            )?;
-            family(
-                &mut encoder,
-                "streamgate_webrtc_sessions",
-                "WHEP sessions created.",
-                MetricType::Counter,
-                [([], ConstCounter::new(counts.sessions_total.load(Relaxed)))],
-            )?;
+            for (name, help, value) in [
+                ("streamgate_webrtc_skipped_frames", "Frames WHEP viewers missed because they fell behind (each skipped to the next keyframe).", &counts.skipped_frames),
+                ("streamgate_webrtc_send_drops", "WebRTC datagrams dropped because the UDP socket's send buffer was full.", &counts.send_drops),
+                ("streamgate_webrtc_sessions", "WHEP sessions created.", &counts.sessions_total),
+            ] {
+                let counter = ConstCounter::new(value.load(Relaxed));
+                counter.encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)?;
+            }
         }
         family(
             &mut encoder,
