@@ -221,24 +221,23 @@ impl Collector for StreamCollector {
                 ]
             }),
         )?;
-        let webrtc_viewers = self
-            .0
-            .whep
-            .as_ref()
-            .map(|whep| whep.counts.viewers_of())
-            .unwrap_or_default();
+        // WHEP viewers, when the binary runs the WebRTC server.
+        let webrtc_viewers = self.0.whep.as_ref().map(|whep| whep.counts.viewers_of());
         family(
             &mut encoder,
             "streamgate_readers",
-            "Readers of the stream now, by output protocol (RTSP: playing sessions; HLS: viewers of the last 10 s; WebRTC: WHEP sessions).",
+            "Readers of the stream now, by output protocol (RTSP: playing sessions; HLS: viewers of the last 10 s).",
             MetricType::Gauge,
             rows.iter().flat_map(|row| {
-                let webrtc = webrtc_viewers.get(&row.name).copied().unwrap_or(0);
+                let webrtc = webrtc_viewers
+                    .as_ref()
+                    .map(|viewers| viewers.get(&row.name).copied().unwrap_or(0));
                 [
                     (on(row, "rtsp"), ConstGauge::new(rtsp_readers.list(Some(&row.name)).len())),
                     (on(row, "hls"), ConstGauge::new(hls_viewers.of(&row.name).len())),
-                    (on(row, "webrtc"), ConstGauge::new(webrtc)),
                 ]
+                .into_iter()
+                .chain(webrtc.map(|n| (on(row, "webrtc"), ConstGauge::new(n))))
             }),
         )?;
         if let Some(whep) = &self.0.whep {
