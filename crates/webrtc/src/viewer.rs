@@ -6,6 +6,7 @@
 //! NACK), timestamp (a random per-viewer offset) and payload type (the one the
 //! browser chose). The payload is the stream's shared buffer ([`crate::payloads`]).
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -25,6 +26,11 @@ use crate::payloads::SharedPayloads;
 /// A viewer that has not connected (ICE + DTLS) this long after its offer is
 /// dropped: a POST that never follows up must not hold a session forever.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Frames kept for a viewer that is still connecting: more than a GOP cache of
+/// a few seconds at 30 fps with audio. Beyond it the viewer starts over at the
+/// next keyframe.
+const MAX_PENDING: usize = 1024;
 
 /// At most one keyframe request per viewer this often reaches the source.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
@@ -67,6 +73,8 @@ pub struct Viewer {
     video_started: bool,
     last_keyframe_request: Option<Instant>,
     connect_by: Option<Instant>,
+    /// Frames that came before the connection (bounded by [`MAX_PENDING`]).
+    pending: VecDeque<(Arc<Frame>, SharedPayloads, Instant)>,
     /// The offer as received: an ICE restart is accepted as this offer again
     /// with the new credentials (str0m restarts ICE on changed remote creds).
     offer: String,
@@ -132,6 +140,7 @@ impl Viewer {
             video_started: false,
             last_keyframe_request: None,
             connect_by: Some(now + CONNECT_TIMEOUT),
+            pending: VecDeque::new(),
             offer: offer_text.to_owned(),
             deadline: now,
             events: Vec::new(),
@@ -235,6 +244,9 @@ impl Viewer {
             self.rtc.disconnect();
         }
         self.drain_events(now, out);
+        if self.rtc.is_connected() && !self.pending.is_empty() {
+            self.flush_pending(now, out);
+        }
     }
 
     pub fn timeout(&mut self, now: Instant, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
@@ -296,13 +308,44 @@ impl Viewer {
         &mut self,
         now: Instant,
         origin: (Instant, SystemTime),
+        frame: &Arc<Frame>,
+        payloads: &SharedPayloads,
+        out: &mut Vec<(SocketAddr, Vec<u8>)>,
+    ) {
+        let wallclock = frame
+            .wallclock
+            .duration_since(origin.1)
+            .map(|since| origin.0 + since)
+            .unwrap_or(now);
+        if !self.rtc.is_connected() {
+            // The GOP cache arrives before ICE and DTLS are done: kept, so the
+            // first picture needs no wait for the next keyframe.
+            if self.pending.len() == MAX_PENDING {
+                self.pending.clear();
+            }
+            self.pending
+                .push_back((Arc::clone(frame), Arc::clone(payloads), wallclock));
+            return;
+        }
+        self.flush_pending(now, out);
+        self.write_frame(now, wallclock, frame, payloads, out);
+    }
+
+    /// Sends the frames that came before the connection was up.
+    fn flush_pending(&mut self, now: Instant, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
+        while let Some((frame, payloads, wallclock)) = self.pending.pop_front() {
+            self.write_frame(now, wallclock, &frame, &payloads, out);
+        }
+    }
+
+    fn write_frame(
+        &mut self,
+        now: Instant,
+        wallclock: Instant,
         frame: &Frame,
         payloads: &SharedPayloads,
         out: &mut Vec<(SocketAddr, Vec<u8>)>,
     ) {
-        if !self.rtc.is_connected() {
-            return;
-        }
         let Some(index) = self.tracks.iter().position(|t| t.track == frame.track) else {
             return;
         };
@@ -312,11 +355,6 @@ impl Viewer {
             }
             self.video_started = true;
         }
-        let wallclock = frame
-            .wallclock
-            .duration_since(origin.1)
-            .map(|since| origin.0 + since)
-            .unwrap_or(now);
         let track = &mut self.tracks[index];
         let (mid, pt) = (track.mid, track.pt);
         let mut direct = self.rtc.direct_api();
