@@ -383,13 +383,13 @@ impl Viewer {
     /// events.
     fn drain_events(&mut self, now: Instant, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
         let mut keyframe = false;
-        let mut connected = false;
-        self.drain(now, out, |event| match event {
-            Event::KeyframeRequest(_) => keyframe = true,
-            Event::IceConnectionStateChange(IceConnectionState::Connected) => connected = true,
-            _ => {}
+        self.drain(now, out, |event| {
+            if let Event::KeyframeRequest(_) = event {
+                keyframe = true;
+            }
         });
-        if connected {
+        // ICE (lite: Connected or Completed) and DTLS both done.
+        if self.connect_by.is_some() && self.rtc.is_connected() {
             self.connect_by = None;
             self.events.push(ViewerEvent::Connected);
         }
