@@ -73,6 +73,9 @@ pub struct WhepServer {
     /// The socket's own address (the destination of every datagram).
     socket: SocketAddr,
     sessions: HashMap<SessionId, Session>,
+    /// Remote address → session, learned when a session accepts a datagram
+    /// from it: later datagrams skip the scan over every session.
+    by_source: HashMap<SocketAddr, SessionId>,
     payloads: HashMap<String, PayloadCache>,
     transmits: Vec<(SocketAddr, Vec<u8>)>,
     events: Vec<ServerEvent>,
@@ -86,6 +89,7 @@ impl WhepServer {
             local,
             socket,
             sessions: HashMap::new(),
+            by_source: HashMap::new(),
             payloads: HashMap::new(),
             transmits: Vec::new(),
             events: Vec::new(),
@@ -146,6 +150,7 @@ impl WhepServer {
             return false;
         };
         session.viewer.disconnect();
+        self.by_source.retain(|_, owner| owner != id);
         if !self.sessions.values().any(|s| s.stream == session.stream) {
             self.payloads.remove(&session.stream);
         }
@@ -204,15 +209,34 @@ impl WhepServer {
                 contents,
             },
         );
-        let Some((id, session)) = self
-            .sessions
-            .iter_mut()
-            .find(|(_, s)| s.viewer.accepts(&input))
-        else {
-            self.unmatched += 1;
+        let known = self
+            .by_source
+            .get(&source)
+            .filter(|id| {
+                self.sessions
+                    .get(*id)
+                    .is_some_and(|s| s.viewer.accepts(&input))
+            })
+            .cloned();
+        let id = match known {
+            Some(id) => id,
+            None => {
+                let Some(id) = self
+                    .sessions
+                    .iter()
+                    .find(|(_, s)| s.viewer.accepts(&input))
+                    .map(|(id, _)| id.clone())
+                else {
+                    self.unmatched += 1;
+                    return;
+                };
+                self.by_source.insert(source, id.clone());
+                id
+            }
+        };
+        let Some(session) = self.sessions.get_mut(&id) else {
             return;
         };
-        let id = id.clone();
         session.viewer.receive(now, input, &mut self.transmits);
         self.collect(&id);
     }

@@ -80,8 +80,6 @@ pub struct Viewer {
     offer: String,
     pub(crate) deadline: Instant,
     pub(crate) events: Vec<ViewerEvent>,
-    /// Frames sent and frames skipped because video had not reached a keyframe.
-    pub(crate) frames_sent: u64,
 }
 
 /// What every viewer of the process shares: the DTLS certificate (one per
@@ -144,7 +142,6 @@ impl Viewer {
             offer: offer_text.to_owned(),
             deadline: now,
             events: Vec::new(),
-            frames_sent: 0,
         };
         // The offer's m-lines, in order, as str0m now holds them.
         let mids: Vec<(Mid, RtcKind)> = offer_text
@@ -375,7 +372,6 @@ impl Viewer {
             .nackable(frame.kind == MediaKind::Video);
             stream.write_rtp(write);
         }
-        self.frames_sent += 1;
         self.drain_events(now, out);
     }
 
