@@ -235,7 +235,7 @@ async fn run(
     counts: Arc<WhepCounts>,
     max_viewers: usize,
 ) {
-    let (frames_tx, mut frames) = mpsc::channel::<(SessionId, Arc<Frame>)>(FRAME_CHANNEL);
+    let (frames_tx, mut frames) = mpsc::channel::<(SessionId, Option<Arc<Frame>>)>(FRAME_CHANNEL);
     let mut feeds: HashMap<SessionId, Feed> = HashMap::new();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
@@ -251,9 +251,17 @@ async fn run(
                 let Some(command) = command else { break };
                 handle(command, &mut server, &mut feeds, &frames_tx, &counts, max_viewers);
             },
-            Some((id, frame)) = frames.recv() => {
-                if let Some(feed) = feeds.get(&id) {
-                    server.send_frame(Instant::now(), &id, feed.hub.origin(), &frame);
+            Some((id, frame)) = frames.recv() => match frame {
+                Some(frame) => {
+                    if let Some(feed) = feeds.get(&id) {
+                        server.send_frame(Instant::now(), &id, feed.hub.origin(), &frame);
+                    }
+                }
+                // The stream was removed or replaced: its viewers' sessions end.
+                None => {
+                    tracing::info!(session = %id, "WHEP viewer's stream ended");
+                    server.remove(&id);
+                    feeds.remove(&id);
                 }
             },
             _ = tokio::time::sleep_until(deadline.into()) => server.timeout(Instant::now()),
@@ -293,7 +301,7 @@ fn handle(
     command: Command,
     server: &mut WhepServer,
     feeds: &mut HashMap<SessionId, Feed>,
-    frames: &mpsc::Sender<(SessionId, Arc<Frame>)>,
+    frames: &mpsc::Sender<(SessionId, Option<Arc<Frame>>)>,
     counts: &Arc<WhepCounts>,
     max_viewers: usize,
 ) {
@@ -365,11 +373,11 @@ fn handle(
 }
 
 /// Forwards one viewer's subscription into the server loop, counting the
-/// frames the Hub skipped for it.
+/// frames the Hub skipped for it; `None` when the stream ended.
 async fn feed(
     id: SessionId,
     mut subscription: Subscription,
-    frames: mpsc::Sender<(SessionId, Arc<Frame>)>,
+    frames: mpsc::Sender<(SessionId, Option<Arc<Frame>>)>,
     counts: Arc<WhepCounts>,
 ) {
     let mut dropped = 0;
@@ -379,8 +387,9 @@ async fn feed(
             .skipped_frames
             .fetch_add(now_dropped - dropped, Ordering::Relaxed);
         dropped = now_dropped;
-        if frames.send((id.clone(), frame)).await.is_err() {
-            break;
+        if frames.send((id.clone(), Some(frame))).await.is_err() {
+            return;
         }
     }
+    let _ = frames.send((id, None)).await;
 }

@@ -234,3 +234,20 @@ fn patch_trickles_with_if_match_and_delete_ends_the_session() {
     );
     assert_eq!(gone.status, 404);
 }
+
+/// A stream removed through the API ends its WHEP sessions.
+#[test]
+fn removing_the_stream_ends_its_sessions() {
+    let gateway = Gateway::demo("", "");
+    let created = call(&gateway, "POST", "/whep/demo", SDP, Some(&offer()));
+    assert_eq!(created.status, 201, "{}", created.text());
+    let location = created.header("location").unwrap().to_owned();
+    assert_eq!(
+        call(&gateway, "DELETE", "/api/streams/demo", "", None).status,
+        204
+    );
+    gateway.wait_for(
+        || call(&gateway, "DELETE", &location, "", None).status == 404,
+        "the session ended with its stream",
+    );
+}
