@@ -162,3 +162,34 @@ fn a_viewer_connects_receives_shared_payloads_and_asks_for_keyframes() {
     assert!(sim.server.remove(&id));
     assert!(sim.server.is_empty());
 }
+
+/// Datagrams that are no WebRTC, or belong to no session, are counted and
+/// dropped: never a panic, never a session.
+#[test]
+fn garbage_datagrams_are_counted_and_dropped() {
+    let cert = process_certificate().expect("a DTLS certificate");
+    let local = Local {
+        cert,
+        candidates: vec![SERVER.parse().unwrap()],
+    };
+    let mut server = WhepServer::new(local, SERVER.parse().unwrap());
+    let now = Instant::now();
+    let source: SocketAddr = CLIENT.parse().unwrap();
+    let mut stun = vec![0x00, 0x01, 0x00, 0x08, 0x21, 0x12, 0xa4, 0x42];
+    stun.extend_from_slice(&[0; 12]);
+    stun.extend_from_slice(&[0x00, 0x06, 0x00, 0xff]); // a USERNAME longer than the datagram
+    let datagrams: [&[u8]; 6] = [
+        &[],
+        &[0x80],
+        &[0x80, 0x60, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7, 1, 2, 3],
+        &[22, 254, 253, 0, 0],
+        &stun,
+        &[0xff; 1500],
+    ];
+    for datagram in datagrams {
+        server.receive(now, source, datagram);
+    }
+    assert_eq!(server.unmatched, datagrams.len() as u64);
+    assert!(server.is_empty());
+    assert_eq!(server.take_transmits().count(), 0);
+}
