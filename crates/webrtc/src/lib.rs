@@ -16,6 +16,8 @@
 
 pub mod payloads;
 pub mod server;
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod viewer;
 
 pub use server::{ServerEvent, SessionId, WhepServer};
