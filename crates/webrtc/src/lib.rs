@@ -13,6 +13,12 @@
 //! change. AAC has no WebRTC payload format browsers decode, so AAC tracks are
 //! left out (with a warning). SRTP encrypts per viewer, so each viewer's
 //! datagram is necessarily its own buffer; the payload it is made from is shared.
+//! Frames that reach a viewer before ICE and DTLS are done (the GOP cache) are
+//! kept and sent on connection, so the first picture needs no wait for the next
+//! keyframe.
+//!
+//! `testing` (feature `test-util`) connects str0m clients to a server in
+//! simulated time, for the tests and the `fanout` bench.
 
 pub mod payloads;
 pub mod server;
