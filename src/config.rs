@@ -39,6 +39,9 @@ pub struct Config {
     /// `[hls]`: low-latency HLS segmenting (see `streamgate_hls::HlsConfig`).
     #[serde(default)]
     pub hls: streamgate_hls::HlsConfig,
+    /// `[webrtc]`: the WHEP server's UDP port and advertised addresses.
+    #[serde(default)]
+    pub webrtc: WebrtcConfig,
     /// `[ring]`: the Ring Partner API (account linking, discovery, live view).
     pub ring: Option<RingSettings>,
     /// `[mqtt]`: the event bus published to an MQTT broker (needs `[ring]`).
@@ -135,6 +138,40 @@ impl Default for HttpConfig {
             api_token: None,
         }
     }
+}
+
+/// `[webrtc]`: WHEP viewers (`POST /whep/NAME` on the HTTP server) all use
+/// one UDP port; ICE-lite host candidates are the `advertise` addresses (names
+/// are resolved at start), by default the listen address or, when that is
+/// unspecified, the host's outbound and loopback addresses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebrtcConfig {
+    #[serde(default = "default_webrtc_listen")]
+    pub listen: std::net::SocketAddr,
+    #[serde(default)]
+    pub advertise: Vec<String>,
+    /// Viewers beyond these are answered 503 with Retry-After.
+    #[serde(default = "default_max_viewers")]
+    pub max_viewers: usize,
+}
+
+impl Default for WebrtcConfig {
+    fn default() -> Self {
+        WebrtcConfig {
+            listen: default_webrtc_listen(),
+            advertise: Vec::new(),
+            max_viewers: default_max_viewers(),
+        }
+    }
+}
+
+fn default_webrtc_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([0, 0, 0, 0], 8189))
+}
+
+fn default_max_viewers() -> usize {
+    1000
 }
 
 /// Environment variable that overrides `[http] api_token`, so the token need not sit in the file.
@@ -408,6 +445,9 @@ pub struct StreamConfig {
     /// RTSP credentials for this stream only (override `[rtsp]`'s).
     pub rtsp_username: Option<String>,
     pub rtsp_password: Option<Secret>,
+    /// A bearer token that lets a WHEP viewer play this stream only (the API
+    /// token plays every stream).
+    pub viewer_token: Option<Secret>,
     /// The keys of the source's kind (`sdp`, `transport`, ...), as written.
     pub options: Options,
 }
@@ -417,7 +457,7 @@ pub struct StreamConfig {
 static STREAM_KEYS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
     std::iter::once("source")
         .chain(crate::sources::keys())
-        .chain(["rtsp_username", "rtsp_password"])
+        .chain(["rtsp_username", "rtsp_password", "viewer_token"])
         .collect()
 });
 
@@ -445,12 +485,14 @@ impl<'de> Visitor<'de> for StreamTable {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StreamConfig, A::Error> {
         let (mut source, mut rtsp_username, mut rtsp_password) = (None, None, None);
+        let mut viewer_token = None;
         let mut options = BTreeMap::new();
         while let Some(key) = map.next_key_seed(StreamKey)? {
             match key {
                 "source" => source = Some(map.next_value()?),
                 "rtsp_username" => rtsp_username = Some(map.next_value()?),
                 "rtsp_password" => rtsp_password = Some(map.next_value()?),
+                "viewer_token" => viewer_token = Some(map.next_value()?),
                 option => {
                     options.insert(option.to_owned(), map.next_value()?);
                 }
@@ -460,6 +502,7 @@ impl<'de> Visitor<'de> for StreamTable {
             source: source.ok_or_else(|| de::Error::missing_field("source"))?,
             rtsp_username,
             rtsp_password,
+            viewer_token,
             options: Options(options),
         })
     }

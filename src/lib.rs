@@ -8,6 +8,7 @@
 //! - `events`: the event bus (webhook events and the gateway's own, stored, then broadcast);
 //! - `ring`: Ring discovery, turning linked accounts' devices into streams;
 //! - `reload`: applying a changed config (or discovered streams) to the registry;
+//! - `webrtc`: the WHEP server's socket task (viewers fed from the Hubs);
 //! - `streams`: the registry of running streams, each a Hub and its source;
 //! - `config`: the TOML file's shape and checks;
 //! - `sources`: one module per kind of source, behind one shape;
@@ -20,3 +21,4 @@ pub mod reload;
 pub mod ring;
 pub mod sources;
 pub mod streams;
+pub mod webrtc;

@@ -84,6 +84,11 @@ enum StartError {
         listen: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot listen for WebRTC on UDP {listen}: {source}")]
+    Webrtc {
+        listen: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("[ring]: `{key}` is not set (set it in the file or in {env})")]
     RingSetting {
         key: &'static str,
@@ -364,6 +369,13 @@ async fn start_http(
     state.ring = ring;
     state.events = events;
     state.mqtt = mqtt;
+    let whep = streamgate::webrtc::start(&config.webrtc)
+        .await
+        .map_err(|source| StartError::Webrtc {
+            listen: config.webrtc.listen,
+            source,
+        })?;
+    state.whep = Some(whep);
     let app = http::app(state, config.hls.clone());
     Ok(tokio::spawn(async move {
         // Client addresses reach the handlers (HLS viewers in the API).

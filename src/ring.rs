@@ -169,6 +169,7 @@ pub fn discovered_streams(
                     source,
                     rtsp_username: None,
                     rtsp_password: None,
+                    viewer_token: None,
                     options: Default::default(),
                 },
             );

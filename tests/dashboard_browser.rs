@@ -3,6 +3,8 @@
 //! RTSP and HLS URLs, each player shows moving video from the binary's own hls.js,
 //! a screenshot of each player is not blank, the copy button copies the RTSP URL, and
 //! a stream deleted through the API shows as removed without reloading the page.
+//! The players use WebRTC (WHEP) when the browser can reach the gateway's UDP
+//! port and fall back to LL-HLS when not; both ways are played here.
 
 mod support;
 
@@ -12,12 +14,40 @@ use std::process::Command;
 use serde_json::Value;
 use support::{peer, Gateway};
 
+/// The gateway advertises an address the browser cannot reach (TEST-NET-1):
+/// the WebRTC attempt fails and every player falls back to LL-HLS.
 #[test]
 fn dashboard_lists_streams_and_plays_each_in_chromium() {
+    let unreachable = "[webrtc]\nlisten = \"127.0.0.1:0\"\nadvertise = [\"192.0.2.1\"]\n";
+    let report = dashboard(None, unreachable);
+    for player in report["players"].as_object().unwrap().values() {
+        assert_eq!(player["mode"], "hls", "{player}");
+        assert!(player["webrtcError"].is_string(), "{player}");
+    }
+}
+
+/// With loopback candidates allowed (as a LAN browser reaches the gateway),
+/// every player plays over WebRTC and shows its latency.
+#[test]
+fn dashboard_plays_over_webrtc_by_default() {
+    let report = dashboard(Some("webrtc"), "");
+    for player in report["players"].as_object().unwrap().values() {
+        assert_eq!(player["mode"], "webrtc", "{player}");
+        assert!(
+            player["latency"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("WebRTC")),
+            "{player}"
+        );
+    }
+}
+
+/// Runs tests/js/dashboard.mjs (in `mode`) and checks what every mode shows.
+fn dashboard(mode: Option<&str>, extra: &str) -> Value {
     peer("chromium");
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/ffmpeg_h264_aac.pcap");
     let gateway = Gateway::start(&format!(
-        "[streams.demo]\nsource = \"demo\"\n[streams.lobby]\nsource = \"pcap:{}\"\n",
+        "{extra}[streams.demo]\nsource = \"demo\"\n[streams.lobby]\nsource = \"pcap:{}\"\n",
         fixture.display()
     ));
     let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR"));
@@ -29,6 +59,7 @@ fn dashboard_lists_streams_and_plays_each_in_chromium() {
         .arg(format!("http://127.0.0.1:{}/", gateway.http_port))
         .arg(screenshots)
         .arg("90")
+        .args(mode)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run node");
@@ -101,4 +132,5 @@ fn dashboard_lists_streams_and_plays_each_in_chromium() {
         serde_json::json!([]),
         "script errors in the page"
     );
+    report
 }

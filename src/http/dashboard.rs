@@ -57,7 +57,7 @@ async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Html<St
 <h2>{name} <span class="state-{state}">{state}</span> <small>{source_state}</small></h2>
 {error}<div class="url url-rtsp">RTSP <code></code><button type="button">copy</button></div>
 <div class="url url-hls">HLS <code></code><button type="button">copy</button></div>
-<video muted autoplay playsinline controls></video>
+<video muted autoplay playsinline controls></video><div class="latency muted"></div>
 </section>
 "#,
             state = report.health.as_str(),

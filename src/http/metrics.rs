@@ -225,18 +225,37 @@ impl Collector for StreamCollector {
                 ]
             }),
         )?;
+        // WHEP viewers, when the binary runs the WebRTC server.
+        let webrtc_viewers = self.0.whep.as_ref().map(|whep| whep.counts.viewers_of());
         family(
             &mut encoder,
             "streamgate_readers",
             "Readers of the stream now, by output protocol (RTSP: playing sessions; HLS: viewers of the last 10 s).",
             MetricType::Gauge,
             rows.iter().flat_map(|row| {
+                let webrtc = webrtc_viewers
+                    .as_ref()
+                    .map(|viewers| viewers.get(&row.name).copied().unwrap_or(0));
                 [
                     (on(row, "rtsp"), ConstGauge::new(rtsp_readers.list(Some(&row.name)).len())),
                     (on(row, "hls"), ConstGauge::new(hls_viewers.of(&row.name).len())),
                 ]
+                .into_iter()
+                .chain(webrtc.map(|n| (on(row, "webrtc"), ConstGauge::new(n))))
             }),
         )?;
+        if let Some(whep) = &self.0.whep {
+            use std::sync::atomic::Ordering::Relaxed;
+            let counts = &whep.counts;
+            for (name, help, value) in [
+                ("streamgate_webrtc_skipped_frames", "Frames WHEP viewers missed because they fell behind (each skipped to the next keyframe).", &counts.skipped_frames),
+                ("streamgate_webrtc_send_drops", "WebRTC datagrams dropped because the UDP socket's send buffer was full.", &counts.send_drops),
+                ("streamgate_webrtc_sessions", "WHEP sessions created.", &counts.sessions_total),
+            ] {
+                let counter = ConstCounter::new(value.load(Relaxed));
+                counter.encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)?;
+            }
+        }
         family(
             &mut encoder,
             "streamgate_hls_viewers",

@@ -15,6 +15,7 @@ mod metrics;
 mod ring;
 mod ring_media;
 mod state;
+mod whep;
 
 use axum::{middleware, Extension, Router};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -77,6 +78,7 @@ pub fn app(state: AppState, hls: streamgate_hls::HlsConfig) -> Router {
     router
         .layer(Extension(api::Document(document.into())))
         .with_state(state.clone())
+        .merge(whep::router(state.clone()))
         .merge(
             streamgate_hls::router(lookup, hls).layer(middleware::from_fn_with_state(
                 state.hls_viewers.clone(),

@@ -36,6 +36,8 @@ pub struct AppState {
     pub events: Option<EventBus>,
     /// MQTT publishes and drops, with `[mqtt]` (the binary passes them).
     pub mqtt: Option<std::sync::Arc<crate::mqtt::MqttCounts>>,
+    /// The WHEP server (WebRTC viewers), when the binary started it.
+    pub whep: Option<crate::webrtc::WhepHandle>,
     /// Browsers signed in on the Ring link pages.
     pub sign_ins: SignIns,
     /// Ring snapshots cache and clip folder (`[ring]` media keys).
@@ -56,6 +58,7 @@ impl AppState {
             ring: None,
             events: None,
             mqtt: None,
+            whep: None,
             sign_ins: SignIns::default(),
         }
     }

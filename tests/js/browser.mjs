@@ -2,7 +2,7 @@
 // launches it: no network beyond 127.0.0.1, autoplay allowed.
 import { chromium } from "playwright-core";
 
-export function launchChromium() {
+export function launchChromium(extraArgs = []) {
   return chromium.launch({
     executablePath: "/usr/bin/chromium",
     headless: true,
@@ -11,6 +11,7 @@ export function launchChromium() {
       "--disable-background-networking", "--disable-component-update", "--disable-sync",
       "--autoplay-policy=no-user-gesture-required",
       "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
+      ...extraArgs,
     ],
   });
 }

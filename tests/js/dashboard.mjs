@@ -3,16 +3,21 @@
 // screenshot of each player and measures its pixel variance (a blank or single-colour
 // picture has ~0), tries the RTSP URL's copy button, then deletes the last stream through the API and
 // waits for its card to show it. Prints one JSON line.
-// Usage: node tests/js/dashboard.mjs URL SCREENSHOT_DIR [timeout-seconds]
+// With "webrtc" after the timeout, Chromium may use WebRTC on loopback (as a
+// browser on the LAN would); without it loopback candidates are ignored and the
+// players fall back to LL-HLS.
+// Usage: node tests/js/dashboard.mjs URL SCREENSHOT_DIR [timeout-seconds] [webrtc]
 import { launchChromium } from "./browser.mjs";
 
-const [url, screenshotDir, timeoutSeconds = "60"] = process.argv.slice(2);
+const [url, screenshotDir, timeoutSeconds = "60", mode] = process.argv.slice(2);
 if (!url || !screenshotDir) {
   console.error("usage: dashboard.mjs URL SCREENSHOT_DIR [timeout]");
   process.exit(2);
 }
 
-const browser = await launchChromium();
+const browser = await launchChromium(mode === "webrtc"
+  ? ["--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns"]
+  : []);
 const result = { url, streams: [], players: {}, screenshots: [], copied: null, console: [], pageErrors: [] };
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
@@ -35,7 +40,7 @@ try {
   const state = () => page.evaluate((names) => Object.fromEntries(names.map((name) => {
     const video = document.querySelector(`.stream[data-name="${name}"] video`);
     const player = window.players[name] || { fatalErrors: ["no player"] };
-    return [name, { currentTime: video.currentTime, videoWidth: video.videoWidth, videoHeight: video.videoHeight, fatalErrors: player.fatalErrors }];
+    return [name, { currentTime: video.currentTime, videoWidth: video.videoWidth, videoHeight: video.videoHeight, fatalErrors: player.fatalErrors, mode: player.mode, latency: player.latency || "", webrtcError: player.webrtcError }];
   })), running);
   let players = await state();
   while (Date.now() < deadline) {

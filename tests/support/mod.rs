@@ -278,8 +278,14 @@ impl Gateway {
 }
 
 fn config_text(rtsp_port: u16, http_port: u16, rtsp_extra: &str, rest: &str) -> String {
+    // The WHEP server's UDP port: any free one, unless the test sets `[webrtc]`.
+    let webrtc = if rest.contains("[webrtc]") {
+        ""
+    } else {
+        "[webrtc]\nlisten = \"127.0.0.1:0\"\n\n"
+    };
     format!(
-        "[rtsp]\nlisten = \"127.0.0.1:{rtsp_port}\"\n{rtsp_extra}\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n{rest}"
+        "[rtsp]\nlisten = \"127.0.0.1:{rtsp_port}\"\n{rtsp_extra}\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n{webrtc}{rest}"
     )
 }
 
@@ -324,9 +330,15 @@ pub fn request(
     let mut socket = TcpStream::connect(("127.0.0.1", port)).ok()?;
     socket.set_read_timeout(Some(timeout)).ok()?;
     let body = body.unwrap_or("");
+    // TOML (the API's) unless the caller's headers name the type.
+    let content_type = if headers.to_ascii_lowercase().contains("content-type:") {
+        ""
+    } else {
+        "Content-Type: application/toml\r\n"
+    };
     write!(
         socket,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/toml\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{content_type}{headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .ok()?;

@@ -1,0 +1,305 @@
+//! WHEP (RFC 9725) for viewers: `POST /whep/NAME` with an SDP offer creates a
+//! session at an unguessable URL (`/whep/NAME/ID`, with an ETag); `PATCH` on it
+//! trickles candidates, `DELETE` ends it; `OPTIONS` answers CORS preflights;
+//! `GET /whep/NAME` is a minimal player page. The WebRTC side is
+//! `crate::webrtc` (one UDP port for every viewer).
+//!
+//! Auth: with `[http] api_token` or the stream's `viewer_token` set, the POST
+//! needs one of them as a bearer token. The session URL itself is the
+//! capability for PATCH and DELETE.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, patch};
+use axum::Router;
+
+use streamgate_redact::{constant_time_eq, Secret};
+use streamgate_webrtc::SessionId;
+
+use super::state::AppState;
+use crate::webrtc::{PatchRefused, Patched, Refused};
+
+/// Largest SDP offer or sdpfrag accepted (browsers send a few KiB).
+const MAX_BODY: usize = 64 * 1024;
+/// How long a POST waits for the stream's codec parameters (its source may
+/// just be starting) before answering 503.
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Retry-After of a 503.
+const RETRY_AFTER_SECS: &str = "5";
+
+const PLAYER: &str = include_str!("whep_player.html");
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/whep/{name}", get(player).post(offer).options(preflight))
+        .route(
+            "/whep/{name}/{id}",
+            patch(trickle).delete(end).options(preflight),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// A WHEP error: a status and a one-line reason, with the CORS headers so a
+/// page on another origin can read it.
+struct WhepError(StatusCode, String);
+
+impl IntoResponse for WhepError {
+    fn into_response(self) -> Response {
+        let mut response = (self.0, format!("{}\n", self.1)).into_response();
+        let headers = response.headers_mut();
+        cors(headers);
+        match self.0 {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECS),
+                );
+            }
+            StatusCode::UNAUTHORIZED => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"streamgate\""),
+                );
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+fn cors(headers: &mut HeaderMap) {
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Location, ETag, Accept-Patch, Link"),
+    );
+}
+
+async fn preflight() -> Response {
+    let mut headers = HeaderMap::new();
+    cors(&mut headers);
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, PATCH, DELETE, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Authorization, Content-Type, If-Match"),
+    );
+    headers.insert("accept-post", HeaderValue::from_static("application/sdp"));
+    headers.insert(
+        "accept-patch",
+        HeaderValue::from_static("application/trickle-ice-sdpfrag"),
+    );
+    (StatusCode::NO_CONTENT, headers).into_response()
+}
+
+fn content_type(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .unwrap_or("")
+}
+
+/// Whether the request may play `stream`: no token is set, or it carries the
+/// API token or the stream's viewer token.
+fn allowed(state: &AppState, viewer_token: Option<&Secret>, headers: &HeaderMap) -> bool {
+    let tokens: Vec<&Secret> = state.api_token.iter().chain(viewer_token).collect();
+    if tokens.is_empty() {
+        return true;
+    }
+    let Some(bearer) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    tokens
+        .iter()
+        .any(|t| constant_time_eq(bearer.as_bytes(), t.expose().as_bytes()))
+}
+
+async fn offer(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, WhepError> {
+    let ct = content_type(&headers);
+    if !ct.eq_ignore_ascii_case("application/sdp") {
+        return Err(WhepError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("expected Content-Type application/sdp, got {ct:?}"),
+        ));
+    }
+    let (hub, viewer_token) = {
+        let streams = state.streams.read();
+        let stream = streams
+            .get(&name)
+            .ok_or_else(|| WhepError(StatusCode::NOT_FOUND, format!("no stream {name:?}")))?;
+        (stream.hub.clone(), stream.config.viewer_token.clone())
+    };
+    if !allowed(&state, viewer_token.as_ref(), &headers) {
+        return Err(WhepError(
+            StatusCode::UNAUTHORIZED,
+            "a bearer token is required".into(),
+        ));
+    }
+    let sdp = std::str::from_utf8(&body)
+        .map_err(|_| WhepError(StatusCode::BAD_REQUEST, "the offer is not UTF-8".into()))?;
+    if !sdp.trim_start().starts_with("v=0") {
+        return Err(WhepError(
+            StatusCode::BAD_REQUEST,
+            "the body is not an SDP offer".into(),
+        ));
+    }
+    let whep = state.whep.clone().ok_or_else(|| {
+        WhepError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the WebRTC server is not running".into(),
+        )
+    })?;
+    // Subscribing first starts an on-demand source; the subscription then
+    // starts the viewer at the GOP cache's keyframe.
+    let subscription = hub.subscribe();
+    let tracks = hub.wait_ready(READY_TIMEOUT).await.ok_or_else(|| {
+        WhepError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("stream {name:?} has no media yet"),
+        )
+    })?;
+    let answer = whep
+        .offer(&name, subscription, tracks, sdp.to_owned())
+        .await
+        .map_err(|refused| match refused {
+            Refused::Full => WhepError(StatusCode::SERVICE_UNAVAILABLE, "too many viewers".into()),
+            Refused::Stopped => WhepError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the WebRTC server is stopping".into(),
+            ),
+            Refused::Offer(error) => WhepError(StatusCode::BAD_REQUEST, error.to_string()),
+        })?;
+    let mut headers = HeaderMap::new();
+    cors(&mut headers);
+    let location = format!("/whep/{name}/{}", answer.id.as_str());
+    let value = |s: &str| {
+        HeaderValue::from_str(s)
+            .map_err(|_| WhepError(StatusCode::INTERNAL_SERVER_ERROR, "bad header".into()))
+    };
+    headers.insert(header::LOCATION, value(&location)?);
+    headers.insert(header::ETAG, value(&answer.etag)?);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/sdp"),
+    );
+    headers.insert(
+        "accept-patch",
+        HeaderValue::from_static("application/trickle-ice-sdpfrag"),
+    );
+    Ok((StatusCode::CREATED, headers, answer.sdp).into_response())
+}
+
+fn session(id: &str) -> Result<SessionId, WhepError> {
+    SessionId::parse(id).ok_or_else(|| WhepError(StatusCode::NOT_FOUND, "no such session".into()))
+}
+
+async fn trickle(
+    State(state): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, WhepError> {
+    let id = session(&id)?;
+    let ct = content_type(&headers);
+    if !ct.eq_ignore_ascii_case("application/trickle-ice-sdpfrag") {
+        return Err(WhepError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("expected Content-Type application/trickle-ice-sdpfrag, got {ct:?}"),
+        ));
+    }
+    let Some(if_match) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) else {
+        return Err(WhepError(
+            StatusCode::PRECONDITION_REQUIRED,
+            "If-Match is required".into(),
+        ));
+    };
+    let sdpfrag = std::str::from_utf8(&body)
+        .map_err(|_| WhepError(StatusCode::BAD_REQUEST, "the sdpfrag is not UTF-8".into()))?;
+    let whep = state
+        .whep
+        .clone()
+        .ok_or_else(|| WhepError(StatusCode::NOT_FOUND, "no such session".into()))?;
+    match whep
+        .trickle(&name, id, if_match.trim().to_owned(), sdpfrag.to_owned())
+        .await
+    {
+        Ok(Patched::Trickled) => {
+            let mut headers = HeaderMap::new();
+            cors(&mut headers);
+            Ok((StatusCode::NO_CONTENT, headers).into_response())
+        }
+        Ok(Patched::Restarted { sdpfrag, etag }) => {
+            let mut headers = HeaderMap::new();
+            cors(&mut headers);
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/trickle-ice-sdpfrag"),
+            );
+            let etag = HeaderValue::from_str(&etag)
+                .map_err(|_| WhepError(StatusCode::INTERNAL_SERVER_ERROR, "bad ETag".into()))?;
+            headers.insert(header::ETAG, etag);
+            Ok((StatusCode::OK, headers, sdpfrag).into_response())
+        }
+        Err(PatchRefused::NotFound) => {
+            Err(WhepError(StatusCode::NOT_FOUND, "no such session".into()))
+        }
+        Err(PatchRefused::EtagMismatch) => Err(WhepError(
+            StatusCode::PRECONDITION_FAILED,
+            "If-Match does not match the session's ETag".into(),
+        )),
+        Err(PatchRefused::Bad(reason)) => Err(WhepError(StatusCode::BAD_REQUEST, reason)),
+    }
+}
+
+async fn end(
+    State(state): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Response, WhepError> {
+    let id = session(&id)?;
+    let deleted = match &state.whep {
+        Some(whep) => whep.delete(&name, id).await,
+        None => false,
+    };
+    if !deleted {
+        return Err(WhepError(StatusCode::NOT_FOUND, "no such session".into()));
+    }
+    let mut headers = HeaderMap::new();
+    cors(&mut headers);
+    Ok((StatusCode::OK, headers).into_response())
+}
+
+/// The player page: plays the stream over WHEP.
+async fn player(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Html<String>, WhepError> {
+    if state.streams.read().get(&name).is_none() {
+        return Err(WhepError(
+            StatusCode::NOT_FOUND,
+            format!("no stream {name:?}"),
+        ));
+    }
+    let name = html_escape::encode_double_quoted_attribute(&name).into_owned();
+    Ok(Html(PLAYER.replace("{{NAME}}", &name)))
+}
