@@ -5,7 +5,7 @@
 
 use std::path::Path as FsPath;
 
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -32,7 +32,7 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(list_streams))
         .routes(routes!(get_stream, put_stream, delete_stream))
         .routes(routes!(openapi))
-        .layer(DefaultBodyLimit::max(MAX_STREAM_BODY))
+        .layer(super::limits::body(MAX_STREAM_BODY))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
 }
 
