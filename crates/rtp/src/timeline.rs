@@ -13,7 +13,9 @@
 //! - after [`Timeline::rebase`] (the source restarted) or when the source's
 //!   timestamps jump further than [`MAX_JUMP`] away from what the elapsed wall
 //!   time predicts: output = highest output so far + the wall time elapsed since
-//!   the track's previous timestamp (at least one tick).
+//!   the track's previous timestamp (at least one tick);
+//! - on a [`Timeline::forward_only`] track (audio, whose timestamps are decode
+//!   times), when a timestamp would put the output behind what was output.
 //!
 //! The caller may offer hints from the source's RTCP sender reports
 //! ([`Timeline::map_aligned`], [`AnchorHint`]), used only when anchoring:
