@@ -25,7 +25,22 @@ def rtcp(port):
 # target -> predicate on the UDP destination port (RTP on even ports, RTCP on odd).
 TARGETS = {"rtp_packet": rtp, "rtcp": rtcp}
 # Whole-file parsers: seeded only from their fuzz/seeds/<target>/ files.
-TARGETS.update({"sdp": lambda port: False, "capture": lambda port: False})
+TARGETS.update(
+    {
+        name: lambda port: False
+        for name in [
+            "sdp", "capture", "rtsp_request", "rtsp_response", "whep_signal",
+            "ring_jsonapi", "ring_webhook",
+        ]
+    }
+)
+# Packet-sequence targets (fuzz_targets/packet_sequence.rs): the H.264 + AAC
+# capture's packets in arrival order, video (port 5004) as track 0, audio as 1.
+SEQUENCE_TARGETS = ["ingest", "hls_segmenter"]
+SEQUENCE_CAPTURE = "ffmpeg_h264_aac"
+SEQUENCE_TRACKS = {5004: 0, 5006: 1}
+SEQUENCE_LEN = 96
+SEQUENCES = 8
 
 
 def udp_datagrams(pcap):
@@ -49,7 +64,34 @@ def udp_datagrams(pcap):
         yield struct.unpack(">H", udp[2:4])[0], udp[8:]
 
 
+def packet_sequences():
+    """Windows of the capture's packets as `[op][len u16][packet]` records, op =
+    track | 2 * 5 (5 ms between packets), and 0xff once in the middle of every
+    other window (a source restart)."""
+    packets = [
+        (SEQUENCE_TRACKS[port], payload)
+        for port, payload in udp_datagrams(ROOT / "fixtures" / f"{SEQUENCE_CAPTURE}.pcap")
+        if port in SEQUENCE_TRACKS
+    ]
+    step = max(1, (len(packets) - SEQUENCE_LEN) // SEQUENCES)
+    for n, start in enumerate(range(0, len(packets) - SEQUENCE_LEN, step)):
+        seed = b""
+        for i, (track, payload) in enumerate(packets[start : start + SEQUENCE_LEN]):
+            if n % 2 and i == SEQUENCE_LEN // 2:
+                seed += b"\xff"
+            seed += bytes([track | 2 * 5]) + struct.pack(">H", len(payload)) + payload
+        yield f"{SEQUENCE_CAPTURE}_{n}", seed
+
+
 def main():
+    for target in SEQUENCE_TARGETS:
+        out = ROOT / "fuzz" / "corpus" / target
+        out.mkdir(parents=True, exist_ok=True)
+        count = 0
+        for name, seed in packet_sequences():
+            (out / name).write_bytes(seed)
+            count += 1
+        print(f"{target}: {count} seeds in {out.relative_to(ROOT)}")
     for target, wanted in TARGETS.items():
         out = ROOT / "fuzz" / "corpus" / target
         out.mkdir(parents=True, exist_ok=True)

@@ -129,6 +129,18 @@ pub struct HttpConfig {
     /// When set, `/api/*` requires `Authorization: Bearer TOKEN`
     /// (environment override: [`API_TOKEN_ENV`]).
     pub api_token: Option<Secret>,
+    /// A handler (its request body included) not done this long after the
+    /// request's head is answered 408. Not applied where waiting is the point:
+    /// HLS blocking playlist reloads (bounded by the HLS hold), clip downloads
+    /// (as long as the clip) and SSE streams (the handler returns at once).
+    #[serde(default = "default_http_request_timeout", with = "humantime_serde")]
+    pub request_timeout: std::time::Duration,
+    /// Requests being handled at once beyond this are answered 503.
+    #[serde(default = "default_http_max_concurrent_requests")]
+    pub max_concurrent_requests: std::num::NonZeroUsize,
+    /// Largest request body of a route without a smaller cap of its own (413 beyond).
+    #[serde(default = "default_http_max_body")]
+    pub max_body: usize,
 }
 
 impl Default for HttpConfig {
@@ -136,6 +148,9 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: default_http_listen(),
             api_token: None,
+            request_timeout: default_http_request_timeout(),
+            max_concurrent_requests: default_http_max_concurrent_requests(),
+            max_body: default_http_max_body(),
         }
     }
 }
@@ -172,6 +187,19 @@ fn default_webrtc_listen() -> std::net::SocketAddr {
 
 fn default_max_viewers() -> usize {
     1000
+}
+
+/// Above the Ring link page's 30 s wait for discovery, its slowest handler.
+fn default_http_request_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(60)
+}
+
+fn default_http_max_concurrent_requests() -> std::num::NonZeroUsize {
+    std::num::NonZeroUsize::new(512).unwrap_or(std::num::NonZeroUsize::MIN)
+}
+
+fn default_http_max_body() -> usize {
+    1024 * 1024
 }
 
 /// Environment variable that overrides `[http] api_token`, so the token need not sit in the file.

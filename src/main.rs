@@ -376,7 +376,7 @@ async fn start_http(
             source,
         })?;
     state.whep = Some(whep);
-    let app = http::app(state, config.hls.clone());
+    let app = http::app(state, config.hls.clone(), &config.http);
     Ok(tokio::spawn(async move {
         // Client addresses reach the handlers (HLS viewers in the API).
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -29,7 +29,7 @@ fn gateway(toml: &str) -> (Router, SharedStreams) {
     let planned = streams::plan(&config, &fixtures()).expect("plan");
     let streams = SharedStreams::new(Streams::start(planned, Default::default()));
     let state = AppState::new(&config, streams.clone(), fixtures());
-    (http::app(state, config.hls.clone()), streams)
+    (http::app(state, config.hls.clone(), &config.http), streams)
 }
 
 struct Reply {

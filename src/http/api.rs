@@ -5,7 +5,7 @@
 
 use std::path::Path as FsPath;
 
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -18,6 +18,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use super::error_body::ErrorBody;
 use super::state::AppState;
 use crate::config::{Config, ConfigError, StreamConfig, StreamName};
 use crate::streams::{self, Stream};
@@ -32,7 +33,7 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(list_streams))
         .routes(routes!(get_stream, put_stream, delete_stream))
         .routes(routes!(openapi))
-        .layer(DefaultBodyLimit::max(MAX_STREAM_BODY))
+        .layer(super::limits::body(MAX_STREAM_BODY))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
 }
 
@@ -115,12 +116,6 @@ pub(super) fn signed_in(state: &AppState, headers: &HeaderMap) -> bool {
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .any(|(name, value)| name == SESSION_COOKIE && state.sign_ins.contains(value))
-}
-
-/// The body of every API error.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: String,
 }
 
 /// The generated OpenAPI document, added to the app after the routes are collected.

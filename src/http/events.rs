@@ -27,7 +27,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -63,7 +63,7 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     OpenApiRouter::new()
         .routes(routes!(webhook))
-        .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
+        .layer(super::limits::body(MAX_WEBHOOK_BODY))
         .merge(api)
 }
 

@@ -9,21 +9,28 @@
 
 mod api;
 mod dashboard;
+mod error_body;
 mod events;
 mod hls_viewers;
+mod limits;
 mod metrics;
 mod ring;
 mod ring_media;
 mod state;
 mod whep;
 
+use axum::error_handling::HandleErrorLayer;
 use axum::{middleware, Extension, Router};
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::ServiceBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use hls_viewers::HlsViewers;
+
+use crate::config::HttpConfig;
 pub use state::{AppState, SignIns};
 
 /// The document's fixed parts; the paths come from the routes.
@@ -59,8 +66,20 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// The whole HTTP app on `[http] listen`.
-pub fn app(state: AppState, hls: streamgate_hls::HlsConfig) -> Router {
+/// The whole HTTP app on `[http] listen`, within `limits` (see [`limits`]).
+pub fn app(state: AppState, hls: streamgate_hls::HlsConfig, limits: &HttpConfig) -> Router {
+    let refusals = limits::Refusals::new(limits);
+    let answer = |refusals: limits::Refusals| {
+        HandleErrorLayer::new(move |error| {
+            let refusals = refusals.clone();
+            async move { refusals.answer(&error) }
+        })
+    };
+    // Timed: every route but the HLS ones (a blocking reload waits up to the
+    // HLS hold by design) and the clip download (as long as the clip).
+    let timeout = ServiceBuilder::new()
+        .layer(answer(refusals.clone()))
+        .timeout(limits.request_timeout);
     let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(api::router(&state))
         .routes(routes!(healthz))
@@ -69,6 +88,8 @@ pub fn app(state: AppState, hls: streamgate_hls::HlsConfig) -> Router {
         .merge(ring::router(&state))
         .merge(ring_media::router(&state))
         .merge(events::router(&state))
+        .layer(timeout)
+        .merge(ring_media::downloads(&state))
         .split_for_parts();
     let document = document.to_json().expect("the OpenAPI document serializes");
     let lookup = {
@@ -84,5 +105,14 @@ pub fn app(state: AppState, hls: streamgate_hls::HlsConfig) -> Router {
                 state.hls_viewers.clone(),
                 hls_viewers::track,
             )),
+        )
+        .layer(
+            ServiceBuilder::new()
+                .layer(answer(refusals))
+                .load_shed()
+                .layer(GlobalConcurrencyLimitLayer::new(
+                    limits.max_concurrent_requests.get(),
+                ))
+                .layer(limits::body(limits.max_body)),
         )
 }

@@ -19,7 +19,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -54,7 +54,7 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(link))
         .routes(routes!(sign_in_page, sign_in))
         .routes(routes!(unlink_form))
-        .layer(DefaultBodyLimit::max(MAX_FORM_BODY))
+        .layer(super::limits::body(MAX_FORM_BODY))
         .merge(api)
 }
 

@@ -52,15 +52,26 @@ use crate::sources::RING_PREFIX;
 /// Most stored events of a device merged into its history (the newest).
 const MAX_STORED_IN_HISTORY: usize = 1000;
 
-/// The routes, all behind the API token.
+/// Largest `POST …/clips` body: `{start, duration}`.
+const MAX_CLIP_BODY: usize = 4 * 1024;
+
+/// The routes, all behind the API token, but the clip download (see [`downloads`]).
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(snapshot))
-        .routes(routes!(download_clip))
         .routes(routes!(list_clips_route))
         .routes(routes!(serve_clip))
         .routes(routes!(history))
         .routes(routes!(subscriptions))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+}
+
+/// The clip download, apart: it takes as long as the clip (up to 15 min), so it
+/// is outside `[http] request_timeout` (the in-flight cap still counts it).
+pub fn downloads(state: &AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(download_clip))
+        .layer(super::limits::body(MAX_CLIP_BODY))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
 }
 

@@ -13,7 +13,9 @@
 //! - after [`Timeline::rebase`] (the source restarted) or when the source's
 //!   timestamps jump further than [`MAX_JUMP`] away from what the elapsed wall
 //!   time predicts: output = highest output so far + the wall time elapsed since
-//!   the track's previous timestamp (at least one tick).
+//!   the track's previous timestamp (at least one tick);
+//! - on a [`Timeline::forward_only`] track (audio, whose timestamps are decode
+//!   times), when a timestamp would put the output behind what was output.
 //!
 //! The caller may offer hints from the source's RTCP sender reports
 //! ([`Timeline::map_aligned`], [`AnchorHint`]), used only when anchoring:
@@ -49,6 +51,9 @@ pub struct Timeline {
     rebase_pending: bool,
     /// The first output is at least this (time an earlier ingest already used).
     first_output_floor: u64,
+    /// Timestamps are decode times too (no reordering): one that would put the
+    /// output behind what was output is a break, re-anchored like a jump.
+    forward_only: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -92,7 +97,19 @@ impl Timeline {
             anchored: None,
             rebase_pending: false,
             first_output_floor: 0,
+            forward_only: false,
         }
+    }
+
+    /// For a track whose timestamps are also its decode times (audio: no
+    /// reordering): a timestamp that steps back from the highest output (a
+    /// source whose packets overlap, or whose clock stepped back a little,
+    /// within [`MAX_JUMP`]) re-anchors after it instead of going back, since
+    /// consumers take these outputs as decode times. Video keeps backward steps
+    /// (B-frames present out of decode order).
+    pub fn forward_only(mut self) -> Timeline {
+        self.forward_only = true;
+        self
     }
 
     /// Makes the first output come strictly after `already_used` (the stream's
@@ -166,7 +183,10 @@ impl Timeline {
         let extended = state.last_extended.saturating_add(step);
         let deviation = step.saturating_sub(elapsed as i64).unsigned_abs();
         let jumped = deviation > max_jump;
-        let reanchored = self.rebase_pending || jumped;
+        let stepped_back = self.forward_only
+            && extended.saturating_add(state.offset)
+                < i64::try_from(state.max_output).unwrap_or(i64::MAX);
+        let reanchored = self.rebase_pending || jumped || stepped_back;
         if reanchored {
             let since_last = ticks(
                 captured.saturating_duration_since(state.last_arrival),
@@ -224,6 +244,26 @@ mod tests {
     use super::*;
 
     const RATE: u32 = 90_000;
+
+    /// Found by the `ingest` fuzz target (crates/pipeline/tests/fuzz_regressions.rs):
+    /// an audio source whose next timestamp is 512 ticks behind the last.
+    #[test]
+    fn a_forward_only_track_reanchors_after_a_small_step_back() {
+        let origin = Instant::now();
+        let mut timeline = Timeline::new(48_000).forward_only();
+        let first = timeline.map(303_064, origin, origin).pts;
+        let later = origin + Duration::from_millis(21);
+        let back = timeline.map(303_064 - 512, later, origin);
+        assert!(back.reanchored && back.pts > first, "{first} then {back:?}");
+        // The source's own spacing resumes from the new anchor.
+        let next = timeline.map(303_064 + 512, later + Duration::from_millis(21), origin);
+        assert_eq!(next.pts, back.pts + 1024);
+        // Without the rule (video), the step back is kept.
+        let mut video = Timeline::new(RATE);
+        let first = video.map(9000, origin + Duration::from_secs(1), origin).pts;
+        let later = origin + Duration::from_millis(1021);
+        assert_eq!(video.map(6000, later, origin).pts, first - 3000);
+    }
 
     fn aligned(output: u64) -> AnchorHint {
         AnchorHint {

@@ -77,6 +77,7 @@ mod tests {
             wallclock: SystemTime::UNIX_EPOCH,
             keyframe: true,
             discontinuity: false,
+            random_access_skipped: false,
             units: vec![],
             packets: vec![packet],
         })

@@ -191,7 +191,8 @@ async fn connect(
 }
 
 /// The answer's accepted media (port not 0), first of each kind, renumbered in order.
-fn answer_tracks(answer: &[u8]) -> Result<Vec<TrackInfo>, SessionError> {
+/// Public for the fuzz target (`fuzz/fuzz_targets/whep_signal.rs`).
+pub fn answer_tracks(answer: &[u8]) -> Result<Vec<TrackInfo>, SessionError> {
     let mut tracks: Vec<TrackInfo> = Vec::new();
     for sdp_track in parse_tracks(answer)? {
         if sdp_track.port != 0 && !tracks.iter().any(|t| t.kind() == sdp_track.info.kind()) {

@@ -131,13 +131,22 @@ struct TrackIngest {
     restart_gate: RestartGate,
 }
 
+/// A track's timeline: audio's timestamps are its decode times, so they only go forward.
+fn timeline(info: &TrackInfo) -> Timeline {
+    let timeline = Timeline::new(info.clock_rate);
+    match info.kind() {
+        MediaKind::Audio => timeline.forward_only(),
+        _ => timeline,
+    }
+}
+
 impl TrackIngest {
     fn new(info: TrackInfo, time_already_used: Duration) -> TrackIngest {
         let depacketizer = Depacketizer::new(&info);
         TrackIngest {
             reorder: ReorderBuffer::new(ReorderConfig::default()),
             depacketizer,
-            timeline: Timeline::new(info.clock_rate).start_after(time_already_used),
+            timeline: timeline(&info).start_after(time_already_used),
             decode_order: DecodeOrder::new(info.codec, info.clock_rate),
             source_ssrc: None,
             output: OutputHeaders::new(info.payload_type),

@@ -341,6 +341,31 @@ mod tests {
         assert_eq!(next_request(&mut reader).body(), b"abcd");
     }
 
+    /// From the `rtsp_response` fuzz target: rtsp-types 0.1.3 compares header
+    /// names by their common prefix, so its typed lookups take
+    /// `Content-Lengthtent-Length` for `Content-Length`. The framing reads the
+    /// body by the exact name, as rtsp-types' own parser does: the look-alike
+    /// declares nothing and the next request follows at once.
+    #[test]
+    fn a_header_named_like_content_length_declares_no_body() {
+        let mut reader = RequestReader::new();
+        reader
+            .push(
+                b"OPTIONS rtsp://h/s RTSP/1.0\r\nCSeq: 1\r\nContent-Lengthtent-Length: 468\r\n\r\n\
+                  OPTIONS rtsp://h/s RTSP/1.0\r\nCSeq: 2\r\n\r\n",
+                now(),
+            )
+            .unwrap();
+        assert!(next_request(&mut reader).body().is_empty());
+        let second = next_request(&mut reader);
+        assert_eq!(
+            second
+                .header(&rtsp_types::headers::CSEQ)
+                .map(|v| v.as_str()),
+            Some("2")
+        );
+    }
+
     #[test]
     fn oversized_head_is_refused() {
         let mut reader = RequestReader::new();
