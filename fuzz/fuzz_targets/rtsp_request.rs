@@ -41,8 +41,8 @@ fuzz_target!(|data: &[u8]| {
                         );
                     }
                 }
-                Ok(Some(Incoming::Interleaved { len, .. })) => {
-                    assert!(len <= usize::from(u16::MAX))
+                Ok(Some(Incoming::Interleaved { data, .. })) => {
+                    assert!(data.len() <= usize::from(u16::MAX))
                 }
                 Ok(None) => break,
                 Err(_) => return,
