@@ -157,25 +157,7 @@ fn gstreamer_rtspsrc_plays_over_udp() {
 fn gstreamer_plays(protocols: &str) {
     peer("gst-launch-1.0");
     let gateway = Gateway::demo("", "");
-    let output = run_python_peer("gst_play.py", &[&gateway.rtsp_url("demo"), protocols, "8"]);
-    let stdout = text(&output.stdout);
-    assert!(
-        output.status.success(),
-        "gst_play.py failed: {}",
-        text(&output.stderr)
-    );
-    assert!(
-        !stdout.contains("error="),
-        "GStreamer over {protocols} reported errors:\n{stdout}\n{}",
-        gateway.log()
-    );
-    for kind in ["video", "audio"] {
-        let decoded: u64 = progress_number(&stdout, kind);
-        assert!(
-            decoded >= 25,
-            "GStreamer over {protocols} decoded only {decoded} {kind} buffers:\n{stdout}"
-        );
-    }
+    gst_plays(&gateway, &gateway.rtsp_url("demo"), protocols, 8, 25);
 }
 
 fn aiortsp_reads(url: &str) {

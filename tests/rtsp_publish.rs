@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use support::camera::{media, non_increasing_dts, parse_packet_dts, WAIT};
 use support::{
-    decoded_frames, error_lines, ffmpeg_decode, get, peer, progress_number, run, run_python_peer,
-    sample, text, venv_python, Gateway, PEER_DEADLINE,
+    decoded_frames, error_lines, ffmpeg_decode, get, gst_plays, peer, run, sample, text,
+    venv_python, Gateway, PEER_DEADLINE,
 };
 
 /// A publisher process, killed on drop.
@@ -164,25 +164,7 @@ fn read_back(gateway: &Gateway, name: &str) {
 }
 
 fn gst_reads(gateway: &Gateway, url: &str, at_least: u64) {
-    let output = run_python_peer("gst_play.py", &[url, "tcp", "6"]);
-    let stdout = text(&output.stdout);
-    assert!(
-        output.status.success(),
-        "gst_play.py failed: {}",
-        text(&output.stderr)
-    );
-    assert!(
-        !stdout.contains("error="),
-        "GStreamer reading {url}:\n{stdout}\n{}",
-        gateway.log()
-    );
-    for kind in ["video", "audio"] {
-        let decoded: u64 = progress_number(&stdout, kind);
-        assert!(
-            decoded >= at_least,
-            "GStreamer decoded {decoded} {kind} buffers of {url}:\n{stdout}"
-        );
-    }
+    gst_plays(gateway, url, "tcp", 6, at_least);
 }
 
 fn publish_gateway(keys: &str) -> Gateway {

@@ -11,8 +11,8 @@ use std::process::Command;
 
 use support::camera::WAIT;
 use support::{
-    decoded_frames, error_lines, ffmpeg_decode, free_port, get, peer, progress_number, run,
-    run_python_peer, sample, text, Gateway, TempDir, PEER_DEADLINE,
+    decoded_frames, error_lines, ffmpeg_decode, free_port, get, gst_plays, peer, run, sample, text,
+    Gateway, TempDir, PEER_DEADLINE,
 };
 
 /// A self-signed P-256 certificate for 127.0.0.1 and its key, in `dir`.
@@ -77,25 +77,7 @@ fn ffmpeg_and_gstreamer_read_over_rtsps() {
         "ffmpeg decoded {frames} frames of 4 s over RTSPS"
     );
 
-    let output = run_python_peer("gst_play.py", &[&url, "tcp", "6"]);
-    let stdout = text(&output.stdout);
-    assert!(
-        output.status.success(),
-        "gst_play.py: {}",
-        text(&output.stderr)
-    );
-    assert!(
-        !stdout.contains("error="),
-        "GStreamer over RTSPS:\n{stdout}\n{}",
-        gateway.log()
-    );
-    for kind in ["video", "audio"] {
-        let decoded: u64 = progress_number(&stdout, kind);
-        assert!(
-            decoded >= 25,
-            "GStreamer decoded {decoded} {kind} buffers over RTSPS:\n{stdout}"
-        );
-    }
+    gst_plays(&gateway, &url, "tcp", 6, 25);
     // The plain listener still serves.
     let output = ffmpeg_decode(&gateway.rtsp_url("demo"), "tcp", 2, &[], &[]);
     assert!(decoded_frames(&text(&output.stdout)) >= 25);

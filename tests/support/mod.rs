@@ -476,6 +476,31 @@ pub fn run_python_peer(script: &str, args: &[&str]) -> Output {
     )
 }
 
+/// GStreamer (`tests/peers/gst_play.py`: rtspsrc, decodebin) plays `url` over
+/// `protocols` (`tcp`, `udp`) for `seconds`; fails unless it reported no error
+/// and decoded at least `at_least` video and audio buffers each.
+pub fn gst_plays(gateway: &Gateway, url: &str, protocols: &str, seconds: u32, at_least: u64) {
+    let output = run_python_peer("gst_play.py", &[url, protocols, &seconds.to_string()]);
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "gst_play.py failed: {}",
+        text(&output.stderr)
+    );
+    assert!(
+        !stdout.contains("error="),
+        "GStreamer reading {url} over {protocols} reported errors:\n{stdout}\n{}",
+        gateway.log()
+    );
+    for kind in ["video", "audio"] {
+        let decoded: u64 = progress_number(&stdout, kind);
+        assert!(
+            decoded >= at_least,
+            "GStreamer decoded {decoded} {kind} buffers of {url} over {protocols}:\n{stdout}"
+        );
+    }
+}
+
 /// Starts the peer `program` with `args` in the background, all its output discarded.
 pub fn spawn_quiet(program: &str, args: &[&str]) -> Child {
     Command::new(peer(program))

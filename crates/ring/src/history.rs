@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::media::HistoryEvent;
+use crate::media::{split_event_type, HistoryEvent};
 use crate::store::StoredEvent;
 use crate::webhooks::parse_time;
 
@@ -48,15 +48,12 @@ impl MergedEvent {
 
     /// `motion` for `motion.human`.
     pub fn base_type(&self) -> &str {
-        self.event_type
-            .split('.')
-            .next()
-            .unwrap_or(&self.event_type)
+        split_event_type(&self.event_type).0
     }
 
     /// `human` for `motion.human`.
     pub fn subtype(&self) -> Option<&str> {
-        self.event_type.split_once('.').map(|(_, sub)| sub)
+        split_event_type(&self.event_type).1
     }
 }
 
@@ -90,7 +87,7 @@ fn stored_time(stored: &StoredEvent) -> SystemTime {
 /// Whether `event_type` passes the `types` filter (empty: every type; `motion`
 /// also takes `motion.human`).
 fn wanted(types: &[String], event_type: &str) -> bool {
-    let base = event_type.split('.').next().unwrap_or(event_type);
+    let base = split_event_type(event_type).0;
     types.is_empty() || types.iter().any(|t| t == event_type || t == base)
 }
 
@@ -123,7 +120,7 @@ pub fn merge(
         if !ring_complete && oldest_ring.is_some_and(|oldest| time < oldest) {
             continue;
         }
-        let base = event_type.split('.').next().unwrap_or(&event_type);
+        let base = split_event_type(&event_type).0;
         let apart = |other: SystemTime| time.duration_since(other).unwrap_or_else(|e| e.duration());
         let same = merged
             .iter_mut()

@@ -297,18 +297,12 @@ pub struct HistoryEvent {
     pub other: Map<String, Value>,
 }
 
-impl HistoryEvent {
-    /// `motion` for `motion.human`.
-    pub fn base_type(&self) -> &str {
-        self.event_type
-            .split('.')
-            .next()
-            .unwrap_or(&self.event_type)
-    }
-
-    /// `human` for `motion.human`.
-    pub fn subtype(&self) -> Option<&str> {
-        self.event_type.split_once('.').map(|(_, sub)| sub)
+/// A history event type's kind and subtype: `motion.human` is (`motion`,
+/// `human`), `ding` is (`ding`, none).
+pub fn split_event_type(event_type: &str) -> (&str, Option<&str>) {
+    match event_type.split_once('.') {
+        Some((kind, subtype)) => (kind, Some(subtype)),
+        None => (event_type, None),
     }
 }
 
@@ -621,8 +615,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(page.items.len(), 2);
-        assert_eq!(page.items[0].base_type(), "motion");
-        assert_eq!(page.items[0].subtype(), Some("human"));
+        assert_eq!(
+            split_event_type(&page.items[0].event_type),
+            ("motion", Some("human"))
+        );
+        assert_eq!(split_event_type(&page.items[1].event_type), ("ding", None));
         assert_eq!(page.items[0].id.as_deref(), Some("e1"));
         assert_eq!(page.items[0].other["cv"], 1);
         assert_eq!(page.items[1].event_type, "ding");
