@@ -114,6 +114,7 @@ class Soak:
         sim = f"http://127.0.0.1:{self.sim_port}"
         text = (
             f'[rtsp]\nlisten = "127.0.0.1:{self.rtsp}"\n\n[http]\nlisten = "127.0.0.1:{self.http}"\n\n'
+            f'[webrtc]\nlisten = "127.0.0.1:0"\n\n'
             f'[ring]\nclient_id = "sim-client"\nclient_secret = "sim-secret"\nhmac_key = "sim-hmac-key"\n'
             f'api_url = "{sim}/"\ntoken_url = "{sim}/oauth/token"\nwebrtc_bind = "127.0.0.1"\n\n'
             f'[streams.demo]\nsource = "demo"\n\n'

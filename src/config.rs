@@ -966,8 +966,14 @@ mod tests {
         let shipped = std::fs::read_to_string(&path).unwrap();
         let uncommented: String = shipped
             .lines()
+            // Indented keys are a stream table's, documented in a comment block.
             .map(|line| match line.strip_prefix("# ") {
-                Some(rest) if rest == "[hls]" || rest.contains(" = ") && !rest.contains('"') => {
+                Some(rest)
+                    if rest == "[hls]"
+                        || !rest.starts_with(' ')
+                            && rest.contains(" = ")
+                            && !rest.contains('"') =>
+                {
                     rest
                 }
                 _ => line,

@@ -3,11 +3,14 @@
 //! client reads from them (Session, Transport, RTP-Info, Public, CSeq,
 //! Content-Length). The bytes arrive in chunks whose size the first byte picks.
 //!
-//! Checks: no panic; every message parsed consumes at least one byte and no
-//! more than was buffered, and the body is as long as the header named exactly
-//! `Content-Length` declares. (Not the typed lookup: rtsp-types 0.1.3 matches
-//! header names by prefix, see crates/rtsp's framing test
-//! `a_header_named_like_content_length_declares_no_body`, found here.)
+//! Checks: no panic, and every message parsed consumes at least one byte and no
+//! more than was buffered. Not the body's length: rtsp-types 0.1.3 takes it
+//! from headers our exact-name reading does not see (typed lookups match names
+//! by prefix, and stray `\n\r` line ends shift names; the input is kept in
+//! fuzz/seeds/rtsp_response/lenient-content-length). streamgate frames no
+//! response with rtsp-types (retina reads the cameras'); its server frames
+//! requests by the exact name, see crates/rtsp's framing test
+//! `a_header_named_like_content_length_declares_no_body`, found here.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -47,9 +50,4 @@ fn read_headers(response: &rtsp_types::Response<Vec<u8>>) {
     let _ = response.typed_header::<RtpInfos>();
     let _ = response.typed_header::<headers::Public>();
     let _ = response.typed_header::<headers::CSeq>();
-    let declared = response
-        .headers()
-        .find(|(name, _)| name.as_str().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, value)| value.as_str().parse::<usize>().ok());
-    assert_eq!(declared.unwrap_or(0), response.body().len());
 }

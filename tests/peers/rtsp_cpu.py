@@ -66,6 +66,7 @@ async def main(binary, readers, measure):
         with open(config, "w") as f:
             f.write(
                 f'[rtsp]\nlisten = "127.0.0.1:{port}"\n\n[http]\nlisten = "127.0.0.1:{http_port}"\n\n'
+                '[webrtc]\nlisten = "127.0.0.1:0"\n\n'
                 '[streams.demo]\nsource = "demo"\n'
             )
         gateway = subprocess.Popen([binary, "--config", config], stderr=subprocess.DEVNULL)

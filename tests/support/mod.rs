@@ -279,13 +279,14 @@ impl Gateway {
 
 fn config_text(rtsp_port: u16, http_port: u16, rtsp_extra: &str, rest: &str) -> String {
     // The WHEP server's UDP port: any free one, unless the test sets `[webrtc]`.
+    // Last, so that `rest` may begin with `[http]` keys.
     let webrtc = if rest.contains("[webrtc]") {
         ""
     } else {
-        "[webrtc]\nlisten = \"127.0.0.1:0\"\n\n"
+        "\n\n[webrtc]\nlisten = \"127.0.0.1:0\"\n"
     };
     format!(
-        "[rtsp]\nlisten = \"127.0.0.1:{rtsp_port}\"\n{rtsp_extra}\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n{webrtc}{rest}"
+        "[rtsp]\nlisten = \"127.0.0.1:{rtsp_port}\"\n{rtsp_extra}\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n{rest}{webrtc}"
     )
 }
 

@@ -132,7 +132,7 @@ impl Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         let (rtsp_port, http_port) = (free_port(), free_port());
         let mut config = format!(
-            "[rtsp]\nlisten = \"127.0.0.1:{rtsp_port}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n"
+            "[rtsp]\nlisten = \"127.0.0.1:{rtsp_port}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n[webrtc]\nlisten = \"127.0.0.1:0\"\n\n"
         );
         for i in 0..count {
             config += &format!("[streams.pulled{i}]\nsource = \"{camera_prefix}{i}\"\n\n");
