@@ -4,7 +4,7 @@
 //! RTSP reader with its address and transport while it plays (and no longer once
 //! it is gone), and `DELETE /api/streams/NAME` ends the reader (ffmpeg exits).
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

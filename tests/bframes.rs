@@ -6,7 +6,7 @@
 //! sent) are read by ffmpeg with rising decode times and in the source's frame
 //! order, and hls.js plays the HLS stream in Chromium.
 
-mod support;
+use crate::support;
 
 use support::camera::{media, Camera};
 use support::player::{list, number, play_from_start};

@@ -1,7 +1,7 @@
 //! The `streamgate` binary itself: config errors as a user sees them, and a
 //! clean start and stop on the shipped gateway.toml.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -6,7 +6,7 @@
 //! The players use WebRTC (WHEP) when the browser can reach the gateway's UDP
 //! port and fall back to LL-HLS when not; both ways are played here.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! Headless Chromium (Debian's `chromium`, driven by playwright-core) plays the
 //! gateway's player page with the bundled hls.js in low-latency mode.
 
-mod support;
+use crate::support;
 
 use support::player::{assert_played, list, number, play, report, start_player, Until};
 use support::{fixture, sample, Gateway};

@@ -2,7 +2,7 @@
 //! `m3u8-rs` over a chain of blocking reloads of the demo stream, plus the HTTP
 //! contract (content types, caching, CORS, 404, blocking-reload ordering).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

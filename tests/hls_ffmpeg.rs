@@ -1,7 +1,7 @@
 //! ffprobe and ffmpeg (what Frigate and most tools run) read the gateway's LL-HLS
 //! output of the demo stream and decode it without errors.
 
-mod support;
+use crate::support;
 
 use support::{run_peer, Gateway};
 

@@ -3,7 +3,7 @@
 //! EXT-X-DISCONTINUITY (sequence numbers continue, a new init segment), ffprobe
 //! reading its live edge sees the new codec, and one muxer reads the new Hub.
 
-mod support;
+use crate::support;
 
 use support::{fixture, run_peer, Gateway};
 

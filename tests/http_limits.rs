@@ -8,7 +8,7 @@
 //! the request timeout is far off (a server waiting for the body would answer
 //! 408 or nothing), and every read has a generous hang guard.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;

@@ -2,7 +2,7 @@
 //! becomes readable, a removed one disappears, a changed one restarts (its reader
 //! is ended), and an unchanged stream's ffmpeg reader keeps decoding without a break.
 
-mod support;
+use crate::support;
 
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};

@@ -6,9 +6,8 @@
 //! it receives, so a jump in the outputs' NTP↔RTP mapping shows up here as a pts
 //! that goes back or repeats.
 
-mod support;
-#[path = "../crates/whep/tests/common/mod.rs"]
-mod whep_common;
+use crate::support;
+use crate::whep_common;
 
 use std::collections::BTreeMap;
 use std::process::Command;

@@ -6,7 +6,7 @@
 //! The dashboard's Ring section, signed in by the same cookie, shows each
 //! device's snapshot, the clips with a player, and events live over SSE.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use support::ring::Sim;

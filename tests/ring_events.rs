@@ -10,7 +10,7 @@
 //!
 //! No timing is pass/fail: each wait is a hang guard ([`PATIENCE`]).
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};

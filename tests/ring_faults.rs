@@ -6,7 +6,7 @@
 //! under a 429 storm the client waits out `Retry-After` and never goes over
 //! Ring's rate.
 
-mod support;
+use crate::support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

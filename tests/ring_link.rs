@@ -5,7 +5,7 @@
 //! is stored or linked), then the link, the streams its devices become,
 //! re-discovery of added and removed devices, and unlinking.
 
-mod support;
+use crate::support;
 
 use support::ring::{self, Sim, ACCOUNT, CLIENT_SECRET, HMAC_KEY};
 use support::Gateway;

@@ -4,7 +4,7 @@
 //! is resumed, the folder is pruned), event history across pages and merged
 //! with the webhook events the gateway stored, subscriptions.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

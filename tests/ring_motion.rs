@@ -4,7 +4,7 @@
 //! and a reader connecting 2 s after the event gets a keyframe at once, from the
 //! GOP cache. A stream without `on_motion` opens no session on an event.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -11,7 +11,7 @@
 //!
 //! No timing is pass/fail: each wait is a hang guard ([`PATIENCE`]).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

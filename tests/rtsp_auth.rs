@@ -4,7 +4,7 @@
 //! or missing ones get 401 and no stream; per-stream credentials override the
 //! server's.
 
-mod support;
+use crate::support;
 
 use support::*;
 

@@ -3,7 +3,7 @@
 //! arguments. The stream is the bundled demo capture (720p H.264 + AAC stereo,
 //! 2 s GOP) replayed by the gateway at real time.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::time::Duration;

@@ -6,7 +6,7 @@
 //! each decodes only keyframes (`-skip_frame nokey`): every IDR that reaches it
 //! must decode.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! are answered and close their connection while a reader keeps playing; the
 //! RTSP crate's tests/limits.rs covers each in detail.
 
-mod support;
+use crate::support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;

@@ -7,7 +7,7 @@
 //! publishers are refused or their input dropped and counted while another
 //! stream's reader goes on.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};

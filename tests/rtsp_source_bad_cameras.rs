@@ -3,7 +3,7 @@
 //! answers. Each gives a clear error in the log and the status, the source retries
 //! with backoff, nothing panics, and stopping the source leaves no task behind.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

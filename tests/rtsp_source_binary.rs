@@ -3,7 +3,7 @@
 //! decodes the restream, the camera is left after the idle grace; a stream with the
 //! wrong password shows the 401 in the HTTP API; no password reaches the log or the API.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -4,7 +4,7 @@
 //! ffmpeg; through a camera crash and restart and a frozen camera; on demand; with
 //! credentials.
 
-mod support;
+use crate::support;
 
 use std::collections::{HashMap, HashSet};
 use std::process::Command;

@@ -6,7 +6,7 @@
 //! with audio and without errors, and GStreamer's `rtspsrc` (whose LATM
 //! depayloader reads the config itself) decodes the RTSP restream too.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -17,7 +17,7 @@
 //! `streamgate-load read` measures each frame's latency from the sender reports it
 //! receives against its own clock (one machine, one clock).
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

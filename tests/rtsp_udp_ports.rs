@@ -3,7 +3,7 @@
 //! a SETUP that finds every pair taken gets 453, and ffmpeg reads over UDP
 //! once pairs are free again. The range holds exactly the demo's two tracks.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};

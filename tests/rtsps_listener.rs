@@ -3,7 +3,7 @@
 //! TLS handshake that never completes is closed at the request timeout while
 //! readers go on.
 
-mod support;
+use crate::support;
 
 use std::io::Read;
 use std::net::TcpStream;

@@ -2,7 +2,7 @@
 //! streams over WHEP from the gateway's player page (`GET /whep/NAME`), and its
 //! `getStats()` shows what it decoded.
 
-mod support;
+use crate::support;
 
 use support::{fixture, node_report, Gateway};
 

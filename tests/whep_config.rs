@@ -1,7 +1,7 @@
 //! A WHEP stream's options as a user writes them in gateway.toml: accepted on a
 //! `whep://` source, refused elsewhere, and the token never echoed.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Output;

@@ -3,7 +3,7 @@
 //! offer is a recorded browser-shaped SDP (tests/peers/whep_offer_h264.sdp):
 //! these tests check signalling, the browser tests check media.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! viewers of the gateway: it decodes what the server sends, and many viewers
 //! at once all use the server's one UDP port.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -3,9 +3,8 @@
 //! restream, audio included. With sessions capped at 20 s, one ffmpeg reader sees a
 //! single continuous stream for 70 s.
 
-mod support;
-#[path = "../crates/whep/tests/common/mod.rs"]
-mod whep_common;
+use crate::support;
+use crate::whep_common;
 
 use support::{decode_av, Decoded, Gateway};
 use whep_common::WhepServer;
@@ -63,9 +62,9 @@ fn ffmpeg_decodes_the_whep_restream_with_audio() {
 
 #[test]
 fn rotating_sessions_are_one_continuous_restream() {
-    let server = WhepServer::start(&["--max-session", "20"]);
-    let gateway = Gateway::demo("", &whep_stream(&server, "max_session = \"20s\""));
-    let seconds = 70;
+    let server = WhepServer::start(&["--max-session", "12"]);
+    let gateway = Gateway::demo("", &whep_stream(&server, "max_session = \"12s\""));
+    let seconds = 40;
     let Decoded {
         video,
         audio,
@@ -75,7 +74,7 @@ fn rotating_sessions_are_one_continuous_restream() {
     let sessions = server.count("event", "session-created");
     let log = gateway.log();
     assert!(errors.is_empty(), "ffmpeg decode errors: {errors:?}");
-    assert!(sessions >= 4, "70 s of 20 s sessions: {sessions} sessions");
+    assert!(sessions >= 4, "40 s of 12 s sessions: {sessions} sessions");
     assert!(
         log.contains("switched to the next WHEP session"),
         "rotated:\n{log}"

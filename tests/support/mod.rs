@@ -3,7 +3,6 @@
 //! never skips), peers run bounded in time, ffmpeg output helpers and a minimal
 //! blocking HTTP/1.1 client. The RTSP camera-source harness is in [`camera`], the
 //! Chromium HLS player in [`player`], the Ring simulator and linking in [`ring`].
-#![allow(dead_code)] // each test binary uses its own subset
 
 pub mod camera;
 pub mod player;
