@@ -20,12 +20,20 @@
 //!   MQTT image takes a URL). A device that goes gets empty retained configs,
 //!   which delete its entities.
 //!
-//! Never blocks the bus: publishes go to rumqttc's bounded request queue
-//! ([`QUEUE`]) with `try_publish`. While the broker is unreachable, events are
-//! dropped for MQTT (the store still has them; a warning at most once per
-//! [`WARN_EVERY`]); the retained topics (availability, discovery, stream
-//! states) are published again on every (re)connection. A reader that lags
-//! behind the bus re-reads the store, so nothing is lost while connected.
+//! On every connection the gateway also subscribes to those retained topics,
+//! to clear the ones an earlier run left for a device or stream that is gone
+//! (a discovery config is ours when its availability topic is `P/status`),
+//! once discovery has listed every linked account, as ring-mqtt users expect
+//! entities of removed devices to go.
+//!
+//! Never blocks the bus: the publisher is a task of its own reading the bus's
+//! channel, and waits for room in rumqttc's bounded request queue ([`QUEUE`]).
+//! When it falls behind the channel, it re-reads the store, so every event is
+//! published exactly once while connected, floods too. While the broker is
+//! unreachable, events are dropped for MQTT (the store still has them; a
+//! warning at most once per [`WARN_EVERY`]); the retained topics
+//! (availability, discovery, stream states) are published again on every
+//! (re)connection.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -35,14 +43,17 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
 use streamgate_ring::{Device, EventFilter, StoredEvent};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::config::{Config, MqttSettings, RingDevices};
 use crate::events::EventBus;
 use crate::sources::{RingLink, Source, RING_PREFIX};
 
-/// Publishes waiting for the connection at most; beyond, they are dropped.
+/// Publishes waiting for the connection at most; beyond, the publisher waits.
 const QUEUE: usize = 4096;
+/// Retained messages from the broker waiting for the publisher at most; beyond,
+/// they are skipped until the next connection.
+const HELD_QUEUE: usize = 1024;
 /// Drop and connection warnings at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 /// Reconnection delays: from the first, doubling up to the last.
@@ -94,13 +105,8 @@ pub fn start(
         .trim_end_matches(']')
         .to_owned();
     let port = settings.broker.port().unwrap_or(1883);
-    let prefix = settings.topic_prefix.trim_end_matches('/').to_owned();
-    if prefix.is_empty() || prefix.contains(['+', '#']) {
-        return Err(MqttError(format!(
-            "topic_prefix {:?} is not a topic prefix",
-            settings.topic_prefix
-        )));
-    }
+    let prefix = topic_prefix("topic_prefix", &settings.topic_prefix)?;
+    let discovery = topic_prefix("discovery_prefix", &settings.discovery_prefix)?;
     let mut options = MqttOptions::new(settings.client_id.clone(), host, port);
     options.set_keep_alive(Duration::from_secs(30));
     options.set_clean_session(true);
@@ -125,7 +131,7 @@ pub fn start(
     let ring = config.ring.as_ref();
     let context = Context {
         prefix,
-        discovery: settings.discovery_prefix.trim_end_matches('/').to_owned(),
+        discovery,
         http_base: http_base(settings, config.http.listen),
         selection: ring.map(|r| r.devices.clone()).unwrap_or_default(),
         max_streams: ring.map_or(0, |r| r.max_streams),
@@ -139,7 +145,8 @@ pub fn start(
     let counts = Arc::new(MqttCounts::default());
     let (connected_tx, connected) = watch::channel(None);
     tracing::info!(broker = %settings.broker, client_id = %settings.client_id, "MQTT: connecting");
-    tokio::spawn(drive(eventloop, connected_tx));
+    let (held_tx, held) = mpsc::channel(HELD_QUEUE);
+    tokio::spawn(drive(eventloop, connected_tx, held_tx));
     let publisher = Publisher {
         client,
         context,
@@ -147,14 +154,28 @@ pub fn start(
         connected: None,
         retained: BTreeMap::new(),
         removed: BTreeSet::new(),
+        held: BTreeSet::new(),
+        listed: false,
         last_warn: None,
     };
     // Subscribed before the bus's watchers and the webhook URL start (see
     // main.rs), so the channel has every event after `last_id`.
     let events = bus.subscribe();
     let last_id = bus.last_id().unwrap_or(0);
-    tokio::spawn(publisher.run((bus, events, last_id), link, connected));
+    tokio::spawn(publisher.run((bus, events, last_id), link, connected, held));
     Ok(counts)
+}
+
+/// A configured topic prefix without its trailing `/`, refused when empty or
+/// when it holds a wildcard.
+fn topic_prefix(name: &str, configured: &str) -> Result<String, MqttError> {
+    let prefix = configured.trim_end_matches('/');
+    if prefix.is_empty() || prefix.contains(['+', '#', '\0']) {
+        return Err(MqttError(format!(
+            "{name} {configured:?} is not a topic prefix"
+        )));
+    }
+    Ok(prefix.to_owned())
 }
 
 /// `[mqtt] http_base`, else `http://` and `[http] listen` (an unspecified
@@ -172,9 +193,14 @@ fn http_base(settings: &MqttSettings, listen: SocketAddr) -> String {
     }
 }
 
-/// Polls the connection: reconnects with backoff, and tells the publisher each
-/// new connection's number (None while there is none).
-async fn drive(mut eventloop: EventLoop, connected: watch::Sender<Option<u64>>) {
+/// Polls the connection: reconnects with backoff, tells the publisher each new
+/// connection's number (None while there is none), and hands it the retained
+/// messages the broker sends for its subscriptions.
+async fn drive(
+    mut eventloop: EventLoop,
+    connected: watch::Sender<Option<u64>>,
+    held: mpsc::Sender<(String, Vec<u8>)>,
+) {
     let mut generation = 0u64;
     let mut delay = BACKOFF_FIRST;
     let mut last_warn: Option<Instant> = None;
@@ -186,6 +212,11 @@ async fn drive(mut eventloop: EventLoop, connected: watch::Sender<Option<u64>>) 
                 last_warn = None;
                 tracing::info!("MQTT: connected to the broker");
                 connected.send_replace(Some(generation));
+            }
+            // A live message on a subscribed topic is our own publish coming
+            // back; only retained ones say what the broker holds.
+            Ok(Event::Incoming(Packet::Publish(publish))) if publish.retain => {
+                let _ = held.try_send((publish.topic, publish.payload.to_vec()));
             }
             Ok(_) => {}
             Err(error) => {
@@ -214,6 +245,11 @@ struct Publisher {
     retained: BTreeMap<String, String>,
     /// Retained topics to clear that could not be cleared yet.
     removed: BTreeSet<String>,
+    /// Our retained topics the broker said it holds, not yet judged stale or not.
+    held: BTreeSet<String>,
+    /// Whether discovery listed every linked account: until then a device
+    /// missing from the list may exist, and nothing held is judged.
+    listed: bool,
     last_warn: Option<Instant>,
 }
 
@@ -223,11 +259,15 @@ impl Publisher {
         (bus, mut events, mut last_id): (EventBus, broadcast::Receiver<Arc<StoredEvent>>, i64),
         link: RingLink,
         mut connected: watch::Receiver<Option<u64>>,
+        mut held: mpsc::Receiver<(String, Vec<u8>)>,
     ) {
         let mut devices = link.watch_devices();
+        let mut listed = link.watch_listed();
+        self.listed = *listed.borrow_and_update();
         let initial: Vec<Device> = devices.borrow_and_update().values().cloned().collect();
-        self.set_devices(&initial);
-        self.retain(format!("{}/status", self.context.prefix), "online".into());
+        self.set_devices(&initial).await;
+        self.retain(format!("{}/status", self.context.prefix), "online".into())
+            .await;
         loop {
             tokio::select! {
                 changed = connected.changed() => {
@@ -237,7 +277,7 @@ impl Publisher {
                     let now = *connected.borrow_and_update();
                     if now.is_some() && now != self.connected {
                         self.connected = now;
-                        self.republish();
+                        self.republish().await;
                     } else {
                         self.connected = now;
                     }
@@ -247,13 +287,28 @@ impl Publisher {
                         return;
                     }
                     let now: Vec<Device> = devices.borrow_and_update().values().cloned().collect();
-                    self.set_devices(&now);
+                    self.set_devices(&now).await;
+                }
+                changed = listed.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    self.listed = *listed.borrow_and_update();
+                    self.clear_stale().await;
+                }
+                Some((topic, payload)) = held.recv() => {
+                    if payload.is_empty() {
+                        self.held.remove(&topic);
+                    } else if is_ours(&self.context, &topic, &payload) {
+                        self.held.insert(topic);
+                        self.clear_stale().await;
+                    }
                 }
                 received = events.recv() => match received {
                     Ok(event) => {
                         if event.id > last_id {
                             last_id = event.id;
-                            self.event(&event);
+                            self.event(&event).await;
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -288,14 +343,14 @@ impl Publisher {
                 return after;
             };
             for event in &page {
-                self.event(event);
+                self.event(event).await;
             }
             after = last;
         }
     }
 
     /// One event on its topic (and, for a stream's, its retained state).
-    fn event(&mut self, event: &StoredEvent) {
+    async fn event(&mut self, event: &StoredEvent) {
         let prefix = &self.context.prefix;
         let payload = serde_json::to_string(event).unwrap_or_default();
         let topic = match &event.device {
@@ -311,14 +366,15 @@ impl Publisher {
             self.retain(
                 format!("{prefix}/streams/{}/state", segment(stream)),
                 state.to_owned(),
-            );
+            )
+            .await;
         }
-        self.publish(topic, false, payload);
+        self.publish(topic, false, payload).await;
     }
 
     /// The retained discovery topics for `devices`: publishes the new and
     /// changed ones and clears the ones that went.
-    fn set_devices(&mut self, devices: &[Device]) {
+    async fn set_devices(&mut self, devices: &[Device]) {
         let wanted = self.discovery_topics(devices);
         let discovery = format!("{}/", self.context.discovery);
         let ring = format!("{}/ring/", self.context.prefix);
@@ -331,33 +387,55 @@ impl Publisher {
             .collect();
         for topic in gone {
             self.retained.remove(&topic);
-            self.removed.insert(topic.clone());
-            if self.publish(topic.clone(), true, String::new()) {
-                self.removed.remove(&topic);
-            }
+            self.clear(topic).await;
         }
         for (topic, payload) in wanted {
-            self.retain(topic, payload);
+            self.retain(topic, payload).await;
         }
+        self.clear_stale().await;
     }
 
     /// Sets a retained topic, publishing it when it changed.
-    fn retain(&mut self, topic: String, payload: String) {
+    async fn retain(&mut self, topic: String, payload: String) {
         if self.retained.get(&topic) == Some(&payload) {
             return;
         }
         self.removed.remove(&topic);
         self.retained.insert(topic.clone(), payload.clone());
-        self.publish(topic, true, payload);
+        self.publish(topic, true, payload).await;
     }
 
-    /// A new connection: every retained topic again, and pending clears.
-    fn republish(&mut self) {
+    /// Deletes a retained topic now, or on the next connection.
+    async fn clear(&mut self, topic: String) {
+        if !self.publish(topic.clone(), true, String::new()).await {
+            self.removed.insert(topic);
+        }
+    }
+
+    /// Clears the held topics nothing retains now, once discovery has listed
+    /// every account; the others need nothing more.
+    async fn clear_stale(&mut self) {
+        if !self.listed {
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        for topic in held {
+            if !self.retained.contains_key(&topic) {
+                tracing::info!(
+                    topic,
+                    "MQTT: clearing a retained topic of a device or stream that is gone"
+                );
+                self.clear(topic).await;
+            }
+        }
+    }
+
+    /// A new connection: every retained topic again, pending clears, and the
+    /// subscriptions that tell which of our retained topics the broker holds.
+    async fn republish(&mut self) {
         let removed = std::mem::take(&mut self.removed);
         for topic in removed {
-            if !self.publish(topic.clone(), true, String::new()) {
-                self.removed.insert(topic);
-            }
+            self.clear(topic).await;
         }
         let retained: Vec<(String, String)> = self
             .retained
@@ -365,13 +443,25 @@ impl Publisher {
             .map(|(topic, payload)| (topic.clone(), payload.clone()))
             .collect();
         for (topic, payload) in retained {
-            self.publish(topic, true, payload);
+            self.publish(topic, true, payload).await;
+        }
+        let (prefix, discovery) = (&self.context.prefix, &self.context.discovery);
+        let filters = [
+            format!("{discovery}/binary_sensor/+/+/config"),
+            format!("{discovery}/image/+/+/config"),
+            format!("{prefix}/ring/+/snapshot_url"),
+            format!("{prefix}/streams/+/state"),
+        ];
+        for filter in filters {
+            if let Err(error) = self.client.subscribe(filter, QoS::AtMostOnce).await {
+                tracing::warn!("MQTT: subscribing to our retained topics failed: {error}");
+            }
         }
     }
 
-    /// Queues one publish without waiting; false (counted, warned at most once
-    /// per [`WARN_EVERY`]) when there is no connection or the queue is full.
-    fn publish(&mut self, topic: String, retain: bool, payload: String) -> bool {
+    /// Queues one publish, waiting for room in the queue; false (counted,
+    /// warned at most once per [`WARN_EVERY`]) when there is no connection.
+    async fn publish(&mut self, topic: String, retain: bool, payload: String) -> bool {
         if self.connected.is_none() && retain {
             // Published again on the next connection.
             return false;
@@ -379,7 +469,8 @@ impl Publisher {
         let sent = self.connected.is_some()
             && self
                 .client
-                .try_publish(topic, QoS::AtLeastOnce, retain, payload)
+                .publish(topic, QoS::AtLeastOnce, retain, payload)
+                .await
                 .is_ok();
         if sent {
             self.counts.published.fetch_add(1, Ordering::Relaxed);
@@ -389,7 +480,7 @@ impl Publisher {
                 self.last_warn = Some(Instant::now());
                 tracing::warn!(
                     dropped,
-                    "MQTT: not connected to the broker or behind it: events dropped for MQTT (the event store keeps them)"
+                    "MQTT: not connected to the broker: events dropped for MQTT (the event store keeps them)"
                 );
             }
         }
@@ -468,6 +559,26 @@ impl Publisher {
     }
 }
 
+/// Whether a retained message the broker holds is one this gateway publishes:
+/// a device's snapshot URL, a stream's state, or a discovery config whose
+/// availability topic is our status topic (others belong to other programs).
+fn is_ours(context: &Context, topic: &str, payload: &[u8]) -> bool {
+    if let Some(rest) = topic.strip_prefix(&format!("{}/", context.prefix)) {
+        let levels: Vec<&str> = rest.split('/').collect();
+        if matches!(
+            levels.as_slice(),
+            ["ring", _, "snapshot_url"] | ["streams", _, "state"]
+        ) {
+            return true;
+        }
+    }
+    topic.starts_with(&format!("{}/", context.discovery))
+        && topic.ends_with("/config")
+        && serde_json::from_slice::<serde_json::Value>(payload).is_ok_and(|config| {
+            config["availability_topic"].as_str() == Some(&format!("{}/status", context.prefix))
+        })
+}
+
 /// The stream each device's snapshots are at: a `[streams.NAME]` with its
 /// `ring:` source, else the discovered `ring-<name>` stream.
 fn stream_names(context: &Context, devices: &[Device]) -> BTreeMap<String, String> {
@@ -526,6 +637,52 @@ mod tests {
             node_id("ava1.ring.device.front-door"),
             "ava1_ring_device_front-door"
         );
+    }
+
+    #[test]
+    fn held_retained_topics_are_ours_by_prefix_or_availability() {
+        let context = Context {
+            prefix: "home/sg".into(),
+            discovery: "homeassistant".into(),
+            http_base: "http://127.0.0.1:8080".into(),
+            selection: RingDevices::default(),
+            max_streams: 0,
+            configured: Vec::new(),
+        };
+        let config = |availability: &str| {
+            serde_json::json!({"name": "Motion", "availability_topic": availability}).to_string()
+        };
+        let ours = |topic: &str, payload: &str| is_ours(&context, topic, payload.as_bytes());
+        assert!(ours("home/sg/ring/dev_1/snapshot_url", "http://x"));
+        assert!(ours("home/sg/streams/demo/state", "up"));
+        assert!(ours(
+            "homeassistant/binary_sensor/dev_1/motion/config",
+            &config("home/sg/status")
+        ));
+        // Another program's config, or another gateway's prefix.
+        assert!(!ours(
+            "homeassistant/binary_sensor/dev_1/motion/config",
+            &config("ring/status")
+        ));
+        assert!(!ours(
+            "homeassistant/image/dev_1/snapshot/config",
+            "not json"
+        ));
+        assert!(!ours("other/sg/streams/demo/state", "up"));
+        // Our event topics are never retained state.
+        assert!(!ours("home/sg/ring/dev_1/motion_detected", "{}"));
+        assert!(!ours("home/sg/status", "online"));
+    }
+
+    #[test]
+    fn prefixes_with_wildcards_are_refused() {
+        assert_eq!(topic_prefix("p", "a/b/").unwrap(), "a/b");
+        for bad in ["", "/", "a/+", "#"] {
+            assert!(topic_prefix("discovery_prefix", bad)
+                .unwrap_err()
+                .to_string()
+                .contains("discovery_prefix"));
+        }
     }
 
     #[test]

@@ -87,14 +87,18 @@ impl RingDiscovery {
     async fn pass(&self, context: &DiscoveryContext) {
         let client = &self.link.client;
         let accounts = client.accounts();
+        let mut listed = true;
         for account in &accounts {
             match account.state {
                 AccountState::Linked => match client.devices(&account.id).await {
                     Ok(devices) => self.link.set_devices(&account.id, devices),
-                    Err(error) => tracing::warn!(
-                        account = %account.name,
-                        "listing the Ring account's devices failed (keeping the last list): {error}"
-                    ),
+                    Err(error) => {
+                        listed = false;
+                        tracing::warn!(
+                            account = %account.name,
+                            "listing the Ring account's devices failed (keeping the last list): {error}"
+                        )
+                    }
                 },
                 // Its streams stay, reporting that the account needs re-linking.
                 AccountState::NeedsRelinking => {}
@@ -105,6 +109,9 @@ impl RingDiscovery {
             if !accounts.iter().any(|account| account.id == device.account) {
                 self.link.forget_account(&device.account);
             }
+        }
+        if listed {
+            self.link.set_listed();
         }
         let wanted =
             discovered_streams(&self.link.devices(), &context.devices, context.max_streams);

@@ -6,7 +6,8 @@
 //! `device_added`/`device_removed`/`app_integration_removed` change the streams
 //! and the account at once, a delivery the store refuses gets 503 and is stored
 //! on Ring's retry, and a flood of 1,000 signed deliveries a second for 10 s is
-//! answered and stored exactly once (and seen once over SSE) with bounded memory.
+//! answered, stored, seen over SSE and published to MQTT (a real mosquitto, read
+//! by `mosquitto_sub`) exactly once, with bounded memory.
 //!
 //! No timing is pass/fail: each wait is a hang guard ([`PATIENCE`]).
 
@@ -19,6 +20,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
 
 use streamgate_ringsim::{webhook_signature, SubtypeIn, WebhookRequest};
+use support::mqtt::{Broker, Message, Subscriber};
 use support::ring::{self, Sim, ACCOUNT, DRIVEWAY, FRONT_DOOR, HMAC_KEY, PATIENCE};
 use support::{request, signal, Gateway, TempDir};
 
@@ -521,10 +523,21 @@ fn bad_input_gets_its_answer() {
 }
 
 #[test]
-fn a_flood_of_signed_deliveries_is_answered_and_stored_once() {
+fn a_flood_of_signed_deliveries_is_answered_and_stored_and_published_once() {
     let sim = sim();
     let store = TempDir::new("ring-events");
-    let gateway = gateway(&sim, &store, "");
+    let broker = Broker::start("allow_anonymous true");
+    let gateway = gateway(
+        &sim,
+        &store,
+        &format!("\n[mqtt]\nbroker = \"{}\"", broker.url()),
+    );
+    let log_path = gateway.dir.path().join("gateway.log");
+    let context = move || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let mut mqtt = Subscriber::start(&broker, &["-q", "1"]);
+    mqtt.until("the gateway online", &context, |m| {
+        m.topic == "streamgate/status" && m.payload == "online"
+    });
     let rss_before = gateway.rss_kib();
     let live = sse(&gateway, "?last_event_id=0&type=motion_detected", "");
     let port = gateway.http_port;
@@ -624,6 +637,35 @@ fn a_flood_of_signed_deliveries_is_answered_and_stored_once() {
         assert!(seen.insert(request_id.to_owned()), "{request_id} twice");
     }
     assert_eq!(seen, ids);
+    // mosquitto_sub saw each once on the device's topic, then a marker published
+    // after the last: nothing came twice.
+    let topic = format!("streamgate/ring/{FRONT_DOOR}/motion_detected");
+    let mut published = BTreeSet::new();
+    let mut twice = Vec::new();
+    let mut take = |message: &Message| {
+        if message.topic == topic {
+            let id = serde_json::from_str::<serde_json::Value>(&message.payload)
+                .ok()
+                .and_then(|event| {
+                    event["body"]["meta"]["request_id"]
+                        .as_str()
+                        .map(str::to_owned)
+                })
+                .unwrap_or_else(|| panic!("not an event: {}", message.payload));
+            if !published.insert(id.clone()) {
+                twice.push(id);
+            }
+        }
+        published.len()
+    };
+    mqtt.until("every event over MQTT", &context, |m| take(m) == ids.len());
+    broker.publish("streamgate/zz_marker", "end", false);
+    mqtt.until("the marker", &context, |m| {
+        take(m);
+        m.topic == "streamgate/zz_marker"
+    });
+    assert_eq!(published, ids);
+    assert!(twice.is_empty(), "published twice: {twice:?}");
     assert!(
         rss_after < rss_before + 100 * 1024,
         "RSS grew from {rss_before} KiB to {rss_after} KiB"

@@ -9,181 +9,18 @@
 //! is in no log line; a broker restarted on the same port gets the retained
 //! topics again after the gateway reconnects.
 //!
-//! No timing is pass/fail: each wait is a hang guard ([`PATIENCE`]).
+//! No timing is pass/fail: each wait is a hang guard ([`support::ring::PATIENCE`]).
 
 use crate::support;
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::time::Duration;
 
 use streamgate_ringsim::WebhookRequest;
-use support::ring::{self, Sim, DRIVEWAY, FRONT_DOOR, PATIENCE};
-use support::{free_port, peer, sample, signal, Gateway, TempDir};
-
-/// A mosquitto broker on a free loopback port; killed on drop.
-struct Broker {
-    child: Child,
-    port: u16,
-    dir: TempDir,
-}
-
-impl Broker {
-    /// `extra` lines go into the listener's config (e.g. a password file).
-    fn start(extra: &str) -> Broker {
-        Broker::start_on(free_port(), extra)
-    }
-
-    /// A broker on `port` (a restarted one).
-    fn start_on(port: u16, extra: &str) -> Broker {
-        let mosquitto = peer("mosquitto");
-        let dir = TempDir::new("mosquitto");
-        let user = String::from_utf8(
-            Command::new(peer("id"))
-                .arg("-un")
-                .output()
-                .expect("id -un")
-                .stdout,
-        )
-        .unwrap();
-        let config = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "user {}\npersistence false\nlog_dest stderr\nlog_type all\nper_listener_settings true\n\
-                 listener {port} 127.0.0.1\n{extra}\n",
-                user.trim()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("mosquitto.log")).unwrap();
-        let child = Command::new(mosquitto)
-            .arg("-c")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn mosquitto");
-        let broker = Broker { child, port, dir };
-        let deadline = Instant::now() + PATIENCE;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not listen: {}",
-                broker.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        broker
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
-    }
-
-    fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One message as `mosquitto_sub -v` prints it.
-#[derive(Debug, Clone)]
-struct Message {
-    topic: String,
-    payload: String,
-}
-
-/// `mosquitto_sub -v -t 'streamgate/#' -t 'homeassistant/#'` (with `auth`
-/// arguments), its lines sent on; killed on drop.
-struct Subscriber {
-    child: Child,
-    lines: mpsc::Receiver<Message>,
-    seen: Vec<Message>,
-}
-
-impl Subscriber {
-    fn start(broker: &Broker, auth: &[&str]) -> Subscriber {
-        let mut child = Command::new(peer("mosquitto_sub"))
-            .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
-            .args(auth)
-            .args(["-v", "-t", "streamgate/#", "-t", "homeassistant/#"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn mosquitto_sub");
-        let stdout = child.stdout.take().unwrap();
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                let (topic, payload) = line.split_once(' ').unwrap_or((&line, ""));
-                // `-v` prints an empty payload (a deleted retained message) as `(null)`.
-                let payload = if payload == "(null)" { "" } else { payload };
-                let message = Message {
-                    topic: topic.to_owned(),
-                    payload: payload.to_owned(),
-                };
-                if sender.send(message).is_err() {
-                    return;
-                }
-            }
-        });
-        Subscriber {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Reads until a message satisfies `done` (a hang guard fails the test).
-    fn until(
-        &mut self,
-        what: &str,
-        context: &dyn Fn() -> String,
-        mut done: impl FnMut(&Message) -> bool,
-    ) -> Message {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let message = self.lines.recv_timeout(left).unwrap_or_else(|_| {
-                panic!(
-                    "mosquitto_sub never got {what}; got {:#?}\n{}",
-                    self.seen.iter().map(|m| &m.topic).collect::<Vec<_>>(),
-                    context()
-                )
-            });
-            self.seen.push(message.clone());
-            if done(&message) {
-                return message;
-            }
-        }
-    }
-
-    /// The last payload seen on `topic`.
-    fn last(&self, topic: &str) -> Option<&str> {
-        self.seen
-            .iter()
-            .rev()
-            .find(|m| m.topic == topic)
-            .map(|m| m.payload.as_str())
-    }
-}
-
-impl Drop for Subscriber {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::mqtt::{Broker, Message, Subscriber};
+use support::ring::{self, Sim, DRIVEWAY, FRONT_DOOR};
+use support::{peer, sample, signal, Gateway, TempDir};
 
 /// A gateway on `sim` publishing to `broker` (`mqtt_extra` lines in `[mqtt]`),
 /// with the demo stream too (for its state topic).
@@ -242,8 +79,8 @@ fn node(device: &str) -> String {
     device.replace('.', "_")
 }
 
-/// Reads until the discovery of `devices` devices is in:
-/// their motion and ding sensors and snapshot images (by node id).
+/// Reads until the gateway's discovery of `devices` devices is in: their
+/// motion and ding sensors and snapshot images (by node id).
 fn wait_discovery(
     sub: &mut Subscriber,
     devices: usize,
@@ -251,11 +88,17 @@ fn wait_discovery(
 ) -> BTreeMap<String, Message> {
     let mut configs = BTreeMap::new();
     sub.until("discovery of the devices", context, |m| {
-        if m.topic.starts_with("homeassistant/")
-            && m.topic.ends_with("/config")
-            && !m.payload.is_empty()
-        {
-            configs.insert(m.topic.clone(), m.clone());
+        if m.topic.starts_with("homeassistant/") && m.topic.ends_with("/config") {
+            // An empty payload deletes the config; other programs' configs
+            // do not count.
+            if m.payload.is_empty() {
+                configs.remove(&m.topic);
+            } else if m
+                .payload
+                .contains("\"availability_topic\":\"streamgate/status\"")
+            {
+                configs.insert(m.topic.clone(), m.clone());
+            }
         }
         let count = |kind: &str, object: &str| {
             configs
@@ -564,4 +407,90 @@ fn a_restarted_broker_gets_the_retained_topics_again() {
         || gateway.log().contains("MQTT: no connection to the broker"),
         "the lost connection logged",
     );
+}
+
+#[test]
+fn retained_topics_of_devices_and_streams_that_went_are_cleared_on_connect() {
+    let broker = Broker::start("allow_anonymous true");
+    // What an earlier run left: a device and a stream that are gone since, and
+    // another program's config that must stay.
+    let gone_node = "ava1_ring_device_gone";
+    let ours = serde_json::json!({"name": "Motion", "availability_topic": "streamgate/status"});
+    let theirs = serde_json::json!({"name": "Motion", "availability_topic": "ring/status"});
+    let stale = [
+        format!("homeassistant/binary_sensor/{gone_node}/motion/config"),
+        format!("homeassistant/image/{gone_node}/snapshot/config"),
+        "streamgate/ring/ava1.ring.device.gone/snapshot_url".to_owned(),
+        "streamgate/streams/gone/state".to_owned(),
+    ];
+    for topic in &stale {
+        let payload = if topic.ends_with("/config") {
+            ours.to_string()
+        } else {
+            "up".to_owned()
+        };
+        broker.publish(topic, &payload, true);
+    }
+    let foreign = "homeassistant/binary_sensor/other_thing/motion/config";
+    broker.publish(foreign, &theirs.to_string(), true);
+
+    let mut sub = Subscriber::start(&broker, &[]);
+    let sim = Sim::start("");
+    let store = TempDir::new("ring-mqtt-stale");
+    let gateway = gateway(&sim, &store, &broker, "", &[]);
+    let log_path = gateway.dir.path().join("gateway.log");
+    let context = move || std::fs::read_to_string(&log_path).unwrap_or_default();
+    ring::link_sample_account(&sim, &gateway);
+    wait_discovery(&mut sub, 3, &context);
+    // Each stale topic is cleared (an empty retained message) once discovery
+    // has listed every linked account (here at once: none is linked at start).
+    let mut cleared: BTreeSet<String> = sub
+        .seen
+        .iter()
+        .filter(|m| m.payload.is_empty())
+        .map(|m| m.topic.clone())
+        .collect();
+    if !stale.iter().all(|topic| cleared.contains(topic)) {
+        sub.until("the stale topics cleared", &context, |m| {
+            if m.payload.is_empty() {
+                cleared.insert(m.topic.clone());
+            }
+            stale.iter().all(|topic| cleared.contains(topic))
+        });
+    }
+    assert!(
+        !cleared.contains(foreign),
+        "another program's config was cleared"
+    );
+    drop(sub);
+
+    // A new subscriber gets what the broker retains now, then a marker published
+    // after it subscribed: the stale topics are gone, the rest is there.
+    let mut late = Subscriber::start(&broker, &[]);
+    late.until("the demo stream's state", &context, |m| {
+        m.topic == "streamgate/streams/demo/state"
+    });
+    broker.publish("streamgate/zz_marker", "end", false);
+    late.until("the marker", &context, |m| {
+        m.topic == "streamgate/zz_marker"
+    });
+    let retained: BTreeMap<&str, &str> = late
+        .seen
+        .iter()
+        .map(|m| (m.topic.as_str(), m.payload.as_str()))
+        .collect();
+    for topic in &stale {
+        assert!(
+            !retained.contains_key(topic.as_str()),
+            "{topic} still retained"
+        );
+    }
+    assert_eq!(retained.get(foreign), Some(&theirs.to_string().as_str()));
+    let front = node(FRONT_DOOR);
+    assert!(
+        retained
+            .contains_key(format!("homeassistant/binary_sensor/{front}/motion/config").as_str()),
+        "{retained:#?}"
+    );
+    assert!(!gateway.log().contains("panicked"));
 }

@@ -50,6 +50,9 @@ pub struct RingLink {
     pub client: RingClient,
     pub sessions: RingSessions,
     devices: Arc<watch::Sender<BTreeMap<DeviceId, Device>>>,
+    /// Whether a discovery pass has listed every linked account's devices:
+    /// before that, a device missing from `devices` may exist all the same.
+    listed: Arc<watch::Sender<bool>>,
     /// Devices that saw motion or a ding, as the events come.
     motion: broadcast::Sender<DeviceId>,
 }
@@ -60,6 +63,7 @@ impl RingLink {
             client,
             sessions,
             devices: Arc::new(watch::Sender::new(BTreeMap::new())),
+            listed: Arc::new(watch::Sender::new(false)),
             motion: broadcast::channel(MOTION_CHANNEL).0,
         }
     }
@@ -92,6 +96,17 @@ impl RingLink {
     /// The known devices by id, as they change.
     pub fn watch_devices(&self) -> watch::Receiver<BTreeMap<DeviceId, Device>> {
         self.devices.subscribe()
+    }
+
+    /// A discovery pass listed every linked account's devices.
+    pub fn set_listed(&self) {
+        self.listed
+            .send_if_modified(|listed| !std::mem::replace(listed, true));
+    }
+
+    /// Whether every linked account's devices were listed once, as it changes.
+    pub fn watch_listed(&self) -> watch::Receiver<bool> {
+        self.listed.subscribe()
     }
 
     /// Every known device, by id.

@@ -5,6 +5,7 @@
 //! Chromium HLS player in [`player`], the Ring simulator and linking in [`ring`].
 
 pub mod camera;
+pub mod mqtt;
 pub mod player;
 pub mod ring;
 
