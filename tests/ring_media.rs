@@ -141,38 +141,49 @@ fn snapshots_of_a_ring_stream_decode_at_the_requested_size_and_are_cached() {
     );
 }
 
+/// ffprobe's duration of a downloaded clip is the length Ring announced.
+fn assert_announced_length(path: &Path, clip: &Value) {
+    let announced = clip["media_length_ms"].as_u64().expect("media_length_ms") as f64 / 1000.0;
+    let seconds = duration_of(path);
+    assert!((seconds - announced).abs() < 0.05, "{seconds} s: {clip}");
+}
+
 #[test]
 fn clips_download_partial_clips_are_shorter_interrupted_ones_resume_and_old_ones_are_pruned() {
     let sim = Sim::start("");
-    // Room for the 4 s clip and the 2 s one (~94 + 43 KB), not for a second 4 s clip.
-    let gateway = Gateway::start(&sim.ring_section("clips_max_bytes = 150000"));
+    // Room for the resumed clip and the partial one, not for the first full one too.
+    let size = |ms| sim.get().clip(ms).unwrap().len();
+    let (full_size, partial_size, resumed_size) = (size(6000), size(2500), size(5999));
+    let max_bytes = resumed_size + partial_size + full_size / 2;
+    let gateway = Gateway::start(&sim.ring_section(&format!("clips_max_bytes = {max_bytes}")));
     ring::link_sample_account(&sim, &gateway);
     let start = now_ms() - 600_000;
-    sim.get().add_recording(FRONT_DOOR, start, start + 4000);
+    sim.get().add_recording(FRONT_DOOR, start, start + 6000);
     let partial_start = start + 100_000;
     sim.get()
-        .add_recording(FRONT_DOOR, partial_start, partial_start + 2000);
+        .add_recording(FRONT_DOOR, partial_start, partial_start + 2500);
 
-    // Fully recorded: 200, a 4 s MP4.
+    // Fully recorded: 200, a 6 s MP4 (the fixture is 4 s: repeated).
     let full = json_of(
         post_clip(
             &gateway,
             FRONT_DOOR,
-            json!({"start": start, "duration": 4000}),
+            json!({"start": start, "duration": 6000}),
         ),
         201,
     );
     assert_eq!(full["partial"], false, "{full}");
+    assert_eq!(full["media_length_ms"], 6000, "{full}");
     let full_name = full["name"].as_str().unwrap().to_owned();
     let served = get(gateway.http_port, full["url"].as_str().unwrap());
     assert_eq!(served.status, 200);
     assert_eq!(served.header("content-type"), Some("video/mp4"));
+    assert_eq!(served.body.len(), full_size);
     let file = gateway.dir.path().join("full.mp4");
     std::fs::write(&file, &served.body).unwrap();
     let probe = ffprobe(&file, "stream=codec_name");
     assert!(probe.contains("codec_name=h264"), "{probe}");
-    let seconds = duration_of(&file);
-    assert!((seconds - 4.0).abs() < 0.5, "{seconds} s");
+    assert_announced_length(&file, &full);
 
     // Range requests.
     let ranged = request(
@@ -196,17 +207,17 @@ fn clips_download_partial_clips_are_shorter_interrupted_ones_resume_and_old_ones
         post_clip(
             &gateway,
             FRONT_DOOR,
-            json!({"start": humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(partial_start)).to_string(), "duration": "4s"}),
+            json!({"start": humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(partial_start)).to_string(), "duration": "6s"}),
         ),
         201,
     );
     assert_eq!(partial["partial"], true, "{partial}");
-    assert_eq!(partial["media_length_ms"], 2000, "{partial}");
+    assert_eq!(partial["media_length_ms"], 2500, "{partial}");
     assert_eq!(partial["media_timestamp"], partial_start.to_string());
     let served = get(gateway.http_port, partial["url"].as_str().unwrap());
+    assert_eq!(served.body.len(), partial_size);
     std::fs::write(&file, &served.body).unwrap();
-    let seconds = duration_of(&file);
-    assert!((seconds - 2.0).abs() < 0.3, "{seconds} s");
+    assert_announced_length(&file, &partial);
 
     // Nothing recorded: 416.
     let (status, body) = post_clip(
@@ -229,17 +240,18 @@ fn clips_download_partial_clips_are_shorter_interrupted_ones_resume_and_old_ones
         post_clip(
             &gateway,
             FRONT_DOOR,
-            json!({"start": start, "duration": 3999}),
+            json!({"start": start, "duration": 5999}),
         ),
         201,
     );
     assert!(resumed["resumed"].as_u64().unwrap() >= 1, "{resumed}");
     let again = get(gateway.http_port, resumed["url"].as_str().unwrap());
+    assert_eq!(again.body, sim.get().clip(5999).unwrap());
     let whole = std::fs::read(gateway.dir.path().join("clips").join(&full_name));
-    // The first 4 s clip was pruned (the folder holds at most 150000 bytes) ...
+    // The first full clip was pruned (it does not fit beside the two newer ones) ...
     assert!(whole.is_err(), "the oldest clip is pruned");
     std::fs::write(&file, &again.body).unwrap();
-    assert!((duration_of(&file) - 4.0).abs() < 0.5);
+    assert_announced_length(&file, &resumed);
     assert!(sim.get().media_stats().clip_range_requests >= 1);
     // ... so the list has the resumed clip and the partial one, newest first.
     let list = json_of(gateway.request("GET", "/api/ring/clips", None), 200);
@@ -274,12 +286,17 @@ fn clips_download_partial_clips_are_shorter_interrupted_ones_resume_and_old_ones
         post_clip(
             &gateway,
             FRONT_DOOR,
-            json!({"start": start, "duration": 3998}),
+            json!({"start": start, "duration": 5998}),
         ),
         201,
     );
     assert_eq!(moved["partial"], false, "{moved}");
-    assert!(moved["bytes"].as_u64().unwrap() > 50_000, "{moved}");
+    assert_eq!(moved["media_length_ms"], 5998, "{moved}");
+    assert_eq!(
+        moved["bytes"].as_u64(),
+        Some(sim.get().clip(5998).unwrap().len() as u64),
+        "{moved}"
+    );
 }
 
 #[test]
@@ -554,4 +571,5 @@ fn a_clip_covers_the_time_a_live_view_ran() {
     let file = gateway.dir.path().join("live.mp4");
     std::fs::write(&file, &served.body).unwrap();
     assert!(ffprobe(&file, "stream=codec_name").contains("codec_name=h264"));
+    assert_announced_length(&file, &clip);
 }

@@ -42,7 +42,8 @@
 //!   /v1/devices/{id}/media/image/download` → `303` to a pre-signed
 //!   `/sim/media/images/…?sig=…` that refuses any Authorization header (400);
 //!   clips `POST /v1/devices/{id}/media/video/download` → 200 / 206 partial
-//!   (`X-Media-Timestamp`, `X-Media-Length`) / 416, an optional 301, `Range`;
+//!   (`X-Media-Timestamp`, `X-Media-Length`) / 416, an optional 301, `Range`, each
+//!   an MP4 of the length announced (`clip.rs`);
 //!   `GET /v1/history/devices/{id}/events` pages (`page[key]`); `GET
 //!   /v1/accounts/me/subscriptions` (`page[cursor]`, 25 a page, 422 fault).
 //! - **Faults**: device offline (WHEP POST → 503 "Device is currently offline",
@@ -132,6 +133,7 @@
 //! The same controls are methods of [`Simulator`] for in-process tests.
 
 mod auth;
+mod clip;
 mod config;
 mod documents;
 mod http;
@@ -151,6 +153,7 @@ use std::sync::Arc;
 
 use url::Url;
 
+pub use clip::{ClipError, MAX_CLIP_MS};
 pub use config::{AccountConfig, DeviceConfig, PowerSource, SimConfig, SAMPLE_ACCOUNT};
 pub use http::MAX_BODY;
 pub use link::LinkError;

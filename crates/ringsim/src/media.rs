@@ -8,10 +8,10 @@
 //! last 1024 ended ones, and the open ones up to now), plus ranges added with
 //! `POST /sim/devices/{id}/recordings` ([`crate::Simulator::add_recording`]). The
 //! snapshots are a test picture drawn at the requested size (640x360 when none is
-//! asked for; [`crate::picture`]); the clips are fixtures made by
-//! `scripts/gen-fixtures ring_media`:
-//! - clips: a range fully recorded gets the 4 s MP4 (200), a range partly recorded
-//!   the 2 s MP4 (206), whatever duration was asked; `X-Media-Length` is the served
+//! asked for; [`crate::picture`]); the clips are made from a 4 s MP4 (from
+//! `scripts/gen-fixtures ring_media`) repeated to length ([`crate::clip`]):
+//! - clips: a range fully recorded gets a clip of the duration asked (200), a range
+//!   partly recorded one of the recorded time (206); `X-Media-Length` is the served
 //!   clip's length and `X-Media-Timestamp` where the recording starts in the range.
 //!
 //! History items are `{type:"history-events", id, attributes{event_type, start,
@@ -39,17 +39,15 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::clip::{ClipError, Clips, MAX_CLIP_MS};
 use crate::documents;
 use crate::picture::{self, Format};
 use crate::state::Shared;
 
 type AppState = Arc<Shared>;
 
-static CLIP_FULL: &[u8] = include_bytes!("../../../fixtures/media/ring_clip_4s.mp4");
-static CLIP_PARTIAL: &[u8] = include_bytes!("../../../fixtures/media/ring_clip_2s.mp4");
-/// The fixtures' lengths in ms.
-pub const FULL_CLIP_MS: u64 = 4000;
-pub const PARTIAL_CLIP_MS: u64 = 2000;
+/// What every clip is made of (H.264 with B-frames + AAC, 640x360, 25 fps).
+static CLIP_SOURCE: &[u8] = include_bytes!("../../../fixtures/media/ring_clip_4s.mp4");
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
 /// How long a pre-signed URL works.
@@ -144,17 +142,23 @@ impl Default for Books {
     }
 }
 
-pub(crate) struct MediaState(Mutex<Books>);
+pub(crate) struct MediaState {
+    books: Mutex<Books>,
+    clips: Clips,
+}
 
 impl Default for MediaState {
     fn default() -> Self {
-        MediaState(Mutex::new(Books::default()))
+        MediaState {
+            books: Mutex::new(Books::default()),
+            clips: Clips::new(CLIP_SOURCE),
+        }
     }
 }
 
 impl MediaState {
     pub fn books(&self) -> MutexGuard<'_, Books> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.books.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -639,8 +643,8 @@ async fn video_download(
         Err(response) => return response,
     };
     let duration = match ms_field(&object, "duration") {
-        Ok(Some(d)) if (1..=900_000).contains(&d) => d,
-        Ok(_) => return invalid("duration must be 1-900000 ms", "/duration"),
+        Ok(Some(d)) if (1..=MAX_CLIP_MS).contains(&d) => d,
+        Ok(_) => return invalid(&format!("duration must be 1-{MAX_CLIP_MS} ms"), "/duration"),
         Err(response) => return response,
     };
     if let Some(video) = object.get("video_options") {
@@ -676,7 +680,7 @@ async fn video_download(
     };
     let partial = recorded < duration;
     if books.clip_redirect {
-        let token = format!("{}-{}", if partial { "p" } else { "f" }, first);
+        let token = format!("{}-{first}-{recorded}", if partial { "p" } else { "f" });
         return Response::builder()
             .status(StatusCode::MOVED_PERMANENTLY)
             .header(header::LOCATION, format!("/sim/media/clips/{token}"))
@@ -691,34 +695,47 @@ async fn video_download(
         books.stats.clip_range_requests += 1;
     }
     drop(books);
-    clip_answer(partial, first, &headers, cut)
+    clip_answer(&shared, partial, first, recorded, &headers, cut)
 }
 
-/// Where a 301 points: `p-<ms>` or `f-<ms>`.
+/// Where a 301 points: `<p|f>-<first ms>-<length ms>`.
 async fn redirected_clip(
     State(shared): State<AppState>,
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Response {
-    let Some((kind, first)) = token.split_once('-') else {
+    let mut parts = token.splitn(3, '-');
+    let (Some(kind @ ("p" | "f")), Some(Ok(first)), Some(Ok(length))) = (
+        parts.next(),
+        parts.next().map(str::parse),
+        parts.next().map(str::parse),
+    ) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let Ok(first) = first.parse() else {
+    if !(1..=MAX_CLIP_MS).contains(&length) {
         return StatusCode::NOT_FOUND.into_response();
-    };
+    }
     if headers.contains_key(header::RANGE) {
         shared.media_books.books().stats.clip_range_requests += 1;
     }
-    clip_answer(kind == "p", first, &headers, false)
+    clip_answer(&shared, kind == "p", first, length, &headers, false)
 }
 
-/// The clip fixture: 200 (or 206 + `X-Media-*` when partial), honouring
+/// A clip of `length` ms: 200 (or 206 when `partial`) with `X-Media-*`, honouring
 /// `Range: bytes=N-`; `cut` ends the body halfway with an error.
-fn clip_answer(partial: bool, first: u64, headers: &HeaderMap, cut: bool) -> Response {
-    let (clip, length) = if partial {
-        (CLIP_PARTIAL, PARTIAL_CLIP_MS)
-    } else {
-        (CLIP_FULL, FULL_CLIP_MS)
+fn clip_answer(
+    shared: &Shared,
+    partial: bool,
+    first: u64,
+    length: u64,
+    headers: &HeaderMap,
+    cut: bool,
+) -> Response {
+    let clip = match shared.media_books.clips.of(length) {
+        Ok(clip) => clip,
+        Err(error) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response()
+        }
     };
     let total = clip.len();
     let from = headers
@@ -735,7 +752,7 @@ fn clip_answer(partial: bool, first: u64, headers: &HeaderMap, cut: bool) -> Res
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
     }
     let start = from.unwrap_or(0);
-    let bytes = Bytes::from_static(&clip[start..]);
+    let bytes = clip.slice(start..);
     let mut builder = Response::builder()
         .header(header::CONTENT_TYPE, "video/mp4")
         .header(header::CONTENT_LENGTH, bytes.len())
@@ -1130,6 +1147,11 @@ impl crate::Simulator {
 
     pub fn media_stats(&self) -> MediaStats {
         self.shared.media_books.books().stats()
+    }
+
+    /// The MP4 a clip of `length_ms` is served as (what a download must store).
+    pub fn clip(&self, length_ms: u64) -> Result<Bytes, ClipError> {
+        self.shared.media_books.clips.of(length_ms)
     }
 }
 

@@ -151,16 +151,22 @@ async fn clips_are_200_206_or_416_and_resume_with_range() {
     let full = post(&sim, VIDEO, &token, clip(4000), None).await;
     assert_eq!(full.status(), 200);
     assert_eq!(full.headers()["content-type"], "video/mp4");
+    assert_eq!(full.headers()["x-media-length"], "4000");
     let full_bytes = full.bytes().await.unwrap();
     assert_eq!(&full_bytes[4..8], b"ftyp");
-    // Half recorded: 206 with the partial clip's length.
+    assert_eq!(full_bytes, sim.clip(4000).unwrap());
+    // Half recorded: 206, a clip of the recorded length.
     let partial = post(&sim, VIDEO, &token, clip(8000), None).await;
     assert_eq!(partial.status(), 206);
-    assert_eq!(partial.headers()["x-media-length"], "2000");
+    assert_eq!(partial.headers()["x-media-length"], "4000");
     assert_eq!(
         partial.headers()["x-media-timestamp"],
         start.to_string().as_str()
     );
+    assert_eq!(partial.bytes().await.unwrap(), full_bytes);
+    let shorter = post(&sim, VIDEO, &token, clip(2500), None).await;
+    assert_eq!(shorter.status(), 200);
+    assert_eq!(shorter.bytes().await.unwrap(), sim.clip(2500).unwrap());
     // A Range request gets the rest.
     let rest = post(&sim, VIDEO, &token, clip(4000), Some("bytes=100-")).await;
     assert_eq!(rest.status(), 206);
