@@ -33,6 +33,8 @@ pub struct WhepCounts {
     /// Datagrams the socket could not take (its buffer was full).
     pub send_drops: AtomicU64,
     pub sessions_total: AtomicU64,
+    /// Cached GOPs resent because the source made no keyframe for a viewer's request.
+    pub gop_resends: AtomicU64,
     per_stream: std::sync::Mutex<HashMap<String, usize>>,
 }
 
@@ -273,6 +275,8 @@ async fn run(
         }
         while let Some(event) = server.poll_event() {
             match event {
+                // Sources that cannot make one ignore it; the viewer then
+                // resends its cached GOP by itself.
                 ServerEvent::KeyframeRequest(id) => {
                     if let Some(feed) = feeds.get(&id) {
                         feed.hub.request_keyframe();
@@ -290,6 +294,9 @@ async fn run(
             }
         }
         counts.viewers.store(server.len(), Ordering::Relaxed);
+        counts
+            .gop_resends
+            .store(server.gop_resends, Ordering::Relaxed);
         *counts.per_stream.lock().unwrap_or_else(|e| e.into_inner()) = server.viewers();
     }
     for feed in feeds.into_values() {

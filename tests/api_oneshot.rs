@@ -409,6 +409,8 @@ async fn openapi_document_lists_every_route() {
         ("/ring/sign-in", &["get", "post"]),
         ("/ring/token-exchange", &["post"]),
         ("/ring/webhook", &["post"]),
+        ("/whep/{name}", &["get", "options", "post"]),
+        ("/whep/{name}/{id}", &["delete", "options", "patch"]),
     ];
     let mut sorted: Vec<(String, Vec<String>)> = documented.clone();
     for (_, methods) in &mut sorted {
@@ -433,13 +435,15 @@ async fn openapi_document_lists_every_route() {
             Method::POST,
             Method::DELETE,
             Method::PATCH,
+            Method::OPTIONS,
         ] {
             let body = (method == Method::PUT).then_some(("application/toml", "sorce = 1\n"));
             let reply = send(&app, method.clone(), &uri, body, None).await;
             if methods.contains(&method.as_str().to_ascii_lowercase()) {
-                // Answered by the handler: a 404 is the API's JSON one, not a missing route.
+                // Answered by the handler: a 404 is the API's JSON one (or
+                // WHEP's line of text), not a missing route's empty body.
                 let handled = reply.status != StatusCode::METHOD_NOT_ALLOWED
-                    && (reply.status != StatusCode::NOT_FOUND || reply.body.contains("\"error\""));
+                    && (reply.status != StatusCode::NOT_FOUND || !reply.body.is_empty());
                 assert!(
                     handled,
                     "{method} {path} is documented but not served: {}",
@@ -469,6 +473,72 @@ async fn openapi_document_lists_every_route() {
     ] {
         assert!(table[key].is_object(), "StreamTable lacks {key}: {table}");
     }
+    whep_is_documented(&document);
+}
+
+/// The WHEP operations' status codes, content types and headers (RFC 9725).
+fn whep_is_documented(document: &Value) {
+    let operation = |path: &str, method: &str| {
+        let operation = &document["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} not documented");
+        operation.clone()
+    };
+    let statuses = |operation: &Value| {
+        let mut codes: Vec<String> = operation["responses"]
+            .as_object()
+            .expect("responses")
+            .keys()
+            .cloned()
+            .collect();
+        codes.sort();
+        codes
+    };
+    let post = operation("/whep/{name}", "post");
+    assert_eq!(
+        statuses(&post),
+        ["201", "400", "401", "404", "413", "415", "503"]
+    );
+    assert!(
+        post["requestBody"]["content"]["application/sdp"].is_object(),
+        "{post}"
+    );
+    let created = &post["responses"]["201"];
+    assert!(
+        created["content"]["application/sdp"].is_object(),
+        "{created}"
+    );
+    for header in ["Location", "ETag", "Accept-Patch"] {
+        assert!(created["headers"][header].is_object(), "201 lacks {header}");
+    }
+    assert!(
+        post["responses"]["503"]["headers"]["Retry-After"].is_object(),
+        "{post}"
+    );
+    let patch = operation("/whep/{name}/{id}", "patch");
+    assert_eq!(
+        statuses(&patch),
+        ["200", "204", "400", "404", "412", "415", "428"]
+    );
+    assert!(
+        patch["requestBody"]["content"]["application/trickle-ice-sdpfrag"].is_object(),
+        "{patch}"
+    );
+    let if_match = patch["parameters"].as_array().expect("parameters");
+    assert!(
+        if_match
+            .iter()
+            .any(|p| p["name"] == "If-Match" && p["in"] == "header"),
+        "{patch}"
+    );
+    assert!(patch["responses"]["200"]["headers"]["ETag"].is_object());
+    assert_eq!(
+        statuses(&operation("/whep/{name}/{id}", "delete")),
+        ["200", "404"]
+    );
+    let options = operation("/whep/{name}", "options");
+    assert!(options["responses"]["204"]["headers"]["Accept-Post"].is_object());
+    let player = operation("/whep/{name}", "get");
+    assert!(player["responses"]["200"]["content"]["text/html"].is_object());
 }
 
 /// Value of the sample `name{labels}` in Prometheus text.

@@ -251,6 +251,7 @@ impl Collector for StreamCollector {
                 ("streamgate_webrtc_skipped_frames", "Frames WHEP viewers missed because they fell behind (each skipped to the next keyframe).", &counts.skipped_frames),
                 ("streamgate_webrtc_send_drops", "WebRTC datagrams dropped because the UDP socket's send buffer was full.", &counts.send_drops),
                 ("streamgate_webrtc_sessions", "WHEP sessions created.", &counts.sessions_total),
+                ("streamgate_webrtc_gop_resends", "Cached GOPs resent to WHEP viewers whose keyframe request the source did not answer.", &counts.gop_resends),
             ] {
                 let counter = ConstCounter::new(value.load(Relaxed));
                 counter.encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)?;

@@ -5,7 +5,8 @@
 //! This layer reads the registry (`crate::streams`) and the sources' reports;
 //! nothing below it knows HTTP. Every route of this module's own is registered
 //! with its `#[utoipa::path]` through `utoipa_axum`, so `/api/openapi.json`
-//! documents exactly what is served; the HLS routes are `streamgate-hls`'s.
+//! documents exactly what is served (the WHEP routes too); the HLS routes are
+//! `streamgate-hls`'s.
 
 mod api;
 mod dashboard;
@@ -76,7 +77,8 @@ pub fn app(state: AppState, hls: streamgate_hls::HlsConfig, limits: &HttpConfig)
         })
     };
     // Timed: every route but the HLS ones (a blocking reload waits up to the
-    // HLS hold by design) and the clip download (as long as the clip).
+    // HLS hold by design), the clip download (as long as the clip) and WHEP (a
+    // POST waits for a starting source).
     let timeout = ServiceBuilder::new()
         .layer(answer(refusals.clone()))
         .timeout(limits.request_timeout);
@@ -90,6 +92,7 @@ pub fn app(state: AppState, hls: streamgate_hls::HlsConfig, limits: &HttpConfig)
         .merge(events::router(&state))
         .layer(timeout)
         .merge(ring_media::downloads(&state))
+        .merge(whep::router())
         .split_for_parts();
     let document = document.to_json().expect("the OpenAPI document serializes");
     let lookup = {
@@ -99,7 +102,6 @@ pub fn app(state: AppState, hls: streamgate_hls::HlsConfig, limits: &HttpConfig)
     router
         .layer(Extension(api::Document(document.into())))
         .with_state(state.clone())
-        .merge(whep::router(state.clone()))
         .merge(
             streamgate_hls::router(lookup, hls).layer(middleware::from_fn_with_state(
                 state.hls_viewers.clone(),

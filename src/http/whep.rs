@@ -14,8 +14,8 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, patch};
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use streamgate_redact::{constant_time_eq, Secret};
 use streamgate_webrtc::SessionId;
@@ -33,15 +33,13 @@ const RETRY_AFTER_SECS: &str = "5";
 
 const PLAYER: &str = include_str!("whep_player.html");
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/whep/{name}", get(player).post(offer).options(preflight))
-        .route(
-            "/whep/{name}/{id}",
-            patch(trickle).delete(end).options(preflight),
-        )
+/// The WHEP routes, each with its `#[utoipa::path]` so the API document lists
+/// them. Untimed: a POST may wait for a starting source (`READY_TIMEOUT`).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(player, offer, preflight))
+        .routes(routes!(trickle, end, session_preflight))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(state)
 }
 
 /// A WHEP error: a status and a one-line reason, with the CORS headers so a
@@ -83,6 +81,12 @@ fn cors(headers: &mut HeaderMap) {
     );
 }
 
+/// CORS preflight of the WHEP endpoint.
+#[utoipa::path(options, path = "/whep/{name}", tag = "whep", security(()), params(StreamPath),
+    responses((status = NO_CONTENT, description = "CORS: the methods and headers allowed",
+        headers(("Accept-Post" = String, description = "`application/sdp`"),
+                ("Accept-Patch" = String, description = "`application/trickle-ice-sdpfrag`"),
+                ("Access-Control-Expose-Headers" = String, description = "Location, ETag, Accept-Patch, Link")))))]
 async fn preflight() -> Response {
     let mut headers = HeaderMap::new();
     cors(&mut headers);
@@ -100,6 +104,32 @@ async fn preflight() -> Response {
         HeaderValue::from_static("application/trickle-ice-sdpfrag"),
     );
     (StatusCode::NO_CONTENT, headers).into_response()
+}
+
+/// CORS preflight of a session URL.
+#[utoipa::path(options, path = "/whep/{name}/{id}", tag = "whep", security(()), params(SessionPath),
+    responses((status = NO_CONTENT, description = "CORS: the methods and headers allowed",
+        headers(("Accept-Patch" = String, description = "`application/trickle-ice-sdpfrag`")))))]
+async fn session_preflight() -> Response {
+    preflight().await
+}
+
+/// The `{name}` of `/whep/{name}`.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct StreamPath {
+    /// The stream.
+    name: String,
+}
+
+/// The `{name}` and `{id}` of a session URL, `/whep/{name}/{id}`.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct SessionPath {
+    /// The stream.
+    name: String,
+    /// The session, as the POST's Location gave it.
+    id: String,
 }
 
 fn content_type(headers: &HeaderMap) -> &str {
@@ -130,9 +160,29 @@ fn allowed(state: &AppState, viewer_token: Option<&Secret>, headers: &HeaderMap)
         .any(|t| constant_time_eq(bearer.as_bytes(), t.expose().as_bytes()))
 }
 
+/// Play the stream: post a WebRTC offer, get the answer and a session URL.
+///
+/// The offer must be recvonly; the viewer starts at the stream's latest
+/// keyframe. With `[http] api_token` or the stream's `viewer_token` set, the
+/// request needs one of them as a bearer token.
+#[utoipa::path(post, path = "/whep/{name}", tag = "whep", params(StreamPath),
+    security((), ("bearer" = [])),
+    request_body(description = "The SDP offer (at most 64 KiB)", content = String, content_type = "application/sdp"),
+    responses((status = CREATED, description = "The SDP answer", content_type = "application/sdp", body = String,
+                headers(("Location" = String, description = "The session URL, `/whep/{name}/{id}` (unguessable)"),
+                        ("ETag" = String, description = "The ICE session's tag, for PATCH's If-Match"),
+                        ("Accept-Patch" = String, description = "`application/trickle-ice-sdpfrag`"))),
+              (status = BAD_REQUEST, description = "Not an SDP offer, or nothing in it can be played", content_type = "text/plain", body = String),
+              (status = UNAUTHORIZED, description = "A bearer token is required", content_type = "text/plain", body = String),
+              (status = NOT_FOUND, description = "No stream of that name", content_type = "text/plain", body = String),
+              (status = PAYLOAD_TOO_LARGE, description = "Offer over 64 KiB"),
+              (status = UNSUPPORTED_MEDIA_TYPE, description = "Content-Type is not application/sdp", content_type = "text/plain", body = String),
+              (status = SERVICE_UNAVAILABLE, description = "Too many viewers, the WebRTC server is not running, or the stream has no media yet",
+                content_type = "text/plain", body = String,
+                headers(("Retry-After" = String, description = "Seconds to wait")))))]
 async fn offer(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Path(StreamPath { name }): Path<StreamPath>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, WhepError> {
@@ -214,9 +264,24 @@ fn session(id: &str) -> Result<SessionId, WhepError> {
     SessionId::parse(id).ok_or_else(|| WhepError(StatusCode::NOT_FOUND, "no such session".into()))
 }
 
+/// Trickle ICE candidates, or restart ICE, on a session (RFC 8840).
+///
+/// `If-Match` carries the session's ETag, or `*` for an ICE restart: the
+/// answer then holds the new credentials and a new ETag.
+#[utoipa::path(patch, path = "/whep/{name}/{id}", tag = "whep", security(()), params(SessionPath,
+        ("If-Match" = String, Header, description = "The session's ETag, or `*` to restart ICE")),
+    request_body(description = "Candidates, or new ICE credentials for a restart", content = String, content_type = "application/trickle-ice-sdpfrag"),
+    responses((status = NO_CONTENT, description = "Candidates taken"),
+              (status = OK, description = "ICE restarted: the server's new credentials", content_type = "application/trickle-ice-sdpfrag", body = String,
+                headers(("ETag" = String, description = "The restarted ICE session's tag"))),
+              (status = BAD_REQUEST, description = "Not an sdpfrag", content_type = "text/plain", body = String),
+              (status = NOT_FOUND, description = "No such session", content_type = "text/plain", body = String),
+              (status = PRECONDITION_FAILED, description = "If-Match does not match the session's ETag", content_type = "text/plain", body = String),
+              (status = UNSUPPORTED_MEDIA_TYPE, description = "Content-Type is not application/trickle-ice-sdpfrag", content_type = "text/plain", body = String),
+              (status = PRECONDITION_REQUIRED, description = "If-Match is missing", content_type = "text/plain", body = String)))]
 async fn trickle(
     State(state): State<AppState>,
-    Path((name, id)): Path<(String, String)>,
+    Path(SessionPath { name, id }): Path<SessionPath>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, WhepError> {
@@ -272,9 +337,13 @@ async fn trickle(
     }
 }
 
+/// End a session.
+#[utoipa::path(delete, path = "/whep/{name}/{id}", tag = "whep", security(()), params(SessionPath),
+    responses((status = OK, description = "Ended"),
+              (status = NOT_FOUND, description = "No such session", content_type = "text/plain", body = String)))]
 async fn end(
     State(state): State<AppState>,
-    Path((name, id)): Path<(String, String)>,
+    Path(SessionPath { name, id }): Path<SessionPath>,
 ) -> Result<Response, WhepError> {
     let id = session(&id)?;
     let deleted = match &state.whep {
@@ -290,9 +359,12 @@ async fn end(
 }
 
 /// The player page: plays the stream over WHEP.
+#[utoipa::path(get, path = "/whep/{name}", tag = "whep", security(()), params(StreamPath),
+    responses((status = OK, description = "HTML", content_type = "text/html"),
+              (status = NOT_FOUND, description = "No stream of that name", content_type = "text/plain", body = String)))]
 async fn player(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Path(StreamPath { name }): Path<StreamPath>,
 ) -> Result<Html<String>, WhepError> {
     if state.streams.read().get(&name).is_none() {
         return Err(WhepError(

@@ -17,6 +17,21 @@
 //! kept and sent on connection, so the first picture needs no wait for the next
 //! keyframe.
 //!
+//! Keyframe requests: a viewer's PLI or FIR becomes a keyframe request to the
+//! source, at most one per viewer a second ([`ServerEvent::KeyframeRequest`];
+//! the caller passes it to the Hub). Whether the source can make a keyframe is
+//! not known here, and need not be: RTSP cameras (retina) and captures cannot,
+//! WHEP and Ring sources send PLI upstream but their camera may ignore it. So
+//! when no keyframe reaches the viewer within [`viewer::KEYFRAME_WAIT`], the
+//! viewer resends its cached GOP (the keyframe and the video frames since: the
+//! Hub's GOP cache as it reached this viewer, the same shared frames and
+//! payloads) to itself only, with its own sequence numbers going on and
+//! timestamps that never go back. The whole GOP rather than the keyframe alone:
+//! the live frames after it refer to pictures the decoder lost, which the
+//! resent frames rebuild. The viewer keeps its own copy of the GOP (pointers
+//! only) because the Hub's cache may already be ahead of a lagging viewer, and
+//! a frame it would get twice breaks decoding as surely as a missing one.
+//!
 //! `testing` (feature `test-util`) connects str0m clients to a server in
 //! simulated time, for the tests and the `fanout` bench.
 

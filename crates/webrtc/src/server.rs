@@ -55,7 +55,8 @@ impl fmt::Display for SessionId {
 /// What the caller must act on.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ServerEvent {
-    /// A viewer asked for a keyframe (rate limited per viewer).
+    /// A viewer asked for a keyframe (rate limited per viewer): the caller asks
+    /// the source. The viewer resends its cached GOP itself if none comes.
     KeyframeRequest(SessionId),
     Connected(SessionId),
     /// The viewer's connection ended (ICE/DTLS gone): the caller drops its feed.
@@ -81,6 +82,9 @@ pub struct WhepServer {
     events: Vec<ServerEvent>,
     /// Datagrams no viewer accepted (late STUN of a closed session, scans).
     pub unmatched: u64,
+    /// Cached GOPs resent to viewers whose keyframe request the source did not
+    /// answer (see [`crate::viewer::KEYFRAME_WAIT`]).
+    pub gop_resends: u64,
 }
 
 impl WhepServer {
@@ -94,6 +98,7 @@ impl WhepServer {
             transmits: Vec::new(),
             events: Vec::new(),
             unmatched: 0,
+            gop_resends: 0,
         }
     }
 
@@ -306,6 +311,10 @@ impl WhepServer {
             self.events.push(match event {
                 ViewerEvent::KeyframeRequest => ServerEvent::KeyframeRequest(id.clone()),
                 ViewerEvent::Connected => ServerEvent::Connected(id.clone()),
+                ViewerEvent::GopResent => {
+                    self.gop_resends += 1;
+                    continue;
+                }
             });
         }
         if !session.viewer.is_alive() {

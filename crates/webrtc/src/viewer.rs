@@ -5,6 +5,11 @@
 //! sequence number (the viewer's own counter, so a skipped GOP leaves no gap to
 //! NACK), timestamp (a random per-viewer offset) and payload type (the one the
 //! browser chose). The payload is the stream's shared buffer ([`crate::payloads`]).
+//!
+//! A PLI or FIR goes to the source as a keyframe request (rate limited). When no
+//! keyframe follows within [`KEYFRAME_WAIT`] (RTSP cameras and captures cannot
+//! make one; a WHEP camera may ignore it), the viewer resends its cached GOP
+//! (see [`Viewer::resend_gop`]).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -16,7 +21,7 @@ use str0m::config::DtlsCert;
 use str0m::format::{Codec as RtcCodec, PayloadParams};
 use str0m::media::{MediaKind as RtcKind, Mid, Pt};
 use str0m::net::Protocol;
-use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::rtp::{RtpWrite, SeqNo, StreamTx};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use streamgate_rtp::Frame;
 use streamgate_rtp::{Codec, MediaKind, TrackId, TrackInfo};
@@ -34,6 +39,11 @@ const MAX_PENDING: usize = 1024;
 
 /// At most one keyframe request per viewer this often reaches the source.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a forwarded keyframe request waits for the source's keyframe before
+/// the viewer resends its cached GOP instead: a source that can make one (a
+/// WHEP camera) answers within a round trip or two.
+pub const KEYFRAME_WAIT: Duration = Duration::from_millis(500);
 
 /// Why an offer was refused (the HTTP layer answers 400 with the message).
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +66,8 @@ struct TrackOut {
     /// The viewer's next sequence number.
     seq: u64,
     ts_offset: u32,
+    /// The last timestamp written (the viewer's, offset included).
+    last_ts: u32,
 }
 
 /// What a viewer asks of its caller after an input.
@@ -64,6 +76,8 @@ pub enum ViewerEvent {
     /// The browser sent PLI/FIR (rate limited): ask the source for a keyframe.
     KeyframeRequest,
     Connected,
+    /// No keyframe answered the request: the cached GOP was resent.
+    GopResent,
 }
 
 pub struct Viewer {
@@ -78,6 +92,13 @@ pub struct Viewer {
     /// The offer as received: an ICE restart is accepted as this offer again
     /// with the new credentials (str0m restarts ICE on changed remote creds).
     offer: String,
+    /// The video frames sent since the latest keyframe (the Hub's GOP cache as
+    /// this viewer got it: the same `Arc`s, nothing copied), for a resend;
+    /// empty over [`MAX_PENDING`] until the next keyframe.
+    gop: Vec<(Arc<Frame>, SharedPayloads)>,
+    /// When a forwarded keyframe request that no keyframe answered turns into
+    /// a resend of `gop`.
+    resend_at: Option<Instant>,
     pub(crate) deadline: Instant,
     pub(crate) events: Vec<ViewerEvent>,
 }
@@ -140,6 +161,8 @@ impl Viewer {
             connect_by: Some(now + CONNECT_TIMEOUT),
             pending: VecDeque::new(),
             offer: offer_text.to_owned(),
+            gop: Vec::new(),
+            resend_at: None,
             deadline: now,
             events: Vec::new(),
         };
@@ -174,6 +197,7 @@ impl Viewer {
                 pt,
                 seq: u64::from(rand::random::<u16>()),
                 ts_offset: rand::random(),
+                last_ts: 0,
             });
         }
         if viewer.tracks.is_empty() {
@@ -252,6 +276,9 @@ impl Viewer {
             self.rtc.disconnect();
         }
         self.drain_events(now, out);
+        if self.resend_at.is_some_and(|at| at <= now) {
+            self.resend_gop(now, out);
+        }
     }
 
     pub fn is_alive(&self) -> bool {
@@ -325,6 +352,9 @@ impl Viewer {
             return;
         }
         self.flush_pending(now, out);
+        if self.resend_at.is_some_and(|at| at <= now) {
+            self.resend_gop(now, out);
+        }
         self.write_frame(now, wallclock, frame, payloads, out);
     }
 
@@ -339,39 +369,78 @@ impl Viewer {
         &mut self,
         now: Instant,
         wallclock: Instant,
-        frame: &Frame,
+        frame: &Arc<Frame>,
         payloads: &SharedPayloads,
         out: &mut Vec<(SocketAddr, Vec<u8>)>,
     ) {
         let Some(index) = self.tracks.iter().position(|t| t.track == frame.track) else {
             return;
         };
-        if frame.kind == MediaKind::Video && !self.video_started {
-            if !frame.keyframe {
+        if frame.kind == MediaKind::Video {
+            if frame.keyframe {
+                self.video_started = true;
+                // The source's keyframe answers any request waiting for one.
+                self.resend_at = None;
+                self.gop.clear();
+            }
+            if !self.video_started {
                 return;
             }
-            self.video_started = true;
+            if self.gop.len() == MAX_PENDING {
+                self.gop.clear();
+            }
+            if frame.keyframe || !self.gop.is_empty() {
+                self.gop.push((Arc::clone(frame), Arc::clone(payloads)));
+            }
         }
         let track = &mut self.tracks[index];
-        let (mid, pt) = (track.mid, track.pt);
         let mut direct = self.rtc.direct_api();
-        let Some(stream) = direct.stream_tx_by_mid(mid, None) else {
+        let Some(stream) = direct.stream_tx_by_mid(track.mid, None) else {
             return;
         };
-        for (packet, payload) in frame.packets.iter().zip(payloads.iter()) {
-            let seq: SeqNo = track.seq.into();
-            track.seq += 1;
-            let write = RtpWrite::new(
-                pt,
-                seq,
-                packet.timestamp().wrapping_add(track.ts_offset),
-                wallclock,
-                Arc::clone(payload),
-            )
-            .marker(packet.marker())
-            .nackable(frame.kind == MediaKind::Video);
-            stream.write_rtp(write);
+        let shift = track.ts_offset;
+        write_packets(stream, track, frame, payloads, wallclock, shift);
+        self.drain_events(now, out);
+    }
+
+    /// Resends the cached GOP (the latest keyframe and the video frames since)
+    /// to this viewer only: the keyframe alone would leave the frames after it
+    /// referring to pictures the decoder lost, while the whole GOP rebuilds them
+    /// up to the live picture. The frames keep the viewer's sequence numbers
+    /// going and get timestamps one tick apart after the last one sent; the
+    /// video's timestamp offset then moves on by as much (a few ticks), so the
+    /// live frames follow them and time never goes back.
+    fn resend_gop(&mut self, now: Instant, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
+        self.resend_at = None;
+        let Some(index) = self
+            .gop
+            .first()
+            .and_then(|(first, _)| self.tracks.iter().position(|t| t.track == first.track))
+        else {
+            return;
+        };
+        let track = &mut self.tracks[index];
+        let mut direct = self.rtc.direct_api();
+        let Some(stream) = direct.stream_tx_by_mid(track.mid, None) else {
+            return;
+        };
+        let start = track.last_ts;
+        for (frame, payloads) in self.gop.iter().filter(|(f, _)| !f.random_access_skipped) {
+            let ts = track.last_ts.wrapping_add(1);
+            let shift = frame
+                .packets
+                .first()
+                .map_or(0, |p| ts.wrapping_sub(p.timestamp()));
+            write_packets(stream, track, frame, payloads, now, shift);
         }
+        track.ts_offset = track
+            .ts_offset
+            .wrapping_add(track.last_ts.wrapping_sub(start));
+        self.events.push(ViewerEvent::GopResent);
+        tracing::debug!(
+            frames = self.gop.len(),
+            "no keyframe came: cached GOP resent"
+        );
         self.drain_events(now, out);
     }
 
@@ -403,7 +472,13 @@ impl Viewer {
             if due {
                 self.last_keyframe_request = Some(now);
                 self.events.push(ViewerEvent::KeyframeRequest);
+                if !self.gop.is_empty() {
+                    self.resend_at = Some(now + KEYFRAME_WAIT);
+                }
             }
+        }
+        if let Some(at) = self.resend_at {
+            self.deadline = self.deadline.min(at);
         }
     }
 
@@ -441,6 +516,27 @@ impl Viewer {
                 }
             }
         }
+    }
+}
+
+/// Writes one frame's packets with the viewer's payload type and sequence
+/// numbers, their timestamps moved by `shift`.
+fn write_packets(
+    stream: &mut StreamTx,
+    track: &mut TrackOut,
+    frame: &Frame,
+    payloads: &SharedPayloads,
+    wallclock: Instant,
+    shift: u32,
+) {
+    for (packet, payload) in frame.packets.iter().zip(payloads.iter()) {
+        let seq: SeqNo = track.seq.into();
+        track.seq += 1;
+        track.last_ts = packet.timestamp().wrapping_add(shift);
+        let write = RtpWrite::new(track.pt, seq, track.last_ts, wallclock, Arc::clone(payload))
+            .marker(packet.marker())
+            .nackable(frame.kind == MediaKind::Video);
+        stream.write_rtp(write);
     }
 }
 
