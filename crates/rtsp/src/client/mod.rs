@@ -67,12 +67,15 @@
 mod camera_url;
 mod config;
 mod error;
+mod rtsps;
 mod session;
 mod source;
 mod status;
 
 pub use camera_url::CameraUrl;
-pub use config::{SourceConfig, TransportMode, UnknownTransport};
+pub use config::{
+    BadFingerprint, Fingerprint, SourceConfig, TlsOptions, TransportMode, UnknownTransport,
+};
 pub use error::SourceError;
 pub use source::RtspSource;
 pub use status::SourceStatus;
