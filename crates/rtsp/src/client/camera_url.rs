@@ -149,9 +149,9 @@ mod tests {
 
     #[test]
     fn rtsps_urls_are_tls() {
-        let url = CameraUrl::parse("rtsps://u:pw123@10.0.0.1:7441/abc?enableSrtp").unwrap();
+        let url = CameraUrl::parse("rtsps://u:pw123@10.0.0.1:7441/abc?channel=1").unwrap();
         assert!(url.is_tls());
-        assert_eq!(url.to_string(), "rtsps://***@10.0.0.1:7441/abc?enableSrtp");
+        assert_eq!(url.to_string(), "rtsps://***@10.0.0.1:7441/abc?channel=1");
         assert!(!CameraUrl::parse("rtsp://10.0.0.1/x").unwrap().is_tls());
     }
 

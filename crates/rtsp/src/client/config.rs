@@ -195,7 +195,13 @@ mod tests {
         let colons = vec!["AB"; 32].join(":");
         assert_eq!(format!("SHA256:{colons}").parse::<Fingerprint>(), Ok(plain));
         assert_eq!(plain.to_string(), format!("sha256:{hex}"));
-        for bad in ["", "sha256:", "sha1:ab", "sha256:abz", &format!("sha256:{hex}00")] {
+        for bad in [
+            "",
+            "sha256:",
+            "sha1:ab",
+            "sha256:abz",
+            &format!("sha256:{hex}00"),
+        ] {
             assert!(bad.parse::<Fingerprint>().is_err(), "{bad}");
         }
     }

@@ -71,7 +71,10 @@ impl SourceError {
     pub(crate) fn answered(status: u16, reason: &str, method: &str) -> SourceError {
         SourceError::Rtsp {
             status: Some(status),
-            message: format!("{}: {status} {reason} response to {method}", status_hint(status)),
+            message: format!(
+                "{}: {status} {reason} response to {method}",
+                status_hint(status)
+            ),
         }
     }
 

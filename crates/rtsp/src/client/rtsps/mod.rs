@@ -55,27 +55,34 @@ impl TlsSession {
         tls: &TlsOptions,
         step_timeout: Duration,
     ) -> Result<TlsSession, SourceError> {
-        let config = verify::client_config(tls)?;
+        let tls = verify::client_config(tls)?;
         let host = url.url().host_str().unwrap_or_default();
         // An IPv6 literal is bracketed in the URL, not in a socket address or SNI.
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let port = url.url().port().unwrap_or(DEFAULT_PORT);
         let io_err = |what: &str, e: std::io::Error| {
             SourceError::protocol(url.redact(&format!("{what} {host}:{port}: {e}")))
         };
-        let tcp = bounded("TCP connect", step_timeout, TcpStream::connect((host.as_str(), port)))
-            .await?
-            .map_err(|e| io_err("cannot connect to", e))?;
+        let tcp = bounded(
+            "TCP connect",
+            step_timeout,
+            TcpStream::connect((host.as_str(), port)),
+        )
+        .await?
+        .map_err(|e| io_err("cannot connect to", e))?;
         let _ = tcp.set_nodelay(true);
         let name = ServerName::try_from(host.clone())
             .map_err(|e| SourceError::Tls(format!("camera host {host:?}: {e}")))?;
         let mut stream = bounded(
             "the TLS handshake",
             step_timeout,
-            TlsConnector::from(config).connect(name, tcp),
+            TlsConnector::from(tls.config.clone()).connect(name, tcp),
         )
         .await?
-        .map_err(|e| SourceError::Tls(url.redact(&format!("handshake with camera: {e}"))))?;
+        .map_err(|e| SourceError::Tls(url.redact(&tls.handshake_error(&e))))?;
 
         let mut client = Client::new(url.url().clone(), url.credentials());
         let mut buf = vec![0u8; 16 * 1024];

@@ -19,6 +19,8 @@ use streamgate_rtp::rtcp::{self, RtcpPacket};
 use streamgate_rtp::sdp::{self, SdpTrack};
 use streamgate_rtp::{TrackId, TrackInfo};
 
+#[cfg(test)]
+use super::reader::MAX_RESPONSE_LEN;
 use super::reader::{ReadError, Received, ResponseReader};
 use crate::client::session::{SessionEvent, USER_AGENT};
 use crate::client::SourceError;
@@ -465,4 +467,263 @@ fn offered_media(sdp: &[u8]) -> Vec<Offered> {
             secure: m.proto.contains("SAVP"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::auth::Authenticator;
+    use crate::server::Credentials as ServerCredentials;
+    use rtsp_types::Message;
+
+    const SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=cam\r\nt=0 0\r\n\
+        m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1\r\na=control:stream=0\r\n\
+        m=audio 0 RTP/AVP 0\r\na=control:stream=1\r\n";
+
+    fn url() -> Url {
+        Url::parse("rtsps://127.0.0.1:7441/cam").unwrap()
+    }
+
+    fn client(credentials: Option<(&str, &str)>) -> Client {
+        let credentials = credentials.map(|(username, password)| Credentials {
+            username: username.into(),
+            password: password.into(),
+        });
+        Client::new(url(), credentials)
+    }
+
+    /// The one request the client has queued, parsed.
+    fn sent(client: &mut Client) -> Request<Vec<u8>> {
+        let bytes = client.poll_transmit().expect("a request");
+        assert!(client.poll_transmit().is_none(), "more than one request");
+        match Message::<Vec<u8>>::parse(&bytes).expect("parse request") {
+            (Message::Request(request), len) if len == bytes.len() => request,
+            other => panic!("not one request: {other:?}"),
+        }
+    }
+
+    fn value<'r>(request: &'r Request<Vec<u8>>, name: &headers::HeaderName) -> &'r str {
+        request.header(name).map(|v| v.as_str()).unwrap_or_default()
+    }
+
+    fn answer(client: &mut Client, request: &Request<Vec<u8>>, head: &str, body: &str) {
+        let cseq = value(request, &headers::CSEQ);
+        let text = format!(
+            "RTSP/1.0 {head}\r\nCSeq: {cseq}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        client.handle_input(text.as_bytes(), now()).expect("answer");
+    }
+
+    fn now() -> Instant {
+        Instant::now()
+    }
+
+    /// A client that has sent DESCRIBE (after a plain OPTIONS exchange).
+    fn describing() -> (Client, Request<Vec<u8>>) {
+        let mut client = client(None);
+        let options = sent(&mut client);
+        answer(
+            &mut client,
+            &options,
+            "200 OK\r\nPublic: OPTIONS, DESCRIBE",
+            "",
+        );
+        let describe = sent(&mut client);
+        (client, describe)
+    }
+
+    /// The whole exchange against canned answers, with the Digest challenges of
+    /// our own RTSP server checking the client's response.
+    #[test]
+    fn digest_describe_setup_play_packets_and_keepalives() {
+        let mut client = client(Some(("viewer", "s3cret")));
+        let options = sent(&mut client);
+        assert_eq!(options.method(), Method::Options);
+        let public = "200 OK\r\nPublic: OPTIONS, DESCRIBE, SETUP, PLAY, GET_PARAMETER, TEARDOWN";
+        answer(&mut client, &options, public, "");
+
+        let describe = sent(&mut client);
+        assert_eq!(describe.method(), Method::Describe);
+        assert!(describe.header(&headers::AUTHORIZATION).is_none());
+        let server = Authenticator::new();
+        let challenge: Vec<String> = server
+            .challenges()
+            .iter()
+            .map(|c| format!("WWW-Authenticate: {c}"))
+            .collect();
+        let unauthorized = format!("401 Unauthorized\r\n{}", challenge.join("\r\n"));
+        answer(&mut client, &describe, &unauthorized, "");
+        let describe = sent(&mut client);
+        let expected = ServerCredentials {
+            username: "viewer".into(),
+            password: "s3cret".into(),
+        };
+        let authorization = value(&describe, &headers::AUTHORIZATION);
+        assert!(authorization.starts_with("Digest "), "{authorization}");
+        assert!(server.verify(&expected, authorization, "DESCRIBE"));
+        let described =
+            "200 OK\r\nContent-Type: application/sdp\r\nContent-Base: rtsps://127.0.0.1:7441/cam/";
+        answer(&mut client, &describe, described, SDP);
+        assert_eq!(client.tracks().len(), 2);
+
+        for (index, granted) in ["4-5", "6-7"].iter().enumerate() {
+            let setup = sent(&mut client);
+            assert_eq!(setup.method(), Method::Setup);
+            let uri = setup.request_uri().map(Url::as_str);
+            assert_eq!(
+                uri,
+                Some(format!("rtsps://127.0.0.1:7441/cam/stream={index}").as_str())
+            );
+            assert!(
+                value(&setup, &headers::TRANSPORT).starts_with("RTP/AVP/TCP;unicast;interleaved=")
+            );
+            assert!(server.verify(&expected, value(&setup, &headers::AUTHORIZATION), "SETUP"));
+            let head = format!(
+                "200 OK\r\nSession: 12345678;timeout=30\r\nTransport: RTP/AVP/TCP;unicast;interleaved={granted}"
+            );
+            answer(&mut client, &setup, &head, "");
+        }
+        let play = sent(&mut client);
+        assert_eq!(play.method(), Method::Play);
+        assert_eq!(value(&play, &headers::SESSION), "12345678");
+        let started = now();
+        // PLAY's answer and the first packets in one read, as cameras send them.
+        let mut bytes = format!(
+            "RTSP/1.0 200 OK\r\nCSeq: {}\r\nSession: 12345678\r\n\r\n",
+            value(&play, &headers::CSEQ)
+        )
+        .into_bytes();
+        let rtp = [0x80, 0, 0, 7, 0, 0, 0, 160, 0, 0, 0, 1, 0xff, 0xff];
+        bytes.extend_from_slice(&[b'$', 6, 0, rtp.len() as u8]);
+        bytes.extend_from_slice(&rtp);
+        // A frame on a channel never set up is dropped.
+        bytes.extend_from_slice(&[b'$', 9, 0, 1, 0]);
+        client.handle_input(&bytes, started).unwrap();
+        assert!(client.is_playing());
+        match client.poll_event() {
+            Some(SessionEvent::Rtp(track, packet)) => {
+                assert_eq!(track, TrackId::new(1));
+                assert_eq!(packet.sequence_number(), streamgate_rtp::SeqNo::new(7));
+            }
+            other => panic!("expected audio RTP, got {other:?}"),
+        }
+        assert!(client.poll_event().is_none());
+
+        // Keep-alives within the session timeout, as GET_PARAMETER (listed in Public).
+        let due = client.poll_timeout().expect("a keep-alive is scheduled");
+        assert!(due <= started + Duration::from_secs(30));
+        client.handle_timeout(due);
+        let keepalive = sent(&mut client);
+        assert_eq!(keepalive.method(), Method::GetParameter);
+        assert_eq!(value(&keepalive, &headers::SESSION), "12345678");
+        answer(&mut client, &keepalive, "200 OK", "");
+        assert!(client.poll_timeout().is_some_and(|next| next > due));
+        let teardown = client.teardown().expect("a TEARDOWN");
+        assert!(teardown.starts_with(b"TEARDOWN rtsps://127.0.0.1:7441/cam/ RTSP/1.0\r\n"));
+    }
+
+    #[test]
+    fn refusals_name_the_status_and_the_request() {
+        let (mut client, describe) = describing();
+        let unauthorized = "401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"cam\"";
+        let cseq = value(&describe, &headers::CSEQ);
+        let text = format!("RTSP/1.0 {unauthorized}\r\nCSeq: {cseq}\r\n\r\n");
+        let error = client.handle_input(text.as_bytes(), now()).unwrap_err();
+        assert_eq!(error.status_code(), Some(401));
+        assert!(
+            error.to_string().contains("check the user and password"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("DESCRIBE"), "{error}");
+    }
+
+    #[test]
+    fn srtp_only_cameras_are_refused_naming_the_offer() {
+        let (mut client, describe) = describing();
+        let savp = SDP.replace("RTP/AVP", "RTP/SAVP");
+        let cseq = value(&describe, &headers::CSEQ);
+        let text = format!(
+            "RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\nContent-Length: {}\r\n\r\n{savp}",
+            savp.len()
+        );
+        let error = client.handle_input(text.as_bytes(), now()).unwrap_err();
+        assert!(matches!(error, SourceError::SrtpOnly { .. }), "{error}");
+        let shown = error.to_string();
+        assert!(
+            shown.contains("video RTP/SAVP 96, audio RTP/SAVP 0"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_content_length_over_the_cap_fails_once_the_head_is_in() {
+        let (mut client, describe) = describing();
+        let cseq = value(&describe, &headers::CSEQ);
+        let head =
+            format!("RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\nContent-Length: 99999999999\r\n\r\nv=0");
+        let error = client.handle_input(head.as_bytes(), now()).unwrap_err();
+        assert!(error.to_string().contains("larger than"), "{error}");
+    }
+
+    #[test]
+    fn a_content_length_shorter_than_the_body_leaves_garbage_and_fails() {
+        let mut client = client(None);
+        let options = sent(&mut client);
+        let cseq = value(&options, &headers::CSEQ);
+        // Declares no body but sends one: what follows the head is not an RTSP message.
+        let text = format!("RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n{SDP}");
+        let error = client.handle_input(text.as_bytes(), now()).unwrap_err();
+        assert!(error.to_string().contains("not RTSP"), "{error}");
+        assert!(!client.is_playing());
+    }
+
+    #[test]
+    fn conflicting_content_lengths_are_refused() {
+        let (mut client, describe) = describing();
+        let cseq = value(&describe, &headers::CSEQ);
+        let text = format!(
+            "RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\nContent-Length: 3\r\nContent-Length: 300\r\n\r\nv=0"
+        );
+        let error = client.handle_input(text.as_bytes(), now()).unwrap_err();
+        assert!(error.to_string().contains("Content-Length"), "{error}");
+    }
+
+    /// A head that never ends is refused at the cap, and buffering stops there.
+    #[test]
+    fn an_oversized_response_fails_with_bounded_memory() {
+        let (mut client, describe) = describing();
+        let cseq = value(&describe, &headers::CSEQ);
+        let start = format!("RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\n");
+        client.handle_input(start.as_bytes(), now()).unwrap();
+        let line = format!("X-Padding: {}\r\n", "a".repeat(1000));
+        let mut fed = start.len();
+        let error = loop {
+            match client.handle_input(line.as_bytes(), now()) {
+                Ok(()) => fed += line.len(),
+                Err(error) => break error,
+            }
+            assert!(
+                fed <= 2 * MAX_RESPONSE_LEN,
+                "still buffering after {fed} bytes"
+            );
+        };
+        assert!(error.to_string().contains("larger than"), "{error}");
+    }
+
+    /// A declared body that does not come yet is waited for (the caller's step
+    /// timeout bounds the wait), and completes the response when it does.
+    #[test]
+    fn a_body_is_waited_for_and_read_when_it_comes() {
+        let (mut client, describe) = describing();
+        let cseq = value(&describe, &headers::CSEQ);
+        let head = format!(
+            "RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\nContent-Base: rtsps://127.0.0.1:7441/cam/\r\nContent-Length: {}\r\n\r\n",
+            SDP.len()
+        );
+        client.handle_input(head.as_bytes(), now()).unwrap();
+        assert!(client.poll_transmit().is_none() && client.tracks().is_empty());
+        client.handle_input(SDP.as_bytes(), now()).unwrap();
+        assert_eq!(sent(&mut client).method(), Method::Setup);
+    }
 }

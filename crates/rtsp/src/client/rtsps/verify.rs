@@ -2,7 +2,7 @@
 //! webpki roots (plus `tls_ca`) by default; a pinned leaf fingerprint; or no
 //! check at all. rustls with its `ring` provider, as the RTSPS listener.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
@@ -12,22 +12,46 @@ use tokio_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
 use tokio_rustls::rustls::crypto::{self, WebPkiSupportedAlgorithms};
-use tokio_rustls::rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio_rustls::rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
 use crate::client::config::{Fingerprint, TlsOptions};
 use crate::client::SourceError;
 
+/// A client configuration, and what explains its handshake failures.
+pub struct ClientTls {
+    pub config: Arc<rustls::ClientConfig>,
+    /// The fingerprint a pinned verifier was shown, when it was not the pin.
+    mismatch: Arc<Mutex<Option<Fingerprint>>>,
+    pinned: Option<Fingerprint>,
+}
+
+impl ClientTls {
+    /// The error of a failed handshake: a pin mismatch names both fingerprints
+    /// (rustls only knows it failed).
+    pub fn handshake_error(&self, error: &std::io::Error) -> String {
+        let seen = *self.mismatch.lock().unwrap_or_else(|e| e.into_inner());
+        match (seen, self.pinned) {
+            (Some(got), Some(expected)) => format!(
+                "camera certificate fingerprint is {got}, expected {expected} (tls_fingerprint)"
+            ),
+            _ => format!("handshake with camera: {error}"),
+        }
+    }
+}
+
 /// The client configuration for `options`; Err for an unreadable `tls_ca`.
-pub fn client_config(options: &TlsOptions) -> Result<Arc<rustls::ClientConfig>, SourceError> {
+pub fn client_config(options: &TlsOptions) -> Result<ClientTls, SourceError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| SourceError::Tls(e.to_string()))?;
+    let mismatch = Arc::new(Mutex::new(None));
     let config = if options.fingerprint.is_some() || !options.verify {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(Unverified {
                 pinned: options.fingerprint,
+                mismatch: mismatch.clone(),
                 algorithms: provider.signature_verification_algorithms,
             }))
             .with_no_client_auth()
@@ -36,7 +60,11 @@ pub fn client_config(options: &TlsOptions) -> Result<Arc<rustls::ClientConfig>, 
             .with_root_certificates(roots(options)?)
             .with_no_client_auth()
     };
-    Ok(Arc::new(config))
+    Ok(ClientTls {
+        config: Arc::new(config),
+        mismatch,
+        pinned: options.fingerprint,
+    })
 }
 
 fn roots(options: &TlsOptions) -> Result<rustls::RootCertStore, SourceError> {
@@ -63,6 +91,7 @@ fn roots(options: &TlsOptions) -> Result<rustls::RootCertStore, SourceError> {
 #[derive(Debug)]
 struct Unverified {
     pinned: Option<Fingerprint>,
+    mismatch: Arc<Mutex<Option<Fingerprint>>>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
@@ -80,12 +109,10 @@ impl ServerCertVerifier for Unverified {
         };
         let got = Fingerprint(Sha256::digest(end_entity.as_ref()).into());
         if got == expected {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(format!(
-                "camera certificate fingerprint is {got}, expected {expected} (tls_fingerprint)"
-            )))
+            return Ok(ServerCertVerified::assertion());
         }
+        *self.mismatch.lock().unwrap_or_else(|e| e.into_inner()) = Some(got);
+        Err(CertificateError::ApplicationVerificationFailure.into())
     }
 
     fn verify_tls12_signature(
