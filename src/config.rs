@@ -873,7 +873,7 @@ mod tests {
             (
                 "rtsp keys on demo",
                 "[streams.a]\nsource = \"demo\"\nalways_on = true\n",
-                "gw.toml:3:13: stream a: `transport`, `always_on` and `idle_grace` are only used by rtsp:// sources",
+                "gw.toml:3:13: stream a: `transport`, `always_on`, `idle_grace`, `tls_verify`, `tls_fingerprint` and `tls_ca` are only used by rtsp:// sources",
             ),
             (
                 "bad rtsp transport",

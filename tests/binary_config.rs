@@ -236,28 +236,28 @@ fn starts_on_gateway_toml_and_stops_cleanly_on_sigint() {
 }
 
 #[test]
-fn unsupported_sources_are_reported_without_secrets_and_sigterm_stops() {
-    let dir = TempDir::new("binary_config-unsupported");
+fn failing_sources_are_reported_without_secrets_and_sigterm_stops() {
+    let dir = TempDir::new("binary_config-failing");
     std::fs::write(
         dir.path().join("gw.toml"),
         shipped_config_on_free_ports().0
-            + "\n[streams.cam]\nsource = \"rtsps://admin:hunter2@127.0.0.1:9/live\"\n",
+            + "\n[streams.cam]\nsource = \"rtsps://admin:hunter2@127.0.0.1:9/live\"\nalways_on = true\n",
     )
     .unwrap();
     let mut gateway = Running::start(&["--config", "gw.toml"], dir.path());
     assert!(
-        gateway.wait_for("streamgate running").is_some(),
-        "did not start: {:?}",
+        gateway.wait_for("camera session failed").is_some(),
+        "no failure reported: {:?}",
         gateway.seen
     );
     gateway.signal("TERM");
     let (status, log) = gateway.finish();
     assert!(status.success(), "exit {status:?}: {log:?}");
-    let unsupported = log
+    let failed = log
         .iter()
-        .find(|l| l.contains("stream=cam") && l.contains("not supported"));
+        .find(|l| l.contains("stream=cam") && l.contains("camera session failed"));
     assert!(
-        unsupported.is_some_and(|l| l.contains("rtsps://***@127.0.0.1:9/live")),
+        failed.is_some_and(|l| l.contains("rtsps://***@127.0.0.1:9/live")),
         "{log:?}"
     );
     assert!(

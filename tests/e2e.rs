@@ -41,6 +41,7 @@ mod rtsp_source_latm;
 mod rtsp_source_sync;
 mod rtsp_udp_ports;
 mod rtsps_listener;
+mod rtsps_source;
 mod whep_browser;
 mod whep_config;
 mod whep_http;

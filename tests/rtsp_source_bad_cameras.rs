@@ -107,7 +107,7 @@ async fn nothing_listening() {
 fn unusable_urls_are_refused_at_spawn() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let _guard = runtime.enter();
-    for url in ["rtsps://cam/x", "http://cam/x", "rtsp://"] {
+    for url in ["http://cam/x", "rtsp://", "rtsps://"] {
         let Err(error) = RtspSource::spawn(hub("bad-url"), source_config(url, "tcp")) else {
             panic!("{url} accepted");
         };

@@ -1,15 +1,15 @@
-//! `source = "rtsp://…"` (and `rtsps://`, recognised but not supported yet): an
-//! RTSP camera pulled by `streamgate-rtsp`'s client, with the keys `transport`,
-//! `always_on` and `idle_grace`.
+//! `source = "rtsp://…"` or `"rtsps://…"`: an RTSP camera pulled by
+//! `streamgate-rtsp`'s client, with the keys `transport`, `always_on` and
+//! `idle_grace`, and for `rtsps://` `tls_verify`, `tls_fingerprint` and `tls_ca`.
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::Duration;
 
 use serde::Deserialize;
 use streamgate_pipeline::Hub;
-use streamgate_rtsp::client::{RtspSource, SourceConfig, TransportMode};
+use streamgate_rtsp::client::{Fingerprint, RtspSource, SourceConfig, TransportMode};
 
 use super::kind::{
     Feed, Form, Location, OptionError, Options, RunningSource, Services, SourceKind, SourceReport,
@@ -32,12 +32,28 @@ impl TryFrom<String> for RtspTransport {
     }
 }
 
+/// `tls_fingerprint = "sha256:…"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+struct TlsFingerprint(Fingerprint);
+
+impl TryFrom<String> for TlsFingerprint {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse().map(TlsFingerprint).map_err(|e| e.to_string())
+    }
+}
+
 #[derive(Deserialize)]
 struct RtspOptions {
     transport: Option<RtspTransport>,
     always_on: Option<bool>,
     #[serde(default, with = "humantime_serde")]
     idle_grace: Option<Duration>,
+    tls_verify: Option<bool>,
+    tls_fingerprint: Option<TlsFingerprint>,
+    tls_ca: Option<PathBuf>,
 }
 
 impl SourceKind for Rtsp {
@@ -46,7 +62,14 @@ impl SourceKind for Rtsp {
     }
 
     fn keys(&self) -> &'static [&'static str] {
-        &["transport", "always_on", "idle_grace"]
+        &[
+            "transport",
+            "always_on",
+            "idle_grace",
+            "tls_verify",
+            "tls_fingerprint",
+            "tls_ca",
+        ]
     }
 
     fn check(&self, options: &Options) -> Result<(), OptionError> {
@@ -57,9 +80,12 @@ impl SourceKind for Rtsp {
         &self,
         location: &Location,
         options: &Options,
-        _: &Path,
+        base: &Path,
     ) -> Result<Box<dyn Feed>, String> {
-        Ok(Box::new(UrlFeed::<RtspOptions>::plan(location, options)?))
+        let mut feed = UrlFeed::<RtspOptions>::plan(location, options)?;
+        // Relative to the config file (an absolute path stays as it is).
+        feed.options.tls_ca = feed.options.tls_ca.map(|ca| base.join(ca));
+        Ok(Box::new(feed))
     }
 }
 
@@ -74,6 +100,9 @@ impl Feed for UrlFeed<RtspOptions> {
         config.idle_grace = options
             .idle_grace
             .unwrap_or(SourceConfig::DEFAULT_IDLE_GRACE);
+        config.tls.verify = options.tls_verify.unwrap_or(true);
+        config.tls.fingerprint = options.tls_fingerprint.map(|TlsFingerprint(f)| f);
+        config.tls.ca = options.tls_ca;
         tracing::info!(
             stream = %hub.name(),
             source = %RedactedUrl(&url),

@@ -4,7 +4,10 @@
 Run with Debian's python3 (python3-gi + gir1.2-gst-rtsp-server-1.0):
 
     /usr/bin/python3 tests/peers/gst_camera.py --media fixtures/media/ffmpeg_h264_aac.mkv \
-        [--port 0] [--path /cam] [--user U --password P] [--tcp-only] [--aac-latm]
+        [--port 0] [--path /cam] [--user U --password P [--digest]] [--tcp-only] [--aac-latm]
+        [--tls-cert cert.pem --tls-key key.pem]
+
+With --tls-cert the server speaks RTSPS only (rtsps://, TLS from the first byte).
 
 Like a camera, the stream is live and shared: every client sees the same media, it
 cannot be seeked (PLAY's Range is ignored), it never ends (the file loops with
@@ -33,7 +36,7 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstApp", "1.0")
 gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstApp, GstRtsp, GstRtspServer  # noqa: E402,F401
+from gi.repository import Gio, GLib, Gst, GstApp, GstRtsp, GstRtspServer  # noqa: E402,F401
 
 # Caps name -> payloader; the payloaders insert SPS/PPS before every IDR (config-interval=-1).
 PAYLOADERS = {
@@ -228,6 +231,9 @@ def main():
     ap.add_argument("--path", default="/cam", help="mount path")
     ap.add_argument("--user", help="require Basic auth with this user")
     ap.add_argument("--password", default="")
+    ap.add_argument("--digest", action="store_true", help="require Digest (not Basic) auth for --user")
+    ap.add_argument("--tls-cert", help="PEM certificate (chain): serve RTSPS with it")
+    ap.add_argument("--tls-key", help="PEM key of --tls-cert")
     ap.add_argument("--tcp-only", action="store_true", help="refuse RTP over UDP (461 Unsupported Transport)")
     ap.add_argument("--aac-latm", action="store_true", help="send AAC as MP4A-LATM (rtpmp4apay), not mpeg4-generic")
     args = ap.parse_args()
@@ -241,11 +247,21 @@ def main():
     factory = CameraFactory(tracks, args.aac_latm)
     if args.tcp_only:
         factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
-    if args.user:
+    if args.user or args.tls_cert:
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
         token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "viewer")
-        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password), token)
+        if args.user and args.digest:
+            auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+            auth.add_digest(args.user, args.password, token)
+        elif args.user:
+            auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password), token)
+        else:
+            # TLS only: everyone may view.
+            auth.set_default_token(token)
+        if args.tls_cert:
+            with open(args.tls_cert) as cert, open(args.tls_key) as key:
+                auth.set_tls_certificate(Gio.TlsCertificate.new_from_pem(cert.read() + key.read(), -1))
         server.set_auth(auth)
         permissions = GstRtspServer.RTSPPermissions()
         permissions.add_permission_for_role("viewer", GstRtspServer.RTSP_PERM_MEDIA_FACTORY_ACCESS, True)

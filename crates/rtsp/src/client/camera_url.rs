@@ -1,4 +1,4 @@
-//! A camera's `rtsp://` URL split into what may be shown and what may not.
+//! A camera's `rtsp://` or `rtsps://` URL split into what may be shown and what may not.
 //!
 //! retina refuses URLs with credentials (they would end up in its error messages),
 //! so the user and password are taken out here and handed to retina separately.
@@ -27,24 +27,15 @@ pub struct CameraUrl {
 }
 
 impl CameraUrl {
-    /// Parses `rtsp://[user[:password]@]host[:port]/path[?query]`.
+    /// Parses `rtsp[s]://[user[:password]@]host[:port]/path[?query]`.
     pub fn parse(input: &str) -> Result<CameraUrl, SourceError> {
         let mut url = Url::parse(input).map_err(|e| SourceError::BadUrl {
             reason: e.to_string(),
         })?;
-        match url.scheme() {
-            "rtsp" => {}
-            // retina has no TLS.
-            "rtsps" => {
-                return Err(SourceError::BadUrl {
-                    reason: "rtsps:// (RTSP over TLS) is not supported".into(),
-                })
-            }
-            scheme => {
-                return Err(SourceError::BadUrl {
-                    reason: format!("scheme {scheme:?} is not rtsp"),
-                })
-            }
+        if !matches!(url.scheme(), "rtsp" | "rtsps") {
+            return Err(SourceError::BadUrl {
+                reason: format!("scheme {:?} is not rtsp or rtsps", url.scheme()),
+            });
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(SourceError::BadUrl {
@@ -68,6 +59,11 @@ impl CameraUrl {
             redacted,
             scrubber,
         })
+    }
+
+    /// `rtsps://`: RTSP over TLS, served by our own client, not retina.
+    pub fn is_tls(&self) -> bool {
+        self.url.scheme() == "rtsps"
     }
 
     /// The URL without credentials, for retina.
@@ -152,6 +148,14 @@ mod tests {
     }
 
     #[test]
+    fn rtsps_urls_are_tls() {
+        let url = CameraUrl::parse("rtsps://u:pw123@10.0.0.1:7441/abc?channel=1").unwrap();
+        assert!(url.is_tls());
+        assert_eq!(url.to_string(), "rtsps://***@10.0.0.1:7441/abc?channel=1");
+        assert!(!CameraUrl::parse("rtsp://10.0.0.1/x").unwrap().is_tls());
+    }
+
+    #[test]
     fn url_without_credentials_is_shown_as_is() {
         let url = CameraUrl::parse("rtsp://127.0.0.1:554/live").unwrap();
         assert!(url.credentials().is_none());
@@ -165,7 +169,7 @@ mod tests {
             "http://user:pw123@cam/x",
             "rtsp://",
             "not a url",
-            "rtsps://cam/x",
+            "rtsps://",
         ] {
             let err = CameraUrl::parse(bad).unwrap_err();
             assert!(matches!(err, SourceError::BadUrl { .. }), "{bad}: {err}");

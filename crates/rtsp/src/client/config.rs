@@ -1,6 +1,7 @@
 //! How one RTSP camera source is configured.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -51,6 +52,73 @@ impl FromStr for TransportMode {
     }
 }
 
+/// How an `rtsps://` camera's certificate is checked (unused for `rtsp://`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// `false` accepts any certificate (self-signed cameras): the link is
+    /// encrypted but the camera is not authenticated.
+    pub verify: bool,
+    /// Accept exactly the certificate with this SHA-256 (of its DER), and no
+    /// other; chain and name are not checked. Wins over `verify`.
+    pub fingerprint: Option<Fingerprint>,
+    /// PEM file of extra trusted CAs (a private CA), beside the webpki roots.
+    pub ca: Option<PathBuf>,
+}
+
+impl Default for TlsOptions {
+    fn default() -> Self {
+        TlsOptions {
+            verify: true,
+            fingerprint: None,
+            ca: None,
+        }
+    }
+}
+
+/// A certificate's SHA-256, written `sha256:` + 64 hex digits (colons allowed
+/// between bytes, as `openssl x509 -fingerprint -sha256` prints them).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("sha256:")?;
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// A `tls_fingerprint` that is not `sha256:` and 32 hex bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad certificate fingerprint {0:?}: expected \"sha256:\" and 64 hex digits")]
+pub struct BadFingerprint(pub String);
+
+impl FromStr for Fingerprint {
+    type Err = BadFingerprint;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadFingerprint(s.to_owned());
+        let hex = s
+            .get(..7)
+            .filter(|p| p.eq_ignore_ascii_case("sha256:"))
+            .map(|_| s[7..].replace(':', ""))
+            .ok_or_else(bad)?;
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        let mut bytes = [0u8; 32];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(Fingerprint(bytes))
+    }
+}
+
 /// One camera source. `url` may carry credentials; they are never logged or shown.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SourceConfig {
@@ -65,6 +133,8 @@ pub struct SourceConfig {
     pub connect_timeout: Duration,
     /// No RTP packet for this long while playing counts as a failure (reconnect).
     pub stall_timeout: Duration,
+    /// Certificate checks of an `rtsps://` camera.
+    pub tls: TlsOptions,
 }
 
 impl SourceConfig {
@@ -81,6 +151,7 @@ impl SourceConfig {
             idle_grace: Self::DEFAULT_IDLE_GRACE,
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             stall_timeout: Self::DEFAULT_STALL_TIMEOUT,
+            tls: TlsOptions::default(),
         }
     }
 }
@@ -95,6 +166,7 @@ impl fmt::Debug for SourceConfig {
             .field("idle_grace", &self.idle_grace)
             .field("connect_timeout", &self.connect_timeout)
             .field("stall_timeout", &self.stall_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -114,6 +186,24 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("tcp, udp or auto"));
+    }
+
+    #[test]
+    fn fingerprints_parse_with_or_without_colons() {
+        let hex = "ab".repeat(32);
+        let plain: Fingerprint = format!("sha256:{hex}").parse().unwrap();
+        let colons = vec!["AB"; 32].join(":");
+        assert_eq!(format!("SHA256:{colons}").parse::<Fingerprint>(), Ok(plain));
+        assert_eq!(plain.to_string(), format!("sha256:{hex}"));
+        for bad in [
+            "",
+            "sha256:",
+            "sha1:ab",
+            "sha256:abz",
+            &format!("sha256:{hex}00"),
+        ] {
+            assert!(bad.parse::<Fingerprint>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -25,6 +25,13 @@ pub enum SourceError {
     /// The camera offers no track this gateway can carry.
     #[error("camera offers no usable track ({offered})")]
     NoUsableTracks { offered: String },
+    /// The camera offers its media only as SRTP (`RTP/SAVP`), which is not carried.
+    #[error("camera offers only SRTP (RTP/SAVP), which is not supported ({offered})")]
+    SrtpOnly { offered: String },
+    /// The TLS connection to an `rtsps://` camera failed: its certificate, or the
+    /// TLS setup itself.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The camera's SDP cannot be read.
     #[error("bad SDP from camera: {0}")]
     Sdp(String),
@@ -57,6 +64,25 @@ impl SourceError {
         SourceError::Rtsp {
             status,
             message: redact(&message),
+        }
+    }
+
+    /// The camera answered `method` with a failure `status` (our own RTSPS client).
+    pub(crate) fn answered(status: u16, reason: &str, method: &str) -> SourceError {
+        SourceError::Rtsp {
+            status: Some(status),
+            message: format!(
+                "{}: {status} {reason} response to {method}",
+                status_hint(status)
+            ),
+        }
+    }
+
+    /// A camera that breaks the protocol (our own RTSPS client).
+    pub(crate) fn protocol(message: impl Into<String>) -> SourceError {
+        SourceError::Rtsp {
+            status: None,
+            message: message.into(),
         }
     }
 

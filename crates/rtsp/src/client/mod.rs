@@ -35,15 +35,25 @@
 //! - **Keyframe requests** cannot be passed on: RTSP has no PLI path and retina
 //!   sends no RTCP feedback. Consumers wait for the camera's next keyframe (the
 //!   Hub's GOP cache means a new consumer rarely has to).
-//! - **RTSPS (`rtsps://`) is not served by retina** and is refused with a clear
-//!   error for now. retina 0.4 has no TLS and no transport hook:
-//!   `Session::describe` dials its own `tokio::net::TcpStream`, so it cannot be
-//!   handed a rustls stream. The decided way: a minimal client of our own for
-//!   RTSPS only (DESCRIBE/SETUP interleaved/PLAY, keep-alives, Basic/Digest,
-//!   interleaved RTP/AVP inside tokio-rustls, `tls_verify`/`tls_fingerprint`
-//!   verifiers), yielding the same `SessionEvent`s so the source task and
-//!   supervisor stay as they are; contributing TLS to retina upstream would
-//!   change its connection layer for every user and is not ours to schedule.
+//! - **RTSPS (`rtsps://`) has its own minimal client** (`client/rtsps`), because
+//!   retina 0.4 has no TLS and no transport hook (`Session::describe` dials its
+//!   own `tokio::net::TcpStream`, so it cannot be handed a rustls stream), and
+//!   contributing TLS to retina upstream would change its connection layer for
+//!   every user and is not ours to schedule. The client is a sans-IO state
+//!   machine (OPTIONS, DESCRIBE, SETUP of each usable track as RTP/AVP/TCP
+//!   interleaved inside the TLS connection, as UniFi Protect serves it, PLAY,
+//!   then GET_PARAMETER or OPTIONS keep-alives at half the session timeout;
+//!   Basic and Digest through `http-auth`, retina's own auth crate; responses
+//!   parsed by `rtsp-types` with a cap and `Content-Length` checks shared with
+//!   the server), inside a thin tokio-rustls task. It yields the same
+//!   `SessionEvent`s as the retina path, so the source
+//!   task and supervisor do not know which one runs. Certificates
+//!   ([`TlsOptions`]): webpki roots plus an optional `tls_ca` by default,
+//!   `tls_fingerprint` pins the leaf's SHA-256 (a mismatch names both),
+//!   `tls_verify = false` accepts any. What it does not do: UDP (RTSPS media
+//!   is interleaved), SRTP (`RTP/SAVP` with `a=crypto`: an SDP offering only
+//!   that fails naming the offer), RTCP receiver reports (keep-alives hold the
+//!   session), and redirects.
 //! - **Secrets.** Credentials are taken out of the URL ([`CameraUrl`]) and given
 //!   to retina apart; logs and [`SourceStatus`] only ever show the redacted URL,
 //!   and error texts pass through [`CameraUrl::redact`].
@@ -67,12 +77,15 @@
 mod camera_url;
 mod config;
 mod error;
+mod rtsps;
 mod session;
 mod source;
 mod status;
 
 pub use camera_url::CameraUrl;
-pub use config::{SourceConfig, TransportMode, UnknownTransport};
+pub use config::{
+    BadFingerprint, Fingerprint, SourceConfig, TlsOptions, TransportMode, UnknownTransport,
+};
 pub use error::SourceError;
 pub use source::RtspSource;
 pub use status::SourceStatus;

@@ -1,9 +1,10 @@
-//! One RTSP session with a camera, on retina: DESCRIBE, SETUP of every usable
-//! track, PLAY, then the camera's raw RTP packets and RTCP sender reports.
+//! One RTSP session with a camera: DESCRIBE, SETUP of every usable track,
+//! PLAY, then the camera's raw RTP packets and RTCP sender reports.
 //!
-//! retina does the RTSP (auth, keep-alives, TCP interleaving or UDP sockets);
-//! the tracks come from our own SDP reading ([`streamgate_rtp::sdp`]) so that
-//! every source describes codecs the same way.
+//! For `rtsp://`, retina does the RTSP (auth, keep-alives, TCP interleaving or
+//! UDP sockets); `rtsps://` goes to our own client ([`super::rtsps`]). Either
+//! way the tracks come from our own SDP reading ([`streamgate_rtp::sdp`]) so
+//! that every source describes codecs the same way.
 
 use std::time::Duration;
 
@@ -15,10 +16,12 @@ use streamgate_rtp::rtcp::{self, RtcpPacket, SenderReport};
 use streamgate_rtp::sdp::{self, SdpTrack};
 use streamgate_rtp::{MediaKind, PayloadType, TrackId, TrackInfo};
 
+use super::config::TlsOptions;
+use super::rtsps::TlsSession;
 use super::{CameraUrl, SourceError};
 
 /// Sent as `User-Agent`: cameras log it, operators grep for it.
-const USER_AGENT: &str = concat!("streamgate/", env!("CARGO_PKG_VERSION"));
+pub(crate) const USER_AGENT: &str = concat!("streamgate/", env!("CARGO_PKG_VERSION"));
 
 /// The transport of one session (`auto` is decided by the caller).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,20 +50,66 @@ pub enum SessionEvent {
 }
 
 /// A camera session in the PLAY state.
-pub struct CameraSession {
+pub enum CameraSession {
+    Retina(RetinaSession),
+    Tls(TlsSession),
+}
+
+impl CameraSession {
+    /// DESCRIBE, SETUP and PLAY, each bounded by `step_timeout`. `rtsps://` is
+    /// always interleaved on its TLS connection, whatever `transport` says.
+    pub async fn connect(
+        url: &CameraUrl,
+        transport: SessionTransport,
+        tls: &TlsOptions,
+        step_timeout: Duration,
+    ) -> Result<CameraSession, SourceError> {
+        if url.is_tls() {
+            TlsSession::connect(url, tls, step_timeout)
+                .await
+                .map(CameraSession::Tls)
+        } else {
+            RetinaSession::connect(url, transport, step_timeout)
+                .await
+                .map(CameraSession::Retina)
+        }
+    }
+
+    /// The tracks from the camera's SDP (ids 0.., parameters from `fmtp`).
+    pub fn tracks(&self) -> &[TrackInfo] {
+        match self {
+            CameraSession::Retina(session) => &session.tracks,
+            CameraSession::Tls(session) => session.tracks(),
+        }
+    }
+
+    /// The next RTP packet or sender report; `Ok(None)` when the camera closed
+    /// the session. Cancel-safe.
+    pub async fn next(
+        &mut self,
+        redact: impl Fn(&str) -> String,
+    ) -> Result<Option<SessionEvent>, SourceError> {
+        match self {
+            CameraSession::Retina(session) => session.next(redact).await,
+            CameraSession::Tls(session) => session.next().await,
+        }
+    }
+}
+
+/// A retina session in the PLAY state.
+pub struct RetinaSession {
     session: Session<Playing>,
     /// retina stream index -> our track (None: not set up).
     track_of_stream: Vec<Option<TrackId>>,
     tracks: Vec<TrackInfo>,
 }
 
-impl CameraSession {
-    /// DESCRIBE, SETUP and PLAY, each bounded by `step_timeout`.
-    pub async fn connect(
+impl RetinaSession {
+    async fn connect(
         url: &CameraUrl,
         transport: SessionTransport,
         step_timeout: Duration,
-    ) -> Result<CameraSession, SourceError> {
+    ) -> Result<RetinaSession, SourceError> {
         let retina_err = |e: retina::Error| SourceError::from_retina(&e, |text| url.redact(text));
         let options = SessionOptions::default()
             .creds(url.credentials())
@@ -103,22 +152,16 @@ impl CameraSession {
             .await?
             .map_err(retina_err)?;
         let tracks = sdp_tracks.into_iter().map(|t| t.info).collect();
-        Ok(CameraSession {
+        Ok(RetinaSession {
             session,
             track_of_stream,
             tracks,
         })
     }
 
-    /// The tracks from the camera's SDP (ids 0.., parameters from `fmtp`).
-    pub fn tracks(&self) -> &[TrackInfo] {
-        &self.tracks
-    }
-
-    /// The next RTP packet or sender report; `Ok(None)` when the camera closed the
-    /// session. Other RTCP is dropped (retina answers with receiver reports itself).
+    /// Other RTCP is dropped (retina answers with receiver reports itself).
     /// Cancel-safe: the only await is `Stream::next`.
-    pub async fn next(
+    async fn next(
         &mut self,
         redact: impl Fn(&str) -> String,
     ) -> Result<Option<SessionEvent>, SourceError> {
@@ -171,7 +214,7 @@ fn sender_report(compound: &[u8]) -> Result<Option<SenderReport>, rtcp::RtcpErro
 }
 
 /// Runs one connection step with a deadline.
-async fn bounded<T>(
+pub(crate) async fn bounded<T>(
     step: &'static str,
     timeout: Duration,
     fut: impl std::future::Future<Output = T>,

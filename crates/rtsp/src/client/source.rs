@@ -176,6 +176,8 @@ impl Runner {
 
     fn connect(&mut self, id: SessionId) {
         let transport = match self.config.transport {
+            // RTSPS interleaves on its TLS connection.
+            _ if self.url.is_tls() => SessionTransport::Tcp,
             TransportMode::Tcp => SessionTransport::Tcp,
             TransportMode::Udp => SessionTransport::Udp,
             TransportMode::Auto if self.udp_failed => SessionTransport::Tcp,
@@ -189,12 +191,13 @@ impl Runner {
         });
         tracing::debug!(stream = %self.hub.name(), url = %self.url, ?transport, "connecting to camera");
         let (url, timeout) = (self.url.clone(), self.config.connect_timeout);
+        let tls = self.config.tls.clone();
         self.opening = Some(Opening {
             id,
             transport,
-            connect: Box::pin(
-                async move { CameraSession::connect(&url, transport, timeout).await },
-            ),
+            connect: Box::pin(async move {
+                CameraSession::connect(&url, transport, &tls, timeout).await
+            }),
         });
     }
 

@@ -229,23 +229,29 @@ impl RequestReader {
     }
 
     fn next_interleaved(&mut self) -> Option<Incoming> {
-        if self.buf.len() < 4 {
-            return None;
-        }
-        let channel = self.buf[1];
-        let len = usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
-        let total = 4 + len;
-        if self.buf.len() < total {
-            return None;
-        }
-        let data = self.buf.split_to(total).freeze().slice(4..);
+        let (channel, data) = split_interleaved(&mut self.buf)?;
         self.consume(0);
         Some(Incoming::Interleaved { channel, data })
     }
 }
 
+/// Takes a complete interleaved frame (`$`, channel, 16-bit length, data) off
+/// the front of `buf`, without copying its data; `None` until it is all in.
+pub(crate) fn split_interleaved(buf: &mut BytesMut) -> Option<(u8, Bytes)> {
+    if buf.len() < 4 {
+        return None;
+    }
+    let channel = buf[1];
+    let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+    let total = 4 + len;
+    if buf.len() < total {
+        return None;
+    }
+    Some((channel, buf.split_to(total).freeze().slice(4..)))
+}
+
 /// Length of the head (request line, headers and the blank line) once it is in.
-fn head_len(buf: &[u8]) -> Option<usize> {
+pub(crate) fn head_len(buf: &[u8]) -> Option<usize> {
     buf.windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map(|at| at + 4)
