@@ -364,4 +364,46 @@ mod tests {
         );
         assert_eq!(Percentiles::of(Vec::new()).p50, None);
     }
+
+    fn viewer(index: usize, lost: u64) -> WhepReport {
+        WhepReport {
+            index,
+            url: "http://127.0.0.1/whep/cam".to_owned(),
+            error: None,
+            answer_ms: Some(10.0),
+            connected_ms: Some(20.0),
+            first_rtp_ms: Some(30.0),
+            first_keyframe_ms: Some(40.0 + index as f64),
+            keyframe_first: Some(true),
+            video_frames: 100,
+            audio_frames: 0,
+            packets: 300,
+            bytes: 300_000,
+            expected: 300 + lost,
+            lost,
+            backward_timestamps: 0,
+            deleted: true,
+        }
+    }
+
+    #[test]
+    fn whep_viewers_that_failed_lost_or_stayed_are_failures() {
+        let clean = WhepSummary::new(vec![viewer(0, 0), viewer(1, 0)], 5.0, 0.0);
+        assert_eq!(clean.failures, Vec::<String>::new());
+        assert_eq!(clean.first_keyframe_ms.min, Some(40.0));
+        assert_eq!(clean.first_keyframe_ms.max, Some(41.0));
+        let mut refused = viewer(2, 0);
+        refused.error = Some("POST: HTTP 503".to_owned());
+        refused.connected_ms = None;
+        refused.first_keyframe_ms = None;
+        refused.keyframe_first = None;
+        let mut stayed = viewer(3, 0);
+        stayed.deleted = false;
+        let summary = WhepSummary::new(vec![viewer(0, 3), refused, stayed], 5.0, 0.0);
+        assert_eq!((summary.connected, summary.failed_viewers), (2, 1));
+        assert_eq!(summary.undeleted_sessions, 1);
+        assert_eq!(summary.failures.len(), 4, "{:?}", summary.failures);
+        assert!(summary.failures[0].starts_with("loss"));
+        assert!(summary.failures[3].contains("POST: HTTP 503"));
+    }
 }

@@ -229,7 +229,11 @@ impl Viewer {
                     return;
                 };
                 let lost_before = check.lost();
-                check.on_rtp(parsed, wire_len, SystemTime::now());
+                // The wall clock at the packet's arrival, not at its handling:
+                // a busy driver must not make the times look longer.
+                let arrived_wall =
+                    self.posted_wall + packet.timestamp.saturating_duration_since(self.posted);
+                check.on_rtp(parsed, wire_len, arrived_wall);
                 live.packets.fetch_add(1, Ordering::Relaxed);
                 live.lost
                     .fetch_add(check.lost().saturating_sub(lost_before), Ordering::Relaxed);
@@ -517,7 +521,11 @@ pub async fn run(args: &WhepArgs, live: Arc<LiveCounters>) -> WhepSummary {
     let seconds = started.elapsed().as_secs_f64();
     let ended = futures::future::join_all(viewers.into_iter().map(|mut viewer| {
         let client = client.clone();
+        let live = Arc::clone(&live);
         async move {
+            if viewer.error.is_none() && viewer.connected_ms.is_some() {
+                live.playing.fetch_sub(1, Ordering::Relaxed);
+            }
             viewer.rtc.disconnect();
             let deleted = client
                 .delete(viewer.session.clone())
@@ -530,6 +538,19 @@ pub async fn run(args: &WhepArgs, live: Arc<LiveCounters>) -> WhepSummary {
     }))
     .await;
     reports.extend(ended);
+    // Viewers still signalling at the end (a ramp longer than the run) are failures too.
+    let mut reported = vec![false; count];
+    for report in &reports {
+        reported[report.index] = true;
+    }
+    for (index, _) in reported.iter().enumerate().filter(|(_, r)| !**r) {
+        let url = &args.urls[index % args.urls.len()];
+        reports.push(WhepReport::failed(
+            index,
+            url,
+            "no answer to the POST by the end".to_owned(),
+        ));
+    }
     reports.sort_by_key(|r| r.index);
     WhepSummary::new(reports, seconds, args.max_loss)
 }
