@@ -1,12 +1,13 @@
 //! WHEP readers: many WebRTC viewers in one process, each a str0m `Rtc` with
-//! its own UDP socket, all driven from one task.
+//! its own UDP socket, driven from one task per core.
 //!
 //! A viewer binds a socket on the address that routes to the server, offers
 //! H.264 and Opus recvonly with that one host candidate (non-trickle: nothing
 //! to gather later), POSTs the offer, and takes the answer. Sockets only read
-//! datagrams into one channel; the driver task owns every `Rtc`, so the load
-//! tool's WebRTC work is one state machine per viewer and no task per viewer
-//! beyond its socket read.
+//! datagrams into their driver's channel; a driver task owns its share of the
+//! `Rtc`s, so the load tool's WebRTC work is one state machine per viewer and
+//! no task per viewer beyond its socket read. One driver per core, because
+//! decrypting SRTP for hundreds of viewers is more than one core does.
 //!
 //! str0m runs in RTP mode: each packet goes through the same [`TrackCheck`] as
 //! the RTSP readers' (sequence gaps as loss, timestamps never back, the first
@@ -41,7 +42,7 @@ use crate::summary::WhepSummary;
 
 /// Largest datagram read: WebRTC media stays under the path MTU.
 const MAX_DATAGRAM: usize = 2048;
-/// Datagrams waiting for the driver from every socket together. A full
+/// Datagrams waiting for a driver from all its sockets together. A full
 /// channel holds the socket reads back, so a driver that cannot keep up shows
 /// as loss (the sockets' buffers overflow), never as memory.
 const DATAGRAM_CHANNEL: usize = 8192;
@@ -498,7 +499,12 @@ pub async fn run(args: &WhepArgs, live: Arc<LiveCounters>) -> WhepSummary {
         return WhepSummary::new(reports, 0.0, args.max_loss);
     };
     let client = reqwest::Client::new();
-    let (tx, rx) = mpsc::channel(DATAGRAM_CHANNEL);
+    let drivers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(count);
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..drivers)
+        .map(|_| mpsc::channel(DATAGRAM_CHANNEL))
+        .unzip();
     let tasks: Vec<_> = (0..count)
         .map(|index| {
             let url = args.urls[index % args.urls.len()].clone();
@@ -509,12 +515,23 @@ pub async fn run(args: &WhepArgs, live: Arc<LiveCounters>) -> WhepSummary {
                 cert.clone(),
                 client.clone(),
                 start_at,
-                tx.clone(),
+                senders[index % drivers].clone(),
             ))
         })
         .collect();
-    drop(tx);
-    let (viewers, mut reports) = drive(rx, count, deadline, &live).await;
+    drop(senders);
+    let driven = receivers
+        .into_iter()
+        .map(|rx| tokio::spawn(drive(rx, count, deadline, Arc::clone(&live))));
+    let (mut viewers, mut reports) = (Vec::new(), Vec::new());
+    for (driven_viewers, failed) in futures::future::join_all(driven)
+        .await
+        .into_iter()
+        .flatten()
+    {
+        viewers.extend(driven_viewers);
+        reports.extend(failed);
+    }
     for task in &tasks {
         task.abort();
     }
@@ -555,14 +572,16 @@ pub async fn run(args: &WhepArgs, live: Arc<LiveCounters>) -> WhepSummary {
     WhepSummary::new(reports, seconds, args.max_loss)
 }
 
-/// The one task that drives every viewer's `Rtc`: datagrams as they come,
-/// timeouts on a tick, until `deadline`.
+/// A task that drives its viewers' `Rtc`s (those whose messages come on
+/// `rx`; `count` viewers in all): datagrams as they come, timeouts on a tick,
+/// until `deadline`.
 async fn drive(
     mut rx: mpsc::Receiver<Message>,
     count: usize,
     deadline: tokio::time::Instant,
-    live: &LiveCounters,
+    live: Arc<LiveCounters>,
 ) -> (Vec<Viewer>, Vec<WhepReport>) {
+    let live = &*live;
     let mut slots: Vec<Option<(Box<Viewer>, Arc<UdpSocket>)>> = (0..count).map(|_| None).collect();
     let mut failed = Vec::new();
     let mut out = Vec::new();
