@@ -46,6 +46,8 @@ pub struct TrackCheck {
     joined: Option<SystemTime>,
     pub received: u64,
     pub bytes: u64,
+    /// Distinct RTP timestamps seen: frames, as the WHEP readers report them.
+    pub frames: u64,
     /// Times the RTP timestamp stepped back.
     pub backward_timestamps: u64,
     /// How the first video access unit looked.
@@ -84,6 +86,7 @@ impl TrackCheck {
             joined: None,
             received: 0,
             bytes: 0,
+            frames: 0,
             backward_timestamps: 0,
             first_frame: None,
             first_keyframe_at: None,
@@ -132,6 +135,7 @@ impl TrackCheck {
         }
         self.last_timestamp = Some(timestamp);
         if new_frame {
+            self.frames += 1;
             self.sample_latency(timestamp, now);
         }
         self.check_first_frame(packet, now);

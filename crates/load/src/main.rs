@@ -2,6 +2,7 @@
 //!
 //! - `cameras`: N virtual RTSP cameras replaying a capture (see [`cameras`]);
 //! - `read`: N checking RTSP readers in one process (see [`reader`]);
+//! - `whep`: N checking WebRTC viewers of a WHEP server in one process (see [`whep`]);
 //! - `floor`: the simplest server moving the same bytes, the baseline (see [`floor`]).
 //!
 //! Everything is bounded: reader counts and durations come from the command
@@ -15,6 +16,7 @@ mod hls_reader;
 mod reader;
 mod summary;
 mod verbatim;
+mod whep;
 
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -46,6 +48,8 @@ enum Command {
     Cameras(cameras::CamerasArgs),
     /// Read RTSP URLs or HLS playlists with N concurrent readers and check what arrives.
     Read(ReadArgs),
+    /// Watch WHEP endpoints with N WebRTC viewers and check what arrives.
+    Whep(whep::WhepArgs),
     /// Serve a capture with the least work a server can do (one writev per reader per frame).
     Floor(floor::FloorArgs),
 }
@@ -137,6 +141,23 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+            Command::Whep(args) => {
+                let live = Arc::new(LiveCounters::default());
+                let duration = Duration::try_from_secs_f64(args.duration.max(0.0)).unwrap_or_default();
+                let progress = Progress::start(duration, Arc::clone(&live));
+                let summary = whep::run(&args, live).await;
+                progress.finish();
+                if cli.json {
+                    println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
+                } else {
+                    print!("{}", summary.text());
+                }
+                if summary.failures.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
         }
     })
 }
@@ -161,38 +182,56 @@ async fn read(args: &ReadArgs) -> ReadSummary {
             })
         })
         .collect();
-    let progress = ProgressBar::new(duration.as_secs()).with_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} s {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let ticker = {
-        let (progress, live) = (progress.clone(), Arc::clone(&live));
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(500));
-            loop {
-                tick.tick().await;
-                progress.set_position(started.elapsed().as_secs());
-                progress.set_message(format!(
-                    "{} playing, {} packets, {} lost",
-                    live.playing.load(Ordering::Relaxed),
-                    live.packets.load(Ordering::Relaxed),
-                    live.lost.load(Ordering::Relaxed)
-                ));
-            }
-        })
-    };
+    let progress = Progress::start(duration, Arc::clone(&live));
     let mut reports = Vec::with_capacity(readers.len());
     for reader in readers {
         if let Ok(report) = reader.await {
             reports.push(report);
         }
     }
-    ticker.abort();
-    progress.finish_and_clear();
+    progress.finish();
     ReadSummary::new(
         reports,
         args.transport,
         started.elapsed().as_secs_f64(),
         args.max_loss,
     )
+}
+
+/// The progress bar on stderr while a run lasts, from the shared counters.
+struct Progress {
+    bar: ProgressBar,
+    ticker: tokio::task::JoinHandle<()>,
+}
+
+impl Progress {
+    fn start(duration: Duration, live: Arc<LiveCounters>) -> Progress {
+        let started = tokio::time::Instant::now();
+        let bar = ProgressBar::new(duration.as_secs()).with_style(
+            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} s {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let ticker = {
+            let bar = bar.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(500));
+                loop {
+                    tick.tick().await;
+                    bar.set_position(started.elapsed().as_secs());
+                    bar.set_message(format!(
+                        "{} playing, {} packets, {} lost",
+                        live.playing.load(Ordering::Relaxed),
+                        live.packets.load(Ordering::Relaxed),
+                        live.lost.load(Ordering::Relaxed)
+                    ));
+                }
+            })
+        };
+        Progress { bar, ticker }
+    }
+
+    fn finish(self) {
+        self.ticker.abort();
+        self.bar.finish_and_clear();
+    }
 }

@@ -86,26 +86,41 @@ pub fn start_cameras(args: &[&str]) -> (Running, String) {
 
 /// `streamgate-load read ... --json`: exit status and the parsed summary.
 pub fn read(args: &[String], duration_secs: u64) -> (Output, serde_json::Value) {
+    run_load("read", args, duration_secs)
+}
+
+/// `streamgate-load SUBCOMMAND ... --json --duration S` (`read` or `whep`):
+/// exit status and the parsed summary.
+pub fn run_load(
+    subcommand: &str,
+    args: &[String],
+    duration_secs: u64,
+) -> (Output, serde_json::Value) {
     let mut child = Command::new(load_binary())
-        .args(["read", "--json", "--duration", &duration_secs.to_string()])
+        .args([
+            subcommand,
+            "--json",
+            "--duration",
+            &duration_secs.to_string(),
+        ])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn streamgate-load read");
+        .unwrap_or_else(|e| panic!("spawn streamgate-load {subcommand}: {e}"));
     let deadline = std::time::Instant::now() + Duration::from_secs(duration_secs) + GRACE;
-    while child.try_wait().expect("wait read").is_none() {
+    while child.try_wait().expect("wait streamgate-load").is_none() {
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
-            panic!("read did not end within its duration + {GRACE:?}");
+            panic!("{subcommand} did not end within its duration + {GRACE:?}");
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let output = child.wait_with_output().expect("read output");
+    let output = child.wait_with_output().expect("streamgate-load output");
     let summary = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
-            "read printed no JSON ({e}); stderr:\n{}",
+            "{subcommand} printed no JSON ({e}); stderr:\n{}",
             String::from_utf8_lossy(&output.stderr)
         )
     });
@@ -118,8 +133,8 @@ pub fn number(summary: &serde_json::Value, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("summary has no number {key}: {summary}"))
 }
 
-/// The `streamgate` binary pulling `count` cameras at `camera_prefix` as
-/// streams `pulled0..`, on free loopback ports; killed on drop.
+/// The `streamgate` binary on free loopback ports (its WHEP server on a free
+/// UDP port); killed on drop.
 pub struct Gateway {
     _process: Running,
     pub rtsp_port: u16,
@@ -128,15 +143,21 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// Pulling `count` cameras at `camera_prefix` as streams `pulled0..`.
     pub fn start(camera_prefix: &str, count: usize) -> Gateway {
+        let streams: String = (0..count)
+            .map(|i| format!("[streams.pulled{i}]\nsource = \"{camera_prefix}{i}\"\n\n"))
+            .collect();
+        Gateway::with_streams(&streams)
+    }
+
+    /// With `streams` (`[streams.*]` tables) as the rest of its config.
+    pub fn with_streams(streams: &str) -> Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         let (rtsp_port, http_port) = (free_port(), free_port());
-        let mut config = format!(
-            "[rtsp]\nlisten = \"127.0.0.1:{rtsp_port}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n[webrtc]\nlisten = \"127.0.0.1:0\"\n\n"
+        let config = format!(
+            "[rtsp]\nlisten = \"127.0.0.1:{rtsp_port}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n[webrtc]\nlisten = \"127.0.0.1:0\"\n\n{streams}"
         );
-        for i in 0..count {
-            config += &format!("[streams.pulled{i}]\nsource = \"{camera_prefix}{i}\"\n\n");
-        }
         let config_path = dir.path().join("gateway.toml");
         std::fs::write(&config_path, config).expect("write config");
         let process = Running(
