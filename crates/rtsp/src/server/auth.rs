@@ -335,6 +335,13 @@ mod tests {
             &format!("Basic {}", b64("Mufasa:circle of life")),
             "DESCRIBE"
         ));
+        // Auth schemes are case-insensitive (RFC 7235 section 2.1); the
+        // rtsp_request fuzz target once assumed otherwise (its input is a seed).
+        assert!(auth.verify(
+            &mufasa(),
+            &format!("basic {}", b64("Mufasa:Circle of Life")),
+            "DESCRIBE"
+        ));
         assert!(!auth.verify(&mufasa(), "Basic !!!", "DESCRIBE"));
         assert!(!auth.verify(&mufasa(), "Bearer x", "DESCRIBE"));
         assert!(!auth.verify(&mufasa(), "", "DESCRIBE"));
