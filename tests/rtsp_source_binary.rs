@@ -5,10 +5,6 @@
 
 use crate::support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
-
 use support::camera::*;
 use support::{decoded_frames, error_lines, ffmpeg_decode, text, Gateway};
 
@@ -47,9 +43,7 @@ fn configured_camera_is_pulled_on_demand_and_restreamed() {
     let gateway = Gateway::demo("", &streams);
 
     // The always-on stream with the wrong password reports the camera's 401 in the API.
-    let view = wait_api(&gateway, "badauth", |view| {
-        view.contains("401 Unauthorized")
-    });
+    let view = gateway.wait_api("badauth", |view| view.contains("401 Unauthorized"));
     assert!(
         view.contains("\"source_state\":\"retrying\"")
             || view.contains("\"source_state\":\"connecting\""),
@@ -65,9 +59,7 @@ fn configured_camera_is_pulled_on_demand_and_restreamed() {
 
     decode_restream(&gateway, "tcp");
     camera.wait_line("client-closed 0", 1);
-    let view = wait_api(&gateway, "cam", |view| {
-        view.contains("\"source_state\":\"idle\"")
-    });
+    let view = gateway.wait_api("cam", |view| view.contains("\"source_state\":\"idle\""));
     assert!(
         !view.contains(password),
         "the password is in the API: {view}"
@@ -83,45 +75,4 @@ fn configured_camera_is_pulled_on_demand_and_restreamed() {
         log.contains("camera session playing"),
         "no session in the log:\n{log}"
     );
-}
-
-/// The gateway's HTTP port, from the config the harness wrote.
-fn http_port(gateway: &Gateway) -> u16 {
-    let config = std::fs::read_to_string(gateway.dir.path().join("gateway.toml")).expect("config");
-    let http = config.split("[http]").nth(1).expect("[http] table");
-    let listen = http.split('"').nth(1).expect("listen address");
-    listen
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("http port")
-}
-
-/// `GET /api/streams/NAME` until `done` holds for the body.
-fn wait_api(gateway: &Gateway, name: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let body = get(http_port(gateway), &format!("/api/streams/{name}"));
-        if done(&body) {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "API view of {name} never matched: {body}\n{}",
-            gateway.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn get(port: u16, path: &str) -> String {
-    let Ok(mut socket) = TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    let _ = socket.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = socket.write_all(request.as_bytes());
-    let mut response = String::new();
-    let _ = socket.read_to_string(&mut response);
-    response
 }

@@ -8,10 +8,9 @@
 use crate::support;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use support::camera::{Camera, WAIT};
-use support::{decoded_frames, error_lines, ffmpeg_decode, get, peer, run, text, Gateway};
+use support::camera::Camera;
+use support::{decoded_frames, error_lines, ffmpeg_decode, peer, run, text, Gateway};
 use support::{TempDir, PEER_DEADLINE};
 
 /// Paths of the test PKI: a CA, and a P-256 server certificate for 127.0.0.1 it signed.
@@ -114,22 +113,6 @@ fn decodes(gateway: &Gateway, name: &str) {
     );
 }
 
-fn wait_api(gateway: &Gateway, name: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let body = get(gateway.http_port, &format!("/api/streams/{name}")).text();
-        if done(&body) {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "API view of {name} never matched: {body}\n{}",
-            gateway.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn rtsps_cameras_are_pulled_verified_unverified_and_pinned() {
     let dir = TempDir::new("rtsps-source");
@@ -172,9 +155,9 @@ fn rtsps_cameras_are_pulled_verified_unverified_and_pinned() {
 
     // A wrong pin names both fingerprints; a certificate from an unknown CA is refused.
     let expected = format!("expected sha256:{wrong_pin}");
-    let view = wait_api(&gateway, "wrongpin", |view| view.contains(&expected));
+    let view = gateway.wait_api("wrongpin", |view| view.contains(&expected));
     assert!(view.contains(&format!("is sha256:{pin}")), "{view}");
-    let view = wait_api(&gateway, "untrusted", |view| view.contains("UnknownIssuer"));
+    let view = gateway.wait_api("untrusted", |view| view.contains("UnknownIssuer"));
     assert!(!view.contains("\"source_state\":\"playing\""), "{view}");
     let log = gateway.log();
     assert!(

@@ -257,6 +257,23 @@ impl Gateway {
         }
     }
 
+    /// `GET /api/streams/NAME` until `done` holds for its body; the body.
+    pub fn wait_api(&self, name: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let body = get(self.http_port, &format!("/api/streams/{name}")).text();
+            if done(&body) {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "API view of {name} never matched: {body}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Polls `path` until it answers 200 (the gateway answers 503 while the first segment is made).
     pub fn wait_ok(&self, path: &str) -> Response {
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -130,16 +130,7 @@ fn main() -> ExitCode {
             },
             Command::Read(args) => {
                 let summary = read(&args).await;
-                if cli.json {
-                    println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
-                } else {
-                    print!("{}", summary.text());
-                }
-                if summary.failures.is_empty() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                }
+                report(cli.json, &summary, summary.text(), &summary.failures)
             }
             Command::Whep(args) => {
                 let live = Arc::new(LiveCounters::default());
@@ -147,16 +138,7 @@ fn main() -> ExitCode {
                 let progress = Progress::start(duration, Arc::clone(&live));
                 let summary = whep::run(&args, live).await;
                 progress.finish();
-                if cli.json {
-                    println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
-                } else {
-                    print!("{}", summary.text());
-                }
-                if summary.failures.is_empty() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                }
+                report(cli.json, &summary, summary.text(), &summary.failures)
             }
         }
     })
@@ -233,5 +215,27 @@ impl Progress {
     fn finish(self) {
         self.ticker.abort();
         self.bar.finish_and_clear();
+    }
+}
+
+/// Prints a run's summary (JSON, or `text`); fails when it has failures.
+fn report(
+    json: bool,
+    summary: &impl serde::Serialize,
+    text: String,
+    failures: &[String],
+) -> ExitCode {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(summary).unwrap_or_default()
+        );
+    } else {
+        print!("{text}");
+    }
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

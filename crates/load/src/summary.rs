@@ -128,22 +128,11 @@ impl ReadSummary {
     }
 
     fn judge(&self, max_loss: f64) -> Vec<String> {
-        let mut failures = Vec::new();
-        if self.loss_ratio > max_loss {
-            failures.push(format!(
-                "loss {:.4}% ({} of {} packets) exceeds --max-loss {}%",
-                self.loss_ratio * 100.0,
-                self.lost,
-                self.expected,
-                max_loss * 100.0
-            ));
-        }
-        if self.backward_timestamps > 0 {
-            failures.push(format!(
-                "RTP timestamps stepped back {} times",
-                self.backward_timestamps
-            ));
-        }
+        let mut failures = packet_failures(
+            (self.lost, self.expected, self.loss_ratio),
+            max_loss,
+            self.backward_timestamps,
+        );
         if self.readers_not_starting_on_keyframe > 0 {
             failures.push(format!(
                 "{} readers did not start on a decodable keyframe",
@@ -273,22 +262,11 @@ impl WhepSummary {
     }
 
     fn judge(&self, max_loss: f64) -> Vec<String> {
-        let mut failures = Vec::new();
-        if self.loss_ratio > max_loss {
-            failures.push(format!(
-                "loss {:.4}% ({} of {} packets) exceeds --max-loss {}%",
-                self.loss_ratio * 100.0,
-                self.lost,
-                self.expected,
-                max_loss * 100.0
-            ));
-        }
-        if self.backward_timestamps > 0 {
-            failures.push(format!(
-                "RTP timestamps stepped back {} times",
-                self.backward_timestamps
-            ));
-        }
+        let mut failures = packet_failures(
+            (self.lost, self.expected, self.loss_ratio),
+            max_loss,
+            self.backward_timestamps,
+        );
         for (count, what) in [
             (
                 self.viewers_not_starting_on_keyframe,
@@ -349,6 +327,29 @@ fn verdict(failures: &[String]) -> String {
         return "PASS\n".to_owned();
     }
     failures.iter().map(|f| format!("FAIL: {f}\n")).collect()
+}
+
+/// What the packets of every reader or viewer together fail: loss over
+/// `max_loss` (`lost`, `expected`, their ratio) and timestamps stepping back.
+fn packet_failures(
+    (lost, expected, loss_ratio): (u64, u64, f64),
+    max_loss: f64,
+    backward_timestamps: u64,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    if loss_ratio > max_loss {
+        failures.push(format!(
+            "loss {:.4}% ({lost} of {expected} packets) exceeds --max-loss {}%",
+            loss_ratio * 100.0,
+            max_loss * 100.0
+        ));
+    }
+    if backward_timestamps > 0 {
+        failures.push(format!(
+            "RTP timestamps stepped back {backward_timestamps} times"
+        ));
+    }
+    failures
 }
 
 #[cfg(test)]
