@@ -25,6 +25,7 @@ pub use kind::{
     Failed, Feed, Form, Location, OptionError, Options, RunningSource, Services, SourceKind,
     SourceReport, StreamHealth,
 };
+pub use publish::feed as publish_feed;
 pub use ring::{stream_name_for as ring_stream_name, PREFIX as RING_PREFIX};
 pub use ring_link::{MotionAction, RingLink, RingSessions};
 

@@ -68,12 +68,18 @@ impl SourceKind for Publish {
                     username,
                     password: password.expose().to_owned(),
                 });
-        Ok(Box::new(PublishFeed(PublishConfig {
+        Ok(feed(PublishConfig {
             credentials,
             replace: typed.publish_replace.unwrap_or(false),
             grace: typed.publish_grace.unwrap_or(PublishConfig::DEFAULT_GRACE),
-        })))
+        }))
     }
+}
+
+/// The feed of a publish stream with `config`; also how a stream its publisher
+/// creates (`[rtsp] publish = "any"`) starts, with the `[rtsp]` settings.
+pub fn feed(config: PublishConfig) -> Box<dyn Feed> {
+    Box::new(PublishFeed(config))
 }
 
 struct PublishFeed(PublishConfig);
