@@ -1,10 +1,12 @@
-//! `source = "publish"`: the stream is pushed into the gateway's RTSP server
-//! by a publisher (ffmpeg `-f rtsp`, GStreamer `rtspclientsink`, OBS) with
-//! ANNOUNCE/RECORD. Starting it makes the stream's [`PublishPoint`], which the
-//! RTSP server finds through [`RunningSource::publish_point`]; it reports
-//! `idle` until a publisher records and `playing` while one does. Keys:
+//! `source = "publish"`: the stream is pushed into the gateway by a publisher:
+//! into the RTSP server (ffmpeg `-f rtsp`, GStreamer `rtspclientsink`) with
+//! ANNOUNCE/RECORD, or over WHIP (`POST /whip/NAME`, `http::whip`). Starting
+//! it makes the stream's [`PublishPoint`], which the RTSP server and the WHIP
+//! endpoint find through [`RunningSource::publish_point`]; it reports `idle`
+//! until a publisher records and `playing` while one does. Keys:
 //! `publish_username`/`publish_password` (separate from the read
-//! credentials), `publish_replace`, `publish_grace`.
+//! credentials; the password is also the WHIP bearer token),
+//! `publish_replace`, `publish_grace`.
 
 use std::future::Future;
 use std::path::Path;

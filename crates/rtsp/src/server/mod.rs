@@ -55,7 +55,7 @@ use tokio_rustls::TlsAcceptor;
 
 pub use auth::Credentials;
 pub use limits::{LimitCounts, Limited};
-pub use publish::{PublishConfig, PublishPoint, PublishStatus};
+pub use publish::{PublishConfig, PublishPoint, PublishStatus, Publisher};
 pub use readers::{OutputTotals, ReaderInfo, ReaderTransport, Readers};
 
 use limits::Admission;

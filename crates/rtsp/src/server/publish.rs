@@ -324,6 +324,14 @@ impl Publisher {
         self.ingest.as_mut()
     }
 
+    /// Whether this publisher still holds the stream (not replaced, the stream
+    /// not stopped): a session the caller drives from a loop of its own (WHIP)
+    /// checks this instead of awaiting [`kicked`](Self::kicked).
+    pub fn is_current(&self) -> bool {
+        let state = self.point.state();
+        !state.closed && state.slot.current == Some(self.id)
+    }
+
     /// Resolves when another publisher replaced this one or the stream stopped.
     pub async fn kicked(&self) {
         self.kicked.notified().await;
