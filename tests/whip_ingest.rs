@@ -2,7 +2,8 @@
 //! publishes the bundled H.264 + Opus file to a `source = "publish"` stream
 //! over WHIP, and ffmpeg reads it back over RTSP; the POST needs the stream's
 //! publish password (or the API token) as a bearer token, and DELETE ends the
-//! publisher's turn.
+//! publisher's turn; a second publisher is refused (409), as is a stream
+//! that is not `source = "publish"` (405).
 
 use crate::support;
 
@@ -18,16 +19,17 @@ use support::{
 fn aiortc_publishes_over_whip_and_ffmpeg_reads_it_back_over_rtsp() {
     let secret = "whip-Secret-7";
     let gateway = Gateway::start(&format!(
-        "[streams.pub]\nsource = \"publish\"\npublish_username = \"pusher\"\npublish_password = \"{secret}\"\n"
+        "[streams.pub]\nsource = \"publish\"\npublish_username = \"pusher\"\npublish_password = \"{secret}\"\n\n\
+         [streams.demo]\nsource = \"demo\"\n"
     ));
-    let (status, body) = http_with_headers(
-        gateway.http_port,
-        "POST",
-        "/whip/pub",
-        Some("v=0\r\n"),
-        "Content-Type: application/sdp\r\n",
-    );
+    let post = |path: &str, token: &str| {
+        let headers = format!("Content-Type: application/sdp\r\nAuthorization: Bearer {token}\r\n");
+        http_with_headers(gateway.http_port, "POST", path, Some("v=0\r\n"), &headers)
+    };
+    let (status, body) = post("/whip/pub", "wrong");
     assert_eq!(status, 401, "a POST without the token: {body}");
+    let (status, body) = post("/whip/demo", secret);
+    assert_eq!(status, 405, "a stream that is not `publish`: {body}");
 
     let mut child = Command::new(venv_python())
         .arg(repo_path("tests/peers/whip_publish.py"))
@@ -43,6 +45,9 @@ fn aiortc_publishes_over_whip_and_ffmpeg_reads_it_back_over_rtsp() {
         .map_while(Result::ok);
     let first = lines.next().unwrap_or_default();
     assert_eq!(first, "CONNECTED", "{}", gateway.log());
+
+    let (status, body) = post("/whip/pub", secret);
+    assert_eq!(status, 409, "a second publisher: {body}");
 
     let api = get(gateway.http_port, "/api/streams/pub").text();
     assert!(api.contains("\"source_state\":\"playing\""), "{api}");
