@@ -393,7 +393,7 @@ fn handle(
             sdp,
             reply,
         } => {
-            if server.len() >= max_viewers {
+            if server.viewers().values().sum::<usize>() >= max_viewers {
                 let _ = reply.send(Err(Refused::Full));
                 return;
             }

@@ -209,6 +209,7 @@ impl WhepServer {
         (id, etag)
     }
 
+    /// Sessions of both kinds, viewers and publishers.
     pub fn len(&self) -> usize {
         self.sessions.len()
     }
