@@ -76,6 +76,33 @@ pub struct RtspConfig {
     pub tls_listen: Option<std::net::SocketAddr>,
     pub tls_certificate: Option<std::path::PathBuf>,
     pub tls_key: Option<std::path::PathBuf>,
+    /// `"any"`: a publisher may ANNOUNCE to any path no stream has, which then
+    /// is a stream for as long as it publishes (MediaMTX's `all_others`).
+    #[serde(default)]
+    pub publish: PublishPaths,
+    /// The publish settings of those streams (`[streams.NAME]`'s keys of
+    /// `source = "publish"`; configured streams keep their own).
+    pub publish_username: Option<String>,
+    pub publish_password: Option<Secret>,
+    #[serde(default)]
+    pub publish_replace: bool,
+    #[serde(default = "default_publish_grace", with = "humantime_serde")]
+    pub publish_grace: std::time::Duration,
+}
+
+/// `[rtsp] publish`: where RTSP publishers may push.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishPaths {
+    /// Only to `source = "publish"` streams.
+    #[default]
+    Configured,
+    /// Also to any path no stream has, creating the stream.
+    Any,
+}
+
+fn default_publish_grace() -> std::time::Duration {
+    streamgate_rtsp::server::PublishConfig::DEFAULT_GRACE
 }
 
 impl Default for RtspConfig {
@@ -91,6 +118,11 @@ impl Default for RtspConfig {
             tls_listen: None,
             tls_certificate: None,
             tls_key: None,
+            publish: PublishPaths::default(),
+            publish_username: None,
+            publish_password: None,
+            publish_replace: false,
+            publish_grace: default_publish_grace(),
         }
     }
 }
@@ -581,6 +613,21 @@ impl TryFrom<String> for StreamName {
     }
 }
 
+impl StreamName {
+    /// The stream a publisher creates at `path` (`[rtsp] publish = "any"`):
+    /// like configured names, but `/` may separate segments, as in
+    /// `rtsp://HOST/site/door`.
+    pub fn from_publish_path(path: &str) -> Result<StreamName, String> {
+        let valid_segment = |segment: &str| StreamName::try_from(segment.to_owned()).is_ok();
+        if path.len() > MAX_STREAM_NAME_LEN || !path.split('/').all(valid_segment) {
+            return Err(format!(
+                "publish path {path:?} must be 1-{MAX_STREAM_NAME_LEN} ASCII letters, digits, '_', '-' or '/' between them"
+            ));
+        }
+        Ok(StreamName(path.to_owned()))
+    }
+}
+
 impl fmt::Display for StreamName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -687,6 +734,12 @@ impl Config {
                 0,
                 "[rtsp]: `tls_listen` needs `tls_certificate` and `tls_key` (and they need it)"
                     .into(),
+            ));
+        }
+        if config.rtsp.publish_username.is_some() != config.rtsp.publish_password.is_some() {
+            return Err(invalid(
+                0,
+                "[rtsp]: set both `publish_username` and `publish_password`, or neither".into(),
             ));
         }
         if config.rtsp.request_timeout.is_zero() {
@@ -992,6 +1045,16 @@ mod tests {
         // Everything else: the defaults plus the demo stream, nothing more.
         let demo_only = Config::parse("[streams.demo]\nsource = \"demo\"\n", &path).unwrap();
         assert_eq!(format!("{stated:?}"), format!("{demo_only:?}"));
+    }
+
+    #[test]
+    fn publish_paths_may_have_segments() {
+        let name = StreamName::from_publish_path("site/door").expect("valid");
+        assert_eq!(name.as_str(), "site/door");
+        let long = "x".repeat(MAX_STREAM_NAME_LEN + 1);
+        for bad in ["", "/a", "a//b", "a/", "a b", "../a", long.as_str()] {
+            assert!(StreamName::from_publish_path(bad).is_err(), "{bad:?}");
+        }
     }
 
     /// Every ```toml example in README.md is a valid config.

@@ -8,6 +8,8 @@
 //! - `events`: the event bus (webhook events and the gateway's own, stored, then broadcast);
 //! - `ring`: Ring discovery, turning linked accounts' devices into streams;
 //! - `reload`: applying a changed config (or discovered streams) to the registry;
+//! - `published`: the RTSP server's view of the registry, and the streams
+//!   publishers create (`[rtsp] publish = "any"`);
 //! - `webrtc`: the WHEP server's socket task (viewers fed from the Hubs);
 //! - `streams`: the registry of running streams, each a Hub and its source;
 //! - `config`: the TOML file's shape and checks;
@@ -17,6 +19,7 @@ pub mod config;
 pub mod events;
 pub mod http;
 pub mod mqtt;
+pub mod published;
 pub mod reload;
 pub mod ring;
 pub mod sources;

@@ -21,7 +21,6 @@ use streamgate::reload::Desired;
 use streamgate::ring::{DiscoveryContext, RingDiscovery};
 use streamgate::sources::{RingLink, RingSessions, Services};
 use streamgate::streams::{self, SharedStreams, Streams};
-use streamgate_redact::Secret;
 use streamgate_rtsp::server::Readers;
 
 /// Live video gateway: WHEP/RTSP/pcap sources in, RTSP and LL-HLS out.
@@ -288,17 +287,10 @@ async fn start_rtsp(
     streams: &SharedStreams,
     stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(tokio::task::JoinHandle<()>, Readers), StartError> {
+    use streamgate::config::PublishPaths;
+    use streamgate::published::{credentials, Directory};
     use streamgate_rtsp::server::tls::TlsSettings;
-    use streamgate_rtsp::server::{Credentials, RtspServer, ServerConfig, StreamEntry};
-    fn credentials(username: &Option<String>, password: &Option<Secret>) -> Option<Credentials> {
-        username
-            .clone()
-            .zip(password.clone())
-            .map(|(username, password)| Credentials {
-                username,
-                password: password.expose().to_owned(),
-            })
-    }
+    use streamgate_rtsp::server::{PublishConfig, RtspServer, ServerConfig};
     let server_config = ServerConfig {
         listen: config.rtsp.listen,
         credentials: credentials(&config.rtsp.username, &config.rtsp.password),
@@ -318,16 +310,13 @@ async fn start_rtsp(
             }),
         ..ServerConfig::default()
     };
-    let streams = streams.clone();
-    let directory = move |name: &str| {
-        let streams = streams.read();
-        let stream = streams.get(name)?;
-        Some(StreamEntry {
-            hub: stream.hub.clone(),
-            credentials: credentials(&stream.config.rtsp_username, &stream.config.rtsp_password),
-            publish: stream.publish_point(),
-        })
-    };
+    let rtsp = &config.rtsp;
+    let open = (rtsp.publish == PublishPaths::Any).then(|| PublishConfig {
+        credentials: credentials(&rtsp.publish_username, &rtsp.publish_password),
+        replace: rtsp.publish_replace,
+        grace: rtsp.publish_grace,
+    });
+    let directory = Directory::new(streams.clone(), open);
     let server = RtspServer::bind(server_config, Arc::new(directory)).await?;
     let readers = server.readers();
     let stopped = stopped(stopping);

@@ -3,6 +3,8 @@
 //! left alone so their readers are not interrupted. Only `[streams]` is reloaded;
 //! the listeners, `[hls]` and `[ring]` keep their start-up settings. Ring
 //! discovery adds and removes its streams through the same [`Desired`] set.
+//! Streams their publishers created (`[rtsp] publish = "any"`) are in neither
+//! half and are never stopped here: they end with their publisher.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -158,6 +160,7 @@ async fn apply(
         let mut running = shared.write();
         let gone: Vec<String> = running
             .iter()
+            .filter(|(_, stream)| !stream.by_publisher)
             .map(|(name, _)| name.to_string())
             .filter(|name| in_scope(name) && !wanted.keys().any(|n| n.as_str() == name))
             .collect();

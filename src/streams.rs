@@ -13,7 +13,8 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use streamgate_pipeline::{Hub, HubConfig};
 
 use crate::config::{Config, StreamConfig, StreamName};
-use crate::sources::{Failed, Feed, RunningSource, Services, SourceReport};
+use crate::sources::{Failed, Feed, Options, RunningSource, Services, Source, SourceReport};
+use streamgate_rtsp::server::PublishConfig;
 
 /// A stream that failed its checks; the message names the stream.
 #[derive(thiserror::Error, Debug)]
@@ -29,6 +30,27 @@ pub struct PlannedStream {
     /// The stream's table as configured (for the API and to spot changes on reload).
     pub config: StreamConfig,
     feed: Box<dyn Feed>,
+    by_publisher: bool,
+}
+
+impl PlannedStream {
+    /// A stream its publisher creates on an unconfigured path (`[rtsp] publish
+    /// = "any"`): `source = "publish"` with the `[rtsp]` publish settings.
+    pub fn by_publisher(name: StreamName, publish: PublishConfig) -> PlannedStream {
+        let config = StreamConfig {
+            source: Source::try_from("publish".to_owned()).expect("publish is a source kind"),
+            rtsp_username: None,
+            rtsp_password: None,
+            viewer_token: None,
+            options: Options::default(),
+        };
+        PlannedStream {
+            name,
+            config,
+            feed: crate::sources::publish_feed(publish),
+            by_publisher: true,
+        }
+    }
 }
 
 /// Loads every stream's source material (paths relative to `base`, the config
@@ -58,6 +80,7 @@ pub fn plan_stream(
         name: name.clone(),
         config: stream.clone(),
         feed,
+        by_publisher: false,
     })
 }
 
@@ -65,13 +88,22 @@ pub fn plan_stream(
 pub struct Stream {
     pub hub: Hub,
     pub config: StreamConfig,
+    /// Created by its publisher, not the config: reloads leave it alone, and it
+    /// goes when the publisher does.
+    pub by_publisher: bool,
     source: Box<dyn RunningSource>,
 }
 
 impl Stream {
     /// Creates the stream's Hub and starts its source. Must be called inside a
     /// tokio runtime.
-    fn start(PlannedStream { name, config, feed }: PlannedStream, services: &Services) -> Stream {
+    fn start(planned: PlannedStream, services: &Services) -> Stream {
+        let PlannedStream {
+            name,
+            config,
+            feed,
+            by_publisher,
+        } = planned;
         let hub = Hub::new(name.as_str(), HubConfig::default());
         let source = feed.start(hub.clone(), services).unwrap_or_else(|message| {
             tracing::error!(stream = %name, "{message}");
@@ -80,6 +112,7 @@ impl Stream {
         Stream {
             hub,
             config,
+            by_publisher,
             source,
         }
     }

@@ -1,6 +1,8 @@
-//! The WHEP server's thin I/O task: one UDP socket for every viewer, the
-//! viewers' Hub subscriptions, and a command channel the HTTP handlers
-//! (`http::whep`) use. Everything WebRTC is `streamgate_webrtc::WhepServer`.
+//! The WHEP server's thin I/O task: one UDP socket for every viewer and WHIP
+//! publisher, the viewers' Hub subscriptions, the publishers' hold on their
+//! streams (their packets go into the stream's ingest, as an RTSP publisher's
+//! do), and a command channel the HTTP handlers (`http::whep`) use.
+//! Everything WebRTC is `streamgate_webrtc::WhepServer`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -9,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use streamgate_pipeline::{Hub, Subscription};
+use streamgate_rtp::packet::RtpPacket;
 use streamgate_rtp::{Frame, TrackInfo};
+use streamgate_rtsp::server::Publisher;
 use streamgate_webrtc::{Local, OfferError, ServerEvent, SessionId, WhepServer};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -81,6 +85,13 @@ enum Command {
         sdp: String,
         reply: oneshot::Sender<Result<Answer, Refused>>,
     },
+    /// A WHIP offer of the stream `publisher` holds.
+    Publish {
+        stream: String,
+        publisher: Publisher,
+        sdp: String,
+        reply: oneshot::Sender<Result<Answer, Refused>>,
+    },
     Delete {
         stream: String,
         id: SessionId,
@@ -126,6 +137,28 @@ impl WhepHandle {
             stream: stream.to_owned(),
             subscription,
             tracks,
+            sdp,
+            reply,
+        };
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| Refused::Stopped)?;
+        answer.await.unwrap_or(Err(Refused::Stopped))
+    }
+
+    /// A WHIP publisher's offer: `publisher` (the stream's claimed publish
+    /// point) is fed for as long as the session lasts.
+    pub async fn publish(
+        &self,
+        stream: &str,
+        publisher: Publisher,
+        sdp: String,
+    ) -> Result<Answer, Refused> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Publish {
+            stream: stream.to_owned(),
+            publisher,
             sdp,
             reply,
         };
@@ -239,6 +272,7 @@ async fn run(
 ) {
     let (frames_tx, mut frames) = mpsc::channel::<(SessionId, Option<Arc<Frame>>)>(FRAME_CHANNEL);
     let mut feeds: HashMap<SessionId, Feed> = HashMap::new();
+    let mut publishers: HashMap<SessionId, Publisher> = HashMap::new();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let deadline = server
@@ -251,7 +285,8 @@ async fn run(
             },
             command = commands.recv() => {
                 let Some(command) = command else { break };
-                handle(command, &mut server, &mut feeds, &frames_tx, &counts, max_viewers);
+                let sessions = (&mut feeds, &mut publishers);
+                handle(command, &mut server, sessions, &frames_tx, &counts, max_viewers);
             },
             Some((id, frame)) = frames.recv() => match frame {
                 Some(frame) => {
@@ -283,31 +318,69 @@ async fn run(
                     }
                 }
                 ServerEvent::Connected(id) => {
-                    tracing::debug!(session = %id, "WHEP viewer connected")
+                    tracing::debug!(session = %id, "WebRTC session connected")
                 }
                 ServerEvent::Closed(id) => {
-                    tracing::info!(session = %id, "WHEP viewer gone");
+                    if publishers.remove(&id).is_some() {
+                        tracing::info!(session = %id, "WHIP publisher gone");
+                    }
                     if let Some(feed) = feeds.remove(&id) {
+                        tracing::info!(session = %id, "WHEP viewer gone");
                         feed.task.abort();
                     }
                 }
+                ServerEvent::Rtp { id, track, packet } => {
+                    let Some(publisher) = publishers.get_mut(&id) else {
+                        continue;
+                    };
+                    // Replaced by another publisher, or the stream stopped.
+                    if !publisher.is_current() {
+                        tracing::info!(session = %id, "WHIP publisher replaced or its stream stopped");
+                        publishers.remove(&id);
+                        server.remove(&id);
+                        continue;
+                    }
+                    ingest_rtp(publisher, track, packet);
+                }
             }
         }
-        counts.viewers.store(server.len(), Ordering::Relaxed);
+        let viewers = server.viewers();
+        counts
+            .viewers
+            .store(viewers.values().sum(), Ordering::Relaxed);
         counts
             .gop_resends
             .store(server.gop_resends, Ordering::Relaxed);
-        *counts.per_stream.lock().unwrap_or_else(|e| e.into_inner()) = server.viewers();
+        *counts.per_stream.lock().unwrap_or_else(|e| e.into_inner()) = viewers;
     }
     for feed in feeds.into_values() {
         feed.task.abort();
     }
 }
 
+/// One packet of a WHIP publisher into its stream's ingest; what does not
+/// parse or fit is counted as the RTSP publisher's is.
+fn ingest_rtp(publisher: &mut Publisher, track: streamgate_rtp::TrackId, packet: bytes::Bytes) {
+    let pushed = match (RtpPacket::parse(packet), publisher.ingest()) {
+        (Ok(packet), Some(ingest)) => ingest.push_rtp(track, packet, Instant::now()).is_ok(),
+        _ => false,
+    };
+    if !pushed {
+        publisher
+            .point()
+            .counts()
+            .bad_packets
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 fn handle(
     command: Command,
     server: &mut WhepServer,
-    feeds: &mut HashMap<SessionId, Feed>,
+    (feeds, publishers): (
+        &mut HashMap<SessionId, Feed>,
+        &mut HashMap<SessionId, Publisher>,
+    ),
     frames: &mpsc::Sender<(SessionId, Option<Arc<Frame>>)>,
     counts: &Arc<WhepCounts>,
     max_viewers: usize,
@@ -320,7 +393,7 @@ fn handle(
             sdp,
             reply,
         } => {
-            if server.len() >= max_viewers {
+            if server.viewers().values().sum::<usize>() >= max_viewers {
                 let _ = reply.send(Err(Refused::Full));
                 return;
             }
@@ -343,9 +416,29 @@ fn handle(
             };
             let _ = reply.send(result);
         }
+        Command::Publish {
+            stream,
+            mut publisher,
+            sdp,
+            reply,
+        } => {
+            let result = match server.publish(Instant::now(), &stream, &sdp) {
+                Ok((id, etag, sdp, tracks)) => {
+                    publisher.start(&tracks);
+                    tracing::info!(%stream, session = %id, tracks = tracks.len(), "WHIP publisher joined");
+                    publishers.insert(id.clone(), publisher);
+                    Ok(Answer { id, etag, sdp })
+                }
+                Err(error) => Err(Refused::Offer(error)),
+            };
+            let _ = reply.send(result);
+        }
         Command::Delete { stream, id, reply } => {
             let mine = server.stream_of(&id) == Some(stream.as_str());
             let deleted = mine && server.remove(&id);
+            if deleted {
+                publishers.remove(&id);
+            }
             if let Some(feed) = feeds.remove(&id).filter(|_| deleted) {
                 feed.task.abort();
             }

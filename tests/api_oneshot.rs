@@ -411,6 +411,8 @@ async fn openapi_document_lists_every_route() {
         ("/ring/webhook", &["post"]),
         ("/whep/{name}", &["get", "options", "post"]),
         ("/whep/{name}/{id}", &["delete", "options", "patch"]),
+        ("/whip/{name}", &["options", "post"]),
+        ("/whip/{name}/{id}", &["delete", "options", "patch"]),
     ];
     let mut sorted: Vec<(String, Vec<String>)> = documented.clone();
     for (_, methods) in &mut sorted {

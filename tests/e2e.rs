@@ -47,3 +47,4 @@ mod whep_config;
 mod whep_http;
 mod whep_peers;
 mod whep_restream;
+mod whip_ingest;

@@ -628,3 +628,71 @@ fn bad_publishers_are_refused_or_dropped_and_others_unaffected() {
         decoded_frames(&stdout)
     );
 }
+
+fn listed(gateway: &Gateway, name: &str) -> bool {
+    get(gateway.http_port, "/api/streams")
+        .text()
+        .contains(&format!("\"name\":\"{name}\""))
+}
+
+/// `[rtsp] publish = "any"`: ffmpeg pushes to a path nobody configured, which
+/// is a stream (listed, read back) while it publishes; once it is killed and
+/// the grace passed, the reader is closed and the stream is gone.
+#[test]
+fn publish_any_makes_a_stream_for_as_long_as_its_publisher() {
+    let gateway = Gateway::demo("publish = \"any\"\npublish_grace = \"1s\"", "");
+    let name = "anything/new";
+    let url = gateway.rtsp_url(name);
+    assert!(!listed(&gateway, name));
+    let publisher = ffmpeg_push(&url, "tcp");
+    gateway.wait_for(|| listed(&gateway, name), "the stream listed");
+    let output = ffmpeg_decode(&url, "tcp", 3, &[], &[]);
+    assert!(
+        decoded_frames(&text(&output.stdout)) >= 25,
+        "{}\n{}",
+        text(&output.stderr),
+        gateway.log()
+    );
+
+    let reader_url = url.clone();
+    let reader = std::thread::spawn(move || ffmpeg_decode(&reader_url, "tcp", 60, &[], &[]));
+    gateway.wait_for(
+        || {
+            metric(
+                &gateway,
+                "streamgate_readers{stream=\"anything/new\",protocol=\"rtsp\"}",
+            ) >= 1.0
+        },
+        "ffmpeg playing",
+    );
+    drop(publisher);
+    let started = Instant::now();
+    let output = reader.join().expect("reader thread");
+    assert!(
+        started.elapsed() < Duration::from_secs(55),
+        "the reader was not closed"
+    );
+    assert!(decoded_frames(&text(&output.stdout)) > 0);
+    gateway.wait_for(|| !listed(&gateway, name), "the stream removed");
+    assert!(gateway.log().contains("publisher gone: stream removed"));
+    let mut c = connect(&gateway);
+    assert_eq!(
+        exchange(
+            &mut c,
+            &format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n")
+        ),
+        404,
+        "a reader of the removed stream"
+    );
+}
+
+/// Without `publish = "any"`, an ANNOUNCE to a path no stream has is 404 and
+/// makes no stream.
+#[test]
+fn unconfigured_paths_are_refused_without_publish_any() {
+    let gateway = Gateway::demo("", "");
+    let mut c = connect(&gateway);
+    let url = gateway.rtsp_url("anything/new");
+    assert_eq!(exchange(&mut c, &announce(&url, SDP)), 404);
+    assert!(!listed(&gateway, "anything/new"));
+}

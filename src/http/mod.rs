@@ -19,6 +19,7 @@ mod ring;
 mod ring_media;
 mod state;
 mod whep;
+mod whip;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::{middleware, Extension, Router};
@@ -93,6 +94,7 @@ pub fn app(state: AppState, hls: streamgate_hls::HlsConfig, limits: &HttpConfig)
         .layer(timeout)
         .merge(ring_media::downloads(&state))
         .merge(whep::router())
+        .merge(whip::router())
         .split_for_parts();
     let document = document.to_json().expect("the OpenAPI document serializes");
     let lookup = {

@@ -21,10 +21,10 @@ use streamgate_redact::{constant_time_eq, Secret};
 use streamgate_webrtc::SessionId;
 
 use super::state::AppState;
-use crate::webrtc::{PatchRefused, Patched, Refused};
+use crate::webrtc::{Answer, PatchRefused, Patched, Refused};
 
 /// Largest SDP offer or sdpfrag accepted (browsers send a few KiB).
-const MAX_BODY: usize = 64 * 1024;
+pub(super) const MAX_BODY: usize = 64 * 1024;
 /// How long a POST waits for the stream's codec parameters (its source may
 /// just be starting) before answering 503.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -44,7 +44,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// A WHEP error: a status and a one-line reason, with the CORS headers so a
 /// page on another origin can read it.
-struct WhepError(StatusCode, String);
+pub(super) struct WhepError(pub(super) StatusCode, pub(super) String);
 
 impl IntoResponse for WhepError {
     fn into_response(self) -> Response {
@@ -70,7 +70,7 @@ impl IntoResponse for WhepError {
     }
 }
 
-fn cors(headers: &mut HeaderMap) {
+pub(super) fn cors(headers: &mut HeaderMap) {
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
@@ -87,7 +87,7 @@ fn cors(headers: &mut HeaderMap) {
         headers(("Accept-Post" = String, description = "`application/sdp`"),
                 ("Accept-Patch" = String, description = "`application/trickle-ice-sdpfrag`"),
                 ("Access-Control-Expose-Headers" = String, description = "Location, ETag, Accept-Patch, Link")))))]
-async fn preflight() -> Response {
+pub(super) async fn preflight() -> Response {
     let mut headers = HeaderMap::new();
     cors(&mut headers);
     headers.insert(
@@ -117,19 +117,19 @@ async fn session_preflight() -> Response {
 /// The `{name}` of `/whep/{name}`.
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
-struct StreamPath {
+pub(super) struct StreamPath {
     /// The stream.
-    name: String,
+    pub(super) name: String,
 }
 
 /// The `{name}` and `{id}` of a session URL, `/whep/{name}/{id}`.
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
-struct SessionPath {
+pub(super) struct SessionPath {
     /// The stream.
-    name: String,
+    pub(super) name: String,
     /// The session, as the POST's Location gave it.
-    id: String,
+    pub(super) id: String,
 }
 
 fn content_type(headers: &HeaderMap) -> &str {
@@ -143,7 +143,11 @@ fn content_type(headers: &HeaderMap) -> &str {
 
 /// Whether the request may play `stream`: no token is set, or it carries the
 /// API token or the stream's viewer token.
-fn allowed(state: &AppState, viewer_token: Option<&Secret>, headers: &HeaderMap) -> bool {
+pub(super) fn allowed(
+    state: &AppState,
+    viewer_token: Option<&Secret>,
+    headers: &HeaderMap,
+) -> bool {
     let tokens: Vec<&Secret> = state.api_token.iter().chain(viewer_token).collect();
     if tokens.is_empty() {
         return true;
@@ -186,13 +190,7 @@ async fn offer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, WhepError> {
-    let ct = content_type(&headers);
-    if !ct.eq_ignore_ascii_case("application/sdp") {
-        return Err(WhepError(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("expected Content-Type application/sdp, got {ct:?}"),
-        ));
-    }
+    sdp_content_type(&headers)?;
     let (hub, viewer_token) = {
         let streams = state.streams.read();
         let stream = streams
@@ -206,20 +204,8 @@ async fn offer(
             "a bearer token is required".into(),
         ));
     }
-    let sdp = std::str::from_utf8(&body)
-        .map_err(|_| WhepError(StatusCode::BAD_REQUEST, "the offer is not UTF-8".into()))?;
-    if !sdp.trim_start().starts_with("v=0") {
-        return Err(WhepError(
-            StatusCode::BAD_REQUEST,
-            "the body is not an SDP offer".into(),
-        ));
-    }
-    let whep = state.whep.clone().ok_or_else(|| {
-        WhepError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the WebRTC server is not running".into(),
-        )
-    })?;
+    let sdp = offer_text(&body)?;
+    let whep = running(&state)?;
     // Subscribing first starts an on-demand source; the subscription then
     // starts the viewer at the GOP cache's keyframe.
     let subscription = hub.subscribe();
@@ -232,22 +218,66 @@ async fn offer(
     let answer = whep
         .offer(&name, subscription, tracks, sdp.to_owned())
         .await
-        .map_err(|refused| match refused {
-            Refused::Full => WhepError(StatusCode::SERVICE_UNAVAILABLE, "too many viewers".into()),
-            Refused::Stopped => WhepError(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the WebRTC server is stopping".into(),
-            ),
-            Refused::Offer(error) => WhepError(StatusCode::BAD_REQUEST, error.to_string()),
-        })?;
+        .map_err(refused)?;
+    created(&format!("/whep/{name}/{}", answer.id.as_str()), answer)
+}
+
+/// 415 unless the body is `application/sdp`.
+pub(super) fn sdp_content_type(headers: &HeaderMap) -> Result<(), WhepError> {
+    let ct = content_type(headers);
+    if !ct.eq_ignore_ascii_case("application/sdp") {
+        return Err(WhepError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("expected Content-Type application/sdp, got {ct:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The body as an SDP offer's text (400 when it cannot be one).
+pub(super) fn offer_text(body: &[u8]) -> Result<&str, WhepError> {
+    let sdp = std::str::from_utf8(body)
+        .map_err(|_| WhepError(StatusCode::BAD_REQUEST, "the offer is not UTF-8".into()))?;
+    if !sdp.trim_start().starts_with("v=0") {
+        return Err(WhepError(
+            StatusCode::BAD_REQUEST,
+            "the body is not an SDP offer".into(),
+        ));
+    }
+    Ok(sdp)
+}
+
+/// The WebRTC server (503 when it is not running).
+pub(super) fn running(state: &AppState) -> Result<crate::webrtc::WhepHandle, WhepError> {
+    state.whep.clone().ok_or_else(|| {
+        WhepError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the WebRTC server is not running".into(),
+        )
+    })
+}
+
+/// Why the WebRTC server gave an offer no session, as the answer.
+pub(super) fn refused(refused: Refused) -> WhepError {
+    match refused {
+        Refused::Full => WhepError(StatusCode::SERVICE_UNAVAILABLE, "too many viewers".into()),
+        Refused::Stopped => WhepError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the WebRTC server is stopping".into(),
+        ),
+        Refused::Offer(error) => WhepError(StatusCode::BAD_REQUEST, error.to_string()),
+    }
+}
+
+/// The 201 of a new session at `location`, with its ETag and SDP answer.
+pub(super) fn created(location: &str, answer: Answer) -> Result<Response, WhepError> {
     let mut headers = HeaderMap::new();
     cors(&mut headers);
-    let location = format!("/whep/{name}/{}", answer.id.as_str());
     let value = |s: &str| {
         HeaderValue::from_str(s)
             .map_err(|_| WhepError(StatusCode::INTERNAL_SERVER_ERROR, "bad header".into()))
     };
-    headers.insert(header::LOCATION, value(&location)?);
+    headers.insert(header::LOCATION, value(location)?);
     headers.insert(header::ETAG, value(&answer.etag)?);
     headers.insert(
         header::CONTENT_TYPE,
@@ -279,7 +309,7 @@ fn session(id: &str) -> Result<SessionId, WhepError> {
               (status = PRECONDITION_FAILED, description = "If-Match does not match the session's ETag", content_type = "text/plain", body = String),
               (status = UNSUPPORTED_MEDIA_TYPE, description = "Content-Type is not application/trickle-ice-sdpfrag", content_type = "text/plain", body = String),
               (status = PRECONDITION_REQUIRED, description = "If-Match is missing", content_type = "text/plain", body = String)))]
-async fn trickle(
+pub(super) async fn trickle(
     State(state): State<AppState>,
     Path(SessionPath { name, id }): Path<SessionPath>,
     headers: HeaderMap,
@@ -341,7 +371,7 @@ async fn trickle(
 #[utoipa::path(delete, path = "/whep/{name}/{id}", tag = "whep", security(()), params(SessionPath),
     responses((status = OK, description = "Ended"),
               (status = NOT_FOUND, description = "No such session", content_type = "text/plain", body = String)))]
-async fn end(
+pub(super) async fn end(
     State(state): State<AppState>,
     Path(SessionPath { name, id }): Path<SessionPath>,
 ) -> Result<Response, WhepError> {

@@ -5,10 +5,10 @@
 //! and the [`RunningSource`] a kind starts, with no per-kind code.
 //!
 //! Kinds that need a service the binary runs once (the Ring Partner API client)
-//! get it from [`Services`] when they start. The shape also fits the kinds
-//! planned next: a WHIP publisher, like the RTSP one (`publish`), makes a
-//! publish point its server finds through the running source and reports
-//! `idle` until a publisher pushes; a relay pulls from a peer.
+//! get it from [`Services`] when they start. A publisher (`publish`, over
+//! RTSP or WHIP) makes a publish point its servers find through the running
+//! source and reports `idle` until a publisher pushes; the kind planned next,
+//! a relay, pulls from a peer.
 
 mod kind;
 mod publish;
@@ -25,6 +25,7 @@ pub use kind::{
     Failed, Feed, Form, Location, OptionError, Options, RunningSource, Services, SourceKind,
     SourceReport, StreamHealth,
 };
+pub use publish::feed as publish_feed;
 pub use ring::{stream_name_for as ring_stream_name, PREFIX as RING_PREFIX};
 pub use ring_link::{MotionAction, RingLink, RingSessions};
 

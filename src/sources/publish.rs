@@ -1,10 +1,12 @@
-//! `source = "publish"`: the stream is pushed into the gateway's RTSP server
-//! by a publisher (ffmpeg `-f rtsp`, GStreamer `rtspclientsink`, OBS) with
-//! ANNOUNCE/RECORD. Starting it makes the stream's [`PublishPoint`], which the
-//! RTSP server finds through [`RunningSource::publish_point`]; it reports
-//! `idle` until a publisher records and `playing` while one does. Keys:
+//! `source = "publish"`: the stream is pushed into the gateway by a publisher:
+//! into the RTSP server (ffmpeg `-f rtsp`, GStreamer `rtspclientsink`) with
+//! ANNOUNCE/RECORD, or over WHIP (`POST /whip/NAME`, `http::whip`). Starting
+//! it makes the stream's [`PublishPoint`], which the RTSP server and the WHIP
+//! endpoint find through [`RunningSource::publish_point`]; it reports `idle`
+//! until a publisher records and `playing` while one does. Keys:
 //! `publish_username`/`publish_password` (separate from the read
-//! credentials), `publish_replace`, `publish_grace`.
+//! credentials; the password is also the WHIP bearer token),
+//! `publish_replace`, `publish_grace`.
 
 use std::future::Future;
 use std::path::Path;
@@ -68,12 +70,18 @@ impl SourceKind for Publish {
                     username,
                     password: password.expose().to_owned(),
                 });
-        Ok(Box::new(PublishFeed(PublishConfig {
+        Ok(feed(PublishConfig {
             credentials,
             replace: typed.publish_replace.unwrap_or(false),
             grace: typed.publish_grace.unwrap_or(PublishConfig::DEFAULT_GRACE),
-        })))
+        }))
     }
+}
+
+/// The feed of a publish stream with `config`; also how a stream its publisher
+/// creates (`[rtsp] publish = "any"`) starts, with the `[rtsp]` settings.
+pub fn feed(config: PublishConfig) -> Box<dyn Feed> {
+    Box::new(PublishFeed(config))
 }
 
 struct PublishFeed(PublishConfig);

@@ -32,10 +32,15 @@
 //! only) because the Hub's cache may already be ahead of a lagging viewer, and
 //! a frame it would get twice breaks decoding as surely as a missing one.
 //!
+//! WHIP publishers are one more kind of session on the same socket
+//! ([`publisher`]): their received RTP goes back to the caller as
+//! [`ServerEvent::Rtp`], for the stream's ingest.
+//!
 //! `testing` (feature `test-util`) connects str0m clients to a server in
 //! simulated time, for the tests and the `fanout` bench.
 
 pub mod payloads;
+pub mod publisher;
 pub mod server;
 #[cfg(feature = "test-util")]
 pub mod testing;

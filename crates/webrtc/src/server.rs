@@ -1,4 +1,5 @@
-//! Every WHEP viewer of the process behind one UDP socket: sessions by id,
+//! Every WHEP viewer and WHIP publisher of the process behind one UDP socket:
+//! sessions by id,
 //! datagrams demultiplexed to their viewer (str0m's `accepts`: the remote
 //! address once ICE nominated it, the STUN username before), and one payload
 //! cache per stream. Sans-IO: the caller feeds datagrams, frames and time, and
@@ -10,12 +11,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use bytes::Bytes;
 use str0m::net::{Protocol, Receive};
 use str0m::Input;
 use streamgate_rtp::Frame;
-use streamgate_rtp::TrackInfo;
+use streamgate_rtp::{TrackId, TrackInfo};
 
 use crate::payloads::PayloadCache;
+use crate::publisher::{Publisher, PublisherEvent};
 use crate::viewer::{Local, OfferError, Viewer, ViewerEvent};
 
 /// An unguessable session id (128 random bits, hex): the session URL's last
@@ -61,12 +64,76 @@ pub enum ServerEvent {
     Connected(SessionId),
     /// The viewer's connection ended (ICE/DTLS gone): the caller drops its feed.
     Closed(SessionId),
+    /// An RTP packet a WHIP publisher sent on `track`: the caller feeds it to
+    /// the stream's ingest.
+    Rtp {
+        id: SessionId,
+        track: TrackId,
+        packet: Bytes,
+    },
 }
 
 struct Session {
     stream: String,
     etag: String,
-    viewer: Viewer,
+    peer: Peer,
+}
+
+/// The two kinds of session on the socket.
+enum Peer {
+    Viewer(Viewer),
+    Publisher(Publisher),
+}
+
+impl Peer {
+    fn accepts(&self, input: &Input) -> bool {
+        match self {
+            Peer::Viewer(v) => v.accepts(input),
+            Peer::Publisher(p) => p.accepts(input),
+        }
+    }
+
+    fn receive(&mut self, now: Instant, input: Input, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
+        match self {
+            Peer::Viewer(v) => v.receive(now, input, out),
+            Peer::Publisher(p) => p.receive(now, input, out),
+        }
+    }
+
+    fn timeout(&mut self, now: Instant, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
+        match self {
+            Peer::Viewer(v) => v.timeout(now, out),
+            Peer::Publisher(p) => p.timeout(now, out),
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        match self {
+            Peer::Viewer(v) => v.deadline,
+            Peer::Publisher(p) => p.deadline,
+        }
+    }
+
+    fn is_alive(&self) -> bool {
+        match self {
+            Peer::Viewer(v) => v.is_alive(),
+            Peer::Publisher(p) => p.is_alive(),
+        }
+    }
+
+    fn disconnect(&mut self) {
+        match self {
+            Peer::Viewer(v) => v.disconnect(),
+            Peer::Publisher(p) => p.disconnect(),
+        }
+    }
+
+    fn add_remote_candidate(&mut self, line: &str) -> Result<(), String> {
+        match self {
+            Peer::Viewer(v) => v.add_remote_candidate(line),
+            Peer::Publisher(p) => p.add_remote_candidate(line),
+        }
+    }
 }
 
 pub struct WhepServer {
@@ -111,6 +178,24 @@ impl WhepServer {
         tracks: &[TrackInfo],
     ) -> Result<(SessionId, String, String), OfferError> {
         let (viewer, answer) = Viewer::accept(now, &self.local, sdp, tracks)?;
+        let (id, etag) = self.insert(stream, Peer::Viewer(viewer));
+        Ok((id, etag, answer))
+    }
+
+    /// Accepts a WHIP publisher's offer for `stream`: the session's id, its
+    /// ETag, the answer and the tracks its packets ([`ServerEvent::Rtp`]) are of.
+    pub fn publish(
+        &mut self,
+        now: Instant,
+        stream: &str,
+        sdp: &str,
+    ) -> Result<(SessionId, String, String, Vec<TrackInfo>), OfferError> {
+        let (publisher, answer, tracks) = Publisher::accept(now, &self.local, sdp)?;
+        let (id, etag) = self.insert(stream, Peer::Publisher(publisher));
+        Ok((id, etag, answer, tracks))
+    }
+
+    fn insert(&mut self, stream: &str, peer: Peer) -> (SessionId, String) {
         let id = SessionId::random();
         let etag = format!("\"{}\"", SessionId::random().0);
         self.sessions.insert(
@@ -118,12 +203,13 @@ impl WhepServer {
             Session {
                 stream: stream.to_owned(),
                 etag: etag.clone(),
-                viewer,
+                peer,
             },
         );
-        Ok((id, etag, answer))
+        (id, etag)
     }
 
+    /// Sessions of both kinds, viewers and publishers.
     pub fn len(&self) -> usize {
         self.sessions.len()
     }
@@ -136,6 +222,9 @@ impl WhepServer {
     pub fn viewers(&self) -> HashMap<String, usize> {
         let mut counts = HashMap::new();
         for session in self.sessions.values() {
+            if matches!(session.peer, Peer::Publisher(_)) {
+                continue;
+            }
             *counts.entry(session.stream.clone()).or_default() += 1;
         }
         counts
@@ -154,7 +243,7 @@ impl WhepServer {
         let Some(mut session) = self.sessions.remove(id) else {
             return false;
         };
-        session.viewer.disconnect();
+        session.peer.disconnect();
         self.by_source.retain(|_, owner| owner != id);
         if !self.sessions.values().any(|s| s.stream == session.stream) {
             self.payloads.remove(&session.stream);
@@ -169,7 +258,7 @@ impl WhepServer {
         for line in sdpfrag.lines() {
             if let Some(candidate) = line.trim().strip_prefix("a=candidate:") {
                 session
-                    .viewer
+                    .peer
                     .add_remote_candidate(&format!("candidate:{candidate}"))?;
                 added += 1;
             }
@@ -194,7 +283,10 @@ impl WhepServer {
         };
         let (ufrag, pwd) = (value("a=ice-ufrag:")?, value("a=ice-pwd:")?);
         let session = self.sessions.get_mut(id).ok_or("no such session")?;
-        let frag = session.viewer.ice_restart(now, &ufrag, &pwd)?;
+        let Peer::Viewer(viewer) = &mut session.peer else {
+            return Err("WHIP publishers restart ICE with a new POST".into());
+        };
+        let frag = viewer.ice_restart(now, &ufrag, &pwd)?;
         session.etag = format!("\"{}\"", SessionId::random().0);
         Ok((frag, session.etag.clone()))
     }
@@ -220,7 +312,7 @@ impl WhepServer {
             .filter(|id| {
                 self.sessions
                     .get(*id)
-                    .is_some_and(|s| s.viewer.accepts(&input))
+                    .is_some_and(|s| s.peer.accepts(&input))
             })
             .cloned();
         let id = match known {
@@ -229,7 +321,7 @@ impl WhepServer {
                 let Some(id) = self
                     .sessions
                     .iter()
-                    .find(|(_, s)| s.viewer.accepts(&input))
+                    .find(|(_, s)| s.peer.accepts(&input))
                     .map(|(id, _)| id.clone())
                 else {
                     self.unmatched += 1;
@@ -242,7 +334,7 @@ impl WhepServer {
         let Some(session) = self.sessions.get_mut(&id) else {
             return;
         };
-        session.viewer.receive(now, input, &mut self.transmits);
+        session.peer.receive(now, input, &mut self.transmits);
         self.collect(&id);
     }
 
@@ -254,23 +346,22 @@ impl WhepServer {
         origin: (Instant, SystemTime),
         frame: &Arc<Frame>,
     ) {
-        let Some(session) = self.sessions.get_mut(id) else {
+        let Some(Session {
+            stream,
+            peer: Peer::Viewer(viewer),
+            ..
+        }) = self.sessions.get_mut(id)
+        else {
             return;
         };
-        let payloads = self
-            .payloads
-            .entry(session.stream.clone())
-            .or_default()
-            .get(frame);
-        session
-            .viewer
-            .send_frame(now, origin, frame, &payloads, &mut self.transmits);
+        let payloads = self.payloads.entry(stream.clone()).or_default().get(frame);
+        viewer.send_frame(now, origin, frame, &payloads, &mut self.transmits);
         self.collect(id);
     }
 
     /// The earliest time a viewer needs [`WhepServer::timeout`].
     pub fn next_timeout(&self) -> Option<Instant> {
-        self.sessions.values().map(|s| s.viewer.deadline).min()
+        self.sessions.values().map(|s| s.peer.deadline()).min()
     }
 
     /// Drives every viewer whose deadline has come.
@@ -278,12 +369,12 @@ impl WhepServer {
         let due: Vec<SessionId> = self
             .sessions
             .iter()
-            .filter(|(_, s)| s.viewer.deadline <= now)
+            .filter(|(_, s)| s.peer.deadline() <= now)
             .map(|(id, _)| id.clone())
             .collect();
         for id in due {
             if let Some(session) = self.sessions.get_mut(&id) {
-                session.viewer.timeout(now, &mut self.transmits);
+                session.peer.timeout(now, &mut self.transmits);
             }
             self.collect(&id);
         }
@@ -307,17 +398,32 @@ impl WhepServer {
         let Some(session) = self.sessions.get_mut(id) else {
             return;
         };
-        for event in session.viewer.events.drain(..) {
-            self.events.push(match event {
-                ViewerEvent::KeyframeRequest => ServerEvent::KeyframeRequest(id.clone()),
-                ViewerEvent::Connected => ServerEvent::Connected(id.clone()),
-                ViewerEvent::GopResent => {
-                    self.gop_resends += 1;
-                    continue;
+        match &mut session.peer {
+            Peer::Viewer(viewer) => {
+                for event in viewer.events.drain(..) {
+                    self.events.push(match event {
+                        ViewerEvent::KeyframeRequest => ServerEvent::KeyframeRequest(id.clone()),
+                        ViewerEvent::Connected => ServerEvent::Connected(id.clone()),
+                        ViewerEvent::GopResent => {
+                            self.gop_resends += 1;
+                            continue;
+                        }
+                    });
                 }
-            });
+            }
+            Peer::Publisher(publisher) => {
+                self.events
+                    .extend(publisher.events.drain(..).map(|event| match event {
+                        PublisherEvent::Connected => ServerEvent::Connected(id.clone()),
+                        PublisherEvent::Rtp(track, packet) => ServerEvent::Rtp {
+                            id: id.clone(),
+                            track,
+                            packet,
+                        },
+                    }));
+            }
         }
-        if !session.viewer.is_alive() {
+        if !session.peer.is_alive() {
             self.remove(id);
             self.events.push(ServerEvent::Closed(id.clone()));
         }

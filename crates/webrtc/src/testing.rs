@@ -1,6 +1,6 @@
-//! Viewers for tests and benches (feature `test-util`): str0m clients (a
-//! second, independent `Rtc` each, as browsers would be) connected to a
-//! `WhepServer` in simulated time, datagrams moved in memory.
+//! Viewers and publishers for tests and benches (feature `test-util`): str0m
+//! clients (a second, independent `Rtc` each, as browsers would be) connected
+//! to a `WhepServer` in simulated time, datagrams moved in memory.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ pub struct Client {
     pub rtc: Rtc,
     pub addr: SocketAddr,
     pub session: SessionId,
-    /// The recvonly video m-line.
+    /// The video m-line (recvonly for a viewer, sendonly for a publisher).
     pub mid: Mid,
     pub events: Vec<Event>,
 }
@@ -55,6 +55,35 @@ pub fn offer(server: &mut WhepServer, now: Instant, n: u16, tracks: &[TrackInfo]
         mid,
         events: vec![],
     }
+}
+
+/// A WHIP publisher at `10.0.0.3:(5000 + n)` whose sendonly H.264 video offer
+/// the server accepted, and the stream tracks the server made of it.
+pub fn publish(server: &mut WhepServer, now: Instant, n: u16) -> (Client, Vec<TrackInfo>) {
+    let addr = SocketAddr::from(([10, 0, 0, 3], 5000 + n));
+    let mut rtc = Rtc::builder()
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_h264(true)
+        .build(now);
+    rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+    let mut change = rtc.sdp_api();
+    let mid = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+    let (sdp, pending) = change.apply().unwrap();
+    let (session, _etag, answer, tracks) = server
+        .publish(now, "cam", &sdp.to_sdp_string())
+        .expect("offer accepted");
+    rtc.sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+        .unwrap();
+    let client = Client {
+        rtc,
+        addr,
+        session,
+        mid,
+        events: vec![],
+    };
+    (client, tracks)
 }
 
 /// One input to a client, then its output polled (str0m's contract); its

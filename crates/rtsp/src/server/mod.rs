@@ -55,7 +55,7 @@ use tokio_rustls::TlsAcceptor;
 
 pub use auth::Credentials;
 pub use limits::{LimitCounts, Limited};
-pub use publish::{PublishConfig, PublishPoint, PublishStatus};
+pub use publish::{PublishConfig, PublishPoint, PublishStatus, Publisher};
 pub use readers::{OutputTotals, ReaderInfo, ReaderTransport, Readers};
 
 use limits::Admission;
@@ -124,6 +124,22 @@ pub struct StreamEntry {
 /// Looks streams up by the name in the request URL.
 pub trait StreamDirectory: Send + Sync + 'static {
     fn lookup(&self, name: &str) -> Option<StreamEntry>;
+
+    /// The credentials a publisher to a path no stream has must prove, when
+    /// such paths are open to publishers (`[rtsp] publish = "any"`, MediaMTX's
+    /// `all_others`): `None` answers such an ANNOUNCE 404, `Some(None)` lets
+    /// anyone publish.
+    fn open_publish(&self) -> Option<Option<Credentials>> {
+        None
+    }
+
+    /// Creates the publish stream `name` for a publisher that passed
+    /// [`open_publish`](Self::open_publish) and announced a usable SDP (so a
+    /// refused ANNOUNCE leaves no stream behind). The stream found instead when
+    /// another publisher created it first; `None` when `name` cannot be a stream.
+    fn create_publish(&self, _name: &str) -> Option<StreamEntry> {
+        None
+    }
 }
 
 impl<F> StreamDirectory for F

@@ -134,6 +134,8 @@ struct Inner {
     config: PublishConfig,
     state: Mutex<State>,
     counts: PublishCounts,
+    /// Raised when a grace ran out with no publisher (for [`PublishPoint::abandoned`]).
+    abandoned: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -165,6 +167,7 @@ impl PublishPoint {
                 config,
                 state: Mutex::default(),
                 counts: PublishCounts::default(),
+                abandoned: Notify::new(),
             }),
         }
     }
@@ -262,7 +265,21 @@ impl PublishPoint {
         if cut_off {
             tracing::info!(stream = %self.hub().name(), "no publisher within the grace: readers closed");
             self.hub().end_subscriptions();
+            self.inner.abandoned.notify_one();
         }
+    }
+
+    /// Resolves after a publisher left and none came back within the grace
+    /// (the readers were cut off): the owner of a stream that exists only for
+    /// its publisher removes it then. Check [`status`](Self::status) after: a
+    /// publisher may have arrived since.
+    pub async fn abandoned(&self) {
+        self.inner.abandoned.notified().await;
+    }
+
+    /// Whether `other` is this very point (not another stream's of the same name).
+    pub fn same(&self, other: &PublishPoint) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     fn take_ingest(&self) -> Option<StreamIngest> {
@@ -305,6 +322,14 @@ impl Publisher {
     /// The ingest once [`start`](Self::start) ran.
     pub fn ingest(&mut self) -> Option<&mut StreamIngest> {
         self.ingest.as_mut()
+    }
+
+    /// Whether this publisher still holds the stream (not replaced, the stream
+    /// not stopped): a session the caller drives from a loop of its own (WHIP)
+    /// checks this instead of awaiting [`kicked`](Self::kicked).
+    pub fn is_current(&self) -> bool {
+        let state = self.point.state();
+        !state.closed && state.slot.current == Some(self.id)
     }
 
     /// Resolves when another publisher replaced this one or the stream stopped.

@@ -502,26 +502,45 @@ impl ConnectionState {
     }
 
     /// The stream a publisher addresses, with its credentials checked: Err is
-    /// the answer (404 unknown, 405 not a publish stream, 401).
+    /// the answer (404 unknown, 405 not a publish stream, 401). `Ok(None)`: a
+    /// path no stream has, open to publishers (created once the SDP is good).
     fn authorize_publish(
         &mut self,
         request: &Request<Vec<u8>>,
         stream: &str,
         status: &dyn Fn(Status) -> Response,
-    ) -> Result<PublishPoint, Response> {
-        let point = self.directory.lookup(stream).and_then(|e| e.publish);
-        let expected = match &point {
-            Some(point) => point.config().credentials.clone(),
-            None => self.config.credentials.clone(),
+    ) -> Result<Option<PublishPoint>, Response> {
+        let entry = self.directory.lookup(stream);
+        let open = entry
+            .is_none()
+            .then(|| self.directory.open_publish())
+            .flatten();
+        let expected = match (&entry, &open) {
+            (
+                Some(StreamEntry {
+                    publish: Some(point),
+                    ..
+                }),
+                _,
+            ) => point.config().credentials.clone(),
+            (None, Some(open)) => open.clone(),
+            _ => self.config.credentials.clone(),
         };
         self.check_credentials(request, stream, Access::Publish, expected, status)?;
-        match point {
-            Some(point) => Ok(point),
-            None if self.directory.lookup(stream).is_some() => {
+        match (entry, open) {
+            (
+                Some(StreamEntry {
+                    publish: Some(point),
+                    ..
+                }),
+                _,
+            ) => Ok(Some(point)),
+            (Some(_), _) => {
                 tracing::info!(stream, peer = %self.peer, "ANNOUNCE to a stream that is not `source = \"publish\"`");
                 Err(status(Status::MethodNotAllowed).header("Allow", READ_METHODS))
             }
-            None => Err(status(Status::NotFound)),
+            (None, Some(_)) => Ok(None),
+            (None, None) => Err(status(Status::NotFound)),
         }
     }
 
@@ -570,6 +589,14 @@ impl ConnectionState {
                 )
             }
             Err(e) => return refuse(Status::BadRequest, format!("bad SDP: {e}")),
+        };
+        let point = match point.or_else(|| {
+            self.directory
+                .create_publish(&target.stream)
+                .and_then(|entry| entry.publish)
+        }) {
+            Some(point) => point,
+            None => return refuse(Status::NotFound, "no such stream".into()),
         };
         let publisher = match point.claim(self.peer) {
             Ok(publisher) => publisher,
