@@ -42,6 +42,8 @@ mod rtsp_source_sync;
 mod rtsp_udp_ports;
 mod rtsps_listener;
 mod rtsps_source;
+#[cfg(feature = "ffmpeg")]
+mod snapshot_ffmpeg;
 mod whep_browser;
 mod whep_config;
 mod whep_http;

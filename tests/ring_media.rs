@@ -7,43 +7,17 @@
 use crate::support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use streamgate_ringsim::{HistoryEventConfig, SubscriptionConfig, WebhookRequest};
 use support::ring::{self, now_ms, Sim, ACCOUNT, DRIVEWAY, FRONT_DOOR};
-use support::{get, peer, request, run, Gateway};
+use support::{ffprobe, get, request, Gateway};
 
 fn json_of(status_body: (u16, String), expected: u16) -> Value {
     let (status, body) = status_body;
     assert_eq!(status, expected, "{body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
-}
-
-/// ffprobe's `entries` of `path` (`-show_entries`), as `key=value` lines.
-fn ffprobe(path: &Path, entries: &str) -> String {
-    let output = run(
-        Command::new(peer("ffprobe"))
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                entries,
-                "-of",
-                "default=nw=1",
-            ])
-            .arg(path),
-        Duration::from_secs(30),
-    );
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "ffprobe {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    text
 }
 
 fn duration_of(path: &Path) -> f64 {
@@ -115,16 +89,23 @@ fn snapshots_of_a_ring_stream_decode_at_the_requested_size_and_are_cached() {
     // The pre-signed URL was always fetched without the bearer token.
     assert_eq!(stats.presigned_with_authorization, 0);
 
-    // Limits are checked before Ring is asked; other streams are not implemented yet.
+    // Limits are checked before Ring is asked; other streams need the ffmpeg
+    // feature (tests/snapshot_ffmpeg.rs shows them with it).
     let (status, body) = gateway.request(
         "GET",
         "/api/streams/ring-front-door/snapshot.jpg?width=4000&height=10",
         None,
     );
     assert_eq!(status, 400, "{body}");
-    let (status, body) = gateway.request("GET", "/api/streams/demo/snapshot.jpg", None);
-    assert_eq!(status, 501, "{body}");
-    assert!(body.contains("not implemented"), "{body}");
+    #[cfg(not(feature = "ffmpeg"))]
+    {
+        let (status, body) = gateway.request("GET", "/api/streams/demo/snapshot.jpg", None);
+        assert_eq!(status, 501, "{body}");
+        assert!(body.contains("built without the ffmpeg feature"), "{body}");
+    }
+    // Ring's images are JPEG.
+    let (status, body) = gateway.request("GET", "/api/streams/ring-front-door/snapshot.png", None);
+    assert_eq!(status, 400, "{body}");
     let (status, _) = gateway.request("GET", "/api/streams/nope/snapshot.jpg", None);
     assert_eq!(status, 404);
     // An image at a time: none was recorded then.

@@ -17,6 +17,7 @@ mod limits;
 mod metrics;
 mod ring;
 mod ring_media;
+mod snapshot;
 mod state;
 mod whep;
 mod whip;
@@ -90,6 +91,7 @@ pub fn app(state: AppState, hls: streamgate_hls::HlsConfig, limits: &HttpConfig)
         .merge(dashboard::router())
         .merge(ring::router(&state))
         .merge(ring_media::router(&state))
+        .merge(snapshot::router(&state))
         .merge(events::router(&state))
         .layer(timeout)
         .merge(ring_media::downloads(&state))

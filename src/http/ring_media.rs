@@ -3,8 +3,8 @@
 //! - `GET /api/streams/{name}/snapshot.jpg[?width=&height=]`: for a Ring stream, the
 //!   latest image of the last `[ring] snapshot_window` (5 min) from Ring's Image
 //!   Snapshots API, cached `[ring] snapshot_cache` (10 s) per stream and size, with
-//!   `X-Media-Timestamp` and `X-Media-Origin` passed on. Other streams get 501 until
-//!   the ffmpeg snapshot support lands. Like every `/api/*` route it needs the API
+//!   `X-Media-Timestamp` and `X-Media-Origin` passed on. Other streams get the
+//!   GOP cache's keyframe decoded (`super::snapshot`, feature `ffmpeg`). Like every `/api/*` route it needs the API
 //!   token when `[http] api_token` is set; without one (the default, as go2rtc's
 //!   `frame.jpeg`) Home Assistant's generic camera reads it as is.
 //! - `POST /api/ring/devices/{id}/clips {start, duration}`: downloads an MP4 into
@@ -141,9 +141,10 @@ fn origin_name(origin: MediaOrigin) -> &'static str {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct SnapshotQuery {
-    /// 1-1920; with `height`. Default: the device's own size.
+    /// Ring: 1-1920, with `height`; other streams: 1-8192, alone keeping the
+    /// aspect ratio. Default: the picture's own size.
     width: Option<u32>,
-    /// 1-1080; with `width`.
+    /// Ring: 1-1080, with `width`; other streams: 1-8192.
     height: Option<u32>,
     /// The image at this time (RFC 3339 or ms; within 180 days) instead of the
     /// latest one.
@@ -159,6 +160,9 @@ struct StreamPath {
 
 /// A JPEG of the stream.
 ///
+/// For other streams, built with the `ffmpeg` feature: the latest keyframe of
+/// the GOP cache, decoded once per keyframe and size; 503 with `Retry-After`
+/// while too many decodes run, 503 before the first keyframe.
 /// For a Ring stream: the latest image of the last `[ring] snapshot_window` from
 /// Ring's snapshot API, cached `[ring] snapshot_cache`, with Ring's
 /// `X-Media-Timestamp` (ms) and `X-Media-Origin` (`recording`|`snapshot`).
@@ -166,9 +170,9 @@ struct StreamPath {
     responses((status = OK, description = "The image", content_type = "image/jpeg", body = Vec<u8>),
               (status = BAD_REQUEST, description = "Bad size", body = ErrorBody),
               (status = NOT_FOUND, description = "No such stream, or no image in the window (416 from Ring)", body = ErrorBody),
-              (status = NOT_IMPLEMENTED, description = "Not a Ring stream: snapshots of other streams are not implemented yet", body = ErrorBody),
-              (status = SERVICE_UNAVAILABLE, description = "The device is offline or not discovered yet", body = ErrorBody),
-              (status = BAD_GATEWAY, description = "Ring failed", body = ErrorBody)))]
+              (status = NOT_IMPLEMENTED, description = "Not a Ring stream, and built without the ffmpeg feature", body = ErrorBody),
+              (status = SERVICE_UNAVAILABLE, description = "The device is offline or not discovered yet; no keyframe yet, or too many decodes at once (Retry-After)", body = ErrorBody),
+              (status = BAD_GATEWAY, description = "Ring failed, or the keyframe did not decode", body = ErrorBody)))]
 async fn snapshot(
     State(state): State<AppState>,
     Path(StreamPath { name }): Path<StreamPath>,
@@ -182,10 +186,16 @@ async fn snapshot(
         stream.config.source.to_string()
     };
     let Some(device_id) = source.strip_prefix(RING_PREFIX) else {
-        return Err(err(
-            StatusCode::NOT_IMPLEMENTED,
-            "snapshots of non-Ring streams are not implemented yet (they come with the ffmpeg snapshot support)",
-        ));
+        if query.at.is_some() {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                "at: only Ring streams keep past images",
+            ));
+        }
+        let encoding = super::snapshot::Encoding::Jpeg;
+        return Ok(
+            super::snapshot::picture(&state, &name, query.width, query.height, encoding).await,
+        );
     };
     let resolution = match (query.width, query.height) {
         (None, None) => None,

@@ -42,6 +42,9 @@ pub struct AppState {
     pub sign_ins: SignIns,
     /// Ring snapshots cache and clip folder (`[ring]` media keys).
     pub ring_media: super::ring_media::books::RingMedia,
+    /// Decoded pictures of non-Ring streams and the decode permits.
+    #[cfg(feature = "ffmpeg")]
+    pub snapshots: super::snapshot::Snapshots,
 }
 
 impl AppState {
@@ -60,6 +63,8 @@ impl AppState {
             mqtt: None,
             whep: None,
             sign_ins: SignIns::default(),
+            #[cfg(feature = "ffmpeg")]
+            snapshots: super::snapshot::Snapshots::default(),
         }
     }
 }

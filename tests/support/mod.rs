@@ -396,6 +396,31 @@ pub fn request(
     Some(response)
 }
 
+/// ffprobe's `entries` of `path` (`-show_entries`), as `key=value` lines.
+pub fn ffprobe(path: &Path, entries: &str) -> String {
+    let output = run(
+        Command::new(peer("ffprobe"))
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                entries,
+                "-of",
+                "default=nw=1",
+            ])
+            .arg(path),
+        Duration::from_secs(30),
+    );
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text
+}
+
 /// GET `path` from 127.0.0.1:`port` (30 s timeout); fails the test when there is no answer.
 pub fn get(port: u16, path: &str) -> Response {
     let response = request(port, "GET", path, None, "", Duration::from_secs(30))

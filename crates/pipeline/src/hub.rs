@@ -322,6 +322,12 @@ impl Hub {
         result
     }
 
+    /// The GOP cache's keyframe (the latest video keyframe while the cache holds
+    /// its GOP): what a still picture of the stream is decoded from.
+    pub fn latest_keyframe(&self) -> Option<Arc<Frame>> {
+        self.fanout().gop.frames.front().cloned()
+    }
+
     /// Joins the stream: the first frames are the GOP cache (from the latest
     /// video keyframe), then live frames. With an empty cache (no keyframe yet, or
     /// over its cap) the subscription starts at the next keyframe.
@@ -839,6 +845,21 @@ mod tests {
         hub.publish(video(5, false));
         assert_eq!(pts_of(&drain(&mut late)), vec![4, 5]);
         assert_eq!(pts_of(&drain(&mut hub.subscribe())), vec![4, 5]);
+    }
+
+    #[test]
+    fn latest_keyframe_is_the_gop_caches_first_frame() {
+        let hub = hub_with(HubConfig::default(), &[Codec::H264]);
+        assert!(hub.latest_keyframe().is_none());
+        hub.publish(video(0, false));
+        assert!(hub.latest_keyframe().is_none());
+        hub.publish(video(1, true));
+        hub.publish(video(2, false));
+        assert_eq!(hub.latest_keyframe().map(|f| f.pts), Some(1));
+        hub.publish(video(3, true));
+        assert_eq!(hub.latest_keyframe().map(|f| f.pts), Some(3));
+        hub.close();
+        assert!(hub.latest_keyframe().is_none());
     }
 
     #[test]

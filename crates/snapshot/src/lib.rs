@@ -8,11 +8,11 @@
 //! since keyframes come from cameras and may be anything.
 
 use bytes::Bytes;
-use ffmpeg_next as ffmpeg;
 use ffmpeg::codec::{self, packet::Packet};
 use ffmpeg::format::Pixel;
 use ffmpeg::software::scaling::{self, flag::Flags};
 use ffmpeg::util::frame::video::Video;
+use ffmpeg_next as ffmpeg;
 use streamgate_rtp::{Codec, CodecParams};
 
 /// Largest width or height a caller may ask for (and that is encoded).
@@ -178,9 +178,7 @@ fn decode(id: codec::Id, annex_b: &[u8]) -> Result<Video, SnapshotError> {
         .decoder()
         .video()
         .step("open decoder")?;
-    decoder
-        .send_packet(&Packet::copy(annex_b))
-        .step("decode")?;
+    decoder.send_packet(&Packet::copy(annex_b)).step("decode")?;
     decoder.send_eof().step("decode")?;
     let mut picture = Video::empty();
     match decoder.receive_frame(&mut picture) {
@@ -233,7 +231,9 @@ mod tests {
             pps: Some(Bytes::from_static(&[0x68, 0xde, 0xad])),
             ..CodecParams::default()
         };
-        let units = [Bytes::from_static(&[0x65, 0x88, 0x84, 0x00, 0xff, 0xff, 0x12])];
+        let units = [Bytes::from_static(&[
+            0x65, 0x88, 0x84, 0x00, 0xff, 0xff, 0x12,
+        ])];
         let keyframe = Keyframe {
             codec: Codec::H264,
             params: &params,
