@@ -1,10 +1,19 @@
 # streamgate: multi-stage build, small non-root runtime image.
 FROM rust:1-bookworm AS build
 WORKDIR /src
+# The `ffmpeg` feature (snapshots) links FFmpeg 5.1; ffmpeg-sys-next's bindgen needs libclang.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libclang-dev pkg-config \
+ && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN cargo build --release --locked --bin streamgate
+RUN cargo build --release --locked --features ffmpeg --bin streamgate
 
 FROM debian:bookworm-slim
+# FFmpeg's runtime libraries, of the -dev packages the binary was linked against.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libavcodec59 libavformat59 libswscale6 libavutil57 \
+ && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin streamgate
 COPY --from=build /src/target/release/streamgate /usr/local/bin/streamgate
 COPY gateway.toml /etc/streamgate/gateway.toml

@@ -402,6 +402,7 @@ async fn openapi_document_lists_every_route() {
         ("/api/streams", &["get"]),
         ("/api/streams/{name}", &["delete", "get", "put"]),
         ("/api/streams/{name}/snapshot.jpg", &["get"]),
+        ("/api/streams/{name}/snapshot.png", &["get"]),
         ("/healthz", &["get"]),
         ("/metrics", &["get"]),
         ("/ring/accounts/{id}/unlink", &["post"]),

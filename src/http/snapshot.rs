@@ -5,7 +5,7 @@
 //! With the `ffmpeg` feature, the GOP cache's latest keyframe is decoded
 //! (`streamgate-snapshot`) on a blocking thread: once per keyframe, size and
 //! format, however many requests come in meanwhile (they wait for that one
-//! decode), and at most [`MAX_DECODES`] decodes at a time (beyond that 503 with
+//! decode), and at most `cache::MAX_DECODES` decodes at a time (beyond that 503 with
 //! `Retry-After`). Without the feature the route answers 501 and says why, so a
 //! default build needs no system libraries.
 
@@ -18,17 +18,13 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::api::{require_token, ErrorBody};
+use super::api::require_token;
+use super::error_body::ErrorBody;
 use super::state::AppState;
 use crate::sources::RING_PREFIX;
 
 #[cfg(feature = "ffmpeg")]
-pub use self::decoding::Snapshots;
-
-/// Decodes running at once, all streams together: each takes a core for tens
-/// of milliseconds, and the gateway's forwarding must keep its cores.
-#[cfg(feature = "ffmpeg")]
-const MAX_DECODES: usize = 2;
+pub mod cache;
 
 /// The encoding the route's extension names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,7 +68,7 @@ struct StreamPath {
 
 /// A PNG of the stream's latest keyframe (not for Ring streams: Ring's images
 /// are JPEG, see `snapshot.jpg`).
-#[utoipa::path(get, path = "/api/streams/{name}/snapshot.png", tag = "streams", params(StreamPath, PngQuery),
+#[utoipa::path(get, path = "/api/streams/{name}/snapshot.png", tag = "api", params(StreamPath, PngQuery),
     responses((status = OK, description = "The image", content_type = "image/png", body = Vec<u8>),
               (status = BAD_REQUEST, description = "Bad size, or a Ring stream", body = ErrorBody),
               (status = NOT_FOUND, description = "No such stream", body = ErrorBody),
@@ -123,204 +119,54 @@ pub async fn picture(
     height: Option<u32>,
     encoding: Encoding,
 ) -> Response {
-    state
-        .snapshots
-        .picture(state, name, width, height, encoding)
-        .await
-}
-
-#[cfg(feature = "ffmpeg")]
-mod decoding {
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex, PoisonError};
-    use std::time::UNIX_EPOCH;
-
     use axum::http::{header, HeaderValue};
-    use bytes::Bytes;
-    use streamgate_snapshot::{ImageFormat, Keyframe, Size, SnapshotError};
-    use tokio::sync::{OnceCell, Semaphore};
+    use std::time::UNIX_EPOCH;
+    use streamgate_snapshot::{ImageFormat, Size};
 
-    use super::*;
-
-    /// Images kept per stream for its current keyframe; past that (many sizes
-    /// asked for) they are dropped, bounding the memory an API client can take.
-    const MAX_IMAGES_PER_STREAM: usize = 8;
-
-    /// A decode's outcome, kept like an image so a bad keyframe is decoded once.
-    type Outcome = Result<Bytes, (StatusCode, String)>;
-
-    /// The cache of decoded pictures and the decode permits. Cheap to clone.
-    #[derive(Clone)]
-    pub struct Snapshots {
-        decodes: Arc<Semaphore>,
-        streams: Arc<Mutex<HashMap<String, StreamImages>>>,
-    }
-
-    impl Default for Snapshots {
-        fn default() -> Self {
-            Snapshots {
-                decodes: Arc::new(Semaphore::new(MAX_DECODES)),
-                streams: Arc::default(),
-            }
-        }
-    }
-
-    /// One stream's images, all of one keyframe (its `pts`, continuous for the
-    /// stream's life, names it). A cell is filled by the one request that decodes;
-    /// the others wait on it.
-    struct StreamImages {
-        keyframe_pts: u64,
-        images: HashMap<(Size, Encoding), Arc<OnceCell<Outcome>>>,
-    }
-
-    /// No decode permit was free.
-    struct Busy;
-
-    impl Encoding {
-        fn format(self) -> ImageFormat {
-            match self {
-                Encoding::Jpeg => ImageFormat::Jpeg,
-                Encoding::Png => ImageFormat::Png,
-            }
-        }
-    }
-
-    impl Snapshots {
-        pub async fn picture(
-            &self,
-            state: &AppState,
-            name: &str,
-            width: Option<u32>,
-            height: Option<u32>,
-            encoding: Encoding,
-        ) -> Response {
-            let Some(hub) = state.streams.hub(name) else {
-                return error(StatusCode::NOT_FOUND, format!("no stream named {name:?}"));
-            };
-            let size = match (Size { width, height }).validate() {
-                Ok(size) => size,
-                Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-            };
-            let Some(keyframe) = hub.latest_keyframe() else {
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("no picture of {name} yet: no keyframe is cached (the source is not playing, or has sent none since it started)"),
+    let size = match (Size { width, height }).validate() {
+        Ok(size) => size,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let format = match encoding {
+        Encoding::Jpeg => ImageFormat::Jpeg,
+        Encoding::Png => ImageFormat::Png,
+    };
+    match state
+        .snapshots
+        .image(&state.streams, name, size, format)
+        .await
+    {
+        Ok(image) => {
+            let mut response = (
+                [
+                    (header::CONTENT_TYPE, format.content_type()),
+                    (header::CACHE_CONTROL, "no-cache"),
+                ],
+                image.bytes,
+            )
+                .into_response();
+            // When the picture was taken, as Ring snapshots say it.
+            if let Ok(ms) = image.taken.duration_since(UNIX_EPOCH) {
+                response.headers_mut().insert(
+                    "x-media-timestamp",
+                    HeaderValue::from(ms.as_millis() as u64),
                 );
-            };
-            let Some(track) = hub
-                .tracks()
-                .iter()
-                .find(|t| t.id == keyframe.track)
-                .cloned()
-            else {
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("no picture of {name} yet: its video track is not described"),
-                );
-            };
-            let cell = self.cell(state, name, keyframe.pts, size, encoding);
-            let taken = keyframe.wallclock;
-            let decodes = Arc::clone(&self.decodes);
-            let outcome = cell
-                .get_or_try_init(|| async move {
-                    let _permit = decodes.try_acquire_owned().map_err(|_| Busy)?;
-                    let format = encoding.format();
-                    let decoded = tokio::task::spawn_blocking(move || {
-                        streamgate_snapshot::render(
-                            &Keyframe {
-                                codec: track.codec,
-                                params: &track.params,
-                                units: &keyframe.units,
-                            },
-                            size,
-                            format,
-                        )
-                    })
-                    .await;
-                    Ok(match decoded {
-                        Ok(Ok(image)) => Ok(Bytes::from(image)),
-                        Ok(Err(e @ SnapshotError::BadSize { .. })) => {
-                            Err((StatusCode::BAD_REQUEST, e.to_string()))
-                        }
-                        Ok(Err(e)) => {
-                            tracing::warn!(stream = %name, error = %e, "snapshot decode failed");
-                            Err((
-                                StatusCode::BAD_GATEWAY,
-                                format!("the keyframe of {name} did not give a picture: {e}"),
-                            ))
-                        }
-                        Err(e) => Err((
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            format!("the snapshot decode failed: {e}"),
-                        )),
-                    })
-                })
-                .await;
-            match outcome {
-                Ok(Ok(image)) => {
-                    let content_type = encoding.format().content_type();
-                    let mut response = (
-                        [
-                            (header::CONTENT_TYPE, content_type),
-                            (header::CACHE_CONTROL, "no-cache"),
-                        ],
-                        image.clone(),
-                    )
-                        .into_response();
-                    // When the picture was taken, as Ring snapshots say it.
-                    if let Ok(ms) = taken.duration_since(UNIX_EPOCH) {
-                        response.headers_mut().insert(
-                            "x-media-timestamp",
-                            HeaderValue::from(ms.as_millis() as u64),
-                        );
-                    }
-                    response
-                }
-                Ok(Err((status, message))) => error(*status, message.clone()),
-                Err(Busy) => {
-                    let mut response = error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!("{MAX_DECODES} snapshots are being decoded; retry later"),
-                    );
-                    response
-                        .headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                    response
-                }
             }
+            response
         }
-
-        /// The cell of this keyframe's picture at `size`: a newer keyframe drops
-        /// the stream's older pictures, and streams no longer configured are
-        /// forgotten.
-        fn cell(
-            &self,
-            state: &AppState,
-            name: &str,
-            keyframe_pts: u64,
-            size: Size,
-            encoding: Encoding,
-        ) -> Arc<OnceCell<Outcome>> {
-            let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
-            let fresh = streams
-                .get(name)
-                .is_none_or(|images| images.keyframe_pts != keyframe_pts);
-            if fresh {
-                let configured = state.streams.read();
-                streams.retain(|other, _| other != name && configured.get(other).is_some());
-            }
-            let stream = streams
-                .entry(name.to_owned())
-                .or_insert_with(|| StreamImages {
-                    keyframe_pts,
-                    images: HashMap::new(),
-                });
-            if stream.images.len() >= MAX_IMAGES_PER_STREAM
-                && !stream.images.contains_key(&(size, encoding))
-            {
-                stream.images.clear();
-            }
-            Arc::clone(stream.images.entry((size, encoding)).or_default())
+        Err(cache::Refusal::Status(status, message)) => error(status, message),
+        Err(cache::Refusal::Busy) => {
+            let mut response = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{} snapshots are being decoded; retry later",
+                    cache::MAX_DECODES
+                ),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
         }
     }
 }

@@ -44,7 +44,7 @@ pub struct AppState {
     pub ring_media: super::ring_media::books::RingMedia,
     /// Decoded pictures of non-Ring streams and the decode permits.
     #[cfg(feature = "ffmpeg")]
-    pub snapshots: super::snapshot::Snapshots,
+    pub snapshots: super::snapshot::cache::Snapshots,
 }
 
 impl AppState {
@@ -64,7 +64,7 @@ impl AppState {
             whep: None,
             sign_ins: SignIns::default(),
             #[cfg(feature = "ffmpeg")]
-            snapshots: super::snapshot::Snapshots::default(),
+            snapshots: super::snapshot::cache::Snapshots::default(),
         }
     }
 }
