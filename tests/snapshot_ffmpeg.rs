@@ -1,6 +1,7 @@
 //! Snapshots of a non-Ring stream (feature `ffmpeg`), against the demo stream:
 //! the JPEG and PNG decode in ffprobe at the stream's size or the size asked
-//! for (one side keeps the aspect ratio), bad sizes are refused with 400, and
+//! for (one side keeps the aspect ratio), an H.265 capture whose parameter sets
+//! are only in its SDP gives its picture too, bad sizes are refused with 400, and
 //! 100 requests at once for different sizes are all answered, with the image
 //! or with 503 and `Retry-After` (the decode cap), none left hanging.
 
@@ -60,6 +61,20 @@ fn jpeg_and_png_decode_at_the_size_asked_for() {
     assert_eq!(
         probe(&gateway, &png.body, "half.png"),
         "codec_name=png\nwidth=640\nheight=360\n"
+    );
+}
+
+#[test]
+fn an_h265_stream_with_out_of_band_parameter_sets_gives_its_picture() {
+    let capture = support::repo_path("fixtures/ffmpeg_h265.pcap");
+    let gateway = Gateway::start(&format!(
+        "[streams.hevc]\nsource = \"pcap:{}\"\n",
+        capture.display()
+    ));
+    let jpeg = picture(&gateway, "/api/streams/hevc/snapshot.jpg?width=640");
+    assert_eq!(
+        probe(&gateway, &jpeg.body, "hevc.jpg"),
+        "codec_name=mjpeg\nwidth=640\nheight=360\n"
     );
 }
 
