@@ -1,7 +1,8 @@
 //! Snapshots of a non-Ring stream (feature `ffmpeg`), against the demo stream:
 //! the JPEG and PNG decode in ffprobe at the stream's size or the size asked
 //! for (one side keeps the aspect ratio), an H.265 capture whose parameter sets
-//! are only in its SDP gives its picture too, bad sizes are refused with 400, and
+//! are only in its SDP gives its picture too, a stream with no keyframe yet
+//! gets 503 saying so, bad sizes are refused with 400, and
 //! 100 requests at once for different sizes are all answered, with the image
 //! or with 503 and `Retry-After` (the decode cap), none left hanging.
 
@@ -79,8 +80,15 @@ fn an_h265_stream_with_out_of_band_parameter_sets_gives_its_picture() {
 }
 
 #[test]
-fn bad_sizes_and_unknown_streams_are_refused() {
-    let gateway = demo();
+fn bad_sizes_unknown_streams_and_streams_without_a_picture_are_refused() {
+    let gateway = Gateway::start(
+        "[streams.demo]\nsource = \"demo\"\n\n[streams.idle]\nsource = \"publish\"\n",
+    );
+    // No publisher: no keyframe, and the answer says so.
+    let idle = get(gateway.http_port, "/api/streams/idle/snapshot.jpg");
+    assert_eq!(idle.status, 503, "{}", idle.text());
+    assert!(idle.text().contains("no keyframe"), "{}", idle.text());
+    assert!(idle.header("retry-after").is_none());
     for path in [
         "/api/streams/demo/snapshot.jpg?width=0",
         "/api/streams/demo/snapshot.png?height=100000",
