@@ -26,8 +26,9 @@ use crate::sources::RING_PREFIX;
 #[cfg(feature = "ffmpeg")]
 pub mod cache;
 
-/// The encoding the route's extension names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The encoding the route's extension names (without the feature too, so the
+/// routes are the same in both builds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
     Jpeg,
     Png,
