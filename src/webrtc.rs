@@ -132,19 +132,15 @@ impl WhepHandle {
         tracks: Arc<[TrackInfo]>,
         sdp: String,
     ) -> Result<Answer, Refused> {
-        let (reply, answer) = oneshot::channel();
-        let command = Command::Offer {
+        self.ask(|reply| Command::Offer {
             stream: stream.to_owned(),
             subscription,
             tracks,
             sdp,
             reply,
-        };
-        self.commands
-            .send(command)
-            .await
-            .map_err(|_| Refused::Stopped)?;
-        answer.await.unwrap_or(Err(Refused::Stopped))
+        })
+        .await
+        .unwrap_or(Err(Refused::Stopped))
     }
 
     /// A WHIP publisher's offer: `publisher` (the stream's claimed publish
@@ -155,28 +151,24 @@ impl WhepHandle {
         publisher: Publisher,
         sdp: String,
     ) -> Result<Answer, Refused> {
-        let (reply, answer) = oneshot::channel();
-        let command = Command::Publish {
+        self.ask(|reply| Command::Publish {
             stream: stream.to_owned(),
             publisher,
             sdp,
             reply,
-        };
-        self.commands
-            .send(command)
-            .await
-            .map_err(|_| Refused::Stopped)?;
-        answer.await.unwrap_or(Err(Refused::Stopped))
+        })
+        .await
+        .unwrap_or(Err(Refused::Stopped))
     }
 
     pub async fn delete(&self, stream: &str, id: SessionId) -> bool {
-        let (reply, deleted) = oneshot::channel();
-        let command = Command::Delete {
+        self.ask(|reply| Command::Delete {
             stream: stream.to_owned(),
             id,
             reply,
-        };
-        self.commands.send(command).await.is_ok() && deleted.await.unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false)
     }
 
     pub async fn trickle(
@@ -186,18 +178,23 @@ impl WhepHandle {
         if_match: String,
         sdpfrag: String,
     ) -> Result<Patched, PatchRefused> {
-        let (reply, done) = oneshot::channel();
-        let command = Command::Trickle {
+        self.ask(|reply| Command::Trickle {
             stream: stream.to_owned(),
             id,
             if_match,
             sdpfrag,
             reply,
-        };
-        if self.commands.send(command).await.is_err() {
-            return Err(PatchRefused::NotFound);
-        }
-        done.await.unwrap_or(Err(PatchRefused::NotFound))
+        })
+        .await
+        .unwrap_or(Err(PatchRefused::NotFound))
+    }
+
+    /// Sends the server task `command` with a reply channel and waits for the
+    /// reply; None when the task has stopped.
+    async fn ask<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(command(reply)).await.ok()?;
+        answer.await.ok()
     }
 }
 
