@@ -77,7 +77,7 @@
 mod camera_url;
 mod config;
 mod error;
-mod rtsps;
+pub mod rtsps;
 mod session;
 mod source;
 mod status;

@@ -23,6 +23,7 @@
 //!   timeout of its first byte (slowloris): 408. Time between messages is not
 //!   counted here: that is the session timeout's business.
 
+use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -99,8 +100,8 @@ pub struct RequestReader {
     pending_since: Option<Instant>,
     /// When the last bytes arrived (the start of a pipelined message left over).
     last_push: Option<Instant>,
-    /// The pending message's head has been in and its lengths checked.
-    head_checked: bool,
+    /// When the pending message is worth parsing.
+    schedule: ParseSchedule,
 }
 
 impl Default for RequestReader {
@@ -121,7 +122,7 @@ impl RequestReader {
             request_timeout,
             pending_since: None,
             last_push: None,
-            head_checked: false,
+            schedule: ParseSchedule::default(),
         }
     }
 
@@ -179,7 +180,7 @@ impl RequestReader {
     /// since the bytes that brought it (at the latest).
     fn consume(&mut self, len: usize) {
         self.buf.advance(len);
-        self.head_checked = false;
+        self.schedule = ParseSchedule::default();
         self.skip_blank_lines();
         self.pending_since = if self.buf.is_empty() {
             None
@@ -197,17 +198,21 @@ impl RequestReader {
         if self.buf[0] == b'$' {
             return Ok(self.next_interleaved());
         }
-        if !self.head_checked {
-            if let Some(head_len) = head_len(&self.buf) {
-                if head_len > MAX_REQUEST_LEN {
-                    return Err(FramingError::TooLarge);
-                }
-                let body = declared_length(&self.buf[..head_len])?;
-                if body > (MAX_REQUEST_LEN - head_len) as u64 {
-                    return Err(FramingError::BodyTooLarge { declared: body });
-                }
-                self.head_checked = true;
+        if let Some(head_len) = self.schedule.head_arrived(&self.buf) {
+            if head_len > MAX_REQUEST_LEN {
+                return Err(FramingError::TooLarge);
             }
+            let body = declared_length(&self.buf[..head_len])?;
+            if body > (MAX_REQUEST_LEN - head_len) as u64 {
+                return Err(FramingError::BodyTooLarge { declared: body });
+            }
+            self.schedule.parse_at(head_len + body as usize);
+        }
+        if !self.schedule.due(self.buf.len()) {
+            return match self.buf.len() > MAX_REQUEST_LEN {
+                true => Err(FramingError::TooLarge),
+                false => Ok(None),
+            };
         }
         match Message::<Vec<u8>>::parse(&self.buf[..]) {
             Ok((Message::Request(request), consumed)) => {
@@ -223,7 +228,10 @@ impl RequestReader {
             Err(ParseError::Incomplete(_)) if self.buf.len() > MAX_REQUEST_LEN => {
                 Err(FramingError::TooLarge)
             }
-            Err(ParseError::Incomplete(_)) => Ok(None),
+            Err(ParseError::Incomplete(needed)) => {
+                self.schedule.incomplete(self.buf.len(), needed);
+                Ok(None)
+            }
             Err(ParseError::Error) => Err(FramingError::Malformed),
         }
     }
@@ -248,6 +256,56 @@ pub(crate) fn split_interleaved(buf: &mut BytesMut) -> Option<(u8, Bytes)> {
         return None;
     }
     Some((channel, buf.split_to(total).freeze().slice(4..)))
+}
+
+/// When a pending message is worth handing to `rtsp-types`, which parses from
+/// the start of the buffer each time: parsing on every read would cost a client
+/// that sends a byte at a time quadratic time. Instead each byte is searched
+/// once for the end of the head; the parser runs once the head and its declared
+/// body are in, and before the head is in only each time the buffer has
+/// doubled, so a message that is garbage from its first bytes is still refused
+/// at once.
+#[derive(Debug, Default)]
+pub(crate) struct ParseSchedule {
+    /// Bytes of the buffer already searched for the head's end.
+    searched: usize,
+    /// The head's length, once it is in.
+    head_len: Option<usize>,
+    /// The buffered length at which the parser runs next.
+    parse_at: usize,
+}
+
+impl ParseSchedule {
+    /// The head's length, when this call finds its end (once per message),
+    /// searching only the bytes that came since the last call.
+    pub(crate) fn head_arrived(&mut self, buf: &[u8]) -> Option<usize> {
+        if self.head_len.is_some() {
+            return None;
+        }
+        let from = self.searched.saturating_sub(3).min(buf.len());
+        self.searched = buf.len();
+        self.head_len = head_len(&buf[from..]).map(|len| from + len);
+        self.head_len
+    }
+
+    /// The head is in: the message is complete at `len` bytes.
+    pub(crate) fn parse_at(&mut self, len: usize) {
+        self.parse_at = len;
+    }
+
+    /// Whether the parser may find a whole message in `buffered` bytes.
+    pub(crate) fn due(&self, buffered: usize) -> bool {
+        buffered >= self.parse_at
+    }
+
+    /// The parser found `buffered` bytes incomplete, `needed` short if it knows.
+    pub(crate) fn incomplete(&mut self, buffered: usize, needed: Option<NonZeroUsize>) {
+        let needed = needed.map_or(1, NonZeroUsize::get);
+        self.parse_at = match self.head_len {
+            Some(_) => buffered + needed,
+            None => (buffered * 2).max(buffered + needed),
+        };
+    }
 }
 
 /// Length of the head (request line, headers and the blank line) once it is in.
@@ -370,6 +428,47 @@ mod tests {
                 .map(|v| v.as_str()),
             Some("2")
         );
+    }
+
+    /// rtsp-types parses from the buffer's start: a head that comes a byte at
+    /// a time is parsed a handful of times (each time the buffer doubled, then
+    /// once whole), not once per byte.
+    #[test]
+    fn a_head_sent_a_byte_at_a_time_is_parsed_a_few_times() {
+        let head = format!(
+            "OPTIONS rtsp://h/s RTSP/1.0\r\nCSeq: 1\r\nX-Pad: {}\r\n\r\n",
+            "p".repeat(8000)
+        );
+        let mut schedule = ParseSchedule::default();
+        let mut parses = 0;
+        for len in 1..=head.len() {
+            let buf = &head.as_bytes()[..len];
+            if let Some(head_len) = schedule.head_arrived(buf) {
+                schedule.parse_at(head_len);
+            }
+            if !schedule.due(len) {
+                continue;
+            }
+            parses += 1;
+            match Message::<Vec<u8>>::parse(buf) {
+                Ok((Message::Request(_), consumed)) => {
+                    assert_eq!((len, consumed), (head.len(), head.len()));
+                    break;
+                }
+                Err(ParseError::Incomplete(needed)) => schedule.incomplete(len, needed),
+                other => panic!("{other:?} at {len} bytes"),
+            }
+        }
+        // 1, 2, 4, ... 8192 bytes, then the whole head.
+        assert!((2..=15).contains(&parses), "{parses} parses");
+    }
+
+    /// The doubling still refuses bytes that are no request from the first read.
+    #[test]
+    fn a_tls_hello_on_the_plain_port_is_refused_at_once() {
+        let mut reader = RequestReader::new();
+        reader.push(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01], now()).unwrap();
+        assert_eq!(reader.next_message().unwrap_err(), FramingError::Malformed);
     }
 
     #[test]

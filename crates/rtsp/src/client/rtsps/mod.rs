@@ -10,7 +10,7 @@
 //! session is dropped the task sends TEARDOWN and ends.
 
 mod proto;
-mod reader;
+pub mod reader;
 mod verify;
 
 use std::time::{Duration, Instant};

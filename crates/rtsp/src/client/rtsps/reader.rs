@@ -10,7 +10,7 @@
 use bytes::{Buf, BytesMut};
 use rtsp_types::{Message, ParseError, Response};
 
-use crate::server::framing::{declared_length, head_len, split_interleaved};
+use crate::server::framing::{declared_length, split_interleaved, ParseSchedule};
 use crate::server::framing::{FramingError, MAX_INTERLEAVED_LEN};
 
 /// Largest response (head + body): room for the largest SDP we read plus headers.
@@ -39,8 +39,8 @@ pub enum ReadError {
 #[derive(Debug, Default)]
 pub struct ResponseReader {
     buf: BytesMut,
-    /// The pending response's head has been in and its length checked.
-    head_checked: bool,
+    /// When the pending response is worth parsing.
+    schedule: ParseSchedule,
 }
 
 impl ResponseReader {
@@ -52,6 +52,11 @@ impl ResponseReader {
         }
         self.buf.extend_from_slice(data);
         Ok(())
+    }
+
+    /// Bytes received but not yet returned as a message.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
     }
 
     /// The next complete message, `Ok(None)` when more bytes are needed.
@@ -70,27 +75,31 @@ impl ResponseReader {
             }
             Some(_) => {}
         }
-        if !self.head_checked {
-            if let Some(head_len) = head_len(&self.buf) {
-                if head_len > MAX_RESPONSE_LEN {
-                    return Err(ReadError::TooLarge);
-                }
-                let body = declared_length(&self.buf[..head_len]).map_err(|e| match e {
-                    FramingError::BadContentLength(what) => {
-                        ReadError::BadContentLength(format!("Content-Length {what}"))
-                    }
-                    _ => ReadError::Malformed,
-                })?;
-                if body > (MAX_RESPONSE_LEN - head_len) as u64 {
-                    return Err(ReadError::TooLarge);
-                }
-                self.head_checked = true;
+        if let Some(head_len) = self.schedule.head_arrived(&self.buf) {
+            if head_len > MAX_RESPONSE_LEN {
+                return Err(ReadError::TooLarge);
             }
+            let body = declared_length(&self.buf[..head_len]).map_err(|e| match e {
+                FramingError::BadContentLength(what) => {
+                    ReadError::BadContentLength(format!("Content-Length {what}"))
+                }
+                _ => ReadError::Malformed,
+            })?;
+            if body > (MAX_RESPONSE_LEN - head_len) as u64 {
+                return Err(ReadError::TooLarge);
+            }
+            self.schedule.parse_at(head_len + body as usize);
+        }
+        if !self.schedule.due(self.buf.len()) {
+            return match self.buf.len() > MAX_RESPONSE_LEN {
+                true => Err(ReadError::TooLarge),
+                false => Ok(None),
+            };
         }
         match Message::<Vec<u8>>::parse(&self.buf[..]) {
             Ok((Message::Response(response), consumed)) => {
                 self.buf.advance(consumed);
-                self.head_checked = false;
+                self.schedule = ParseSchedule::default();
                 Ok(Some(Received::Response(Box::new(response))))
             }
             Ok((Message::Request(_), _)) => Err(ReadError::UnexpectedRequest),
@@ -98,7 +107,10 @@ impl ResponseReader {
             Err(ParseError::Incomplete(_)) if self.buf.len() > MAX_RESPONSE_LEN => {
                 Err(ReadError::TooLarge)
             }
-            Err(ParseError::Incomplete(_)) => Ok(None),
+            Err(ParseError::Incomplete(needed)) => {
+                self.schedule.incomplete(self.buf.len(), needed);
+                Ok(None)
+            }
             Err(ParseError::Error) => Err(ReadError::Malformed),
         }
     }
