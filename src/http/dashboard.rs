@@ -81,9 +81,13 @@ async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Html<St
     if cards.is_empty() {
         cards.push_str("<p>No streams are configured.</p>");
     }
-    // Any stream's folder serves the bundled hls.js; with no stream there is no player.
+    // Any stream's folder serves the bundled hls.js and its set-up; with no stream
+    // there is no player.
     let hls_js = first.map_or_else(String::new, |name| {
-        format!("<script src=\"/hls/{name}/hls.min.js\"></script>")
+        format!(
+            "<script src=\"/hls/{name}/hls.min.js\"></script>\
+             <script src=\"/hls/{name}/live.js\"></script>"
+        )
     });
     Html(
         PAGE.replace("{{STREAMS}}", &cards)

@@ -42,6 +42,7 @@ try {
         fatalErrors: window.hlsFatalErrors || [],
         latency: date ? (Date.now() - date.getTime()) / 1000 : null,
         hlsLatency: window.hls ? window.hls.latency : null,
+        targetLatency: window.hls ? window.hls.targetLatency : null,
         playedCc: window.playedCc || 0,
         frames: video.getVideoPlaybackQuality().totalVideoFrames,
       };
@@ -57,6 +58,7 @@ try {
     }
     if (state.latency !== null && state.currentTime > 1) result.latencies.push(state.latency);
     result.hlsLatency = state.hlsLatency;
+    result.targetLatency = state.targetLatency;
     const reached = until === "played" ? result.mediaSecondsPlayed || 0 : state.currentTime;
     if (state.fatalErrors.length > 0 || reached >= Number(playSeconds)) break;
     await new Promise((resolve) => setTimeout(resolve, 500));

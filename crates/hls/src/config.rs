@@ -28,7 +28,7 @@ impl Default for HlsConfig {
     fn default() -> Self {
         HlsConfig {
             segment_target: 2.0,
-            part_target: 0.33,
+            part_target: 0.2,
             window: 7,
             max_bytes: 64 << 20,
             idle_grace: 30.0,

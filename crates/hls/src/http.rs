@@ -25,6 +25,8 @@ use crate::segmenter::Segmenter;
 const HLS_JS: &[u8] = include_bytes!("../assets/hls.min.js");
 const HLS_JS_LICENSE: &[u8] = include_bytes!("../assets/hls.js.LICENSE");
 const PLAYER_PAGE: &str = include_str!("../assets/player.html");
+/// The pages' shared hls.js set-up (config and live catch-up).
+const LIVE_JS: &[u8] = include_bytes!("../assets/live.js");
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 /// Segments and parts never change once listed; URIs are never reused (sequence
@@ -127,6 +129,7 @@ enum File {
     Part(u64, usize),
     HlsJs,
     HlsJsLicense,
+    LiveJs,
 }
 
 fn parse_file(file: &str) -> Option<File> {
@@ -135,6 +138,7 @@ fn parse_file(file: &str) -> Option<File> {
         MEDIA_PLAYLIST => File::Media,
         "hls.min.js" => File::HlsJs,
         "hls.js.LICENSE" => File::HlsJsLicense,
+        "live.js" => File::LiveJs,
         _ => {
             if let Some(v) = file
                 .strip_prefix("init_")
@@ -166,12 +170,12 @@ async fn file(
         return Reply::error(StatusCode::NOT_FOUND, "no such file");
     };
     match file {
-        File::HlsJs => {
+        File::HlsJs | File::LiveJs => {
             return Reply::new(
                 StatusCode::OK,
                 "text/javascript",
                 "public, max-age=86400",
-                HLS_JS,
+                if file == File::HlsJs { HLS_JS } else { LIVE_JS },
             )
         }
         File::HlsJsLicense => {
@@ -243,7 +247,7 @@ async fn file(
                 Some(Reply::media("video/iso.segment", vec![part.data.clone()]))
             })
         }
-        File::HlsJs | File::HlsJsLicense => unreachable!("answered above"),
+        File::HlsJs | File::HlsJsLicense | File::LiveJs => unreachable!("answered above"),
     }
 }
 

@@ -32,9 +32,19 @@ pub fn target_duration(segmenter: &Segmenter) -> u64 {
         .max(1.0) as u64
 }
 
-/// PART-HOLD-BACK: three part targets, the minimum RFC 8216bis allows.
+/// `PART-TARGET`: parts are cut at the configured target, judged by the frame
+/// interval so far; a tenth more leaves room for a source whose timestamps
+/// jitter, whose last frame in a part can end a little late (RFC 8216bis: no
+/// part may be longer than PART-TARGET). Frame rates that divide the target
+/// exactly (25 fps into 0.2 s) would otherwise have no room at all.
+pub fn part_target(segmenter: &Segmenter) -> f64 {
+    1.1 * segmenter.config().part_target.as_secs_f64()
+}
+
+/// PART-HOLD-BACK: three part targets, the least RFC 8216bis recommends (it
+/// requires two). hls.js in low-latency mode aims at this far behind live.
 pub fn part_hold_back(segmenter: &Segmenter) -> f64 {
-    3.0 * segmenter.config().part_target.as_secs_f64()
+    3.0 * part_target(segmenter)
 }
 
 /// ISO 8601 UTC with milliseconds, e.g. `2026-11-26T07:44:18.123Z`.
@@ -92,7 +102,7 @@ pub fn media_playlist(segmenter: &Segmenter) -> String {
     let _ = writeln!(
         out,
         "#EXT-X-PART-INF:PART-TARGET={:.5}",
-        segmenter.config().part_target.as_secs_f64()
+        part_target(segmenter)
     );
     let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", first.map_or(0, |s| s.msn));
     let _ = writeln!(
@@ -212,10 +222,10 @@ mod tests {
             .filter(|s| s.unknown_tags.iter().any(|t| t.tag == "X-PART"))
             .count();
         assert_eq!(with_parts, 2, "{text}");
-        assert!(text.contains("CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.990"));
+        assert!(text.contains("CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.660"));
         assert!(
             text.trim_end()
-                .ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part_8_3.m4s\""),
+                .ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part_8_4.m4s\""),
             "{text}"
         );
     }

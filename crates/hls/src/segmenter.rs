@@ -56,7 +56,7 @@ impl Default for SegmenterConfig {
     fn default() -> Self {
         SegmenterConfig {
             segment_target: Duration::from_secs(2),
-            part_target: Duration::from_millis(330),
+            part_target: Duration::from_millis(200),
             window: 7,
             max_bytes: 64 * 1024 * 1024,
             first_msn: 0,
@@ -748,7 +748,7 @@ pub(crate) mod tests {
             );
             assert!(segment.parts[0].independent);
             assert!(
-                segment.parts.iter().all(|p| p.duration <= 0.33 + 1e-9),
+                segment.parts.iter().all(|p| p.duration <= 0.2 + 1e-9),
                 "{:?}",
                 segment.parts
             );
@@ -827,9 +827,9 @@ pub(crate) mod tests {
         assert_eq!(moof.traf.len(), 2);
         assert_eq!(
             moof.traf[0].tfdt.as_ref().unwrap().base_media_decode_time,
-            27_000
+            18_000
         );
-        // Audio continues exactly where part 0's audio ended, at most 0.3 s (14400 ticks) in.
+        // Audio continues exactly where part 0's audio ended, at most 0.2 s (9600 ticks) in.
         let mut first = std::io::Cursor::new(segmenter.segments()[0].parts[0].data.as_ref());
         let mp4_atom::Any::Moof(first) =
             <mp4_atom::Any as mp4_atom::Decode>::decode(&mut first).unwrap()
@@ -843,7 +843,7 @@ pub(crate) mod tests {
             .sum();
         let audio_start = moof.traf[1].tfdt.as_ref().unwrap().base_media_decode_time;
         assert_eq!(audio_start, audio_end);
-        assert!(audio_start > 0 && audio_start <= 14_400, "{audio_start}");
+        assert!(audio_start > 0 && audio_start <= 9_600, "{audio_start}");
     }
 
     #[test]

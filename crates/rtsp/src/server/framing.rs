@@ -467,7 +467,9 @@ mod tests {
     #[test]
     fn a_tls_hello_on_the_plain_port_is_refused_at_once() {
         let mut reader = RequestReader::new();
-        reader.push(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01], now()).unwrap();
+        reader
+            .push(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01], now())
+            .unwrap();
         assert_eq!(reader.next_message().unwrap_err(), FramingError::Malformed);
     }
 
