@@ -9,8 +9,9 @@
 //!
 //! Units are segments, not packets. Playlists are polled every half target
 //! duration (plain HLS polling: LL-HLS parts and blocking reloads are not used,
-//! so both kinds of server are read the same way). No end-to-end latency: the
-//! playlists carry no common wall-clock reference.
+//! so both kinds of server are read the same way); [`crate::ll_hls`] reads parts
+//! instead. No end-to-end latency: the playlists carry no common wall-clock
+//! reference.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -28,7 +29,9 @@ const MAX_BODY: usize = 32 * 1024 * 1024;
 
 /// What one HLS reader has seen so far.
 #[derive(Default)]
-struct HlsCheck {
+pub(crate) struct HlsCheck {
+    /// The latency samples a reader takes, if any (LL-HLS: blocking reloads).
+    pub latency_ms: Vec<f64>,
     video_track: Option<u32>,
     last_sequence: Option<u64>,
     decode_times: HashMap<u32, u64>,
@@ -41,10 +44,27 @@ struct HlsCheck {
 }
 
 impl HlsCheck {
-    fn on_segment(&mut self, sequence: u64, body: &[u8], now: Instant) {
+    /// The init segment: which track is video.
+    pub(crate) fn on_init(&mut self, init: &[u8]) {
+        self.video_track = fmp4::video_track(init);
+        self.bytes += init.len() as u64;
+    }
+
+    /// A media segment (or LL-HLS part) numbered `sequence`: a gap is loss.
+    /// Counted in `live` too.
+    pub(crate) fn on_media(
+        &mut self,
+        sequence: u64,
+        body: &[u8],
+        now: Instant,
+        live: &LiveCounters,
+    ) {
         if let Some(last) = self.last_sequence {
-            self.lost += sequence.saturating_sub(last + 1);
+            let lost = sequence.saturating_sub(last + 1);
+            self.lost += lost;
+            live.lost.fetch_add(lost, Ordering::Relaxed);
         }
+        live.packets.fetch_add(1, Ordering::Relaxed);
         self.last_sequence = Some(sequence);
         self.segments += 1;
         self.bytes += body.len() as u64;
@@ -65,7 +85,7 @@ impl HlsCheck {
     }
 }
 
-async fn get(client: &reqwest::Client, url: &url::Url) -> Result<Bytes, String> {
+pub(crate) async fn get(client: &reqwest::Client, url: &url::Url) -> Result<Bytes, String> {
     let response = client
         .get(url.clone())
         .send()
@@ -90,22 +110,31 @@ async fn get(client: &reqwest::Client, url: &url::Url) -> Result<Bytes, String> 
     Ok(body)
 }
 
-/// Reads `url` until `deadline` and reports.
+/// Reads `url` until `deadline` and reports: whole segments, or LL-HLS parts.
 pub async fn read(
     index: usize,
     url: url::Url,
+    parts: bool,
     deadline: Instant,
     live: Arc<LiveCounters>,
 ) -> ReaderReport {
     let started = Instant::now();
     let mut check = HlsCheck::default();
     let mut playing_since = None;
-    let result = tokio::time::timeout_at(
-        deadline,
-        poll(url.clone(), &mut check, &mut playing_since, &live),
-    )
-    .await;
-    let error = match result {
+    let reading = async {
+        let client = reqwest::Client::new();
+        let (url, playlist) = open(&client, url.clone()).await?;
+        let init = fetch_init(&client, &url, &playlist).await?;
+        check.on_init(&init);
+        playing_since = Some(Instant::now());
+        live.playing.fetch_add(1, Ordering::Relaxed);
+        if parts {
+            crate::ll_hls::follow(&client, &url, playlist, &mut check, &live).await
+        } else {
+            poll(&client, &url, playlist, &mut check, &live).await
+        }
+    };
+    let error = match tokio::time::timeout_at(deadline, reading).await {
         Ok(Err(e)) => Some(e),
         Ok(Ok(())) | Err(_) => None,
     };
@@ -133,31 +162,24 @@ pub async fn read(
         } else {
             0.0
         },
-        latency_ms: Vec::new(),
+        latency_ms: check.latency_ms,
     }
 }
 
-async fn poll(
-    mut url: url::Url,
-    check: &mut HlsCheck,
-    playing_since: &mut Option<Instant>,
-    live: &LiveCounters,
-) -> Result<(), String> {
-    let client = reqwest::Client::new();
-    let mut init_fetched = false;
+/// The media playlist `url` leads to (following a multivariant playlist to its
+/// first variant) and its first text. A server may answer 503 while it starts
+/// the stream's muxer on demand: retried as a player would, until the deadline.
+async fn open(client: &reqwest::Client, mut url: url::Url) -> Result<(url::Url, Bytes), String> {
     loop {
-        let body = match get(&client, &url).await {
+        let body = match get(client, &url).await {
             Ok(body) => body,
-            // A server may answer 503 while it starts the stream's muxer on
-            // demand: retry as a player would, until the deadline.
-            Err(e) if !init_fetched => {
+            Err(e) => {
                 tracing::debug!(error = %e, "playlist not ready yet");
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
-            Err(e) => return Err(e),
         };
-        let playlist = match m3u8_rs::parse_playlist_res(&body) {
+        match m3u8_rs::parse_playlist_res(&body) {
             Ok(m3u8_rs::Playlist::MasterPlaylist(master)) => {
                 let variant = master
                     .variants
@@ -166,22 +188,44 @@ async fn poll(
                 url = url
                     .join(&variant.uri)
                     .map_err(|e| format!("variant URI: {e}"))?;
-                continue;
             }
-            Ok(m3u8_rs::Playlist::MediaPlaylist(media)) => media,
+            Ok(m3u8_rs::Playlist::MediaPlaylist(_)) => return Ok((url, body)),
             Err(_) => return Err(format!("{}: not a playlist", url.path())),
-        };
-        if !init_fetched {
-            if let Some(map) = playlist.segments.iter().find_map(|s| s.map.as_ref()) {
-                let init_url = url.join(&map.uri).map_err(|e| format!("init URI: {e}"))?;
-                let init = get(&client, &init_url).await?;
-                check.video_track = fmp4::video_track(&init);
-                check.bytes += init.len() as u64;
-            }
-            init_fetched = true;
-            *playing_since = Some(Instant::now());
-            live.playing.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// The init segment the media playlist's `EXT-X-MAP` names (empty without one).
+async fn fetch_init(
+    client: &reqwest::Client,
+    url: &url::Url,
+    playlist: &[u8],
+) -> Result<Bytes, String> {
+    let Ok(m3u8_rs::Playlist::MediaPlaylist(media)) = m3u8_rs::parse_playlist_res(playlist) else {
+        return Err(format!("{}: not a media playlist", url.path()));
+    };
+    match media.segments.iter().find_map(|s| s.map.as_ref()) {
+        Some(map) => {
+            let init_url = url.join(&map.uri).map_err(|e| format!("init URI: {e}"))?;
+            get(client, &init_url).await
+        }
+        None => Ok(Bytes::new()),
+    }
+}
+
+/// Whole segments from the live edge on, polling every half target duration.
+async fn poll(
+    client: &reqwest::Client,
+    url: &url::Url,
+    mut body: Bytes,
+    check: &mut HlsCheck,
+    live: &LiveCounters,
+) -> Result<(), String> {
+    loop {
+        let playlist = match m3u8_rs::parse_playlist_res(&body) {
+            Ok(m3u8_rs::Playlist::MediaPlaylist(media)) => media,
+            _ => return Err(format!("{}: not a media playlist", url.path())),
+        };
         let first = playlist.media_sequence;
         // Start at the live edge: the newest segment, like a low-latency player.
         let next = check.last_sequence.map_or(
@@ -196,17 +240,14 @@ async fn poll(
             let segment_url = url
                 .join(&segment.uri)
                 .map_err(|e| format!("segment URI: {e}"))?;
-            let body = get(&client, &segment_url).await?;
-            let lost_before = check.lost;
-            check.on_segment(sequence, &body, Instant::now());
-            live.packets.fetch_add(1, Ordering::Relaxed);
-            live.lost
-                .fetch_add(check.lost - lost_before, Ordering::Relaxed);
+            let media = get(client, &segment_url).await?;
+            check.on_media(sequence, &media, Instant::now(), live);
         }
         if playlist.end_list {
             return Err("the playlist ended (EXT-X-ENDLIST)".to_owned());
         }
         let target = Duration::from_secs_f64(playlist.target_duration.max(1) as f64 / 2.0);
         tokio::time::sleep(target).await;
+        body = get(client, url).await?;
     }
 }

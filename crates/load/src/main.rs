@@ -13,6 +13,7 @@ mod checks;
 mod floor;
 mod fmp4;
 mod hls_reader;
+mod ll_hls;
 mod reader;
 mod summary;
 mod verbatim;
@@ -72,6 +73,11 @@ struct ReadArgs {
     /// Spread the readers' connects over this many seconds.
     #[arg(long, default_value_t = 1.0)]
     ramp: f64,
+    /// HLS readers follow LL-HLS parts with blocking playlist reloads, as hls.js
+    /// does in low-latency mode, instead of polling for whole segments; each
+    /// reload's answer is timed against its part's PROGRAM-DATE-TIME.
+    #[arg(long)]
+    parts: bool,
     /// Largest acceptable packet loss, as a fraction (0.01 = 1%).
     #[arg(long, default_value_t = 0.0)]
     max_loss: f64,
@@ -153,12 +159,12 @@ async fn read(args: &ReadArgs) -> ReadSummary {
     let readers: Vec<_> = (0..args.readers as usize)
         .map(|index| {
             let url = args.urls[index % args.urls.len()].clone();
-            let (live, transport) = (Arc::clone(&live), args.transport);
+            let (live, transport, parts) = (Arc::clone(&live), args.transport, args.parts);
             let start_at = started + ramp.mul_f64(index as f64 / f64::from(args.readers));
             tokio::spawn(async move {
                 tokio::time::sleep_until(start_at).await;
                 match url.scheme() {
-                    "http" | "https" => hls_reader::read(index, url, deadline, live).await,
+                    "http" | "https" => hls_reader::read(index, url, parts, deadline, live).await,
                     _ => reader::read(index, url, transport, deadline, live).await,
                 }
             })

@@ -69,6 +69,8 @@ pub struct ReadSummary {
     pub readers_without_video: usize,
     pub first_keyframe_ms: Percentiles,
     pub play_ms: Percentiles,
+    /// RTSP: a frame's arrival after its capture time by the sender reports;
+    /// LL-HLS parts: a blocking reload's answer after its part was ready.
     pub latency_ms: Percentiles,
     pub bitrate_kbps: Percentiles,
     /// Why the run fails (empty: it passed).
@@ -178,7 +180,7 @@ impl ReadSummary {
         );
         out += &p("time to PLAY", "ms", &self.play_ms);
         out += &p("first keyframe", "ms", &self.first_keyframe_ms);
-        out += &p("latency (SR)", "ms", &self.latency_ms);
+        out += &p("latency", "ms", &self.latency_ms);
         out += &p("bitrate/reader", "kbit/s", &self.bitrate_kbps);
         out += &verdict(&self.failures);
         out
