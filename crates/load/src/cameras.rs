@@ -3,7 +3,7 @@
 //! `/cam0` .. `/cam{N-1}`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,9 @@ pub struct CamerasArgs {
     /// The SDP describing the capture's tracks.
     #[arg(long, requires = "pcap")]
     pub sdp: Option<PathBuf>,
+    /// Serve only the capture's video (no audio track in the SDP, no audio packets).
+    #[arg(long)]
+    pub video_only: bool,
     /// Send the capture's RTP headers as recorded (gaps and timestamp resets
     /// included) instead of through the gateway's ingest, which repairs them.
     #[arg(long)]
@@ -53,11 +56,32 @@ pub struct CamerasSummary {
     pub reader_drops: u64,
 }
 
+/// The capture `--pcap`/`--sdp` name (the bundled one without), its video only
+/// with `video_only`.
+pub fn load_capture(
+    pcap: Option<&Path>,
+    sdp: Option<&Path>,
+    video_only: bool,
+) -> Result<Capture, streamgate_replay::ReplayError> {
+    let (capture, name) = match (pcap, sdp) {
+        (Some(pcap), Some(sdp)) => (Capture::load(pcap, sdp)?, pcap.display().to_string()),
+        _ => (
+            streamgate_replay::demo_capture()?,
+            "the bundled capture".to_owned(),
+        ),
+    };
+    match video_only {
+        true => capture.video_only(&name),
+        false => Ok(capture),
+    }
+}
+
 pub async fn run(args: CamerasArgs) -> Result<CamerasSummary, Box<dyn std::error::Error>> {
-    let capture = Arc::new(match (&args.pcap, &args.sdp) {
-        (Some(pcap), Some(sdp)) => Capture::load(pcap, sdp)?,
-        _ => streamgate_replay::demo_capture()?,
-    });
+    let capture = Arc::new(load_capture(
+        args.pcap.as_deref(),
+        args.sdp.as_deref(),
+        args.video_only,
+    )?);
     let hubs: Arc<Vec<Hub>> = Arc::new(
         (0..args.count)
             .map(|i| Hub::new(format!("cam{i}"), HubConfig::default()))

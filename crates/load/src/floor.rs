@@ -18,8 +18,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use streamgate_pipeline::{Hub, HubConfig};
-use streamgate_replay::Capture;
-use streamgate_rtp::{MediaKind, TrackId, TrackInfo};
+use streamgate_rtp::{TrackId, TrackInfo};
 use streamgate_rtsp::server::describe::{session_description, track_from_control};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -63,20 +62,18 @@ struct Reader {
 type Readers = Arc<Mutex<Vec<Reader>>>;
 
 pub async fn run(args: FloorArgs) -> Result<FloorSummary, Box<dyn std::error::Error>> {
-    let capture = Arc::new(match (&args.pcap, &args.sdp) {
-        (Some(pcap), Some(sdp)) => Capture::load(pcap, sdp)?,
-        _ => streamgate_replay::demo_capture()?,
-    });
+    let capture = Arc::new(crate::cameras::load_capture(
+        args.pcap.as_deref(),
+        args.sdp.as_deref(),
+        args.video_only,
+    )?);
     let hub = Hub::new("floor", HubConfig::default());
     tokio::spawn(streamgate_replay::run(capture, hub.clone(), 1.0, true));
     let tracks: Vec<TrackInfo> = hub
         .wait_ready(Duration::from_secs(10))
         .await
         .ok_or("the capture gave no tracks")?
-        .iter()
-        .filter(|t| !args.video_only || t.kind() == MediaKind::Video)
-        .cloned()
-        .collect();
+        .to_vec();
     let listener = TcpListener::bind(args.listen).await?;
     let url = format!("rtsp://{}/floor", listener.local_addr()?);
     eprintln!("floor server at {url}");

@@ -33,7 +33,7 @@ use streamgate_rtp::rtcp::{self, RtcpPacket, SenderReport};
 use streamgate_rtp::sdp::{self, SdpTrack};
 use streamgate_rtp::RtpPacket;
 use streamgate_rtp::MAX_JUMP;
-use streamgate_rtp::{PayloadType, Ssrc, TrackId};
+use streamgate_rtp::{MediaKind, PayloadType, Ssrc, TrackId};
 
 /// Largest capture file loaded (it is held in memory while the stream lives).
 pub const MAX_CAPTURE_BYTES: u64 = 256 * 1024 * 1024;
@@ -123,6 +123,44 @@ pub struct Capture {
 }
 
 impl Capture {
+    /// The capture with only its video tracks (numbered from 0 again), for
+    /// measuring what video alone costs: audio packets change how a server's
+    /// writes batch. Err when it has no video.
+    pub fn video_only(self, source_name: &str) -> Result<Capture, ReplayError> {
+        let kept: Vec<TrackId> = self
+            .tracks
+            .iter()
+            .filter(|t| t.info.kind() == MediaKind::Video)
+            .map(|t| t.info.id)
+            .collect();
+        if kept.is_empty() {
+            return Err(ReplayError::NoTracks {
+                source_name: source_name.to_owned(),
+            });
+        }
+        let renumber = |id: TrackId| kept.iter().position(|k| *k == id).map(TrackId::new);
+        Ok(Capture {
+            tracks: self
+                .tracks
+                .into_iter()
+                .filter_map(|mut track| {
+                    track.info.id = renumber(track.info.id)?;
+                    Some(track)
+                })
+                .collect(),
+            packets: self
+                .packets
+                .into_iter()
+                .filter_map(|(at, id, packet)| Some((at, renumber(id)?, packet)))
+                .collect(),
+            sender_reports: self
+                .sender_reports
+                .into_iter()
+                .filter_map(|(at, id, report)| Some((at, renumber(id)?, report)))
+                .collect(),
+        })
+    }
+
     /// Loads a pcap or pcapng file of RTP over UDP, described by an SDP file.
     pub fn load(pcap: &Path, sdp: &Path) -> Result<Capture, ReplayError> {
         let sdp_text = read_capped(sdp, MAX_SDP_FILE_BYTES)?;
@@ -714,8 +752,8 @@ mod tests {
 
     use super::*;
     use streamgate_pipeline::HubConfig;
+    use streamgate_rtp::Codec;
     use streamgate_rtp::SeqNo;
-    use streamgate_rtp::{Codec, MediaKind};
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -729,6 +767,27 @@ mod tests {
             &fixture(&format!("{name}.sdp")),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn video_only_keeps_the_video_track_and_its_packets() {
+        let capture = load("ffmpeg_h264_aac");
+        let video_packets = capture.packet_count(TrackId::new(0));
+        let video = capture.video_only("ffmpeg_h264_aac").unwrap();
+        assert_eq!(video.tracks.len(), 1);
+        assert_eq!(video.tracks[0].info.codec, Codec::H264);
+        assert_eq!(video.tracks[0].info.id, TrackId::new(0));
+        assert_eq!(video.packets.len(), video_packets);
+        assert!(video.sender_reports.iter().all(|(_, id, _)| id.get() == 0));
+        let audio_only = load("ffmpeg_h264_aac");
+        let audio = Capture {
+            tracks: audio_only.tracks[1..].to_vec(),
+            ..audio_only
+        };
+        assert!(matches!(
+            audio.video_only("audio"),
+            Err(ReplayError::NoTracks { .. })
+        ));
     }
 
     /// Packet counts per track, as listed in each fixture's .txt summary.
