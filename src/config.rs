@@ -926,7 +926,7 @@ mod tests {
             (
                 "rtsp keys on demo",
                 "[streams.a]\nsource = \"demo\"\nalways_on = true\n",
-                "gw.toml:3:13: stream a: `transport`, `always_on`, `idle_grace`, `tls_verify`, `tls_fingerprint` and `tls_ca` are only used by rtsp:// sources",
+                "gw.toml:3:13: stream a: `transport`, `always_on`, `idle_grace`, `tls_verify`, `tls_fingerprint` and `tls_ca` are only used by rtsp(s):// sources",
             ),
             (
                 "bad rtsp transport",
@@ -965,8 +965,8 @@ mod tests {
             &Location::Path("/abs/cam.pcapng".into())
         );
         assert_eq!(format!("{:?}", get("file2").options), "[\"sdp\"]");
-        assert_eq!(get("cam").source.label(), "rtsp://");
-        assert_eq!(get("ring").source.label(), "whep://");
+        assert_eq!(get("cam").source.label(), "rtsp(s)://");
+        assert_eq!(get("ring").source.label(), "whep(s)://");
     }
 
     #[test]

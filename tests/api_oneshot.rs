@@ -217,7 +217,7 @@ async fn bad_stream_tables_are_rejected_like_the_config_file() {
     let (app, _streams) = gateway("");
     let cases: &[(&str, &str, &str, StatusCode, &str)] = &[
         ("cam", "application/toml", "sorce = \"demo\"\n", StatusCode::BAD_REQUEST, "line 1, column 1: unknown field `sorce`"),
-        ("cam", "application/toml", "source = \"demo\"\ntransport = \"udp\"\n", StatusCode::BAD_REQUEST, "line 2, column 13: stream cam: `transport`, `always_on`, `idle_grace`, `tls_verify`, `tls_fingerprint` and `tls_ca` are only used by rtsp:// sources"),
+        ("cam", "application/toml", "source = \"demo\"\ntransport = \"udp\"\n", StatusCode::BAD_REQUEST, "line 2, column 13: stream cam: `transport`, `always_on`, `idle_grace`, `tls_verify`, `tls_fingerprint` and `tls_ca` are only used by rtsp(s):// sources"),
         ("cam", "application/toml", "source = \"pcap:missing.pcap\"\n", StatusCode::BAD_REQUEST, "stream cam: "),
         ("cam", "application/toml", "[rtsp]\nlisten = \"0.0.0.0:1\"\n", StatusCode::BAD_REQUEST, "unexpected table `rtsp`"),
         ("cam", "application/json", "{\"source\": 5}", StatusCode::BAD_REQUEST, "line 1, column 10: invalid type: integer `5`"),

@@ -32,7 +32,7 @@ fn whep_options_are_checked_and_the_token_stays_secret() {
         (
             "token_on_demo.toml",
             format!("[streams.cam]\nsource = \"demo\"\nbearer_token = \"{token}\"\n"),
-            "token_on_demo.toml:3:16: stream cam: `bearer_token`, `max_session`, `webrtc_bind` and `trickle` are only used by whep:// sources",
+            "token_on_demo.toml:3:16: stream cam: `bearer_token`, `max_session`, `webrtc_bind` and `trickle` are only used by whep(s):// sources",
         ),
         (
             "bad_duration.toml",

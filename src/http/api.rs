@@ -520,7 +520,7 @@ mod tests {
         let toml = json_to_toml(br#"{"source": "rtsp://u:p@cam/s", "transport": "udp"}"#).unwrap();
         let name = StreamName::try_from("cam".to_owned()).unwrap();
         let config = parse_stream_table(&name, &toml).unwrap();
-        assert_eq!(config.source.label(), "rtsp://");
+        assert_eq!(config.source.label(), "rtsp(s)://");
         assert_eq!(format!("{:?}", config.options), "[\"transport\"]");
         assert!(json_to_toml(b"[1]").is_err());
         assert!(json_to_toml(b"{").is_err());

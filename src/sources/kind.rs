@@ -58,7 +58,15 @@ impl Form {
         match self {
             Form::Word(word) => (*word).to_owned(),
             Form::Path { prefix, .. } => (*prefix).to_owned(),
-            Form::Url(schemes) => format!("{}://", schemes[0]),
+            // `rtsp(s)://`: the kind takes both, and its keys apply to both.
+            Form::Url([plain, secure]) if *secure == format!("{plain}s") => {
+                format!("{plain}(s)://")
+            }
+            Form::Url(schemes) => schemes
+                .iter()
+                .map(|scheme| format!("{scheme}://"))
+                .collect::<Vec<_>>()
+                .join(" or "),
         }
     }
 }

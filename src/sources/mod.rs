@@ -212,8 +212,8 @@ mod tests {
     fn each_form_finds_its_kind() {
         assert_eq!(source("demo").label(), "demo");
         assert_eq!(source("pcap:a/b.pcap").to_string(), "pcap:a/b.pcap");
-        assert_eq!(source("rtsps://cam/x").label(), "rtsp://");
-        assert_eq!(source("WHEPS://h/w").label(), "whep://");
+        assert_eq!(source("rtsps://cam/x").label(), "rtsp(s)://");
+        assert_eq!(source("WHEPS://h/w").label(), "whep(s)://");
         let error = Source::try_from("cam".to_owned()).unwrap_err();
         assert!(
             error.ends_with(r#"expected "demo", "pcap:PATH", "rtsp://…", "rtsps://…", "whep://…", "wheps://…", "ring:PATH" or "publish""#),
@@ -233,14 +233,14 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             error.message,
-            "`bearer_token`, `max_session`, `webrtc_bind` and `trickle` are only used by whep:// sources"
+            "`bearer_token`, `max_session`, `webrtc_bind` and `trickle` are only used by whep(s):// sources"
         );
         let error = source("pcap:x")
             .check(&options("max_session = \"30s\""))
             .unwrap_err();
         assert_eq!(
             error.message,
-            "`max_session` is only used by whep:// and ring: sources"
+            "`max_session` is only used by whep(s):// and ring: sources"
         );
         assert!(source("ring:ava1.ring.device.x")
             .check(&options("max_session = \"30s\""))
