@@ -9,6 +9,7 @@
 //! `streamgate-hls`'s.
 
 mod api;
+mod cluster;
 mod dashboard;
 mod error_body;
 mod events;
@@ -86,6 +87,7 @@ pub fn app(state: AppState, hls: streamgate_hls::HlsConfig, limits: &HttpConfig)
         .timeout(limits.request_timeout);
     let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(api::router(&state))
+        .merge(cluster::router(&state))
         .routes(routes!(healthz))
         .merge(metrics::router(&state))
         .merge(dashboard::router())
@@ -107,10 +109,15 @@ pub fn app(state: AppState, hls: streamgate_hls::HlsConfig, limits: &HttpConfig)
         .layer(Extension(api::Document(document.into())))
         .with_state(state.clone())
         .merge(
-            streamgate_hls::router(lookup, hls).layer(middleware::from_fn_with_state(
-                state.hls_viewers.clone(),
-                hls_viewers::track,
-            )),
+            streamgate_hls::router(lookup, hls)
+                .layer(middleware::from_fn_with_state(
+                    state.hls_viewers.clone(),
+                    hls_viewers::track,
+                ))
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    cluster::redirect_hls,
+                )),
         )
         .layer(
             ServiceBuilder::new()

@@ -1,0 +1,162 @@
+//! The cluster as HTTP shows it: `GET /api/cluster` (members and owners, as
+//! this node last read them from etcd), the owner of each stream in
+//! `/api/streams`, and the 307 that sends an HLS reader of a stream owned by
+//! another node there. The routes and view types are the same in every build;
+//! without the `cluster` feature or `[cluster]`, there is no cluster to show.
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::api::require_token;
+use super::error_body::ErrorBody;
+use super::state::AppState;
+
+/// `GET /api/cluster`.
+#[derive(Serialize, ToSchema)]
+pub struct ClusterView {
+    /// This node's name.
+    pub node: String,
+    pub members: Vec<MemberView>,
+}
+
+/// A live node.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Member)]
+pub struct MemberView {
+    pub node: String,
+    /// Where RTSP readers of its streams are sent.
+    pub advertise_rtsp: String,
+    /// Where HLS readers of its streams are sent.
+    pub advertise_http: String,
+    /// The streams it owns (runs the source of).
+    pub streams: Vec<String>,
+}
+
+/// A stream of the cluster whose source runs on another node.
+#[derive(Serialize, ToSchema)]
+#[schema(as = RemoteStream)]
+pub struct RemoteStreamView {
+    pub name: String,
+    pub owner: String,
+}
+
+pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(cluster))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+}
+
+/// The members of the cluster and the streams each owns.
+#[utoipa::path(get, path = "/api/cluster", tag = "api",
+    responses((status = OK, description = "Members", body = ClusterView),
+              (status = NOT_FOUND, description = "This node is not in a cluster", body = ErrorBody),
+              (status = UNAUTHORIZED, description = "Missing or wrong bearer token", body = ErrorBody)))]
+async fn cluster(State(state): State<AppState>) -> Response {
+    match view(&state) {
+        Some(view) => Json(view).into_response(),
+        None => {
+            let error = "this node is not in a cluster ([cluster], feature `cluster`)".to_owned();
+            (StatusCode::NOT_FOUND, Json(ErrorBody { error })).into_response()
+        }
+    }
+}
+
+#[cfg(feature = "cluster")]
+fn view(state: &AppState) -> Option<ClusterView> {
+    let cluster = state.cluster.as_ref()?;
+    let view = cluster.view();
+    let members = view
+        .members
+        .values()
+        .map(|member| MemberView {
+            node: member.node.clone(),
+            advertise_rtsp: member.rtsp.clone(),
+            advertise_http: member.http.clone(),
+            streams: view
+                .owners
+                .iter()
+                .filter(|(_, owner)| owner.node == member.node)
+                .map(|(stream, _)| stream.clone())
+                .collect(),
+        })
+        .collect();
+    Some(ClusterView {
+        node: cluster.node().to_owned(),
+        members,
+    })
+}
+
+#[cfg(not(feature = "cluster"))]
+fn view(_: &AppState) -> Option<ClusterView> {
+    None
+}
+
+/// The node running the streams of this registry: this one, in a cluster.
+pub fn this_node(state: &AppState) -> Option<String> {
+    #[cfg(feature = "cluster")]
+    return state.cluster.as_ref().map(|c| c.node().to_owned());
+    #[cfg(not(feature = "cluster"))]
+    {
+        let _ = state;
+        None
+    }
+}
+
+/// The cluster's streams that run on other nodes.
+pub fn remote_streams(state: &AppState) -> Vec<RemoteStreamView> {
+    #[cfg(feature = "cluster")]
+    if let Some(cluster) = &state.cluster {
+        let local = state.streams.read();
+        return cluster
+            .view()
+            .owners
+            .into_iter()
+            .filter(|(name, owner)| owner.node != cluster.node() && local.get(name).is_none())
+            .map(|(name, owner)| RemoteStreamView {
+                name,
+                owner: owner.node,
+            })
+            .collect();
+    }
+    let _ = state;
+    Vec::new()
+}
+
+/// Sends a reader of `/hls/NAME/...` to the node that owns NAME when it is
+/// not running here (307: the same method and path there).
+pub async fn redirect_hls(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    #[cfg(feature = "cluster")]
+    if let Some(location) = hls_location(&state, &request) {
+        return (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(axum::http::header::LOCATION, location)],
+        )
+            .into_response();
+    }
+    let _ = &state;
+    next.run(request).await
+}
+
+#[cfg(feature = "cluster")]
+fn hls_location(state: &AppState, request: &Request) -> Option<String> {
+    let cluster = state.cluster.as_ref()?;
+    let name = request
+        .uri()
+        .path()
+        .strip_prefix("/hls/")?
+        .split('/')
+        .next()?;
+    if state.streams.read().get(name).is_some() {
+        return None;
+    }
+    let owner = cluster.elsewhere(name)?;
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    Some(format!("{}{path}", owner.http))
+}
