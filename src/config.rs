@@ -554,7 +554,7 @@ impl ClusterConfig {
         ] {
             if url.scheme() != scheme
                 || url.host_str().is_none_or(str::is_empty)
-                || url.path().trim_matches('/') != ""
+                || !url.path().trim_matches('/').is_empty()
             {
                 return Err(format!(
                     "`{key}` is `{scheme}://host:port` (no path), not {url}"

@@ -142,6 +142,7 @@ impl Gateway {
 
     /// Like [`Gateway::start`] on the given ports (a cluster member's config
     /// advertises its own).
+    #[cfg(feature = "cluster")]
     pub fn start_on(rtsp_port: u16, http_port: u16, rest: &str) -> Gateway {
         Gateway::launch_on((rtsp_port, http_port), "", rest, &[])
     }
