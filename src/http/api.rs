@@ -173,7 +173,7 @@ pub struct StreamList {
     /// In a cluster: the streams whose sources run on other nodes (readers
     /// that reach this node are redirected there).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub elsewhere: Vec<super::cluster::RemoteStreamView>,
+    pub elsewhere: Vec<super::placement::RemoteStreamView>,
 }
 
 #[derive(Serialize, Debug, ToSchema)]
@@ -269,7 +269,7 @@ fn view(state: &AppState, name: &str, stream: &Stream) -> StreamView {
                 .collect(),
         },
         hls_viewers,
-        owner: super::cluster::this_node(state),
+        owner: super::placement::this_node(state),
     }
 }
 
@@ -297,7 +297,7 @@ async fn list_streams(State(state): State<AppState>) -> Json<StreamList> {
         .iter()
         .map(|(name, stream)| view(&state, name.as_str(), stream))
         .collect();
-    let elsewhere = super::cluster::remote_streams(&state);
+    let elsewhere = super::placement::remote_streams(&state);
     Json(StreamList { streams, elsewhere })
 }
 

@@ -16,6 +16,7 @@ mod events;
 mod hls_viewers;
 mod limits;
 mod metrics;
+mod placement;
 mod ring;
 mod ring_media;
 mod snapshot;
