@@ -4,7 +4,8 @@
 //! and the streams are spread, that every node gives the same listing, that
 //! ffprobe and ffmpeg read through a node that does not own the stream (RTSP
 //! 302, HLS 307), and that a killed owner's streams are claimed by a survivor
-//! once its lease expires.
+//! once its lease expires, and that while etcd is stopped (SIGSTOP) the
+//! owners stop their sources, since they cannot renew their leases.
 
 use std::collections::BTreeMap;
 use std::net::TcpStream;
@@ -63,6 +64,12 @@ impl Etcd {
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
+    }
+}
+
+impl Etcd {
+    fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
@@ -283,4 +290,43 @@ fn a_killed_owners_streams_are_claimed_by_a_survivor() {
         killed.elapsed()
     );
     assert_ne!(after[&stream], owners[&stream]);
+}
+
+#[test]
+fn owners_stop_their_sources_while_etcd_is_unreachable() {
+    let etcd = Etcd::start();
+    let gateways = start_cluster(&etcd);
+    let all: Vec<&Gateway> = gateways.iter().collect();
+    settled(&all, &["gw-1", "gw-2", "gw-3"]);
+    let stopped = Instant::now();
+    signal(etcd.pid(), "-STOP");
+    // No node can renew its lease: each stops its sources (its registry
+    // empties) before etcd could expire the lease and let another claim.
+    for gateway in &gateways {
+        gateway.wait_for(
+            || {
+                json(gateway, "/api/streams")["streams"]
+                    .as_array()
+                    .is_some_and(Vec::is_empty)
+            },
+            "the sources stopping while etcd is stopped",
+        );
+    }
+    eprintln!(
+        "etcd stopped: every source down after {:?}",
+        stopped.elapsed()
+    );
+    signal(etcd.pid(), "-CONT");
+    let owners = settled(&all, &["gw-1", "gw-2", "gw-3"]);
+    let (stream, node) = owners.iter().next().expect("a stream");
+    let reader = gateways
+        .iter()
+        .find(|g| g.http_port != gateways[node_index(node)].http_port)
+        .expect("a non-owner");
+    let decoded = ffmpeg_decode(&reader.rtsp_url(stream), "tcp", 1, &[], &[]);
+    assert!(
+        decoded_frames(&text(&decoded.stdout)) > 0,
+        "no frames of {stream} once etcd is back: {}",
+        text(&decoded.stderr)
+    );
 }

@@ -137,10 +137,6 @@ impl Session<'_> {
             .map_err(|_| SessionEnd::Timeout(limit))??)
     }
 
-    fn client(&self) -> Client {
-        self.client.clone().expect("connected before any call")
-    }
-
     /// Connects, takes a lease, registers and reads the prefix; then keeps
     /// the lease and follows the watch until something breaks.
     async fn serve(
@@ -284,6 +280,10 @@ impl Session<'_> {
         streams: &BTreeSet<String>,
         runner: &impl Runner,
     ) -> Result<(), SessionEnd> {
+        // Connected: `open` succeeded before anything acts.
+        let Some(mut client) = self.client.clone() else {
+            return Ok(());
+        };
         let node = self.settings.node.clone();
         let plan = self.view.plan(&node, self.lease, streams);
         self.run(plan.run.clone(), runner).await?;
@@ -292,7 +292,7 @@ impl Session<'_> {
             let release = Txn::new()
                 .when([Compare::lease(key.as_str(), CompareOp::Equal, self.lease)])
                 .and_then([TxnOp::delete(key.as_str(), None)]);
-            self.call(self.client().txn(release)).await?;
+            self.call(client.txn(release)).await?;
             tracing::info!(%stream, "released to the member rendezvous hashing gives it");
         }
         let mut claimed = false;
@@ -302,7 +302,7 @@ impl Session<'_> {
             let claim = Txn::new()
                 .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
                 .and_then([TxnOp::put(key.as_str(), node.as_str(), Some(on_lease))]);
-            let answer = self.call(self.client().txn(claim)).await?;
+            let answer = self.call(client.txn(claim)).await?;
             if answer.succeeded() {
                 tracing::info!(%stream, "claimed");
                 let key = Key::Owner(stream.clone());
