@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use streamgate_cluster::{etcd, ClusterSettings, ClusterStatus, Member, Runner, View};
+use streamgate_cluster::{etcd, ClusterSettings, ClusterStatus, Departure, Member, Runner, View};
 
 use crate::config::ClusterConfig;
 use crate::reload::Desired;
@@ -22,13 +22,14 @@ pub struct Cluster(ClusterStatus);
 
 impl Cluster {
     /// Joins the cluster of `config`: from now on the cluster task decides
-    /// which of `desired`'s streams run in `streams`.
+    /// which of `desired`'s streams run in `streams`. The [`Departure`] is
+    /// for shutdown (SIGTERM): it hands this node's streams over at once.
     pub fn start(
         config: &ClusterConfig,
         desired: Desired,
         streams: SharedStreams,
         base: PathBuf,
-    ) -> Cluster {
+    ) -> (Cluster, Departure) {
         let settings = ClusterSettings {
             endpoints: config
                 .etcd
@@ -48,7 +49,8 @@ impl Cluster {
             streams,
             base,
         };
-        Cluster(etcd::start(settings, names, owned))
+        let (status, departure) = etcd::start(settings, names, owned);
+        (Cluster(status), departure)
     }
 
     /// This node's name.

@@ -143,11 +143,17 @@ fn serve(path: &Path) -> Result<(), StartError> {
         } else {
             Desired::new(&config)
         };
+        #[cfg(feature = "cluster")]
+        let (cluster, departure) = config
+            .cluster
+            .as_ref()
+            .map(|settings| {
+                streamgate::cluster::Cluster::start(settings, desired.clone(), streams.clone(), base.clone())
+            })
+            .unzip();
         let placement = Placement {
             #[cfg(feature = "cluster")]
-            cluster: config.cluster.as_ref().map(|settings| {
-                streamgate::cluster::Cluster::start(settings, desired.clone(), streams.clone(), base.clone())
-            }),
+            cluster,
         };
         let discovery = ring.zip(config.ring.as_ref()).map(|(link, settings)| {
             let context = DiscoveryContext {
@@ -198,6 +204,14 @@ fn serve(path: &Path) -> Result<(), StartError> {
         // New connections stop now. Closing the streams ends what is in flight:
         // RTSP readers get SR+BYE on every track, blocking HLS requests return.
         stop.send_replace(true);
+        // Stops this node's sources and revokes its lease: the other nodes
+        // claim its streams now, not after the lease's TTL.
+        #[cfg(feature = "cluster")]
+        if let Some(departure) = departure {
+            if tokio::time::timeout(SHUTDOWN_DRAIN, departure.leave()).await.is_err() {
+                tracing::warn!("leaving the cluster took over {SHUTDOWN_DRAIN:?}: its lease expires on its own");
+            }
+        }
         let streams = streams.write().take();
         streams.shutdown().await;
         // The RTSP server waits for its connections itself, within SHUTDOWN_DRAIN.

@@ -5,7 +5,8 @@
 //! ffprobe and ffmpeg read through a node that does not own the stream (RTSP
 //! 302, HLS 307), and that a killed owner's streams are claimed by a survivor
 //! once its lease expires, and that while etcd is stopped (SIGSTOP) the
-//! owners stop their sources, since they cannot renew their leases.
+//! owners stop their sources, since they cannot renew their leases; and
+//! that SIGTERM hands a node's streams over by revoking its lease.
 
 use std::collections::BTreeMap;
 use std::net::TcpStream;
@@ -328,5 +329,56 @@ fn owners_stop_their_sources_while_etcd_is_unreachable() {
         decoded_frames(&text(&decoded.stdout)) > 0,
         "no frames of {stream} once etcd is back: {}",
         text(&decoded.stderr)
+    );
+}
+
+#[test]
+fn sigterm_hands_the_streams_over_by_revoking_the_lease() {
+    let etcd = Etcd::start();
+    let mut gateways = start_cluster(&etcd);
+    let all: Vec<&Gateway> = gateways.iter().collect();
+    let owners = settled(&all, &["gw-1", "gw-2", "gw-3"]);
+    let (stream, node) = owners.iter().next().expect("a stream");
+    let (stream, leaving) = (stream.clone(), node_index(node));
+    let terminated = Instant::now();
+    signal(gateways[leaving].pid(), "-TERM");
+    let deadline = Instant::now() + DEADLINE;
+    while gateways[leaving].is_running() {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = gateways[leaving].log();
+    assert!(
+        log.contains("left the cluster") && log.contains("revoked=true"),
+        "the leaving node did not revoke its lease:\n{log}"
+    );
+    let survivors: Vec<&Gateway> = gateways
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != leaving)
+        .map(|(_, g)| g)
+        .collect();
+    let alive: Vec<String> = (1..=3)
+        .filter(|i| i - 1 != leaving)
+        .map(|i| format!("gw-{i}"))
+        .collect();
+    let alive: Vec<&str> = alive.iter().map(String::as_str).collect();
+    let after = settled(&survivors, &alive);
+    let claimed = terminated.elapsed();
+    let decoded = ffmpeg_decode(&survivors[0].rtsp_url(&stream), "tcp", 1, &[], &[]);
+    let frames = decoded_frames(&text(&decoded.stdout));
+    assert!(
+        frames > 0,
+        "no frames of {stream} after the hand-over: {}",
+        text(&decoded.stderr)
+    );
+    eprintln!(
+        "hand-over of {stream} ({} to {}, lease_ttl {LEASE_TTL}): claimed after {claimed:?}, ffmpeg read {frames} frames {:?} after SIGTERM",
+        owners[&stream],
+        after[&stream],
+        terminated.elapsed()
     );
 }

@@ -6,7 +6,8 @@
 //! watch or keep-alive stream ends, the lease not renewed by
 //! [`LeaseClock::stop_by`]) stops every source first, then revokes the lease
 //! if etcd still answers (so the others claim at once instead of after the
-//! TTL) and starts a new session.
+//! TTL) and starts a new session. At shutdown [`Departure::leave`] does the
+//! same and ends the task: the hand-over to the other nodes is immediate.
 
 use std::collections::BTreeSet;
 use std::collections::VecDeque;
@@ -59,17 +60,37 @@ impl ClusterStatus {
     }
 }
 
+/// The way out of the cluster at shutdown.
+pub struct Departure {
+    leaving: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Departure {
+    /// Stops this node's sources, then revokes its lease (its member and
+    /// owner keys go with it), so the others claim its streams at once
+    /// instead of after the lease's TTL; returns when the task has ended.
+    pub async fn leave(self) {
+        self.leaving.send_replace(true);
+        let _ = self.task.await;
+    }
+}
+
 /// Starts the cluster task: it claims its share of `streams` (every stream of
 /// the cluster, updated on reloads) and has `runner` run what it owns.
 pub fn start(
     settings: ClusterSettings,
     streams: watch::Receiver<BTreeSet<String>>,
     runner: impl Runner,
-) -> ClusterStatus {
+) -> (ClusterStatus, Departure) {
     let (view, status) = watch::channel(View::default());
+    let (leaving, left) = watch::channel(false);
     let node = settings.node.clone();
-    tokio::spawn(run(settings, streams, runner, view));
-    ClusterStatus { node, view: status }
+    let task = tokio::spawn(run(settings, streams, runner, view, left));
+    (
+        ClusterStatus { node, view: status },
+        Departure { leaving, task },
+    )
 }
 
 /// Why a session ended.
@@ -85,6 +106,8 @@ enum SessionEnd {
     Expired,
     #[error("the {0} stream from etcd ended")]
     StreamEnded(&'static str),
+    #[error("the gateway is shutting down")]
+    Leaving,
 }
 
 async fn run(
@@ -92,6 +115,7 @@ async fn run(
     mut streams: watch::Receiver<BTreeSet<String>>,
     runner: impl Runner,
     view: watch::Sender<View>,
+    mut leaving: watch::Receiver<bool>,
 ) {
     let retry = settings.lease_ttl / 4;
     loop {
@@ -103,13 +127,27 @@ async fn run(
             view: View::default(),
             running: BTreeSet::new(),
         };
-        let end = session.serve(&mut streams, &runner, &view).await;
-        tracing::warn!(node = %settings.node, "cluster session ended: {end}; sources stopped, rejoining");
+        let end = session
+            .serve(&mut streams, &runner, &view, &mut leaving)
+            .await;
         runner.run(BTreeSet::new()).await;
-        session.revoke().await;
+        let revoked = session.revoke().await;
         view.send_replace(View::default());
-        sleep(retry).await;
+        if matches!(end, SessionEnd::Leaving) {
+            tracing::info!(node = %settings.node, revoked, "left the cluster: sources stopped, lease revoked when etcd answered");
+            return;
+        }
+        tracing::warn!(node = %settings.node, "cluster session ended: {end}; sources stopped, rejoining");
+        tokio::select! {
+            _ = sleep(retry) => {}
+            _ = left(&mut leaving) => return,
+        }
     }
+}
+
+/// Resolves once shutdown asked the task to leave (or nobody can any more).
+async fn left(leaving: &mut watch::Receiver<bool>) {
+    let _ = leaving.wait_for(|leaving| *leaving).await;
 }
 
 struct Session<'a> {
@@ -144,6 +182,7 @@ impl Session<'_> {
         streams: &mut watch::Receiver<BTreeSet<String>>,
         runner: &impl Runner,
         published: &watch::Sender<View>,
+        leaving: &mut watch::Receiver<bool>,
     ) -> SessionEnd {
         let (mut keeper, mut keepalive, mut watch) = match self.open().await {
             Ok(opened) => opened,
@@ -165,6 +204,7 @@ impl Session<'_> {
                 .unwrap_or_else(Instant::now);
             tokio::select! {
                 _ = sleep_until(stop_by) => return SessionEnd::NotRenewed,
+                _ = left(leaving) => return SessionEnd::Leaving,
                 _ = tick.tick() => {
                     pending.push_back(Instant::now());
                     if let Err(end) = self.call(keeper.keep_alive()).await {
@@ -333,11 +373,16 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// Ends the lease at once (its keys with it) when etcd answers.
-    async fn revoke(&self) {
-        if let Some(mut client) = self.client.clone().filter(|_| self.lease != 0) {
-            if let Err(error) = self.call(client.lease_revoke(self.lease)).await {
+    /// Ends the lease at once (its keys with it) when etcd answers; whether it did.
+    async fn revoke(&self) -> bool {
+        let Some(mut client) = self.client.clone().filter(|_| self.lease != 0) else {
+            return false;
+        };
+        match self.call(client.lease_revoke(self.lease)).await {
+            Ok(_) => true,
+            Err(error) => {
                 tracing::debug!(lease = self.lease, "lease not revoked: {error}");
+                false
             }
         }
     }

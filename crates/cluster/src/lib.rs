@@ -19,7 +19,7 @@ mod lease;
 mod rendezvous;
 mod view;
 
-pub use etcd::{ClusterSettings, ClusterStatus, Runner};
+pub use etcd::{ClusterSettings, ClusterStatus, Departure, Runner};
 pub use lease::LeaseClock;
 pub use rendezvous::{pick, score};
 pub use view::{Member, MemberError, Plan, View};
