@@ -3,7 +3,7 @@
 //! with the same streams. Shows that every stream is owned by exactly one node
 //! and the streams are spread, that every node gives the same listing, that
 //! ffprobe and ffmpeg read through a node that does not own the stream (RTSP
-//! 302, HLS 307), and that a killed owner's streams are claimed by a survivor
+//! 302, HLS 307; WHEP offers get a 307 too), and that a killed owner's streams are claimed by a survivor
 //! once its lease expires, and that while etcd is stopped (SIGSTOP) the
 //! owners stop their sources, since they cannot renew their leases; and
 //! that SIGTERM hands a node's streams over by revoking its lease.
@@ -14,8 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    decoded_frames, ffmpeg_decode, ffprobe_streams, fixture, free_port, get, peer, run_peer,
-    signal, text, Gateway, TempDir, DEADLINE,
+    decoded_frames, ffmpeg_decode, ffprobe_streams, fixture, free_port, get, peer, repo_path,
+    request, run_peer, signal, text, Gateway, TempDir, DEADLINE,
 };
 
 /// Short, so the crash test's failover takes seconds.
@@ -247,6 +247,23 @@ fn readers_of_a_non_owner_are_redirected_to_the_owner() {
         ok && stdout.contains("h264"),
         "ffprobe through the non-owner's HLS: {stdout}\n{stderr}"
     );
+
+    // A WHEP offer: 307 keeps the method and body, so the client posts the
+    // same offer to the owner (done here by hand: the WHEP peers of the
+    // tests do not follow redirects), which answers it.
+    let offer = std::fs::read_to_string(repo_path("tests/peers/whep_offer_h264.sdp")).unwrap();
+    let sdp = "Content-Type: application/sdp\r\n";
+    let whep = format!("/whep/{stream}");
+    let post = |port| request(port, "POST", &whep, Some(&offer), sdp, DEADLINE).expect("an answer");
+    let redirect = post(other.http_port);
+    assert_eq!(redirect.status, 307, "{}", redirect.text());
+    assert_eq!(
+        redirect.header("location"),
+        Some(owner.http_url(&whep).as_str())
+    );
+    let answer = post(owner.http_port);
+    assert_eq!(answer.status, 201, "{}\n{}", answer.text(), owner.log());
+    assert!(answer.text().contains("m=video"), "{}", answer.text());
 }
 
 #[test]

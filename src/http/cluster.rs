@@ -1,7 +1,6 @@
 //! The cluster as HTTP shows it: `GET /api/cluster` (members and owners, as
-//! this node last read them from etcd), the owner of each stream in
-//! `/api/streams`, and the 307 that sends an HLS reader of a stream owned by
-//! another node there. The routes and view types are the same in every build;
+//! this node last read them from etcd), and the 307 that sends an HLS reader
+//! or a WHEP viewer's offer for a stream owned by another node there. The routes and view types are the same in every build;
 //! without the `cluster` feature or `[cluster]`, there is no cluster to show.
 
 use axum::extract::{Request, State};
@@ -90,11 +89,17 @@ fn view(_: &AppState) -> Option<ClusterView> {
     None
 }
 
-/// Sends a reader of `/hls/NAME/...` to the node that owns NAME when it is
-/// not running here (307: the same method and path there).
-pub async fn redirect_hls(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Sends a reader of a stream owned by another node there with a 307 (the
+/// same method, path and body): HLS requests (`/hls/NAME/...`) and WHEP
+/// offers (`POST /whep/NAME`; the session URLs under it stay where the
+/// session is).
+pub async fn redirect_to_owner(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     #[cfg(feature = "cluster")]
-    if let Some(location) = hls_location(&state, &request) {
+    if let Some(location) = owner_location(&state, &request) {
         return (
             StatusCode::TEMPORARY_REDIRECT,
             [(axum::http::header::LOCATION, location)],
@@ -106,14 +111,15 @@ pub async fn redirect_hls(State(state): State<AppState>, request: Request, next:
 }
 
 #[cfg(feature = "cluster")]
-fn hls_location(state: &AppState, request: &Request) -> Option<String> {
+fn owner_location(state: &AppState, request: &Request) -> Option<String> {
     let cluster = state.cluster.as_ref()?;
-    let name = request
-        .uri()
-        .path()
-        .strip_prefix("/hls/")?
-        .split('/')
-        .next()?;
+    let path = request.uri().path();
+    let name = match path.strip_prefix("/hls/") {
+        Some(rest) => rest.split('/').next()?,
+        None => path
+            .strip_prefix("/whep/")
+            .filter(|name| !name.contains('/') && request.method() == axum::http::Method::POST)?,
+    };
     if state.streams.read().get(name).is_some() {
         return None;
     }

@@ -98,7 +98,10 @@ pub fn app(state: AppState, hls: streamgate_hls::HlsConfig, limits: &HttpConfig)
         .merge(events::router(&state))
         .layer(timeout)
         .merge(ring_media::downloads(&state))
-        .merge(whep::router())
+        .merge(whep::router().layer(middleware::from_fn_with_state(
+            state.clone(),
+            cluster::redirect_to_owner,
+        )))
         .merge(whip::router())
         .split_for_parts();
     let document = document.to_json().expect("the OpenAPI document serializes");
@@ -117,7 +120,7 @@ pub fn app(state: AppState, hls: streamgate_hls::HlsConfig, limits: &HttpConfig)
                 ))
                 .layer(middleware::from_fn_with_state(
                     state.clone(),
-                    cluster::redirect_hls,
+                    cluster::redirect_to_owner,
                 )),
         )
         .layer(
