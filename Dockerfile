@@ -2,12 +2,14 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 # The `ffmpeg` feature (snapshots) links FFmpeg 5.1; ffmpeg-sys-next's bindgen needs libclang.
+# The `cluster` feature (etcd): etcd-client's build runs protoc with the well-known types.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libclang-dev pkg-config \
+      protobuf-compiler libprotobuf-dev \
  && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN cargo build --release --locked --features ffmpeg --bin streamgate
+RUN cargo build --release --locked --features ffmpeg,cluster --bin streamgate
 
 FROM debian:bookworm-slim
 # FFmpeg's runtime libraries, of the -dev packages the binary was linked against.

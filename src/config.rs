@@ -46,6 +46,8 @@ pub struct Config {
     pub ring: Option<RingSettings>,
     /// `[mqtt]`: the event bus published to an MQTT broker (needs `[ring]`).
     pub mqtt: Option<MqttSettings>,
+    /// `[cluster]`: scale-out on etcd (needs the `cluster` feature).
+    pub cluster: Option<ClusterConfig>,
     /// `[streams.NAME]` tables: the stream registry.
     #[serde(default)]
     pub streams: BTreeMap<StreamName, StreamConfig>,
@@ -497,6 +499,76 @@ fn mqtt_broker<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<url:
     Ok(url)
 }
 
+/// `[cluster]`: this node's place in a cluster of gateways sharing the
+/// streams through etcd (see docs/CLUSTER.md). Every node has the same
+/// `[streams]`; each stream's source runs on one node, the others redirect.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// etcd's client URLs, `http://host:2379`.
+    pub etcd: Vec<url::Url>,
+    /// This node's name, unique in the cluster.
+    pub node: String,
+    /// `rtsp://host:port` where readers sent here reach this node's RTSP server.
+    pub advertise_rtsp: url::Url,
+    /// `http://host:port` where readers sent here reach this node's HTTP server.
+    pub advertise_http: url::Url,
+    /// How long the node's claims outlive it: the failover time's main part.
+    /// Whole seconds (etcd's unit), at least 2 s.
+    #[serde(default = "default_lease_ttl", with = "humantime_serde")]
+    pub lease_ttl: std::time::Duration,
+}
+
+fn default_lease_ttl() -> std::time::Duration {
+    std::time::Duration::from_secs(5)
+}
+
+impl ClusterConfig {
+    /// The checks serde cannot express, as one message.
+    fn check(&self) -> Result<(), String> {
+        if self.etcd.is_empty() {
+            return Err("`etcd` lists no endpoint".into());
+        }
+        if let Some(url) = self
+            .etcd
+            .iter()
+            .find(|u| u.scheme() != "http" || u.host_str().is_none())
+        {
+            return Err(format!(
+                "`etcd` endpoints are `http://host:port` (TLS is not supported yet), not {url}"
+            ));
+        }
+        let name_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if self.node.is_empty()
+            || self.node.len() > MAX_STREAM_NAME_LEN
+            || !self.node.chars().all(name_ok)
+        {
+            return Err(format!(
+                "`node` {:?} must be 1 to {MAX_STREAM_NAME_LEN} letters, digits, `-`, `_` or `.`",
+                self.node
+            ));
+        }
+        for (key, url, scheme) in [
+            ("advertise_rtsp", &self.advertise_rtsp, "rtsp"),
+            ("advertise_http", &self.advertise_http, "http"),
+        ] {
+            if url.scheme() != scheme
+                || url.host_str().is_none_or(str::is_empty)
+                || !url.path().trim_matches('/').is_empty()
+            {
+                return Err(format!(
+                    "`{key}` is `{scheme}://host:port` (no path), not {url}"
+                ));
+            }
+        }
+        if self.lease_ttl < std::time::Duration::from_secs(2) || self.lease_ttl.subsec_nanos() != 0
+        {
+            return Err("`lease_ttl` is whole seconds, at least 2s".into());
+        }
+        Ok(())
+    }
+}
+
 /// One `[streams.NAME]` table. `PartialEq` tells a reload which streams changed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamConfig {
@@ -748,6 +820,17 @@ impl Config {
                 "[rtsp]: `request_timeout` must be more than 0s".into(),
             ));
         }
+        if let Some(cluster) = &config.cluster {
+            if !cfg!(feature = "cluster") {
+                return Err(invalid(
+                    0,
+                    "[cluster]: this gateway was built without the `cluster` feature (cargo build --features cluster)".into(),
+                ));
+            }
+            if let Err(message) = cluster.check() {
+                return Err(invalid(0, format!("[cluster]: {message}")));
+            }
+        }
         for (name, stream) in &config.streams {
             if stream.rtsp_username.is_some() != stream.rtsp_password.is_some() {
                 return Err(invalid(
@@ -831,6 +914,67 @@ mod tests {
         assert!(parse(stream).is_err(), "an unknown on_motion is refused");
         let stream = "[streams.door]\nsource = \"demo\"\non_motion = \"start\"\n";
         assert!(parse(stream).is_err(), "on_motion is a ring: key");
+    }
+
+    const CLUSTER: &str = "[cluster]\netcd = [\"http://127.0.0.1:2379\"]\nnode = \"gw-1\"\nadvertise_rtsp = \"rtsp://10.0.0.1:8554\"\nadvertise_http = \"http://10.0.0.1:8080\"\n";
+
+    #[cfg(feature = "cluster")]
+    #[test]
+    fn cluster_settings_are_checked() {
+        let cluster = parse(CLUSTER).unwrap().cluster.unwrap();
+        assert_eq!(cluster.node, "gw-1");
+        assert_eq!(cluster.lease_ttl, std::time::Duration::from_secs(5));
+        let cases = [
+            (
+                "etcd = [\"http://127.0.0.1:2379\"]",
+                "etcd = []",
+                "`etcd` lists no endpoint",
+            ),
+            (
+                "http://127.0.0.1:2379",
+                "https://127.0.0.1:2379",
+                "TLS is not supported yet",
+            ),
+            (
+                "node = \"gw-1\"",
+                "node = \"gw 1\"",
+                "`node` \"gw 1\" must be",
+            ),
+            (
+                "rtsp://10.0.0.1:8554",
+                "http://10.0.0.1:8554",
+                "`advertise_rtsp` is `rtsp://host:port`",
+            ),
+            (
+                "http://10.0.0.1:8080",
+                "http://10.0.0.1:8080/x",
+                "`advertise_http` is `http://host:port`",
+            ),
+            (
+                "node =",
+                "lease_ttl = \"1500ms\"\nnode =",
+                "`lease_ttl` is whole seconds",
+            ),
+        ];
+        for (from, to, expected) in cases {
+            let error = parse(&CLUSTER.replace(from, to)).unwrap_err().to_string();
+            assert!(error.contains(expected), "{to}: {error}");
+            assert!(error.starts_with("gw.toml:1:1: [cluster]: "), "{error}");
+        }
+        let error = parse(&CLUSTER.replace("node = ", "nod = "))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown field `nod`"), "{error}");
+    }
+
+    #[cfg(not(feature = "cluster"))]
+    #[test]
+    fn cluster_settings_need_the_feature() {
+        let error = parse(CLUSTER).unwrap_err().to_string();
+        assert!(
+            error.contains("built without the `cluster` feature"),
+            "{error}"
+        );
     }
 
     /// Bad configs and the `file:line:column: message` each must give.

@@ -7,6 +7,7 @@
 //! - `mqtt`: the event bus published to an MQTT broker (Home Assistant discovery);
 //! - `events`: the event bus (webhook events and the gateway's own, stored, then broadcast);
 //! - `ring`: Ring discovery, turning linked accounts' devices into streams;
+//! - `cluster` (feature `cluster`): this node's share of the streams, from etcd;
 //! - `reload`: applying a changed config (or discovered streams) to the registry;
 //! - `published`: the RTSP server's view of the registry, and the streams
 //!   publishers create (`[rtsp] publish = "any"`);
@@ -15,6 +16,8 @@
 //! - `config`: the TOML file's shape and checks;
 //! - `sources`: one module per kind of source, behind one shape;
 
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod config;
 pub mod events;
 pub mod http;

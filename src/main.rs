@@ -134,8 +134,27 @@ fn serve(path: &Path) -> Result<(), StartError> {
             .map(|settings| ring_link(settings, &base))
             .transpose()?;
         let services = Services { ring: ring.clone() };
+        // In a cluster a stream starts once this node owns it.
+        let clustered = config.cluster.is_some();
+        let planned = if clustered { Vec::new() } else { planned };
         let streams = SharedStreams::new(Streams::start(planned, services));
-        let desired = Desired::new(&config);
+        let desired = if clustered {
+            Desired::clustered(&config)
+        } else {
+            Desired::new(&config)
+        };
+        #[cfg(feature = "cluster")]
+        let (cluster, departure) = config
+            .cluster
+            .as_ref()
+            .map(|settings| {
+                streamgate::cluster::Cluster::start(settings, desired.clone(), streams.clone(), base.clone())
+            })
+            .unzip();
+        let placement = Placement {
+            #[cfg(feature = "cluster")]
+            cluster,
+        };
         let discovery = ring.zip(config.ring.as_ref()).map(|(link, settings)| {
             let context = DiscoveryContext {
                 streams: streams.clone(),
@@ -171,8 +190,8 @@ fn serve(path: &Path) -> Result<(), StartError> {
             bus.forward_motion(discovery.link.clone());
         }
         let (stop, stopping) = tokio::sync::watch::channel(false);
-        let (rtsp, rtsp_readers) = start_rtsp(&config, &base, &streams, stopping.clone()).await?;
-        let http = start_http(&config, &streams, rtsp_readers, (discovery, events, mqtt_counts), base.clone(), stopping).await?;
+        let (rtsp, rtsp_readers) = start_rtsp(&config, &base, &streams, &placement, stopping.clone()).await?;
+        let http = start_http(&config, &streams, rtsp_readers, (discovery, events, mqtt_counts), &placement, base.clone(), stopping).await?;
         tracing::info!(config = %path.display(), streams = streams.read().iter().count(), "streamgate running");
         let reason = loop {
             tokio::select! {
@@ -185,6 +204,14 @@ fn serve(path: &Path) -> Result<(), StartError> {
         // New connections stop now. Closing the streams ends what is in flight:
         // RTSP readers get SR+BYE on every track, blocking HLS requests return.
         stop.send_replace(true);
+        // Stops this node's sources and revokes its lease: the other nodes
+        // claim its streams now, not after the lease's TTL.
+        #[cfg(feature = "cluster")]
+        if let Some(departure) = departure {
+            if tokio::time::timeout(SHUTDOWN_DRAIN, departure.leave()).await.is_err() {
+                tracing::warn!("leaving the cluster took over {SHUTDOWN_DRAIN:?}: its lease expires on its own");
+            }
+        }
         let streams = streams.write().take();
         streams.shutdown().await;
         // The RTSP server waits for its connections itself, within SHUTDOWN_DRAIN.
@@ -279,12 +306,21 @@ async fn reload_streams(path: &Path, base: &Path, streams: &SharedStreams, desir
     }
 }
 
+/// Where readers of streams that run on another node are sent: the cluster
+/// (feature `cluster`, with `[cluster]`); without it every stream is local.
+#[derive(Clone, Default)]
+struct Placement {
+    #[cfg(feature = "cluster")]
+    cluster: Option<streamgate::cluster::Cluster>,
+}
+
 /// Starts the RTSP restream server (`[rtsp]`) over the registry (streams added
 /// or removed at runtime included); its reader registry goes to the API.
 async fn start_rtsp(
     config: &Config,
     base: &Path,
     streams: &SharedStreams,
+    placement: &Placement,
     stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(tokio::task::JoinHandle<()>, Readers), StartError> {
     use streamgate::config::PublishPaths;
@@ -316,7 +352,14 @@ async fn start_rtsp(
         replace: rtsp.publish_replace,
         grace: rtsp.publish_grace,
     });
-    let directory = Directory::new(streams.clone(), open);
+    #[cfg_attr(not(feature = "cluster"), allow(unused_mut))]
+    let mut directory = Directory::new(streams.clone(), open);
+    #[cfg(feature = "cluster")]
+    {
+        directory.cluster = placement.cluster.clone();
+    }
+    #[cfg(not(feature = "cluster"))]
+    let _ = placement;
     let server = RtspServer::bind(server_config, Arc::new(directory)).await?;
     let readers = server.readers();
     let stopped = stopped(stopping);
@@ -345,6 +388,7 @@ async fn start_http(
         Option<EventBus>,
         Option<Arc<streamgate::mqtt::MqttCounts>>,
     ),
+    placement: &Placement,
     base: PathBuf,
     stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, StartError> {
@@ -358,6 +402,12 @@ async fn start_http(
     state.ring = ring;
     state.events = events;
     state.mqtt = mqtt;
+    #[cfg(feature = "cluster")]
+    {
+        state.cluster = placement.cluster.clone();
+    }
+    #[cfg(not(feature = "cluster"))]
+    let _ = placement;
     let whep = streamgate::webrtc::start(&config.webrtc)
         .await
         .map_err(|source| StartError::Webrtc {

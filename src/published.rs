@@ -18,17 +18,30 @@ pub struct Directory {
     streams: SharedStreams,
     /// Set with `publish = "any"`: the settings of the streams publishers create.
     open: Option<PublishConfig>,
+    /// In a cluster: who serves the streams not running here.
+    #[cfg(feature = "cluster")]
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 impl Directory {
     pub fn new(streams: SharedStreams, open: Option<PublishConfig>) -> Directory {
-        Directory { streams, open }
+        Directory {
+            streams,
+            open,
+            #[cfg(feature = "cluster")]
+            cluster: None,
+        }
     }
 }
 
 impl StreamDirectory for Directory {
     fn lookup(&self, name: &str) -> Option<StreamEntry> {
         self.streams.read().get(name).map(entry)
+    }
+
+    #[cfg(feature = "cluster")]
+    fn elsewhere(&self, name: &str) -> Option<String> {
+        Some(self.cluster.as_ref()?.elsewhere(name)?.rtsp)
     }
 
     fn open_publish(&self) -> Option<Option<Credentials>> {

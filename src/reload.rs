@@ -3,10 +3,12 @@
 //! left alone so their readers are not interrupted. Only `[streams]` is reloaded;
 //! the listeners, `[hls]` and `[ring]` keep their start-up settings. Ring
 //! discovery adds and removes its streams through the same [`Desired`] set.
+//! In a cluster only the streams this node owns run (`Desired::set_owned`);
+//! the cluster task follows [`Desired::names`], the streams there are to own.
 //! Streams their publishers created (`[rtsp] publish = "any"`) are in neither
 //! half and are never stopped here: they end with their publisher.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -34,13 +36,19 @@ pub struct ReloadSummary {
 /// The streams the registry should run: the config file's and those Ring
 /// discovery found. A SIGHUP replaces the first half, a discovery pass the
 /// second, and each applies the union under one lock, so neither undoes the other.
-#[derive(Clone, Default)]
-pub struct Desired(Arc<tokio::sync::Mutex<DesiredStreams>>);
+#[derive(Clone)]
+pub struct Desired {
+    streams: Arc<tokio::sync::Mutex<DesiredStreams>>,
+    /// The union's names, for the cluster task.
+    names: Arc<tokio::sync::watch::Sender<BTreeSet<String>>>,
+}
 
 #[derive(Default)]
 struct DesiredStreams {
     configured: BTreeMap<StreamName, StreamConfig>,
     discovered: BTreeMap<StreamName, StreamConfig>,
+    /// In a cluster: the streams of the union this node owns (only those run).
+    owned: Option<BTreeSet<String>>,
 }
 
 impl DesiredStreams {
@@ -56,16 +64,67 @@ impl DesiredStreams {
         }
         all
     }
+
+    /// What runs here: the union, or in a cluster the part this node owns.
+    fn wanted(&self) -> BTreeMap<StreamName, StreamConfig> {
+        let mut all = self.union();
+        if let Some(owned) = &self.owned {
+            all.retain(|name, _| owned.contains(name.as_str()));
+        }
+        all
+    }
+
+    fn names(&self) -> BTreeSet<String> {
+        self.union().keys().map(|name| name.to_string()).collect()
+    }
 }
 
 impl Desired {
     /// Starts from the config file's streams (already running).
     pub fn new(config: &Config) -> Desired {
+        Desired::with_owned(config, None)
+    }
+
+    /// In a cluster: none of the config file's streams runs (nor is started)
+    /// until the cluster task gives this node its share.
+    pub fn clustered(config: &Config) -> Desired {
+        Desired::with_owned(config, Some(BTreeSet::new()))
+    }
+
+    fn with_owned(config: &Config, owned: Option<BTreeSet<String>>) -> Desired {
         let desired = DesiredStreams {
             configured: config.streams.clone(),
             discovered: BTreeMap::new(),
+            owned,
         };
-        Desired(Arc::new(tokio::sync::Mutex::new(desired)))
+        let names = tokio::sync::watch::Sender::new(desired.names());
+        Desired {
+            streams: Arc::new(tokio::sync::Mutex::new(desired)),
+            names: Arc::new(names),
+        }
+    }
+
+    /// The names of every stream of the config file and discovery, as they change.
+    pub fn names(&self) -> tokio::sync::watch::Receiver<BTreeSet<String>> {
+        self.names.subscribe()
+    }
+
+    /// The cluster task's claims changed: exactly the streams in `owned` run
+    /// (of the config file's and discovery's; the API's and publishers' stay).
+    pub async fn set_owned(
+        &self,
+        shared: &SharedStreams,
+        owned: BTreeSet<String>,
+        base: &Path,
+    ) -> Result<ReloadSummary, ReloadError> {
+        let mut desired = self.streams.lock().await;
+        let before = desired.owned.replace(owned);
+        let names = desired.names();
+        let result = apply(shared, &desired.wanted(), |name| names.contains(name), base).await;
+        if result.is_err() {
+            desired.owned = before;
+        }
+        result
     }
 
     /// A reloaded config file: every stream not in the union is stopped (streams
@@ -76,14 +135,16 @@ impl Desired {
         config: &Config,
         base: &Path,
     ) -> Result<ReloadSummary, ReloadError> {
-        let mut desired = self.0.lock().await;
+        let mut desired = self.streams.lock().await;
         let wanted = DesiredStreams {
             configured: config.streams.clone(),
             discovered: desired.discovered.clone(),
+            owned: desired.owned.clone(),
         }
-        .union();
+        .wanted();
         let summary = apply(shared, &wanted, |_| true, base).await?;
         desired.configured = config.streams.clone();
+        self.names.send_replace(desired.names());
         Ok(summary)
     }
 
@@ -95,18 +156,20 @@ impl Desired {
         discovered: BTreeMap<StreamName, StreamConfig>,
         base: &Path,
     ) -> Result<ReloadSummary, ReloadError> {
-        let mut desired = self.0.lock().await;
+        let mut desired = self.streams.lock().await;
         let before: Vec<StreamName> = desired.discovered.keys().cloned().collect();
         let wanted = DesiredStreams {
             configured: desired.configured.clone(),
             discovered,
+            owned: desired.owned.clone(),
         };
         let scope = |name: &str| {
             before.iter().any(|n| n.as_str() == name)
                 || wanted.discovered.keys().any(|n| n.as_str() == name)
         };
-        let summary = apply(shared, &wanted.union(), scope, base).await?;
+        let summary = apply(shared, &wanted.wanted(), scope, base).await?;
         desired.discovered = wanted.discovered;
+        self.names.send_replace(desired.names());
         Ok(summary)
     }
 }

@@ -145,6 +145,19 @@ async fn streams_are_listed_with_codecs_resolution_and_counters() {
     assert_eq!(get(&app, "/healthz").await.status, StatusCode::OK);
 }
 
+/// Outside a cluster there is no cluster to list and no owners to show.
+#[tokio::test]
+async fn a_single_node_has_no_cluster() {
+    let (app, _streams) = gateway("[streams.demo]\nsource = \"demo\"\n");
+    let cluster = get(&app, "/api/cluster").await;
+    assert_eq!(cluster.status, StatusCode::NOT_FOUND);
+    let error = cluster.json()["error"].to_string();
+    assert!(error.contains("not in a cluster"), "{error}");
+    let list = get(&app, "/api/streams").await.json();
+    assert!(list.get("elsewhere").is_none(), "{list}");
+    assert!(list["streams"][0].get("owner").is_none(), "{list}");
+}
+
 #[tokio::test]
 async fn streams_are_added_replaced_and_removed_at_runtime() {
     let (app, streams) = gateway("");
@@ -389,6 +402,7 @@ async fn openapi_document_lists_every_route() {
         .collect();
     let served: &[(&str, &[&str])] = &[
         ("/", &["get"]),
+        ("/api/cluster", &["get"]),
         ("/api/events", &["get"]),
         ("/api/openapi.json", &["get"]),
         ("/api/ring/accounts", &["get"]),

@@ -12,6 +12,8 @@ mod api_e2e;
 mod api_oneshot;
 mod bframes;
 mod binary_config;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod dashboard_browser;
 mod hls_browser;
 mod hls_conformance;

@@ -161,12 +161,19 @@ pub struct StreamView {
     /// (the same as `readers.hls`, as plain addresses).
     #[schema(value_type = Vec<String>)]
     pub hls_viewers: Vec<std::net::IpAddr>,
+    /// In a cluster: the node running the source (this one); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// `GET /api/streams`.
 #[derive(Serialize, ToSchema)]
 pub struct StreamList {
     pub streams: Vec<StreamView>,
+    /// In a cluster: the streams whose sources run on other nodes (readers
+    /// that reach this node are redirected there).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub elsewhere: Vec<super::placement::RemoteStreamView>,
 }
 
 #[derive(Serialize, Debug, ToSchema)]
@@ -262,6 +269,7 @@ fn view(state: &AppState, name: &str, stream: &Stream) -> StreamView {
                 .collect(),
         },
         hls_viewers,
+        owner: super::placement::this_node(state),
     }
 }
 
@@ -289,7 +297,8 @@ async fn list_streams(State(state): State<AppState>) -> Json<StreamList> {
         .iter()
         .map(|(name, stream)| view(&state, name.as_str(), stream))
         .collect();
-    Json(StreamList { streams })
+    let elsewhere = super::placement::remote_streams(&state);
+    Json(StreamList { streams, elsewhere })
 }
 
 /// One stream.

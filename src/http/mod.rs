@@ -9,12 +9,14 @@
 //! `streamgate-hls`'s.
 
 mod api;
+mod cluster;
 mod dashboard;
 mod error_body;
 mod events;
 mod hls_viewers;
 mod limits;
 mod metrics;
+mod placement;
 mod ring;
 mod ring_media;
 mod snapshot;
@@ -86,6 +88,7 @@ pub fn app(state: AppState, hls: streamgate_hls::HlsConfig, limits: &HttpConfig)
         .timeout(limits.request_timeout);
     let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(api::router(&state))
+        .merge(cluster::router(&state))
         .routes(routes!(healthz))
         .merge(metrics::router(&state))
         .merge(dashboard::router())
@@ -95,7 +98,10 @@ pub fn app(state: AppState, hls: streamgate_hls::HlsConfig, limits: &HttpConfig)
         .merge(events::router(&state))
         .layer(timeout)
         .merge(ring_media::downloads(&state))
-        .merge(whep::router())
+        .merge(whep::router().layer(middleware::from_fn_with_state(
+            state.clone(),
+            cluster::redirect_to_owner,
+        )))
         .merge(whip::router())
         .split_for_parts();
     let document = document.to_json().expect("the OpenAPI document serializes");
@@ -107,10 +113,15 @@ pub fn app(state: AppState, hls: streamgate_hls::HlsConfig, limits: &HttpConfig)
         .layer(Extension(api::Document(document.into())))
         .with_state(state.clone())
         .merge(
-            streamgate_hls::router(lookup, hls).layer(middleware::from_fn_with_state(
-                state.hls_viewers.clone(),
-                hls_viewers::track,
-            )),
+            streamgate_hls::router(lookup, hls)
+                .layer(middleware::from_fn_with_state(
+                    state.hls_viewers.clone(),
+                    hls_viewers::track,
+                ))
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    cluster::redirect_to_owner,
+                )),
         )
         .layer(
             ServiceBuilder::new()

@@ -42,6 +42,10 @@ pub struct AppState {
     pub sign_ins: SignIns,
     /// Ring snapshots cache and clip folder (`[ring]` media keys).
     pub ring_media: super::ring_media::books::RingMedia,
+    /// In a cluster: members and owners (the API) and where HLS readers of
+    /// streams owned elsewhere are sent.
+    #[cfg(feature = "cluster")]
+    pub cluster: Option<crate::cluster::Cluster>,
     /// Decoded pictures of non-Ring streams and the decode permits.
     #[cfg(feature = "ffmpeg")]
     pub snapshots: super::snapshot::cache::Snapshots,
@@ -63,6 +67,8 @@ impl AppState {
             mqtt: None,
             whep: None,
             sign_ins: SignIns::default(),
+            #[cfg(feature = "cluster")]
+            cluster: None,
             #[cfg(feature = "ffmpeg")]
             snapshots: super::snapshot::cache::Snapshots::default(),
         }

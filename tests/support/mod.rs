@@ -140,8 +140,23 @@ impl Gateway {
         Gateway::start(&format!("{streams}\n[hls]\n{extra_hls}\n"))
     }
 
+    /// Like [`Gateway::start`] on the given ports (a cluster member's config
+    /// advertises its own).
+    #[cfg(feature = "cluster")]
+    pub fn start_on(rtsp_port: u16, http_port: u16, rest: &str) -> Gateway {
+        Gateway::launch_on((rtsp_port, http_port), "", rest, &[])
+    }
+
     fn launch(rtsp_extra: &str, rest: &str, env: &[(&str, &str)]) -> Gateway {
-        let (rtsp_port, http_port) = (free_port(), free_port());
+        Gateway::launch_on((free_port(), free_port()), rtsp_extra, rest, env)
+    }
+
+    fn launch_on(
+        (rtsp_port, http_port): (u16, u16),
+        rtsp_extra: &str,
+        rest: &str,
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let dir = TempDir::new("gateway");
         let config = dir.path().join("gateway.toml");
         std::fs::write(&config, config_text(rtsp_port, http_port, rtsp_extra, rest))

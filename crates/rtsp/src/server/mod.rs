@@ -125,6 +125,13 @@ pub struct StreamEntry {
 pub trait StreamDirectory: Send + Sync + 'static {
     fn lookup(&self, name: &str) -> Option<StreamEntry>;
 
+    /// For a stream that is not here but served by another server (a
+    /// cluster's owner): that server's `rtsp://host:port`, where DESCRIBE and
+    /// SETUP send the reader with a 302 (after the server-wide credentials).
+    fn elsewhere(&self, _name: &str) -> Option<String> {
+        None
+    }
+
     /// The credentials a publisher to a path no stream has must prove, when
     /// such paths are open to publishers (`[rtsp] publish = "any"`, MediaMTX's
     /// `all_others`): `None` answers such an ANNOUNCE 404, `Some(None)` lets

@@ -9,6 +9,7 @@ use rtsp_types::Version;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Ok,
+    Found,
     BadRequest,
     Unauthorized,
     NotFound,
@@ -31,6 +32,7 @@ impl Status {
             Status::Ok => 200,
             Status::BadRequest => 400,
             Status::Unauthorized => 401,
+            Status::Found => 302,
             Status::NotFound => 404,
             Status::MethodNotAllowed => 405,
             Status::RequestTimeout => 408,
@@ -51,6 +53,7 @@ impl Status {
             Status::Ok => "OK",
             Status::BadRequest => "Bad Request",
             Status::Unauthorized => "Unauthorized",
+            Status::Found => "Found",
             Status::NotFound => "Not Found",
             Status::MethodNotAllowed => "Method Not Allowed",
             Status::RequestTimeout => "Request Timeout",

@@ -30,7 +30,7 @@ use super::readers::{ReaderGuard, ReaderTransport};
 use super::record::Recording;
 use super::response::{Response, Status};
 use super::sender_report::SenderReports;
-use super::target::{content_base, Target};
+use super::target::{content_base, redirect_location, Target};
 use super::transport::{self, TransportRequest};
 use super::udp::{UdpBindError, UdpTrack};
 use super::udp_record::{Receiving, UdpRecordTrack};
@@ -336,7 +336,14 @@ impl ConnectionState {
             None => self.config.credentials.as_ref(),
         };
         self.check_credentials(request, stream, Access::Read, required.cloned(), status)?;
-        entry.ok_or_else(|| status(Status::NotFound))
+        entry.ok_or_else(|| match self.directory.elsewhere(stream) {
+            Some(base) => {
+                let location = redirect_location(&base, request.request_uri());
+                tracing::debug!(stream, %location, "redirecting the reader to the stream's server");
+                status(Status::Found).header("Location", location)
+            }
+            None => status(Status::NotFound),
+        })
     }
 
     /// 401 with challenges unless the request proves `expected` (or this

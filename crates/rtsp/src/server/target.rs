@@ -44,9 +44,33 @@ pub fn content_base(url: &Url, stream: &str) -> String {
     format!("{}://{host}/{stream}/", url.scheme())
 }
 
+/// Where a reader is redirected: the same path and query on the server at
+/// `base` (`rtsp://host:port`); userinfo is dropped (the reader sends it again).
+pub fn redirect_location(base: &str, url: Option<&Url>) -> String {
+    let path = url.map_or("/", Url::path);
+    match url.and_then(Url::query) {
+        Some(query) => format!("{base}{path}?{query}"),
+        None => format!("{base}{path}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirects_keep_path_and_query_on_the_other_server() {
+        let url = Url::parse("rtsp://user:pw@gw-1:8554/cam/trackID=0?x=1").unwrap();
+        assert_eq!(
+            redirect_location("rtsp://gw-2:9554", Some(&url)),
+            "rtsp://gw-2:9554/cam/trackID=0?x=1"
+        );
+        let url = Url::parse("rtsp://gw-1/cam").unwrap();
+        assert_eq!(
+            redirect_location("rtsp://gw-2:9554", Some(&url)),
+            "rtsp://gw-2:9554/cam"
+        );
+    }
 
     fn target(s: &str) -> Option<Target> {
         Target::parse(Some(&Url::parse(s).unwrap()))
